@@ -1,0 +1,113 @@
+"""
+### Keep a translation model fresh
+
+Weekly (or when triggered from the form), this DAG retrains a Hugging Face seq2seq translation model on
+fresh domain data and publishes it only when it is measurably better:
+
+1. **prepare** validates the form's values into one run config, written to `config.json` in the run
+   directory `{MT_ARTIFACT_ROOT}/translation_finetune/{run_id}/`;
+2. **pull** copies the data from the S3 prefix or folder in `data_uri` and records what it took;
+3. **validate** drops empty and absurd pairs into `rejects.jsonl` (with reasons) and fails a bad batch;
+4. **split** hashes each source sentence into train / validation / test;
+5. **train** fine-tunes `base_model` on a GPU (launcher: local subprocess, Docker or Kubernetes);
+6. **evaluate** translates the test split with base and candidate and scores them with sacrebleu;
+7. **gate** promotes the candidate only if its BLEU gain reaches `min_bleu_gain`;
+8. **publish** pushes model + model card to the Hugging Face Hub (skipped when the gate refuses);
+9. **summary** logs the outcome in one place.
+
+Every step reads and writes the run directory; XCom carries only its URI and small summaries.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, task
+from mt_airflow.launcher import RunStepOperator
+from mt_airflow.params import dag_params
+
+# Steps that talk to S3 or the Hub retry transient failures with backoff; each step is idempotent.
+IO_RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True,
+              "max_retry_delay": timedelta(minutes=5)}
+
+
+@dag(
+    dag_id="translation_finetune",
+    schedule="@weekly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params=dag_params(),
+    doc_md=__doc__,
+    tags=["mlops", "translation", "retraining"],
+    default_args={"owner": "mlops"},
+)
+def translation_finetune():
+    @task(**IO_RETRIES)
+    def prepare(params=None, dag_run=None) -> str:
+        from tasks import config
+
+        artifact_root = os.environ.get("MT_ARTIFACT_ROOT") or os.path.join(
+            os.environ.get("AIRFLOW_HOME", "."), "artifacts")
+        cfg = config.build(dict(params), dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+                           artifact_root=artifact_root)
+        config.save(cfg)
+        return cfg.run_dir
+
+    @task(**IO_RETRIES)
+    def pull(run_dir: str) -> dict:
+        from tasks import config, pull
+
+        return pull.run(config.load(run_dir))
+
+    @task
+    def validate(run_dir: str) -> dict:
+        from tasks import config, validate
+
+        return validate.run(config.load(run_dir))
+
+    @task
+    def split(run_dir: str) -> dict:
+        from tasks import config, split
+
+        return split.run(config.load(run_dir))
+
+    @task
+    def gate(run_dir: str) -> dict:
+        from tasks import config, gate
+
+        return gate.run(config.load(run_dir))
+
+    @task(**IO_RETRIES)
+    def publish(run_dir: str) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+        from mt_airflow.hub import HuggingFaceHubHook
+        from tasks import config, publish
+
+        cfg = config.load(run_dir)
+        credentials = HuggingFaceHubHook(cfg.hub_conn_id).get_credentials()
+        outcome = publish.run(cfg, token=credentials.token, endpoint=credentials.endpoint)
+        if not outcome["published"]:
+            raise AirflowSkipException(outcome["reason"])
+        return outcome
+
+    @task(trigger_rule="none_failed")
+    def summary(run_dir: str) -> dict:
+        from tasks import config, report
+
+        return report.summarize_run(config.load(run_dir))
+
+    run_dir = prepare()
+    train = RunStepOperator(task_id="train", step="train", run_dir=run_dir, launcher="{{ params.launcher }}",
+                            retries=2, retry_delay=timedelta(minutes=1))
+    evaluate = RunStepOperator(task_id="evaluate", step="evaluate", run_dir=run_dir,
+                               launcher="{{ params.launcher }}", retries=1)
+    decided = gate(run_dir)
+    published = publish(run_dir)
+    pull(run_dir) >> validate(run_dir) >> split(run_dir) >> train >> evaluate >> decided >> published
+    published >> summary(run_dir)
+
+
+translation_finetune()

@@ -1,0 +1,1 @@
+"""The retraining engine: one module per pipeline step, runnable without Airflow (`python -m tasks`)."""

@@ -1,0 +1,172 @@
+"""The one typed configuration of a retraining run.
+
+`PipelineParams` is what a user sets when triggering the DAG; its JSON schema *is* the DAG's Params
+(`param_specs()`), so the trigger form and the validation here cannot drift apart. `RunConfig` adds what
+the DAG knows about the run itself. It is validated once, written to `config.json` in the run directory
+and read back by every step, in the Airflow worker and in the training container alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tasks import storage
+
+CONFIG_FILE = "config.json"
+
+_DATA = "Data"
+_TRAIN = "Training"
+_EVAL = "Evaluation and promotion gate"
+_PUBLISH = "Publishing"
+_RUNTIME = "Where it runs"
+
+
+def _field(default: Any, title: str, description: str, section: str, **constraints: Any) -> Any:
+    return Field(default, title=title, description=description, json_schema_extra={"section": section},
+                 **constraints)
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot be used; the message names every bad field and why."""
+
+
+class PipelineParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- data
+    data_uri: str = _field(
+        "s3://translation-data/en-de/incoming/", "Fresh data", _DATA,
+        "Where new parallel data lands: an S3 prefix (s3://bucket/prefix/) or a local folder. "
+        "JSONL with translation dicts and TSV files are read.", min_length=1)
+    source_lang: str = _field("en", "Source language", _DATA, "ISO 639-1 code of the source side.",
+                              pattern=r"^[a-z]{2,3}$")
+    target_lang: str = _field("de", "Target language", _DATA, "ISO 639-1 code of the target side.",
+                              pattern=r"^[a-z]{2,3}$")
+    min_clean_pairs: int = _field(
+        200, "Minimum usable pairs", _DATA,
+        "The run fails when fewer pairs than this survive validation.", ge=1)
+    max_chars: int = _field(
+        1000, "Maximum characters per side", _DATA, "Longer sentences are rejected as absurd.", ge=10)
+    max_length_ratio: float = _field(
+        3.0, "Maximum length ratio", _DATA,
+        "Pairs whose longer side has more than this many times the characters of the shorter side are "
+        "rejected (misaligned pairs).", ge=1.0)
+    test_fraction: float = _field(0.1, "Test share", _DATA,
+                                  "Share of pairs hashed into the test split.", gt=0, lt=0.5)
+    validation_fraction: float = _field(0.05, "Validation share", _DATA,
+                                        "Share of pairs hashed into the validation split.", gt=0, lt=0.5)
+
+    # --- training
+    base_model: str = _field(
+        "Helsinki-NLP/opus-mt-en-de", "Base model", _TRAIN,
+        "Hugging Face Hub id or local path of the seq2seq model to fine-tune.", min_length=1)
+    num_train_epochs: float = _field(3.0, "Epochs", _TRAIN, "Passes over the training split.", gt=0)
+    learning_rate: float = _field(2e-5, "Learning rate", _TRAIN, "Peak learning rate of AdamW.", gt=0)
+    weight_decay: float = _field(0.01, "Weight decay", _TRAIN, "AdamW weight decay.", ge=0)
+    train_batch_size: int = _field(16, "Batch size", _TRAIN, "Training sentences per device and step.",
+                                   ge=1)
+    max_source_length: int = _field(128, "Max source tokens", _TRAIN,
+                                    "Longer sources are truncated for training and decoding.", ge=8)
+    max_target_length: int = _field(128, "Max target tokens", _TRAIN,
+                                    "Longer targets are truncated for training.", ge=8)
+    seed: int = _field(42, "Seed", _TRAIN, "Random seed for training.")
+
+    # --- evaluation and gate
+    num_beams: int = _field(4, "Beam size", _EVAL, "Beam size used for base and candidate alike.", ge=1)
+    eval_batch_size: int = _field(64, "Decoding batch size", _EVAL, "Sentences per decoding batch.", ge=1)
+    min_bleu_gain: float = _field(
+        1.0, "Minimum BLEU gain", _EVAL,
+        "The candidate is published only if its BLEU on the test split beats the base model by this much.")
+
+    # --- publishing
+    push_to_hub: bool = _field(True, "Publish", _PUBLISH,
+                               "Publish a promoted candidate. Off: the run stops after the gate.")
+    hub_repo_id: str = _field("my-org/opus-mt-en-de-domain", "Hub repository", _PUBLISH,
+                              "Model repository (namespace/name) that receives the promoted model.",
+                              pattern=r"^[\w.-]+/[\w.-]+$")
+    hub_conn_id: str = _field("huggingface_default", "Hub connection", _PUBLISH,
+                              "Airflow connection whose password is the Hub token (else HF_TOKEN is used). "
+                              "Its extra may set {\"endpoint\": ...} for a private Hub.", min_length=1)
+    model_license: str = _field("cc-by-4.0", "License", _PUBLISH,
+                                "License of the published model (the base model's terms carry over: "
+                                "opus-mt models are CC-BY-4.0).", min_length=1)
+    hub_private: bool = _field(True, "Private repository", _PUBLISH,
+                               "Create the repository as private if it does not exist yet.")
+
+    # --- runtime
+    launcher: Literal["local", "docker", "kubernetes"] = _field(
+        "local", "Launcher", _RUNTIME,
+        "Where training and evaluation run: a subprocess on the worker, a Docker container or a "
+        "Kubernetes pod, each with GPUs when the launcher provides them.")
+
+    @model_validator(mode="after")
+    def _check_pair(self) -> "PipelineParams":
+        if self.source_lang == self.target_lang:
+            raise ValueError(f"source_lang and target_lang are both {self.source_lang!r}")
+        if self.test_fraction + self.validation_fraction >= 0.9:
+            raise ValueError("test_fraction + validation_fraction leaves less than 10% for training")
+        return self
+
+
+class RunConfig(PipelineParams):
+    """PipelineParams plus the identity of the run that owns a run directory."""
+
+    dag_id: str
+    run_id: str
+    run_dir: str
+
+    def uri(self, *parts: str) -> str:
+        return storage.join(self.run_dir, *parts)
+
+
+def param_specs() -> dict[str, dict[str, Any]]:
+    """JSON schema of each PipelineParams field, ready for `airflow.sdk.Param(**spec)`."""
+    schema = PipelineParams.model_json_schema()
+    specs = {}
+    for name, prop in schema["properties"].items():
+        spec = {k: v for k, v in prop.items() if k != "default"}
+        specs[name] = {"default": prop["default"], **spec}
+    return specs
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "config"
+        lines.append(f"  - {where}: {e['msg']} (got {e.get('input')!r})")
+    return "invalid run configuration:\n" + "\n".join(lines)
+
+
+def build(params: dict[str, Any], *, dag_id: str, run_id: str, artifact_root: str) -> RunConfig:
+    """Validate the trigger's params and place the run under `{artifact_root}/{dag_id}/{run_id}/`."""
+    known = {k: v for k, v in params.items() if k in PipelineParams.model_fields}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ConfigError(f"invalid run configuration: unknown parameter(s) {unknown}")
+    run_dir = storage.join(artifact_root, dag_id, storage.safe_name(run_id))
+    try:
+        return RunConfig(**known, dag_id=dag_id, run_id=run_id, run_dir=run_dir)
+    except ValidationError as err:
+        raise ConfigError(_explain(err)) from None
+
+
+def save(config: RunConfig) -> str:
+    """Write config.json once; a retry finds the same file and keeps it (the run's config never changes)."""
+    uri = config.uri(CONFIG_FILE)
+    if storage.exists(uri):
+        stored = load(config.run_dir)
+        if stored != config:
+            raise ConfigError(f"{uri} already holds a different configuration for run {config.run_id}")
+        return uri
+    storage.write_json(uri, config.model_dump(mode="json"))
+    return uri
+
+
+def load(run_dir: str) -> RunConfig:
+    uri = storage.join(run_dir, CONFIG_FILE)
+    try:
+        return RunConfig(**storage.read_json(uri))
+    except ValidationError as err:
+        raise ConfigError(f"{uri}: " + _explain(err)) from None
