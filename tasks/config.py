@@ -62,11 +62,33 @@ class PipelineParams(BaseModel):
     base_model: str = _field(
         "Helsinki-NLP/opus-mt-en-de", "Base model", _TRAIN,
         "Hugging Face Hub id or local path of the seq2seq model to fine-tune.", min_length=1)
-    num_train_epochs: float = _field(3.0, "Epochs", _TRAIN, "Passes over the training split.", gt=0)
-    learning_rate: float = _field(2e-5, "Learning rate", _TRAIN, "Peak learning rate of AdamW.", gt=0)
+    num_train_epochs: float = _field(3.0, "Epochs", _TRAIN, "Passes over the training split at most.", gt=0)
+    max_steps: int = _field(0, "Maximum steps", _TRAIN, "Stop after this many optimizer steps (0: no cap).",
+                            ge=0)
+    learning_rate: float = _field(
+        1e-4, "Learning rate", _TRAIN,
+        "Peak learning rate of AdamW, reached after warmup and decayed linearly to zero. Higher than the "
+        "seed recipe's 2e-5 because batches hold ~30× more tokens.", gt=0)
     weight_decay: float = _field(0.01, "Weight decay", _TRAIN, "AdamW weight decay.", ge=0)
-    train_batch_size: int = _field(16, "Batch size", _TRAIN, "Training sentences per device and step.",
-                                   ge=1)
+    warmup_steps: float = _field(0.05, "Warmup", _TRAIN,
+                                 "Linear warmup: a share of all steps if below 1, else a number of steps.", ge=0)
+    max_tokens_per_batch: int = _field(
+        12288, "Tokens per batch", _TRAIN,
+        "Token budget of one batch per GPU (padded source or target tokens × sentences). Pairs of similar "
+        "length are batched together, so little of it is padding.", ge=256)
+    early_stopping_patience: int = _field(
+        3, "Early stopping patience", _TRAIN,
+        "Stop after this many validation evaluations without a lower loss (0: never stop early). The best "
+        "model by validation loss is kept, not the last.", ge=0)
+    eval_every_steps: int = _field(0, "Validate every", _TRAIN,
+                                   "Steps between validation-loss evaluations (0: once per epoch).", ge=0)
+    checkpoint_every_steps: int = _field(
+        200, "Checkpoint every", _TRAIN,
+        "Steps between checkpoints in the run directory; a retried train task resumes from the last one.",
+        ge=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _field(
+        "auto", "Precision", _TRAIN,
+        "auto: bf16 on GPUs that support it, guarded fp16 on older GPUs, fp32 on CPUs without bf16 units.")
     max_source_length: int = _field(128, "Max source tokens", _TRAIN,
                                     "Longer sources are truncated for training and decoding.", ge=8)
     max_target_length: int = _field(128, "Max target tokens", _TRAIN,

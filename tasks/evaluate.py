@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks import split, storage, train
+from tasks import families, split, storage, train
 from tasks.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -21,23 +21,29 @@ EVAL = "eval"
 SCORES = "scores.json"
 
 
-def translate(model_dir: str, sources: list[str], *, num_beams: int, max_length: int,
-              batch_size: int) -> list[str]:
+def translate(model_dir: str, sources: list[str], *, source_lang: str, target_lang: str, num_beams: int,
+              max_length: int, batch_size: int) -> list[str]:
     """Beam-search translations in input order; sentences are decoded longest first to waste less padding."""
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).to(device).eval()
-    order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
-    hypotheses: list[str] = [""] * len(sources)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
+    family = families.prepare(model, tokenizer, source_lang, target_lang)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        model = model.to(torch.bfloat16)
+    model = model.to(device).eval()
+    texts = family.source_texts(sources)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    hypotheses: list[str] = [""] * len(texts)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            batch = tokenizer([sources[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+            batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
                               max_length=max_length).to(device)
-            out = model.generate(**batch, num_beams=num_beams, max_new_tokens=max_length)
+            out = model.generate(**batch, num_beams=num_beams, max_new_tokens=max_length,
+                                 **family.generate_kwargs)
             for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True)):
                 hypotheses[i] = text.strip()
     return hypotheses
@@ -74,7 +80,8 @@ def run(config: RunConfig) -> dict:
         files = {"test.src": sources, "test.ref": references}
         for role, model in (("base", config.base_model), ("candidate", candidate_dir)):
             started = time.monotonic()
-            hyps = translate(model, sources, num_beams=config.num_beams, max_length=config.max_target_length,
+            hyps = translate(model, sources, source_lang=config.source_lang, target_lang=config.target_lang,
+                             num_beams=config.num_beams, max_length=config.max_target_length,
                              batch_size=config.eval_batch_size)
             seconds = time.monotonic() - started
             results[role] = {**score(hyps, references), "model": config.base_model if role == "base" else

@@ -172,11 +172,13 @@ def upload_file(local_path: Path, uri: str) -> str:
 
 
 def _files_under(local_dir: Path) -> Iterator[Path]:
-    return (p for p in sorted(local_dir.rglob("*")) if p.is_file())
+    return (p for p in local_dir.rglob("*") if p.is_file())
 
 
-def upload_tree(local_dir: Path, uri: str) -> str:
-    for path in _files_under(local_dir):
+def upload_tree(local_dir: Path, uri: str, last: str | None = None) -> str:
+    """Upload every file below `local_dir`; the file named `last` goes up after all others (a done-marker)."""
+    files = sorted(_files_under(local_dir), key=lambda p: (p.name == last, p.as_posix()))
+    for path in files:
         upload_file(path, join(uri, path.relative_to(local_dir).as_posix()))
     return uri
 

@@ -1,20 +1,20 @@
-"""train: fine-tune `base_model` on splits/train.jsonl with Seq2SeqTrainer → model/ (+ checkpoints/).
+"""train: fine-tune `base_model` on splits/train.jsonl → model/ (+ checkpoints/ while it runs).
 
-This runs inside the training container (`python -m tasks train --run-dir URI`) or as a subprocess on the
-worker; it needs nothing from Airflow. The best checkpoint by validation loss is saved, not the last one.
+Runs inside the training container (`python -m tasks train --run-dir URI`) or as a subprocess on the
+worker; it needs nothing from Airflow. Checkpoints are mirrored to the run directory as they are written,
+so when a pod dies the task's retry resumes from the last one instead of starting over. With several GPUs
+the CLI starts one process per GPU (torchrun) and this same code trains data-parallel.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tasks import split, storage
+from tasks import batching, families, split, storage, trainloop
 from tasks.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -28,20 +28,15 @@ REPORT = "train_report.json"
 class TrainSettings:
     source_lang: str
     target_lang: str
-    num_train_epochs: float
-    learning_rate: float
-    weight_decay: float
-    train_batch_size: int
     max_source_length: int
     max_target_length: int
-    seed: int
-    warmup_steps: float = 0.0  # < 1: a share of all steps
-    max_steps: int = -1  # > 0 caps training regardless of epochs (used to build the demo base model fast)
+    loop: trainloop.LoopSettings
 
     @classmethod
     def from_config(cls, config: RunConfig) -> "TrainSettings":
-        return cls(**{name: getattr(config, name) for name in cls.__dataclass_fields__
-                      if hasattr(config, name)})
+        loop_fields = trainloop.LoopSettings.__dataclass_fields__
+        return cls(config.source_lang, config.target_lang, config.max_source_length, config.max_target_length,
+                   trainloop.LoopSettings(**{k: getattr(config, k) for k in loop_fields if hasattr(config, k)}))
 
 
 def read_pairs(path: Path, src: str, tgt: str) -> tuple[list[str], list[str]]:
@@ -64,96 +59,57 @@ def run(config: RunConfig) -> dict:
     if (done := result(config)) is not None:
         log.info("train already done for this run")
         return done
-    settings = TrainSettings.from_config(config)
+    remote = storage.is_s3(config.run_dir)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
+        local_run = scratch / "run" if remote else Path(config.run_dir)
+        if remote and storage.exists(config.uri(CHECKPOINTS, "LATEST")):
+            latest = storage.read_text(config.uri(CHECKPOINTS, "LATEST")).strip()
+            storage.download_tree(config.uri(CHECKPOINTS, latest), local_run / CHECKPOINTS / latest)
+
+        def mirror(checkpoint: Path) -> None:
+            storage.upload_tree(checkpoint, config.uri(CHECKPOINTS, checkpoint.name))
+            storage.write_text(config.uri(CHECKPOINTS, "LATEST"), checkpoint.name)  # last: marks it complete
+
         data = {name: storage.download(split.split_uri(config, name), scratch / f"{name}.jsonl")
                 for name in ("train", "validation")}
-        local_run = Path(config.run_dir) if not storage.is_s3(config.run_dir) else scratch / "run"
-        report = fine_tune(config.base_model, data["train"], data["validation"], settings,
-                           output_dir=local_run / MODEL, checkpoint_dir=local_run / CHECKPOINTS)
-        if storage.is_s3(config.run_dir):
-            storage.upload_tree(local_run / MODEL, config.uri(MODEL))
+        report = fine_tune(config.base_model, data["train"], data["validation"], TrainSettings.from_config(config),
+                           output_dir=local_run / MODEL,
+                           checkpoints=trainloop.CheckpointDir(local_run / CHECKPOINTS, mirror if remote else None))
+        if remote and report.get("saved"):
+            storage.upload_tree(local_run / MODEL, config.uri(MODEL), last=REPORT)
     return report
 
 
 def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings: TrainSettings, *,
-              output_dir: Path, checkpoint_dir: Path) -> dict:
-    """Train and save the best model with its tokenizer to `output_dir`; its report is written last."""
-    import datasets as datasets_lib
-    import torch
-    from datasets import Dataset
-    from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq,
-                              Seq2SeqTrainer, Seq2SeqTrainingArguments, set_seed)
+              output_dir: Path, checkpoints: trainloop.CheckpointDir) -> dict:
+    """Train from `base_model` and save the best model with its tokenizer; the report file is written last."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    datasets_lib.disable_progress_bars()
-    set_seed(settings.seed)
+    rank, world_size, device = trainloop.distributed_context()
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSeq2SeqLM.from_pretrained(base_model)
-
-    def tokenize(batch):
-        return tokenizer(batch["source"], text_target=batch["target"], max_length=settings.max_source_length,
-                         truncation=True)
-
-    datasets = {}
+    family = families.prepare(model, tokenizer, settings.source_lang, settings.target_lang)
+    encoded = {}
     for name, path in (("train", train_file), ("validation", validation_file)):
         sources, targets = read_pairs(path, settings.source_lang, settings.target_lang)
-        datasets[name] = Dataset.from_dict({"source": sources, "target": targets}).map(
-            tokenize, batched=True, remove_columns=["source", "target"])
-    steps_per_epoch = math.ceil(len(datasets["train"]) / settings.train_batch_size)
-    log.info("training %s on %d pairs (%d validation), %d steps per epoch, on %s", base_model,
-             len(datasets["train"]), len(datasets["validation"]), steps_per_epoch,
-             "cuda" if torch.cuda.is_available() else "cpu")
-
-    args = Seq2SeqTrainingArguments(
-        output_dir=str(checkpoint_dir),
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        learning_rate=settings.learning_rate,
-        weight_decay=settings.weight_decay,
-        warmup_steps=settings.warmup_steps,
-        per_device_train_batch_size=settings.train_batch_size,
-        per_device_eval_batch_size=settings.train_batch_size,
-        num_train_epochs=settings.num_train_epochs,
-        max_steps=settings.max_steps,
-        seed=settings.seed,
-        logging_steps=max(1, steps_per_epoch // 5),
-        disable_tqdm=True,
-        report_to=[],
-        use_cpu=not torch.cuda.is_available(),
-    )
-    trainer = Seq2SeqTrainer(
-        model=model,
-        args=args,
-        train_dataset=datasets["train"],
-        eval_dataset=datasets["validation"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorForSeq2Seq(tokenizer=tokenizer, model=model),
-    )
-    started = time.monotonic()
-    result = trainer.train()
-    seconds = time.monotonic() - started
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
-    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
-    report = {
-        "base_model": base_model,
-        "train_pairs": len(datasets["train"]),
-        "validation_pairs": len(datasets["validation"]),
-        "global_steps": trainer.state.global_step,
-        "train_loss": round(result.training_loss, 4),
-        "best_eval_loss": round(min(h["eval_loss"] for h in evals), 4) if evals else None,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "seconds": round(seconds, 1),
-        "settings": asdict(settings),
-    }
-    (output_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
-    log.info("trained in %.1fs: %s", seconds, {k: report[k] for k in ("global_steps", "train_loss",
-                                                                       "best_eval_loss")})
+        encoded[name] = batching.encode(tokenizer, family.source_texts(sources), targets,
+                                        settings.max_source_length, settings.max_target_length)
+    log.info("fine-tuning %s (%s family, %.1fM parameters) on %d pairs, %d validation pairs", base_model,
+             family.name, sum(p.numel() for p in model.parameters()) / 1e6, len(encoded["train"]),
+             len(encoded["validation"]))
+    outcome = trainloop.train(model, encoded["train"], encoded["validation"], settings.loop,
+                              pad_id=model.config.pad_token_id,
+                              decoder_start_id=model.config.decoder_start_token_id,
+                              checkpoints=checkpoints, device=device, rank=rank, world_size=world_size)
+    report = {"base_model": base_model, "family": family.name, "train_pairs": len(encoded["train"]),
+              "validation_pairs": len(encoded["validation"]), **outcome,
+              "settings": asdict(settings), "saved": rank == 0}
+    if rank == 0:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+        (output_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        log.info("saved the best model (step %d, validation loss %.4f) to %s", outcome["best_step"],
+                 outcome["best_validation_loss"], output_dir)
     return report

@@ -1,0 +1,89 @@
+"""Choose the numeric precision of training and decoding for the hardware at hand, and say why.
+
+- CUDA with bf16 support (Ampere and newer, so every H100/H200): bf16 autocast. Same exponent range as
+  fp32, so no loss scaling and no overflow.
+- Older CUDA GPUs: fp16 autocast with a gradient scaler, guarded: Marian models are known to overflow to
+  NaN in fp16, so after repeated non-finite losses training falls back to fp32 instead of diverging.
+- CPU: fp32, except where the CPU has native bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast
+  roughly halves step time; weights and optimizer state stay fp32 either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CHOICES = ("auto", "fp32", "bf16", "fp16")
+MAX_CONSECUTIVE_OVERFLOWS = 10
+
+
+@dataclass
+class Precision:
+    name: str  # fp32 | bf16 | fp16
+    why: str
+    overflows: int = 0
+
+    @property
+    def dtype(self):
+        import torch
+
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+
+    @property
+    def needs_scaler(self) -> bool:
+        return self.name == "fp16"
+
+    def after_overflow(self, loss) -> "Precision":
+        """Record a non-finite loss; after too many in a row, fall back to fp32 for the rest of training."""
+        self.overflows += 1
+        log.warning("non-finite loss %s in %s (%d in a row); batch skipped", loss.item(), self.name,
+                    self.overflows)
+        if self.overflows >= MAX_CONSECUTIVE_OVERFLOWS:
+            log.warning("falling back to fp32 after %d non-finite losses in %s", self.overflows, self.name)
+            return Precision("fp32", f"fallback after {self.overflows} non-finite {self.name} losses")
+        return self
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.exists() else ""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def choose_precision(device, requested: str = "auto", *, cuda_bf16: bool | None = None,
+                     cpuinfo: str | None = None) -> Precision:
+    if requested not in CHOICES:
+        raise ValueError(f"precision must be one of {CHOICES}, not {requested!r}")
+    if requested != "auto":
+        if requested == "fp16" and device.type == "cpu":
+            raise ValueError("fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        return Precision(requested, "requested in the run config")
+    if device.type == "cuda":
+        if cuda_bf16 is None:
+            import torch
+
+            cuda_bf16 = torch.cuda.is_bf16_supported()
+        if cuda_bf16:
+            return Precision("bf16", "CUDA device supports bf16")
+        return Precision("fp16", "CUDA device without bf16: fp16 with loss scaling and overflow fallback")
+    if cpu_has_native_bf16(cpuinfo):
+        return Precision("bf16", "CPU has native bf16 instructions (avx512_bf16/amx_bf16)")
+    return Precision("fp32", "CPU without native bf16")
+
+
+def autocast(device, precision: Precision):
+    import torch
+
+    if precision.name == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=precision.dtype)

@@ -1,0 +1,66 @@
+import pytest
+
+from tasks import config
+
+
+def _build(**params):
+    return config.build(params, dag_id="translation_finetune", run_id="manual__2026-11-27T06:51:49+00:00",
+                        artifact_root="/tmp/artifacts")
+
+
+def test_defaults_name_the_production_model():
+    cfg = _build()
+    assert cfg.base_model == "Helsinki-NLP/opus-mt-en-de"
+    assert (cfg.source_lang, cfg.target_lang, cfg.launcher) == ("en", "de", "local")
+
+
+def test_run_dir_is_derived_from_dag_and_run_id():
+    cfg = _build()
+    assert cfg.run_dir == "/tmp/artifacts/translation_finetune/manual__2026-11-27T06_51_49_00_00"
+    s3 = config.build({}, dag_id="d", run_id="r 1", artifact_root="s3://bucket/prefix/")
+    assert s3.run_dir == "s3://bucket/prefix/d/r_1"
+
+
+@pytest.mark.parametrize("params, field, words", [
+    ({"source_lang": "EN"}, "source_lang", "pattern"),
+    ({"target_lang": "en"}, "config", "both 'en'"),
+    ({"min_bleu_gain": "lots"}, "min_bleu_gain", "valid number"),
+    ({"launcher": "slurm"}, "launcher", "'local', 'docker' or 'kubernetes'"),
+    ({"test_fraction": 0.6}, "test_fraction", "less than 0.5"),
+    ({"test_fraction": 0.45, "validation_fraction": 0.45}, "config", "less than 10%"),
+    ({"hub_repo_id": "no-namespace"}, "hub_repo_id", "pattern"),
+    ({"data_uri": ""}, "data_uri", "at least 1 character"),
+    ({"learning_rate": 0}, "learning_rate", "greater than 0"),
+])
+def test_bad_params_are_rejected_with_the_field_named(params, field, words):
+    with pytest.raises(config.ConfigError) as err:
+        _build(**params)
+    assert f"- {field}:" in str(err.value)
+    assert words in str(err.value)
+
+
+def test_unknown_params_are_rejected():
+    with pytest.raises(config.ConfigError, match=r"unknown parameter\(s\) \['epochs'\]"):
+        _build(epochs=3)
+
+
+def test_param_specs_follow_the_config_schema():
+    specs = config.param_specs()
+    assert set(specs) == set(config.PipelineParams.model_fields)
+    for name, spec in specs.items():
+        field = config.PipelineParams.model_fields[name]
+        assert spec["default"] == field.default
+        assert spec["title"] and spec["description"] and spec["section"]
+    assert specs["launcher"]["enum"] == ["local", "docker", "kubernetes"]
+    assert specs["min_bleu_gain"]["type"] == "number"
+    assert specs["push_to_hub"]["type"] == "boolean"
+
+
+def test_save_and_load_round_trip_and_refuse_a_changed_config(tmp_path):
+    cfg = config.build({"min_bleu_gain": 2.5}, dag_id="d", run_id="r", artifact_root=str(tmp_path))
+    config.save(cfg)
+    assert config.load(cfg.run_dir) == cfg
+    config.save(cfg)  # a retry of the same run is fine
+    changed = config.build({"min_bleu_gain": 3.0}, dag_id="d", run_id="r", artifact_root=str(tmp_path))
+    with pytest.raises(config.ConfigError, match="different configuration"):
+        config.save(changed)

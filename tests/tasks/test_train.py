@@ -1,0 +1,69 @@
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from support.corpora import digit_pairs
+from support.runs import cli, cli_env, make_run, write_splits
+from tasks import storage, train
+
+
+def _digit_run(tmp_path, tiny_model, **params):
+    cfg = make_run(tmp_path / "artifacts", base_model=str(tiny_model), learning_rate=3e-3, warmup_steps=0.1,
+                   max_tokens_per_batch=512, **params)
+    pairs = digit_pairs(1200, seed=5)
+    write_splits(cfg, tmp_path, train=pairs[:1000], validation=pairs[1000:1100], test=pairs[1100:])
+    return cfg
+
+
+def test_training_saves_the_best_model_and_its_report(tmp_path, tiny_model):
+    cfg = _digit_run(tmp_path, tiny_model, num_train_epochs=2, eval_every_steps=20)
+    report = train.run(cfg)
+    assert report["steps"] > 20 and report["best_step"] > 0
+    model_dir = Path(cfg.uri(train.MODEL))
+    assert {"config.json", "model.safetensors", "vocab.json", "source.spm", train.REPORT} <= \
+        {p.name for p in model_dir.iterdir()}
+    assert train.result(cfg) == json.loads((model_dir / train.REPORT).read_text())
+    assert train.run(cfg) == report  # a retry finds the finished model and does not train again
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model):
+    cfg = _digit_run(tmp_path, tiny_model, max_steps=600, num_train_epochs=100, checkpoint_every_steps=25,
+                     early_stopping_patience=0)
+    checkpoints = Path(cfg.uri(train.CHECKPOINTS))
+    proc = subprocess.Popen(cli("train", cfg.run_dir), env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(checkpoints.glob("step-*/state.pt")):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # as when a pod is evicted: no cleanup, no goodbye
+    proc.wait()
+    assert train.result(cfg) is None
+    saved = max(int(p.parent.name.split("-")[1]) for p in checkpoints.glob("step-*/state.pt"))
+    assert 0 < saved < 600
+
+    retry = subprocess.run(cli("train", cfg.run_dir), env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    report = train.result(cfg)
+    assert report["resumed_from_step"] >= saved
+    assert report["steps"] == 600
+    assert f"resuming from step-{report['resumed_from_step']:08d}" in retry.stderr
+
+
+def test_training_on_s3_mirrors_checkpoints_and_model(tmp_path, tiny_model, s3):
+    s3.create_bucket(Bucket="runs")
+    cfg = make_run("s3://runs/artifacts", base_model=str(tiny_model), max_steps=30, checkpoint_every_steps=10,
+                   max_tokens_per_batch=512)
+    pairs = digit_pairs(300, seed=6)
+    write_splits(cfg, tmp_path, train=pairs[:250], validation=pairs[250:])
+    report = train.run(cfg)
+    assert report["steps"] == 30
+    keys = {o.relpath for o in storage.list_objects(cfg.run_dir)}
+    assert f"{train.MODEL}/{train.REPORT}" in keys and f"{train.MODEL}/model.safetensors" in keys
+    assert storage.read_text(cfg.uri(train.CHECKPOINTS, "LATEST")) == "step-00000030"
+    assert "checkpoints/step-00000030/state.pt" in keys
