@@ -88,7 +88,7 @@ class PipelineParams(BaseModel):
         ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = _field(
         "auto", "Precision", _TRAIN,
-        "auto: bf16 on GPUs that support it, guarded fp16 on older GPUs, fp32 on CPUs without bf16 units.")
+        "auto: bf16 on GPUs that support it, guarded fp16 on older GPUs, fp32 on CPUs (bf16 there only on request).")
     max_source_length: int = _field(128, "Max source tokens", _TRAIN,
                                     "Longer sources are truncated for training and decoding.", ge=8)
     max_target_length: int = _field(128, "Max target tokens", _TRAIN,

@@ -13,7 +13,8 @@ OLD_XEON = "processor: 0\nflags\t\t: fpu sse2 avx2 avx512f\n"
     (CUDA, "auto", True, "", "bf16"),  # H100/H200, A100
     (CUDA, "auto", False, "", "fp16"),  # V100, T4: fp16 with scaler and fallback
     (CPU, "auto", None, OLD_XEON, "fp32"),
-    (CPU, "auto", None, AMD_ZEN4, "bf16"),
+    (CPU, "auto", None, AMD_ZEN4, "fp32"),  # bf16 on CPU only on request: it destabilised small models
+    (CPU, "bf16", None, AMD_ZEN4, "bf16"),
     (CPU, "fp32", None, AMD_ZEN4, "fp32"),  # an explicit choice wins
     (CUDA, "fp16", True, "", "fp16"),
 ])

@@ -1,0 +1,36 @@
+# make demo   : create .venv if missing, install, build the offline demo and run the DAG once end to end
+# make test   : install what the tests need and run the whole suite (this is what CI runs)
+# make airflow: the Airflow UI with this DAG loaded (airflow standalone, project-local AIRFLOW_HOME)
+# make bench-tiny : every benchmark in its seconds-long smoke mode
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
+
+.PHONY: demo test airflow bench-tiny clean
+
+$(VENV)/.installed: requirements.txt requirements-train.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m demo.run
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest
+
+airflow: $(VENV)/.installed
+	$(PY) -m devtools.standalone
+
+bench-tiny: $(VENV)/.dev-installed
+	for b in bench/*.py; do $(PY) $$b --tiny || exit 1; done
+
+clean:
+	rm -rf .demo .airflow .cache/demo

@@ -1,0 +1,97 @@
+"""Start `airflow standalone` with this project's DAGs and plugins, and stop it cleanly.
+
+    python -m devtools.standalone [--port 8080]      (or: make airflow)
+
+AIRFLOW_HOME is the project-local `.airflow/`. Ctrl-C (or SIGTERM) stops the children first (API server,
+scheduler, DAG processor, triggerer), then `airflow standalone` itself: stopping only the parent leaves a
+scheduler behind that hangs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def environment(home: Path, port: int) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+        "MT_ARTIFACT_ROOT": env.get("MT_ARTIFACT_ROOT", str(home / "artifacts")),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    })
+    return env
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM the children, wait, then the parent; SIGKILL whatever is still alive after `timeout`."""
+    try:
+        parent = psutil.Process(proc.pid)
+        children = parent.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for child in children:
+        try:
+            child.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=timeout)
+    for child in alive:
+        child.kill()
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start(home: Path, port: int, **popen) -> subprocess.Popen:
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    return subprocess.Popen([str(airflow), "standalone"], env=environment(home, port), start_new_session=True,
+                            **popen)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--home", type=Path, default=ROOT / ".airflow")
+    args = parser.parse_args()
+    proc = start(args.home, args.port)
+    print(f"airflow standalone (pid {proc.pid}) on http://localhost:{args.port}; AIRFLOW_HOME={args.home}\n"
+          f"the admin password is printed below and stored in {args.home}/simple_auth_manager_passwords.json"
+          ".generated; Ctrl-C stops everything", flush=True)
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while proc.poll() is None and not stopping:
+        time.sleep(0.5)
+    stop(proc)
+    print("airflow standalone stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
