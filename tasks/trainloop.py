@@ -34,6 +34,7 @@ class LoopSettings:
     max_tokens_per_batch: int
     max_sentences_per_batch: int = 512
     warmup_steps: float = 0.05  # < 1: a share of all steps
+    adam_beta2: float = 0.98  # Marian's and fairseq's choice for transformers; Trainer's 0.999 adapts slower
     max_steps: int = 0  # > 0 caps training whatever the epochs say
     eval_every_steps: int = 0  # 0: once per epoch
     early_stopping_patience: int = 3  # evaluations without improvement before stopping; 0: never stop early
@@ -138,7 +139,7 @@ def train(model, train_data: batching.Encoded, val_data: batching.Encoded, setti
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.learning_rate,
-                                  fused=device.type == "cuda")
+                                  betas=(0.9, settings.adam_beta2), fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(
         (s + 1) / max(warmup, 1), max(0.0, (total_steps - s) / max(total_steps - warmup, 1))))
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
