@@ -35,6 +35,8 @@ def translate(model_dir: str, sources: list[str], *, source_lang: str, target_la
         model = model.to(torch.bfloat16)
     model = model.to(device).eval()
     texts = family.source_texts(sources)
+    # The forced target-language token is not always flagged special (M2M100), so drop it explicitly.
+    drop = {family.generate_kwargs.get("forced_bos_token_id")} - {None}
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     hypotheses: list[str] = [""] * len(texts)
     with torch.inference_mode():
@@ -44,7 +46,8 @@ def translate(model_dir: str, sources: list[str], *, source_lang: str, target_la
                               max_length=max_length).to(device)
             out = model.generate(**batch, num_beams=num_beams, max_new_tokens=max_length,
                                  **family.generate_kwargs)
-            for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True)):
+            ids = [[t for t in row if t not in drop] for row in out.tolist()]
+            for i, text in zip(idx, tokenizer.batch_decode(ids, skip_special_tokens=True)):
                 hypotheses[i] = text.strip()
     return hypotheses
 

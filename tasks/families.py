@@ -78,7 +78,6 @@ def prepare(model, tokenizer, source_lang: str, target_lang: str) -> Family:
         tokenizer.src_lang, tokenizer.tgt_lang = src, tgt
         forced = tokenizer.get_lang_id(tgt) if name == "m2m100" else tokenizer.convert_tokens_to_ids(tgt)
         model.generation_config.forced_bos_token_id = forced
-        model.config.forced_bos_token_id = forced
         log.info("%s: source %s, target %s, forced BOS id %d", name, src, tgt, forced)
         return Family(name, generate_kwargs={"forced_bos_token_id": forced})
     return Family(name)

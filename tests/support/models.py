@@ -12,3 +12,33 @@ def build_digits_model(out_dir: Path) -> Path:
     """An untrained tiny Marian model whose tokenizer knows the digit-reading task's words."""
     texts = [side for pair in digit_pairs(400, seed=99) for side in pair]
     return scratch_model.build(texts, out_dir, size="tiny")
+
+
+def build_digits_m2m100(out_dir: Path) -> Path:
+    """A tiny untrained M2M100 (a forced-BOS, many-to-many family) with the real M2M100 tokenizer class."""
+    import json
+
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+
+    texts = [side for pair in digit_pairs(400, seed=99) for side in pair]
+    spm_bytes = scratch_model.train_sentencepiece(texts, 400)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "sentencepiece.bpe.model").write_bytes(spm_bytes)
+    import sentencepiece as spm
+
+    processor = spm.SentencePieceProcessor(model_proto=spm_bytes)
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for i in range(processor.get_piece_size()):
+        vocab.setdefault(processor.id_to_piece(i), len(vocab))
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    tokenizer = M2M100Tokenizer(vocab_file=str(out_dir / "vocab.json"),
+                                spm_file=str(out_dir / "sentencepiece.bpe.model"), language_codes="wmt21")
+    tokenizer.save_pretrained(out_dir)
+    # Language tokens (and fairseq's made-up words) sit after the sentencepiece vocabulary.
+    vocab_size = max(tokenizer.lang_token_to_id.values()) + 1 + tokenizer.num_madeup_words
+    config = M2M100Config(vocab_size=vocab_size, d_model=64, encoder_layers=2, decoder_layers=2,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128,
+                          decoder_ffn_dim=128, max_position_embeddings=64, pad_token_id=1, bos_token_id=0,
+                          eos_token_id=2, decoder_start_token_id=2, dropout=0.0, scale_embedding=True)
+    M2M100ForConditionalGeneration(config).save_pretrained(out_dir)
+    return out_dir
