@@ -12,7 +12,9 @@ fresh domain data and publishes it only when it is measurably better:
 5. **train** fine-tunes `base_model` on a GPU (launcher: local subprocess, Docker or Kubernetes);
 6. **evaluate** translates the test split with base and candidate and scores them with sacrebleu;
 7. **gate** promotes the candidate only if its BLEU gain reaches `min_bleu_gain`;
-8. **publish** pushes model + model card to the Hugging Face Hub (skipped when the gate refuses);
+8. **publish** releases model + model card to the Hugging Face Hub as a tagged commit, or as a pull request
+   for review with `create_pr` (or to a local registry); skipped when the gate refuses, and a retry or a
+   re-run never publishes twice. Its **Published model** link opens the revision or the pull request;
 9. **summary** logs the outcome in one place.
 
 Every step reads and writes the run directory; XCom carries only its URI and small summaries.
@@ -27,6 +29,7 @@ import pendulum
 from airflow.sdk import dag, task
 from mt_airflow.launcher import RunStepOperator
 from mt_airflow.params import dag_params
+from mt_airflow.publish import PublishModelOperator
 
 # Steps that talk to S3 or the Hub retry transient failures with backoff; each step is idempotent.
 IO_RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True,
@@ -80,19 +83,6 @@ def translation_finetune():
 
         return gate.run(config.load(run_dir))
 
-    @task(**IO_RETRIES)
-    def publish(run_dir: str) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
-        from mt_airflow.hub import HuggingFaceHubHook
-        from tasks import config, publish
-
-        cfg = config.load(run_dir)
-        credentials = HuggingFaceHubHook(cfg.hub_conn_id).get_credentials()
-        outcome = publish.run(cfg, token=credentials.token, endpoint=credentials.endpoint)
-        if not outcome["published"]:
-            raise AirflowSkipException(outcome["reason"])
-        return outcome
-
     @task(trigger_rule="none_failed")
     def summary(run_dir: str) -> dict:
         from tasks import config, report
@@ -105,7 +95,7 @@ def translation_finetune():
     evaluate = RunStepOperator(task_id="evaluate", step="evaluate", run_dir=run_dir,
                                launcher="{{ params.launcher }}", retries=1)
     decided = gate(run_dir)
-    published = publish(run_dir)
+    published = PublishModelOperator(task_id="publish", run_dir=run_dir, **IO_RETRIES)
     pull(run_dir) >> validate(run_dir) >> split(run_dir) >> train >> evaluate >> decided >> published
     published >> summary(run_dir)
 

@@ -60,6 +60,18 @@ def card_data(readme: str) -> dict | None:
     return data
 
 
+def check_model_index(data: dict | None) -> None:
+    """Like the Hub, refuse a model-index that does not follow the spec (task, dataset and metrics with their
+    required keys); the client's own parser is the reference. Raises ValueError."""
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    if data and "model-index" in data:
+        try:
+            model_index_to_eval_results(data["model-index"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"Invalid model-index in README.md metadata: {e!r}") from e
+
+
 @dataclass
 class Request:
     method: str
@@ -137,7 +149,7 @@ class HubApi:
 
     def _api_validate_yaml(self, req):
         try:
-            card_data(req.json().get("content") or "")
+            check_model_index(card_data(req.json().get("content") or ""))
         except ValueError as e:
             return 400, {}, {"error": str(e), "errors": [{"message": str(e)}], "warnings": []}
         return {"errors": [], "warnings": []}

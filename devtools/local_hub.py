@@ -19,6 +19,8 @@ sent by upload_folder (hf_xet installed), tree and commit listings, and the HEAD
 (after one unretried try). It does not retry create_repo, validate-yaml, create_commit's commit,
 create_tag, refs, repo info, discussions or whoami; the download GET itself retries 408/429 only.
 Tests that inject failures should therefore use "Retry-After: 0" and expect one second per retry.
+Besides an error status, an injected failure can come after the request was served (the commit happened,
+the answer is lost) or drop the connection without an answer (a reset).
 
 CLI, for the demo: ``python -m devtools.local_hub --root DIR --port 0 --token TOKEN`` prints the URL
 on the first line of stdout, then serves until SIGTERM or SIGINT.
@@ -44,6 +46,7 @@ from ._hub_store import HubError, HubStore
 
 __all__ = ["LocalHub", "ROUTES", "main"]
 log = logging.getLogger(__name__)
+RESET = 0  # status of an injected failure that drops the connection instead of answering
 
 
 @dataclass
@@ -54,6 +57,8 @@ class _Failure:
     headers: dict
     body: Any
     method: str | None
+    after_serving: bool = False
+    reset: bool = False
 
     def matches(self, method: str, endpoint: str | None, path: str) -> bool:
         if self.method and self.method.upper() != method:
@@ -123,14 +128,19 @@ class LocalHub:
             self._requests.clear()
 
     def fail_next(self, match: str, status: int = 503, *, times: int = 1, headers: Mapping[str, str] | None = None,
-                  body: Any = None, method: str | None = None) -> None:
+                  body: Any = None, method: str | None = None, after_serving: bool = False,
+                  reset: bool = False) -> None:
         """Answer the next `times` requests matching `match` with `status` instead of serving them.
         `match` is a route name from ROUTES (e.g. "commit", "preupload", "resolve") or else a regex
-        searched in the unquoted path. Failures happen before authentication, like a proxy's would."""
+        searched in the unquoted path. Failures happen before authentication, like a proxy's would.
+        `after_serving`: serve the request first (its changes stay), then answer with the failure, like a
+        gateway timing out after the backend applied a commit. `reset`: close the connection without any
+        answer (the client sees a connection reset); `status` is then ignored."""
         if times < 1:
             raise ValueError("times must be >= 1")
         with self._lock:
-            self._failures.append(_Failure(match, status, times, dict(headers or {}), body, method))
+            self._failures.append(_Failure(match, status, times, dict(headers or {}), body, method,
+                                           after_serving, reset))
 
     def _take_failure(self, method: str, endpoint: str | None, path: str) -> _Failure | None:
         with self._lock:
@@ -182,10 +192,19 @@ class LocalHub:
                   "status": None, "injected": False}
         with self._lock:
             self._requests.append(record)
-        if failure := self._take_failure(method, endpoint, path):
-            record.update(injected=True, status=failure.status)
-            body = failure.body or {"error": f"Injected failure (HTTP {failure.status})"}
-            return failure.status, failure.headers, body
+        failure = self._take_failure(method, endpoint, path)
+        if failure and not failure.after_serving:
+            return self._injected(record, failure)
+        status, resp_headers, payload = self._serve(method, path, endpoint, params, headers, body, record)
+        return self._injected(record, failure) if failure else (status, resp_headers, payload)
+
+    @staticmethod
+    def _injected(record: dict, failure: _Failure) -> tuple[int, dict, Any]:
+        status = RESET if failure.reset else failure.status
+        record.update(injected=True, status=status)
+        return status, failure.headers, failure.body or {"error": f"Injected failure (HTTP {failure.status})"}
+
+    def _serve(self, method, path, endpoint, params, headers, body, record) -> tuple[int, dict, Any]:
         try:
             if endpoint is None:
                 raise HubError(404, f"Not Found: {method} {path}")
@@ -255,6 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
                 # makes the client see a connection reset instead of our error response.
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             status, headers, payload = self.hub._handle(self.command, self.path, self.headers, body)
+            if status == RESET:
+                self.close_connection = True  # nothing written: the client sees the connection drop
+                return
             data = payload if isinstance(payload, bytes) else json.dumps(payload, default=str).encode()
             self.send_response(status)
             headers = {"Content-Type": "application/json; charset=utf-8", **headers}

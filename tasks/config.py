@@ -116,6 +116,18 @@ class PipelineParams(BaseModel):
                                 "opus-mt models are CC-BY-4.0).", min_length=1)
     hub_private: bool = _field(True, "Private repository", _PUBLISH,
                                "Create the repository as private if it does not exist yet.")
+    create_pr: bool = _field(
+        False, "Review before release", _PUBLISH,
+        "Open a pull request on the Hub repository instead of pushing to main. The PR's URL is in the "
+        "publish task's log, its XCom and its extra link; the model becomes the champion once merged.")
+    publish_target: Literal["hub", "local"] = _field(
+        "hub", "Publish to", _PUBLISH,
+        "hub: the Hugging Face Hub (HF_ENDPOINT or the connection's endpoint picks a private hub). "
+        "local: a registry folder or S3 prefix (registry_uri) with the same layout, for air-gapped sites.")
+    registry_uri: str = _field(
+        "", "Local registry", _PUBLISH,
+        "Folder or s3://bucket/prefix of the local registry; used when publish_target is local. Each "
+        "published run is kept side by side under {registry_uri}/{hub_repo_id}/versions/.")
 
     # --- runtime
     launcher: Literal["local", "docker", "kubernetes"] = _field(
@@ -129,6 +141,10 @@ class PipelineParams(BaseModel):
             raise ValueError(f"source_lang and target_lang are both {self.source_lang!r}")
         if self.test_fraction + self.validation_fraction >= 0.9:
             raise ValueError("test_fraction + validation_fraction leaves less than 10% for training")
+        if self.publish_target == "local" and not self.registry_uri:
+            raise ValueError("publish_target 'local' needs registry_uri (a folder or s3://bucket/prefix)")
+        if self.publish_target == "local" and self.create_pr:
+            raise ValueError("create_pr needs publish_target 'hub': a local registry has no pull requests")
         return self
 
 

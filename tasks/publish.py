@@ -1,65 +1,113 @@
-"""publish: model/ + model card + evaluation artifacts → one commit on the Hugging Face Hub.
+"""publish: model/ + model card + evaluation artifacts → one release in the registry (the Hub or a local one).
 
 The step re-reads gate.json itself: only a run whose stored decision is "promote" can publish, whatever the
-orchestrator passed along. The Hub endpoint comes from `HF_ENDPOINT` (a private or self-hosted hub) and
-the token is passed in by the caller or taken from `HF_TOKEN`; it is never logged or written anywhere.
+orchestrator passed along, and a refused run sends nothing anywhere. A release is one commit (or, with
+`create_pr`, one pull request) holding the model, tokenizer, generation config, model card, `eval/` (scores
+with their sacrebleu signatures, the gate's decision, the report when there is one) and `provenance/`
+(the pull manifest and the validation report). Publishing again for the same DAG run returns the earlier
+release instead of making a second one (see tasks/registry.py). The Hub token is passed in by the caller or
+taken from `HF_TOKEN`; it is never logged or written anywhere.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from tasks import evaluate, gate, modelcard, storage, train, validate
+from tasks import evaluate, gate, modelcard, pull, split, storage, train, validate
 from tasks.config import RunConfig
+from tasks.registry import Registry, Release, open_registry, run_tag
 
 log = logging.getLogger(__name__)
 
 PUBLISH = "publish.json"
+REPORTS = ("report.md", "report.html")  # the evaluation report, when the evaluate/gate steps wrote one
 
 
-def run(config: RunConfig, token: str | None = None, endpoint: str | None = None) -> dict:
+def result(config: RunConfig) -> dict | None:
+    """The stored outcome of a finished publish, or None."""
+    uri = config.uri(PUBLISH)
+    return storage.read_json(uri) if storage.exists(uri) else None
+
+
+def run(config: RunConfig, token: str | None = None, endpoint: str | None = None,
+        registry: Registry | None = None) -> dict:
     decision = gate.read_decision(config)
     if not decision["promote"]:
-        return {"published": False, "reason": "gate refused: " + "; ".join(decision["reasons"])}
+        reason = "gate refused: " + "; ".join(decision["reasons"])
+        log.info("nothing published: %s", reason)
+        return {"published": False, "reason": reason}
     if not config.push_to_hub:
+        log.info("nothing published: push_to_hub is off")
         return {"published": False, "reason": "push_to_hub is off"}
-    record_uri = config.uri(PUBLISH)
-    if storage.exists(record_uri):
-        log.info("already published by this run: %s", record_uri)
-        return storage.read_json(record_uri)
+    if (done := result(config)) is not None:
+        log.info("already published by this run: %s", done["url"])
+        return done
 
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None,
-                token=token or os.environ.get("HF_TOKEN"))
+    registry = registry or open_registry(config, token=token, endpoint=endpoint)
+    release = make_release(config, decision)
     with tempfile.TemporaryDirectory() as scratch:
-        folder = _stage(config, Path(scratch), decision)
-        repo = api.create_repo(config.hub_repo_id, repo_type="model", private=config.hub_private,
-                               exist_ok=True)
-        commit = api.upload_folder(repo_id=config.hub_repo_id, repo_type="model", folder_path=folder,
-                                   commit_message=f"Retrained model from run {config.run_id}",
-                                   commit_description=f"dag_id={config.dag_id} run_id={config.run_id}")
-    record = {"published": True, "repo_id": config.hub_repo_id, "repo_url": str(repo),
-              "revision": commit.oid, "commit_url": commit.commit_url, "endpoint": api.endpoint}
-    log.info("published %s at revision %s", config.hub_repo_id, commit.oid)
-    storage.write_json(record_uri, record)
+        folder = stage(config, Path(scratch), release)
+        published = registry.publish(folder, release)
+    record = {"published": True, **published.record()}
+    if published.pr_url:
+        log.info("release %s waits for review in pull request %s", published.run_tag, published.pr_url)
+    else:
+        log.info("published %s@%s as %s: %s", published.repo_id, published.revision, published.run_tag,
+                 published.url)
+    storage.write_json(config.uri(PUBLISH), record)
     return record
 
 
-def _stage(config: RunConfig, scratch: Path, decision: dict) -> Path:
-    """A folder with exactly what the commit holds: model, tokenizer, card and evaluation artifacts."""
+def make_release(config: RunConfig, decision: dict) -> Release:
+    """Identity and wording of this run's release; the title carries the run tag, so a PR is findable by it."""
+    tag = run_tag(config.dag_id, config.run_id)
+    bleu = decision.get("bleu", {})
+    title = (f"{tag}: {config.source_lang}-{config.target_lang} model from run {config.run_id}, "
+             f"BLEU {bleu.get('candidate', 'n/a')} ({bleu.get('gain', 0):+.2f} over the base model)")
+    details = (f"Retrained by the `{config.dag_id}` workflow from `{config.data_uri}`.\n\n"
+               f"Promotion gate: **{decision['decision'].upper()}**\n"
+               + "".join(f"- {check['reason']}\n" for check in decision.get("checks", [])))
+    return Release(dag_id=config.dag_id, run_id=config.run_id, run_tag=tag, title=title, details=details,
+                   create_pr=config.create_pr)
+
+
+def _sha256(uri: str) -> str | None:
+    return hashlib.sha256(storage.read_bytes(uri)).hexdigest() if storage.exists(uri) else None
+
+
+def _stored(uri: str) -> dict:
+    return storage.read_json(uri) if storage.exists(uri) else {}
+
+
+def stage(config: RunConfig, scratch: Path, release: Release) -> Path:
+    """A folder with exactly what the release holds: model, tokenizer, card, eval/ and provenance/."""
     model_dir = storage.local_dir_for(config.uri(train.MODEL), scratch / "download")
     folder = scratch / "upload"
     shutil.copytree(model_dir, folder)
-    scores = storage.read_json(config.uri(evaluate.EVAL, evaluate.SCORES))
-    card = modelcard.build(config, scores=scores, gate=decision,
-                           validation=storage.read_json(config.uri(validate.REPORT)),
-                           training=storage.read_json(config.uri(train.MODEL, train.REPORT)))
+    copies = {
+        evaluate.SCORES: (config.uri(evaluate.EVAL, evaluate.SCORES), "eval"),
+        gate.GATE: (config.uri(gate.GATE), "eval"),
+        **{name: (config.uri(name), "eval") for name in REPORTS},
+        pull.MANIFEST: (config.uri(pull.MANIFEST), "provenance"),
+        validate.REPORT: (config.uri(validate.REPORT), "provenance"),
+    }
+    for name, (uri, where) in copies.items():
+        if storage.exists(uri):
+            storage.download(uri, folder / where / name)
+    manifest = _stored(config.uri(pull.MANIFEST))
+    records = modelcard.RunRecords(
+        scores=storage.read_json(config.uri(evaluate.EVAL, evaluate.SCORES)),
+        decision=gate.read_decision(config),
+        validation=_stored(config.uri(validate.REPORT)),
+        training=_stored(config.uri(train.MODEL, train.REPORT)),
+        provenance={"files": len(manifest.get("objects", [])),
+                    "manifest_sha256": _sha256(config.uri(pull.MANIFEST)),
+                    "test_split_sha256": _sha256(split.split_uri(config, "test"))},
+    )
+    card = modelcard.build(config, records, release_tag=release.run_tag, in_review=release.create_pr)
     card.save(folder / "README.md")
-    storage.download(config.uri(evaluate.EVAL, evaluate.SCORES), folder / "eval" / evaluate.SCORES)
-    storage.download(config.uri(gate.GATE), folder / "eval" / gate.GATE)
     return folder

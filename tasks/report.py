@@ -34,12 +34,21 @@ def summarize_run(config: RunConfig) -> dict:
         "bleu_gain": decision.get("bleu", {}).get("gain"),
         "decision": decision.get("decision"),
         "reasons": decision.get("reasons", []),
-        "published": (f"{published['repo_id']}@{published['revision'][:12]} ({published['endpoint']})"
-                      if published else None),
+        "published": _published(published),
     }
     for line in format_summary(summary):
         log.info("%s", line)
     return summary
+
+
+def _published(record: dict | None) -> str | None:
+    if not record or not record.get("published"):
+        return None
+    if record.get("pr_url"):
+        return f"{record['repo_id']}: pull request {record['pr_url']} awaits review"
+    tag = record.get("tag")
+    pinned = f" tag {tag}" if tag and tag != record["revision"] else ""  # a local revision is its tag
+    return f"{record['repo_id']}@{record['revision'][:12]}{pinned} ({record['endpoint']})"
 
 
 def format_summary(s: dict) -> list[str]:

@@ -250,3 +250,32 @@ def test_cli_prints_url_then_serves_until_sigterm(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0, proc.stderr.read()
+
+
+def test_a_failure_after_serving_keeps_the_change_and_loses_the_answer(hub, api, published):
+    hub.fail_next("create_tag", status=504, after_serving=True)
+    with pytest.raises(HfHubHTTPError) as err:
+        api.create_tag(REPO, tag="v2")
+    assert err.value.response.status_code == 504
+    assert "v2" in hub.tags(REPO)  # the Hub did it; only the client does not know
+    assert [(r["status"], r["injected"]) for r in hub.requests if r["endpoint"] == "create_tag"] == [(504, True)]
+
+
+def test_a_reset_drops_the_connection_without_an_answer(hub, api, published):
+    from huggingface_hub.utils import httpx
+
+    hub.fail_next("refs", reset=True)
+    with pytest.raises(httpx.RemoteProtocolError):
+        api.list_repo_refs(REPO)
+    assert [r["status"] for r in hub.requests if r["endpoint"] == "refs"] == [0]
+    assert [t.name for t in api.list_repo_refs(REPO).tags] == []  # the next request is served
+
+
+def test_validate_yaml_refuses_a_model_index_the_client_cannot_read(hub, api, tmp_path):
+    api.create_repo(REPO)
+    (tmp_path / "card").mkdir()
+    (tmp_path / "card" / "README.md").write_text(
+        "---\nmodel-index:\n- name: m\n  results:\n  - task: {type: translation}\n    metrics: []\n---\n")
+    with pytest.raises(ValueError, match="Invalid model-index in README.md metadata"):
+        api.upload_folder(repo_id=REPO, folder_path=tmp_path / "card", commit_message="Broken card")
+    assert len(hub.commits(REPO)) == 1

@@ -31,16 +31,30 @@ def test_a_better_candidate_is_published_with_its_metrics(dag, run_conf, hub_con
 
     (commit, *_) = hub_connection.commits("mlops/digits-en-de")
     assert {"model.safetensors", "config.json", "generation_config.json", "vocab.json", "source.spm",
-            "README.md", "eval/scores.json", "eval/gate.json"} <= set(commit["files"])
+            "README.md", "eval/scores.json", "eval/gate.json", "provenance/pull_manifest.json",
+            "release.json"} <= set(commit["files"])
     card = commit["files"]["README.md"].decode()
     metadata = yaml.safe_load(card.split("---")[1])
     results = metadata["model-index"][0]["results"][0]
     bleu = {m["type"]: m["value"] for m in results["metrics"]}["bleu"]
     assert bleu == decision["bleu"]["candidate"]
-    assert metadata["base_model"] == run_conf["base_model"] and metadata["language"] == ["en", "de"]
-    assert "s3://domain-data/en-de/" in card
+    # The base model here is a local folder: the Hub takes only Hub ids as base_model, so the body names it.
+    assert "base_model" not in metadata and f"a local model (`{run_conf['base_model']}`)" in card
+    assert metadata["language"] == ["en", "de"]
+    assert "s3://domain-data/en-de/" in card and metadata["mt_retrain"]["data_sources"] == [run_conf["data_uri"]]
     published = storage.read_json(f"{run_dir}/publish.json")
     assert published["revision"] == commit["oid"]
+    assert hub_connection.tags("mlops/digits-en-de")[published["tag"]]["target"] == commit["oid"]
+    assert _extra_link(dag_run, "publish", "Published model") == published["url"] == published["commit_url"]
+
+
+def _extra_link(dag_run, task_id: str, name: str) -> str:
+    """The link as the API server resolves it: the serialized task reads what the worker stored in XCom."""
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    task = SerializedDagModel.get_dag(dag_run.dag_id).get_task(task_id)
+    assert name in task.extra_links
+    return task.get_extra_links(dag_run.get_task_instance(task_id), name)
 
 
 def test_a_candidate_that_does_not_gain_enough_is_not_published(dag, run_conf, hub_connection):
@@ -54,4 +68,5 @@ def test_a_candidate_that_does_not_gain_enough_is_not_published(dag, run_conf, h
     writes = [r for r in hub_connection.requests if r["method"] in ("POST", "PUT", "DELETE")]
     assert writes == []
     assert not storage.exists(f"{run_dir}/publish.json")
+    assert _extra_link(dag_run, "publish", "Published model") == ""
     assert json.loads(json.dumps(decision))  # gate.json is plain JSON for any reader

@@ -34,3 +34,39 @@ def cli_env() -> dict:
 
 def cli(step: str, run_dir: str) -> list[str]:
     return [sys.executable, "-m", "tasks", step, "--run-dir", run_dir]
+
+
+def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__2026-11-27T06:51:49+00:00",
+                      promote: bool = True, **params) -> config.RunConfig:
+    """A run directory as the steps before publish leave it: a trained model, scores, the gate's decision,
+    the pull manifest, the validation report and the test split. Scores are made up; their shape is real."""
+    import json
+    import shutil
+
+    from tasks import evaluate, gate, pull, train, validate
+
+    cfg = make_run(root, run_id=run_id, **params)
+    model_uri = cfg.uri(train.MODEL)
+    if storage.is_s3(model_uri):
+        storage.upload_tree(model_dir, model_uri)
+    else:
+        shutil.copytree(model_dir, model_uri)
+    settings = {"source_lang": "en", "target_lang": "de", "max_source_length": 32,
+                "loop": {"learning_rate": 0.003, "num_train_epochs": 100.0, "max_tokens_per_batch": 512}}
+    storage.write_json(cfg.uri(train.MODEL, train.REPORT),
+                       {"best_step": 250, "best_validation_loss": 0.42, "train_pairs": 1200, "settings": settings})
+    signatures = {"bleu": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
+                  "chrf": "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"}
+    scores = {"test_sentences": 150, "decoding": {"num_beams": 2, "max_length": 32},
+              "base": {"bleu": 3.1, "chrf": 20.4, "signatures": signatures},
+              "candidate": {"bleu": 61.7, "chrf": 80.2, "signatures": signatures}}
+    storage.write_json(cfg.uri(evaluate.EVAL, evaluate.SCORES), scores)
+    decision = gate.decide(scores, cfg)
+    if not promote:
+        decision = gate.decide({**scores, "candidate": scores["base"]}, cfg)
+    storage.write_json(cfg.uri(gate.GATE), decision)
+    storage.write_json(cfg.uri(validate.REPORT), {"rows_in": 1503, "kept": 1500, "rejected": 2, "deduplicated": 1})
+    storage.write_json(cfg.uri(pull.MANIFEST), {"source": cfg.data_uri, "objects": [
+        {"uri": cfg.data_uri + "part-a.jsonl", "relpath": "part-a.jsonl", "etag": "abc", "size": 1234}]})
+    storage.write_text(split.split_uri(cfg, "test"), json.dumps({"translation": {"en": "one", "de": "eins"}}) + "\n")
+    return cfg

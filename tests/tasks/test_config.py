@@ -31,6 +31,10 @@ def test_run_dir_is_derived_from_dag_and_run_id():
     ({"hub_repo_id": "no-namespace"}, "hub_repo_id", "pattern"),
     ({"data_uri": ""}, "data_uri", "at least 1 character"),
     ({"learning_rate": 0}, "learning_rate", "greater than 0"),
+    ({"publish_target": "local"}, "config", "publish_target 'local' needs registry_uri"),
+    ({"publish_target": "local", "registry_uri": "/srv/models", "create_pr": True}, "config",
+     "create_pr needs publish_target 'hub'"),
+    ({"publish_target": "gcs"}, "publish_target", "'hub' or 'local'"),
 ])
 def test_bad_params_are_rejected_with_the_field_named(params, field, words):
     with pytest.raises(config.ConfigError) as err:

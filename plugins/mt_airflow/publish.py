@@ -1,0 +1,69 @@
+"""The publish task as an operator, so it can carry an extra link to the published revision or pull request.
+
+`PublishModelOperator.execute` only adapts `tasks.publish.run` to Airflow: the Hub token comes from the
+connection through `HuggingFaceHubHook` (masked in logs), a refused gate becomes a skip, and a token without
+write access fails the task without Airflow retries, because a retry cannot fix it.
+
+The link is declared on the operator. When the task ends, the worker calls `get_link` and stores the URL in
+XCom under the link's key, and the API server shows it from there. It is not registered through an
+AirflowPlugin: in Airflow 3 a plugin's link takes precedence on the API server, where `get_link` would have
+to read the run directory or the Task SDK's XCom, neither of which is available there.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+
+class PublishedModelLink(BaseOperatorLink):
+    """The published commit, or the pull request that waits for review."""
+
+    name = "Published model"
+
+    def get_link(self, operator: BaseOperator, *, ti_key) -> str:
+        from tasks import config, publish
+
+        run_dir = getattr(operator, "run_dir", None)
+        if not isinstance(run_dir, str):  # not rendered: the task did not run
+            return ""
+        try:
+            stored = publish.result(config.load(run_dir))
+        except FileNotFoundError:
+            return ""
+        return (stored or {}).get("url") or ""
+
+
+class PublishModelOperator(BaseOperator):
+    """Publish a promoted run (tasks/publish.py) and return publish.json's record: url, revision, tag, pr_url."""
+
+    template_fields: Sequence[str] = ("run_dir",)
+    operator_extra_links = (PublishedModelLink(),)
+    ui_color = "#fdebd0"
+
+    def __init__(self, *, run_dir: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.run_dir = run_dir
+
+    def execute(self, context) -> dict:
+        from mt_airflow.hub import HuggingFaceHubHook
+        from tasks import config, publish
+        from tasks.hub_registry import HubAccessError
+
+        cfg = config.load(self.run_dir)
+        token = endpoint = None
+        source = "none (local registry)"
+        if cfg.publish_target == "hub":
+            credentials = HuggingFaceHubHook(cfg.hub_conn_id).get_credentials()
+            token, endpoint, source = credentials.token, credentials.endpoint, credentials.source
+        try:
+            outcome = publish.run(cfg, token=token, endpoint=endpoint)
+        except HubAccessError as err:
+            raise AirflowFailException(f"{err} The token came from {source}.") from None
+        if not outcome["published"]:
+            raise AirflowSkipException(outcome["reason"])
+        if outcome.get("pr_url"):
+            self.log.info("Review the release in pull request %s", outcome["pr_url"])
+        return outcome
