@@ -43,7 +43,7 @@ def test_a_fine_tuned_m2m100_translates_and_keeps_its_forced_bos(tiny_m2m100, tm
     write_jsonl(tmp_path / "train.jsonl", pairs[:1000])
     write_jsonl(tmp_path / "val.jsonl", pairs[1000:1100])
     settings = train.TrainSettings("en", "de", 32, 32, trainloop.LoopSettings(
-        learning_rate=3e-3, weight_decay=0.0, num_train_epochs=100, max_steps=400, max_tokens_per_batch=512,
+        learning_rate=1.5e-3, weight_decay=0.0, num_train_epochs=100, max_steps=500, max_tokens_per_batch=512,
         warmup_steps=0.1, early_stopping_patience=0, precision="fp32", eval_every_steps=50))
     out = tmp_path / "model"
     report = train.fine_tune(str(tiny_m2m100), tmp_path / "train.jsonl", tmp_path / "val.jsonl", settings,
