@@ -1,0 +1,181 @@
+"""Training throughput: the project's training path against the seed recipe, in one process.
+
+Both train the same opus-mt-en-de-shaped Marian model (random weights: d_model 512, 6+6 layers, vocabulary
+58101) for one epoch over the same synthetic pairs, whose lengths follow a long-tailed distribution like
+real sentence pairs and whose targets depend on their sources (so there is something to learn):
+
+- seed: the seed document's recipe: Seq2SeqTrainer, fp32, batch 16, lr 2e-5, weight decay 0.01, default
+  (random) sampler, DataCollatorForSeq2Seq;
+- project: tasks.trainloop with the run config's defaults (token-budget batches of similar length padded
+  to multiples of 8, automatic precision, AdamW with warmup).
+
+Throughput counts the real (unpadded) source + target tokens of the epoch over its wall time. Both models
+are then scored on the same held-out pairs, so the loss after the same tokens can be compared.
+
+    python bench/train_throughput.py [--tiny] [--pairs N] [--precision auto|fp32|bf16]
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tasks import batching, trainloop  # noqa: E402
+from tasks.config import PipelineParams  # noqa: E402
+from tasks.precision import choose_precision  # noqa: E402
+
+OPUS_MT = {"vocab_size": 58101, "d_model": 512, "layers": 6, "heads": 8, "ffn_dim": 2048}
+TINY = {"vocab_size": 1000, "d_model": 64, "layers": 2, "heads": 2, "ffn_dim": 128}
+
+
+def synthetic_pairs(n: int, vocab: int, seed: int, max_len: int = 128) -> batching.Encoded:
+    """Zipf-distributed tokens, log-normal lengths (median ~20, long tail), targets a function of sources."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    mapping = rng.permutation(vocab - 2)  # a fixed "translation" of each source token
+    sources, targets = [], []
+    for _ in range(n):
+        src_len = int(np.clip(rng.lognormal(math.log(20), 0.6), 3, max_len - 1))
+        tgt_len = int(np.clip(round(src_len * rng.uniform(0.9, 1.3)), 3, max_len - 1))
+        src = (rng.zipf(1.3, src_len) % (vocab - 2)).tolist()
+        tgt = [int(mapping[t]) for t in src][:tgt_len]
+        tgt += (rng.zipf(1.3, tgt_len - len(tgt)) % (vocab - 2)).tolist()
+        sources.append(src + [0])  # 0 is </s>, as in Marian
+        targets.append(tgt + [0])
+    return batching.Encoded(sources, targets)
+
+
+def build_model(dims: dict, seed: int = 0):
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+
+    torch.manual_seed(seed)
+    pad = dims["vocab_size"] - 1
+    config = MarianConfig(vocab_size=dims["vocab_size"], decoder_vocab_size=dims["vocab_size"],
+                          d_model=dims["d_model"], encoder_layers=dims["layers"], decoder_layers=dims["layers"],
+                          encoder_attention_heads=dims["heads"], decoder_attention_heads=dims["heads"],
+                          encoder_ffn_dim=dims["ffn_dim"], decoder_ffn_dim=dims["ffn_dim"], pad_token_id=pad,
+                          eos_token_id=0, decoder_start_token_id=pad, max_position_embeddings=512,
+                          share_encoder_decoder_embeddings=True)
+    return MarianMTModel(config)
+
+
+def pad_only_tokenizer(vocab_size: int):
+    """DataCollatorForSeq2Seq pads through a tokenizer; this one knows only Marian's pad id."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(vocab_size - 1)} | {"<pad>": vocab_size - 1}
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="t1")), pad_token="<pad>",
+                                   eos_token="t0", unk_token="t1")
+
+
+def run_seed(dims: dict, data: batching.Encoded, device):
+    """One epoch of the seed recipe; returns (seconds, trained model)."""
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    model = build_model(dims)
+    tokenizer = pad_only_tokenizer(dims["vocab_size"])
+    dataset = Dataset.from_dict({"input_ids": data.sources, "labels": data.targets})
+    with tempfile.TemporaryDirectory() as out:
+        args = Seq2SeqTrainingArguments(
+            output_dir=out, learning_rate=2e-5, per_device_train_batch_size=16, weight_decay=0.01,
+            num_train_epochs=1, save_strategy="no", report_to=[], disable_tqdm=True, logging_steps=10**9,
+            use_cpu=device.type == "cpu", seed=0)
+        trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=dataset,
+                                 data_collator=DataCollatorForSeq2Seq(tokenizer=tokenizer, model=model))
+        _sync(device)
+        started = time.perf_counter()
+        trainer.train()
+        _sync(device)
+        seconds = time.perf_counter() - started
+    return seconds, model
+
+
+def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_tokens: int):
+    """One epoch of the project's training loop with the run config's defaults; returns (seconds, model)."""
+    defaults = PipelineParams()
+    model = build_model(dims)
+    settings = trainloop.LoopSettings(
+        learning_rate=defaults.learning_rate, weight_decay=defaults.weight_decay, num_train_epochs=1,
+        max_tokens_per_batch=max_tokens, warmup_steps=defaults.warmup_steps, early_stopping_patience=0,
+        eval_every_steps=10**9, checkpoint_every_steps=10**9, precision=precision, log_every_steps=10**9)
+    empty = batching.Encoded(data.sources[:1], data.targets[:1])
+    pad = dims["vocab_size"] - 1
+    with tempfile.TemporaryDirectory() as out:
+        _sync(device)
+        started = time.perf_counter()
+        trainloop.train(model, data, empty, settings, pad_id=pad, decoder_start_id=pad,
+                        checkpoints=trainloop.CheckpointDir(Path(out)), device=device)
+        _sync(device)
+        seconds = time.perf_counter() - started
+    return seconds, model
+
+
+def heldout_loss(model, data: batching.Encoded, dims: dict, device) -> float:
+    pad = dims["vocab_size"] - 1
+    settings = trainloop.LoopSettings(learning_rate=0, weight_decay=0, num_train_epochs=1, max_tokens_per_batch=4096)
+    return trainloop.evaluate_loss(model.to(device), data, settings, pad, pad, device,
+                                   choose_precision(device, "fp32"))
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run with a tiny model")
+    parser.add_argument("--pairs", type=int, help="training pairs (default: 48 tiny, 640 CPU, 16000 GPU)")
+    parser.add_argument("--precision", default="auto", help="the project path's precision (default: auto)")
+    parser.add_argument("--max-tokens", type=int, help="project tokens per batch (default: the run config's)")
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dims = TINY if args.tiny else OPUS_MT
+    pairs = args.pairs or (48 if args.tiny else 16000 if device.type == "cuda" else 640)
+    max_tokens = args.max_tokens or (512 if args.tiny else PipelineParams().max_tokens_per_batch)
+    train_data = synthetic_pairs(pairs, dims["vocab_size"], seed=1)
+    heldout = synthetic_pairs(max(16, pairs // 10), dims["vocab_size"], seed=2)
+    tokens = train_data.tokens()
+
+    seed_seconds, seed_model = run_seed(dims, train_data, device)
+    seed_loss = heldout_loss(seed_model, heldout, dims, device)
+    del seed_model
+    project_seconds, project_model = run_project(dims, train_data, device, args.precision, max_tokens)
+    project_loss = heldout_loss(project_model, heldout, dims, device)
+
+    result = {
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
+        "model": "tiny" if args.tiny else "opus-mt-en-de shape (d512, 6+6, vocab 58101)",
+        "pairs": pairs, "tokens": tokens,
+        "seed_seconds": round(seed_seconds, 2), "project_seconds": round(project_seconds, 2),
+        "seed_tokens_per_s": round(tokens / seed_seconds, 1),
+        "project_tokens_per_s": round(tokens / project_seconds, 1),
+        "ratio": round(seed_seconds / project_seconds, 2),
+        "seed_loss": round(seed_loss, 4), "project_loss": round(project_loss, 4),
+        "project_precision": choose_precision(device, args.precision).name,
+        "project_max_tokens_per_batch": max_tokens,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
