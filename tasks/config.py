@@ -23,7 +23,7 @@ _PUBLISH = "Publishing"
 _RUNTIME = "Where it runs"
 
 
-def _field(default: Any, title: str, description: str, section: str, **constraints: Any) -> Any:
+def _field(default: Any, title: str, section: str, description: str, **constraints: Any) -> Any:
     return Field(default, title=title, description=description, json_schema_extra={"section": section},
                  **constraints)
 

@@ -64,3 +64,10 @@ def test_save_and_load_round_trip_and_refuse_a_changed_config(tmp_path):
     changed = config.build({"min_bleu_gain": 3.0}, dag_id="d", run_id="r", artifact_root=str(tmp_path))
     with pytest.raises(config.ConfigError, match="different configuration"):
         config.save(changed)
+
+
+def test_every_param_has_a_known_section_and_a_description_that_is_not_one():
+    sections = {"Data", "Training", "Evaluation and promotion gate", "Publishing", "Where it runs"}
+    for name, spec in config.param_specs().items():
+        assert spec["section"] in sections, name
+        assert spec["description"] not in sections, name  # the two were once swapped
