@@ -6,14 +6,20 @@ fresh domain data and publishes it only when it is measurably better:
 
 1. **prepare** validates the form's values into one run config, written to `config.json` in the run
    directory `{MT_ARTIFACT_ROOT}/translation_finetune/{run_id}/`;
-2. **pull** copies the data from the S3 prefix or folder in `data_uri` and records what it took;
-3. **validate** drops empty and absurd pairs into `rejects.jsonl` (with reasons) and fails a bad batch;
-4. **split** hashes each source sentence into train / validation / test;
+2. **pull** copies what is new in the S3 prefix or folder in `data_uri` since the last successful run; with
+   nothing new, the run ends here, skipped (`force_full_retrain` takes everything, `data_snapshot` an old
+   run's exact files);
+3. **validate** puts every pair that fails a filter into `rejects.jsonl` with all its reasons, removes
+   duplicates and test-set leakage, and fails a bad batch;
+4. **split** hashes each source sentence into train / validation; the first run freezes the test set, later
+   runs reuse it;
 5. **train** fine-tunes `base_model` on a GPU (launcher: local subprocess, Docker or Kubernetes);
 6. **evaluate** translates the test split with base and candidate and scores them with sacrebleu;
 7. **gate** promotes the candidate only if its BLEU gain reaches `min_bleu_gain`;
 8. **publish** pushes model + model card to the Hugging Face Hub (skipped when the gate refuses);
-9. **summary** logs the outcome in one place.
+9. **mark_consumed** marks the pulled objects consumed, only when nothing upstream failed (a refused
+   gate is a success and consumes);
+10. **summary** logs the outcome in one place, also for a run that ended early.
 
 Every step reads and writes the run directory; XCom carries only its URI and small summaries.
 """
@@ -58,9 +64,13 @@ def translation_finetune():
 
     @task(**IO_RETRIES)
     def pull(run_dir: str) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
         from tasks import config, pull
 
-        return pull.run(config.load(run_dir))
+        outcome = pull.run(config.load(run_dir))
+        if outcome["nothing_new"]:
+            raise AirflowSkipException(outcome["message"])
+        return outcome
 
     @task
     def validate(run_dir: str) -> dict:
@@ -93,6 +103,14 @@ def translation_finetune():
             raise AirflowSkipException(outcome["reason"])
         return outcome
 
+    # none_failed: runs after a refused gate (publish skipped) or an early end (all skipped), never after
+    # a failure, so a failed run consumes nothing.
+    @task(trigger_rule="none_failed", **IO_RETRIES)
+    def mark_consumed(run_dir: str) -> dict:
+        from tasks import config, pull
+
+        return pull.commit_consumed(config.load(run_dir))
+
     @task(trigger_rule="none_failed")
     def summary(run_dir: str) -> dict:
         from tasks import config, report
@@ -107,7 +125,7 @@ def translation_finetune():
     decided = gate(run_dir)
     published = publish(run_dir)
     pull(run_dir) >> validate(run_dir) >> split(run_dir) >> train >> evaluate >> decided >> published
-    published >> summary(run_dir)
+    published >> mark_consumed(run_dir) >> summary(run_dir)
 
 
 translation_finetune()
