@@ -26,6 +26,9 @@ WORKERS_ENV = "MT_VALIDATE_WORKERS"
 
 
 class Screened(NamedTuple):
+    """What screening says about one row. Sent between processes as a plain tuple in this field order:
+    pickling a plain tuple costs half as much as a named one, and a million cross twice."""
+
     line: int
     source: str | None  # cleaned text (tasks.textnorm.clean), None when the record had no pair
     target: str | None
@@ -43,28 +46,30 @@ class Screener:
         self.checker = filters.PairChecker(limits, identifier)
         self.source_lang, self.target_lang = limits.source_lang, limits.target_lang
 
-    def screen(self, name: str, rows: list[Row]) -> list[Screened]:
+    def screen(self, name: str, rows: list[tuple]) -> list[tuple]:
+        """The Screened fields, as a plain tuple, of each row (a Row or a plain tuple of its fields)."""
         clean, match_key, key_of, quote = textnorm.clean, textnorm.match_key, textnorm.key_of, _json_string
         word_count = filters.word_count
-        readable = [(clean(row.source), clean(row.target)) for row in rows if not row.problem]
+        readable = [(clean(row[1]), clean(row[2])) for row in rows if not row[3]]
         verdicts = iter(zip(readable, self.checker.reasons_many(readable)))
         prefix, middle = f'{{"translation": {{{quote(self.source_lang)}: ', f", {quote(self.target_lang)}: "
         suffix = f'}}, "file": {quote(name)}, "line": '
         out = []
         for line, source, target, problem, reason in rows:
             if problem:
-                out.append(Screened(line, source and clean(source), target and clean(target), ((reason, problem),)))
+                out.append((line, source and clean(source), target and clean(target), ((reason, problem),),
+                            0, 0, 0, "", 0, 0))
                 continue
             (source, target), found = next(verdicts)
             if found:
-                out.append(Screened(line, source, target, tuple(found)))
+                out.append((line, source, target, tuple(found), 0, 0, 0, "", 0, 0))
                 continue
             source_norm = match_key(source)
             # The clean.jsonl line, built from JSON-quoted strings: a third of the cost of json.dumps(dict).
             record = f"{prefix}{quote(source)}{middle}{quote(target)}{suffix}{line}}}"
-            out.append(Screened(line, source, target, (), key_of(f"{source_norm}\t{match_key(target)}"),
-                                key_of(f"{source}\t{target}"), key_of(source_norm), record,
-                                word_count(source), word_count(target)))
+            out.append((line, source, target, (), key_of(f"{source_norm}\t{match_key(target)}"),
+                        key_of(f"{source}\t{target}"), key_of(source_norm), record,
+                        word_count(source), word_count(target)))
         return out
 
 
@@ -98,8 +103,8 @@ class ScreeningPool:
             self._pool.terminate() if exc[0] else self._pool.close()
             self._pool.join()
 
-    def screen(self, name: str, rows: Iterable[Row]) -> Iterator[Screened]:
-        """Screened rows in input order. When the file turns out broken midway (UnreadableFile), the rows
+    def screen(self, name: str, rows: Iterable[Row]) -> Iterator[tuple]:
+        """Screened rows (as plain tuples of the Screened fields) in input order. When the file turns out broken midway (UnreadableFile), the rows
         read before the break are still yielded, then the error is raised."""
         if self._pool is None:
             for chunk in _chunks(rows):
@@ -109,7 +114,7 @@ class ScreeningPool:
         broken = None
         try:
             for chunk in _chunks(rows):
-                pending.append(self._pool.apply_async(_screen_in_worker, (name, chunk)))
+                pending.append(self._pool.apply_async(_screen_in_worker, (name, [tuple(row) for row in chunk])))
                 # A bounded queue: the reader never runs far ahead of the workers, so memory stays flat.
                 while len(pending) > 2 * self.workers:
                     yield from pending.popleft().get()
@@ -145,5 +150,5 @@ def _start_worker(limits) -> None:
     _worker_screener = Screener(limits)
 
 
-def _screen_in_worker(name: str, rows: list[Row]) -> list[Screened]:
+def _screen_in_worker(name: str, rows: list[tuple]) -> list[tuple]:
     return _worker_screener.screen(name, rows)

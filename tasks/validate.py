@@ -20,7 +20,7 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from tasks import formats, pull, screening, storage, testset
+from tasks import formats, langid, pull, screening, storage, testset
 from tasks.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -110,40 +110,41 @@ class _Batch:
         self.file_names.append(name)
         first_seen, exact_seen, leakage_keys = self.first_seen, self.exact_seen, self.leakage_keys
         src_chars, tgt_chars, src_words, tgt_words = self.lengths.values()
-        for row in screened:
+        for line, source, target, reasons, pair_key, exact_key, source_key, record, source_words, target_words \
+                in screened:  # the fields of screening.Screened
             counts["rows"] += 1
-            if not row.reasons and row.source_key in leakage_keys:
-                row = row._replace(reasons=(("leakage", "source is in the frozen test set"),))
-            if row.reasons:
+            if not reasons and source_key in leakage_keys:
+                reasons = (("leakage", "source is in the frozen test set"),)
+            if reasons:
                 counts["rejected"] += 1
-                self._reject(name, row, row.reasons, rejects)
+                self._reject(name, line, source, target, reasons, rejects)
                 continue
-            earlier = first_seen.get(row.pair_key)
+            earlier = first_seen.get(pair_key)
             if earlier is not None:
                 counts["deduplicated"] += 1
-                how = "" if row.exact_key in exact_seen else " after normalization (case, spacing, Unicode forms)"
+                how = "" if exact_key in exact_seen else " after normalization (case, spacing, Unicode forms)"
                 where = f"{self.file_names[earlier >> 40]}:{earlier & (2**40 - 1)}"
-                self._reject(name, row, (("duplicate", f"same pair as {where}{how}"),), rejects)
+                self._reject(name, line, source, target, (("duplicate", f"same pair as {where}{how}"),), rejects)
                 continue
-            first_seen[row.pair_key] = (file_index << 40) | row.line
-            exact_seen.add(row.exact_key)
+            first_seen[pair_key] = (file_index << 40) | line
+            exact_seen.add(exact_key)
             counts["kept"] += 1
-            clean.write(row.record + "\n")
-            src_chars[len(row.source)] += 1
-            tgt_chars[len(row.target)] += 1
-            src_words[row.source_words] += 1
-            tgt_words[row.target_words] += 1
+            clean.write(record + "\n")
+            src_chars[len(source)] += 1
+            tgt_chars[len(target)] += 1
+            src_words[source_words] += 1
+            tgt_words[target_words] += 1
 
-    def _reject(self, name: str, row, reasons, rejects) -> None:
+    def _reject(self, name: str, line: int, source, target, reasons, rejects) -> None:
         found = [{"reason": reason, "detail": detail} for reason, detail in reasons]
         for reason, detail in reasons:
             if reason != "duplicate":
                 self.reasons[reason] += 1
             if len(self.examples[reason]) < EXAMPLES_PER_REASON:
-                self.examples[reason].append({"file": name, "line": row.line, "detail": detail,
-                                              "source": row.source, "target": row.target})
-        rejects.write(json.dumps({"file": name, "line": row.line, "reasons": found, "source": row.source,
-                                  "target": row.target}, ensure_ascii=False) + "\n")
+                self.examples[reason].append({"file": name, "line": line, "detail": detail, "source": source,
+                                              "target": target})
+        rejects.write(json.dumps({"file": name, "line": line, "reasons": found, "source": source,
+                                  "target": target}, ensure_ascii=False) + "\n")
 
     def report(self, workers: int) -> dict:
         totals = Counter()
@@ -166,8 +167,19 @@ class _Batch:
             "thresholds": {"min_clean_pairs": config.min_clean_pairs, "max_reject_rate": config.max_reject_rate,
                            "skip_filters": config.skip_filters},
             "workers": workers,
+            "language_id_unknown": _languages_without_id(config),
         }
         return report | _judge(config, report)
+
+
+def _languages_without_id(config: RunConfig) -> list[str]:
+    """The pair's languages that the language-ID model does not know: wrong_language cannot judge them."""
+    if "wrong_language" in config.skip_filters:
+        return []
+    unknown = [lang for lang in (config.source_lang, config.target_lang) if not langid.shared().knows(lang)]
+    if unknown:
+        log.warning("language ID does not know %s: wrong_language is not checked on that side", unknown)
+    return unknown
 
 
 def _stats(histogram: Counter) -> dict:

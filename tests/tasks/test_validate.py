@@ -78,6 +78,16 @@ def test_the_report_gives_examples_lengths_and_thresholds(tmp_path):
     assert lengths["min"] == len(GOOD[0][0]) and lengths["max"] == len(GOOD[-1][0])
     assert report["kept_lengths"]["source_words"]["median"] == 7
     assert report["thresholds"] == {"min_clean_pairs": 1, "max_reject_rate": 0.5, "skip_filters": []}
+    assert report["language_id_unknown"] == []
+
+
+def test_a_language_the_model_does_not_know_is_reported_not_guessed(tmp_path):
+    cfg = make_run(tmp_path, min_clean_pairs=1, target_lang="tlh")  # Klingon is not among lid.176's labels
+    put_raw(cfg, write_jsonl(tmp_path / "a.jsonl", [("The printer is ready and waiting.", "The printer is ready now.")],
+                             tgt="tlh"))
+    validate.run(cfg)
+    report, clean, _ = accounted(cfg)
+    assert report["language_id_unknown"] == ["tlh"] and len(clean) == 1
 
 
 def test_too_little_usable_data_fails_with_counts_threshold_and_files(tmp_path):
