@@ -22,6 +22,8 @@ CHUNK_ROWS = 2000
 _json_string = json.encoder.encode_basestring
 # Below this much input, starting worker processes (about a second) costs more than it saves.
 PARALLEL_MIN_BYTES = 4 * 2**20
+# Past this many workers the one process that reads, deduplicates and writes is the bottleneck.
+MAX_WORKERS = 8
 WORKERS_ENV = "MT_VALIDATE_WORKERS"
 
 
@@ -78,7 +80,8 @@ def worker_count(input_bytes: int) -> int:
         return max(1, int(os.environ[WORKERS_ENV]))
     if input_bytes < PARALLEL_MIN_BYTES:
         return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cpus, MAX_WORKERS)
 
 
 class ScreeningPool:

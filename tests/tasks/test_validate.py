@@ -1,11 +1,13 @@
+import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from support.corpora import (write_csv, write_jsonl, write_mo, write_parquet, write_po, write_tmx,
                              write_tsv)
-from support.runs import REPO_ROOT, accounted, make_run, put_raw
+from support.runs import REPO_ROOT, accounted, cli, cli_env, make_run, put_raw
 from tasks import pull, split, validate
 
 GOOD = [(f"The printer number {i} is ready now.", f"Der Drucker Nummer {i} ist jetzt bereit.") for i in range(30)]
@@ -171,6 +173,19 @@ def test_worker_processes_give_the_same_outputs_as_one_process(tmp_path, monkeyp
         outputs.append((clean, rejects, {k: v for k, v in report.items() if k != "workers"}))
         assert report["workers"] == int(workers)
     assert outputs[0] == outputs[1]
+
+
+def test_the_step_cli_screens_in_worker_processes_too(tmp_path):
+    # The training container and the local launcher run `python -m tasks validate`: spawned workers must
+    # start from that entry point as well as from pytest's.
+    cfg = make_run(tmp_path, min_clean_pairs=1)
+    put_raw(cfg, write_jsonl(tmp_path / "a.jsonl", GOOD + BAD))
+    done = subprocess.run(cli("validate", cfg.run_dir), env={**cli_env(), "MT_VALIDATE_WORKERS": "2"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"rows_in": 34, "kept": 30, "rejected": 4,
+                                                                "deduplicated": 0}
+    assert accounted(cfg)[0]["workers"] == 2
 
 
 def test_the_demo_domain_data_stays_usable_with_the_demo_settings(tmp_path):
