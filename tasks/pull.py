@@ -116,7 +116,7 @@ def _message(config: RunConfig, mode: str, fresh: list, changed: list, skipped: 
     if not fresh:
         return (f"nothing new under {config.data_uri}: all {skipped} data object(s) were consumed by earlier "
                 f"successful runs; trigger with force_full_retrain to retrain on everything")
-    what = f"{len(fresh)} new or changed object(s) ({len(changed)} changed)"
+    what = f"{len(fresh) - len(changed)} new" + (f" and {len(changed)} changed" if changed else "") + " object(s)"
     return f"{what} under {config.data_uri}" + (f"; {skipped} already consumed" if skipped else "") + \
         (" (force_full_retrain: consumed ones included)" if mode == "full" else "")
 

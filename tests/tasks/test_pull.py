@@ -56,7 +56,8 @@ def test_incremental_pulls_across_runs_on_s3(bucket, s3, tmp_path):
     # Week 3, again: the failed run consumed nothing, so the same two objects are new.
     retry = _run("run-4", bucket)
     summary = pull.run(retry)
-    assert summary["files"] == 2 and "(1 changed)" in summary["message"] and "1 already consumed" in summary["message"]
+    assert summary["files"] == 2
+    assert summary["message"] == "1 new and 1 changed object(s) under s3://incoming/en-de/; 1 already consumed"
     assert _raw(retry) == ["c.jsonl", "week1/b.tsv"]
     assert storage.read_json(retry.uri(pull.MANIFEST))["changed"] == ["week1/b.tsv"]
     assert storage.read_text(retry.uri(pull.RAW, "week1/b.tsv")).count("\n") == 8  # the rewritten content
