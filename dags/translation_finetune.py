@@ -6,16 +6,22 @@ fresh domain data and publishes it only when it is measurably better:
 
 1. **prepare** validates the form's values into one run config, written to `config.json` in the run
    directory `{MT_ARTIFACT_ROOT}/translation_finetune/{run_id}/`;
-2. **pull** copies the data from the S3 prefix or folder in `data_uri` and records what it took;
-3. **validate** drops empty and absurd pairs into `rejects.jsonl` (with reasons) and fails a bad batch;
-4. **split** hashes each source sentence into train / validation / test;
+2. **pull** copies what is new in the S3 prefix or folder in `data_uri` since the last successful run; with
+   nothing new, the run ends here, skipped (`force_full_retrain` takes everything, `data_snapshot` an old
+   run's exact files);
+3. **validate** puts every pair that fails a filter into `rejects.jsonl` with all its reasons, removes
+   duplicates and test-set leakage, and fails a bad batch;
+4. **split** hashes each source sentence into train / validation; the first run freezes the test set, later
+   runs reuse it;
 5. **train** fine-tunes `base_model` on a GPU (launcher: local subprocess, Docker or Kubernetes);
 6. **evaluate** translates the test split with base and candidate and scores them with sacrebleu;
 7. **gate** promotes the candidate only if its BLEU gain reaches `min_bleu_gain`;
 8. **publish** releases model + model card to the Hugging Face Hub as a tagged commit, or as a pull request
    for review with `create_pr` (or to a local registry); skipped when the gate refuses, and a retry or a
    re-run never publishes twice. Its **Published model** link opens the revision or the pull request;
-9. **summary** logs the outcome in one place.
+9. **mark_consumed** marks the pulled objects consumed, only when nothing upstream failed (a refused
+   gate is a success and consumes);
+10. **summary** logs the outcome in one place, also for a run that ended early.
 
 Every step reads and writes the run directory; XCom carries only its URI and small summaries.
 """
@@ -61,9 +67,13 @@ def translation_finetune():
 
     @task(**IO_RETRIES)
     def pull(run_dir: str) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
         from tasks import config, pull
 
-        return pull.run(config.load(run_dir))
+        outcome = pull.run(config.load(run_dir))
+        if outcome["nothing_new"]:
+            raise AirflowSkipException(outcome["message"])
+        return outcome
 
     @task
     def validate(run_dir: str) -> dict:
@@ -83,6 +93,14 @@ def translation_finetune():
 
         return gate.run(config.load(run_dir))
 
+    # none_failed: runs after a refused gate (publish skipped) or an early end (all skipped), never after
+    # a failure, so a failed run consumes nothing.
+    @task(trigger_rule="none_failed", **IO_RETRIES)
+    def mark_consumed(run_dir: str) -> dict:
+        from tasks import config, pull
+
+        return pull.commit_consumed(config.load(run_dir))
+
     @task(trigger_rule="none_failed")
     def summary(run_dir: str) -> dict:
         from tasks import config, report
@@ -97,7 +115,7 @@ def translation_finetune():
     decided = gate(run_dir)
     published = PublishModelOperator(task_id="publish", run_dir=run_dir, **IO_RETRIES)
     pull(run_dir) >> validate(run_dir) >> split(run_dir) >> train >> evaluate >> decided >> published
-    published >> summary(run_dir)
+    published >> mark_consumed(run_dir) >> summary(run_dir)
 
 
 translation_finetune()

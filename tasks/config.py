@@ -8,6 +8,7 @@ and read back by every step, in the Airflow worker and in the training container
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,15 +18,23 @@ from tasks import storage
 CONFIG_FILE = "config.json"
 
 _DATA = "Data"
+_VALIDATE = "Validation"
+_SPLIT = "Split"
 _TRAIN = "Training"
 _EVAL = "Evaluation and promotion gate"
 _PUBLISH = "Publishing"
 _RUNTIME = "Where it runs"
 
 
-def _field(default: Any, title: str, description: str, section: str, **constraints: Any) -> Any:
+def _field(default: Any, title: str, section: str, description: str, **constraints: Any) -> Any:
     return Field(default, title=title, description=description, json_schema_extra={"section": section},
                  **constraints)
+
+
+# The pair filters of tasks/filters.py, by the reason they write into rejects.jsonl. Spelled out here so the
+# trigger form offers them; tests/tasks/test_filters.py checks that the two lists agree.
+FilterName = Literal["empty", "too_short", "too_long", "length_ratio", "identical", "wrong_language",
+                     "numerals", "placeholders", "markup", "control_chars", "encoding"]
 
 
 class ConfigError(ValueError):
@@ -38,25 +47,72 @@ class PipelineParams(BaseModel):
     # --- data
     data_uri: str = _field(
         "s3://translation-data/en-de/incoming/", "Fresh data", _DATA,
-        "Where new parallel data lands: an S3 prefix (s3://bucket/prefix/) or a local folder. "
-        "JSONL with translation dicts and TSV files are read.", min_length=1)
+        "Where new parallel data lands: an S3 prefix (s3://bucket/prefix/) or a local folder. Only objects "
+        "that no successful run has consumed yet (new key or changed ETag) are pulled. Formats: JSONL with "
+        "translation dicts, TSV, CSV, TMX, gettext PO and MO, Parquet.", min_length=1)
+    force_full_retrain: bool = _field(
+        False, "Retrain on everything", _DATA,
+        "Pull every object under the data URI, consumed or not. Off: a run with nothing new ends early "
+        "(skipped, not failed).")
+    data_snapshot: list[str] = _field(
+        [], "Data snapshot", _DATA,
+        "Reproduce an old run: exactly these object URIs (files or s3://bucket/key) instead of what is new "
+        "under the data URI. The objects' URIs are in that run's pull_manifest.json. A snapshot run does "
+        "not mark anything as consumed.")
+    general_eval_uri: str = _field(
+        "", "General-domain test set", _DATA,
+        "Optional file, folder or S3 prefix of general-domain pairs, validated like the fresh data into "
+        "splits/general_test.jsonl, to catch catastrophic forgetting. Empty: none.")
     source_lang: str = _field("en", "Source language", _DATA, "ISO 639-1 code of the source side.",
                               pattern=r"^[a-z]{2,3}$")
     target_lang: str = _field("de", "Target language", _DATA, "ISO 639-1 code of the target side.",
                               pattern=r"^[a-z]{2,3}$")
-    min_clean_pairs: int = _field(
-        200, "Minimum usable pairs", _DATA,
-        "The run fails when fewer pairs than this survive validation.", ge=1)
-    max_chars: int = _field(
-        1000, "Maximum characters per side", _DATA, "Longer sentences are rejected as absurd.", ge=10)
+
+    # --- validation: the thresholds of the pair filters (tasks/filters.py) and of the batch as a whole
+    min_chars: int = _field(2, "Minimum characters per side", _VALIDATE,
+                            "Shorter sides are rejected (too_short).", ge=0)
+    max_chars: int = _field(1000, "Maximum characters per side", _VALIDATE,
+                            "Longer sides are rejected as absurd (too_long).", ge=10)
+    min_tokens: int = _field(1, "Minimum words per side", _VALIDATE,
+                             "Whitespace-separated words; fewer is too_short.", ge=0)
+    max_tokens: int = _field(250, "Maximum words per side", _VALIDATE,
+                             "Whitespace-separated words; more is too_long.", ge=1)
     max_length_ratio: float = _field(
-        3.0, "Maximum length ratio", _DATA,
+        3.0, "Maximum length ratio", _VALIDATE,
         "Pairs whose longer side has more than this many times the characters of the shorter side are "
-        "rejected (misaligned pairs).", ge=1.0)
-    test_fraction: float = _field(0.1, "Test share", _DATA,
-                                  "Share of pairs hashed into the test split.", gt=0, lt=0.5)
-    validation_fraction: float = _field(0.05, "Validation share", _DATA,
+        "rejected as misaligned (length_ratio); pairs whose longer side has at most 12 characters are "
+        "exempt ('OK' → 'In Ordnung').", ge=1.0)
+    langid_min_letters: int = _field(
+        20, "Language ID from", _VALIDATE,
+        "Language ID judges only sides with at least this many letters: on shorter text (menu labels, "
+        "option names) it guesses too often to reject on.", ge=1)
+    langid_min_confidence: float = _field(
+        0.8, "Language ID confidence", _VALIDATE,
+        "A side is in the wrong language when the model gives another language at least this probability "
+        "(wrong_language). Software messages full of option names fool it up to about 0.7.", gt=0, le=1)
+    skip_filters: list[FilterName] = _field(
+        [], "Filters turned off", _VALIDATE,
+        "Pair filters not to apply, e.g. markup for UI strings that legitimately carry HTML.")
+    min_clean_pairs: int = _field(
+        200, "Minimum usable pairs", _VALIDATE,
+        "The run fails when fewer pairs than this survive validation.", ge=1)
+    max_reject_rate: float = _field(
+        0.5, "Maximum reject rate", _VALIDATE,
+        "The run fails when a larger share of the rows is rejected by the pair filters or unreadable "
+        "(duplicates and test-set leakage do not count: they say nothing about the data's quality).",
+        gt=0, le=1)
+
+    # --- split
+    test_fraction: float = _field(
+        0.1, "Test share", _SPLIT,
+        "Share of pairs hashed into the test split on the first run, which freezes the test set; later "
+        "runs reuse it and feed new data only to train and validation.", gt=0, lt=0.5)
+    validation_fraction: float = _field(0.05, "Validation share", _SPLIT,
                                         "Share of pairs hashed into the validation split.", gt=0, lt=0.5)
+    min_test_pairs: int = _field(
+        100, "Minimum test size", _SPLIT,
+        "The first run fails rather than freeze a test set smaller than this (scores on a few sentences "
+        "are noise).", ge=1)
 
     # --- training
     base_model: str = _field(
@@ -149,14 +205,29 @@ class PipelineParams(BaseModel):
 
 
 class RunConfig(PipelineParams):
-    """PipelineParams plus the identity of the run that owns a run directory."""
+    """PipelineParams plus the identity of the run that owns a run directory.
+
+    `state_dir` holds what carries over from run to run of one pipeline: the objects consumed so far and
+    the frozen test set. A pipeline is a DAG fed from one data URI for one language pair, so one DAG
+    triggered for several domains or pairs keeps their histories apart.
+    """
 
     dag_id: str
     run_id: str
     run_dir: str
+    state_dir: str
 
     def uri(self, *parts: str) -> str:
         return storage.join(self.run_dir, *parts)
+
+    def state_uri(self, *parts: str) -> str:
+        return storage.join(self.state_dir, *parts)
+
+
+def state_dir_for(artifact_root: str, dag_id: str, data_uri: str, source_lang: str, target_lang: str) -> str:
+    """`{artifact_root}/{dag_id}/state/{src}-{tgt}-{hash of the data URI}`."""
+    source = hashlib.blake2b(data_uri.rstrip("/").encode(), digest_size=5).hexdigest()
+    return storage.join(artifact_root, dag_id, "state", f"{source_lang}-{target_lang}-{source}")
 
 
 def param_specs() -> dict[str, dict[str, Any]]:
@@ -185,9 +256,12 @@ def build(params: dict[str, Any], *, dag_id: str, run_id: str, artifact_root: st
         raise ConfigError(f"invalid run configuration: unknown parameter(s) {unknown}")
     run_dir = storage.join(artifact_root, dag_id, storage.safe_name(run_id))
     try:
-        return RunConfig(**known, dag_id=dag_id, run_id=run_id, run_dir=run_dir)
+        params = PipelineParams(**known)
     except ValidationError as err:
         raise ConfigError(_explain(err)) from None
+    state_dir = state_dir_for(artifact_root, dag_id, params.data_uri, params.source_lang, params.target_lang)
+    return RunConfig(**params.model_dump(), dag_id=dag_id, run_id=run_id, run_dir=run_dir,
+                     state_dir=state_dir)
 
 
 def save(config: RunConfig) -> str:

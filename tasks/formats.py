@@ -1,119 +1,59 @@
-"""Readers that turn a parallel-data file into numbered rows, without dropping any.
+"""Which reader reads a file: the format is detected from its content and its extension, and said.
 
-Every physical record of a file becomes one `Row`: either a (source, target) pair, or a `problem` that
-says why the record could not be read as one. Validation decides what happens to each row; a reader never
-silently skips, so the row accounting (rows in = kept + rejected + deduplicated) can hold.
+Content wins when it is unambiguous (MO and Parquet magic bytes, a `<tmx` root, `msgid` lines, a JSON
+object per line): a JSONL export named `.txt` or `.csv` is still read as JSONL, and the report says so.
+When the content only has a common shape (a line with tabs or commas), a known extension decides; when
+the content fits nothing, the extension alone does.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
+
+from tasks.formats_base import HEAD_BYTES, Languages, Reader, Row, UnreadableFile
+from tasks.readers_structured import MoReader, ParquetReader, PoReader, TmxReader
+from tasks.readers_text import CsvReader, JsonLinesReader, TsvReader
+
+__all__ = ["Detected", "Languages", "Row", "UnreadableFile", "READERS", "EXTENSIONS", "detect", "read_rows"]
+
+# Most specific content signature first: magic bytes, then markup, then line shapes.
+READERS: tuple[Reader, ...] = (MoReader(), ParquetReader(), TmxReader(), PoReader(), JsonLinesReader(),
+                               TsvReader(), CsvReader())
+EXTENSIONS = {ext: reader for reader in READERS for ext in reader.extensions}
 
 
 @dataclass(frozen=True)
-class Row:
-    file: str
-    line: int
-    source: str | None
-    target: str | None
-    problem: str | None = None
+class Detected:
+    reader: Reader
+    how: str  # why this format, for the report and the log
+
+    @property
+    def format(self) -> str:
+        return self.reader.format
 
 
-class UnreadableFile(ValueError):
-    """A whole file that cannot be read as parallel data (unknown format, wrong columns)."""
-
-
-def _decode(raw: bytes) -> tuple[str, str | None]:
-    try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError as err:
-        return raw.decode("utf-8", errors="replace"), f"not valid UTF-8 at byte {err.start}"
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
+def detect(path: Path, name: str) -> Detected:
     with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            text, problem = _decode(raw.rstrip(b"\r\n"))
-            yield number, text, problem
-
-
-def read_jsonl(path: Path, name: str, src: str, tgt: str) -> Iterator[Row]:
-    """run_translation.py's contract: one `{"translation": {"en": ..., "de": ...}}` object per line."""
-    for number, text, problem in _lines(path):
-        if problem:
-            yield Row(name, number, None, None, problem)
-            continue
-        if not text.strip():
-            yield Row(name, number, None, None, "blank line")
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as err:
-            yield Row(name, number, None, None, f"invalid JSON: {err.msg} at column {err.colno}")
-            continue
-        pair = record.get("translation") if isinstance(record, dict) else None
-        if not isinstance(pair, dict):
-            yield Row(name, number, None, None, 'no "translation" object')
-            continue
-        missing = [lang for lang in (src, tgt) if not isinstance(pair.get(lang), str)]
-        if missing:
-            yield Row(name, number, None, None, f"no {'/'.join(missing)} text in translation")
-            continue
-        yield Row(name, number, pair[src], pair[tgt])
-
-
-def read_tsv(path: Path, name: str, src: str, tgt: str) -> Iterator[Row]:
-    """Tab-separated; a header naming the language codes picks the columns, else columns 1 and 2."""
-    rows = _lines(path)
-    first = next(rows, None)
-    if first is None:
-        return
-    number, text, problem = first
-    header = [c.strip().lower() for c in text.split("\t")]
-    looks_like_header = all(re.fullmatch(r"[a-z]{2,3}([_-][a-z]+)?", h) for h in header)
-    if src in header and tgt in header:
-        si, ti = header.index(src), header.index(tgt)
-    elif looks_like_header and (src in header or tgt in header):
-        raise UnreadableFile(f"{name}: header names columns {header}, but not both {src!r} and {tgt!r}")
-    else:
-        si, ti = 0, 1
-        rows = _chain_first(first, rows)
-    width = max(si, ti) + 1
-    for number, text, problem in rows:
-        if problem:
-            yield Row(name, number, None, None, problem)
-            continue
-        cells = next(csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE))
-        if len(cells) < width:
-            yield Row(name, number, None, None, f"{len(cells)} column(s), expected at least {width}")
-            continue
-        yield Row(name, number, cells[si], cells[ti])
-
-
-def _chain_first(first, rest):
-    yield first
-    yield from rest
-
-
-READERS: dict[str, Callable[[Path, str, str, str], Iterator[Row]]] = {
-    ".jsonl": read_jsonl,
-    ".tsv": read_tsv,
-}
-
-
-def reader_for(name: str) -> Callable[[Path, str, str, str], Iterator[Row]]:
+        head = fh.read(HEAD_BYTES)
     suffix = Path(name).suffix.lower()
-    try:
-        return READERS[suffix]
-    except KeyError:
-        raise UnreadableFile(f"{name}: unsupported format {suffix!r}; supported: {sorted(READERS)}") from None
+    by_extension = EXTENSIONS.get(suffix)
+    by_content = [reader for reader in READERS if reader.sniff(head)]
+    if by_content and by_content[0] is by_extension:
+        return Detected(by_extension, f"content and extension {suffix} agree")
+    if by_content and (by_content[0].decisive_signature or by_extension is None):
+        chosen = by_content[0]
+        said = f"; extension {suffix} says {by_extension.format}" if by_extension else ""
+        return Detected(chosen, f"content looks like {chosen.format}{said}")
+    if by_extension is not None:
+        also = f"also fits {by_content[0].format}" if by_content else "is inconclusive"
+        return Detected(by_extension, f"extension {suffix} (content {also})")
+    if not head.strip():
+        raise UnreadableFile(f"{name}: empty file")
+    raise UnreadableFile(f"{name}: unknown format: neither content nor extension {suffix!r} matches one of "
+                         f"{sorted(r.format for r in READERS)}")
 
 
-def read_rows(path: Path, name: str, src: str, tgt: str) -> Iterator[Row]:
-    return reader_for(name)(path, name, src, tgt)
+def read_rows(path: Path, name: str, source_lang: str, target_lang: str) -> Iterator[Row]:
+    return detect(path, name).reader.rows(path, name, Languages(source_lang, target_lang))

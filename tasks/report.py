@@ -15,7 +15,7 @@ def _stored(uri: str) -> dict | None:
 
 
 def summarize_run(config: RunConfig) -> dict:
-    manifest = _stored(config.uri(pull.MANIFEST)) or {"objects": []}
+    manifest = _stored(config.uri(pull.MANIFEST)) or {"objects": [], "message": "nothing pulled"}
     validation = _stored(config.uri(validate.REPORT)) or {}
     scores = _stored(config.uri(evaluate.EVAL, evaluate.SCORES)) or {}
     decision = _stored(config.uri(gate.GATE)) or {}
@@ -23,6 +23,7 @@ def summarize_run(config: RunConfig) -> dict:
     summary = {
         "run_id": config.run_id,
         "run_dir": config.run_dir,
+        "data": manifest["message"],
         "files_pulled": len(manifest["objects"]),
         "rows_pulled": validation.get("rows_in"),
         "rows_kept": validation.get("kept"),
@@ -57,6 +58,7 @@ def format_summary(s: dict) -> list[str]:
 
     return [
         f"run {s['run_id']}  ({s['run_dir']})",
+        f"data: {s['data']}",
         f"rows: {s['rows_pulled']} pulled from {s['files_pulled']} file(s), {s['rows_kept']} kept, "
         f"{s['rows_rejected']} rejected, {s['rows_deduplicated']} duplicates",
         f"BLEU on {s['test_sentences']} test sentences: base {num(s['base_bleu'])} → candidate "

@@ -141,9 +141,33 @@ def list_objects(prefix: str) -> list[StoredObject]:
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if path.is_file() and not any(part.startswith(".") for part in rel.split("/")):
-            st = path.stat()
-            found.append(StoredObject(str(path), rel, st.st_size, f"{st.st_size}-{st.st_mtime_ns}"))
+            found.append(_local_object(path, rel))
     return found
+
+
+def stat(uri: str) -> StoredObject:
+    """One object's size and ETag (a local file's fingerprint); FileNotFoundError when it is not there."""
+    if is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = _split_s3(uri)
+        try:
+            head = s3_client().head_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"{uri}: no such object") from None
+            raise
+        return StoredObject(uri, key.rsplit("/", 1)[-1], head["ContentLength"], head["ETag"].strip('"'))
+    path = Path(uri)
+    if not path.is_file():
+        raise FileNotFoundError(f"{uri}: no such file")
+    return _local_object(path, path.name)
+
+
+def _local_object(path: Path, relpath: str) -> StoredObject:
+    # A rewritten file changes its size or mtime: the local stand-in for an S3 ETag.
+    st = path.stat()
+    return StoredObject(str(path), relpath, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
 
 
 def download(uri: str, local_path: Path) -> Path:
@@ -187,6 +211,11 @@ def download_tree(uri: str, local_dir: Path) -> Path:
     for obj in list_objects(uri):
         download(obj.uri, local_dir / obj.relpath)
     return local_dir
+
+
+def local_file_for(uri: str, scratch_path: Path) -> Path:
+    """A local path holding the file at `uri`: the file itself, or a download of the S3 object."""
+    return download(uri, scratch_path) if is_s3(uri) else Path(uri)
 
 
 def local_dir_for(uri: str, scratch: Path) -> Path:

@@ -52,19 +52,29 @@ def test_schedule_and_run_policy(dag):
 
 
 def test_io_steps_retry_with_backoff(dag):
-    for task_id in ("prepare", "pull", "publish", "train"):
+    for task_id in ("prepare", "pull", "publish", "mark_consumed", "train"):
         task = dag.get_task(task_id)
         assert task.retries >= 1, task_id
-    for task_id in ("prepare", "pull", "publish"):
+    for task_id in ("prepare", "pull", "publish", "mark_consumed"):
         task = dag.get_task(task_id)
         assert task.retry_exponential_backoff, task_id
         assert task.max_retry_delay <= timedelta(minutes=10)
 
 
 def test_task_order(dag):
-    chain = ["prepare", "pull", "validate", "split", "train", "evaluate", "gate", "publish", "summary"]
+    chain = ["prepare", "pull", "validate", "split", "train", "evaluate", "gate", "publish", "mark_consumed",
+             "summary"]
     for upstream, downstream in zip(chain, chain[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+
+
+@pytest.mark.parametrize("task_id, rule, why", [
+    ("validate", "all_success", "a pull with nothing new skips everything after it"),
+    ("mark_consumed", "none_failed", "consumes after a refused gate or an early end, never after a failure"),
+    ("summary", "none_failed", "reports a run that ended early, too"),
+])
+def test_trigger_rules(dag, task_id, rule, why):
+    assert dag.get_task(task_id).trigger_rule == rule, why
 
 
 def test_params_are_the_config_schema(dag):
@@ -80,3 +90,21 @@ def test_params_are_the_config_schema(dag):
                      "push_to_hub", "launcher"):
         assert required in dag.params
     assert dag.params.get_param("base_model").value == "Helsinki-NLP/opus-mt-en-de"
+
+
+def test_a_pull_with_nothing_new_skips_the_run_and_says_why(dag, tmp_path):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from support.corpora import digit_pairs, write_jsonl
+    from support.runs import make_run
+
+    incoming = tmp_path / "incoming"
+    write_jsonl(incoming / "a.jsonl", digit_pairs(5))
+    first = make_run(tmp_path / "artifacts", run_id="run-1", data_uri=str(incoming))
+    assert dag.get_task("pull").python_callable(first.run_dir)["files"] == 1
+    assert dag.get_task("mark_consumed").python_callable(first.run_dir)["committed"] == 1
+    second = make_run(tmp_path / "artifacts", run_id="run-2", data_uri=str(incoming))
+    with pytest.raises(AirflowSkipException, match="nothing new under .*incoming: all 1 data object"):
+        dag.get_task("pull").python_callable(second.run_dir)
+    summary = dag.get_task("summary").python_callable(second.run_dir)
+    assert summary["data"].startswith("nothing new under")

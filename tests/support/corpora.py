@@ -40,3 +40,63 @@ def write_tsv(path: Path, pairs, header: tuple[str, str] | None = ("en", "de")) 
     lines = (["\t".join(header)] if header else []) + [f"{s}\t{t}" for s, t in pairs]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def write_csv(path: Path, pairs, header: tuple[str, str] | None = ("en", "de"), delimiter: str = ",") -> Path:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, delimiter=delimiter)
+        if header:
+            writer.writerow(header)
+        writer.writerows(pairs)
+    return path
+
+
+def write_tmx(path: Path, pairs, src: str = "en-US", tgt: str = "de-DE") -> Path:
+    """A TMX 1.4 memory as CAT tools export it, with the text escaped by a real XML serializer."""
+    from xml.sax.saxutils import escape
+
+    units = "".join(f'<tu><tuv xml:lang="{src}"><seg>{escape(s)}</seg></tuv>'
+                    f'<tuv xml:lang="{tgt}"><seg>{escape(t)}</seg></tuv></tu>\n' for s, t in pairs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<tmx version="1.4">\n'
+                    f'<header srclang="{src}" datatype="plaintext" segtype="sentence" adminlang="en" '
+                    'creationtool="tests" creationtoolversion="1" o-tmf="tests"/>\n'
+                    f"<body>\n{units}</body>\n</tmx>\n", encoding="utf-8")
+    return path
+
+
+def po_catalog(pairs, language: str = "de"):
+    """A polib catalog of the pairs (msgid = source, msgstr = target)."""
+    import polib
+
+    catalog = polib.POFile(wrapwidth=0)
+    catalog.metadata = {"Content-Type": "text/plain; charset=UTF-8", "Language": language,
+                        "MIME-Version": "1.0", "Content-Transfer-Encoding": "8bit"}
+    for s, t in pairs:
+        catalog.append(polib.POEntry(msgid=s, msgstr=t))
+    return catalog
+
+
+def write_po(path: Path, pairs, language: str = "de") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    po_catalog(pairs, language).save(str(path))
+    return path
+
+
+def write_mo(path: Path, pairs, language: str = "de") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    po_catalog(pairs, language).save_as_mofile(str(path))
+    return path
+
+
+def write_parquet(path: Path, pairs, src: str = "en", tgt: str = "de") -> Path:
+    """A Hugging Face dataset's layout: one `translation` struct column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"translation": [{src: s, tgt: t} for s, t in pairs]}), path)
+    return path

@@ -70,3 +70,33 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
         {"uri": cfg.data_uri + "part-a.jsonl", "relpath": "part-a.jsonl", "etag": "abc", "size": 1234}]})
     storage.write_text(split.split_uri(cfg, "test"), json.dumps({"translation": {"en": "one", "de": "eins"}}) + "\n")
     return cfg
+
+
+def put_raw(cfg: config.RunConfig, *paths: Path) -> None:
+    """Place files in the run's raw/ folder, as the pull step would."""
+    from tasks import pull
+
+    for path in paths:
+        storage.upload_file(path, cfg.uri(pull.RAW, path.name))
+
+
+def accounted(cfg: config.RunConfig) -> tuple[dict, list[dict], list[dict]]:
+    """The validation report, clean records and rejects, after checking that every row read is in exactly
+    one of them: rows in = kept + rejected + deduplicated, per file and in total."""
+    import json
+    from collections import Counter
+
+    from tasks import validate
+
+    report = storage.read_json(cfg.uri(validate.REPORT))
+    clean = [json.loads(line) for line in storage.read_text(cfg.uri(validate.CLEAN)).splitlines()]
+    rejects = [json.loads(line) for line in storage.read_text(cfg.uri(validate.REJECTS)).splitlines()]
+    assert report["rows_in"] == report["kept"] + report["rejected"] + report["deduplicated"], report["accounting"]
+    assert len(clean) == report["kept"]
+    assert len(rejects) == report["rejected"] + report["deduplicated"]
+    per_file = Counter(r["file"] for r in clean + rejects)
+    assert per_file == Counter({name: c["rows"] for name, c in report["files"].items() if c["rows"]})
+    for name, c in report["files"].items():
+        assert c["rows"] == c["kept"] + c["rejected"] + c["deduplicated"], name
+    assert all(r["reasons"] and all(x["reason"] and x["detail"] for x in r["reasons"]) for r in rejects)
+    return report, clean, rejects

@@ -68,3 +68,17 @@ def test_save_and_load_round_trip_and_refuse_a_changed_config(tmp_path):
     changed = config.build({"min_bleu_gain": 3.0}, dag_id="d", run_id="r", artifact_root=str(tmp_path))
     with pytest.raises(config.ConfigError, match="different configuration"):
         config.save(changed)
+
+
+def test_every_param_has_a_known_section_and_a_description_that_is_not_one():
+    sections = {"Data", "Validation", "Split", "Training", "Evaluation and promotion gate", "Publishing",
+                "Where it runs"}
+    for name, spec in config.param_specs().items():
+        assert spec["section"] in sections, name
+        assert spec["description"] not in sections, name  # the two were once swapped
+
+
+def test_the_state_of_a_pipeline_lives_beside_its_runs():
+    cfg = _build(data_uri="s3://data/en-de/")
+    assert cfg.state_dir.startswith("/tmp/artifacts/translation_finetune/state/en-de-")
+    assert cfg.state_uri("consumed.json") == cfg.state_dir + "/consumed.json"

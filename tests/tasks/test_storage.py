@@ -51,3 +51,20 @@ def test_listing_a_missing_folder_names_it(tmp_path):
 def test_s3_uri_without_bucket_is_rejected():
     with pytest.raises(ValueError, match="no bucket"):
         storage.read_bytes("s3:///key")
+
+
+def test_stat_gives_size_and_an_etag_that_changes_with_the_content(root):
+    uri = storage.join(root, "data.jsonl")
+    storage.write_text(uri, "one")
+    first = storage.stat(uri)
+    assert (first.uri, first.size) == (uri, 3)
+    storage.write_text(uri, "three")
+    assert storage.stat(uri).etag != first.etag
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        storage.stat(storage.join(root, "missing.jsonl"))
+
+
+def test_s3_client_retries_adaptively(s3):
+    # Adaptive mode: client-side rate limiting plus backoff on throttling and 5xx, as S3 and MinIO ask.
+    retries = storage.s3_client().meta.config.retries
+    assert retries["mode"] == "adaptive" and retries["total_max_attempts"] == 9  # botocore counts the first try
