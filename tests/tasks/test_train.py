@@ -57,7 +57,8 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model
 
 def test_training_on_s3_mirrors_checkpoints_and_model(tmp_path, tiny_model, s3):
     s3.create_bucket(Bucket="runs")
-    cfg = make_run("s3://runs/artifacts", base_model=str(tiny_model), max_steps=30, checkpoint_every_steps=10,
+    cfg = make_run("s3://runs/artifacts", base_model=str(tiny_model), max_steps=30, num_train_epochs=100,
+                   checkpoint_every_steps=10,
                    max_tokens_per_batch=512, early_stopping_patience=0)
     pairs = digit_pairs(300, seed=6)
     write_splits(cfg, tmp_path, train=pairs[:250], validation=pairs[250:])
