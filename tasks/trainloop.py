@@ -136,7 +136,8 @@ def train(model, train_data: batching.Encoded, val_data: batching.Encoded, setti
 
     decay, no_decay = [], []
     for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+        if param.requires_grad:  # frozen weights (LoRA's base, freeze_*) need no optimizer state
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.learning_rate,
                                   betas=(0.9, settings.adam_beta2), fused=device.type == "cuda")
