@@ -143,4 +143,6 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
         (output_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
         log.info("saved the best model (step %d, validation loss %.4f) to %s", outcome["best_step"],
                  outcome["best_validation_loss"], output_dir)
+    if world_size > 1:
+        trainloop.leave_distributed()
     return report
