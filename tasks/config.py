@@ -8,9 +8,9 @@ and read back by every step, in the Airflow worker and in the training container
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks import storage
 
@@ -121,7 +121,11 @@ class PipelineParams(BaseModel):
         "qv", "LoRA targets", section=_TRAIN, description=(
             "Layers that get adapters. qv: attention query and value projections; attention: all four "
             "attention projections; all_linear: those and the feed-forward layers."))
-
+    learning_curve_fractions: list[Annotated[float, Field(gt=0, le=1)]] = _field(
+        [], "Learning curve", section=_EVAL, description=(
+            "Also train on these shares of the training split (e.g. [0.1, 0.25, 0.5]), one task each, and "
+            "report BLEU against data size in learning_curve.md/.png in the run directory. Smaller shares are "
+            "subsets of larger ones. The candidate is unaffected. Empty: no learning curve."))
 
     # --- evaluation and gate
     num_beams: int = _field(4, "Beam size", _EVAL, "Beam size used for base and candidate alike.", ge=1)
@@ -180,6 +184,11 @@ class PipelineParams(BaseModel):
         if self.replay_fraction > 0 and not self.replay_data_uri:
             raise ValueError("replay_fraction > 0 needs replay_data_uri (general-domain pairs to replay)")
         return self
+
+    @field_validator("learning_curve_fractions")
+    @classmethod
+    def _distinct_ascending(cls, fractions: list[float]) -> list[float]:
+        return sorted(set(fractions))
 
 
 class RunConfig(PipelineParams):
