@@ -23,6 +23,11 @@ fresh domain data and publishes it only when it is measurably better:
    gate is a success and consumes);
 10. **summary** logs the outcome in one place, also for a run that ended early.
 
+With `learning_curve_fractions` (e.g. `[0.1, 0.25, 0.5]`), **learning_curve_point** also trains and scores
+one model per share of the training split, as mapped tasks through the same launcher, and
+**learning_curve** writes BLEU against data size (`learning_curve.md`, `learning_curve.png`) to the run
+directory. Without it those tasks are skipped. The candidate is the same either way.
+
 Every step reads and writes the run directory; XCom carries only its URI and small summaries.
 """
 
@@ -101,6 +106,18 @@ def translation_finetune():
 
         return pull.commit_consumed(config.load(run_dir))
 
+    @task
+    def plan_learning_curve(run_dir: str) -> list[str]:
+        from tasks import config, curve
+
+        return curve.plan(config.load(run_dir))
+
+    @task
+    def learning_curve(run_dir: str) -> dict:
+        from tasks import config, curve
+
+        return curve.summarize(config.load(run_dir))
+
     @task(trigger_rule="none_failed")
     def summary(run_dir: str) -> dict:
         from tasks import config, report
@@ -114,8 +131,17 @@ def translation_finetune():
                                launcher="{{ params.launcher }}", retries=1)
     decided = gate(run_dir)
     published = PublishModelOperator(task_id="publish", run_dir=run_dir, **IO_RETRIES)
-    pull(run_dir) >> validate(run_dir) >> split(run_dir) >> train >> evaluate >> decided >> published
+    splits = pull(run_dir) >> validate(run_dir) >> split(run_dir)
+    splits >> train >> evaluate >> decided >> published
     published >> mark_consumed(run_dir) >> summary(run_dir)
+
+    # One mapped task per learning-curve point (none by default: then these are skipped). The points are
+    # GPU work like train, so they go through the same launcher, each with its own run directory.
+    point_dirs = plan_learning_curve(run_dir)
+    splits >> point_dirs
+    points = RunStepOperator.partial(task_id="learning_curve_point", step="curve", launcher="{{ params.launcher }}",
+                                     retries=2, retry_delay=timedelta(minutes=1)).expand(run_dir=point_dirs)
+    [points, evaluate] >> learning_curve(run_dir)
 
 
 translation_finetune()

@@ -2,6 +2,9 @@
 
 This is the entrypoint of the training image and of the local launcher. The step reads `config.json` from
 the run directory; its summary goes to the log, and the last line of stdout is that summary as JSON.
+
+On a machine with several GPUs, `train` re-executes itself under torchrun with one process per GPU, so
+training is data-parallel with no change to the command, the image or the launcher.
 """
 
 from __future__ import annotations
@@ -10,24 +13,62 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
+from typing import Mapping
 
-STEPS = ("pull", "validate", "split", "train", "evaluate", "gate", "publish")
+STEPS = ("pull", "validate", "split", "train", "curve", "evaluate", "gate", "publish")
+DATA_PARALLEL_STEPS = ("train",)
+# Set by torchrun in every process it starts: their presence means "already data-parallel".
+TORCHRUN_ENV = ("LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID")
+# How many processes to train with; default: one per visible GPU. 1 turns data parallelism off.
+PROCESSES_ENV = "MT_TRAIN_PROCESSES"
+
+
+def data_parallel_command(step: str, argv: list[str], env: Mapping[str, str], visible_gpus: int,
+                          python: str = sys.executable) -> list[str] | None:
+    """The torchrun command that runs this same step with one process per GPU, or None to run it here."""
+    if step not in DATA_PARALLEL_STEPS or any(name in env for name in TORCHRUN_ENV):
+        return None
+    requested = env.get(PROCESSES_ENV, "").strip()
+    if requested and not (requested.isdigit() and int(requested) >= 1):
+        raise ValueError(f"{PROCESSES_ENV} must be a whole number ≥ 1, not {requested!r}")
+    processes = int(requested) if requested else visible_gpus
+    if processes <= 1:
+        return None
+    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+            "-m", "tasks", *argv]
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=STEPS, help="pipeline step to run")
     parser.add_argument("--run-dir", required=True, help="run directory: local path or s3://bucket/prefix")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    rank = int(os.environ.get("RANK", "0"))
+    # One progress stream in the task log: the other data-parallel ranks report only problems.
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.step in DATA_PARALLEL_STEPS:
+        command = data_parallel_command(args.step, argv, os.environ, _visible_gpus())
+        if command:
+            logging.getLogger("tasks").info("data-parallel training: %s", " ".join(command))
+            os.execvp(command[0], command)  # replaces this process: the launcher sees torchrun's exit code
+
     from tasks import config
 
     module = importlib.import_module(f"tasks.{args.step}")
     summary = module.run(config.load(args.run_dir))
-    print(json.dumps(summary, default=str), flush=True)
+    if rank == 0:
+        print(json.dumps(summary, default=str), flush=True)
     return 0
 
 

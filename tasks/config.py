@@ -9,9 +9,9 @@ and read back by every step, in the Airflow worker and in the training container
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks import storage
 
@@ -151,6 +151,38 @@ class PipelineParams(BaseModel):
                                     "Longer targets are truncated for training.", ge=8)
     seed: int = _field(42, "Seed", _TRAIN, "Random seed for training.")
 
+    # --- against forgetting (tasks/replay.py, tasks/adaptation.py); keyword arguments keep title, section
+    # and description apart whatever order _field takes them in.
+    replay_data_uri: str = _field(
+        "", "Replay data", section=_TRAIN, description=(
+            "General-domain parallel data to rehearse while fine-tuning (a file, folder or S3 prefix, in the "
+            "formats the fresh data may use), so the model does not forget what it translated well before. "
+            "Pairs whose source is in the validation, test or general-domain test set are never replayed."))
+    replay_fraction: float = _field(
+        0.0, "Replay share", section=_TRAIN, description=(
+            "Share of the training mix that is general-domain replay data: 0.2 adds one general pair for "
+            "every four domain pairs. 0: no replay."), ge=0, le=0.9)
+    adaptation: Literal["full", "lora", "freeze_embeddings", "freeze_encoder"] = _field(
+        "full", "Weights to train", section=_TRAIN, description=(
+            "full: all weights. lora: low-rank adapters on the attention (peft), merged into the weights before "
+            "saving; usually wants a ~10x higher learning rate. freeze_embeddings / freeze_encoder: train all "
+            "but the token embeddings / the encoder. Training fewer weights forgets less."))
+    lora_r: int = _field(16, "LoRA rank", section=_TRAIN,
+                         description="Rank of the LoRA adapters (adaptation = lora).", ge=1, le=1024)
+    lora_alpha: float = _field(32.0, "LoRA alpha", section=_TRAIN,
+                               description="LoRA scaling: adapters are scaled by alpha / rank.", gt=0)
+    lora_dropout: float = _field(0.05, "LoRA dropout", section=_TRAIN,
+                                 description="Dropout on the LoRA adapters' input.", ge=0, lt=1)
+    lora_targets: Literal["qv", "attention", "all_linear"] = _field(
+        "qv", "LoRA targets", section=_TRAIN, description=(
+            "Layers that get adapters. qv: attention query and value projections; attention: all four "
+            "attention projections; all_linear: those and the feed-forward layers."))
+    learning_curve_fractions: list[Annotated[float, Field(gt=0, le=1)]] = _field(
+        [], "Learning curve", section=_EVAL, description=(
+            "Also train on these shares of the training split (e.g. [0.1, 0.25, 0.5]), one task each, and "
+            "report BLEU against data size in learning_curve.md/.png in the run directory. Smaller shares are "
+            "subsets of larger ones. The candidate is unaffected. Empty: no learning curve."))
+
     # --- evaluation and gate
     num_beams: int = _field(4, "Beam size", _EVAL, "Beam size used for base and candidate alike.", ge=1)
     eval_batch_size: int = _field(64, "Decoding batch size", _EVAL, "Sentences per decoding batch.", ge=1)
@@ -202,6 +234,17 @@ class PipelineParams(BaseModel):
         if self.publish_target == "local" and self.create_pr:
             raise ValueError("create_pr needs publish_target 'hub': a local registry has no pull requests")
         return self
+
+    @model_validator(mode="after")
+    def _check_forgetting_options(self) -> "PipelineParams":
+        if self.replay_fraction > 0 and not self.replay_data_uri:
+            raise ValueError("replay_fraction > 0 needs replay_data_uri (general-domain pairs to replay)")
+        return self
+
+    @field_validator("learning_curve_fractions")
+    @classmethod
+    def _distinct_ascending(cls, fractions: list[float]) -> list[float]:
+        return sorted(set(fractions))
 
 
 class RunConfig(PipelineParams):

@@ -4,6 +4,10 @@ Runs inside the training container (`python -m tasks train --run-dir URI`) or as
 worker; it needs nothing from Airflow. Checkpoints are mirrored to the run directory as they are written,
 so when a pod dies the task's retry resumes from the last one instead of starting over. With several GPUs
 the CLI starts one process per GPU (torchrun) and this same code trains data-parallel.
+
+Against forgetting, general-domain pairs can be replayed in the training mix (tasks/replay.py) and fewer
+weights can be trained (LoRA or freezing, tasks/adaptation.py); the saved model is always a plain
+transformers model.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tasks import batching, families, split, storage, trainloop
+from tasks import adaptation, batching, families, replay, split, storage, trainloop
 from tasks.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -31,12 +35,16 @@ class TrainSettings:
     max_source_length: int
     max_target_length: int
     loop: trainloop.LoopSettings
+    adaptation: adaptation.AdaptSettings = field(default_factory=adaptation.AdaptSettings)
 
     @classmethod
     def from_config(cls, config: RunConfig) -> "TrainSettings":
         loop_fields = trainloop.LoopSettings.__dataclass_fields__
+        adapt = adaptation.AdaptSettings(config.adaptation, config.lora_r, config.lora_alpha, config.lora_dropout,
+                                         config.lora_targets)
         return cls(config.source_lang, config.target_lang, config.max_source_length, config.max_target_length,
-                   trainloop.LoopSettings(**{k: getattr(config, k) for k in loop_fields if hasattr(config, k)}))
+                   trainloop.LoopSettings(**{k: getattr(config, k) for k in loop_fields if hasattr(config, k)}),
+                   adapt)
 
 
 def read_pairs(path: Path, src: str, tgt: str) -> tuple[list[str], list[str]]:
@@ -47,6 +55,24 @@ def read_pairs(path: Path, src: str, tgt: str) -> tuple[list[str], list[str]]:
             sources.append(pair[src])
             targets.append(pair[tgt])
     return sources, targets
+
+
+def write_pairs(path: Path, pairs: list[tuple[str, str]], src: str, tgt: str) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for source, target in pairs:
+            fh.write(json.dumps({"translation": {src: source, tgt: target}}, ensure_ascii=False) + "\n")
+    return path
+
+
+def training_mix(config: RunConfig, domain_file: Path, scratch: Path) -> tuple[Path, dict]:
+    """The file to train on (the train split, plus replayed general pairs when asked) and what it holds."""
+    if config.replay_fraction <= 0:
+        with domain_file.open(encoding="utf-8") as fh:
+            return domain_file, {"domain_train_pairs": sum(1 for _ in fh), "replay": None}
+    domain = list(zip(*read_pairs(domain_file, config.source_lang, config.target_lang)))
+    mixed = replay.for_run(config, domain)
+    path = write_pairs(scratch / "train-with-replay.jsonl", mixed.pairs, config.source_lang, config.target_lang)
+    return path, {"domain_train_pairs": len(domain), "replay": mixed.report}
 
 
 def result(config: RunConfig) -> dict | None:
@@ -73,16 +99,18 @@ def run(config: RunConfig) -> dict:
 
         data = {name: storage.download(split.split_uri(config, name), scratch / f"{name}.jsonl")
                 for name in ("train", "validation")}
-        report = fine_tune(config.base_model, data["train"], data["validation"], TrainSettings.from_config(config),
+        train_file, data_report = training_mix(config, data["train"], scratch)
+        report = fine_tune(config.base_model, train_file, data["validation"], TrainSettings.from_config(config),
                            output_dir=local_run / MODEL,
-                           checkpoints=trainloop.CheckpointDir(local_run / CHECKPOINTS, mirror if remote else None))
+                           checkpoints=trainloop.CheckpointDir(local_run / CHECKPOINTS, mirror if remote else None),
+                           extra_report=data_report)
         if remote and report.get("saved"):
             storage.upload_tree(local_run / MODEL, config.uri(MODEL), last=REPORT)
     return report
 
 
 def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings: TrainSettings, *,
-              output_dir: Path, checkpoints: trainloop.CheckpointDir) -> dict:
+              output_dir: Path, checkpoints: trainloop.CheckpointDir, extra_report: dict | None = None) -> dict:
     """Train from `base_model` and save the best model with its tokenizer; the report file is written last."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -95,16 +123,19 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
         sources, targets = read_pairs(path, settings.source_lang, settings.target_lang)
         encoded[name] = batching.encode(tokenizer, family.source_texts(sources), targets,
                                         settings.max_source_length, settings.max_target_length)
-    log.info("fine-tuning %s (%s family, %.1fM parameters) on %d pairs, %d validation pairs", base_model,
-             family.name, sum(p.numel() for p in model.parameters()) / 1e6, len(encoded["train"]),
-             len(encoded["validation"]))
-    outcome = trainloop.train(model, encoded["train"], encoded["validation"], settings.loop,
-                              pad_id=model.config.pad_token_id,
-                              decoder_start_id=model.config.decoder_start_token_id,
-                              checkpoints=checkpoints, device=device, rank=rank, world_size=world_size)
+    pad_id, decoder_start_id = model.config.pad_token_id, model.config.decoder_start_token_id
+    trainee = adaptation.apply(model, settings.adaptation)
+    counts = adaptation.parameter_counts(trainee)
+    log.info("fine-tuning %s (%s family, %.1fM parameters, %s: %.2fM trainable) on %d pairs, %d validation pairs",
+             base_model, family.name, counts["total_parameters"] / 1e6, settings.adaptation.method,
+             counts["trainable_parameters"] / 1e6, len(encoded["train"]), len(encoded["validation"]))
+    outcome = trainloop.train(trainee, encoded["train"], encoded["validation"], settings.loop, pad_id=pad_id,
+                              decoder_start_id=decoder_start_id, checkpoints=checkpoints, device=device, rank=rank,
+                              world_size=world_size)
+    model = adaptation.for_saving(trainee)
     report = {"base_model": base_model, "family": family.name, "train_pairs": len(encoded["train"]),
-              "validation_pairs": len(encoded["validation"]), **outcome,
-              "settings": asdict(settings), "saved": rank == 0}
+              "validation_pairs": len(encoded["validation"]), **(extra_report or {}), **outcome,
+              "adaptation": settings.adaptation.method, **counts, "settings": asdict(settings), "saved": rank == 0}
     if rank == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(output_dir)
@@ -112,4 +143,6 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
         (output_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
         log.info("saved the best model (step %d, validation loss %.4f) to %s", outcome["best_step"],
                  outcome["best_validation_loss"], output_dir)
+    if world_size > 1:
+        trainloop.leave_distributed()
     return report

@@ -58,15 +58,20 @@ class Progress:
 
 
 def evaluate_loss(model, data: batching.Encoded, settings: LoopSettings, pad_id: int, start_id: int,
-                  device, precision: Precision) -> float:
-    """Mean cross-entropy per target token over the whole validation set."""
+                  device, precision: Precision, rank: int = 0, world_size: int = 1) -> float:
+    """Mean cross-entropy per target token over the whole validation set.
+
+    Data-parallel ranks each score a share of the batches and add up the sums, so every rank gets the
+    same number and takes the same early-stopping decision (a rank that stopped alone would hang the rest).
+    """
     import torch
 
     model.eval()
     total, count = 0.0, 0
+    batches = batching.make_batches(data, settings.max_tokens_per_batch, settings.max_sentences_per_batch,
+                                    seed=0, epoch=0, shuffle=False)
     with torch.inference_mode():
-        for batch in batching.make_batches(data, settings.max_tokens_per_batch, settings.max_sentences_per_batch,
-                                           seed=0, epoch=0, shuffle=False):
+        for batch in batches[rank::world_size]:
             tensors = {k: v.to(device) for k, v in batching.collate(data, batch, pad_id, start_id).items()}
             with autocast(device, precision):
                 logits = model(**{k: v for k, v in tensors.items() if k != "labels"}).logits
@@ -74,8 +79,21 @@ def evaluate_loss(model, data: batching.Encoded, settings: LoopSettings, pad_id:
                                                      ignore_index=-100, reduction="sum")
             total += loss.item()
             count += int((tensors["labels"] != -100).sum())
+    if world_size > 1:
+        total, count = _sum_over_ranks([total, float(count)])
     model.train()
     return total / max(count, 1)
+
+
+def _sum_over_ranks(values: list[float]) -> list[float]:
+    import torch
+    import torch.distributed as dist
+
+    # NCCL reduces only CUDA tensors; gloo only CPU ones.
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
 
 
 class CheckpointDir:
@@ -136,7 +154,8 @@ def train(model, train_data: batching.Encoded, val_data: batching.Encoded, setti
 
     decay, no_decay = [], []
     for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+        if param.requires_grad:  # frozen weights (LoRA's base, freeze_*) need no optimizer state
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.learning_rate,
                                   betas=(0.9, settings.adam_beta2), fused=device.type == "cuda")
@@ -179,7 +198,11 @@ def train(model, train_data: batching.Encoded, val_data: batching.Encoded, setti
                        for k, v in batching.collate(train_data, batch, pad_id, decoder_start_id).items()}
             with autocast(device, precision):
                 loss = net(**tensors).loss
-            if not torch.isfinite(loss):
+            # Data-parallel ranks skip a batch together or not at all: one rank skipping its backward pass
+            # while the others wait for its gradients would hang them all.
+            finite = bool(torch.isfinite(loss)) if world_size == 1 else \
+                _sum_over_ranks([float(not torch.isfinite(loss))])[0] == 0
+            if not finite:
                 precision = precision.after_overflow(loss)
                 scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
                 optimizer.zero_grad(set_to_none=True)
@@ -210,7 +233,8 @@ def train(model, train_data: batching.Encoded, val_data: batching.Encoded, setti
                          scheduler.get_last_lr()[0], rate, _duration(per_step * (total_steps - progress.step)))
                 running_loss, running_steps, window_tokens, window_start = 0.0, 0, 0, now
             if progress.step % eval_every == 0 or progress.step == total_steps:
-                val_loss = evaluate_loss(model, val_data, settings, pad_id, decoder_start_id, device, precision)
+                val_loss = evaluate_loss(model, val_data, settings, pad_id, decoder_start_id, device, precision,
+                                         rank, world_size)
                 if val_loss < progress.best_loss:
                     progress.best_loss, progress.best_step = val_loss, progress.step
                     progress.evals_without_improvement = 0
@@ -263,3 +287,12 @@ def distributed_context():
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), world_size, device
+
+
+def leave_distributed() -> None:
+    """Wait until every rank is done (rank 0 saves last), then tear the process group down cleanly."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

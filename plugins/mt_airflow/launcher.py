@@ -20,8 +20,10 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 LAUNCHERS = ("local", "docker", "kubernetes")
-# Variables the container needs to reach the artifact store and the Hub; values are copied from the worker.
-PASSTHROUGH_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "HF_ENDPOINT")
+# Variables the container needs to reach the artifact store and the Hub (and the data-parallel process
+# count, when a deployment overrides one per GPU); values are copied from the worker.
+PASSTHROUGH_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "HF_ENDPOINT",
+                   "MT_TRAIN_PROCESSES")
 # Secret values the Docker launcher forwards as a private (masked) environment.
 SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "HF_TOKEN")
 

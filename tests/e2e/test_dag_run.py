@@ -20,7 +20,9 @@ def _run(dag, conf):
 def test_a_better_candidate_is_published_with_its_metrics(dag, run_conf, hub_connection):
     dag_run, states, run_dir = _run(dag, run_conf)
     assert dag_run.state == "success", states
-    assert all(state == "success" for state in states.values()), states
+    curve = ("learning_curve_point", "learning_curve")  # skipped: this run asks for no learning curve
+    assert all(state == "success" for task, state in states.items() if task not in curve), states
+    assert [states[task] for task in curve] == ["skipped", "skipped"], states
 
     decision = storage.read_json(f"{run_dir}/{gate.GATE}")
     assert decision["decision"] == "promote"
@@ -70,3 +72,16 @@ def test_a_candidate_that_does_not_gain_enough_is_not_published(dag, run_conf, h
     assert not storage.exists(f"{run_dir}/publish.json")
     assert _extra_link(dag_run, "publish", "Published model") == ""
     assert json.loads(json.dumps(decision))  # gate.json is plain JSON for any reader
+
+
+def test_a_learning_curve_fans_out_beside_the_candidate(dag, run_conf, hub_connection):
+    run_conf.update(learning_curve_fractions=[0.5], min_bleu_gain=1000.0, max_steps=20)
+    dag_run, states, run_dir = _run(dag, run_conf)
+    assert dag_run.state == "success", states
+    assert states["learning_curve_point"] == states["learning_curve"] == "success", states
+    rows = storage.read_json(f"{run_dir}/learning_curve.json")["points"]
+    assert [r["model"] for r in rows] == ["base", "curve point", "candidate"]
+    half, everything = rows[1]["domain_train_pairs"], rows[2]["domain_train_pairs"]
+    assert half == round(everything * 0.5)
+    assert storage.exists(f"{run_dir}/learning_curve.png") and storage.exists(f"{run_dir}/learning_curve.md")
+    assert storage.exists(f"{run_dir}/curve/f0.5/model/model.safetensors")
