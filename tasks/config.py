@@ -8,9 +8,9 @@ and read back by every step, in the Airflow worker and in the training container
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from tasks import storage
 
@@ -44,6 +44,15 @@ class PipelineParams(BaseModel):
                               pattern=r"^[a-z]{2,3}$")
     target_lang: str = _field("de", "Target language", _DATA, "ISO 639-1 code of the target side.",
                               pattern=r"^[a-z]{2,3}$")
+    target_langs: list[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]] = _field(
+        [], "Several target languages", _DATA,
+        "Fine-tune one model per pair source_lang → each of these, each with its own gate; publish only when "
+        "every pair passes. Pair data is read from {data_uri}/{source}-{target}/ and published to "
+        "{hub_repo_id}-{target}. Empty: the single pair source_lang → target_lang.")
+    data_snapshot: list[str] = _field(
+        [], "Data snapshot", _DATA,
+        "Exactly these object URIs (files or s3://bucket/key) instead of everything under the data URI. "
+        "Set by a new-data trigger to the keys that arrived, or by hand to reproduce an old run.")
     min_clean_pairs: int = _field(
         200, "Minimum usable pairs", _DATA,
         "The run fails when fewer pairs than this survive validation.", ge=1)
@@ -139,6 +148,8 @@ class PipelineParams(BaseModel):
     def _check_pair(self) -> "PipelineParams":
         if self.source_lang == self.target_lang:
             raise ValueError(f"source_lang and target_lang are both {self.source_lang!r}")
+        if self.source_lang in self.target_langs or len(set(self.target_langs)) != len(self.target_langs):
+            raise ValueError(f"target_langs {self.target_langs} repeats a language or holds source_lang")
         if self.test_fraction + self.validation_fraction >= 0.9:
             raise ValueError("test_fraction + validation_fraction leaves less than 10% for training")
         if self.publish_target == "local" and not self.registry_uri:

@@ -30,7 +30,7 @@ def run(config: RunConfig) -> dict:
         log.info("pull already done for this run: %s", manifest_uri)
         return summarize(storage.read_json(manifest_uri))
 
-    listed = storage.list_objects(config.data_uri)
+    listed = _snapshot(config.data_snapshot) if config.data_snapshot else storage.list_objects(config.data_uri)
     wanted = [o for o in listed if Path(o.relpath).suffix.lower() in formats.READERS]
     ignored = [o.relpath for o in listed if o not in wanted]
     if ignored:
@@ -51,7 +51,7 @@ def run(config: RunConfig) -> dict:
             log.info("pulled %s (%d bytes, etag %s)", obj.uri, obj.size, obj.etag)
 
     manifest = {
-        "source": config.data_uri,
+        "source": config.data_snapshot or config.data_uri,
         "pulled_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "objects": [{"uri": o.uri, "relpath": o.relpath, "etag": o.etag, "size": o.size} for o in wanted],
         "ignored": ignored,
@@ -59,6 +59,18 @@ def run(config: RunConfig) -> dict:
     # The manifest is written last: its presence means every raw file is in place.
     storage.write_json(manifest_uri, manifest)
     return summarize(manifest)
+
+
+def _snapshot(uris: list[str]) -> list[storage.StoredObject]:
+    """The listed objects only, named in raw/ by bucket and key so equal file names cannot collide."""
+    found = []
+    for uri in uris:
+        parent = uri.rsplit("/", 1)[0]
+        match = [o for o in storage.list_objects(parent) if o.uri == uri]
+        if not match:
+            raise NoDataError(f"data_snapshot: {uri} does not exist (any more)")
+        found.append(storage.StoredObject(uri, uri.removeprefix("s3://").lstrip("/"), match[0].size, match[0].etag))
+    return found
 
 
 def summarize(manifest: dict) -> dict:
