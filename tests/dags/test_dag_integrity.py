@@ -44,7 +44,12 @@ def test_parsing_does_no_io_and_no_lookups(tmp_path):
 
 
 def test_schedule_and_run_policy(dag):
-    assert dag.schedule == "@weekly"
+    # Weekly as a fallback, and whenever the watcher announces new data under the default data prefix.
+    from airflow.sdk import AssetOrTimeSchedule
+
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.timetable.timetable.expression == "0 0 * * 0"  # @weekly
+    assert dag.timetable.asset_condition.uri == param_specs()["data_uri"]["default"].rstrip("/")
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.doc_md and "### Keep a translation model fresh" in dag.doc_md
@@ -62,9 +67,24 @@ def test_io_steps_retry_with_backoff(dag):
 
 
 def test_task_order(dag):
-    chain = ["prepare", "pull", "validate", "split", "train", "evaluate", "gate", "publish", "summary"]
+    chain = ["prepare", "pull", "validate", "split", "train", "evaluate", "gate", "release_gate", "publish",
+             "summary"]
     for upstream, downstream in zip(chain, chain[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+
+
+def test_each_language_pair_is_a_mapped_instance_of_every_step(dag):
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    mapped = {t.task_id for t in dag.tasks if isinstance(t, MappedOperator)}
+    assert mapped == {"pull", "validate", "split", "train", "evaluate", "gate", "publish"}
+
+
+def test_gpu_steps_share_the_gpu_pool_and_failures_are_reported(dag):
+    from mt_airflow.notify import WebhookNotifier
+
+    assert {t.task_id for t in dag.tasks if t.pool == "gpu"} == {"train", "evaluate"}
+    assert isinstance(dag.on_failure_callback, WebhookNotifier)
 
 
 def test_params_are_the_config_schema(dag):
