@@ -56,6 +56,12 @@ class WebhookNotifier(BaseNotifier):
         self.conn_id = conn_id
         self.timeout = timeout
 
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        # dag.test() runs DAG callbacks with the serialized DAG, which has no template environment.
+        if jinja_env is None and not hasattr(context.get("dag"), "get_template_env"):
+            jinja_env = self.get_template_env()
+        super().render_template_fields(context, jinja_env)
+
     def payload(self, context) -> dict[str, Any]:
         dag_run = context.get("dag_run")
         ti = context.get("ti") or context.get("task_instance")
