@@ -5,13 +5,10 @@ import json
 
 import pytest
 
-from support.multilingual import build_multilingual_digits_model, digit_pairs_to, unrelated_pairs, write_pair_data
+from support.multilingual import (TINY_RECIPE, build_multilingual_digits_model, digit_pairs_to, unrelated_pairs,
+                                  write_pair_data)
 from support.webhook import WebhookReceiver
 from tasks import storage
-
-RECIPE = {"learning_rate": 3e-3, "warmup_steps": 0.1, "max_tokens_per_batch": 512, "num_train_epochs": 100,
-          "max_steps": 300, "eval_every_steps": 50, "precision": "fp32", "max_source_length": 32,
-          "max_target_length": 32, "num_beams": 2, "min_clean_pairs": 500}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +35,7 @@ def test_a_language_that_does_not_gain_holds_back_the_whole_release(dag, multili
         {"conn_type": "generic", "password": "hf_writer", "extra": {"endpoint": hub.url}}))
     write_pair_data(tmp_path / "data", "de", digit_pairs_to("de", 1200, seed=5))
     write_pair_data(tmp_path / "data", "nl", unrelated_pairs("nl", 1200, seed=6))
-    conf = {**RECIPE, "data_uri": str(tmp_path / "data"), "target_langs": ["de", "nl"],
+    conf = {**TINY_RECIPE, "data_uri": str(tmp_path / "data"), "target_langs": ["de", "nl"],
             "base_model": str(multilingual_model), "hub_repo_id": "mlops/digits", "min_bleu_gain": 10.0}
 
     dag_run = dag.test(run_conf=conf)

@@ -39,3 +39,9 @@ def build_multilingual_digits_model(out_dir: Path) -> Path:
     """An untrained tiny Marian model whose tokenizer knows the English, German and Dutch digit words."""
     texts = [side for t in ("de", "nl") for pair in digit_pairs_to(t, 400, seed=99) for side in pair]
     return scratch_model.build(texts, out_dir, size="tiny")
+
+
+# The tiny-model recipe that learns the digit task in seconds (the same as tests/e2e/conftest.py's run_conf).
+TINY_RECIPE = {"learning_rate": 3e-3, "warmup_steps": 0.1, "max_tokens_per_batch": 512, "num_train_epochs": 100,
+               "max_steps": 300, "eval_every_steps": 50, "precision": "fp32", "max_source_length": 32,
+               "max_target_length": 32, "num_beams": 2, "min_clean_pairs": 500}
