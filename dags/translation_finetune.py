@@ -1,74 +1,80 @@
 """
 ### Keep a translation model fresh
 
-Weekly (or when triggered from the form), this DAG retrains a Hugging Face seq2seq translation model on
-fresh domain data and publishes it only when it is measurably better:
+Weekly, when the data watcher announces new data, or when triggered from the form or the REST API, this DAG
+retrains a Hugging Face seq2seq translation model on fresh domain data and publishes it only when it is
+measurably better:
 
 1. **prepare** validates the form's values into one run config, written to `config.json` in the run
-   directory `{MT_ARTIFACT_ROOT}/translation_finetune/{run_id}/`;
-2. **pull** copies what is new in the S3 prefix or folder in `data_uri` since the last successful run; with
-   nothing new, the run ends here, skipped (`force_full_retrain` takes everything, `data_snapshot` an old
-   run's exact files);
-3. **validate** puts every pair that fails a filter into `rejects.jsonl` with all its reasons, removes
-   duplicates and test-set leakage, and fails a bad batch;
-4. **split** hashes each source sentence into train / validation; the first run freezes the test set, later
-   runs reuse it;
-5. **train** fine-tunes `base_model` on a GPU (launcher: local subprocess, Docker or Kubernetes);
+   directory `{MT_ARTIFACT_ROOT}/<dag id>/{run_id}/`. A run started by new data trains on exactly the
+   announced keys (`data_snapshot`). With several `target_langs`, each pair gets a sub-run of its own,
+   `pairs/<src>-<tgt>/`, and every step below runs once per pair (dynamic task mapping);
+2. **pull** copies what no successful run has consumed yet from the S3 prefix or folder in `data_uri` and
+   records what it took; with nothing new, the pair's run ends early (skipped, not failed);
+3. **validate** reads every supported format, applies the pair filters and writes each rejected row with its
+   reason to `rejects.jsonl`; a bad batch fails the run;
+4. **split** keeps the frozen test set and hashes the rest into train / validation;
+5. **train** fine-tunes `base_model` on a GPU (launcher: local subprocess, Docker or Kubernetes), in the
+   `gpu` pool, which caps how many trainings and evaluations run at once;
 6. **evaluate** translates the test split with base and candidate and scores them with sacrebleu;
-7. **gate** promotes the candidate only if its BLEU gain reaches `min_bleu_gain`;
-8. **publish** releases model + model card to the Hugging Face Hub as a tagged commit, or as a pull request
-   for review with `create_pr` (or to a local registry); skipped when the gate refuses, and a retry or a
-   re-run never publishes twice. Its **Published model** link opens the revision or the pull request;
-9. **mark_consumed** marks the pulled objects consumed, only when nothing upstream failed (a refused
-   gate is a success and consumes);
-10. **summary** logs the outcome in one place, also for a run that ended early.
+7. **gate** promotes a pair's candidate only if its BLEU gain reaches `min_bleu_gain`;
+8. **release_gate** lets publishing go ahead only if every language's gate passed; a refusal is a normal,
+   successful end (publish skipped) and is sent to the webhook;
+9. **publish** releases model + model card to the Hugging Face Hub as a tagged commit, or as a pull request
+   for review with `create_pr` (or to a local registry). Its **Published model** link opens the revision
+   or the pull request;
+10. **mark_consumed** marks the pulled objects consumed, only when nothing upstream failed (a refused
+    gate is a success and consumes);
+11. **summary** logs the outcome, also for a run that ended early, and the run's note says it in one line.
 
 With `learning_curve_fractions` (e.g. `[0.1, 0.25, 0.5]`), **learning_curve_point** also trains and scores
-one model per share of the training split, as mapped tasks through the same launcher, and
-**learning_curve** writes BLEU against data size (`learning_curve.md`, `learning_curve.png`) to the run
-directory. Without it those tasks are skipped. The candidate is the same either way.
+one model per share of each pair's training split, as mapped tasks through the same launcher, and
+**learning_curve** writes BLEU against data size (`learning_curve.md`, `learning_curve.png`) to each pair's
+run directory. Without it those tasks are skipped. The candidate is the same either way.
 
-Every step reads and writes the run directory; XCom carries only its URI and small summaries.
+Every step reads and writes the run directory; XCom carries only its URI and small summaries. A failed run
+is reported to the webhook connection (`MT_WEBHOOK_CONN_ID`, default `mt_webhook`), when there is one.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from mt_airflow.launcher import RunStepOperator
+from mt_airflow.notify import WebhookNotifier
 from mt_airflow.params import dag_params
 from mt_airflow.publish import PublishModelOperator
+
+log = logging.getLogger(__name__)
 
 # Steps that talk to S3 or the Hub retry transient failures with backoff; each step is idempotent.
 IO_RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True,
               "max_retry_delay": timedelta(minutes=5)}
+GPU_POOL = "gpu"  # created by `make airflow` / the Helm values; its size is how many GPU steps run at once
+PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 
 
-@dag(
-    dag_id="translation_finetune",
-    schedule="@weekly",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    params=dag_params(),
-    doc_md=__doc__,
-    tags=["mlops", "translation", "retraining"],
-    default_args={"owner": "mlops"},
-)
 def translation_finetune():
     @task(**IO_RETRIES)
-    def prepare(params=None, dag_run=None) -> str:
+    def prepare(params=None, dag_run=None, triggering_asset_events=None) -> list[str]:
+        from mt_airflow import artifact_root, pairs, watch
         from tasks import config
 
-        artifact_root = os.environ.get("MT_ARTIFACT_ROOT") or os.path.join(
-            os.environ.get("AIRFLOW_HOME", "."), "artifacts")
-        cfg = config.build(dict(params), dag_id=dag_run.dag_id, run_id=dag_run.run_id,
-                           artifact_root=artifact_root)
+        values = dict(params)
+        if not values.get("data_snapshot"):
+            values["data_snapshot"] = watch.new_keys(triggering_asset_events)
+            if values["data_snapshot"]:
+                log.info("started by new data: %d announced object(s)", len(values["data_snapshot"]))
+        cfg = config.build(values, dag_id=dag_run.dag_id, run_id=dag_run.run_id, artifact_root=artifact_root())
         config.save(cfg)
-        return cfg.run_dir
+        run_pairs = pairs.expand(cfg)
+        for pair in run_pairs:
+            config.save(pair)
+        return [pair.run_dir for pair in run_pairs]
 
     @task(**IO_RETRIES)
     def pull(run_dir: str) -> dict:
@@ -98,6 +104,23 @@ def translation_finetune():
 
         return gate.run(config.load(run_dir))
 
+    @task
+    def release_gate(run_dirs: list[str], **context) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+        from mt_airflow import notify, pairs
+        from tasks import config, gate
+
+        decisions = {}
+        for run_dir in run_dirs:
+            cfg = config.load(run_dir)
+            decisions[pairs.pair_name(cfg)] = gate.read_decision(cfg)
+        refused = {name: d["reasons"] for name, d in decisions.items() if not d["promote"]}
+        if refused:
+            message = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in refused.items())
+            notify.notify_refusal(context, f"refused, nothing published: {message}")
+            raise AirflowSkipException(f"not every language passed its gate: {message}")
+        return {name: d["decision"] for name, d in decisions.items()}
+
     # none_failed: runs after a refused gate (publish skipped) or an early end (all skipped), never after
     # a failure, so a failed run consumes nothing.
     @task(trigger_rule="none_failed", **IO_RETRIES)
@@ -107,41 +130,126 @@ def translation_finetune():
         return pull.commit_consumed(config.load(run_dir))
 
     @task
-    def plan_learning_curve(run_dir: str) -> list[str]:
+    def plan_learning_curve(run_dirs: list[str]) -> list[str]:
         from tasks import config, curve
 
-        return curve.plan(config.load(run_dir))
+        return [point for run_dir in run_dirs for point in curve.plan(config.load(run_dir))]
 
     @task
-    def learning_curve(run_dir: str) -> dict:
+    def learning_curve(run_dirs: list[str]) -> list[dict]:
         from tasks import config, curve
 
-        return curve.summarize(config.load(run_dir))
+        return [curve.summarize(config.load(run_dir)) for run_dir in run_dirs]
 
     @task(trigger_rule="none_failed")
-    def summary(run_dir: str) -> dict:
-        from tasks import config, report
+    def summary(run_dirs: list[str]) -> dict:
+        from mt_airflow import outcome, pairs
+        from tasks import config, gate, publish, report
 
-        return report.summarize_run(config.load(run_dir))
+        results, lines = [], []
+        for run_dir in run_dirs:
+            cfg = config.load(run_dir)
+            results.append(report.summarize_run(cfg))
+            decision = gate.read_decision(cfg) if results[-1]["decision"] else {}
+            lines.append((pairs.pair_name(cfg), decision, publish.result(cfg)))
+        note = outcome.one_line(lines)
+        log.info("outcome: %s", note)
+        return {"note": note, "pairs": results}
 
-    run_dir = prepare()
-    train = RunStepOperator(task_id="train", step="train", run_dir=run_dir, launcher="{{ params.launcher }}",
-                            retries=2, retry_delay=timedelta(minutes=1))
-    evaluate = RunStepOperator(task_id="evaluate", step="evaluate", run_dir=run_dir,
-                               launcher="{{ params.launcher }}", retries=1)
-    decided = gate(run_dir)
-    published = PublishModelOperator(task_id="publish", run_dir=run_dir, **IO_RETRIES)
-    splits = pull(run_dir) >> validate(run_dir) >> split(run_dir)
-    splits >> train >> evaluate >> decided >> published
-    published >> mark_consumed(run_dir) >> summary(run_dir)
+    run_dirs = prepare()
+    pulled = pull.expand(run_dir=run_dirs)
+    validated = validate.expand(run_dir=run_dirs)
+    split_ = split.expand(run_dir=run_dirs)
+    train = RunStepOperator.partial(task_id="train", step="train", launcher="{{ params.launcher }}",
+                                    pool=GPU_POOL, retries=2, retry_delay=timedelta(minutes=1)
+                                    ).expand(run_dir=run_dirs)
+    evaluate = RunStepOperator.partial(task_id="evaluate", step="evaluate", launcher="{{ params.launcher }}",
+                                       pool=GPU_POOL, retries=1).expand(run_dir=run_dirs)
+    decided = gate.expand(run_dir=run_dirs)
+    released = release_gate(run_dirs)
+    published = PublishModelOperator.partial(task_id="publish", **IO_RETRIES).expand(run_dir=run_dirs)
+    pulled >> validated >> split_ >> train >> evaluate >> decided >> released >> published
+    consumed = mark_consumed.expand(run_dir=run_dirs)
+    published >> consumed >> summary(run_dirs)
 
     # One mapped task per learning-curve point (none by default: then these are skipped). The points are
-    # GPU work like train, so they go through the same launcher, each with its own run directory.
-    point_dirs = plan_learning_curve(run_dir)
-    splits >> point_dirs
+    # GPU work like train, so they go through the same launcher and pool, each with its own run directory.
+    point_dirs = plan_learning_curve(run_dirs)
+    split_ >> point_dirs
     points = RunStepOperator.partial(task_id="learning_curve_point", step="curve", launcher="{{ params.launcher }}",
-                                     retries=2, retry_delay=timedelta(minutes=1)).expand(run_dir=point_dirs)
-    [points, evaluate] >> learning_curve(run_dir)
+                                     pool=GPU_POOL, retries=2, retry_delay=timedelta(minutes=1)
+                                     ).expand(run_dir=point_dirs)
+    [points, evaluate] >> learning_curve(run_dirs)
 
 
-translation_finetune()
+def build(dag_id: str, *, schedule: str | None, data_uri: str | None, watch_data: bool, params: dict,
+          doc_md: str, tags: list[str]):
+    """The retraining DAG with these Param defaults; new data under `data_uri` triggers it when watched."""
+    from mt_airflow.watch import data_asset
+
+    timetable = CronTriggerTimetable(schedule, timezone="UTC") if schedule else None
+    if watch_data and data_uri:
+        asset = data_asset(data_uri)
+        schedule_arg = AssetOrTimeSchedule(timetable=timetable, assets=asset) if timetable else asset
+    else:
+        schedule_arg = timetable
+    return dag(
+        dag_id=dag_id,
+        schedule=schedule_arg,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        params=dag_params(**params),
+        doc_md=doc_md,
+        tags=tags,
+        default_args={"owner": "mlops"},
+        on_failure_callback=WebhookNotifier(event="failure"),
+    )(translation_finetune)()
+
+
+def _broken_pipeline(entry) -> None:
+    """A stand-in DAG for an invalid pipelines.yaml entry: listed (tag `invalid-pipeline`), never scheduled,
+    its description and its only task's failure say what is wrong. Every other pipeline still loads."""
+
+    @task(task_id="explain_invalid_entry")
+    def explain(message: str) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(message)
+
+    @dag(dag_id=entry.dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+         description=entry.message[:200], doc_md=f"### Invalid pipeline entry\n\n`{entry.message}`\n\n"
+         f"Fix it in `dags/{PIPELINES_FILE.name}`.", tags=["invalid-pipeline"], is_paused_upon_creation=True)
+    def invalid_pipeline():
+        explain(entry.message)
+
+    invalid_pipeline()
+
+
+def build_pipelines(path: Path = PIPELINES_FILE) -> None:
+    """One DAG per pipelines.yaml entry. Reading that file is part of the DAG definition: it ships next to
+    this file, and tests/dags/parse_probe.py allows reading files inside the DAGs folder (nothing else)."""
+    import warnings
+
+    from mt_airflow.pipelines import BrokenEntry, load
+
+    good, broken = load(path)
+    for pipeline in good:
+        doc = (f"### {pipeline.domain}: {pipeline.languages}\n\nDeclared in `dags/{path.name}` "
+               f"(pipeline #{pipeline.index + 1}).\n\n" + __doc__)
+        try:
+            build(pipeline.dag_id, schedule=pipeline.schedule, data_uri=pipeline.data_uri,
+                  watch_data=pipeline.watch_data, params=pipeline.params, doc_md=doc,
+                  tags=["mlops", "translation", "retraining", f"domain:{pipeline.domain}"])
+        except Exception as err:  # whatever validation missed still costs only this pipeline
+            broken.append(BrokenEntry(pipeline.index, pipeline.dag_id,
+                                      f"{path.name}: pipeline #{pipeline.index + 1}: {type(err).__name__}: {err}"))
+    for entry in broken:
+        warnings.warn(entry.message, stacklevel=1)  # the DAG processor records parse warnings per file
+        _broken_pipeline(entry)
+
+
+# The main pipeline: the production defaults of the form (tasks/config.py), retrained weekly and on new data.
+build("translation_finetune", schedule="@weekly", data_uri=dag_params()["data_uri"].value, watch_data=True,
+      params={}, doc_md=__doc__, tags=["mlops", "translation", "retraining"])
+build_pipelines()

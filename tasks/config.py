@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator,
+                      model_validator)
 
 from tasks import storage
 
@@ -56,9 +57,9 @@ class PipelineParams(BaseModel):
         "(skipped, not failed).")
     data_snapshot: list[str] = _field(
         [], "Data snapshot", _DATA,
-        "Reproduce an old run: exactly these object URIs (files or s3://bucket/key) instead of what is new "
-        "under the data URI. The objects' URIs are in that run's pull_manifest.json. A snapshot run does "
-        "not mark anything as consumed.")
+        "Exactly these object URIs (files or s3://bucket/key) instead of what is new under the data URI. "
+        "Set by a new-data trigger to the keys that arrived, or by hand to reproduce an old run (the URIs "
+        "are in its pull_manifest.json).")
     general_eval_uri: str = _field(
         "", "General-domain test set", _DATA,
         "Optional file, folder or S3 prefix of general-domain pairs, validated like the fresh data into "
@@ -67,6 +68,11 @@ class PipelineParams(BaseModel):
                               pattern=r"^[a-z]{2,3}$")
     target_lang: str = _field("de", "Target language", _DATA, "ISO 639-1 code of the target side.",
                               pattern=r"^[a-z]{2,3}$")
+    target_langs: list[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]] = _field(
+        [], "Several target languages", _DATA,
+        "Fine-tune one model per pair source_lang → each of these, each with its own gate; publish only when "
+        "every pair passes. Pair data is read from {data_uri}/{source}-{target}/ and published to "
+        "{hub_repo_id}-{target}. Empty: the single pair source_lang → target_lang.")
 
     # --- validation: the thresholds of the pair filters (tasks/filters.py) and of the batch as a whole
     min_chars: int = _field(2, "Minimum characters per side", _VALIDATE,
@@ -227,6 +233,8 @@ class PipelineParams(BaseModel):
     def _check_pair(self) -> "PipelineParams":
         if self.source_lang == self.target_lang:
             raise ValueError(f"source_lang and target_lang are both {self.source_lang!r}")
+        if self.source_lang in self.target_langs or len(set(self.target_langs)) != len(self.target_langs):
+            raise ValueError(f"target_langs {self.target_langs} repeats a language or holds source_lang")
         if self.test_fraction + self.validation_fraction >= 0.9:
             raise ValueError("test_fraction + validation_fraction leaves less than 10% for training")
         if self.publish_target == "local" and not self.registry_uri:

@@ -8,7 +8,9 @@ step), so a failed run consumes nothing and the next run sees the same objects a
 
 A retried or re-run pull of the same DAG run finds its manifest and pulls nothing again. With nothing new
 the manifest says so and the run ends early (skipped, not failed). `force_full_retrain` pulls every object;
-`data_snapshot` pulls exactly the listed objects to reproduce an old run and consumes nothing.
+`data_snapshot` pulls exactly the listed objects: the keys a new-data event announced (the data watcher sets
+it), or an old run's objects to reproduce it. A successful snapshot run consumes what it pulled, like any
+other run, so the weekly fallback does not train on announced keys again.
 """
 
 from __future__ import annotations
@@ -69,7 +71,6 @@ def run(config: RunConfig) -> dict:
         "changed": changed,
         "already_consumed": len(wanted) - len(fresh),
         "ignored": ignored,
-        "consumes": mode != "snapshot",  # a reproduction is not fresh data
         "nothing_new": not fresh,
         "message": _message(config, mode, fresh, changed, len(wanted) - len(fresh)),
     }
@@ -112,7 +113,7 @@ def _snapshot_objects(uris: list[str]) -> list[storage.StoredObject]:
 
 def _message(config: RunConfig, mode: str, fresh: list, changed: list, skipped: int) -> str:
     if mode == "snapshot":
-        return f"snapshot: {len(fresh)} object(s) as listed in data_snapshot (nothing will be marked consumed)"
+        return f"snapshot: {len(fresh)} object(s) as listed in data_snapshot"
     if not fresh:
         return (f"nothing new under {config.data_uri}: all {skipped} data object(s) were consumed by earlier "
                 f"successful runs; trigger with force_full_retrain to retrain on everything")
@@ -139,9 +140,8 @@ def commit_consumed(config: RunConfig) -> dict:
     if not storage.exists(manifest_uri):
         return {"committed": 0, "reason": "this run pulled nothing"}
     manifest = storage.read_json(manifest_uri)
-    if not manifest["consumes"] or not manifest["objects"]:
-        reason = "nothing new was pulled" if manifest["nothing_new"] else f"a {manifest['mode']} run consumes nothing"
-        return {"committed": 0, "reason": reason}
+    if not manifest["objects"]:
+        return {"committed": 0, "reason": "nothing new was pulled"}
     consumed = load_consumed(config)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for obj in manifest["objects"]:

@@ -57,6 +57,7 @@ class LaunchSettings:
     kubernetes_conn_id: str | None = None
     in_cluster: bool | None = None
     docker_url: str = "unix://var/run/docker.sock"
+    docker_network: str | None = None  # e.g. the compose network, so the container reaches MinIO by name
     cpu_request: str = "4"
     memory_request: str = "24Gi"
 
@@ -76,6 +77,7 @@ class LaunchSettings:
             kubernetes_conn_id=env("MT_K8S_CONN_ID", base.kubernetes_conn_id),
             in_cluster=None if in_cluster is None else in_cluster.lower() in ("1", "true", "yes"),
             docker_url=env("MT_DOCKER_URL", base.docker_url),
+            docker_network=env("MT_DOCKER_NETWORK", base.docker_network),
             cpu_request=env("MT_CPU_REQUEST", base.cpu_request),
             memory_request=env("MT_MEMORY_REQUEST", base.memory_request),
         )
@@ -128,6 +130,7 @@ def docker_operator(task_id: str, command: list[str], settings: LaunchSettings, 
         image=settings.image,
         command=command,
         docker_url=settings.docker_url,
+        network_mode=settings.docker_network,
         environment=passthrough_env(),
         private_environment={k: os.environ[k] for k in SECRET_ENV if os.environ.get(k)},
         device_requests=[DeviceRequest(count=settings.gpus, capabilities=[["gpu"]])] if settings.gpus else None,

@@ -3,6 +3,11 @@
 Run in a subprocess (an audit hook cannot be removed once added). Prints one JSON object: the DAG ids
 found, import errors, and every file opened outside Python's own installation and the repo's source, every
 socket connection, and every Airflow connection or Variable look-up made at parse time.
+
+The one file read that is allowed besides source code: files inside the DAGs folder being parsed. A
+declarative file shipped next to the DAG (dags/pipelines.yaml) is part of the DAG definition, deployed and
+versioned with it, like the DAG file itself; reading it is no different from importing a module. Anything
+outside that folder (the artifact store, a config service, a Variable) stays forbidden.
 """
 
 import json
@@ -20,10 +25,15 @@ def _is_source(path: str) -> bool:
     return path.startswith(str(REPO)) and path.endswith((".py", ".pyc")) or "__pycache__" in path
 
 
+def _in_dags_folder(path: str) -> bool:
+    return os.path.abspath(path).startswith(os.path.abspath(sys.argv[1]) + os.sep)
+
+
 def audit(event, args):
     if event == "open" and args and isinstance(args[0], (str, bytes)):
         path = os.fsdecode(args[0])
-        if not (path.startswith(ALLOWED_PREFIXES) or _is_source(path) or path.startswith(os.environ["AIRFLOW_HOME"])):
+        if not (path.startswith(ALLOWED_PREFIXES) or _is_source(path) or _in_dags_folder(path)
+                or path.startswith(os.environ["AIRFLOW_HOME"])):
             events["opened"].append(path)
     elif event == "socket.connect":
         events["connected"].append(repr(args[1]))

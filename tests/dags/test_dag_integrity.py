@@ -44,7 +44,12 @@ def test_parsing_does_no_io_and_no_lookups(tmp_path):
 
 
 def test_schedule_and_run_policy(dag):
-    assert dag.schedule == "@weekly"
+    # Weekly as a fallback, and whenever the watcher announces new data under the default data prefix.
+    from airflow.sdk import AssetOrTimeSchedule
+
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.timetable.timetable.expression == "0 0 * * 0"  # @weekly
+    assert dag.timetable.asset_condition.uri == param_specs()["data_uri"]["default"].rstrip("/")
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.doc_md and "### Keep a translation model fresh" in dag.doc_md
@@ -62,8 +67,8 @@ def test_io_steps_retry_with_backoff(dag):
 
 
 def test_task_order(dag):
-    chain = ["prepare", "pull", "validate", "split", "train", "evaluate", "gate", "publish", "mark_consumed",
-             "summary"]
+    chain = ["prepare", "pull", "validate", "split", "train", "evaluate", "gate", "release_gate", "publish",
+             "mark_consumed", "summary"]
     for upstream, downstream in zip(chain, chain[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
 
@@ -75,6 +80,21 @@ def test_task_order(dag):
 ])
 def test_trigger_rules(dag, task_id, rule, why):
     assert dag.get_task(task_id).trigger_rule == rule, why
+
+
+def test_each_language_pair_is_a_mapped_instance_of_every_step(dag):
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    mapped = {t.task_id for t in dag.tasks if isinstance(t, MappedOperator)}
+    assert mapped == {"pull", "validate", "split", "train", "evaluate", "gate", "publish", "mark_consumed",
+                      "learning_curve_point"}
+
+
+def test_gpu_steps_share_the_gpu_pool_and_failures_are_reported(dag):
+    from mt_airflow.notify import WebhookNotifier
+
+    assert {t.task_id for t in dag.tasks if t.pool == "gpu"} == {"train", "evaluate", "learning_curve_point"}
+    assert isinstance(dag.on_failure_callback, WebhookNotifier)
 
 
 def test_params_are_the_config_schema(dag):
@@ -106,5 +126,5 @@ def test_a_pull_with_nothing_new_skips_the_run_and_says_why(dag, tmp_path):
     second = make_run(tmp_path / "artifacts", run_id="run-2", data_uri=str(incoming))
     with pytest.raises(AirflowSkipException, match="nothing new under .*incoming: all 1 data object"):
         dag.get_task("pull").python_callable(second.run_dir)
-    summary = dag.get_task("summary").python_callable(second.run_dir)
-    assert summary["data"].startswith("nothing new under")
+    summary = dag.get_task("summary").python_callable([second.run_dir])
+    assert summary["pairs"][0]["data"].startswith("nothing new under")

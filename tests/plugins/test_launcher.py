@@ -59,6 +59,9 @@ def test_docker_container_requests_gpus_and_keeps_secrets_private(monkeypatch):
     assert op.environment == {"HF_ENDPOINT": "http://hub.internal"}
     assert op._private_environment == {"AWS_SECRET_ACCESS_KEY": "s3-secret"}  # masked, not templated
     assert "s3-secret" not in " ".join(op.command)
+    assert op.network_mode is None
+    networked = LaunchSettings(docker_network="mt-retrain_default")
+    assert _operator(launcher_name="docker").build_delegate(networked).network_mode == "mt-retrain_default"
 
 
 def test_settings_come_from_the_environment(monkeypatch):

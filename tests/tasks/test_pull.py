@@ -34,7 +34,7 @@ def test_incremental_pulls_across_runs_on_s3(bucket, s3, tmp_path):
     assert (summary["files"], summary["nothing_new"], summary["mode"]) == (2, False, "incremental")
     assert _raw(first) == ["a.jsonl", "week1/b.tsv"]
     manifest = storage.read_json(first.uri(pull.MANIFEST))
-    assert manifest["ignored"] == ["README.txt"] and manifest["consumes"] is True
+    assert manifest["ignored"] == ["README.txt"]
     assert pull.commit_consumed(first) == {"committed": 2, "consumed_total": 2}
 
     # Week 2: nothing new. The run ends early and says why.
@@ -96,7 +96,7 @@ def test_force_full_retrain_pulls_what_was_consumed(bucket):
     assert "force_full_retrain" in summary["message"]
 
 
-def test_a_snapshot_reproduces_a_run_exactly_and_consumes_nothing(bucket, tmp_path):
+def test_a_snapshot_pulls_exactly_the_listed_objects_and_consumes_them(bucket, tmp_path):
     first = _run("run-1", bucket)
     pull.run(first)
     pull.commit_consumed(first)
@@ -109,8 +109,8 @@ def test_a_snapshot_reproduces_a_run_exactly_and_consumes_nothing(bucket, tmp_pa
     raw = _raw(replay)
     assert "incoming/en-de/a.jsonl" in raw and "incoming/en-de/week1/b.tsv" in raw
     assert str(local).lstrip("/") in raw  # two files named a.jsonl do not collide
-    assert pull.commit_consumed(replay) == {"committed": 0, "reason": "a snapshot run consumes nothing"}
-    assert set(pull.load_consumed(replay)) == set(old)
+    assert pull.commit_consumed(replay)["committed"] == 3
+    assert set(pull.load_consumed(replay)) == set(old) | {str(local)}
 
 
 @pytest.mark.parametrize("params, message", [

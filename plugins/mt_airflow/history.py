@@ -1,0 +1,138 @@
+"""The promotion history, read from the artifact store: one row per run (and language pair) of each pipeline.
+
+Every run directory `{artifact_root}/{dag_id}/{run}/` (and each pair of a multi-language run,
+`.../pairs/{src}-{tgt}/`) already holds what a reviewer asks about: config.json, validation_report.json,
+eval/scores.json, gate.json, publish.json and, when the evaluation wrote one, report.md. Rows are built
+from whatever is present, so a failed run or an older run layout still shows, with blanks where a step
+never ran. Nothing here imports Airflow: the history page (history_app.py) serves it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tasks import storage
+
+SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
+REPORTS = ("report.md", "report.html")
+
+
+@dataclass
+class Row:
+    pipeline: str  # dag_id, plus the pair for multi-language runs
+    dag_id: str
+    pair: str
+    run_id: str
+    run_path: str  # "{dag_id}/{run}[/pairs/{pair}]": the key of the report link
+    date: str | None = None
+    rows_in: int | None = None
+    rows_kept: int | None = None
+    bleu_base: float | None = None
+    bleu_candidate: float | None = None
+    bleu_champion: float | None = None
+    gain: float | None = None
+    p_value: float | None = None
+    decision: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    revision: str | None = None
+    release_url: str | None = None
+    has_report: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _read(uri: str) -> dict:
+    try:
+        return storage.read_json(uri) if storage.exists(uri) else {}
+    except ValueError:  # a half-written or foreign file must not break the page
+        return {}
+
+
+def _bleu(scores: dict, role: str) -> float | None:
+    value = (scores.get(role) or {}).get("bleu")
+    return value if isinstance(value, (int, float)) else None
+
+
+def run_dirs(root: str) -> list[str]:
+    """Relative paths of every run directory (and pair sub-run) with a config.json, newest layout first."""
+    if storage.is_s3(root):
+        found = [o.relpath for o in storage.list_objects(root) if o.relpath.endswith("/config.json")]
+    else:
+        base = Path(root)
+        if not base.is_dir():
+            return []
+        found = [p.relative_to(base).as_posix() for pattern in ("*/*/config.json", "*/*/pairs/*/config.json")
+                 for p in base.glob(pattern)]
+    runs = []
+    for rel in found:
+        parts = rel.split("/")[:-1]
+        if len(parts) == 2 or (len(parts) == 4 and parts[2] == "pairs"):
+            if all(SAFE.match(p) for p in parts) and not parts[0].startswith("_"):
+                runs.append("/".join(parts))
+    return sorted(runs)
+
+
+def read_row(root: str, run_path: str) -> Row | None:
+    from mt_airflow.outcome import p_value
+
+    run_dir = storage.join(root, *run_path.split("/"))
+    config = _read(storage.join(run_dir, "config.json"))
+    if not config or config.get("target_langs"):  # a multi-language run's results live in its pairs
+        return None
+    dag_id = config.get("dag_id") or run_path.split("/")[0]
+    pair = f"{config.get('source_lang', '?')}-{config.get('target_lang', '?')}"
+    multi = "/pairs/" in run_path
+    row = Row(pipeline=f"{dag_id} ({pair})" if multi else dag_id, dag_id=dag_id, pair=pair,
+              run_id=config.get("run_id") or run_path.split("/")[1], run_path=run_path)
+    manifest = _read(storage.join(run_dir, "pull_manifest.json"))
+    validation = _read(storage.join(run_dir, "validation_report.json"))
+    scores = _read(storage.join(run_dir, "eval", "scores.json"))
+    decision = _read(storage.join(run_dir, "gate.json"))
+    published = _read(storage.join(run_dir, "publish.json"))
+    row.date = manifest.get("pulled_at") or _date_from_run_id(row.run_id)
+    row.rows_in, row.rows_kept = validation.get("rows_in"), validation.get("kept")
+    row.bleu_base, row.bleu_candidate = _bleu(scores, "base"), _bleu(scores, "candidate")
+    row.bleu_champion = _bleu(scores, "champion")
+    bleu = decision.get("bleu") or {}
+    row.gain = bleu.get("gain")
+    row.bleu_champion = row.bleu_champion if row.bleu_champion is not None else bleu.get("champion")
+    row.p_value = p_value(decision) if decision else None
+    row.decision = decision.get("decision")
+    row.reasons = list(decision.get("reasons") or [])
+    if published.get("published"):
+        row.revision = "pull request" if published.get("pr_url") else str(published.get("revision") or "")[:12]
+        row.release_url = published.get("pr_url") or published.get("url")
+    row.has_report = True  # every run has a report page; report.md is shown when the evaluation wrote one
+    return row
+
+
+def _date_from_run_id(run_id: str) -> str | None:
+    match = re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", run_id)
+    return match.group(0) if match else None
+
+
+def collect(root: str) -> dict[str, list[Row]]:
+    """Rows per pipeline, oldest run first (the chart's order)."""
+    pipelines: dict[str, list[Row]] = {}
+    for run_path in run_dirs(root):
+        row = read_row(root, run_path)
+        if row is not None:
+            pipelines.setdefault(row.pipeline, []).append(row)
+    for rows in pipelines.values():
+        rows.sort(key=lambda r: (r.date or "", r.run_id))
+    return dict(sorted(pipelines.items()))
+
+
+def report(root: str, run_path: str) -> dict:
+    """What the report page shows for one run: report.md if the evaluation wrote one, and the raw records."""
+    if run_path not in run_dirs(root):
+        raise FileNotFoundError(run_path)
+    run_dir = storage.join(root, *run_path.split("/"))
+    written = next((storage.read_text(storage.join(run_dir, n)) for n in REPORTS
+                    if storage.exists(storage.join(run_dir, n))), None)
+    records = {name: _read(storage.join(run_dir, *name.split("/"))) for name in
+               ("gate.json", "eval/scores.json", "validation_report.json", "publish.json", "pull_manifest.json")}
+    return {"row": read_row(root, run_path), "report_md": written, "records": records}

@@ -1,0 +1,102 @@
+"""Tell a team's chat or incident tool when a retrain fails or its candidate is refused: a JSON POST to a webhook.
+
+The URL lives in an Airflow connection, never in code: `extra` {"url": "https://..."}, or the host (a full
+URL, or host + port + schema as the path). Its password, if set, is sent as a bearer token. The connection
+id is the notifier's `conn_id`, else the worker's `MT_WEBHOOK_CONN_ID`, else `mt_webhook`; with no such
+connection the notifier logs that it has nowhere to send and does nothing, so a deployment without a
+webhook runs unchanged.
+
+The DAG uses it as `on_failure_callback` (run by the DAG processor in a deployment, inline by `dag.test()`),
+and its `release_gate` task calls `notify_refusal` when a language's gate refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+from airflow.sdk import BaseNotifier
+
+DEFAULT_CONN_ID = "mt_webhook"
+
+
+def webhook_url(conn) -> str:
+    extra = conn.extra_dejson or {}
+    if extra.get("url"):
+        return extra["url"]
+    host = conn.host or ""
+    if "://" in host:
+        return host
+    port = f":{conn.port}" if conn.port else ""
+    path = f"/{conn.schema.lstrip('/')}" if conn.schema else ""
+    scheme = "https" if conn.conn_type == "https" else "http"
+    return f"{scheme}://{host}{port}{path}"
+
+
+def _run_url(dag_id: str, run_id: str) -> str | None:
+    from urllib.parse import quote
+
+    base = os.environ.get("AIRFLOW__API__BASE_URL")
+    return f"{base.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id, safe='')}" if base else None
+
+
+class WebhookNotifier(BaseNotifier):
+    """POST {event, dag_id, run_id, task_id, message, run_url} as JSON to the connection's webhook URL."""
+
+    template_fields = ("message",)
+
+    def __init__(self, *, event: str = "failure", message: str = "", conn_id: str | None = None,
+                 timeout: float = 10.0) -> None:
+        super().__init__()
+        self.event = event
+        self.message = message
+        self.conn_id = conn_id
+        self.timeout = timeout
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        # dag.test() runs DAG callbacks with the serialized DAG, which has no template environment.
+        if jinja_env is None and not hasattr(context.get("dag"), "get_template_env"):
+            jinja_env = self.get_template_env()
+        super().render_template_fields(context, jinja_env)
+
+    def payload(self, context) -> dict[str, Any]:
+        dag_run = context.get("dag_run")
+        ti = context.get("ti") or context.get("task_instance")
+        dag = context.get("dag")
+        dag_id = getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", None)
+        run_id = getattr(dag_run, "run_id", None) or context.get("run_id")
+        message = self.message or str(context.get("exception") or context.get("reason") or "")
+        return {"event": self.event, "dag_id": dag_id, "run_id": run_id,
+                "task_id": getattr(ti, "task_id", None), "message": message,
+                "run_url": _run_url(dag_id, run_id) if dag_id and run_id else None}
+
+    def notify(self, context) -> None:
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow.sdk.log import mask_secret
+
+        conn_id = self.conn_id or os.environ.get("MT_WEBHOOK_CONN_ID") or DEFAULT_CONN_ID
+        try:
+            conn = BaseHook.get_connection(conn_id)
+        except AirflowNotFoundException:
+            self.log.warning("no connection %r: the %s notification is not sent", conn_id, self.event)
+            return
+        headers = {"Content-Type": "application/json", "User-Agent": "mt-retrain-notifier"}
+        if conn.password:
+            mask_secret(conn.password)
+            headers["Authorization"] = f"Bearer {conn.password}"
+        body = json.dumps(self.payload(context), default=str).encode()
+        request = urllib.request.Request(webhook_url(conn), data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                self.log.info("%s notification sent through %r: HTTP %s", self.event, conn_id, response.status)
+        except (urllib.error.URLError, TimeoutError) as err:
+            # A notification must not turn a refused (successful) run into a failed one, nor hide a failure.
+            self.log.error("%s notification through %r failed: %s", self.event, conn_id, err)
+
+
+def notify_refusal(context, message: str) -> None:
+    WebhookNotifier(event="refusal", message=message).notify(context)

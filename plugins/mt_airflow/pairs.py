@@ -1,0 +1,42 @@
+"""One run, several language pairs: each pair is a complete run directory of its own.
+
+A run with `target_langs` fans out into one sub-run per pair, `{run_dir}/pairs/{src}-{tgt}/`, whose
+config.json is the run's config with that pair's target language, data prefix and Hub repository. Every step
+of tasks/ then works on a pair exactly as on a single-pair run, and the DAG maps its steps over the list of
+pair run directories. A run without `target_langs` is its own only pair, so its layout does not change.
+
+Conventions (documented in the Param's description and the README):
+- data of a pair: `{data_uri}/{src}-{tgt}/`; a `data_snapshot` is split by that prefix;
+- Hub repository of a pair: `{hub_repo_id}-{tgt}`.
+"""
+
+from __future__ import annotations
+
+from tasks import storage
+from tasks.config import RunConfig
+
+PAIRS = "pairs"
+
+
+def pair_name(config: RunConfig) -> str:
+    return f"{config.source_lang}-{config.target_lang}"
+
+
+def expand(config: RunConfig) -> list[RunConfig]:
+    """The run's pairs as run configs, in the order of `target_langs` (or the run itself)."""
+    if not config.target_langs:
+        return [config]
+    pairs = []
+    for target in config.target_langs:
+        name = f"{config.source_lang}-{target}"
+        data_uri = storage.join(config.data_uri, name) + "/"
+        changes = {
+            "target_lang": target,
+            "target_langs": [],
+            "data_uri": data_uri,
+            "data_snapshot": [uri for uri in config.data_snapshot if uri.startswith(data_uri)],
+            "hub_repo_id": f"{config.hub_repo_id}-{target}",
+            "run_dir": storage.join(config.run_dir, PAIRS, name),
+        }
+        pairs.append(RunConfig(**{**config.model_dump(), **changes}))
+    return pairs

@@ -1,0 +1,184 @@
+"""The retraining pipelines declared in `dags/pipelines.yaml`, validated entry by entry.
+
+Each entry names a domain, a language pair (or several target languages), where its data lands, the base
+model, the Hub repository, thresholds and a schedule; any other run parameter goes under `params`. An entry
+becomes the Param defaults of one DAG, `translation_finetune__<domain>_<src>_<tgt>[_<tgt>...]`, so its
+values are validated by the same typed config (tasks/config.py) that validates a run.
+
+`load()` never raises for a bad entry: it returns the good pipelines and, separately, one `BrokenEntry`
+per bad one, whose message names the entry and the field. The DAG file turns each broken entry into a
+small marker DAG that shows the error, so one typo hides nothing but its own pipeline (see
+dags/translation_finetune.py). A file that cannot be read or parsed at all is one broken entry.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tasks.config import PipelineParams
+
+MAIN_DAG_ID = "translation_finetune"
+DEFAULT_SCHEDULE = "@weekly"
+
+
+class PipelineEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$", description="Short name of the data's domain.")
+    source_lang: str
+    target_lang: str | None = None
+    target_langs: list[str] = []
+    data_uri: str
+    base_model: str
+    hub_repo_id: str
+    schedule: str | None = DEFAULT_SCHEDULE
+    watch_data: bool = True  # retrain when the data watcher announces new keys under data_uri
+    thresholds: dict[str, Any] = {}  # gate thresholds, e.g. min_bleu_gain: any PipelineParams field
+    params: dict[str, Any] = {}  # any other PipelineParams field
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    index: int
+    dag_id: str
+    domain: str
+    data_uri: str
+    schedule: str | None
+    watch_data: bool
+    params: dict[str, Any]  # Param defaults of the pipeline's DAG, validated by PipelineParams
+
+    @property
+    def languages(self) -> str:
+        targets = self.params.get("target_langs") or [self.params["target_lang"]]
+        return f"{self.params['source_lang']}→{','.join(targets)}"
+
+
+@dataclass(frozen=True)
+class BrokenEntry:
+    index: int | None  # None: the file itself
+    dag_id: str  # the DAG id the entry would have had, or a stand-in
+    message: str
+
+
+def dag_id_for(domain: str, source: str, targets: list[str]) -> str:
+    return f"{MAIN_DAG_ID}__{domain}_{source}_{'_'.join(targets)}"
+
+
+def _label(index: int, raw: Any) -> str:
+    domain = raw.get("domain") if isinstance(raw, dict) else None
+    return f"pipeline #{index + 1}" + (f" ({domain!r})" if domain else "")
+
+
+def _field_errors(err: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "entry"
+        got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+        parts.append(f"field {prefix}{where}: {e['msg']}{got}")
+    return "; ".join(parts)
+
+
+def _stand_in_id(index: int, raw: Any) -> str:
+    domain = raw.get("domain") if isinstance(raw, dict) else None
+    safe = re.sub(r"[^a-z0-9_]+", "_", str(domain).lower()).strip("_") if domain else ""
+    return f"{MAIN_DAG_ID}__invalid_{index + 1}" + (f"_{safe}" if safe else "")
+
+
+def check_schedule(schedule: str | None) -> None:
+    """Raise ValueError when Airflow could not schedule this cron expression or preset."""
+    if schedule is None:
+        return
+    # The scheduler's own timetable checks the expression; the Task SDK's class only stores it.
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    try:
+        CronTriggerTimetable(schedule, timezone="UTC").validate()
+    except Exception as err:  # Airflow raises different types for a bad preset and a bad expression
+        raise ValueError(f"not a cron expression or preset: {err}") from None
+
+
+def parse_entry(index: int, raw: Any, defaults: dict[str, Any]) -> Pipeline:
+    """One validated pipeline; ValueError names the entry and every bad field."""
+    label = _label(index, raw)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{label}: expected a mapping of fields, got {type(raw).__name__}")
+    try:
+        entry = PipelineEntry(**raw)
+    except ValidationError as err:
+        raise ValueError(f"{label}: {_field_errors(err)}") from None
+    if bool(entry.target_lang) == bool(entry.target_langs):
+        raise ValueError(f"{label}: field target_lang / target_langs: give exactly one of them")
+    try:
+        check_schedule(entry.schedule)
+    except ValueError as err:
+        raise ValueError(f"{label}: field schedule: {err} (got {entry.schedule!r})") from None
+    named = {"source_lang": entry.source_lang, "data_uri": entry.data_uri, "base_model": entry.base_model,
+             "hub_repo_id": entry.hub_repo_id}
+    if entry.target_langs:
+        named.update(target_lang=entry.target_langs[0], target_langs=entry.target_langs)
+    else:
+        named["target_lang"] = entry.target_lang
+    params = {**defaults, **entry.params, **entry.thresholds, **named}
+    try:
+        PipelineParams(**params)
+    except ValidationError as err:
+        where = {k: "thresholds." for k in entry.thresholds} | {k: "params." for k in entry.params}
+        messages = []
+        for e in err.errors():
+            name = str(e["loc"][0]) if e["loc"] else ""
+            got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+            field = f"field {where.get(name, '')}{name}" if name else "fields"
+            messages.append(f"{field}: {e['msg']}{got}")
+        raise ValueError(f"{label}: " + "; ".join(messages)) from None
+    targets = entry.target_langs or [entry.target_lang]
+    return Pipeline(index=index, dag_id=dag_id_for(entry.domain, entry.source_lang, targets), domain=entry.domain,
+                    data_uri=entry.data_uri, schedule=entry.schedule, watch_data=entry.watch_data, params=params)
+
+
+def parse(document: Any) -> tuple[list[Pipeline], list[BrokenEntry]]:
+    """Validate a parsed pipelines document: {defaults: {param: value}, pipelines: [entry, ...]}."""
+    if document is None:
+        return [], []
+    if not isinstance(document, dict) or not isinstance(document.get("pipelines", []), list):
+        return [], [BrokenEntry(None, f"{MAIN_DAG_ID}__invalid_file",
+                                "expected a mapping with a 'pipelines' list (and optional 'defaults')")]
+    unknown = sorted(set(document) - {"defaults", "pipelines"})
+    defaults = document.get("defaults") or {}
+    if unknown or not isinstance(defaults, dict):
+        what = f"unknown top-level key(s) {unknown}" if unknown else "'defaults' must be a mapping"
+        return [], [BrokenEntry(None, f"{MAIN_DAG_ID}__invalid_file", what)]
+    good: list[Pipeline] = []
+    broken: list[BrokenEntry] = []
+    for index, raw in enumerate(document.get("pipelines") or []):
+        try:
+            pipeline = parse_entry(index, raw, defaults)
+        except ValueError as err:
+            broken.append(BrokenEntry(index, _stand_in_id(index, raw), str(err)))
+            continue
+        taken = next((p for p in good if p.dag_id == pipeline.dag_id), None)
+        if taken or pipeline.dag_id == MAIN_DAG_ID:
+            broken.append(BrokenEntry(index, _stand_in_id(index, raw),
+                                      f"{_label(index, raw)}: fields domain/source_lang/target: DAG id "
+                                      f"{pipeline.dag_id} is already used by pipeline #{taken.index + 1}"))
+            continue
+        good.append(pipeline)
+    return good, broken
+
+
+def load(path: Path) -> tuple[list[Pipeline], list[BrokenEntry]]:
+    """Read and validate the pipelines file; a missing file declares no pipelines."""
+    import yaml
+
+    if not path.exists():
+        return [], []
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        return [], [BrokenEntry(None, f"{MAIN_DAG_ID}__invalid_file", f"{path.name} cannot be read: {err}")]
+    good, broken = parse(document)
+    return good, [BrokenEntry(b.index, b.dag_id, f"{path.name}: {b.message}") for b in broken]

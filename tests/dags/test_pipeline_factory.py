@@ -1,0 +1,97 @@
+"""The DAG factory: one DAG per dags/pipelines.yaml entry, and a broken entry costs only its own DAG."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mt_airflow import pipelines
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = {"domain": "legal", "source_lang": "en", "target_lang": "de", "data_uri": "s3://data/legal/en-de/",
+        "base_model": "Helsinki-NLP/opus-mt-en-de", "hub_repo_id": "org/opus-mt-en-de-legal"}
+
+
+def _bag(folder: Path, document) -> "DagBag":
+    from airflow.dag_processing.dagbag import DagBag
+
+    for name in ("translation_finetune.py", "translation_data_watcher.py"):
+        shutil.copy(REPO / "dags" / name, folder / name)
+    text = document if isinstance(document, str) else yaml.safe_dump(document)
+    (folder / "pipelines.yaml").write_text(text)
+    return DagBag(dag_folder=str(folder))
+
+
+def test_the_shipped_pipelines_become_dags_with_their_values_as_defaults():
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import AssetOrTimeSchedule
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    legal = bag.dags["translation_finetune__legal_en_de"]
+    support = bag.dags["translation_finetune__support_en_de_nl"]
+    assert legal.params["hub_repo_id"] == "my-org/opus-mt-en-de-legal"
+    assert legal.params["launcher"] == "kubernetes"  # from `defaults`
+    assert support.params["target_langs"] == ["de", "nl"] and support.params["min_bleu_gain"] == 0.5
+    assert support.params["num_train_epochs"] == 2
+    assert isinstance(legal.timetable, AssetOrTimeSchedule)
+    assert legal.timetable.timetable.expression == "0 3 * * 1"
+    assert legal.timetable.asset_condition.uri == "s3://translation-data/legal/en-de"
+    assert "domain:support" in support.tags
+    # Same definition as the main DAG: same tasks, same order.
+    assert set(support.task_ids) == set(bag.dags["translation_finetune"].task_ids)
+    watcher = bag.dags["translation_data_watcher"]
+    watched = {a.uri for t in watcher.tasks for a in t.outlets}
+    assert watched == {"s3://translation-data/en-de/incoming", "s3://translation-data/legal/en-de",
+                       "s3://translation-data/support"}
+
+
+def test_a_broken_entry_becomes_a_marker_dag_that_names_entry_and_field(tmp_path):
+    bad_value = {**GOOD, "domain": "medical", "thresholds": {"min_bleu_gain": "lots"}}
+    missing = {k: v for k, v in GOOD.items() if k != "data_uri"} | {"domain": "finance"}
+    bag = _bag(tmp_path, {"pipelines": [GOOD, bad_value, missing]})
+
+    assert bag.import_errors == {}
+    assert "translation_finetune" in bag.dags and "translation_finetune__legal_en_de" in bag.dags
+    medical = bag.dags["translation_finetune__invalid_2_medical"]
+    assert "pipeline #2 ('medical')" in medical.description
+    assert "field thresholds.min_bleu_gain" in medical.description and "'lots'" in medical.description
+    assert medical.schedule is None and "invalid-pipeline" in medical.tags
+    finance = bag.dags["translation_finetune__invalid_3_finance"]
+    assert "pipeline #3 ('finance'): field data_uri: Field required" in finance.description
+    warnings = " ".join(w for ws in bag.captured_warnings.values() for w in ws)
+    assert "field thresholds.min_bleu_gain" in warnings
+
+
+def test_an_unreadable_file_leaves_the_main_dag_and_the_watcher_alone(tmp_path):
+    bag = _bag(tmp_path, "pipelines:\n  - domain: legal\n    source_lang: [en\n")
+    assert bag.import_errors == {}
+    assert {"translation_finetune", "translation_data_watcher", "translation_finetune__invalid_file"} <= set(bag.dags)
+    assert "cannot be read" in bag.dags["translation_finetune__invalid_file"].description
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"schedule": "every monday"}, "field schedule: not a cron expression or preset"),
+    ({"target_langs": ["de", "nl"]}, "field target_lang / target_langs: give exactly one of them"),
+    ({"source_lang": "EN"}, "field source_lang: String should match pattern"),
+    ({"params": {"learning_rte": 0.1}}, "field params.learning_rte: Extra inputs are not permitted"),
+    ({"params": {"launcher": "slurm"}}, "field params.launcher: Input should be 'local', 'docker' or 'kubernetes'"),
+    ({"hub_repo_id": "no-namespace"}, "field hub_repo_id: String should match pattern"),
+    ({"domain": "Legal Team"}, "field domain: String should match pattern"),
+    ({"colour": "blue"}, "field colour: Extra inputs are not permitted"),
+])
+def test_entry_errors_name_the_entry_and_the_field(change, message):
+    good, broken = pipelines.parse({"pipelines": [{**GOOD, **change}]})
+    assert good == [] and len(broken) == 1
+    assert broken[0].message.startswith("pipeline #1 (")
+    assert message in broken[0].message
+
+
+def test_ids_derive_from_domain_and_languages_and_must_be_unique():
+    multi = {**GOOD, "domain": "support", "target_lang": None, "target_langs": ["de", "nl"]}
+    good, broken = pipelines.parse({"defaults": {"min_bleu_gain": 2.0}, "pipelines": [GOOD, multi, GOOD]})
+    assert [p.dag_id for p in good] == ["translation_finetune__legal_en_de", "translation_finetune__support_en_de_nl"]
+    assert good[0].params["min_bleu_gain"] == 2.0
+    assert good[1].params["target_lang"] == "de" and good[1].languages == "en→de,nl"
+    assert len(broken) == 1 and "already used by pipeline #1" in broken[0].message

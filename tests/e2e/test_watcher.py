@@ -1,0 +1,73 @@
+"""The data watcher: a run that finds new keys under a watched prefix emits an Asset event carrying them,
+and queues the pipeline scheduled on that Asset; a run that finds nothing new emits nothing."""
+
+import pytest
+
+from support.corpora import digit_pairs, write_jsonl
+
+LEGAL = "s3://translation-data/legal/en-de"  # watched by dags/pipelines.yaml's `legal` pipeline
+
+
+@pytest.fixture(scope="module")
+def watcher(airflow_db):
+    """The watcher, with the DAGs in the metadata DB and the legal pipeline unpaused: Airflow queues
+    asset-triggered runs only for unpaused consumers, as the scheduler would see them."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    manager = DagBundlesManager()
+    manager.sync_bundles_to_db()
+    bundle = manager.get_bundle("dags-folder")
+    bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
+    sync_bag_to_db(bag, bundle.name, None)
+    with create_session() as session:
+        session.get(DagModel, "translation_finetune__legal_en_de").is_paused = False
+    return bag.dags["translation_data_watcher"]
+
+
+def _events(uri: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                               .where(AssetModel.uri == uri).order_by(AssetEvent.id)).all()
+        return [dict(row.extra) for row in rows]
+
+
+def test_new_keys_are_announced_once(watcher, s3, tmp_path, monkeypatch):
+    from airflow.models.asset import AssetDagRunQueue, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    monkeypatch.setenv("MT_ARTIFACT_ROOT", "s3://artifacts/runs")
+    for bucket in ("translation-data", "artifacts"):
+        s3.create_bucket(Bucket=bucket)
+    part = write_jsonl(tmp_path / "part.jsonl", digit_pairs(20, seed=1))
+    s3.upload_file(str(part), "translation-data", "legal/en-de/2026-11/part-1.jsonl")
+    s3.upload_file(str(part), "translation-data", "legal/en-de/2026-11/notes.txt")  # not data: not announced
+    before = len(_events(LEGAL))
+
+    first = watcher.test()
+    states = {ti.task_id: ti.state for ti in first.get_task_instances()}
+    assert first.state == "success"
+    assert states == {"watch_0": "skipped", "watch_1": "success", "watch_2": "skipped"}  # only legal has data
+    events = _events(LEGAL)[before:]
+    assert events == [{"new_keys": ["s3://translation-data/legal/en-de/2026-11/part-1.jsonl"],
+                       "data_uri": "s3://translation-data/legal/en-de/"}]
+    with create_session() as session:
+        queued = session.scalars(select(AssetDagRunQueue.target_dag_id).join(
+            AssetModel, AssetDagRunQueue.asset_id == AssetModel.id).where(AssetModel.uri == LEGAL)).all()
+    assert "translation_finetune__legal_en_de" in queued
+
+    second = watcher.test()
+    assert {ti.task_id: ti.state for ti in second.get_task_instances()}["watch_1"] == "skipped"
+    assert len(_events(LEGAL)) == before + 1  # nothing new: no event
+
+    s3.upload_file(str(part), "translation-data", "legal/en-de/2026-12/part-1.jsonl")
+    third = watcher.test()
+    assert {ti.task_id: ti.state for ti in third.get_task_instances()}["watch_1"] == "success"
+    assert _events(LEGAL)[-1]["new_keys"] == ["s3://translation-data/legal/en-de/2026-12/part-1.jsonl"]

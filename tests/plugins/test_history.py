@@ -1,0 +1,74 @@
+"""The promotion history is read from run directories as the steps leave them, whatever is present."""
+
+import pytest
+
+from mt_airflow import history, history_app
+from tasks import storage
+
+DAG = "translation_finetune__legal_en_de"
+
+
+def _run(root, run_id, *, gain=None, decision=None, published=None, pair=None, config=None, **extra):
+    run_dir = storage.join(str(root), DAG, storage.safe_name(run_id), *(["pairs", pair] if pair else []))
+    src, tgt = (pair or "en-de").split("-")
+    storage.write_json(storage.join(run_dir, "config.json"), config or {
+        "dag_id": DAG, "run_id": run_id, "source_lang": src, "target_lang": tgt, "target_langs": []})
+    if decision:
+        storage.write_json(storage.join(run_dir, "gate.json"), {
+            "decision": decision, "reasons": [f"BLEU gain {gain:+.2f}"], "bleu": {"gain": gain}, **extra})
+        storage.write_json(storage.join(run_dir, "eval", "scores.json"),
+                           {"base": {"bleu": 10.0}, "candidate": {"bleu": 10.0 + gain}})
+        storage.write_json(storage.join(run_dir, "validation_report.json"), {"rows_in": 120, "kept": 100})
+    if published:
+        storage.write_json(storage.join(run_dir, "publish.json"), published)
+    return run_dir
+
+
+@pytest.fixture
+def store(tmp_path):
+    _run(tmp_path, "scheduled__2026-11-20T00:00:00+00:00", gain=0.4, decision="refuse")
+    _run(tmp_path, "scheduled__2026-11-27T00:00:00+00:00", gain=2.5, decision="promote", p_value=0.01,
+         published={"published": True, "revision": "0123456789abcdef", "url": "http://hub/org/m/commit/0123"})
+    _run(tmp_path, "manual__2026-11-28T08:00:00+00:00")  # failed before the gate: config only
+    storage.write_json(storage.join(str(tmp_path), DAG, "scheduled__2026-11-27T00_00_00_00_00", "model",
+                                    "config.json"), {"model_type": "marian"})  # a model's config is no run
+    storage.write_json(storage.join(str(tmp_path), "_watcher", "state.json"), {"announced": {}})
+    return tmp_path
+
+
+def test_rows_come_from_whatever_each_run_left(store):
+    (rows,) = history.collect(str(store)).values()
+    assert [r.decision for r in rows] == ["refuse", "promote", None]  # oldest first
+    refused, promoted, failed = rows
+    assert (refused.bleu_base, refused.bleu_candidate, refused.gain) == (10.0, 10.4, 0.4)
+    assert (promoted.p_value, promoted.revision, promoted.rows_kept) == (0.01, "0123456789ab", 100)
+    assert promoted.release_url == "http://hub/org/m/commit/0123"
+    assert failed.date == "2026-11-28T08:00:00" and failed.bleu_candidate is None
+
+
+def test_a_multi_language_run_is_one_pipeline_per_pair(tmp_path):
+    run = "manual__2026-11-27T09:00:00+00:00"
+    _run(tmp_path, run, config={"dag_id": DAG, "run_id": run, "source_lang": "en", "target_lang": "de",
+                                "target_langs": ["de", "nl"]})
+    for pair, gain in (("en-de", 3.0), ("en-nl", 0.2)):
+        _run(tmp_path, run, gain=gain, decision="promote" if gain > 1 else "refuse", pair=pair)
+    pipelines = history.collect(str(tmp_path))
+    assert list(pipelines) == [f"{DAG} (en-de)", f"{DAG} (en-nl)"]
+    assert pipelines[f"{DAG} (en-nl)"][0].run_path == f"{DAG}/{storage.safe_name(run)}/pairs/en-nl"
+
+
+def test_page_and_report_render_every_row_and_the_chart(store):
+    rows = history.collect(str(store))[DAG]
+    svg = history_app.chart(rows)
+    assert svg.count("<circle") == 2 and "refuse" in svg and "promote" in svg  # runs with a candidate score
+    html = history_app.table(rows)
+    assert html.count('class="report"') == 3 and "+2.50" in html and "0.01" in html and "0123456789ab" in html
+    assert html.index("manual__") < html.index("scheduled__2026-11-27") < html.index("scheduled__2026-11-20")
+    found = history.report(str(store), f"{DAG}/scheduled__2026-11-27T00_00_00_00_00")
+    assert found["records"]["gate.json"]["decision"] == "promote" and found["report_md"] is None
+
+
+@pytest.mark.parametrize("run_path", ["../etc", f"{DAG}/../../etc", f"{DAG}/nope", "_watcher/state.json"])
+def test_the_report_reads_only_known_run_directories(store, run_path):
+    with pytest.raises(FileNotFoundError):
+        history.report(str(store), run_path)

@@ -1,0 +1,21 @@
+"""What the live tests (tests/live/) share besides their fixture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+
+PIPELINE = "translation_finetune__digits_en_de_nl"  # the tiny two-language pipeline of the live DAGs folder
+
+
+def airflow_processes_of(home: Path) -> list[psutil.Process]:
+    """Every process still running with this AIRFLOW_HOME: what an unclean stop leaves behind."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("AIRFLOW_HOME") == str(home):
+                found.append(proc)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
