@@ -277,8 +277,22 @@ class RunConfig(PipelineParams):
 
 def state_dir_for(artifact_root: str, dag_id: str, data_uri: str, source_lang: str, target_lang: str) -> str:
     """`{artifact_root}/{dag_id}/state/{src}-{tgt}-{hash of the data URI}`."""
+    return storage.join(artifact_root, dag_id, "state", _state_name(data_uri, source_lang, target_lang))
+
+
+def _state_name(data_uri: str, source_lang: str, target_lang: str) -> str:
     source = hashlib.blake2b(data_uri.rstrip("/").encode(), digest_size=5).hexdigest()
-    return storage.join(artifact_root, dag_id, "state", f"{source_lang}-{target_lang}-{source}")
+    return f"{source_lang}-{target_lang}-{source}"
+
+
+def sub_run(config: RunConfig, name: str, **changes: Any) -> RunConfig:
+    """A run of its own below `config.run_dir/name` (one language pair of a multi-pair run), with its own
+    pipeline state when the changes give it another data URI or language pair."""
+    merged = {**config.model_dump(), **changes, "run_dir": storage.join(config.run_dir, name)}
+    states = config.state_dir.rstrip("/").rsplit("/", 1)[0]
+    merged["state_dir"] = storage.join(states, _state_name(merged["data_uri"], merged["source_lang"],
+                                                           merged["target_lang"]))
+    return RunConfig(**merged)
 
 
 def param_specs() -> dict[str, dict[str, Any]]:

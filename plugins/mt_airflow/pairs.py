@@ -13,7 +13,7 @@ Conventions (documented in the Param's description and the README):
 from __future__ import annotations
 
 from tasks import storage
-from tasks.config import RunConfig
+from tasks.config import RunConfig, sub_run
 
 PAIRS = "pairs"
 
@@ -36,7 +36,6 @@ def expand(config: RunConfig) -> list[RunConfig]:
             "data_uri": data_uri,
             "data_snapshot": [uri for uri in config.data_snapshot if uri.startswith(data_uri)],
             "hub_repo_id": f"{config.hub_repo_id}-{target}",
-            "run_dir": storage.join(config.run_dir, PAIRS, name),
         }
-        pairs.append(RunConfig(**{**config.model_dump(), **changes}))
+        pairs.append(sub_run(config, f"{PAIRS}/{name}", **changes))
     return pairs

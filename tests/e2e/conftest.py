@@ -23,8 +23,10 @@ def airflow_db():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def dag(airflow_db):
+    """Parsed afresh for each test, as the scheduler parses the file: dag.test() leaves the run's conf in the
+    DAG object's params, so a shared one would carry one test's conf into the next."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))

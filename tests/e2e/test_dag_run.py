@@ -56,7 +56,9 @@ def _extra_link(dag_run, task_id: str, name: str) -> str:
 
     task = SerializedDagModel.get_dag(dag_run.dag_id).get_task(task_id)
     assert name in task.extra_links
-    return task.get_extra_links(dag_run.get_task_instance(task_id), name)
+    # One pair: its mapped instance, or the unexpanded task when everything before it was skipped.
+    ti = dag_run.get_task_instance(task_id, map_index=0) or dag_run.get_task_instance(task_id)
+    return task.get_extra_links(ti, name)
 
 
 def test_a_candidate_that_does_not_gain_enough_is_not_published(dag, run_conf, hub_connection):

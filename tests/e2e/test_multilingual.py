@@ -29,6 +29,7 @@ def test_a_language_that_does_not_gain_holds_back_the_whole_release(dag, multili
     """en→de learns (real data); en→nl gets targets shuffled across sentences and cannot: its gate refuses,
     so neither model is published, the webhook hears why, and the run's note says it in one line."""
     from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
 
     monkeypatch.setenv("MT_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     monkeypatch.setenv("AIRFLOW_CONN_HUGGINGFACE_DEFAULT", json.dumps(
@@ -57,6 +58,7 @@ def test_a_language_that_does_not_gain_holds_back_the_whole_release(dag, multili
     (refusal,) = webhook.events("refusal")
     assert refusal["dag_id"] == "translation_finetune" and refusal["run_id"] == dag_run.run_id
     assert "en-nl: BLEU gain" in refusal["message"] and "en-de" not in refusal["message"]
-    note = DagRun.find(dag_id="translation_finetune", run_id=dag_run.run_id)[0].note
+    with create_session() as session:
+        note = DagRun.find(dag_id="translation_finetune", run_id=dag_run.run_id, session=session)[0].note
     assert note.startswith("refused (en-nl); nothing published | en-de passed the gate: +"), note
     assert "en-nl refused: BLEU gain" in note

@@ -9,6 +9,7 @@ from support.webhook import WebhookReceiver
 
 def test_a_failed_run_posts_to_the_webhook_and_notes_the_failed_step(dag, tmp_path, monkeypatch):
     from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
 
     write_jsonl(tmp_path / "data" / "part.jsonl", digit_pairs(30, seed=3))
     monkeypatch.setenv("MT_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
@@ -26,6 +27,7 @@ def test_a_failed_run_posts_to_the_webhook_and_notes_the_failed_step(dag, tmp_pa
     assert failure["task_id"] == "validate"
     (request,) = receiver.received
     assert request["path"] == "/hooks/mt" and request["headers"]["Authorization"] == "Bearer s3cret"
-    note = DagRun.find(dag_id="translation_finetune", run_id=dag_run.run_id)[0].note
+    with create_session() as session:
+        note = DagRun.find(dag_id="translation_finetune", run_id=dag_run.run_id, session=session)[0].note
     assert note == "failed in validate; see the task log"
 

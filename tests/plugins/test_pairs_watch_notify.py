@@ -28,6 +28,9 @@ def test_each_target_language_gets_its_own_data_repository_and_run_directory(tmp
     assert (de.target_lang, de.data_uri, de.hub_repo_id) == ("de", "s3://data/support/en-de/", "org/mt-support-de")
     assert nl.run_dir == storage.join(cfg.run_dir, "pairs", "en-nl") and nl.target_langs == []
     assert de.data_snapshot == ["s3://data/support/en-de/b.tsv"] and nl.data_snapshot == ["s3://data/support/en-nl/a.jsonl"]
+    # Each pair keeps its own frozen test set and consumed objects, as if it were a pipeline of its own.
+    assert de.state_dir == config.state_dir_for(str(tmp_path), "d", "s3://data/support/en-de/", "en", "de")
+    assert nl.state_dir == config.state_dir_for(str(tmp_path), "d", "s3://data/support/en-nl/", "en", "nl")
 
 
 @pytest.mark.parametrize("params, message", [
