@@ -116,6 +116,7 @@ def live_airflow(tmp_path_factory, s3_server):
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__API__EXPOSE_STACKTRACE": "True",
     }, stdout=log, stderr=subprocess.STDOUT)
     live = LiveAirflow(url=f"http://127.0.0.1:{port}", home=home, data=data, artifacts=root / "artifacts",
                        registry=registry, model=model, password=password, process=process)

@@ -17,6 +17,8 @@ import pytest
 from support.live import PIPELINE, airflow_processes_of
 from support.multilingual import TINY_RECIPE, digit_pairs_to, write_pair_data
 
+pytestmark = pytest.mark.live  # make test-live
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
