@@ -16,16 +16,22 @@ measurably better:
 4. **split** keeps the frozen test set and hashes the rest into train / validation;
 5. **train** fine-tunes `base_model` on a GPU (launcher: local subprocess, Docker or Kubernetes), in the
    `gpu` pool, which caps how many trainings and evaluations run at once;
-6. **evaluate** translates the test split with base and candidate and scores them with sacrebleu;
-7. **gate** promotes a pair's candidate only if its BLEU gain reaches `min_bleu_gain`;
-8. **release_gate** lets publishing go ahead only if every language's gate passed; a refusal is a normal,
+6. **champion** copies the model currently published to `hub_repo_id` (if any) into the run directory;
+7. **evaluate** translates the frozen test split (and the general-domain set, if any) with base, candidate
+   and champion, identically (CTranslate2 where it converts the model faithfully, else transformers), and
+   scores them with sacrebleu BLEU, chrF and TER, with paired bootstrap tests;
+8. **gate** promotes a pair's candidate only if every check passes: a significant BLEU gain of at least
+   `min_bleu_gain`, no loss beyond `max_champion_regression` against the champion, the `min_bleu` floor,
+   no forgetting beyond `max_general_regression`, and at least `min_test_sentences` test sentences. It
+   writes `gate.json` and `report.md`; its return value shows the decision and every check;
+9. **release_gate** lets publishing go ahead only if every language's gate passed; a refusal is a normal,
    successful end (publish skipped) and is sent to the webhook;
-9. **publish** releases model + model card to the Hugging Face Hub as a tagged commit, or as a pull request
+10. **publish** releases model + model card to the Hugging Face Hub as a tagged commit, or as a pull request
    for review with `create_pr` (or to a local registry). Its **Published model** link opens the revision
    or the pull request;
-10. **mark_consumed** marks the pulled objects consumed, only when nothing upstream failed (a refused
+11. **mark_consumed** marks the pulled objects consumed, only when nothing upstream failed (a refused
     gate is a success and consumes);
-11. **summary** logs the outcome, also for a run that ended early, and the run's note says it in one line.
+12. **summary** logs the outcome, also for a run that ended early, and the run's note says it in one line.
 
 With `learning_curve_fractions` (e.g. `[0.1, 0.25, 0.5]`), **learning_curve_point** also trains and scores
 one model per share of each pair's training split, as mapped tasks through the same launcher, and
@@ -98,11 +104,23 @@ def translation_finetune():
 
         return split.run(config.load(run_dir))
 
+    @task(**IO_RETRIES)
+    def champion(run_dir: str) -> dict:
+        from mt_airflow.hub import HuggingFaceHubHook
+        from tasks import champion, config
+
+        cfg = config.load(run_dir)
+        token = endpoint = None
+        if cfg.push_to_hub and cfg.publish_target == "hub":
+            credentials = HuggingFaceHubHook(cfg.hub_conn_id).get_credentials()
+            token, endpoint = credentials.token, credentials.endpoint
+        return champion.run(cfg, token=token, endpoint=endpoint)
+
     @task
     def gate(run_dir: str) -> dict:
         from tasks import config, gate
 
-        return gate.run(config.load(run_dir))
+        return gate.summary(gate.run(config.load(run_dir)))
 
     @task
     def release_gate(run_dirs: list[str], **context) -> dict:
@@ -168,7 +186,8 @@ def translation_finetune():
     decided = gate.expand(run_dir=run_dirs)
     released = release_gate(run_dirs)
     published = PublishModelOperator.partial(task_id="publish", **IO_RETRIES).expand(run_dir=run_dirs)
-    pulled >> validated >> split_ >> train >> evaluate >> decided >> released >> published
+    champions = champion.expand(run_dir=run_dirs)
+    pulled >> validated >> split_ >> [train, champions] >> evaluate >> decided >> released >> published
     consumed = mark_consumed.expand(run_dir=run_dirs)
     published >> consumed >> summary(run_dirs)
 

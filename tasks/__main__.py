@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Mapping
 
-STEPS = ("pull", "validate", "split", "train", "curve", "evaluate", "gate", "publish")
+STEPS = ("pull", "validate", "split", "train", "curve", "champion", "evaluate", "gate", "publish")
 DATA_PARALLEL_STEPS = ("train",)
 # Set by torchrun in every process it starts: their presence means "already data-parallel".
 TORCHRUN_ENV = ("LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID")

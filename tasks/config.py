@@ -190,11 +190,50 @@ class PipelineParams(BaseModel):
             "subsets of larger ones. The candidate is unaffected. Empty: no learning curve."))
 
     # --- evaluation and gate
-    num_beams: int = _field(4, "Beam size", _EVAL, "Beam size used for base and candidate alike.", ge=1)
-    eval_batch_size: int = _field(64, "Decoding batch size", _EVAL, "Sentences per decoding batch.", ge=1)
+    num_beams: int = _field(4, "Beam size", _EVAL,
+                            "Beam size used for every model scored (base, candidate, champion).", ge=1)
+    decode_engine: Literal["auto", "ctranslate2", "transformers"] = _field(
+        "auto", "Decoding engine", _EVAL,
+        "auto: CTranslate2 (fp32 on CPU, bf16/fp16 on GPU) for models it converts faithfully, else "
+        "transformers generate (bf16 on GPU). Every model of a run is decoded by the same engine.")
+    eval_batch_size: int = _field(256, "Decoding batch sentences", _EVAL,
+                                  "At most this many sentences per decoding batch (sorted by length).", ge=1)
+    eval_max_tokens_per_batch: int = _field(
+        16384, "Decoding batch tokens", _EVAL,
+        "Token budget of one decoding batch: sentences × longest source, in tokens. Sentences of similar "
+        "length are batched together.", ge=64)
+    max_decode_length: int = _field(256, "Max output tokens", _EVAL,
+                                    "Hard cap on the tokens generated for one sentence.", ge=8)
+    decode_length_ratio: float = _field(
+        2.0, "Output length ratio", _EVAL,
+        "A batch generates at most ratio × (its longest source in tokens) + offset tokens (and never more "
+        "than the cap), so a degenerate output stops early instead of running to the cap.", gt=0)
+    decode_length_offset: int = _field(10, "Output length offset", _EVAL,
+                                       "The offset of the output length limit above.", ge=0)
+    min_test_sentences: int = _field(
+        100, "Minimum test sentences", _EVAL,
+        "Refuse to decide on fewer test sentences than this: small test sets make BLEU differences noise.",
+        ge=1)
     min_bleu_gain: float = _field(
         1.0, "Minimum BLEU gain", _EVAL,
         "The candidate is published only if its BLEU on the test split beats the base model by this much.")
+    alpha: float = _field(
+        0.05, "Significance level", _EVAL,
+        "The gain over the base model must be significant: paired bootstrap p-value (sacrebleu, 1000 "
+        "resamples, fixed seed) below this.", gt=0, le=1)
+    max_champion_regression: float = _field(
+        0.5, "Allowed loss against the champion", _EVAL,
+        "The candidate may score at most this many BLEU below the model currently published to the "
+        "Hub repository (the champion). No champion yet: the check passes.", ge=0)
+    require_beat_champion: bool = _field(
+        False, "Must beat the champion", _EVAL,
+        "Also require a BLEU gain over the champion that is significant at the level above.")
+    min_bleu: float = _field(0.0, "Minimum BLEU", _EVAL,
+                             "Absolute floor: the candidate's BLEU on the domain test split.", ge=0)
+    max_general_regression: float = _field(
+        1.0, "Allowed general-domain loss", _EVAL,
+        "With a general-domain test set: the candidate may lose at most this many BLEU there against the "
+        "base model (catastrophic forgetting).", ge=0)
 
     # --- publishing
     push_to_hub: bool = _field(True, "Publish", _PUBLISH,

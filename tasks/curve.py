@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from tasks import config as run_config
-from tasks import evaluate, replay, split, storage, train
+from tasks import decoding, evaluate, replay, scoring, split, storage, train
 from tasks.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,12 @@ def _write_point_splits(point: RunConfig, parent: RunConfig, fraction: float, sc
 
 
 def score_model(model_dir: str, sources: list[str], references: list[str], config: RunConfig) -> dict:
-    """BLEU and chrF with the evaluate step's decoding settings, so points compare with the run's scores."""
-    hypotheses = evaluate.translate(model_dir, sources, source_lang=config.source_lang,
-                                    target_lang=config.target_lang, num_beams=config.num_beams,
-                                    max_length=config.max_target_length, batch_size=config.eval_batch_size)
-    return evaluate.score(hypotheses, references)
+    """BLEU, chrF and TER with the evaluate step's decoding settings, so points compare with the run's scores."""
+    with tempfile.TemporaryDirectory() as scratch:
+        decoder = decoding.open_decoder(model_dir, decoding.DecodeSettings.from_config(config), config.source_lang,
+                                        config.target_lang, work_dir=Path(scratch), probe=(sources, references))
+        hypotheses = decoder.translate(sources)
+    return scoring.corpus_scores(hypotheses, references, config.target_lang)
 
 
 def run(config: RunConfig) -> dict:

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from tasks import scoring
 from tasks.config import RunConfig
 
 ROLES = ("base", "champion", "candidate")  # the order of the score table's rows
@@ -70,7 +71,7 @@ def card_data(config: RunConfig, *, run_tag: str, scores: dict, provenance: dict
                             "sentences)", provenance.get("test_split_sha256"))
     if general := scores.get("general"):
         results += _eval_results(general, "general-test", f"General-domain test set "
-                                 f"({general.get('test_sentences', '?')} sentences)", None)
+                                 f"({general.get('sentences', '?')} sentences)", None)
     return ModelCardData(
         language=[config.source_lang, config.target_lang],
         license=config.model_license,
@@ -102,11 +103,8 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
 
 
 def score_table(scores: dict) -> str:
-    """base / champion / candidate × the metrics that were scored; the gate's report shows the same."""
-    metrics = [m for m in METRICS if m in scores.get("candidate", {})]
-    rows = [[role if role != "candidate" else "**this model**", *(scores[role].get(m, "n/a") for m in metrics)]
-            for role in ROLES if role in scores]
-    return _table(["model", *(METRICS[m] for m in metrics)], rows)
+    """base / champion / candidate × BLEU, chrF, TER with confidence intervals: report.md's table."""
+    return scoring.score_table(scores, ROLES, labels={"candidate": "**this model**"})
 
 
 def _flatten(settings: dict) -> list[tuple[str, Any]]:

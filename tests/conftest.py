@@ -109,3 +109,11 @@ def tiny_model(tmp_path_factory):
     from support.models import build_digits_model
 
     return build_digits_model(tmp_path_factory.mktemp("models") / "tiny-digits")
+
+
+@pytest.fixture(scope="session")
+def digits_translator(tiny_model, tmp_path_factory):
+    """The tiny model trained to read 3–7 digits into German (a good base model, and a good candidate)."""
+    from support.models import train_digits_model
+
+    return train_digits_model(tiny_model, tmp_path_factory.mktemp("models") / "digits-translator")

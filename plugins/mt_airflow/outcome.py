@@ -19,7 +19,10 @@ SUMMARY_TASK = "summary"
 
 
 def p_value(decision: dict) -> float | None:
-    """The gate's significance p-value, wherever the gate put it (older gates have none)."""
+    """The gate's significance p-value of the gain over the base model (older gates have none)."""
+    p = (decision.get("p_values") or {}).get("candidate_vs_base")
+    if isinstance(p, (int, float)):
+        return p
     for holder in (decision, decision.get("bleu") or {}, decision.get("significance") or {}):
         if isinstance(holder.get("p_value"), (int, float)):
             return holder["p_value"]

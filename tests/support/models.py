@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
-from support.corpora import digit_pairs
-from tasks import scratch_model
+from support.corpora import digit_pairs, write_jsonl
+from tasks import scratch_model, train, trainloop
 
 
 def build_digits_model(out_dir: Path) -> Path:
@@ -41,4 +42,18 @@ def build_digits_m2m100(out_dir: Path) -> Path:
                           decoder_ffn_dim=128, max_position_embeddings=64, pad_token_id=1, bos_token_id=0,
                           eos_token_id=2, decoder_start_token_id=2, dropout=0.0, scale_embedding=True)
     M2M100ForConditionalGeneration(config).save_pretrained(out_dir)
+    return out_dir
+
+
+def train_digits_model(base_dir: Path, out_dir: Path, steps: int = 300) -> Path:
+    """`base_dir` fine-tuned on the digit-reading task until it reads 3–7 digits correctly."""
+    pairs = digit_pairs(1300, seed=21)
+    settings = train.TrainSettings("en", "de", 32, 32, trainloop.LoopSettings(
+        learning_rate=3e-3, weight_decay=0.01, num_train_epochs=100, max_tokens_per_batch=512, max_steps=steps,
+        warmup_steps=0.1, eval_every_steps=steps, precision="fp32", checkpoint_every_steps=10**6))
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        train.fine_tune(str(base_dir), write_jsonl(scratch / "train.jsonl", pairs[:1200]),
+                        write_jsonl(scratch / "validation.jsonl", pairs[1200:]), settings, output_dir=out_dir,
+                        checkpoints=trainloop.CheckpointDir(scratch / "checkpoints"))
     return out_dir

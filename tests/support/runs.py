@@ -56,10 +56,18 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
     storage.write_json(cfg.uri(train.MODEL, train.REPORT),
                        {"best_step": 250, "best_validation_loss": 0.42, "train_pairs": 1200, "settings": settings})
     signatures = {"bleu": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
-                  "chrf": "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"}
+                  "chrf": "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0",
+                  "ter": "nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:2.6.0"}
+    base = {"bleu": 3.1, "chrf": 20.4, "ter": 95.0, "signatures": signatures}
+    candidate = {"bleu": 61.7, "chrf": 80.2, "ter": 30.5, "signatures": signatures}
+    test = {m: {"baseline": base[m], "system": candidate[m], "delta": round(candidate[m] - base[m], 2),
+                "p_value": 0.001, "baseline_ci": 1.5, "system_ci": 2.0} for m in ("bleu", "chrf", "ter")}
     scores = {"test_sentences": 150, "decoding": {"num_beams": 2, "max_length": 32},
-              "base": {"bleu": 3.1, "chrf": 20.4, "signatures": signatures},
-              "candidate": {"bleu": 61.7, "chrf": 80.2, "signatures": signatures}}
+              "base": base, "candidate": candidate, "champion": None,
+              "champion_lookup": {"found": False, "reason": "nothing published yet"},
+              "significance": {"candidate_vs_base": {**test, "signatures": {
+                  "bleu": signatures["bleu"] + "|bs:1000|seed:12345"}}},
+              "general": None, "bootstrap": {"resamples": 1000, "seed": 12345}}
     storage.write_json(cfg.uri(evaluate.EVAL, evaluate.SCORES), scores)
     decision = gate.decide(scores, cfg)
     if not promote:

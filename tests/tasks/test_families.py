@@ -6,7 +6,7 @@ import pytest
 
 from support.corpora import digit_pairs, write_jsonl
 from support.models import build_digits_m2m100
-from tasks import evaluate, families, train, trainloop
+from tasks import decoding, families, scoring, train, trainloop
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +50,12 @@ def test_a_fine_tuned_m2m100_translates_and_keeps_its_forced_bos(tiny_m2m100, tm
                              output_dir=out, checkpoints=trainloop.CheckpointDir(tmp_path / "ck"))
     assert report["family"] == "m2m100"
     test = pairs[1100:]
-    hyps = evaluate.translate(str(out), [s for s, _ in test], source_lang="en", target_lang="de", num_beams=2,
-                              max_length=32, batch_size=32)
+    decoder = decoding.open_decoder(str(out), decoding.DecodeSettings(num_beams=2, max_length=32), "en", "de",
+                                    work_dir=tmp_path / "decode")
+    assert decoder.engine == "transformers"  # CTranslate2 is used for Marian only
+    hyps = decoder.translate([s for s, _ in test])
     assert not any("__de__" in h for h in hyps)  # the language token steers decoding, it is not output
-    assert evaluate.score(hyps, [t for _, t in test])["bleu"] > 30
+    assert scoring.corpus_scores(hyps, [t for _, t in test], "de")["bleu"] > 30
     from transformers import AutoTokenizer, GenerationConfig
 
     # Saved with the model: the published model decodes into German without extra arguments.

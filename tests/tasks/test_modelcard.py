@@ -17,7 +17,7 @@ SCORES = {"test_sentences": 800, "decoding": {"num_beams": 4, "max_length": 128}
           "base": {"bleu": 30.1, "chrf": 58.2, "ter": 55.0, "signatures": SIGNATURES},
           "champion": {"bleu": 33.0, "chrf": 60.1, "ter": 52.3, "signatures": SIGNATURES},
           "candidate": {"bleu": 34.5, "chrf": 61.0, "ter": 50.9, "signatures": SIGNATURES},
-          "general": {"test_sentences": 500,
+          "general": {"sentences": 500,
                       "base": {"bleu": 25.0, "chrf": 55.0, "ter": 60.0},
                       "candidate": {"bleu": 24.6, "chrf": 54.8, "ter": 60.4, "signatures": SIGNATURES}}}
 DECISION = {"decision": "promote", "promote": True, "reasons": ["BLEU gain +4.40 ≥ min_bleu_gain 1.0"],
@@ -65,7 +65,7 @@ def test_metadata_carries_model_index_provenance_and_the_base_model(tmp_path):
 def test_body_shows_scores_gate_data_training_and_how_to_pin_the_release(tmp_path):
     _, card = _card(tmp_path)
     text = card.text
-    assert "| champion | 33 | 60.1 | 52.3 |" in text and "| **this model** | 34.5 | 61 | 50.9 |" in text
+    assert "| champion | 33.00 | 60.10 | 52.30 |" in text and "| **this model** | 34.50 | 61.00 | 50.90 |" in text
     assert "| general_regression | -0.4 | 1 | pass | general-domain BLEU −0.40, within 1.0 \\| allowed |" in text
     assert "| learning_rate | 0.0001 |" in text and "| best step | 900 |" in text
     assert 'pipeline("translation", model="my-org/opus-mt-en-de-legal", revision="run-20261127-0a1b2c3d")' in text

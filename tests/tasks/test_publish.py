@@ -212,7 +212,7 @@ def test_the_token_is_in_no_log_file_or_record_of_a_successful_publish(hub, run_
 def test_a_refused_gate_sends_nothing(hub, tmp_path, tiny_model):
     cfg = make_promoted_run(tmp_path / "artifacts", tiny_model, hub_repo_id=REPO, promote=False)
     outcome = publish.run(cfg, registry=hub_registry(hub))
-    assert outcome["published"] is False and outcome["reason"].startswith("gate refused: BLEU gain +0.00 <")
+    assert outcome["published"] is False and outcome["reason"].startswith("gate refused: BLEU gain over base +0.00 <")
     assert hub.requests == [] and publish.result(cfg) is None
 
 

@@ -1,0 +1,166 @@
+"""Evaluation speed: the project's decoding against the seed recipe's evaluation, on the same model and the
+same sentences, in one run.
+
+- seed: `Seq2SeqTrainer.predict` with `predict_with_generate`, batch 16, beam 4 (the seed document's recipe;
+  its generation length cap is set to the project's, so both may write equally long outputs).
+- transformers: the project's `TransformersDecoder` (length-sorted token-budget batches, a length limit per
+  batch, beam search that stops when 4 hypotheses have finished, bf16 on GPU): the reference for the BLEU
+  delta, because it searches exactly as the project's engine does.
+- project: what the evaluate step uses (`decode_engine=auto`: CTranslate2 fp32 on CPU, bf16 on GPU), after
+  converting the model inside the run as the evaluate step does (conversion time is reported apart).
+
+Only decoding is timed on every path; loading and conversion are reported separately.
+
+By default the model is the tests' tiny Marian model trained (here, cached in .cache/bench/) to read digit
+strings of 3–7 digits, and the test set holds 1000 strings of 3–12 digits, so some outputs are right and
+some degenerate. No pretrained weights can be downloaded here, and training anything larger on 2 CPU cores
+takes hours. A 0.4M-parameter model overstates the engine's advantage (transformers' per-step Python work
+dominates), so measure production figures with `--model DIR --test FILE.jsonl` on a real model such as a
+snapshot of Helsinki-NLP/opus-mt-en-de. `--tiny` is a seconds-long smoke run whose figures mean nothing.
+
+The last line of stdout is one JSON object: device, seed_sentences_per_s, project_sentences_per_s, ratio
+(project ÷ seed speed), bleu_delta_vs_transformers (project BLEU − transformers BLEU), and more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from support.corpora import digit_pairs  # noqa: E402  (the tests' synthetic task, shared on purpose)
+from support.models import build_digits_model, train_digits_model  # noqa: E402
+from tasks import decoding, scoring  # noqa: E402
+
+log = logging.getLogger("bench")
+
+
+def default_setup(tiny: bool, cache: Path) -> tuple[Path, list[str], list[str]]:
+    """The digit-reading model (trained once, then cached) and a test set partly beyond its training."""
+    base = cache / "digits-base"
+    if not (base / "config.json").exists():
+        build_digits_model(base)
+    steps = 20 if tiny else 300
+    model = cache / f"digits-{steps}-steps"
+    if not (model / "train_report.json").exists():
+        train_digits_model(base, model, steps=steps)
+    test = digit_pairs(24, seed=41, max_len=9) if tiny else digit_pairs(1000, seed=41, max_len=12)
+    return model, [s for s, _ in test], [t for _, t in test]
+
+
+def seed_predict(model_dir: str, sources: list[str], references: list[str], max_length: int,
+                 max_source_length: int) -> tuple[list[str], float]:
+    """The seed recipe's evaluation: Seq2SeqTrainer.predict with predict_with_generate, batch 16, beam 4, on
+    a dataset tokenized with labels, as the seed's is (so it computes the loss as well, as the seed does).
+    Only `predict` is timed, as only decoding is timed on the other paths."""
+    from datasets import Dataset
+    from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
+                              Seq2SeqTrainingArguments)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
+    data = Dataset.from_dict({"en": sources, "de": references}).map(
+        lambda b: tokenizer(b["en"], text_target=b["de"], max_length=max_source_length, truncation=True),
+        batched=True, remove_columns=["en", "de"])
+    with tempfile.TemporaryDirectory() as out:
+        args = Seq2SeqTrainingArguments(output_dir=out, per_device_eval_batch_size=16, predict_with_generate=True,
+                                        generation_num_beams=4, generation_max_length=max_length,
+                                        report_to=[], disable_tqdm=True)
+        trainer = Seq2SeqTrainer(model=model, args=args, processing_class=tokenizer,
+                                 data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
+        started = time.perf_counter()
+        predictions = trainer.predict(data).predictions
+        seconds = time.perf_counter() - started
+    predictions[predictions < 0] = tokenizer.pad_token_id  # Trainer pads generated ids with -100
+    return [t.strip() for t in tokenizer.batch_decode(predictions, skip_special_tokens=True)], seconds
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"cpu ({cores} cores)"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (figures mean nothing)")
+    parser.add_argument("--model", help="local model folder (default: a small Marian model trained here)")
+    parser.add_argument("--test", help="JSONL test set with translation.en/de (default: demo domain test split)")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N test sentences")
+    parser.add_argument("--max-length", type=int, default=256, help="generation cap for every path")
+    parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "bench", help="where built models are kept")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+    if args.model:
+        if not args.test:
+            parser.error("--model needs --test")
+        from tasks import train
+
+        model = Path(args.model)
+        sources, references = train.read_pairs(Path(args.test), "en", "de")
+    else:
+        model, sources, references = default_setup(args.tiny, args.cache)
+    if args.limit:
+        sources, references = sources[:args.limit], references[:args.limit]
+    sources, references = [scoring.as_line(s) for s in sources], [scoring.as_line(r) for r in references]
+    max_length = 24 if args.tiny else args.max_length
+    settings = decoding.DecodeSettings(num_beams=4, max_length=max_length)
+    log.info("model %s, %d test sentences, %s", model, len(sources), device_name())
+
+    def bleu(hyps):
+        return scoring.corpus_scores([scoring.as_line(h) for h in hyps], references, "de")["bleu"]
+
+    seed_hyps, seed_s = seed_predict(str(model), sources, references, max_length, settings.max_source_length)
+    log.info("seed: %.1fs, BLEU %.2f", seed_s, bleu(seed_hyps))
+
+    reference = decoding.TransformersDecoder(str(model), settings, "en", "de")
+    transformers_hyps, transformers_s = reference.timed_translate(sources)
+    log.info("transformers: %.1fs, BLEU %.2f", transformers_s, bleu(transformers_hyps))
+
+    with tempfile.TemporaryDirectory() as work:
+        started = time.perf_counter()
+        project = decoding.open_decoder(str(model), settings, "en", "de", work_dir=Path(work),
+                                        probe=(sources, references))
+        convert_s = time.perf_counter() - started
+        project_hyps, project_s = project.timed_translate(sources)
+    log.info("project (%s): %.1fs (+%.1fs to load and convert), BLEU %.2f", project.engine, project_s,
+             convert_s, bleu(project_hyps))
+
+    n = len(sources)
+    result = {
+        "device": device_name(),
+        "model": str(model),
+        "sentences": n,
+        "num_beams": 4,
+        "seed_sentences_per_s": round(n / seed_s, 2),
+        "transformers_sentences_per_s": round(n / transformers_s, 2),
+        "project_sentences_per_s": round(n / project_s, 2),
+        "ratio": round(seed_s / project_s, 2),
+        "ratio_including_conversion": round(seed_s / (project_s + convert_s), 2),
+        "project_engine": f"{project.engine} ({project.precision})",
+        "conversion_s": round(convert_s, 2),
+        "bleu_seed": bleu(seed_hyps),
+        "bleu_transformers": bleu(transformers_hyps),
+        "bleu_project": bleu(project_hyps),
+        "bleu_delta_vs_transformers": round(bleu(project_hyps) - bleu(transformers_hyps), 2),
+        "identical_outputs_vs_transformers": sum(a == b for a, b in zip(project_hyps, transformers_hyps)),
+        "tiny": args.tiny,
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
