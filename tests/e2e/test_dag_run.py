@@ -48,6 +48,10 @@ def test_a_better_candidate_is_published_with_its_metrics(dag, run_conf, hub_con
     assert published["revision"] == commit["oid"]
     assert hub_connection.tags("mlops/digits-en-de")[published["tag"]]["target"] == commit["oid"]
     assert _extra_link(dag_run, "publish", "Published model") == published["url"] == published["commit_url"]
+    # The gate's report and the first run's champion lookup are in the run directory.
+    assert storage.read_json(f"{run_dir}/champion.json") == {
+        "found": False, "reason": "nothing published at mlops/digits-en-de yet"}
+    assert "## Promotion gate: PROMOTE" in storage.read_text(f"{run_dir}/report.md")
 
 
 def _extra_link(dag_run, task_id: str, name: str) -> str:
@@ -87,3 +91,32 @@ def test_a_learning_curve_fans_out_beside_the_candidate(dag, run_conf, hub_conne
     assert half == round(everything * 0.5)
     assert storage.exists(f"{run_dir}/learning_curve.png") and storage.exists(f"{run_dir}/learning_curve.md")
     assert storage.exists(f"{run_dir}/curve/f0.5/model/model.safetensors")
+
+
+def test_a_worse_candidate_is_refused_and_nothing_is_published(dag, run_conf, hub_connection, s3, tmp_path,
+                                                               digits_translator):
+    """A good base model fine-tuned on shuffled targets (every source paired with another's translation)
+    comes out worse than it went in: the gate must refuse it."""
+    import random
+
+    from support.corpora import digit_pairs, write_jsonl
+
+    pairs = digit_pairs(1500, seed=12)
+    targets = [t for _, t in pairs]
+    random.Random(0).shuffle(targets)
+    s3.create_bucket(Bucket="shuffled")
+    s3.upload_file(str(write_jsonl(tmp_path / "shuffled.jsonl", [(s, t) for (s, _), t in zip(pairs, targets)])),
+                   "shuffled", "en-de/part.jsonl")
+    run_conf.update(data_uri="s3://shuffled/en-de/", base_model=str(digits_translator))
+    dag_run, states, run_dir = _run(dag, run_conf)
+
+    assert dag_run.state == "success", states  # a refusal is a normal end
+    assert states["gate"] == "success" and states["publish"] == "skipped"
+    decision = storage.read_json(f"{run_dir}/{gate.GATE}")
+    assert decision["decision"] == "refuse" and decision["bleu"]["gain"] < 0
+    failed = {c["name"] for c in decision["checks"] if not c["passed"]}
+    assert {"bleu_gain", "gain_significant"} <= failed
+    assert any(r.startswith("BLEU gain over base -") for r in decision["reasons"])
+    assert [r for r in hub_connection.requests if r["method"] in ("POST", "PUT", "DELETE")] == []
+    report = storage.read_text(f"{run_dir}/report.md")
+    assert "## Promotion gate: REFUSE" in report and "| bleu_gain |" in report
