@@ -96,6 +96,8 @@ class Decoder:
 
     def translate(self, sources: Sequence[str]) -> list[str]:
         """Translations in input order."""
+        if not sources:
+            return []
         ids = self.encode(sources)
         hypotheses = [""] * len(ids)
         for batch in plan_batches(ids, self.settings):

@@ -86,7 +86,7 @@ def test_each_language_pair_is_a_mapped_instance_of_every_step(dag):
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     mapped = {t.task_id for t in dag.tasks if isinstance(t, MappedOperator)}
-    assert mapped == {"pull", "validate", "split", "train", "evaluate", "gate", "publish", "mark_consumed",
+    assert mapped == {"pull", "validate", "split", "train", "evaluate", "gate", "publish", "mark_consumed", "champion",
                       "learning_curve_point"}
 
 
