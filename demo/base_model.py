@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from tasks import scratch_model, split, train, trainloop
+from tasks import scratch_model, textnorm, train, trainloop
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def build(out: Path = CACHE) -> Path:
         files = {"train": scratch / "train.jsonl", "validation": scratch / "validation.jsonl"}
         with files["train"].open("w", encoding="utf-8") as tr, files["validation"].open("w", encoding="utf-8") as va:
             for en, de in pairs:
-                held_out = split.bucket(en) < RECIPE["validation_fraction"]
+                held_out = textnorm.bucket(en) < RECIPE["validation_fraction"]
                 (va if held_out else tr).write(json.dumps({"translation": {"en": en, "de": de}},
                                                           ensure_ascii=False) + "\n")
         settings = train.TrainSettings("en", "de", RECIPE["max_length"], RECIPE["max_length"], RECIPE["loop"])
