@@ -28,6 +28,10 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.sources)
 
+    def length(self, i: int) -> int:
+        """The longer side of pair `i`, in tokens: what its row is padded to in a batch."""
+        return max(len(self.sources[i]), len(self.targets[i]))
+
     def tokens(self, indices: list[int] | range | None = None) -> int:
         idx = range(len(self)) if indices is None else indices
         return sum(len(self.sources[i]) + len(self.targets[i]) for i in idx)
@@ -49,23 +53,36 @@ def make_batches(data: Encoded, max_tokens: int, max_sentences: int, seed: int, 
                  shuffle: bool = True) -> list[list[int]]:
     """Index batches whose padded size (sentences × longest side) stays within `max_tokens`."""
     rng = random.Random(seed * 100_003 + epoch)
-    lengths = [max(len(s), len(t)) for s, t in zip(data.sources, data.targets)]
     # A little noise in the sort key varies batch composition between epochs without mixing lengths much.
-    order = sorted(range(len(data)), key=lambda i: lengths[i] + (rng.random() if shuffle else 0.0))
+    order = sorted(range(len(data)), key=lambda i: data.length(i) + (rng.random() if shuffle else 0.0))
+    batches = _pack(data, order, max_tokens, max_sentences)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def micro_batches(data: Encoded, batch: list[int], max_tokens: int) -> list[list[int]]:
+    """`batch` cut into pieces of at most `max_tokens` padded tokens each (0: the batch whole), for
+    gradient accumulation: the optimizer still sees one batch of the configured size."""
+    if max_tokens <= 0:
+        return [batch]
+    return _pack(data, sorted(batch, key=data.length), max_tokens, len(batch))
+
+
+def _pack(data: Encoded, order: list[int], max_tokens: int, max_sentences: int) -> list[list[int]]:
+    """Consecutive runs of `order` whose padded size (sentences × longest side) stays within `max_tokens`."""
     batches: list[list[int]] = []
     current: list[int] = []
     longest = 0
     for i in order:
-        new_longest = _round_up(max(longest, lengths[i]))
+        new_longest = _round_up(max(longest, data.length(i)))
         if current and (new_longest * (len(current) + 1) > max_tokens or len(current) >= max_sentences):
             batches.append(current)
             current, longest = [], 0
         current.append(i)
-        longest = max(longest, lengths[i])
+        longest = max(longest, data.length(i))
     if current:
         batches.append(current)
-    if shuffle:
-        rng.shuffle(batches)
     return batches
 
 

@@ -33,3 +33,49 @@ def test_collate_pads_to_multiples_of_8_and_masks_labels():
     assert t["attention_mask"][1].tolist() == [1, 1] + [0] * 6
     assert t["labels"][0].tolist() == [8, 9, 10, 0] + [-100] * 4
     assert t["decoder_input_ids"][0].tolist()[:4] == [99, 8, 9, 10]
+
+
+@pytest.mark.parametrize("max_tokens", [0, 16, 64, 10_000])
+def test_micro_batches_split_a_batch_within_the_budget_and_lose_nothing(max_tokens):
+    data = _data([1, 3, 7, 8, 9, 15, 16, 17, 31, 40])
+    batch = [9, 0, 4, 2, 8, 1]
+    pieces = batching.micro_batches(data, batch, max_tokens)
+    assert sorted(i for p in pieces for i in p) == sorted(batch)
+    if max_tokens in (0, 10_000):
+        assert len(pieces) == 1
+    for p in pieces:
+        padded = max(-(-data.length(i) // 8) * 8 for i in p)
+        assert len(p) == 1 or max_tokens == 0 or padded * len(p) <= max_tokens
+
+
+def test_accumulated_micro_batches_give_the_whole_batchs_gradient(tiny_model):
+    """The CPU's micro-batches change how a step is computed, not what it computes."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    from tasks import trainloop
+    from tasks.precision import choose_precision
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
+    model.config.dropout = 0.0
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    lengths = [3, 5, 9, 12, 17, 4, 22, 8]
+    data = batching.Encoded([torch.randint(5, 100, (n,), generator=g).tolist() + [0] for n in lengths],
+                            [torch.randint(5, 100, (n + 2,), generator=g).tolist() + [0] for n in lengths])
+    batch, device = list(range(len(lengths))), torch.device("cpu")
+    precision = choose_precision(device, "fp32")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    pad = model.config.pad_token_id
+
+    def gradients(micro_tokens):
+        model.zero_grad(set_to_none=True)
+        loss = trainloop._forward_backward(model, data, batch, micro_tokens, pad, pad, device, precision, scaler, 1)
+        return loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    whole_loss, whole = gradients(0)
+    split_loss, split = gradients(40)
+    assert len(batching.micro_batches(data, batch, 40)) > 2
+    assert split_loss == pytest.approx(whole_loss, rel=1e-5)
+    for a, b in zip(whole, split):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
