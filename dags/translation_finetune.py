@@ -106,15 +106,14 @@ def translation_finetune():
 
     @task(**IO_RETRIES)
     def champion(run_dir: str) -> dict:
-        from mt_airflow.hub import HuggingFaceHubHook
+        from mt_airflow.hub import registry_credentials
         from tasks import champion, config
 
         cfg = config.load(run_dir)
-        token = endpoint = None
-        if cfg.push_to_hub and cfg.publish_target == "hub":
-            credentials = HuggingFaceHubHook(cfg.hub_conn_id).get_credentials()
-            token, endpoint = credentials.token, credentials.endpoint
-        return champion.run(cfg, token=token, endpoint=endpoint)
+        if not cfg.push_to_hub:  # no champion to look up: no connection to read
+            return champion.run(cfg)
+        credentials = registry_credentials(cfg)
+        return champion.run(cfg, token=credentials.token, endpoint=credentials.endpoint)
 
     @task
     def gate(run_dir: str) -> dict:

@@ -53,9 +53,10 @@ def make_batches(data: Encoded, max_tokens: int, max_sentences: int, seed: int, 
                  shuffle: bool = True) -> list[list[int]]:
     """Index batches whose padded size (sentences × longest side) stays within `max_tokens`."""
     rng = random.Random(seed * 100_003 + epoch)
+    lengths = [data.length(i) for i in range(len(data))]
     # A little noise in the sort key varies batch composition between epochs without mixing lengths much.
-    order = sorted(range(len(data)), key=lambda i: data.length(i) + (rng.random() if shuffle else 0.0))
-    batches = _pack(data, order, max_tokens, max_sentences)
+    order = sorted(range(len(data)), key=lambda i: lengths[i] + (rng.random() if shuffle else 0.0))
+    batches = _pack(order, lengths, max_tokens, max_sentences)
     if shuffle:
         rng.shuffle(batches)
     return batches
@@ -66,21 +67,22 @@ def micro_batches(data: Encoded, batch: list[int], max_tokens: int) -> list[list
     gradient accumulation: the optimizer still sees one batch of the configured size."""
     if max_tokens <= 0:
         return [batch]
-    return _pack(data, sorted(batch, key=data.length), max_tokens, len(batch))
+    lengths = {i: data.length(i) for i in batch}
+    return _pack(sorted(batch, key=lengths.__getitem__), lengths, max_tokens, len(batch))
 
 
-def _pack(data: Encoded, order: list[int], max_tokens: int, max_sentences: int) -> list[list[int]]:
+def _pack(order: list[int], lengths: list[int] | dict[int, int], max_tokens: int, max_sentences: int) -> list[list[int]]:
     """Consecutive runs of `order` whose padded size (sentences × longest side) stays within `max_tokens`."""
     batches: list[list[int]] = []
     current: list[int] = []
     longest = 0
     for i in order:
-        new_longest = _round_up(max(longest, data.length(i)))
+        new_longest = _round_up(max(longest, lengths[i]))
         if current and (new_longest * (len(current) + 1) > max_tokens or len(current) >= max_sentences):
             batches.append(current)
             current, longest = [], 0
         current.append(i)
-        longest = max(longest, data.length(i))
+        longest = max(longest, lengths[i])
     if current:
         batches.append(current)
     return batches

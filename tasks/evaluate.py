@@ -44,12 +44,16 @@ def result(config: RunConfig) -> dict | None:
     return storage.read_json(uri) if storage.exists(uri) else None
 
 
-def _models(config: RunConfig, scratch: Path) -> dict[str, tuple[str, str]]:
-    """role → (local model folder or Hub id, label)."""
+def _champion_lookup(config: RunConfig) -> dict:
     found = champion.result(config)
     if found is None:
         raise FileNotFoundError(f"{config.uri(champion.RECORD)}: no champion lookup for this run; run the "
                                 "champion step first (python -m tasks champion --run-dir ...)")
+    return found
+
+
+def _models(config: RunConfig, found: dict, scratch: Path) -> dict[str, tuple[str, str]]:
+    """role → (local model folder or Hub id, label); `found` is the champion step's record."""
     models = {"base": (config.base_model, config.base_model),
               "candidate": (str(storage.local_dir_for(config.uri(train.MODEL), scratch / "candidate")),
                             config.uri(train.MODEL))}
@@ -127,7 +131,8 @@ def run(config: RunConfig) -> dict:
         sets = {TEST: _read_set(config, "test", scratch)}
         if (general := _read_set(config, GENERAL_SPLIT, scratch)) is not None:
             sets[GENERAL] = general
-        models = _models(config, scratch)
+        lookup = _champion_lookup(config)
+        models = _models(config, lookup, scratch)
         log.info("scoring %s on %s with %s", sorted(models),
                  {name: len(pairs[0]) for name, pairs in sets.items()}, settings.describe())
         decoders = open_decoders(models, settings, config, scratch, probe=sets[TEST])
@@ -149,7 +154,7 @@ def run(config: RunConfig) -> dict:
     references = {name: refs for name, (_, refs) in sets.items()}
     scores = scores_from(hypotheses, references, config.target_lang, labels={r: m[1] for r, m in models.items()},
                          speed=speed, decoding={**settings.describe(), **engine},
-                         champion_lookup=champion.result(config))
+                         champion_lookup=lookup)
     for role in models:
         log.info("%-9s BLEU %6.2f  chrF %6.2f  TER %6.2f", role, scores[role]["bleu"], scores[role]["chrf"],
                  scores[role]["ter"])

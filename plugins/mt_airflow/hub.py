@@ -53,3 +53,10 @@ class HuggingFaceHubHook(BaseHook):
             source = f"none (no connection {self.hf_conn_id!r} with a password, no HF_TOKEN)"
         self.log.info("Hub token from %s; endpoint %s", source, endpoint or "huggingface.co")
         return HubCredentials(token=token, endpoint=endpoint, source=source)
+
+
+def registry_credentials(config) -> HubCredentials:
+    """What the run's registry needs: the Hub token of `config.hub_conn_id`, or nothing for a local registry."""
+    if config.publish_target != "hub":
+        return HubCredentials(token=None, endpoint=None, source="none (local registry)")
+    return HuggingFaceHubHook(config.hub_conn_id).get_credentials()

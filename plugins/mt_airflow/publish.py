@@ -48,20 +48,16 @@ class PublishModelOperator(BaseOperator):
         self.run_dir = run_dir
 
     def execute(self, context) -> dict:
-        from mt_airflow.hub import HuggingFaceHubHook
+        from mt_airflow.hub import registry_credentials
         from tasks import config, publish
         from tasks.hub_registry import HubAccessError
 
         cfg = config.load(self.run_dir)
-        token = endpoint = None
-        source = "none (local registry)"
-        if cfg.publish_target == "hub":
-            credentials = HuggingFaceHubHook(cfg.hub_conn_id).get_credentials()
-            token, endpoint, source = credentials.token, credentials.endpoint, credentials.source
+        credentials = registry_credentials(cfg)
         try:
-            outcome = publish.run(cfg, token=token, endpoint=endpoint)
+            outcome = publish.run(cfg, token=credentials.token, endpoint=credentials.endpoint)
         except HubAccessError as err:
-            raise AirflowFailException(f"{err} The token came from {source}.") from None
+            raise AirflowFailException(f"{err} The token came from {credentials.source}.") from None
         if not outcome["published"]:
             raise AirflowSkipException(outcome["reason"])
         if outcome.get("pr_url"):

@@ -108,3 +108,11 @@ def accounted(cfg: config.RunConfig) -> tuple[dict, list[dict], list[dict]]:
         assert c["rows"] == c["kept"] + c["rejected"] + c["deduplicated"], name
     assert all(r["reasons"] and all(x["reason"] and x["detail"] for x in r["reasons"]) for r in rejects)
     return report, clean, rejects
+
+
+def folder_or_s3(request, tmp_path: Path, kind: str, bucket: str, prefix: str) -> str:
+    """A storage root for tests parametrized over both backends: a folder, or a prefix in moto's S3."""
+    if kind != "s3":
+        return str(tmp_path / prefix.rsplit("/", 1)[-1])
+    request.getfixturevalue("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/{prefix}"

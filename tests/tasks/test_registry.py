@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from devtools.local_hub import LocalHub
-from support.runs import make_promoted_run
+from support.runs import folder_or_s3, make_promoted_run
 from tasks import publish, registry, storage
 from tasks.hub_registry import HubRegistry, RetryPolicy
 
@@ -77,11 +77,7 @@ def test_hub_champion_follows_main_even_after_edits_by_hand(hub, tmp_path, tiny_
 
 @pytest.fixture(params=["folder", "s3"])
 def registry_uri(request, tmp_path):
-    if request.param == "folder":
-        return str(tmp_path / "registry")
-    s3 = request.getfixturevalue("s3")
-    s3.create_bucket(Bucket="models")
-    return "s3://models/registry"
+    return folder_or_s3(request, tmp_path, request.param, "models", "registry")
 
 
 def test_local_registry_keeps_versions_side_by_side_with_the_same_champion_lookup(registry_uri, tmp_path,

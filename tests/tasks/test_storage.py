@@ -1,15 +1,12 @@
 import pytest
 
+from support.runs import folder_or_s3
 from tasks import storage
 
 
 @pytest.fixture(params=["local", "s3"])
 def root(request, tmp_path):
-    if request.param == "local":
-        return str(tmp_path / "store")
-    client = request.getfixturevalue("s3")
-    client.create_bucket(Bucket="artifacts")
-    return "s3://artifacts/runs"
+    return folder_or_s3(request, tmp_path, request.param, "artifacts", "store")
 
 
 def test_write_read_exists_and_list(root):
