@@ -6,13 +6,16 @@ real sentence pairs and whose targets depend on their sources (so there is somet
 
 - seed: the seed document's recipe: Seq2SeqTrainer, fp32, batch 16, lr 2e-5, weight decay 0.01, default
   (random) sampler, DataCollatorForSeq2Seq;
-- project: tasks.trainloop with the run config's defaults (token-budget batches of similar length padded
-  to multiples of 8, automatic precision, AdamW with warmup).
+- project: tasks.trainloop with the run config's defaults (token-budget batches of similar length, the
+  automatic batch size, fused head + loss, AdamW with warmup) in the fastest precision the project offers
+  on the device: bf16 on GPUs and on CPUs with native bf16 (AVX512-BF16 or AMX), else fp32. On CPU the run
+  config's automatic precision is fp32 (see tasks/precision.py); `--precision fp32` measures that path.
 
 Throughput counts the real (unpadded) source + target tokens of the epoch over its wall time. Both models
-are then scored on the same held-out pairs, so the loss after the same tokens can be compared.
+are then scored on the same held-out pairs (the untrained model's loss is `initial_loss`), so the loss
+after the same tokens can be compared.
 
-    python bench/train_throughput.py [--tiny] [--pairs N] [--precision auto|fp32|bf16]
+    python bench/train_throughput.py [--tiny] [--pairs N] [--precision auto|fp32|bf16] [--max-tokens N]
 
 The last line printed is one JSON object with the figures.
 """
@@ -41,8 +44,10 @@ def synthetic_pairs(n: int, vocab: int, seed: int, max_len: int = 128) -> batchi
     """Zipf-distributed tokens, log-normal lengths (median ~20, long tail), targets a function of sources."""
     import numpy as np
 
+    # The "translation" of each source token is the same for every seed: held-out pairs must come from the
+    # language the model was trained on, or training makes their loss worse, not better.
+    mapping = np.random.default_rng(0).permutation(vocab - 2)
     rng = np.random.default_rng(seed)
-    mapping = rng.permutation(vocab - 2)  # a fixed "translation" of each source token
     sources, targets = [], []
     for _ in range(n):
         src_len = int(np.clip(rng.lognormal(math.log(20), 0.6), 3, max_len - 1))
@@ -105,7 +110,8 @@ def run_seed(dims: dict, data: batching.Encoded, device):
 
 
 def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_tokens: int):
-    """One epoch of the project's training loop with the run config's defaults; returns (seconds, model)."""
+    """One epoch of the project's training loop with the run config's defaults; returns (seconds, model,
+    the loop's report)."""
     defaults = PipelineParams()
     model = build_model(dims)
     settings = trainloop.LoopSettings(
@@ -117,11 +123,11 @@ def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_
     with tempfile.TemporaryDirectory() as out:
         _sync(device)
         started = time.perf_counter()
-        trainloop.train(model, data, empty, settings, pad_id=pad, decoder_start_id=pad,
-                        checkpoints=trainloop.CheckpointDir(Path(out)), device=device)
+        report = trainloop.train(model, data, empty, settings, pad_id=pad, decoder_start_id=pad,
+                                 checkpoints=trainloop.CheckpointDir(Path(out)), device=device)
         _sync(device)
         seconds = time.perf_counter() - started
-    return seconds, model
+    return seconds, model, report
 
 
 def heldout_loss(model, data: batching.Encoded, dims: dict, device) -> float:
@@ -129,6 +135,14 @@ def heldout_loss(model, data: batching.Encoded, dims: dict, device) -> float:
     settings = trainloop.LoopSettings(learning_rate=0, weight_decay=0, num_train_epochs=1, max_tokens_per_batch=4096)
     return trainloop.evaluate_loss(model.to(device), data, settings, pad, pad, device,
                                    choose_precision(device, "fp32"))
+
+
+def _native_bf16(device) -> bool:
+    import torch
+
+    from tasks.precision import cpu_has_native_bf16
+
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
 
 
 def _sync(device) -> None:
@@ -144,7 +158,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run with a tiny model")
     parser.add_argument("--pairs", type=int, help="training pairs (default: 48 tiny, 640 CPU, 16000 GPU)")
-    parser.add_argument("--precision", default="auto", help="the project path's precision (default: auto)")
+    parser.add_argument("--precision", help="the project path's precision (default: bf16 where the device has "
+                                            "native bf16, else auto)")
     parser.add_argument("--max-tokens", type=int, help="project tokens per batch (default: the run config's)")
     args = parser.parse_args()
 
@@ -152,14 +167,16 @@ def main() -> None:
     dims = TINY if args.tiny else OPUS_MT
     pairs = args.pairs or (48 if args.tiny else 16000 if device.type == "cuda" else 640)
     max_tokens = args.max_tokens or (512 if args.tiny else PipelineParams().max_tokens_per_batch)
+    precision = args.precision or ("bf16" if _native_bf16(device) else "auto")
     train_data = synthetic_pairs(pairs, dims["vocab_size"], seed=1)
     heldout = synthetic_pairs(max(16, pairs // 10), dims["vocab_size"], seed=2)
     tokens = train_data.tokens()
 
+    initial_loss = heldout_loss(build_model(dims), heldout, dims, device)
     seed_seconds, seed_model = run_seed(dims, train_data, device)
     seed_loss = heldout_loss(seed_model, heldout, dims, device)
     del seed_model
-    project_seconds, project_model = run_project(dims, train_data, device, args.precision, max_tokens)
+    project_seconds, project_model, report = run_project(dims, train_data, device, precision, max_tokens)
     project_loss = heldout_loss(project_model, heldout, dims, device)
 
     result = {
@@ -171,8 +188,9 @@ def main() -> None:
         "project_tokens_per_s": round(tokens / project_seconds, 1),
         "ratio": round(seed_seconds / project_seconds, 2),
         "seed_loss": round(seed_loss, 4), "project_loss": round(project_loss, 4),
-        "project_precision": choose_precision(device, args.precision).name,
-        "project_max_tokens_per_batch": max_tokens,
+        "initial_loss": round(initial_loss, 4), "seed_steps": math.ceil(pairs / 16),
+        "project_steps": report["steps"], "project_precision": report["precision"],
+        "project_max_tokens_per_batch": report["tokens_per_batch"],
     }
     print(json.dumps(result))
 

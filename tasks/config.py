@@ -135,9 +135,11 @@ class PipelineParams(BaseModel):
     warmup_steps: float = _field(0.05, "Warmup", _TRAIN,
                                  "Linear warmup: a share of all steps if below 1, else a number of steps.", ge=0)
     max_tokens_per_batch: int = _field(
-        12288, "Tokens per batch", _TRAIN,
-        "Token budget of one batch per GPU (padded source or target tokens × sentences). Pairs of similar "
-        "length are batched together, so little of it is padding.", ge=256)
+        0, "Tokens per batch", _TRAIN,
+        "Token budget of one optimizer batch per device (padded source or target tokens × sentences); "
+        "pairs of similar length are batched together, so little of it is padding. 0: automatic, 12288 "
+        "per GPU and 2048 on CPU (where smaller batches cost no speed and give more updates per token).",
+        ge=0)
     early_stopping_patience: int = _field(
         3, "Early stopping patience", _TRAIN,
         "Stop after this many validation evaluations without a lower loss (0: never stop early). The best "
@@ -281,6 +283,13 @@ class PipelineParams(BaseModel):
         if self.publish_target == "local" and self.create_pr:
             raise ValueError("create_pr needs publish_target 'hub': a local registry has no pull requests")
         return self
+
+    @field_validator("max_tokens_per_batch")
+    @classmethod
+    def _auto_or_enough(cls, tokens: int) -> int:
+        if 0 < tokens < 256:
+            raise ValueError(f"max_tokens_per_batch must be 0 (automatic) or at least 256, not {tokens}")
+        return tokens
 
     @model_validator(mode="after")
     def _check_forgetting_options(self) -> "PipelineParams":

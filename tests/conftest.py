@@ -112,6 +112,14 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_m2m100(tmp_path_factory):
+    """An untrained tiny M2M100 (a forced-BOS family) with the real M2M100 tokenizer class."""
+    from support.models import build_digits_m2m100
+
+    return build_digits_m2m100(tmp_path_factory.mktemp("m2m") / "tiny-m2m100")
+
+
+@pytest.fixture(scope="session")
 def digits_translator(tiny_model, tmp_path_factory):
     """The tiny model trained to read 3–7 digits into German (a good base model, and a good candidate)."""
     from support.models import train_digits_model

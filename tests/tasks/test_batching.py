@@ -35,6 +35,20 @@ def test_collate_pads_to_multiples_of_8_and_masks_labels():
     assert t["decoder_input_ids"][0].tolist()[:4] == [99, 8, 9, 10]
 
 
+def test_cpu_batches_are_padded_to_the_longest_and_gpu_batches_to_multiples_of_8():
+    import torch
+
+    assert batching.pad_multiple(torch.device("cuda")) == 8
+    assert batching.pad_multiple(torch.device("cpu")) == 1
+    data = batching.Encoded([[4, 5, 0], [7, 0]], [[8, 9, 10, 11, 0], [11, 0]])
+    t = batching.collate(data, [0, 1], pad_id=99, decoder_start_id=99, multiple=1)
+    assert t["input_ids"].shape == (2, 3) and t["labels"].shape == (2, 5)
+    # Without rounding, more sentences fit the same budget: 12 pairs of 9 tokens, 9 × 12 ≤ 108 < 16 × 12.
+    nines = _data([9] * 12)
+    assert len(batching.make_batches(nines, 108, 512, seed=0, epoch=0, multiple=1)) == 1
+    assert len(batching.make_batches(nines, 108, 512, seed=0, epoch=0)) == 2
+
+
 @pytest.mark.parametrize("max_tokens", [0, 16, 64, 10_000])
 def test_micro_batches_split_a_batch_within_the_budget_and_lose_nothing(max_tokens):
     data = _data([1, 3, 7, 8, 9, 15, 16, 17, 31, 40])
@@ -53,7 +67,7 @@ def test_accumulated_micro_batches_give_the_whole_batchs_gradient(tiny_model):
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
-    from tasks import trainloop
+    from tasks import tokenloss, trainloop
     from tasks.precision import choose_precision
 
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
@@ -67,10 +81,11 @@ def test_accumulated_micro_batches_give_the_whole_batchs_gradient(tiny_model):
     precision = choose_precision(device, "fp32")
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     pad = model.config.pad_token_id
+    net = tokenloss.token_loss_module(model)
 
     def gradients(micro_tokens):
         model.zero_grad(set_to_none=True)
-        loss = trainloop._forward_backward(model, data, batch, micro_tokens, pad, pad, device, precision, scaler, 1)
+        loss = trainloop._forward_backward(net, data, batch, micro_tokens, pad, pad, device, precision, scaler, 1)
         return loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     whole_loss, whole = gradients(0)

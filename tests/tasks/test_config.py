@@ -31,6 +31,7 @@ def test_run_dir_is_derived_from_dag_and_run_id():
     ({"hub_repo_id": "no-namespace"}, "hub_repo_id", "pattern"),
     ({"data_uri": ""}, "data_uri", "at least 1 character"),
     ({"learning_rate": 0}, "learning_rate", "greater than 0"),
+    ({"max_tokens_per_batch": 100}, "max_tokens_per_batch", "0 (automatic) or at least 256"),
     ({"publish_target": "local"}, "config", "publish_target 'local' needs registry_uri"),
     ({"publish_target": "local", "registry_uri": "/srv/models", "create_pr": True}, "config",
      "create_pr needs publish_target 'hub'"),

@@ -41,8 +41,8 @@ def test_a_bad_process_count_is_a_clear_error(value):
 
 
 def test_two_processes_train_one_model_on_cpu_with_gloo(tmp_path, tiny_model):
-    cfg = make_run(tmp_path / "artifacts", base_model=str(tiny_model), max_steps=4, eval_every_steps=2,
-                   checkpoint_every_steps=2, early_stopping_patience=0, max_tokens_per_batch=512)
+    cfg = make_run(tmp_path / "artifacts", base_model=str(tiny_model), max_steps=4, num_train_epochs=10,
+                   eval_every_steps=2, checkpoint_every_steps=2, early_stopping_patience=0, max_tokens_per_batch=512)
     pairs = digit_pairs(220, seed=9)
     write_splits(cfg, tmp_path, train=pairs[:200], validation=pairs[200:])
     env = {**cli_env(), "MT_TRAIN_PROCESSES": "2"}  # stands in for a pod with two GPUs

@@ -5,13 +5,7 @@ from pathlib import Path
 import pytest
 
 from support.corpora import digit_pairs, write_jsonl
-from support.models import build_digits_m2m100
 from tasks import decoding, families, scoring, train, trainloop
-
-
-@pytest.fixture(scope="module")
-def tiny_m2m100(tmp_path_factory):
-    return build_digits_m2m100(tmp_path_factory.mktemp("m2m") / "tiny-m2m100")
 
 
 def test_m2m100_is_configured_for_the_pair(tiny_m2m100):

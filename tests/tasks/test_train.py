@@ -8,7 +8,7 @@ import pytest
 
 from support.corpora import digit_pairs
 from support.runs import cli, cli_env, make_run, write_splits
-from tasks import storage, train
+from tasks import storage, train, trainloop
 
 
 def _digit_run(tmp_path, tiny_model, **params):
@@ -68,3 +68,28 @@ def test_training_on_s3_mirrors_checkpoints_and_model(tmp_path, tiny_model, s3):
     assert f"{train.MODEL}/{train.REPORT}" in keys and f"{train.MODEL}/model.safetensors" in keys
     assert storage.read_text(cfg.uri(train.CHECKPOINTS, "LATEST")) == "step-00000030"
     assert "checkpoints/step-00000030/state.pt" in keys
+
+
+def test_an_automatic_batch_size_is_chosen_for_the_device_and_reported(tmp_path, tiny_model):
+    cfg = make_run(tmp_path / "artifacts", base_model=str(tiny_model), max_tokens_per_batch=0, max_steps=2,
+                   early_stopping_patience=0)
+    write_splits(cfg, tmp_path, train=digit_pairs(300, seed=5), validation=digit_pairs(20, seed=6))
+    report = train.run(cfg)
+    assert report["tokens_per_batch"] == trainloop.AUTO_TOKENS_PER_BATCH["cpu"] == 2048
+    assert report["settings"]["loop"]["max_tokens_per_batch"] == 0  # the run config keeps saying "automatic"
+
+
+def test_cpu_training_reuses_freed_memory_instead_of_faulting_it_in_again():
+    import resource
+
+    import torch
+
+    def page_faults_of_a_64_mib_tensor() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = torch.ones(16 * 2**20)  # 64 MiB, every page touched
+        del block
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    assert trainloop.keep_freed_memory()
+    page_faults_of_a_64_mib_tensor()  # the heap grows once
+    assert page_faults_of_a_64_mib_tensor() < 1000  # a fresh mapping faults in all 16384 of its pages
