@@ -94,25 +94,6 @@ def _forward_backward(net, data: batching.Encoded, batch: list[int], micro_token
     return loss
 
 
-def keep_freed_memory() -> bool:
-    """Make glibc keep freed memory for reuse instead of handing it back to the OS (process-wide).
-
-    glibc serves each allocation over 32 MiB with a fresh mmap and unmaps it when freed, so every
-    vocabulary-sized tensor of a CPU training step (the 58101 × 512 embedding's gradients, the loss's
-    buffers) pays a page fault per 4 KiB again in every micro-batch. Served from a heap that is never
-    trimmed, they reuse memory instead: bench/train_throughput.py went from 911 to 968 tokens/s. Peak
-    memory is unchanged; resident memory just stays at the peak. Returns whether the setting took.
-    """
-    import ctypes
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4  # from malloc.h
-    libc = ctypes.CDLL("libc.so.6")
-    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))  # -1: never trim
-
-
 def evaluate_loss(model, data: batching.Encoded, settings: LoopSettings, pad_id: int, start_id: int,
                   device, precision: Precision, rank: int = 0, world_size: int = 1) -> float:
     """Mean cross-entropy per target token over the whole validation set.
@@ -195,8 +176,6 @@ def train(model, train_data: batching.Encoded, val_data: batching.Encoded, setti
         settings = replace(settings, max_tokens_per_batch=AUTO_TOKENS_PER_BATCH.get(device.type, 12288))
     precision = choose_precision(device, settings.precision)
     log.info("precision: %s (%s)", precision.name, precision.why)
-    if device.type == "cpu" and keep_freed_memory():
-        log.info("memory: freed blocks kept for reuse (glibc mmap off, no trimming)")
     torch.manual_seed(settings.seed)
     model.to(device).train()
     net = tokenloss.token_loss_module(model)

@@ -78,18 +78,3 @@ def test_an_automatic_batch_size_is_chosen_for_the_device_and_reported(tmp_path,
     assert report["tokens_per_batch"] == trainloop.AUTO_TOKENS_PER_BATCH["cpu"] == 2048
     assert report["settings"]["loop"]["max_tokens_per_batch"] == 0  # the run config keeps saying "automatic"
 
-
-def test_cpu_training_reuses_freed_memory_instead_of_faulting_it_in_again():
-    import resource
-
-    import torch
-
-    def page_faults_of_a_64_mib_tensor() -> int:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        block = torch.ones(16 * 2**20)  # 64 MiB, every page touched
-        del block
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    assert trainloop.keep_freed_memory()
-    page_faults_of_a_64_mib_tensor()  # the heap grows once
-    assert page_faults_of_a_64_mib_tensor() < 1000  # a fresh mapping faults in all 16384 of its pages
