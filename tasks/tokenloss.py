@@ -47,21 +47,22 @@ def _autograd_function():
                 # 4 KiB, more than the arithmetic done in it.
                 size = (min(chunk, rows), vocab)
                 scores, logp = torch.empty(size, dtype=acc, device=device), torch.empty(size, dtype=acc, device=device)
-                raw = scores if dtype == acc else torch.empty(size, dtype=dtype, device=device)
+                full = dtype == acc  # the matmul already gives fp32 (or float64): no conversions
+                raw = scores if full else torch.empty(size, dtype=dtype, device=device)
                 shift = bias.to(acc) if bias is not None and bool(bias.any()) else None
                 total = torch.zeros((), dtype=acc, device=device)
                 for start in range(0, rows, chunk):
                     stop = min(start + chunk, rows)
                     n, target, p = stop - start, labels[start:stop], probs[start:stop]
                     torch.mm(h[start:stop], w.t(), out=raw[:n])
-                    if raw is not scores:
+                    if not full:
                         scores[:n].copy_(raw[:n])
                     if shift is not None:
                         scores[:n] += shift
                     torch.log_softmax(scores[:n], dim=-1, out=logp[:n])
                     picked = logp[:n].gather(1, target[:, None]).squeeze(1)
                     total -= picked.sum()
-                    if p.dtype == acc:
+                    if full:
                         torch.exp(logp[:n], out=p)
                     else:
                         torch.exp(logp[:n], out=scores[:n])
@@ -113,8 +114,12 @@ def fused_head(model):
     return base.model, base.lm_head.weight, getattr(base, "final_logits_bias", None)
 
 
-def _attention_kernels(device, hidden_dtype_is_bf16: bool):
-    if device.type != "cpu" or not hidden_dtype_is_bf16:
+def _attention_kernels(device):
+    """The math attention kernel under bf16 autocast on CPU, where flash attention's backward is slow."""
+    import torch
+
+    if device.type != "cpu" or not torch.is_autocast_enabled("cpu") or \
+            torch.get_autocast_dtype("cpu") != torch.bfloat16:
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -133,17 +138,15 @@ def token_loss_module(model):
         def __init__(self, model):
             super().__init__()
             self.model = model
-            self._fused = fused_head(model)
 
         def forward(self, input_ids, attention_mask, decoder_input_ids, labels):
-            if self._fused is None:
+            # Looked up on every call: moving the model to a device replaces its buffers (the head's bias).
+            fused = fused_head(self.model)
+            if fused is None:
                 return self.model(input_ids=input_ids, attention_mask=attention_mask,
                                   decoder_input_ids=decoder_input_ids, labels=labels).loss
-            body, weight, bias = self._fused
-            device = input_ids.device
-            bf16 = torch.is_autocast_enabled(device.type) and \
-                torch.get_autocast_dtype(device.type) == torch.bfloat16
-            with _attention_kernels(device, bf16):
+            body, weight, bias = fused
+            with _attention_kernels(input_ids.device):
                 hidden = body(input_ids=input_ids, attention_mask=attention_mask,
                               decoder_input_ids=decoder_input_ids).last_hidden_state
             keep = labels != -100

@@ -173,7 +173,7 @@ def train(model, train_data: batching.Encoded, val_data: batching.Encoded, setti
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if settings.max_tokens_per_batch == 0:
-        settings = replace(settings, max_tokens_per_batch=AUTO_TOKENS_PER_BATCH.get(device.type, 12288))
+        settings = replace(settings, max_tokens_per_batch=AUTO_TOKENS_PER_BATCH.get(device.type, AUTO_TOKENS_PER_BATCH["cuda"]))
     precision = choose_precision(device, settings.precision)
     log.info("precision: %s (%s)", precision.name, precision.why)
     torch.manual_seed(settings.seed)

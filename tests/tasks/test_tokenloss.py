@@ -77,7 +77,7 @@ def test_token_loss_equals_the_models_own_loss(family, tiny_model, tiny_m2m100):
         model.final_logits_bias.normal_(0, 0.5)
     batch = _batch(model, [3, 9, 4, 15, 7])
     net = tokenloss.token_loss_module(model)
-    assert net._fused is not None
+    assert tokenloss.fused_head(model) is not None
 
     fused_loss, fused = _loss_and_grads(model, lambda: net(**batch))
     own_loss, own = _loss_and_grads(model, lambda: model(**batch).loss)
