@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -38,7 +37,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from support.corpora import digit_pairs  # noqa: E402  (the tests' synthetic task, shared on purpose)
 from support.models import build_digits_model, train_digits_model  # noqa: E402
-from tasks import decoding, scoring  # noqa: E402
+from tasks import hardware  # noqa: E402
+from tasks.evaluate import decoding, engines, scoring  # noqa: E402
+from tasks.evaluate.transformers_engine import TransformersDecoder  # noqa: E402
+from tasks.io.pairs import read_pairs  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -62,8 +64,13 @@ def seed_predict(model_dir: str, sources: list[str], references: list[str], max_
     a dataset tokenized with labels, as the seed's is (so it computes the loss as well, as the seed does).
     Only `predict` is timed, as only decoding is timed on the other paths."""
     from datasets import Dataset
-    from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
-                              Seq2SeqTrainingArguments)
+    from transformers import (
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
@@ -88,8 +95,7 @@ def device_name() -> str:
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"cpu ({cores} cores)"
+    return f"cpu ({hardware.usable_cpus()} cores)"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -106,10 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.model:
         if not args.test:
             parser.error("--model needs --test")
-        from tasks import train
-
         model = Path(args.model)
-        sources, references = train.read_pairs(Path(args.test), "en", "de")
+        sources, references = read_pairs(Path(args.test), "en", "de")
     else:
         model, sources, references = default_setup(args.tiny, args.cache)
     if args.limit:
@@ -125,13 +129,13 @@ def main(argv: list[str] | None = None) -> dict:
     seed_hyps, seed_s = seed_predict(str(model), sources, references, max_length, settings.max_source_length)
     log.info("seed: %.1fs, BLEU %.2f", seed_s, bleu(seed_hyps))
 
-    reference = decoding.TransformersDecoder(str(model), settings, "en", "de")
+    reference = TransformersDecoder(str(model), settings, "en", "de")
     transformers_hyps, transformers_s = reference.timed_translate(sources)
     log.info("transformers: %.1fs, BLEU %.2f", transformers_s, bleu(transformers_hyps))
 
     with tempfile.TemporaryDirectory() as work:
         started = time.perf_counter()
-        project = decoding.open_decoder(str(model), settings, "en", "de", work_dir=Path(work),
+        project = engines.open_decoder(str(model), settings, "en", "de", work_dir=Path(work),
                                         probe=(sources, references))
         convert_s = time.perf_counter() - started
         project_hyps, project_s = project.timed_translate(sources)

@@ -6,7 +6,7 @@ real sentence pairs and whose targets depend on their sources (so there is somet
 
 - seed: the seed document's recipe: Seq2SeqTrainer, fp32, batch 16, lr 2e-5, weight decay 0.01, default
   (random) sampler, DataCollatorForSeq2Seq;
-- project: tasks.trainloop with the run config's defaults (token-budget batches of similar length, the
+- project: tasks.train.loop with the run config's defaults (token-budget batches of similar length, the
   automatic batch size, fused head + loss, AdamW with warmup) in the fastest precision the project offers
   on the device: bf16 on GPUs and on CPUs with native bf16 (AVX512-BF16 or AMX), else fp32. On CPU the run
   config's automatic precision is fp32 (see tasks/precision.py); `--precision fp32` measures that path.
@@ -32,9 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks import batching, trainloop  # noqa: E402
 from tasks.config import PipelineParams  # noqa: E402
-from tasks.precision import choose_precision  # noqa: E402
+from tasks.train import batching  # noqa: E402
+from tasks.train import loop as trainloop  # noqa: E402
+from tasks.train.precision import choose_precision  # noqa: E402
 
 OPUS_MT = {"vocab_size": 58101, "d_model": 512, "layers": 6, "heads": 8, "ffn_dim": 2048}
 TINY = {"vocab_size": 1000, "d_model": 64, "layers": 2, "heads": 2, "ffn_dim": 128}
@@ -140,7 +141,7 @@ def heldout_loss(model, data: batching.Encoded, dims: dict, device) -> float:
 def _native_bf16(device) -> bool:
     import torch
 
-    from tasks.precision import cpu_has_native_bf16
+    from tasks.train.precision import cpu_has_native_bf16
 
     return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
 

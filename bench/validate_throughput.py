@@ -88,7 +88,9 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from tasks import config, split, storage, validate
+    from tasks import config, hardware, layout
+    from tasks.data import split, validate
+    from tasks.io import storage
 
     pairs = 2_000 if args.tiny else args.pairs
     with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:
@@ -96,7 +98,7 @@ def main() -> int:
         cfg = config.build({"data_uri": str(root / "incoming"), "min_clean_pairs": 1, "min_test_pairs": 1},
                            dag_id="bench", run_id="bench", artifact_root=str(root / "artifacts"))
         config.save(cfg)
-        raw = Path(cfg.uri("raw"))
+        raw = Path(cfg.uri(layout.RAW))
         raw.mkdir(parents=True)
         if args.input:
             os.symlink(args.input.resolve(), raw / args.input.name)
@@ -107,14 +109,14 @@ def main() -> int:
         split_report = split.run(cfg)
         seconds, cpu_after = time.perf_counter() - started, cpu_seconds()
         main_cpu, worker_cpu = (after - before for after, before in zip(cpu_after, cpu_before))
-        report = storage.read_json(cfg.uri(validate.REPORT))
+        report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
     own, child = peak_mib()
     workers = report["workers"]
     result = {
         "pairs": report["rows_in"], "seconds": round(seconds, 2),
         "pairs_per_s": round(report["rows_in"] / seconds), "peak_mib": round(own + child * (workers > 1) * workers),
         "main_peak_mib": round(own), "worker_peak_mib": round(child), "workers": workers,
-        "cpus": len(os.sched_getaffinity(0)), "cpu_seconds": round(main_cpu + worker_cpu, 1),
+        "cpus": hardware.usable_cpus(), "cpu_seconds": round(main_cpu + worker_cpu, 1),
         "main_cpu_seconds": round(main_cpu, 1),
         # Other processes competing for the same cores stretch `seconds` but not `cpu_seconds`.
         "load_average": round(os.getloadavg()[0], 2), **summary, "splits": split_report["counts"],

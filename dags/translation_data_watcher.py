@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import dag, task
+
 from mt_airflow.params import dag_params
 
 PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
@@ -51,6 +52,7 @@ def translation_data_watcher():
         @task(task_id=f"watch_{index}", outlets=[asset], doc_md=f"Watches `{data_uri}`.")
         def watch(data_uri: str, outlet_events=None) -> dict:
             from airflow.sdk.exceptions import AirflowSkipException
+
             from mt_airflow import artifact_root, watch
 
             state = watch.state_uri(artifact_root(), data_uri)

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+
 from mt_airflow.launcher import RunStepOperator
 from mt_airflow.notify import WebhookNotifier
 from mt_airflow.params import dag_params
@@ -64,140 +65,170 @@ GPU_POOL = "gpu"  # created by `make airflow` / the Helm values; its size is how
 PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 
 
-def translation_finetune():
-    @task(**IO_RETRIES)
-    def prepare(params=None, dag_run=None, triggering_asset_events=None) -> list[str]:
-        from mt_airflow import artifact_root, pairs, watch
-        from tasks import config
+# --- the steps that run on an Airflow worker; each task body calls one function of tasks/ (imported inside the
+# task: nothing heavy at parse time) and returns a URI or a small summary.
 
-        values = dict(params)
-        if not values.get("data_snapshot"):
-            values["data_snapshot"] = watch.new_keys(triggering_asset_events)
-            if values["data_snapshot"]:
-                log.info("started by new data: %d announced object(s)", len(values["data_snapshot"]))
-        cfg = config.build(values, dag_id=dag_run.dag_id, run_id=dag_run.run_id, artifact_root=artifact_root())
-        config.save(cfg)
-        run_pairs = pairs.expand(cfg)
-        for pair in run_pairs:
-            config.save(pair)
-        return [pair.run_dir for pair in run_pairs]
+@task(**IO_RETRIES)
+def prepare(params=None, dag_run=None, triggering_asset_events=None) -> list[str]:
+    from mt_airflow import artifact_root, pairs, watch
+    from tasks import config
 
-    @task(**IO_RETRIES)
-    def pull(run_dir: str) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
-        from tasks import config, pull
+    values = dict(params)
+    if not values.get("data_snapshot"):
+        values["data_snapshot"] = watch.new_keys(triggering_asset_events)
+        if values["data_snapshot"]:
+            log.info("started by new data: %d announced object(s)", len(values["data_snapshot"]))
+    cfg = config.build(values, dag_id=dag_run.dag_id, run_id=dag_run.run_id, artifact_root=artifact_root())
+    config.save(cfg)
+    run_pairs = pairs.expand(cfg)
+    for pair in run_pairs:
+        config.save(pair)
+    return [pair.run_dir for pair in run_pairs]
 
-        outcome = pull.run(config.load(run_dir))
-        if outcome["nothing_new"]:
-            raise AirflowSkipException(outcome["message"])
-        return outcome
 
-    @task
-    def validate(run_dir: str) -> dict:
-        from tasks import config, validate
+@task(**IO_RETRIES)
+def pull(run_dir: str) -> dict:
+    from airflow.sdk.exceptions import AirflowSkipException
 
-        return validate.run(config.load(run_dir))
+    from tasks import config
+    from tasks.data import pull
 
-    @task
-    def split(run_dir: str) -> dict:
-        from tasks import config, split
+    outcome = pull.run(config.load(run_dir))
+    if outcome["nothing_new"]:
+        raise AirflowSkipException(outcome["message"])
+    return outcome
 
-        return split.run(config.load(run_dir))
 
-    @task(**IO_RETRIES)
-    def champion(run_dir: str) -> dict:
-        from mt_airflow.hub import registry_credentials
-        from tasks import champion, config
+@task
+def validate(run_dir: str) -> dict:
+    from tasks import config
+    from tasks.data import validate
 
+    return validate.run(config.load(run_dir))
+
+
+@task
+def split(run_dir: str) -> dict:
+    from tasks import config
+    from tasks.data import split
+
+    return split.run(config.load(run_dir))
+
+
+@task(**IO_RETRIES)
+def champion(run_dir: str) -> dict:
+    from mt_airflow.hub import registry_credentials
+    from tasks import config
+    from tasks.evaluate import champion
+
+    cfg = config.load(run_dir)
+    if not cfg.push_to_hub:  # no champion to look up: no connection to read
+        return champion.run(cfg)
+    credentials = registry_credentials(cfg)
+    return champion.run(cfg, token=credentials.token, endpoint=credentials.endpoint)
+
+
+@task
+def gate(run_dir: str) -> dict:
+    from tasks import config
+    from tasks.evaluate import gate
+
+    return gate.summary(gate.run(config.load(run_dir)))
+
+
+@task
+def release_gate(run_dirs: list[str], **context) -> dict:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from mt_airflow import notify, pairs
+    from tasks import config
+    from tasks.evaluate import gate
+
+    decisions = {}
+    for run_dir in run_dirs:
         cfg = config.load(run_dir)
-        if not cfg.push_to_hub:  # no champion to look up: no connection to read
-            return champion.run(cfg)
-        credentials = registry_credentials(cfg)
-        return champion.run(cfg, token=credentials.token, endpoint=credentials.endpoint)
+        decisions[pairs.pair_name(cfg)] = gate.read_decision(cfg)
+    refused = {name: d["reasons"] for name, d in decisions.items() if not d["promote"]}
+    if refused:
+        message = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in refused.items())
+        notify.notify_refusal(context, f"refused, nothing published: {message}")
+        raise AirflowSkipException(f"not every language passed its gate: {message}")
+    return {name: d["decision"] for name, d in decisions.items()}
 
-    @task
-    def gate(run_dir: str) -> dict:
-        from tasks import config, gate
 
-        return gate.summary(gate.run(config.load(run_dir)))
+# none_failed: runs after a refused gate (publish skipped) or an early end (all skipped), never after a failure,
+# so a failed run consumes nothing.
+@task(trigger_rule="none_failed", **IO_RETRIES)
+def mark_consumed(run_dir: str) -> dict:
+    from tasks import config
+    from tasks.data import pull
 
-    @task
-    def release_gate(run_dirs: list[str], **context) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
-        from mt_airflow import notify, pairs
-        from tasks import config, gate
+    return pull.commit_consumed(config.load(run_dir))
 
-        decisions = {}
-        for run_dir in run_dirs:
-            cfg = config.load(run_dir)
-            decisions[pairs.pair_name(cfg)] = gate.read_decision(cfg)
-        refused = {name: d["reasons"] for name, d in decisions.items() if not d["promote"]}
-        if refused:
-            message = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in refused.items())
-            notify.notify_refusal(context, f"refused, nothing published: {message}")
-            raise AirflowSkipException(f"not every language passed its gate: {message}")
-        return {name: d["decision"] for name, d in decisions.items()}
 
-    # none_failed: runs after a refused gate (publish skipped) or an early end (all skipped), never after
-    # a failure, so a failed run consumes nothing.
-    @task(trigger_rule="none_failed", **IO_RETRIES)
-    def mark_consumed(run_dir: str) -> dict:
-        from tasks import config, pull
+@task
+def plan_learning_curve(run_dirs: list[str]) -> list[str]:
+    from tasks import config
+    from tasks.train import curve
 
-        return pull.commit_consumed(config.load(run_dir))
+    return [point for run_dir in run_dirs for point in curve.plan(config.load(run_dir))]
 
-    @task
-    def plan_learning_curve(run_dirs: list[str]) -> list[str]:
-        from tasks import config, curve
 
-        return [point for run_dir in run_dirs for point in curve.plan(config.load(run_dir))]
+@task
+def learning_curve(run_dirs: list[str]) -> list[dict]:
+    from tasks import config
+    from tasks.train import curve
 
-    @task
-    def learning_curve(run_dirs: list[str]) -> list[dict]:
-        from tasks import config, curve
+    return [curve.summarize(config.load(run_dir)) for run_dir in run_dirs]
 
-        return [curve.summarize(config.load(run_dir)) for run_dir in run_dirs]
 
-    @task(trigger_rule="none_failed")
-    def summary(run_dirs: list[str]) -> dict:
-        from mt_airflow import outcome, pairs
-        from tasks import config, gate, publish, report
+@task(trigger_rule="none_failed")
+def summary(run_dirs: list[str]) -> dict:
+    from mt_airflow import outcome, pairs
+    from tasks import config, summary
+    from tasks.evaluate import gate
+    from tasks.publish import step as publish
 
-        results, lines = [], []
-        for run_dir in run_dirs:
-            cfg = config.load(run_dir)
-            results.append(report.summarize_run(cfg))
-            decision = gate.read_decision(cfg) if results[-1]["decision"] else {}
-            lines.append((pairs.pair_name(cfg), decision, publish.result(cfg)))
-        note = outcome.one_line(lines)
-        log.info("outcome: %s", note)
-        return {"note": note, "pairs": results}
+    results, lines = [], []
+    for run_dir in run_dirs:
+        cfg = config.load(run_dir)
+        results.append(summary.summarize_run(cfg))
+        decision = gate.read_decision(cfg) if results[-1]["decision"] else {}
+        lines.append((pairs.pair_name(cfg), decision, publish.result(cfg)))
+    note = outcome.one_line(lines)
+    log.info("outcome: %s", note)
+    return {"note": note, "pairs": results}
 
+
+def gpu_step(step: str, **kwargs) -> RunStepOperator:
+    """A step that runs `python -m tasks <step>` through the run's launcher, in the gpu pool."""
+    return RunStepOperator.partial(task_id=kwargs.pop("task_id", step), step=step, launcher="{{ params.launcher }}",
+                                   pool=GPU_POOL, **kwargs)
+
+
+# --- the wiring
+
+def translation_finetune():
     run_dirs = prepare()
-    pulled = pull.expand(run_dir=run_dirs)
-    validated = validate.expand(run_dir=run_dirs)
     split_ = split.expand(run_dir=run_dirs)
-    train = RunStepOperator.partial(task_id="train", step="train", launcher="{{ params.launcher }}",
-                                    pool=GPU_POOL, retries=2, retry_delay=timedelta(minutes=1)
-                                    ).expand(run_dir=run_dirs)
-    evaluate = RunStepOperator.partial(task_id="evaluate", step="evaluate", launcher="{{ params.launcher }}",
-                                       pool=GPU_POOL, retries=1).expand(run_dir=run_dirs)
-    decided = gate.expand(run_dir=run_dirs)
-    released = release_gate(run_dirs)
+    pull.expand(run_dir=run_dirs) >> validate.expand(run_dir=run_dirs) >> split_
+    evaluate = gpu_step("evaluate", retries=1).expand(run_dir=run_dirs)
+    split_ >> [gpu_step("train", retries=2, retry_delay=timedelta(minutes=1)).expand(run_dir=run_dirs),
+               champion.expand(run_dir=run_dirs)] >> evaluate
     published = PublishModelOperator.partial(task_id="publish", **IO_RETRIES).expand(run_dir=run_dirs)
-    champions = champion.expand(run_dir=run_dirs)
-    pulled >> validated >> split_ >> [train, champions] >> evaluate >> decided >> released >> published
-    consumed = mark_consumed.expand(run_dir=run_dirs)
-    published >> consumed >> summary(run_dirs)
+    evaluate >> gate.expand(run_dir=run_dirs) >> release_gate(run_dirs) >> published
+    published >> mark_consumed.expand(run_dir=run_dirs) >> summary(run_dirs)
+    learning_curve_points(run_dirs, after=split_, before_summary=evaluate)
 
-    # One mapped task per learning-curve point (none by default: then these are skipped). The points are
-    # GPU work like train, so they go through the same launcher and pool, each with its own run directory.
+
+def learning_curve_points(run_dirs, *, after, before_summary) -> None:
+    """One mapped task per learning-curve point (none by default: then these are skipped). The points are GPU
+    work like train, so they go through the same launcher and pool, each with its own run directory."""
     point_dirs = plan_learning_curve(run_dirs)
-    split_ >> point_dirs
-    points = RunStepOperator.partial(task_id="learning_curve_point", step="curve", launcher="{{ params.launcher }}",
-                                     pool=GPU_POOL, retries=2, retry_delay=timedelta(minutes=1)
-                                     ).expand(run_dir=point_dirs)
-    [points, evaluate] >> learning_curve(run_dirs)
+    after >> point_dirs
+    points = gpu_step("curve", task_id="learning_curve_point", retries=2,
+                      retry_delay=timedelta(minutes=1)).expand(run_dir=point_dirs)
+    [points, before_summary] >> learning_curve(run_dirs)
 
 
 def build(dag_id: str, *, schedule: str | None, data_uri: str | None, watch_data: bool, params: dict,

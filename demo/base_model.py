@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from tasks import scratch_model
+from tasks.train import scratch_model
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from demo import base_model
-from tasks import config, report
+from tasks import config, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".demo"
@@ -110,9 +110,9 @@ def main() -> int:
 
     runs = sorted((p for p in (WORK / "artifacts" / "translation_finetune").iterdir() if (p / "config.json").exists()),
                   key=lambda p: p.stat().st_mtime)
-    summary = report.summarize_run(config.load(str(runs[-1])))
+    result = summary.summarize_run(config.load(str(runs[-1])))
     print("\n== translation_finetune: " + ("success" if code == 0 else "FAILED") + " ==")
-    for line in report.format_summary(summary):
+    for line in summary.format_summary(result):
         print("  " + line)
     print(f"  hub: {hub_url}/{HUB_REPO} (stored under {WORK / 'hub'})")
     print(f"  demo took {time.monotonic() - started:.0f}s")

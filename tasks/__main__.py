@@ -10,15 +10,15 @@ training is data-parallel with no change to the command, the image or the launch
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
 import sys
 from typing import Mapping
 
-STEPS = ("pull", "validate", "split", "train", "curve", "champion", "evaluate", "gate", "publish")
-DATA_PARALLEL_STEPS = ("train",)
+from tasks import config
+from tasks.steps import STEPS
+
 # Set by torchrun in every process it starts: their presence means "already data-parallel".
 TORCHRUN_ENV = ("LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID")
 # How many processes to train with; default: one per visible GPU. 1 turns data parallelism off.
@@ -28,7 +28,7 @@ PROCESSES_ENV = "MT_TRAIN_PROCESSES"
 def data_parallel_command(step: str, argv: list[str], env: Mapping[str, str], visible_gpus: int,
                           python: str = sys.executable) -> list[str] | None:
     """The torchrun command that runs this same step with one process per GPU, or None to run it here."""
-    if step not in DATA_PARALLEL_STEPS or any(name in env for name in TORCHRUN_ENV):
+    if not STEPS[step].data_parallel or any(name in env for name in TORCHRUN_ENV):
         return None
     requested = env.get(PROCESSES_ENV, "").strip()
     if requested and not (requested.isdigit() and int(requested) >= 1):
@@ -41,7 +41,7 @@ def data_parallel_command(step: str, argv: list[str], env: Mapping[str, str], vi
 
 
 def _visible_gpus() -> int:
-    import torch
+    import torch  # heavy: only the data-parallel steps ask
 
     return torch.cuda.device_count()
 
@@ -49,7 +49,8 @@ def _visible_gpus() -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=STEPS, help="pipeline step to run")
+    parser.add_argument("step", choices=list(STEPS), help="pipeline step to run: " +
+                        "; ".join(f"{s.name}: {s.summary}" for s in STEPS.values()))
     parser.add_argument("--run-dir", required=True, help="run directory: local path or s3://bucket/prefix")
     args = parser.parse_args(argv)
 
@@ -57,16 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     # One progress stream in the task log: the other data-parallel ranks report only problems.
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    if args.step in DATA_PARALLEL_STEPS:
+    if STEPS[args.step].data_parallel:
         command = data_parallel_command(args.step, argv, os.environ, _visible_gpus())
         if command:
             logging.getLogger("tasks").info("data-parallel training: %s", " ".join(command))
             os.execvp(command[0], command)  # replaces this process: the launcher sees torchrun's exit code
 
-    from tasks import config
-
-    module = importlib.import_module(f"tasks.{args.step}")
-    summary = module.run(config.load(args.run_dir))
+    summary = STEPS[args.step].run(config.load(args.run_dir))
     if rank == 0:
         print(json.dumps(summary, default=str), flush=True)
     return 0

@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from tasks import storage
-
-CONFIG_FILE = "config.json"
+from tasks import layout
+from tasks.io import storage
 
 _DATA = "Data"
 _VALIDATE = "Validation"
@@ -32,8 +30,8 @@ def _field(default: Any, title: str, section: str, description: str, **constrain
                  **constraints)
 
 
-# The pair filters of tasks/filters.py, by the reason they write into rejects.jsonl. Spelled out here so the
-# trigger form offers them; tests/tasks/test_filters.py checks that the two lists agree.
+# The pair filters of tasks/data/filters.py, by the reason they write into rejects.jsonl. Spelled out here so the
+# trigger form offers them; tests/tasks/data/test_filters.py checks that the two lists agree.
 FilterName = Literal["empty", "too_short", "too_long", "length_ratio", "identical", "wrong_language",
                      "numerals", "placeholders", "markup", "control_chars", "encoding"]
 
@@ -74,7 +72,7 @@ class PipelineParams(BaseModel):
         "every pair passes. Pair data is read from {data_uri}/{source}-{target}/ and published to "
         "{hub_repo_id}-{target}. Empty: the single pair source_lang → target_lang.")
 
-    # --- validation: the thresholds of the pair filters (tasks/filters.py) and of the batch as a whole
+    # --- validation: the thresholds of the pair filters (tasks/data/filters.py) and of the batch as a whole
     min_chars: int = _field(2, "Minimum characters per side", _VALIDATE,
                             "Shorter sides are rejected (too_short).", ge=0)
     max_chars: int = _field(1000, "Maximum characters per side", _VALIDATE,
@@ -159,7 +157,7 @@ class PipelineParams(BaseModel):
                                     "Longer targets are truncated for training.", ge=8)
     seed: int = _field(42, "Seed", _TRAIN, "Random seed for training.")
 
-    # --- against forgetting (tasks/replay.py, tasks/adaptation.py); keyword arguments keep title, section
+    # --- against forgetting (tasks/data/replay.py, tasks/train/adaptation.py); keyword arguments keep title, section
     # and description apart whatever order _field takes them in.
     replay_data_uri: str = _field(
         "", "Replay data", section=_TRAIN, description=(
@@ -379,7 +377,7 @@ def build(params: dict[str, Any], *, dag_id: str, run_id: str, artifact_root: st
 
 def save(config: RunConfig) -> str:
     """Write config.json once; a retry finds the same file and keeps it (the run's config never changes)."""
-    uri = config.uri(CONFIG_FILE)
+    uri = config.uri(layout.CONFIG)
     if storage.exists(uri):
         stored = load(config.run_dir)
         if stored != config:
@@ -390,7 +388,7 @@ def save(config: RunConfig) -> str:
 
 
 def load(run_dir: str) -> RunConfig:
-    uri = storage.join(run_dir, CONFIG_FILE)
+    uri = storage.join(run_dir, layout.CONFIG)
     try:
         return RunConfig(**storage.read_json(uri))
     except ValidationError as err:

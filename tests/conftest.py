@@ -90,7 +90,7 @@ def s3_server():
 @pytest.fixture
 def s3(s3_server, monkeypatch):
     """An S3 client on the moto server, with the endpoint exported for the code under test."""
-    from tasks import storage
+    from tasks.io import storage
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
     storage._s3_client.cache_clear()

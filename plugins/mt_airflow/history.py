@@ -13,10 +13,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tasks import storage
+from tasks import layout
+from tasks.io import storage
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
-REPORTS = ("report.md", "report.html")
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Row:
 
 def _read(uri: str) -> dict:
     try:
-        return storage.read_json(uri) if storage.exists(uri) else {}
+        return storage.read_json_or(uri, {})
     except ValueError:  # a half-written or foreign file must not break the page
         return {}
 
@@ -79,7 +79,7 @@ def read_row(root: str, run_path: str) -> Row | None:
     from mt_airflow.outcome import p_value
 
     run_dir = storage.join(root, *run_path.split("/"))
-    config = _read(storage.join(run_dir, "config.json"))
+    config = _read(storage.join(run_dir, layout.CONFIG))
     if not config or config.get("target_langs"):  # a multi-language run's results live in its pairs
         return None
     dag_id = config.get("dag_id") or run_path.split("/")[0]
@@ -87,11 +87,9 @@ def read_row(root: str, run_path: str) -> Row | None:
     multi = "/pairs/" in run_path
     row = Row(pipeline=f"{dag_id} ({pair})" if multi else dag_id, dag_id=dag_id, pair=pair,
               run_id=config.get("run_id") or run_path.split("/")[1], run_path=run_path)
-    manifest = _read(storage.join(run_dir, "pull_manifest.json"))
-    validation = _read(storage.join(run_dir, "validation_report.json"))
-    scores = _read(storage.join(run_dir, "eval", "scores.json"))
-    decision = _read(storage.join(run_dir, "gate.json"))
-    published = _read(storage.join(run_dir, "publish.json"))
+    manifest, validation, scores, decision, published = (
+        _read(storage.join(run_dir, name)) for name in
+        (layout.PULL_MANIFEST, layout.VALIDATION_REPORT, layout.SCORES, layout.GATE, layout.PUBLISH))
     row.date = manifest.get("pulled_at") or _date_from_run_id(row.run_id)
     row.rows_in, row.rows_kept = validation.get("rows_in"), validation.get("kept")
     row.bleu_base, row.bleu_candidate = _bleu(scores, "base"), _bleu(scores, "candidate")
@@ -131,8 +129,10 @@ def report(root: str, run_path: str) -> dict:
     if run_path not in run_dirs(root):
         raise FileNotFoundError(run_path)
     run_dir = storage.join(root, *run_path.split("/"))
-    written = next((storage.read_text(storage.join(run_dir, n)) for n in REPORTS
-                    if storage.exists(storage.join(run_dir, n))), None)
-    records = {name: _read(storage.join(run_dir, *name.split("/"))) for name in
-               ("gate.json", "eval/scores.json", "validation_report.json", "publish.json", "pull_manifest.json")}
+    try:
+        written = storage.read_text(storage.join(run_dir, layout.REPORT))
+    except FileNotFoundError:
+        written = None
+    records = {name: _read(storage.join(run_dir, name)) for name in
+               (layout.GATE, layout.SCORES, layout.VALIDATION_REPORT, layout.PUBLISH, layout.PULL_MANIFEST)}
     return {"row": read_row(root, run_path), "report_md": written, "records": records}

@@ -4,29 +4,27 @@
     /mt-history/report/{run path}   one run's report (report.md when the evaluation wrote one) and records
     /mt-history/api/history         the same rows as JSON
 
-Pages are plain HTML with an inline SVG chart: no JavaScript, no assets, so it renders the same inside the
-Airflow UI's frame and on its own. Plugin apps are not protected by Airflow automatically, so every route
+Pages are plain HTML with an inline SVG chart, rendered from Jinja2 templates (templates/history_*.html; Airflow
+ships Jinja2): no JavaScript, no assets, so it renders the same inside the Airflow UI's frame and on its own. Plugin apps are not protected by Airflow automatically, so every route
 checks the caller's Airflow login (the UI's `_token` cookie, or a bearer token) and DAG-run read access.
 """
 
 from __future__ import annotations
 
-import html
 import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import jinja2
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from mt_airflow import artifact_root
-from mt_airflow import history
+from mt_airflow import artifact_root, history
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.2rem;color:#1a202c}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1.5rem}
-th,td{border:1px solid #cbd5e0;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#edf2f7} .promote{color:#276749;font-weight:600} .refuse{color:#9b2c2c;font-weight:600}
-.num{text-align:right;font-variant-numeric:tabular-nums} pre{background:#f7fafc;padding:.75rem;overflow:auto}
-"""
+TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                               autoescape=True, trim_blocks=True, undefined=jinja2.StrictUndefined)
+TEMPLATES.filters["pretty_json"] = lambda record: json.dumps(record, indent=2, ensure_ascii=False)
+SERIES = {"candidate": ("#2b6cb0", ""), "base": ("#718096", "6 4"), "champion": ("#b7791f", "2 3")}
 
 
 async def require_login(request: Request) -> None:
@@ -46,83 +44,70 @@ async def require_login(request: Request) -> None:
 app = FastAPI(title="Promotion history", dependencies=[Depends(require_login)])
 
 
-def _num(value, fmt="{:.2f}") -> str:
-    return "" if value is None else html.escape(fmt.format(value))
+@dataclass
+class Chart:
+    """BLEU over runs, as the template draws it: candidate (solid), base (dashed), champion (dotted) lines, and
+    a dot per scored candidate, green when promoted and red when refused."""
+
+    runs: int
+    top: float
+    width: int = 640
+    height: int = 200
+    pad: int = 36
+    lines: list[dict] = field(default_factory=list)
+    dots: list[dict] = field(default_factory=list)
+    legend: list[tuple[str, str]] = field(default_factory=lambda: [(n, c) for n, (c, _) in SERIES.items()])
+
+    def xy(self, i: int, value: float) -> tuple[str, str]:
+        span = self.width - 2 * self.pad
+        x = self.pad + (i * span / (self.runs - 1) if self.runs > 1 else span / 2)
+        return f"{x:.1f}", f"{self.height - self.pad - value / self.top * (self.height - 2 * self.pad):.1f}"
 
 
-def chart(rows: list[history.Row], width: int = 640, height: int = 200) -> str:
-    """BLEU over runs as an inline SVG: candidate (solid), base (dashed), champion (dotted)."""
+def chart_of(rows: list[history.Row]) -> Chart | None:
     series = {"candidate": [r.bleu_candidate for r in rows], "base": [r.bleu_base for r in rows],
               "champion": [r.bleu_champion for r in rows]}
     values = [v for vs in series.values() for v in vs if v is not None]
     if not values:
-        return "<p>No scores yet.</p>"
-    top = max(values) * 1.1 or 1.0
-    pad, n = 36, len(rows)
-
-    def xy(i, v):
-        x = pad + (i * (width - 2 * pad) / max(n - 1, 1) if n > 1 else (width - 2 * pad) / 2)
-        return f"{x:.1f},{height - pad - v / top * (height - 2 * pad):.1f}"
-
-    dash = {"candidate": "", "base": ' stroke-dasharray="6 4"', "champion": ' stroke-dasharray="2 3"'}
-    colour = {"candidate": "#2b6cb0", "base": "#718096", "champion": "#b7791f"}
-    parts = [f'<svg class="bleu-chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-             f"<title>BLEU over {n} run(s)</title>",
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#a0aec0"/>',
-             f'<text x="4" y="{pad}" font-size="10">{top:.0f}</text>',
-             f'<text x="4" y="{height - pad}" font-size="10">0</text>']
+        return None
+    found = Chart(runs=len(rows), top=max(values) * 1.1 or 1.0)
     for name, vs in series.items():
-        points = [xy(i, v) for i, v in enumerate(vs) if v is not None]
+        points = [",".join(found.xy(i, v)) for i, v in enumerate(vs) if v is not None]
         if len(points) > 1:
-            parts.append(f'<polyline fill="none" stroke="{colour[name]}" stroke-width="2"{dash[name]} '
-                         f'points="{" ".join(points)}"><title>{name}</title></polyline>')
+            colour, dash = SERIES[name]
+            found.lines.append({"name": name, "colour": colour, "dash": dash, "points": " ".join(points)})
     for i, row in enumerate(rows):
-        if row.bleu_candidate is None:
-            continue
-        fill = "#38a169" if row.decision == "promote" else "#e53e3e" if row.decision else "#a0aec0"
-        x, y = xy(i, row.bleu_candidate).split(",")
-        parts.append(f'<circle cx="{x}" cy="{y}" r="4" fill="{fill}"><title>{html.escape(row.run_id)}: '
-                     f'candidate {row.bleu_candidate:.2f} ({row.decision or "no decision"})</title></circle>')
-    legend = " ".join(f'<tspan fill="{colour[k]}">— {k}</tspan>' for k in series)
-    parts.append(f'<text x="{pad}" y="{height - 8}" font-size="11">{legend} (runs, oldest left)</text></svg>')
-    return "".join(parts)
+        if row.bleu_candidate is not None:
+            x, y = found.xy(i, row.bleu_candidate)
+            fill = "#38a169" if row.decision == "promote" else "#e53e3e" if row.decision else "#a0aec0"
+            found.dots.append({"x": x, "y": y, "fill": fill, "title": f"{row.run_id}: candidate "
+                               f"{row.bleu_candidate:.2f} ({row.decision or 'no decision'})"})
+    return found
+
+
+def _macro(name: str, *args, **kwargs) -> str:
+    return str(getattr(TEMPLATES.get_template("history_macros.html").module, name)(*args, **kwargs))
+
+
+def chart(rows: list[history.Row]) -> str:
+    """The chart alone, as HTML (inline SVG)."""
+    return _macro("chart", chart_of(rows))
 
 
 def table(rows: list[history.Row]) -> str:
-    head = ("run", "date", "data rows", "BLEU base", "candidate", "champion", "Δ", "p-value", "decision",
-            "reasons", "Hub revision / PR", "report")
-    lines = ["<table class=\"runs\"><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
-    for r in reversed(rows):  # newest first
-        release = (f'<a href="{html.escape(r.release_url)}" target="_blank" rel="noopener">'
-                   f"{html.escape(r.revision or 'release')}</a>" if r.release_url else "")
-        rows_text = "" if r.rows_kept is None else f"{r.rows_kept} of {r.rows_in}"
-        cells = [
-            f'<a href="../dags/{html.escape(r.dag_id)}/runs/{html.escape(r.run_id)}" target="_top">'
-            f"{html.escape(r.run_id)}</a>",
-            html.escape(r.date or ""), rows_text, _num(r.bleu_base), _num(r.bleu_candidate), _num(r.bleu_champion),
-            _num(r.gain, "{:+.2f}"), _num(r.p_value, "{:.3g}"),
-            f'<span class="{html.escape(r.decision or "")}">{html.escape(r.decision or "—")}</span>',
-            "<br>".join(html.escape(x) for x in r.reasons), release,
-            f'<a class="report" href="report/{html.escape(r.run_path)}">report</a>',
-        ]
-        lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return "".join(lines) + "</table>"
+    """The table of runs alone, newest first, as HTML."""
+    return _macro("table", rows)
 
 
-def page(title: str, body: str) -> HTMLResponse:
-    return HTMLResponse(f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-                        f"<style>{STYLE}</style></head><body>{body}</body></html>")
+def page(template: str, **values) -> HTMLResponse:
+    return HTMLResponse(TEMPLATES.get_template(template).render(**values))
 
 
 @app.get("/", response_class=HTMLResponse)
 def index() -> HTMLResponse:
-    pipelines = history.collect(artifact_root())
-    if not pipelines:
-        return page("Promotion history", "<h1>Promotion history</h1><p>No runs yet in the artifact store.</p>")
-    sections = [f'<section class="pipeline"><h2>{html.escape(name)}</h2>{chart(rows)}{table(rows)}</section>'
-                for name, rows in pipelines.items()]
-    return page("Promotion history", "<h1>Promotion history</h1>" + "".join(sections))
+    pipelines = {name: {"rows": rows, "chart": chart_of(rows)}
+                 for name, rows in history.collect(artifact_root()).items()}
+    return page("history_index.html", title="Promotion history", pipelines=pipelines)
 
 
 @app.get("/report/{run_path:path}", response_class=HTMLResponse)
@@ -133,16 +118,8 @@ def run_report(run_path: str) -> HTMLResponse:
         raise HTTPException(status_code=404, detail=f"no run {run_path!r} in the artifact store") from None
     row = found["row"]
     title = f"Report: {row.pipeline} {row.run_id}" if row else f"Report: {run_path}"
-    body = [f"<h1>{html.escape(title)}</h1>", '<p><a href="../' + "../" * run_path.count("/") +
-            '">← promotion history</a></p>']
-    if row:
-        body.append(table([row]))
-    if found["report_md"]:
-        body.append(f'<h2>Evaluation report</h2><pre class="report-md">{html.escape(found["report_md"])}</pre>')
-    for name, record in found["records"].items():
-        if record:
-            body.append(f"<h2>{html.escape(name)}</h2><pre>{html.escape(json.dumps(record, indent=2))}</pre>")
-    return page(title, "".join(body))
+    return page("history_report.html", title=title, up="../" + "../" * run_path.strip("/").count("/"), row=row,
+                report_md=found["report_md"], records=found["records"])
 
 
 @app.get("/api/history")

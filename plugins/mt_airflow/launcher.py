@@ -183,12 +183,10 @@ class RunStepOperator(BaseOperator):
 
     def stored_result(self) -> dict:
         """Every launcher ends the same way: the step's summary is read back from the run directory."""
-        import importlib
-
         from tasks import config
+        from tasks.steps import STEPS
 
-        module = importlib.import_module(f"tasks.{self.step}")
-        result = module.result(config.load(self.run_dir))
+        result = STEPS[self.step].result(config.load(self.run_dir))
         if result is None:
             raise AirflowException(f"step {self.step!r} exited without writing its result to {self.run_dir}")
         return result

@@ -17,6 +17,7 @@ import os
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import quote
 
 from airflow.sdk import BaseNotifier
 
@@ -37,8 +38,6 @@ def webhook_url(conn) -> str:
 
 
 def _run_url(dag_id: str, run_id: str) -> str | None:
-    from urllib.parse import quote
-
     base = os.environ.get("AIRFLOW__API__BASE_URL")
     return f"{base.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id, safe='')}" if base else None
 

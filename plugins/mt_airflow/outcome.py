@@ -75,10 +75,9 @@ def _bound(dag_run):
     that transaction (the scheduler's, or dag.test()'s), so the note is written with it: a second
     session would wait on the row lock the caller holds. Airflow's sessions are thread-scoped, so
     `settings.Session()` is the caller's when the run object itself has been detached."""
-    from sqlalchemy.orm import object_session
-
     from airflow import settings
     from airflow.models.dagrun import DagRun
+    from sqlalchemy.orm import object_session
 
     session = object_session(dag_run)
     if session is not None:

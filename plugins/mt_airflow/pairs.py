@@ -12,8 +12,8 @@ Conventions (documented in the Param's description and the README):
 
 from __future__ import annotations
 
-from tasks import storage
 from tasks.config import RunConfig, sub_run
+from tasks.io import storage
 
 PAIRS = "pairs"
 

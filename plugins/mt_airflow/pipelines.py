@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tasks.config import PipelineParams
@@ -172,8 +173,6 @@ def parse(document: Any) -> tuple[list[Pipeline], list[BrokenEntry]]:
 
 def load(path: Path) -> tuple[list[Pipeline], list[BrokenEntry]]:
     """Read and validate the pipelines file; a missing file declares no pipelines."""
-    import yaml
-
     if not path.exists():
         return [], []
     try:

@@ -1,6 +1,6 @@
 """The publish task as an operator, so it can carry an extra link to the published revision or pull request.
 
-`PublishModelOperator.execute` only adapts `tasks.publish.run` to Airflow: the Hub token comes from the
+`PublishModelOperator.execute` only adapts `tasks.publish.step.run` to Airflow: the Hub token comes from the
 connection through `HuggingFaceHubHook` (masked in logs), a refused gate becomes a skip, and a token without
 write access fails the task without Airflow retries, because a retry cannot fix it.
 
@@ -24,7 +24,8 @@ class PublishedModelLink(BaseOperatorLink):
     name = "Published model"
 
     def get_link(self, operator: BaseOperator, *, ti_key) -> str:
-        from tasks import config, publish
+        from tasks import config
+        from tasks.publish import step as publish
 
         run_dir = getattr(operator, "run_dir", None)
         if not isinstance(run_dir, str):  # not rendered: the task did not run
@@ -37,7 +38,7 @@ class PublishedModelLink(BaseOperatorLink):
 
 
 class PublishModelOperator(BaseOperator):
-    """Publish a promoted run (tasks/publish.py) and return publish.json's record: url, revision, tag, pr_url."""
+    """Publish a promoted run (tasks/publish/step.py) and return publish.json's record: url, revision, tag, pr_url."""
 
     template_fields: Sequence[str] = ("run_dir",)
     operator_extra_links = (PublishedModelLink(),)
@@ -49,8 +50,9 @@ class PublishModelOperator(BaseOperator):
 
     def execute(self, context) -> dict:
         from mt_airflow.hub import registry_credentials
-        from tasks import config, publish
-        from tasks.hub_registry import HubAccessError
+        from tasks import config
+        from tasks.publish import step as publish
+        from tasks.publish.hub_registry import HubAccessError
 
         cfg = config.load(self.run_dir)
         credentials = registry_credentials(cfg)

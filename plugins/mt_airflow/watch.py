@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks import formats, storage
+from tasks.io import formats, storage
 
 STATE_DIR = "_watcher"
 
@@ -33,7 +33,7 @@ def state_uri(artifact_root: str, data_uri: str) -> str:
 
 def find_new(data_uri: str, state: str) -> dict[str, str]:
     """Data files under `data_uri` that were not announced yet (or changed since): uri → ETag."""
-    announced = storage.read_json(state)["announced"] if storage.exists(state) else {}
+    announced = storage.read_json_or(state, {"announced": {}})["announced"]
     listed = storage.list_objects(data_uri)
     return {o.uri: o.etag for o in listed
             if Path(o.relpath).suffix.lower() in formats.EXTENSIONS and announced.get(o.uri) != o.etag}
@@ -41,7 +41,7 @@ def find_new(data_uri: str, state: str) -> dict[str, str]:
 
 def remember(state: str, announced_now: dict[str, str]) -> int:
     """Add the keys just announced to the state; returns how many keys it holds."""
-    announced = storage.read_json(state)["announced"] if storage.exists(state) else {}
+    announced = storage.read_json_or(state, {"announced": {}})["announced"]
     announced.update(announced_now)
     storage.write_json(state, {"announced": announced})
     return len(announced)

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-ALLOWED_PREFIXES = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr/lib", "/usr/share/zoneinfo",
-                          "/etc/localtime", "/dev/null", "/proc/self", "/sys/fs/cgroup"})
+_PREFIXES = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr/lib", "/usr/share/zoneinfo", "/etc/localtime",
+             "/dev/null", "/proc/self", "/sys/fs/cgroup"}
+ALLOWED_PREFIXES = tuple(_PREFIXES | {os.path.realpath(p) for p in _PREFIXES})  # a venv may be a symlink
 events = {"opened": [], "connected": [], "lookups": []}
 
 

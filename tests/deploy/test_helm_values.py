@@ -6,7 +6,6 @@ the chart's `env` sets them, produce training pods on the GPU node pool."""
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 
 from mt_airflow.launcher import LaunchSettings, RunStepOperator

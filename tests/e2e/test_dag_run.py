@@ -5,7 +5,8 @@ import json
 
 import yaml
 
-from tasks import gate, storage
+from tasks import layout
+from tasks.io import storage
 
 
 def _run(dag, conf):
@@ -24,7 +25,7 @@ def test_a_better_candidate_is_published_with_its_metrics(dag, run_conf, hub_con
     assert all(state == "success" for task, state in states.items() if task not in curve), states
     assert [states[task] for task in curve] == ["skipped", "skipped"], states
 
-    decision = storage.read_json(f"{run_dir}/{gate.GATE}")
+    decision = storage.read_json(f"{run_dir}/{layout.GATE}")
     assert decision["decision"] == "promote"
     assert decision["bleu"]["candidate"] > decision["bleu"]["base"] + 1.0
     validation = storage.read_json(f"{run_dir}/validation_report.json")
@@ -70,7 +71,7 @@ def test_a_candidate_that_does_not_gain_enough_is_not_published(dag, run_conf, h
     dag_run, states, run_dir = _run(dag, run_conf)
     assert dag_run.state == "success", states
     assert states["publish"] == "skipped" and states["summary"] == "success"
-    decision = storage.read_json(f"{run_dir}/{gate.GATE}")
+    decision = storage.read_json(f"{run_dir}/{layout.GATE}")
     assert decision["decision"] == "refuse"
     assert "< min_bleu_gain 1000.0" in decision["reasons"][0]
     writes = [r for r in hub_connection.requests if r["method"] in ("POST", "PUT", "DELETE")]
@@ -112,7 +113,7 @@ def test_a_worse_candidate_is_refused_and_nothing_is_published(dag, run_conf, hu
 
     assert dag_run.state == "success", states  # a refusal is a normal end
     assert states["gate"] == "success" and states["publish"] == "skipped"
-    decision = storage.read_json(f"{run_dir}/{gate.GATE}")
+    decision = storage.read_json(f"{run_dir}/{layout.GATE}")
     assert decision["decision"] == "refuse" and decision["bleu"]["gain"] < 0
     failed = {c["name"] for c in decision["checks"] if not c["passed"]}
     assert {"bleu_gain", "gain_significant"} <= failed

@@ -5,10 +5,15 @@ import json
 
 import pytest
 
-from support.multilingual import (TINY_RECIPE, build_multilingual_digits_model, digit_pairs_to, unrelated_pairs,
-                                  write_pair_data)
+from support.multilingual import (
+    TINY_RECIPE,
+    build_multilingual_digits_model,
+    digit_pairs_to,
+    unrelated_pairs,
+    write_pair_data,
+)
 from support.webhook import WebhookReceiver
-from tasks import storage
+from tasks.io import storage
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import pytest
 
 from mt_airflow import history, history_app
-from tasks import storage
+from tasks.io import storage
 
 DAG = "translation_finetune__legal_en_de"
 

@@ -9,7 +9,7 @@ from mt_airflow.launcher import RunStepOperator
 STEP = """
 import logging, pathlib, sys, time
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-log = logging.getLogger("tasks.trainloop")
+log = logging.getLogger("tasks.train.loop")
 log.info("step 20/40  epoch 0  loss 2.5000  lr 1.00e-04  900 tokens/s  ETA 0m05s")
 released, deadline = pathlib.Path(sys.argv[1]), time.monotonic() + 60
 while not released.exists():
@@ -39,8 +39,8 @@ def test_local_launcher_streams_progress_while_the_step_runs(tmp_path, monkeypat
 
     RunStepOperator(task_id="train", step="train", run_dir=str(tmp_path)).run_local()
     assert task_log.lines == [
-        "INFO tasks.trainloop: step 20/40  epoch 0  loss 2.5000  lr 1.00e-04  900 tokens/s  ETA 0m05s",
-        "INFO tasks.trainloop: step 40/40  epoch 1  loss 1.2500  lr 0.00e+00  900 tokens/s  ETA 0m00s",
+        "INFO tasks.train.loop: step 20/40  epoch 0  loss 2.5000  lr 1.00e-04  900 tokens/s  ETA 0m05s",
+        "INFO tasks.train.loop: step 40/40  epoch 1  loss 1.2500  lr 0.00e+00  900 tokens/s  ETA 0m00s",
         '{"steps": 40}',
     ]
 

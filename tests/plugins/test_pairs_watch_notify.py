@@ -8,7 +8,8 @@ import pytest
 from mt_airflow import notify, pairs, watch
 from support.corpora import digit_pairs, write_jsonl
 from support.webhook import WebhookReceiver
-from tasks import config, storage
+from tasks import config
+from tasks.io import storage
 
 
 def _cfg(tmp_path, **params):

@@ -6,7 +6,9 @@ import tempfile
 from pathlib import Path
 
 from support.corpora import digit_pairs, write_jsonl
-from tasks import scratch_model, train, trainloop
+from tasks.train import loop as trainloop
+from tasks.train import scratch_model
+from tasks.train import step as train
 
 
 def build_digits_model(out_dir: Path) -> Path:

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 from support.corpora import DE, EN, digit_pairs, write_jsonl
-from tasks import scratch_model
+from tasks.train import scratch_model
 
 NL = ["nul", "een", "twee", "drie", "vier", "vijf", "zes", "zeven", "acht", "negen"]
 WORDS = {"de": DE, "nl": NL}

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from support.corpora import write_jsonl
-from tasks import config, split, storage
+from tasks import config, layout
+from tasks.io import storage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +23,7 @@ def write_splits(cfg: config.RunConfig, scratch: Path, **splits) -> None:
     """Place ready-made splits (name → list of pairs) in the run directory, as the split step would."""
     for name, pairs in splits.items():
         path = write_jsonl(scratch / f"{name}.jsonl", pairs, cfg.source_lang, cfg.target_lang)
-        storage.upload_file(path, split.split_uri(cfg, name))
+        storage.upload_file(path, cfg.uri(layout.split_file(name)))
 
 
 def cli_env() -> dict:
@@ -43,17 +44,17 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
     import json
     import shutil
 
-    from tasks import evaluate, gate, pull, train, validate
+    from tasks.evaluate import gate
 
     cfg = make_run(root, run_id=run_id, **params)
-    model_uri = cfg.uri(train.MODEL)
+    model_uri = cfg.uri(layout.MODEL)
     if storage.is_s3(model_uri):
         storage.upload_tree(model_dir, model_uri)
     else:
         shutil.copytree(model_dir, model_uri)
     settings = {"source_lang": "en", "target_lang": "de", "max_source_length": 32,
                 "loop": {"learning_rate": 0.003, "num_train_epochs": 100.0, "max_tokens_per_batch": 512}}
-    storage.write_json(cfg.uri(train.MODEL, train.REPORT),
+    storage.write_json(cfg.uri(layout.TRAIN_REPORT),
                        {"best_step": 250, "best_validation_loss": 0.42, "train_pairs": 1200, "settings": settings})
     signatures = {"bleu": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
                   "chrf": "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0",
@@ -68,24 +69,23 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
               "significance": {"candidate_vs_base": {**test, "signatures": {
                   "bleu": signatures["bleu"] + "|bs:1000|seed:12345"}}},
               "general": None, "bootstrap": {"resamples": 1000, "seed": 12345}}
-    storage.write_json(cfg.uri(evaluate.EVAL, evaluate.SCORES), scores)
+    storage.write_json(cfg.uri(layout.SCORES), scores)
     decision = gate.decide(scores, cfg)
     if not promote:
         decision = gate.decide({**scores, "candidate": scores["base"]}, cfg)
-    storage.write_json(cfg.uri(gate.GATE), decision)
-    storage.write_json(cfg.uri(validate.REPORT), {"rows_in": 1503, "kept": 1500, "rejected": 2, "deduplicated": 1})
-    storage.write_json(cfg.uri(pull.MANIFEST), {"source": cfg.data_uri, "objects": [
+    storage.write_json(cfg.uri(layout.GATE), decision)
+    storage.write_json(cfg.uri(layout.VALIDATION_REPORT), {"rows_in": 1503, "kept": 1500, "rejected": 2, "deduplicated": 1})
+    storage.write_json(cfg.uri(layout.PULL_MANIFEST), {"source": cfg.data_uri, "objects": [
         {"uri": cfg.data_uri + "part-a.jsonl", "relpath": "part-a.jsonl", "etag": "abc", "size": 1234}]})
-    storage.write_text(split.split_uri(cfg, "test"), json.dumps({"translation": {"en": "one", "de": "eins"}}) + "\n")
+    storage.write_text(cfg.uri(layout.split_file("test")), json.dumps({"translation": {"en": "one", "de": "eins"}}) + "\n")
     return cfg
 
 
 def put_raw(cfg: config.RunConfig, *paths: Path) -> None:
     """Place files in the run's raw/ folder, as the pull step would."""
-    from tasks import pull
 
     for path in paths:
-        storage.upload_file(path, cfg.uri(pull.RAW, path.name))
+        storage.upload_file(path, cfg.uri(layout.RAW, path.name))
 
 
 def accounted(cfg: config.RunConfig) -> tuple[dict, list[dict], list[dict]]:
@@ -94,11 +94,10 @@ def accounted(cfg: config.RunConfig) -> tuple[dict, list[dict], list[dict]]:
     import json
     from collections import Counter
 
-    from tasks import validate
 
-    report = storage.read_json(cfg.uri(validate.REPORT))
-    clean = [json.loads(line) for line in storage.read_text(cfg.uri(validate.CLEAN)).splitlines()]
-    rejects = [json.loads(line) for line in storage.read_text(cfg.uri(validate.REJECTS)).splitlines()]
+    report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
+    clean = [json.loads(line) for line in storage.read_text(cfg.uri(layout.CLEAN)).splitlines()]
+    rejects = [json.loads(line) for line in storage.read_text(cfg.uri(layout.REJECTS)).splitlines()]
     assert report["rows_in"] == report["kept"] + report["rejected"] + report["deduplicated"], report["accounting"]
     assert len(clean) == report["kept"]
     assert len(rejects) == report["rejected"] + report["deduplicated"]

@@ -1,0 +1,56 @@
+"""champion: the model currently published for `hub_repo_id` (if any), copied into the run directory.
+
+The gate compares the candidate with the base model and with the champion, so that a run cannot publish a
+model worse than the one users already have. The champion is what the run's registry serves now: on the
+Hub, the head of main (a release of this workflow, recognised by its release.json); in a local registry,
+index.json's current version (tasks/publish/registry.py). The step copies it into `champion/` and records which
+release it was in `champion.json`; that pins the exact revision that was scored and lets evaluate run in a
+container that has no Hub credentials.
+
+No champion (the first run, or publishing off) is a normal outcome and is recorded with its reason. A Hub
+that refuses the token is not: the step fails, because a gate that silently skipped the champion check
+could publish a regression.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from tasks import layout
+from tasks.config import RunConfig
+from tasks.io import storage
+from tasks.publish import targets
+
+log = logging.getLogger(__name__)
+
+def result(config: RunConfig) -> dict | None:
+    return storage.read_json_or(config.uri(layout.CHAMPION_RECORD))
+
+
+def run(config: RunConfig, token: str | None = None, endpoint: str | None = None,
+        source: targets.Registry | None = None) -> dict:
+    if (done := result(config)) is not None:
+        return done
+    if not config.push_to_hub:
+        record = {"found": False, "reason": "push_to_hub is off: this run replaces no published model"}
+    else:
+        source = source or targets.open_registry(config, token=token, endpoint=endpoint)
+        current = source.latest()
+        if current is None:
+            record = {"found": False, "reason": f"nothing published at {config.hub_repo_id} yet"}
+        else:
+            with tempfile.TemporaryDirectory() as scratch:
+                folder = source.download(current, Path(scratch) / "release")
+                model = Path(scratch) / "model"
+                model.mkdir()
+                for item in folder.iterdir():
+                    if item.is_file() and not item.name.startswith("."):
+                        item.rename(model / item.name)
+                storage.upload_tree(model, config.uri(layout.CHAMPION))
+            record = {"found": True, "label": f"{current.repo_id}@{current.run_tag}", "run_tag": current.run_tag,
+                      "revision": current.revision, "url": current.url, "model_uri": config.uri(layout.CHAMPION)}
+    log.info("champion: %s", record.get("label") or record["reason"])
+    storage.write_json(config.uri(layout.CHAMPION_RECORD), record)  # last: marks the step done
+    return record

@@ -1,0 +1,167 @@
+"""evaluate: translate the frozen test split with the base model, the candidate and the champion, then score
+them with sacrebleu (BLEU, chrF, TER) and test the differences with the paired bootstrap.
+
+Every model decodes with the same settings and the same engine (tasks/evaluate/decoding.py), and every number is
+stored with its signature. eval/ holds the text behind each number, one sentence per line, so the
+`sacrebleu` CLI recomputes any of them (see tasks/evaluate/scoring.py):
+
+    eval/test.src  test.ref  test.{base,candidate,champion}.hyp  test.{role}.sentences.jsonl
+    eval/general.* the same for the general-domain set, when the run has one (base and candidate only)
+    eval/scores.json   written last: its presence marks the step done
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from tasks import layout
+from tasks.config import RunConfig
+from tasks.evaluate import champion, decoding, engines, scoring
+from tasks.io import storage
+from tasks.io.pairs import read_pairs
+
+log = logging.getLogger(__name__)
+
+TEST, GENERAL = layout.TEST, layout.GENERAL
+
+
+def result(config: RunConfig) -> dict | None:
+    """The stored scores, or None when evaluation has not finished for this run."""
+    return storage.read_json_or(config.uri(layout.SCORES))
+
+
+def _champion_lookup(config: RunConfig) -> dict:
+    found = champion.result(config)
+    if found is None:
+        raise FileNotFoundError(f"{config.uri(layout.CHAMPION_RECORD)}: no champion lookup for this run; run the "
+                                "champion step first (python -m tasks champion --run-dir ...)")
+    return found
+
+
+def _models(config: RunConfig, found: dict, scratch: Path) -> dict[str, tuple[str, str]]:
+    """role → (local model folder or Hub id, label); `found` is the champion step's record."""
+    models = {"base": (config.base_model, config.base_model),
+              "candidate": (str(storage.local_dir_for(config.uri(layout.MODEL), scratch / "candidate")),
+                            config.uri(layout.MODEL))}
+    if found["found"]:
+        models["champion"] = (str(storage.local_dir_for(found["model_uri"], scratch / "champion")), found["label"])
+    return models
+
+
+def _read_set(config: RunConfig, name: str, scratch: Path) -> tuple[list[str], list[str]] | None:
+    uri = config.uri(layout.split_file(name))
+    if not storage.exists(uri):
+        return None
+    sources, references = read_pairs(storage.download(uri, scratch / f"{name}.jsonl"), config.source_lang,
+                                     config.target_lang)
+    return [scoring.as_line(s) for s in sources], [scoring.as_line(r) for r in references]
+
+
+def open_decoders(models: dict[str, tuple[str, str]], settings: decoding.DecodeSettings, config: RunConfig,
+                  scratch: Path, probe: tuple[list[str], list[str]]) -> dict[str, decoding.Decoder]:
+    """One decoder per model, all on the same engine: if any model cannot use CTranslate2, none does."""
+    def open_all(s: decoding.DecodeSettings) -> dict[str, decoding.Decoder]:
+        return {role: engines.open_decoder(location, s, config.source_lang, config.target_lang,
+                                            work_dir=scratch / f"ct2-{role}", probe=probe)
+                for role, (location, _) in models.items()}
+
+    decoders = open_all(settings)
+    used = {d.engine for d in decoders.values()}
+    if len(used) > 1:
+        log.warning("models would decode with different engines %s; decoding all with transformers so the "
+                    "comparison stays fair", sorted(used))
+        decoders = open_all(dataclasses.replace(settings, engine="transformers"))
+    return decoders
+
+
+def score_set(hypotheses: dict[str, list[str]], references: list[str], target_lang: str) -> dict:
+    """Scores of each role on one test set, with 95% intervals and the candidate's paired tests."""
+    scores = {role: scoring.corpus_scores(hyps, references, target_lang) for role, hyps in hypotheses.items()}
+    significance = {}
+    for other in ("base", "champion"):
+        if other in hypotheses:
+            test = scoring.paired_bootstrap((other, hypotheses[other]), ("candidate", hypotheses["candidate"]),
+                                            references, target_lang)
+            significance[f"candidate_vs_{other}"] = test
+            scores[other]["ci"] = {m: test[m]["baseline_ci"] for m in scoring.METRICS}
+            scores["candidate"].setdefault("ci", {m: test[m]["system_ci"] for m in scoring.METRICS})
+    return {"sentences": len(references), **scores, "significance": significance}
+
+
+def scores_from(hypotheses: dict[str, dict[str, list[str]]], references: dict[str, list[str]], target_lang: str,
+                *, labels: dict[str, str], speed: dict | None = None, decoding: dict | None = None,
+                champion_lookup: dict | None = None) -> dict:
+    """scores.json from the hypotheses of each test set (test, and general if present) and model role."""
+    results = {name: score_set(hypotheses[name], references[name], target_lang) for name in hypotheses}
+    test = results[TEST]
+    scores = {"test_sentences": test["sentences"], "decoding": decoding or {}, "champion": None,
+              "champion_lookup": champion_lookup}
+    for role, label in labels.items():
+        scores[role] = {**test[role], "model": label, **(speed or {}).get(role, {})}
+    scores.update({
+        "significance": test["significance"],
+        "general": results.get(GENERAL),
+        "bootstrap": {"resamples": scoring.BOOTSTRAP_RESAMPLES, "seed": scoring.BOOTSTRAP_SEED,
+                      "test": "paired bootstrap (sacrebleu.significance, two-sided)"},
+    })
+    return scores
+
+
+def run(config: RunConfig) -> dict:
+    if (done := result(config)) is not None:
+        log.info("evaluate already done for this run")
+        return done
+    settings = decoding.DecodeSettings.from_config(config)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        sets = {TEST: _read_set(config, "test", scratch)}
+        if (general := _read_set(config, layout.GENERAL_TEST, scratch)) is not None:
+            sets[GENERAL] = general
+        lookup = _champion_lookup(config)
+        models = _models(config, lookup, scratch)
+        log.info("scoring %s on %s with %s", sorted(models),
+                 {name: len(pairs[0]) for name, pairs in sets.items()}, settings.describe())
+        decoders = open_decoders(models, settings, config, scratch, probe=sets[TEST])
+        engine = next(iter(decoders.values())).describe()
+        hypotheses: dict[str, dict[str, list[str]]] = {name: {} for name in sets}
+        speed = {}
+        for role, decoder in decoders.items():
+            for name, (sources, _) in sets.items():
+                if name == GENERAL and role == "champion":
+                    continue  # forgetting is measured against the base model only
+                hyps, seconds = decoder.timed_translate(sources)
+                hypotheses[name][role] = [scoring.as_line(h) for h in hyps]
+                if name == TEST:
+                    speed[role] = {"seconds": round(seconds, 2),
+                                   "sentences_per_s": round(len(sources) / max(seconds, 1e-9), 1)}
+            log.info("%-9s decoded by %s in %.1fs", role, decoder.describe(), speed[role]["seconds"])
+        del decoders
+
+    references = {name: refs for name, (_, refs) in sets.items()}
+    scores = scores_from(hypotheses, references, config.target_lang, labels={r: m[1] for r, m in models.items()},
+                         speed=speed, decoding={**settings.describe(), **engine},
+                         champion_lookup=lookup)
+    for role in models:
+        log.info("%-9s BLEU %6.2f  chrF %6.2f  TER %6.2f", role, scores[role]["bleu"], scores[role]["chrf"],
+                 scores[role]["ter"])
+    _write_files(config, sets, hypotheses)
+    storage.write_json(config.uri(layout.SCORES), scores)  # last: its presence marks the step done
+    return scores
+
+
+def _write_files(config: RunConfig, sets: dict, hypotheses: dict) -> None:
+    def lines(texts) -> str:
+        return "".join(t + "\n" for t in texts)
+
+    for name, (sources, references) in sets.items():
+        storage.write_text(config.uri(layout.eval_file(name, "src")), lines(sources))
+        storage.write_text(config.uri(layout.eval_file(name, "ref")), lines(references))
+        for role, hyps in hypotheses[name].items():
+            storage.write_text(config.uri(layout.hypotheses(name, role)), lines(hyps))
+            per_sentence = scoring.sentence_scores(hyps, references, config.target_lang)
+            storage.write_text(config.uri(layout.sentence_scores(name, role)),
+                               lines(json.dumps(s) for s in per_sentence))

@@ -1,0 +1,245 @@
+"""Read and write run artifacts on a local disk or on S3 through one set of functions.
+
+A URI is either a local path or `s3://bucket/key`. Writes are atomic: a temp file renamed into place
+locally, a single PUT on S3, so a reader never sees half a file and a retried step can trust what exists.
+
+S3 goes through boto3 with its standard configuration, so `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`)
+points the same code at MinIO, moto or real S3, and credentials come from the usual chain.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    uri: str
+    relpath: str  # relative to the listed prefix, '/'-separated
+    size: int
+    etag: str  # S3's ETag; for a local file, a fingerprint of size and mtime
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def join(base: str, *parts: str) -> str:
+    if is_s3(base):
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return str(Path(base).joinpath(*parts))
+
+
+def safe_name(text: str) -> str:
+    """A path segment for run ids such as 'manual__2026-11-27T06:51:49+00:00'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise ValueError(f"{uri}: no bucket in S3 URI")
+    return bucket, key
+
+
+@functools.lru_cache(maxsize=None)
+def _s3_client(endpoint_url: str | None):
+    import boto3
+    from botocore.config import Config
+
+    # Adaptive retries back off on throttling and 5xx, as S3 and MinIO ask clients to do.
+    config = Config(retries={"max_attempts": 8, "mode": "adaptive"})
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def s3_client():
+    return _s3_client(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def exists(uri: str) -> bool:
+    if not is_s3(uri):
+        return Path(uri).exists()
+    from botocore.exceptions import ClientError
+
+    bucket, key = _split_s3(uri)
+    try:
+        s3_client().head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as err:
+        if _missing(err):
+            return False
+        raise
+
+
+def read_bytes(uri: str) -> bytes:
+    """The object's bytes; FileNotFoundError when it is not there, on S3 as on a disk."""
+    if not is_s3(uri):
+        return Path(uri).read_bytes()
+    from botocore.exceptions import ClientError
+
+    bucket, key = _split_s3(uri)
+    try:
+        return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as err:
+        if _missing(err):
+            raise FileNotFoundError(f"{uri}: no such object") from None
+        raise
+
+
+def _missing(err) -> bool:
+    return err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri))
+
+
+def read_json_or(uri: str, default: Any = None) -> Any:
+    """The JSON document at `uri`, or `default` when there is none: one request on S3, not a HEAD and a GET."""
+    try:
+        return read_json(uri)
+    except FileNotFoundError:
+        return default
+
+
+def write_bytes(uri: str, data: bytes) -> str:
+    if is_s3(uri):
+        bucket, key = _split_s3(uri)
+        s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+        return uri
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return uri
+
+
+def write_text(uri: str, text: str) -> str:
+    return write_bytes(uri, text.encode("utf-8"))
+
+
+def write_json(uri: str, obj: Any) -> str:
+    return write_text(uri, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def list_objects(prefix: str) -> list[StoredObject]:
+    """Every file under a folder or S3 prefix, sorted by relative path; hidden temp files are skipped."""
+    if is_s3(prefix):
+        bucket, key_prefix = _split_s3(prefix)
+        if key_prefix and not key_prefix.endswith("/"):
+            key_prefix += "/"
+        found = []
+        for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(key_prefix):]
+                if rel and not rel.endswith("/"):
+                    found.append(StoredObject(f"s3://{bucket}/{obj['Key']}", rel, obj["Size"],
+                                              obj["ETag"].strip('"')))
+        return sorted(found, key=lambda o: o.relpath)
+    root = Path(prefix)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{prefix}: no such folder")
+    found = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not any(part.startswith(".") for part in rel.split("/")):
+            found.append(_local_object(path, rel))
+    return found
+
+
+def stat(uri: str) -> StoredObject:
+    """One object's size and ETag (a local file's fingerprint); FileNotFoundError when it is not there."""
+    if is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = _split_s3(uri)
+        try:
+            head = s3_client().head_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            if _missing(err):
+                raise FileNotFoundError(f"{uri}: no such object") from None
+            raise
+        return StoredObject(uri, key.rsplit("/", 1)[-1], head["ContentLength"], head["ETag"].strip('"'))
+    path = Path(uri)
+    if not path.is_file():
+        raise FileNotFoundError(f"{uri}: no such file")
+    return _local_object(path, path.name)
+
+
+def _local_object(path: Path, relpath: str) -> StoredObject:
+    # A rewritten file changes its size or mtime: the local stand-in for an S3 ETag.
+    st = path.stat()
+    return StoredObject(str(path), relpath, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+
+
+def download(uri: str, local_path: Path) -> Path:
+    local_path.parent.mkdir(parents=True, exist_ok=True)
+    if is_s3(uri):
+        bucket, key = _split_s3(uri)
+        tmp = local_path.with_name(f".{local_path.name}.part")
+        s3_client().download_file(bucket, key, str(tmp))
+        os.replace(tmp, local_path)
+    else:
+        shutil.copyfile(uri, local_path)
+    return local_path
+
+
+def upload_file(local_path: Path, uri: str) -> str:
+    if is_s3(uri):
+        bucket, key = _split_s3(uri)
+        s3_client().upload_file(str(local_path), bucket, key)
+        return uri
+    if Path(uri).resolve() != Path(local_path).resolve():
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(uri).with_name(f".{Path(uri).name}.part")
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, uri)
+    return uri
+
+
+def _files_under(local_dir: Path) -> Iterator[Path]:
+    return (p for p in local_dir.rglob("*") if p.is_file())
+
+
+def upload_tree(local_dir: Path, uri: str, last: str | None = None) -> str:
+    """Upload every file below `local_dir`; the file named `last` goes up after all others (a done-marker)."""
+    files = sorted(_files_under(local_dir), key=lambda p: (p.name == last, p.as_posix()))
+    for path in files:
+        upload_file(path, join(uri, path.relative_to(local_dir).as_posix()))
+    return uri
+
+
+def download_tree(uri: str, local_dir: Path) -> Path:
+    for obj in list_objects(uri):
+        download(obj.uri, local_dir / obj.relpath)
+    return local_dir
+
+
+def local_file_for(uri: str, scratch_path: Path) -> Path:
+    """A local path holding the file at `uri`: the file itself, or a download of the S3 object."""
+    return download(uri, scratch_path) if is_s3(uri) else Path(uri)
+
+
+def local_dir_for(uri: str, scratch: Path) -> Path:
+    """A local folder holding the contents of `uri`: the folder itself, or a download of an S3 prefix."""
+    if not is_s3(uri):
+        return Path(uri)
+    return download_tree(uri, scratch)

@@ -1,0 +1,134 @@
+"""Readers for line-oriented text: JSON Lines, TSV and CSV."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from pathlib import Path
+from typing import Iterator
+
+from tasks.io.reader import Languages, Reader, Row, numbered_lines, open_text, pick_columns
+
+
+class JsonLinesReader(Reader):
+    """run_translation.py's contract: one `{"translation": {"en": ..., "de": ...}}` object per line.
+
+    Flat objects (`{"en": ..., "de": ...}`, as a dataset's columns export) are read too.
+    """
+
+    format = "jsonl"
+    extensions = (".jsonl", ".ndjson", ".json")
+
+    def sniff(self, head: bytes) -> bool:
+        first = next((line for line in head.lstrip(b"\xef\xbb\xbf").splitlines() if line.strip()), b"")
+        if not first.lstrip().startswith(b"{"):
+            return False
+        try:
+            return isinstance(json.loads(first), dict)
+        except ValueError:
+            return False
+
+    def rows(self, path: Path, name: str, langs: Languages) -> Iterator[Row]:
+        src, tgt = langs.source, langs.target
+        loads = json.loads
+        for number, text in numbered_lines(path):
+            if not text.strip():
+                yield Row(number, None, None, "blank line")
+                continue
+            try:
+                record = loads(text)
+            except json.JSONDecodeError as err:
+                yield Row(number, None, None, f"invalid JSON: {err.msg} at column {err.colno}")
+                continue
+            if not isinstance(record, dict):
+                yield Row(number, None, None, 'no "translation" object')
+                continue
+            pair = record.get("translation")
+            if pair is None and src in record and tgt in record:
+                pair = record
+            if not isinstance(pair, dict):
+                yield Row(number, None, None, 'no "translation" object')
+                continue
+            source, target = pair.get(src), pair.get(tgt)
+            if type(source) is not str or type(target) is not str:
+                missing = [lang for lang, text in ((src, source), (tgt, target)) if not isinstance(text, str)]
+                yield Row(number, None, None, f"no {'/'.join(missing)} text in translation")
+                continue
+            yield Row(number, source, target)
+
+
+class TsvReader(Reader):
+    """Tab-separated, no quoting; a header naming the languages picks the columns, else columns 1 and 2."""
+
+    format = "tsv"
+    extensions = (".tsv", ".tab")
+    decisive_signature = False
+
+    def sniff(self, head: bytes) -> bool:
+        return b"\t" in _first_line(head)
+
+    def rows(self, path: Path, name: str, langs: Languages) -> Iterator[Row]:
+        lines = numbered_lines(path)
+        first = next(lines, None)
+        if first is None:
+            return
+        columns = pick_columns(first[1].split("\t"), langs, name)
+        if columns is None:
+            yield _pair(first[0], first[1].split("\t"), (0, 1))
+            columns = (0, 1)
+        for number, text in lines:
+            yield _pair(number, text.split("\t"), columns)
+
+
+class CsvReader(Reader):
+    """Comma-, semicolon- or tab-separated with standard quoting (a quoted field may span lines)."""
+
+    format = "csv"
+    extensions = (".csv",)
+    decisive_signature = False
+
+    def sniff(self, head: bytes) -> bool:
+        first = _first_line(head)
+        return b"\t" not in first and (b"," in first or b";" in first)
+
+    def rows(self, path: Path, name: str, langs: Languages) -> Iterator[Row]:
+        with open_text(path, newline="") as fh:
+            first = fh.readline()
+            # Spreadsheets in many locales export with ';' because ',' is their decimal mark; a tab-separated
+            # export is sometimes named .csv too. The first line's most frequent candidate wins.
+            delimiter = max(",;\t", key=first.count)
+            reader = csv.reader(itertools.chain([first], fh), delimiter=delimiter, strict=True)
+            columns = None  # decided by the first record: a header, or data in columns 1 and 2
+            start = 1
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as err:
+                    yield Row(start, None, None, f"malformed CSV: {err}")
+                    columns = columns or (0, 1)
+                else:
+                    if columns is None:
+                        columns = pick_columns(cells, langs, name)
+                        if columns is not None:  # a header, not data
+                            start = reader.line_num + 1
+                            continue
+                        columns = (0, 1)
+                    yield _pair(start, cells, columns)
+                start = reader.line_num + 1
+
+
+def _first_line(head: bytes) -> bytes:
+    return head.lstrip(b"\xef\xbb\xbf").split(b"\n", 1)[0]
+
+
+def _pair(number: int, cells: list[str], columns: tuple[int, int]) -> Row:
+    width = max(columns) + 1
+    if len(cells) < width:
+        if not "".join(cells).strip():
+            return Row(number, None, None, "blank line")
+        return Row(number, None, None, f"{len(cells)} column(s), expected at least {width}")
+    return Row(number, cells[columns[0]], cells[columns[1]])
+

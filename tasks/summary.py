@@ -1,0 +1,76 @@
+"""What a run did, in a few lines: for the task log, the DAG's `summary` task and the demo.
+
+It reads back what every step stored in the run directory, so it works for a run that ended early (nothing
+new), failed half-way, was refused by the gate or was published.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tasks import layout
+from tasks.config import RunConfig
+from tasks.io import storage
+
+log = logging.getLogger(__name__)
+
+
+def summarize_run(config: RunConfig) -> dict:
+    def stored(name: str) -> dict:
+        return storage.read_json_or(config.uri(name)) or {}
+
+    manifest = stored(layout.PULL_MANIFEST) or {"objects": [], "message": "nothing pulled"}
+    validation, scores = stored(layout.VALIDATION_REPORT), stored(layout.SCORES)
+    decision, published = stored(layout.GATE), stored(layout.PUBLISH)
+    summary = {
+        "run_id": config.run_id,
+        "run_dir": config.run_dir,
+        "data": manifest["message"],
+        "files_pulled": len(manifest["objects"]),
+        "rows_pulled": validation.get("rows_in"),
+        "rows_kept": validation.get("kept"),
+        "rows_rejected": validation.get("rejected"),
+        "rows_deduplicated": validation.get("deduplicated"),
+        "test_sentences": scores.get("test_sentences"),
+        "base_bleu": scores.get("base", {}).get("bleu"),
+        "candidate_bleu": scores.get("candidate", {}).get("bleu"),
+        "champion_bleu": (scores.get("champion") or {}).get("bleu"),
+        "bleu_gain": decision.get("bleu", {}).get("gain"),
+        "p_value": decision.get("p_values", {}).get("candidate_vs_base"),
+        "decision": decision.get("decision"),
+        "reasons": decision.get("reasons", []),
+        "report": config.uri(layout.REPORT) if storage.exists(config.uri(layout.REPORT)) else None,
+        "published": _published(published),
+    }
+    for line in format_summary(summary):
+        log.info("%s", line)
+    return summary
+
+
+def _published(record: dict | None) -> str | None:
+    if not record or not record.get("published"):
+        return None
+    if record.get("pr_url"):
+        return f"{record['repo_id']}: pull request {record['pr_url']} awaits review"
+    tag = record.get("tag")
+    pinned = f" tag {tag}" if tag and tag != record["revision"] else ""  # a local revision is its tag
+    return f"{record['repo_id']}@{record['revision'][:12]}{pinned} ({record['endpoint']})"
+
+
+def format_summary(s: dict) -> list[str]:
+    def num(value, fmt="{:.2f}"):
+        return "n/a" if value is None else fmt.format(value)
+
+    champion = "" if s.get("champion_bleu") is None else f", champion {num(s['champion_bleu'])}"
+    p_value = "" if s.get("p_value") is None else f", p = {s['p_value']:.4f}"
+    return [
+        f"run {s['run_id']}  ({s['run_dir']})",
+        f"data: {s['data']}",
+        f"rows: {s['rows_pulled']} pulled from {s['files_pulled']} file(s), {s['rows_kept']} kept, "
+        f"{s['rows_rejected']} rejected, {s['rows_deduplicated']} duplicates",
+        f"BLEU on {s['test_sentences']} test sentences: base {num(s['base_bleu'])} → candidate "
+        f"{num(s['candidate_bleu'])} (gain {num(s['bleu_gain'], '{:+.2f}')}{p_value}){champion}",
+        f"gate: {(s['decision'] or 'not reached').upper()} — {'; '.join(s['reasons'])}",
+        f"published: {s['published'] or 'nothing'}",
+        f"report: {s['report'] or 'none'}",
+    ]

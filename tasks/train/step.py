@@ -1,0 +1,147 @@
+"""train: fine-tune `base_model` on splits/train.jsonl → model/ (+ checkpoints/ while it runs).
+
+Runs inside the training container (`python -m tasks train --run-dir URI`) or as a subprocess on the
+worker; it needs nothing from Airflow. Checkpoints are mirrored to the run directory as they are written,
+so when a pod dies the task's retry resumes from the last one instead of starting over. With several GPUs
+the CLI starts one process per GPU (torchrun) and this same code trains data-parallel.
+
+Against forgetting, general-domain pairs can be replayed in the training mix (tasks/data/replay.py) and fewer
+weights can be trained (LoRA or freezing, tasks/train/adaptation.py); the saved model is always a plain
+transformers model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tasks import layout
+from tasks.config import RunConfig
+from tasks.data import replay
+from tasks.io import storage
+from tasks.io.pairs import read_pairs, write_pairs
+from tasks.train import adaptation, batching, families, loop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    source_lang: str
+    target_lang: str
+    max_source_length: int
+    max_target_length: int
+    loop: loop.LoopSettings
+    adaptation: adaptation.AdaptSettings = field(default_factory=adaptation.AdaptSettings)
+
+    @classmethod
+    def from_config(cls, config: RunConfig) -> "TrainSettings":
+        """Each setting named once, so a renamed config field fails here instead of being dropped."""
+        loop_settings = loop.LoopSettings(
+            learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+            num_train_epochs=config.num_train_epochs, max_tokens_per_batch=config.max_tokens_per_batch,
+            warmup_steps=config.warmup_steps, max_steps=config.max_steps, eval_every_steps=config.eval_every_steps,
+            early_stopping_patience=config.early_stopping_patience,
+            checkpoint_every_steps=config.checkpoint_every_steps, precision=config.precision, seed=config.seed)
+        adapt = adaptation.AdaptSettings(method=config.adaptation, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
+                                         lora_dropout=config.lora_dropout, lora_targets=config.lora_targets)
+        return cls(config.source_lang, config.target_lang, config.max_source_length, config.max_target_length,
+                   loop_settings, adapt)
+
+
+def training_mix(config: RunConfig, domain_file: Path, scratch: Path) -> tuple[Path, dict]:
+    """The file to train on (the train split, plus replayed general pairs when asked) and what it holds."""
+    if config.replay_fraction <= 0:
+        with domain_file.open(encoding="utf-8") as fh:
+            return domain_file, {"domain_train_pairs": sum(1 for _ in fh), "replay": None}
+    domain = list(zip(*read_pairs(domain_file, config.source_lang, config.target_lang)))
+    mixed = replay.for_run(config, domain)
+    path = write_pairs(scratch / "train-with-replay.jsonl", mixed.pairs, config.source_lang, config.target_lang)
+    return path, {"domain_train_pairs": len(domain), "replay": mixed.report}
+
+
+def result(config: RunConfig) -> dict | None:
+    """The stored training report, or None when training has not finished for this run."""
+    return storage.read_json_or(config.uri(layout.TRAIN_REPORT))
+
+
+def run(config: RunConfig) -> dict:
+    if (done := result(config)) is not None:
+        log.info("train already done for this run")
+        return done
+    remote = storage.is_s3(config.run_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        local_run = scratch / "run" if remote else Path(config.run_dir)
+        checkpoints = _checkpoints(config, local_run / layout.CHECKPOINTS, remote)
+        data = {name: storage.download(config.uri(layout.split_file(name)), scratch / f"{name}.jsonl")
+                for name in ("train", "validation")}
+        train_file, data_report = training_mix(config, data["train"], scratch)
+        report = fine_tune(config.base_model, train_file, data["validation"], TrainSettings.from_config(config),
+                           output_dir=local_run / layout.MODEL, checkpoints=checkpoints, extra_report=data_report)
+        if remote and report.get("saved"):
+            storage.upload_tree(local_run / layout.MODEL, config.uri(layout.MODEL), last=layout.TRAIN_REPORT_NAME)
+    return report
+
+
+def _checkpoints(config: RunConfig, local: Path, remote: bool) -> loop.CheckpointDir:
+    """The local checkpoint folder; for an S3 run directory, mirrored there and seeded with its latest one."""
+    if not remote:
+        return loop.CheckpointDir(local)
+    latest_uri = config.uri(layout.CHECKPOINTS, "LATEST")
+    if storage.exists(latest_uri):
+        latest = storage.read_text(latest_uri).strip()
+        storage.download_tree(config.uri(layout.CHECKPOINTS, latest), local / latest)
+
+    def mirror(checkpoint: Path) -> None:
+        storage.upload_tree(checkpoint, config.uri(layout.CHECKPOINTS, checkpoint.name))
+        storage.write_text(latest_uri, checkpoint.name)  # last: marks it complete
+
+    return loop.CheckpointDir(local, mirror)
+
+
+def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings: TrainSettings, *,
+              output_dir: Path, checkpoints: loop.CheckpointDir, extra_report: dict | None = None) -> dict:
+    """Train from `base_model` and save the best model with its tokenizer; the report file is written last."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # heavy: only the steps that need a model
+
+    rank, world_size, device = loop.distributed_context()
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = AutoModelForSeq2SeqLM.from_pretrained(base_model)
+    family = families.prepare(model, tokenizer, settings.source_lang, settings.target_lang)
+    encoded = {name: _encode(tokenizer, family, path, settings)
+               for name, path in (("train", train_file), ("validation", validation_file))}
+    trainee = adaptation.apply(model, settings.adaptation)
+    counts = adaptation.parameter_counts(trainee)
+    log.info("fine-tuning %s (%s family, %.1fM parameters, %s: %.2fM trainable) on %d pairs, %d validation pairs",
+             base_model, family.name, counts["total_parameters"] / 1e6, settings.adaptation.method,
+             counts["trainable_parameters"] / 1e6, len(encoded["train"]), len(encoded["validation"]))
+    outcome = loop.train(trainee, encoded["train"], encoded["validation"], settings.loop,
+                         pad_id=model.config.pad_token_id, decoder_start_id=model.config.decoder_start_token_id,
+                         checkpoints=checkpoints, device=device, rank=rank, world_size=world_size)
+    report = {"base_model": base_model, "family": family.name, "train_pairs": len(encoded["train"]),
+              "validation_pairs": len(encoded["validation"]), **(extra_report or {}), **outcome,
+              "adaptation": settings.adaptation.method, **counts, "settings": asdict(settings), "saved": rank == 0}
+    if rank == 0:
+        _save(adaptation.for_saving(trainee), tokenizer, output_dir, report)
+    if world_size > 1:
+        loop.leave_distributed()
+    return report
+
+
+def _encode(tokenizer, family: families.Family, path: Path, settings: TrainSettings) -> batching.Encoded:
+    sources, targets = read_pairs(path, settings.source_lang, settings.target_lang)
+    return batching.encode(tokenizer, family.source_texts(sources), targets, settings.max_source_length,
+                           settings.max_target_length)
+
+
+def _save(model, tokenizer, output_dir: Path, report: dict) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    (output_dir / layout.TRAIN_REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")  # last: marks it done
+    log.info("saved the best model (step %d, validation loss %.4f) to %s", report["best_step"],
+             report["best_validation_loss"], output_dir)

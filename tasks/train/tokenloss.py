@@ -1,0 +1,167 @@
+"""The training loss of a seq2seq model, computed without its vocabulary-sized logits tensor.
+
+`model(**batch).loss` lets the output head write [tokens, vocabulary] logits (58101 wide for opus-mt), and
+then autocast, log-softmax and the backward pass each read and write copies of that tensor: for a
+2048-token batch, half a gigabyte per copy. On a CPU those memory passes cost about as much as the head's
+matrix products. `TokenLoss` instead runs the model's body, drops the padding rows, and computes head,
+log-softmax and gradient together, chunk of rows by chunk of rows, so each chunk's logits stay in cache.
+The math is the same cross-entropy and the same gradient (tests/tasks/test_tokenloss.py checks both).
+
+On CPU under bf16 autocast it also routes attention through PyTorch's reference (math) kernel: the CPU
+flash-attention backward is several times slower in bf16 than in fp32.
+
+Models whose head is `lm_head(hidden) [+ final_logits_bias]` over `model.model`'s output take this path:
+Marian (opus-mt), mBART, M2M100 and NLLB. Others (T5 scales its hidden states first) use their own loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+FUSED_HEADS = ("MarianMTModel", "MBartForConditionalGeneration", "M2M100ForConditionalGeneration")
+CHUNK_ROWS = {"cpu": 256, "cuda": 4096}  # bench on 2 CPU cores: 64 → 840, 256 → 871, 1024 → 848 tokens/s
+
+
+def _chunked_forward(h, w, bias, labels, chunk: int):
+    """(summed loss, softmax − onehot per row, gradient of the loss with respect to `h`), a chunk of rows at a
+    time; `h` and `w` are already in the matmul precision."""
+    import torch
+
+    rows, vocab, device, dtype = h.shape[0], w.shape[0], h.device, h.dtype
+    acc = torch.promote_types(dtype, torch.float32)  # softmax and loss in fp32 at least
+    # probs ends up holding softmax - onehot: each row's gradient with respect to its logits.
+    probs = torch.empty(rows, vocab, dtype=dtype, device=device)
+    grad_hidden = torch.empty_like(h)
+    # Buffers reused by every chunk: on CPU a fresh vocabulary-wide tensor costs a page fault per 4 KiB, more
+    # than the arithmetic done in it.
+    size = (min(chunk, rows), vocab)
+    scores, logp = torch.empty(size, dtype=acc, device=device), torch.empty(size, dtype=acc, device=device)
+    full = dtype == acc  # the matmul already gives fp32 (or float64): no conversions
+    raw = scores if full else torch.empty(size, dtype=dtype, device=device)
+    shift = bias.to(acc) if bias is not None and bool(bias.any()) else None
+    total = torch.zeros((), dtype=acc, device=device)
+    for start in range(0, rows, chunk):
+        stop = min(start + chunk, rows)
+        n, target, p = stop - start, labels[start:stop], probs[start:stop]
+        torch.mm(h[start:stop], w.t(), out=raw[:n])
+        if not full:
+            scores[:n].copy_(raw[:n])
+        if shift is not None:
+            scores[:n] += shift
+        torch.log_softmax(scores[:n], dim=-1, out=logp[:n])
+        picked = logp[:n].gather(1, target[:, None]).squeeze(1)
+        total -= picked.sum()
+        if full:
+            torch.exp(logp[:n], out=p)
+        else:
+            torch.exp(logp[:n], out=scores[:n])
+            p.copy_(scores[:n])
+        # The target's entry is computed in full precision, then rounded once.
+        p[torch.arange(n, device=device), target] = (picked.exp() - 1.0).to(dtype)
+        torch.mm(p, w, out=grad_hidden[start:stop])
+    return total, probs, grad_hidden
+
+
+@functools.cache
+def _autograd_function():
+    """The fused head + cross-entropy as an autograd.Function (built on first use: torch is imported lazily,
+    because the Airflow side imports this package without needing it)."""
+    import torch
+
+    class HeadCrossEntropy(torch.autograd.Function):
+        """Sum over rows of -log softmax(hidden @ weight.T + bias)[label].
+
+        Forward also computes the logits' gradient (softmax - onehot), so the logits never need storing.
+        """
+
+        @staticmethod
+        def forward(ctx, hidden, weight, bias, labels, dtype, chunk):
+            with torch.autocast(hidden.device.type, enabled=False):
+                h = hidden.to(dtype)
+                total, probs, grad_hidden = _chunked_forward(h, weight.to(dtype), bias, labels, chunk)
+            ctx.saved = (probs, h, grad_hidden)
+            ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype, total.dtype)
+            return total
+
+        @staticmethod
+        def backward(ctx, grad_total):
+            probs, h, grad_hidden = ctx.saved
+            ctx.saved = None
+            hidden_dtype, weight_dtype, bias_dtype, acc = ctx.dtypes
+            scale = grad_total.to(acc)
+            grad_weight = grad_bias = None
+            if ctx.needs_input_grad[1]:
+                # The scale goes onto the small [rows, d] factor, not the vocabulary-sized product.
+                grad_weight = torch.mm(probs.t(), (h.to(acc) * scale).to(h.dtype)).to(weight_dtype)
+            if ctx.needs_input_grad[2]:
+                grad_bias = (probs.sum(0, dtype=acc) * scale).to(bias_dtype)
+            return (grad_hidden.to(acc) * scale).to(hidden_dtype), grad_weight, grad_bias, None, None, None
+
+    return HeadCrossEntropy
+
+
+def head_cross_entropy(hidden, weight, bias, labels, dtype=None, chunk: int | None = None):
+    """Summed cross-entropy of `labels` under logits `hidden @ weight.T (+ bias)`, chunked by rows.
+
+    `dtype` is the matmul precision (default: autocast's where it is on, else hidden's); softmax and the
+    loss are always fp32, as autocast would do them.
+    """
+    import torch
+
+    device_type = hidden.device.type
+    if dtype is None:
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+    chunk = chunk or CHUNK_ROWS.get(device_type, CHUNK_ROWS["cuda"])
+    return _autograd_function().apply(hidden, weight, bias, labels, dtype, chunk)
+
+
+def fused_head(model):
+    """(body, head weight, head bias) of a model whose loss can be fused, else None."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft (LoRA) wrapper
+    if type(base).__name__ not in FUSED_HEADS:
+        return None
+    return base.model, base.lm_head.weight, getattr(base, "final_logits_bias", None)
+
+
+def _attention_kernels(device):
+    """The math attention kernel under bf16 autocast on CPU, where flash attention's backward is slow."""
+    import torch
+
+    if device.type != "cpu" or not torch.is_autocast_enabled("cpu") or \
+            torch.get_autocast_dtype("cpu") != torch.bfloat16:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
+
+
+def token_loss_module(model):
+    """An nn.Module whose forward(**batch) is the mean cross-entropy over the batch's target tokens.
+
+    Data-parallel training wraps this module, not the model, so gradient synchronization covers the fused
+    head too.
+    """
+    import torch
+
+    class TokenLoss(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, decoder_input_ids, labels):
+            # Looked up on every call: moving the model to a device replaces its buffers (the head's bias).
+            fused = fused_head(self.model)
+            if fused is None:
+                return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                  decoder_input_ids=decoder_input_ids, labels=labels).loss
+            body, weight, bias = fused
+            with _attention_kernels(input_ids.device):
+                hidden = body(input_ids=input_ids, attention_mask=attention_mask,
+                              decoder_input_ids=decoder_input_ids).last_hidden_state
+            keep = labels != -100
+            count = keep.sum()
+            total = head_cross_entropy(hidden[keep], weight, None if bias is None else bias.view(-1), labels[keep])
+            return total / count.clamp(min=1)
+
+    return TokenLoss(model)

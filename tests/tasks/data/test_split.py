@@ -1,0 +1,128 @@
+import json
+from collections import Counter
+
+import pytest
+
+from support.corpora import write_jsonl, write_tsv
+from support.runs import accounted, make_run, put_raw
+from tasks import layout
+from tasks.data import split, testset, validate
+from tasks.io import storage
+
+
+def _pairs(n, start=0, word="message"):
+    return [(f"The {word} number {i} was shown.", f"Die Meldung Nummer {i} wurde gezeigt.") for i in range(start, start + n)]
+
+
+def _split_lines(cfg, name):
+    return [json.loads(line) for line in storage.read_text(cfg.uri(layout.split_file(name))).splitlines()]
+
+
+def _sources(records):
+    return {r["translation"]["en"] for r in records}
+
+
+def test_assignment_is_stable_and_ignores_case_spacing_and_compatibility_forms():
+    assert split.assign("Cannot open  the file.", 0.1, 0.1) == split.assign("CANNOT open the file.", 0.1, 0.1)
+    assert split.assign("ﬁle", 0.1, 0.1) == split.assign("file", 0.1, 0.1)  # NFKC: the 'fi' ligature
+    assert split.assign("Hello world", 0.1, 0.1) == split.assign("hello   world", 0.1, 0.1)
+
+
+@pytest.mark.parametrize("bucket, frozen, expected, why", [
+    (0.05, False, "test", "the test range, before a test set exists"),
+    (0.05, True, "train", "the test range feeds training once the test set is frozen"),
+    (0.12, False, "validation", "the validation range"),
+    (0.12, True, "validation", "validation stays where it was"),
+    (0.5, False, "train", "the rest"),
+])
+def test_assign_bucket(bucket, frozen, expected, why):
+    assert split.assign_bucket(bucket, 0.1, 0.05, frozen) == expected, why
+
+
+def test_shares_follow_the_fractions():
+    counts = Counter(split.assign(f"sentence {i}", 0.1, 0.05) for i in range(20000))
+    assert abs(counts["test"] / 20000 - 0.10) < 0.01
+    assert abs(counts["validation"] / 20000 - 0.05) < 0.01
+
+
+def _validated_run(tmp_path, run_id, pairs, **params):
+    params = {"min_clean_pairs": 1, "min_test_pairs": 5, "test_fraction": 0.2, "validation_fraction": 0.2,
+              **params}
+    cfg = make_run(tmp_path, run_id=run_id, **params)
+    put_raw(cfg, write_jsonl(tmp_path / f"{run_id}.jsonl", pairs))
+    validate.run(cfg)
+    return cfg
+
+
+def test_the_first_run_freezes_the_test_set_and_later_runs_reuse_it(tmp_path):
+    first = _validated_run(tmp_path, "run-1", _pairs(200))
+    report = split.run(first)
+    assert report["frozen_test_set"]["reused"] is False and report["frozen_test_set"]["frozen_by"] == "run-1"
+    frozen = _split_lines(first, "test")
+    assert len(frozen) == report["counts"]["test"] == testset.metadata(first)["pairs"]
+    seen = sum((_split_lines(first, name) for name in split.SPLITS), [])
+    assert sorted(_sources(seen)) == sorted(p[0] for p in _pairs(200))  # a partition of clean.jsonl
+
+    # Week 2: new sentences, and some that are in the frozen test set again (upper-cased).
+    again = [(r["translation"]["en"].upper(), r["translation"]["de"]) for r in frozen[:5]]
+    second = _validated_run(tmp_path, "run-2", _pairs(200, start=1000) + again)
+    report2 = split.run(second)
+    assert report2["frozen_test_set"]["reused"] is True and report2["frozen_test_set"]["frozen_by"] == "run-1"
+    assert _split_lines(second, "test") == frozen  # the same sentences, byte for byte
+    new_sources = _sources(_split_lines(second, "train") + _split_lines(second, "validation"))
+    assert len(new_sources) == 200 and not new_sources & _sources(frozen)  # new data feeds train/validation only
+    report, _, rejects = accounted(second)
+    assert report["leakage"] == 5 and {r["reasons"][0]["reason"] for r in rejects} == {"leakage"}
+    assert split.run(second) == report2  # a retry returns the stored result
+
+
+def test_a_tampered_frozen_test_set_is_refused(tmp_path):
+    first = _validated_run(tmp_path, "run-1", _pairs(100))
+    split.run(first)
+    storage.write_text(first.state_uri(layout.TEST_SET), "{}\n")
+    second = _validated_run_or_error(tmp_path, "run-2", _pairs(100, start=500))
+    assert "has SHA-256" in second and "recorded" in second
+
+
+def _validated_run_or_error(tmp_path, run_id, pairs) -> str:
+    with pytest.raises(testset.FrozenTestSetError) as err:
+        _validated_run(tmp_path, run_id, pairs)
+    return str(err.value)
+
+
+def test_the_first_run_refuses_to_freeze_a_test_set_below_the_minimum(tmp_path):
+    cfg = _validated_run(tmp_path, "run-1", _pairs(30), min_test_pairs=50)
+    with pytest.raises(validate.BadBatchError, match=r"pairs hashed into the test split .* min_test_pairs = 50"):
+        split.run(cfg)
+    assert not testset.is_frozen(cfg)
+
+
+def test_pipelines_with_other_data_or_languages_keep_their_own_test_sets(tmp_path):
+    en_de = make_run(tmp_path, run_id="a", data_uri="s3://bucket/en-de/")
+    other_source = make_run(tmp_path, run_id="b", data_uri="s3://bucket/legal/")
+    en_fr = make_run(tmp_path, run_id="c", data_uri="s3://bucket/en-de/", target_lang="fr")
+    same = make_run(tmp_path, run_id="d", data_uri="s3://bucket/en-de")  # a trailing slash is the same place
+    assert len({en_de.state_dir, other_source.state_dir, en_fr.state_dir}) == 3
+    assert same.state_dir == en_de.state_dir
+
+
+def test_the_general_domain_set_is_validated_into_its_own_split(tmp_path):
+    general = tmp_path / "general"
+    write_tsv(general / "news.tsv", _pairs(40, word="report") + [("", "leer"), ("Hello", "Hello there my friend, how are you?")])
+    cfg = _validated_run(tmp_path, "run-1", _pairs(100), general_eval_uri=str(general))
+    report = split.run(cfg)["general_test"]
+    assert report["pairs"] == 40
+    assert report["reasons"] == {"empty": 1, "length_ratio": 1, "wrong_language": 1}  # English "target"
+    assert report["accounting"] == "42 rows in = 40 kept + 2 rejected + 0 deduplicated"
+    assert len(_split_lines(cfg, layout.GENERAL_TEST)) == 40
+    rejects = storage.read_text(cfg.uri(layout.GENERAL_REJECTS)).splitlines()
+    assert len(rejects) == 2
+
+
+def test_an_unusable_general_domain_set_fails_with_its_uri(tmp_path):
+    general = tmp_path / "general.tsv"
+    general.write_text("en\tfr\nHello\tBonjour\n")
+    cfg = _validated_run(tmp_path, "run-1", _pairs(100), general_eval_uri=str(general))
+    with pytest.raises(validate.BadBatchError, match=r"general-domain test set .*general.tsv is unusable: "
+                                                     r"unreadable file: general.tsv: header names columns"):
+        split.run(cfg)

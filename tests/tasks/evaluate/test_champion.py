@@ -1,0 +1,82 @@
+"""The champion lookup: what the run's registry serves now, through the real huggingface_hub client against the
+local Hub server, and from a local registry."""
+
+import pytest
+
+from support.runs import make_promoted_run, make_run
+from tasks import layout
+from tasks.evaluate import champion
+from tasks.io import storage
+from tasks.publish import registry
+from tasks.publish import step as publish
+from tasks.publish.hub_registry import HubAccessError, HubRegistry, RetryPolicy
+
+TOKEN = "hf_writer"
+REPO = "org/champ"
+
+
+def _hub(hub, token=TOKEN):
+    return HubRegistry(REPO, token=token, endpoint=hub.url, retry=RetryPolicy(attempts=2, base_delay_s=0.01))
+
+
+@pytest.fixture
+def released(tmp_path, hub, tiny_model):
+    """A run of this workflow published to the Hub: the champion of every later run."""
+    cfg = make_promoted_run(tmp_path / "earlier", tiny_model, run_id="scheduled__2026-11-20T00:00:00+00:00",
+                            hub_repo_id=REPO)
+    return publish.run(cfg, registry=_hub(hub))
+
+
+def test_the_published_release_is_copied_into_the_run_and_pinned(tmp_path, hub, released, tiny_model):
+    cfg = make_run(tmp_path / "now", hub_repo_id=REPO)
+    record = champion.run(cfg, source=_hub(hub))
+    assert record == {"found": True, "label": f"{REPO}@{released['run_tag']}", "run_tag": released["run_tag"],
+                      "revision": released["revision"], "url": released["url"],
+                      "model_uri": cfg.uri(layout.CHAMPION)}
+    for name in ("config.json", "model.safetensors", "vocab.json", "source.spm"):
+        assert storage.read_bytes(cfg.uri(layout.CHAMPION, name)) == (tiny_model / name).read_bytes()
+    assert not storage.exists(cfg.uri(layout.CHAMPION, "eval", "scores.json"))  # only what loads the model
+    assert champion.result(cfg) == record
+    requests = len(hub.requests)
+    assert champion.run(cfg, source=_hub(hub)) == record  # a retry reads the record
+    assert len(hub.requests) == requests
+
+
+def test_a_repository_with_no_release_of_this_workflow_has_no_champion(tmp_path, hub, api, tiny_model):
+    api.create_repo("org/hand-made")
+    api.upload_folder(repo_id="org/hand-made", folder_path=str(tiny_model), commit_message="uploaded by hand")
+    cfg = make_run(tmp_path, hub_repo_id="org/hand-made")
+    record = champion.run(cfg, token=TOKEN, endpoint=hub.url)
+    assert record == {"found": False, "reason": "nothing published at org/hand-made yet"}
+    assert not storage.exists(cfg.uri(layout.CHAMPION, "config.json"))
+
+
+def test_the_first_run_has_no_champion_and_says_why(tmp_path, hub):
+    record = champion.run(make_run(tmp_path, hub_repo_id="org/nothing-yet"), token=TOKEN, endpoint=hub.url)
+    assert record == {"found": False, "reason": "nothing published at org/nothing-yet yet"}
+
+
+def test_publishing_off_asks_the_hub_nothing(tmp_path, hub):
+    record = champion.run(make_run(tmp_path, push_to_hub=False), token=TOKEN, endpoint=hub.url)
+    assert record["found"] is False and "push_to_hub is off" in record["reason"]
+    assert hub.requests == []
+
+
+def test_a_token_the_hub_refuses_fails_the_step_instead_of_skipping_the_check(tmp_path, hub, released):
+    cfg = make_run(tmp_path / "now", hub_repo_id=REPO)
+    with pytest.raises(HubAccessError):
+        champion.run(cfg, source=_hub(hub, token="hf_wrong"))
+    assert champion.result(cfg) is None
+
+
+def test_the_current_version_of_a_local_registry(tmp_path, tiny_model):
+    root = str(tmp_path / "registry")
+    first = make_promoted_run(tmp_path / "earlier", tiny_model, run_id="scheduled__2026-11-20T00:00:00+00:00",
+                              publish_target="local", registry_uri=root)
+    released = publish.run(first)
+    cfg = make_run(tmp_path / "now", publish_target="local", registry_uri=root)
+    record = champion.run(cfg)
+    assert record["found"] and record["run_tag"] == released["run_tag"]
+    assert registry.tag_in(record["label"]) == released["run_tag"]
+    assert storage.read_bytes(cfg.uri(layout.CHAMPION, "model.safetensors")) == \
+        (tiny_model / "model.safetensors").read_bytes()

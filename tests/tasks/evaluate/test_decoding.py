@@ -1,0 +1,73 @@
+"""Decoding: the length and batch policy, and CTranslate2 against transformers on a trained model."""
+
+from pathlib import Path
+
+import pytest
+
+from support.corpora import digit_pairs
+from tasks.evaluate import ctranslate2_engine, decoding, engines, scoring
+
+
+@pytest.mark.parametrize("settings, longest_source, limit", [
+    ({}, 5, 20),  # 2 × 5 + 10
+    ({}, 123, 256),  # capped
+    ({"length_ratio": 1.5, "length_offset": 0}, 7, 11),  # ceil(10.5)
+    ({"max_length": 16}, 9, 16),
+    ({"length_ratio": 1.0, "length_offset": 4, "max_length": 8}, 3, 7),
+])
+def test_the_length_limit_follows_the_longest_source_of_the_batch(settings, longest_source, limit):
+    assert decoding.DecodeSettings(**settings).new_tokens(longest_source) == limit
+
+
+@pytest.mark.parametrize("lengths, max_sentences, max_tokens, batches", [
+    ([3, 9, 4, 10], 8, 32, [[0, 2], [1, 3]]),  # sorted by length; a third row, padded to 16, would exceed 32
+    ([3, 9, 4, 10], 8, 1024, [[0, 2, 1, 3]]),
+    ([5, 5, 5, 5, 5], 2, 1024, [[0, 1], [2, 3], [4]]),  # the sentence cap
+    ([20], 8, 8, [[0]]),  # a sentence longer than the budget still gets a batch of its own
+])
+def test_batches_group_similar_lengths_within_the_budgets(lengths, max_sentences, max_tokens, batches):
+    ids = [[1] * n for n in lengths]
+    settings = decoding.DecodeSettings(max_sentences=max_sentences, max_tokens=max_tokens)
+    assert decoding.plan_batches(ids, settings) == batches
+
+
+@pytest.fixture(scope="module")
+def digits_test():
+    """3–9 digits: the model was trained on 3–7, so the longest ones are partly wrong."""
+    pairs = digit_pairs(150, seed=51, min_len=3, max_len=9)
+    return [s for s, _ in pairs], [t for _, t in pairs]
+
+
+def _decode(model, engine, sources, work_dir, probe=None):
+    decoder = engines.open_decoder(str(model), decoding.DecodeSettings(num_beams=4, engine=engine), "en", "de",
+                                    work_dir=work_dir, probe=probe)
+    return decoder, decoder.translate(sources)
+
+
+def test_ctranslate2_scores_within_0_2_bleu_of_transformers(digits_translator, digits_test, tmp_path):
+    sources, references = digits_test
+    engine, fast = _decode(digits_translator, "ctranslate2", sources, tmp_path, probe=digits_test)
+    _, reference = _decode(digits_translator, "transformers", sources, tmp_path)
+    assert engine.engine == "ctranslate2" and engine.precision == "fp32"
+    assert engine.logprob_drift < 0.01
+    fast_bleu = scoring.corpus_scores(fast, references, "de")["bleu"]
+    reference_bleu = scoring.corpus_scores(reference, references, "de")["bleu"]
+    assert 30 < reference_bleu < 100  # some outputs are wrong, so the comparison can tell engines apart
+    assert abs(fast_bleu - reference_bleu) <= 0.2, (fast_bleu, reference_bleu)
+
+
+def test_the_stock_marian_conversion_is_caught_and_not_used(digits_translator, digits_test, tmp_path,
+                                                            monkeypatch, caplog):
+    """CTranslate2's own Marian converter drops the <pad> start embedding that fine-tuning moved: the probe
+    sees the drift, so "ctranslate2" refuses and "auto" decodes with transformers instead."""
+    from ctranslate2.converters import TransformersConverter
+
+    def stock(model, tokenizer, out_dir: Path) -> Path:
+        return Path(TransformersConverter(str(digits_translator)).convert(str(out_dir), force=True))
+
+    monkeypatch.setattr(ctranslate2_engine, "convert", stock)
+    with pytest.raises(decoding.EngineUnavailable, match="disagrees with transformers"):
+        _decode(digits_translator, "ctranslate2", [], tmp_path / "strict", probe=digits_test)
+    decoder, _ = _decode(digits_translator, "auto", [], tmp_path / "auto", probe=digits_test)
+    assert decoder.engine == "transformers"
+    assert "decoding with transformers" in caplog.text

@@ -1,0 +1,163 @@
+"""The promotion gate as a table of cases with known answers.
+
+Scores come from real sacrebleu on made-up systems: references are German digit sentences, and a system
+"corrupted every k" scrambles every k-th sentence (words reversed, one dropped). So "every 2" is a weak
+system, "every 10" a good one and "perfect" the references themselves; their BLEU, their confidence
+intervals and the bootstrap p-values are what sacrebleu computes for them.
+"""
+
+import functools
+import json
+import logging
+
+import pytest
+
+from support.corpora import digit_pairs
+from support.runs import make_run
+from tasks import config, layout
+from tasks.evaluate import gate, scoring
+from tasks.evaluate import step as evaluate
+from tasks.io import storage
+
+PERFECT = 0
+
+
+def _system(references: tuple[str, ...], every: int) -> list[str]:
+    if every == PERFECT:
+        return list(references)
+    return [" ".join(r.split()[::-1][1:]) if i % every == 0 else r for i, r in enumerate(references)]
+
+
+@functools.cache
+def _references(n: int, seed: int = 3) -> tuple[str, ...]:
+    return tuple(target for _, target in digit_pairs(n, seed=seed))
+
+
+@functools.cache
+def _scores(n=200, base=2, candidate=10, champion=None, general=None) -> str:
+    """scores.json (as JSON text, so the cache cannot be mutated) for systems given by their corruption."""
+    refs = _references(n)
+    hyps = {"test": {"base": _system(refs, base), "candidate": _system(refs, candidate)}}
+    references = {"test": list(refs)}
+    labels = {"base": "base-model", "candidate": "candidate-model"}
+    if champion is not None:
+        hyps["test"]["champion"] = _system(refs, champion)
+        labels["champion"] = "org/model@abc123"
+    if general is not None:
+        general_refs = _references(150, seed=4)
+        hyps["general"] = {"base": _system(general_refs, general[0]), "candidate": _system(general_refs, general[1])}
+        references["general"] = list(general_refs)
+    lookup = {"found": True, "label": "org/model@abc123"} if champion is not None else \
+        {"found": False, "reason": "nothing published at org/model yet"}
+    return json.dumps(evaluate.scores_from(hyps, references, "de", labels=labels, champion_lookup=lookup))
+
+
+def _config(**params) -> config.RunConfig:
+    return config.build(params, dag_id="d", run_id="r", artifact_root="/nonexistent")
+
+
+CASES = [
+    # id, systems, thresholds, decision, failing checks, words in the reasons
+    ("significant gain", {}, {}, "promote", [], "the gain is significant"),
+    ("gain below the threshold", {}, {"min_bleu_gain": 40.0}, "refuse", ["bleu_gain"],
+     "BLEU gain over base +28.93 < min_bleu_gain 40.0"),
+    ("gain not significant on a tiny test set", {"n": 8, "base": 2, "candidate": 4}, {"min_test_sentences": 5},
+     "refuse", ["gain_significant"], "p = 0.0859 ≥ alpha 0.05: the difference from base is not significant"),
+    ("the same gain is significant at alpha 0.1", {"n": 8, "base": 2, "candidate": 4},
+     {"min_test_sentences": 5, "alpha": 0.1}, "promote", [], "p = 0.0859 < alpha 0.1"),
+    ("a significant loss", {"base": 10, "candidate": 2}, {}, "refuse", ["bleu_gain", "gain_significant"],
+     "significant, but it is a loss"),
+    ("regression against the champion", {"champion": PERFECT}, {}, "refuse", ["champion_regression"],
+     "BLEU vs champion org/model@abc123: -6.28 < −max_champion_regression (0.5): worse than the published model"),
+    ("a loss against the champion within the margin", {"champion": PERFECT}, {"max_champion_regression": 7.0},
+     "promote", [], "-6.28 ≥ −max_champion_regression (7.0)"),
+    # sacrebleu gives two identical systems p = 1/1001: a tie is refused because it is no gain.
+    ("a tie with the champion does not beat it", {"champion": 10}, {"require_beat_champion": True}, "refuse",
+     ["beats_champion"], "gain over champion +0.00 with p = 0.0010 (alpha 0.05): not a gain"),
+    ("a significant gain over the champion beats it", {"champion": 2}, {"require_beat_champion": True},
+     "promote", [], "a significant gain"),
+    ("first run: no champion", {}, {"require_beat_champion": True}, "promote", [],
+     "no champion (nothing published at org/model yet): nothing to regress against"),
+    ("forgetting beyond the margin", {"general": (PERFECT, 2)}, {}, "refuse", ["general_regression"],
+     "general-domain BLEU loss +31.39 > max_general_regression 1.0 (base 100.00 → candidate 68.61): "
+     "the candidate forgot"),
+    ("no forgetting", {"general": (10, 10)}, {}, "promote", [], "general-domain BLEU loss +0.00 ≤"),
+    ("no general-domain set", {}, {}, "promote", [], "forgetting not measured"),
+    ("a test set that is too small", {"n": 50}, {}, "refuse", ["test_set_size"],
+     "50 test sentences < min_test_sentences 100: too few to tell a real gain from luck"),
+    ("below the absolute floor", {}, {"min_bleu": 95.0}, "refuse", ["min_bleu"],
+     "candidate BLEU 93.72 < min_bleu 95.0"),
+]
+
+
+@pytest.mark.parametrize("systems, thresholds, decision, failing, words", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_gate_cases(systems, thresholds, decision, failing, words):
+    result = gate.decide(json.loads(_scores(**systems)), _config(**thresholds))
+    assert result["decision"] == decision
+    assert result["promote"] is (decision == "promote")
+    assert [c["name"] for c in result["checks"] if not c["passed"]] == failing
+    assert any(words in reason for reason in result["reasons"]), result["reasons"]
+
+
+def test_the_known_scores_behind_the_table():
+    scores = json.loads(_scores())
+    assert (scores["base"]["bleu"], scores["candidate"]["bleu"]) == (64.79, 93.72)
+    # 1000 resamples never produce a difference this large by chance: p = 1/1001, sacrebleu's minimum.
+    assert scores["significance"]["candidate_vs_base"]["bleu"]["p_value"] == 0.001
+    assert "bs:1000|seed:12345" in scores["significance"]["candidate_vs_base"]["signatures"]["bleu"]
+
+
+def test_gate_json_holds_every_check_threshold_signature_and_p_value():
+    result = gate.decide(json.loads(_scores(champion=PERFECT, general=(10, 10))),
+                         _config(require_beat_champion=True))
+    names = [c["name"] for c in result["checks"]]
+    assert names == ["test_set_size", "bleu_gain", "gain_significant", "champion_regression", "beats_champion",
+                     "min_bleu", "general_regression"]
+    for check in result["checks"]:
+        assert set(check) == {"name", "value", "threshold", "passed", "reason"}
+    assert result["thresholds"] == {"min_test_sentences": 100, "min_bleu_gain": 1.0, "alpha": 0.05,
+                                    "max_champion_regression": 0.5, "require_beat_champion": True,
+                                    "min_bleu": 0.0, "max_general_regression": 1.0}
+    assert set(result["p_values"]) == {"candidate_vs_base", "candidate_vs_champion"}
+    assert result["signatures"]["bleu"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    assert result["signatures"]["ter"].startswith("nrefs:1|case:lc|tok:tercom")
+    assert "bs:1000|seed:12345" in result["signatures"]["bootstrap"]
+    assert result["bleu"] == {"base": 64.79, "candidate": 93.72, "champion": 100.0, "gain": 28.93}
+
+
+def test_the_log_table_shows_each_check_with_value_threshold_and_verdict():
+    result = gate.decide(json.loads(_scores(n=50)), _config())
+    lines = gate.table(result)
+    assert lines[0].split() == ["check", "value", "threshold", "verdict"]
+    assert lines[2].split() == ["test_set_size", "50", "100", "FAIL"]
+    assert lines[3].split() == ["bleu_gain", "28.5", "1", "PASS"]
+    assert lines[-1] == "decision: REFUSE"
+    summary = gate.summary(result)
+    assert summary["decision"] == "REFUSE" and summary["checks"]["test_set_size"] == "FAIL"
+
+
+def test_the_step_writes_gate_json_logs_the_table_and_writes_the_report(tmp_path, caplog):
+    cfg = make_run(tmp_path, min_test_sentences=10)
+    refs = list(_references(40))
+    hyps = {"base": _system(tuple(refs), 2), "candidate": _system(tuple(refs), 10)}
+    scores = evaluate.scores_from({"test": hyps}, {"test": refs}, "de", labels={"base": "b", "candidate": "c"},
+                                  decoding={"engine": "ctranslate2", "device": "cpu", "precision": "int8",
+                                            "num_beams": 4, "length_limit": "min(256, 2 × src + 10)",
+                                            "max_sentences": 256, "max_tokens": 16384})
+    for role, lines in hyps.items():
+        storage.write_text(cfg.uri(layout.hypotheses("test", role)), "\n".join(lines) + "\n")
+        storage.write_text(cfg.uri(layout.sentence_scores("test", role)), "".join(
+            json.dumps(s) + "\n" for s in scoring.sentence_scores(lines, refs, "de")))
+    storage.write_text(cfg.uri(layout.EVAL, "test.src"), "".join(f"source {i}\n" for i in range(40)))
+    storage.write_text(cfg.uri(layout.EVAL, "test.ref"), "\n".join(refs) + "\n")
+    storage.write_json(cfg.uri(layout.SCORES), scores)
+
+    with caplog.at_level(logging.INFO, logger="tasks.evaluate.gate"):
+        decision = gate.run(cfg)
+    assert decision == storage.read_json(cfg.uri(layout.GATE)) and decision["decision"] == "promote"
+    assert "decision: PROMOTE" in caplog.text and "gain_significant" in caplog.text
+    report = (tmp_path / "test_dag" / "run-1" / "report.md").read_text()
+    assert "| candidate | " in report and "## Promotion gate: PROMOTE" in report
+    assert (tmp_path / "test_dag" / "run-1" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert gate.run(cfg) == decision  # a retry reads the stored decision

@@ -1,0 +1,67 @@
+import pytest
+
+from support.runs import folder_or_s3
+from tasks.io import storage
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path):
+    return folder_or_s3(request, tmp_path, request.param, "artifacts", "store")
+
+
+def test_write_read_exists_and_list(root):
+    uri = storage.join(root, "a", "b.json")
+    assert not storage.exists(uri)
+    storage.write_json(uri, {"x": 1})
+    storage.write_text(storage.join(root, "c.txt"), "hello")
+    assert storage.exists(uri)
+    assert storage.read_json(uri) == {"x": 1}
+    listed = storage.list_objects(root)
+    assert [o.relpath for o in listed] == ["a/b.json", "c.txt"]
+    assert listed[1].size == 5 and listed[1].etag
+
+
+def test_trees_round_trip_with_a_done_marker_last(root, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for name in ("z.bin", "done.json", "sub/a.txt"):
+        (src / name).write_text(name)
+    storage.upload_tree(src, storage.join(root, "tree"), last="done.json")
+    back = storage.download_tree(storage.join(root, "tree"), tmp_path / "back")
+    assert sorted(p.relative_to(back).as_posix() for p in back.rglob("*") if p.is_file()) == \
+        ["done.json", "sub/a.txt", "z.bin"]
+
+
+def test_local_writes_are_atomic_and_leave_no_temp_files(tmp_path):
+    target = tmp_path / "out.json"
+    storage.write_json(str(target), {"v": 1})
+    storage.write_json(str(target), {"v": 2})
+    assert storage.read_json(str(target)) == {"v": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_listing_a_missing_folder_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope: no such folder"):
+        storage.list_objects(str(tmp_path / "nope"))
+
+
+def test_s3_uri_without_bucket_is_rejected():
+    with pytest.raises(ValueError, match="no bucket"):
+        storage.read_bytes("s3:///key")
+
+
+def test_stat_gives_size_and_an_etag_that_changes_with_the_content(root):
+    uri = storage.join(root, "data.jsonl")
+    storage.write_text(uri, "one")
+    first = storage.stat(uri)
+    assert (first.uri, first.size) == (uri, 3)
+    storage.write_text(uri, "three")
+    assert storage.stat(uri).etag != first.etag
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        storage.stat(storage.join(root, "missing.jsonl"))
+
+
+def test_s3_client_retries_adaptively(s3):
+    # Adaptive mode: client-side rate limiting plus backoff on throttling and 5xx, as S3 and MinIO ask.
+    retries = storage.s3_client().meta.config.retries
+    assert retries["mode"] == "adaptive" and retries["total_max_attempts"] == 9  # botocore counts the first try

@@ -1,0 +1,235 @@
+"""publish against the local hub with the real huggingface_hub client: one release per run, review mode,
+retries of transient failures, clear refusals, and a token that never leaks.
+
+Injected failures carry "Retry-After: 0" (or use a 10 ms backoff), so retries cost almost nothing here.
+"""
+
+import logging
+import traceback
+from pathlib import Path
+
+import pytest
+
+from devtools.local_hub import LocalHub
+from support.runs import make_promoted_run
+from tasks import layout
+from tasks.publish import registry
+from tasks.publish import step as publish
+from tasks.publish.hub_registry import HubAccessError, HubRegistry, RetryPolicy
+
+REPO = "mlops/digits-en-de"
+TOKEN = "hf_canary_Zq7xV2mLp9"  # recognizable: must never appear in a log, an error or a file
+FAST = RetryPolicy(attempts=4, base_delay_s=0.01)
+
+
+@pytest.fixture
+def hub(tmp_path):
+    with LocalHub(tmp_path / "hub", tokens={TOKEN: "write", "hf_reader": "read"}) as running:
+        yield running
+
+
+@pytest.fixture
+def run_config(tmp_path, tiny_model):
+    return make_promoted_run(tmp_path / "artifacts", tiny_model, hub_repo_id=REPO)
+
+
+def hub_registry(hub, token=TOKEN):
+    return HubRegistry(REPO, token=token, endpoint=hub.url, retry=FAST)
+
+
+def publish_again(cfg, hub, token=TOKEN):
+    """A re-run of the step for the same DAG run whose publish.json is gone (cleared state, lost disk)."""
+    Path(cfg.uri(layout.PUBLISH)).unlink(missing_ok=True)
+    return publish.run(cfg, registry=hub_registry(hub, token))
+
+
+def posts(hub):
+    return [r["endpoint"] for r in hub.requests if r["method"] in ("POST", "PUT", "DELETE")]
+
+
+def statuses(hub, endpoint):
+    return [r["status"] for r in hub.requests if r["endpoint"] == endpoint]
+
+
+def test_first_publish_is_one_tagged_commit_with_model_card_and_evaluation(hub, run_config):
+    record = publish.run(run_config, registry=hub_registry(hub))
+
+    head, initial = hub.commits(REPO)
+    tag = registry.run_tag(run_config.dag_id, run_config.run_id)
+    assert tag.startswith("run-20261127-")
+    assert record == {"published": True, "target": "hub", "repo_id": REPO, "run_tag": tag,
+                      "revision": head["oid"], "url": f"{hub.url}/{REPO}/commit/{head['oid']}",
+                      "endpoint": hub.url, "pr_url": None, "commit_url": f"{hub.url}/{REPO}/commit/{head['oid']}",
+                      "tag": tag}
+    assert hub.tags(REPO)[tag]["target"] == head["oid"]
+    assert head["title"].startswith(f"{tag}: en-de model from run {run_config.run_id}, BLEU 61.7")
+    assert f"mt-retrain-run: test_dag/{run_config.run_id}" in head["message"].splitlines()
+    assert {"model.safetensors", "config.json", "generation_config.json", "source.spm", "target.spm", "README.md",
+            "train_report.json", "eval/scores.json", "eval/gate.json", "provenance/pull_manifest.json",
+            "provenance/validation_report.json", registry.RELEASE_FILE} <= set(head["files"])
+    assert b'"run_tag": "' + tag.encode() in head["files"][registry.RELEASE_FILE]
+    # The client's protocol, once: create the repo, check the card's metadata, upload, commit, tag.
+    assert posts(hub) == ["create_repo", "validate_yaml", "preupload", "commit", "create_tag"]
+    assert publish.result(run_config) == record
+
+
+def test_a_rerun_of_the_same_run_makes_no_second_commit(hub, run_config):
+    first = publish.run(run_config, registry=hub_registry(hub))
+    assert publish.run(run_config, registry=hub_registry(hub)) == first  # publish.json short-cuts a retry
+    hub.clear_requests()
+    again = publish_again(run_config, hub)
+    assert again == first
+    assert len(hub.commits(REPO)) == 2 and list(hub.tags(REPO)) == [first["tag"]]
+    assert posts(hub) == ["create_repo"]  # found by its tag: nothing uploaded, nothing committed
+
+
+def test_a_commit_whose_answer_was_lost_is_not_made_twice(hub, run_config, caplog):
+    # The Hub applies the commit, then a gateway answers 504: the retry must find the commit, not repeat it.
+    hub.fail_next("commit", status=504, after_serving=True, headers={"Retry-After": "0"})
+    record = publish.run(run_config, registry=hub_registry(hub))
+    assert posts(hub) == ["create_repo", "validate_yaml", "preupload", "commit", "create_tag"]  # one upload
+    assert statuses(hub, "commit") == [504]
+    head, _ = hub.commits(REPO)
+    assert record["revision"] == head["oid"] and hub.tags(REPO)[record["tag"]]["target"] == head["oid"]
+    assert "on commit: HTTP 504; retry 1/3 in 0.0 s (Retry-After)" in caplog.text
+
+
+def test_a_run_committed_but_never_tagged_gets_its_tag_on_rerun(hub, run_config):
+    hub.fail_next("create_tag", status=500, times=FAST.attempts)
+    with pytest.raises(Exception) as err:
+        publish.run(run_config, registry=hub_registry(hub))
+    assert err.value.response.status_code == 500
+    assert statuses(hub, "create_tag") == [500] * FAST.attempts
+    assert hub.tags(REPO) == {} and publish.result(run_config) is None
+    committed, _ = hub.commits(REPO)
+
+    hub.clear_requests()
+    record = publish_again(run_config, hub)  # found by the marker in main's history
+    assert posts(hub) == ["create_repo", "create_tag"]
+    assert len(hub.commits(REPO)) == 2
+    assert hub.tags(REPO)[record["tag"]]["target"] == committed["oid"] == record["revision"]
+
+
+def test_review_mode_opens_one_pull_request_and_leaves_main_alone(hub, tmp_path, tiny_model, caplog):
+    caplog.set_level(logging.INFO)
+    cfg = make_promoted_run(tmp_path / "artifacts", tiny_model, hub_repo_id=REPO, create_pr=True)
+    record = publish.run(cfg, registry=hub_registry(hub))
+
+    (pr,) = hub.pull_requests(REPO)
+    pr_url = f"{hub.url}/{REPO}/discussions/{pr['num']}"
+    assert (record["pr_url"], record["url"], record["revision"]) == (pr_url, pr_url, pr["head"])
+    assert record["tag"] is None and record["commit_url"] is None
+    assert pr["title"].startswith(record["run_tag"]) and pr["status"] == "open"
+    assert f"mt-retrain-run: test_dag/{cfg.run_id}" in pr["description"]
+    assert [c["title"] for c in hub.commits(REPO)] == ["initial commit"]  # main unchanged
+    assert hub.tags(REPO) == {}  # a revision in review is no release to pin
+    assert "README.md" in hub.files(REPO, pr["ref"])
+    assert f"waits for review in pull request {pr_url}" in caplog.text
+
+    again = publish_again(cfg, hub)
+    assert again == record and len(hub.pull_requests(REPO)) == 1
+
+
+def test_review_mode_opens_one_pull_request_even_when_the_answer_was_lost(hub, tmp_path, tiny_model):
+    cfg = make_promoted_run(tmp_path / "artifacts", tiny_model, hub_repo_id=REPO, create_pr=True)
+    hub.fail_next("commit", status=502, after_serving=True, headers={"Retry-After": "0"})
+    record = publish.run(cfg, registry=hub_registry(hub))
+    (pr,) = hub.pull_requests(REPO)
+    assert record["pr_url"] == f"{hub.url}/{REPO}/discussions/{pr['num']}" and statuses(hub, "commit") == [502]
+
+
+def test_5xx_twice_then_success(hub, run_config, caplog):
+    hub.fail_next("commit", status=503, times=2, headers={"Retry-After": "0"})
+    record = publish.run(run_config, registry=hub_registry(hub))
+    assert statuses(hub, "commit") == [503, 503, 200]
+    assert [c["oid"] for c in hub.commits(REPO)][:1] == [record["revision"]] and len(hub.commits(REPO)) == 2
+    assert caplog.text.count("on commit: HTTP 503; retry") == 2
+
+
+def test_429_waits_as_long_as_retry_after_says(hub, run_config, caplog):
+    hub.fail_next("create_repo", status=429, headers={"Retry-After": "1"})
+    record = publish.run(run_config, registry=hub_registry(hub))
+    assert statuses(hub, "create_repo") == [429, 200]
+    assert f"{REPO} on create_repo: HTTP 429; retry 1/3 in 1.0 s (Retry-After)" in caplog.text
+    assert hub.tags(REPO)[record["tag"]]
+
+
+def test_a_connection_reset_is_retried(hub, run_config, caplog):
+    hub.fail_next("create_tag", reset=True)
+    record = publish.run(run_config, registry=hub_registry(hub))
+    assert statuses(hub, "create_tag") == [0, 200]
+    assert "on create_tag: RemoteProtocolError; retry 1/3" in caplog.text
+    assert hub.tags(REPO)[record["tag"]]
+
+
+def test_a_long_retry_after_gives_up_instead_of_blocking_the_worker(hub, run_config):
+    hub.fail_next("create_repo", status=429, headers={"Retry-After": "3600"})
+    with pytest.raises(Exception) as err:
+        publish.run(run_config, registry=hub_registry(hub))
+    assert err.value.response.status_code == 429
+    assert statuses(hub, "create_repo") == [429]
+
+
+def _all_text(tmp_path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("token, role", [("hf_canary_WRONG_4f1d", None), ("hf_reader", "read")])
+def test_401_and_403_fail_at_once_naming_the_repo_never_the_token(hub, run_config, tmp_path, caplog, capsys,
+                                                                  token, role):
+    caplog.set_level(logging.DEBUG)
+    hub_registry(hub).api.create_repo(REPO)  # so that a read token gets past create_repo(exist_ok=True)
+    hub.clear_requests()
+    with pytest.raises(HubAccessError) as err:
+        publish.run(run_config, registry=hub_registry(hub, token))
+    message = str(err.value)
+    assert f"the Hub token lacks write access to {REPO} at {hub.url}" in message
+    assert "Use a token with write permission" in message
+    assert "HTTP 401" in message if role is None else "HTTP 403 on commit" in message
+    assert "commit" not in posts(hub) and hub.tags(REPO) == {}
+    assert [r for r in hub.requests if r["status"] in (401, 403)][-1]["injected"] is False
+    assert len([r for r in hub.requests if r["status"] in (401, 403)]) <= 2  # no retries
+    shown = "".join(traceback.format_exception(err.value)) + repr(err.value) + caplog.text
+    out = capsys.readouterr()
+    for secret in (token, TOKEN):
+        assert secret not in shown + out.out + out.err
+        assert secret.encode() not in _all_text(tmp_path)
+
+
+def test_no_token_at_all_says_so(hub, run_config):
+    with pytest.raises(HubAccessError, match=f"no Hub token was given, so the request has no write access to {REPO}"):
+        publish.run(run_config, registry=HubRegistry(REPO, endpoint=hub.url, retry=FAST))
+
+
+def test_the_token_is_in_no_log_file_or_record_of_a_successful_publish(hub, run_config, tmp_path, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    hub.fail_next("commit", status=503, headers={"Retry-After": "0"})
+    record = publish.run(run_config, token=TOKEN, endpoint=hub.url)  # the way the DAG calls it
+    out = capsys.readouterr()
+    assert record["published"] and TOKEN not in str(record)
+    assert TOKEN not in caplog.text + out.out + out.err
+    assert TOKEN.encode() not in _all_text(tmp_path)
+
+
+def test_a_refused_gate_sends_nothing(hub, tmp_path, tiny_model):
+    cfg = make_promoted_run(tmp_path / "artifacts", tiny_model, hub_repo_id=REPO, promote=False)
+    outcome = publish.run(cfg, registry=hub_registry(hub))
+    assert outcome["published"] is False and outcome["reason"].startswith("gate refused: BLEU gain over base +0.00 <")
+    assert hub.requests == [] and publish.result(cfg) is None
+
+
+def test_no_gate_decision_means_no_publish(hub, run_config):
+    Path(run_config.uri("gate.json")).unlink()
+    with pytest.raises(FileNotFoundError, match="no gate decision for this run; refusing to publish"):
+        publish.run(run_config, registry=hub_registry(hub))
+    assert hub.requests == []
+
+
+def test_the_hub_refuses_a_card_with_a_broken_model_index_and_nothing_is_committed(hub, tmp_path):
+    folder = tmp_path / "release"
+    folder.mkdir()
+    (folder / "README.md").write_text("---\nlicense: mit\nmodel-index:\n- name: x\n  results:\n  - task: {}\n---\n")
+    release = registry.Release(dag_id="d", run_id="r", run_tag=registry.run_tag("d", "r"), title="t")
+    with pytest.raises(ValueError, match="Invalid metadata in README.md"):
+        hub_registry(hub).publish(folder, release)
+    assert statuses(hub, "validate_yaml") == [400] and "commit" not in posts(hub)

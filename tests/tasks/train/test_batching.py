@@ -1,0 +1,97 @@
+import pytest
+
+from tasks.train import batching
+
+
+def _data(lengths):
+    return batching.Encoded([[5] * n for n in lengths], [[6] * max(1, n - 1) for n in lengths])
+
+
+@pytest.mark.parametrize("max_tokens, max_sentences", [(64, 512), (256, 512), (256, 3), (1000, 100)])
+def test_batches_cover_every_pair_once_within_the_budget(max_tokens, max_sentences):
+    data = _data([1, 3, 7, 8, 9, 15, 16, 17, 31, 40] * 7)
+    batches = batching.make_batches(data, max_tokens, max_sentences, seed=1, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(len(data)))
+    for b in batches:
+        padded = max(-(-max(len(data.sources[i]), len(data.targets[i])) // 8) * 8 for i in b)
+        assert len(b) == 1 or padded * len(b) <= max_tokens
+        assert len(b) <= max_sentences
+
+
+def test_batch_order_is_reproducible_per_epoch_and_differs_between_epochs():
+    data = _data(list(range(1, 60)) * 4)
+    first = batching.make_batches(data, 128, 512, seed=3, epoch=0)
+    assert first == batching.make_batches(data, 128, 512, seed=3, epoch=0)
+    assert first != batching.make_batches(data, 128, 512, seed=3, epoch=1)
+
+
+def test_collate_pads_to_multiples_of_8_and_masks_labels():
+    data = batching.Encoded([[4, 5, 0], [7, 0]], [[8, 9, 10, 0], [11, 0]])
+    t = batching.collate(data, [0, 1], pad_id=99, decoder_start_id=99)
+    assert t["input_ids"].shape == (2, 8) and t["labels"].shape == (2, 8)
+    assert t["input_ids"][1].tolist() == [7, 0] + [99] * 6
+    assert t["attention_mask"][1].tolist() == [1, 1] + [0] * 6
+    assert t["labels"][0].tolist() == [8, 9, 10, 0] + [-100] * 4
+    assert t["decoder_input_ids"][0].tolist()[:4] == [99, 8, 9, 10]
+
+
+def test_cpu_batches_are_padded_to_the_longest_and_gpu_batches_to_multiples_of_8():
+    import torch
+
+    assert batching.pad_multiple(torch.device("cuda")) == 8
+    assert batching.pad_multiple(torch.device("cpu")) == 1
+    data = batching.Encoded([[4, 5, 0], [7, 0]], [[8, 9, 10, 11, 0], [11, 0]])
+    t = batching.collate(data, [0, 1], pad_id=99, decoder_start_id=99, multiple=1)
+    assert t["input_ids"].shape == (2, 3) and t["labels"].shape == (2, 5)
+    # Without rounding, more sentences fit the same budget: 12 pairs of 9 tokens, 9 × 12 ≤ 108 < 16 × 12.
+    nines = _data([9] * 12)
+    assert len(batching.make_batches(nines, 108, 512, seed=0, epoch=0, multiple=1)) == 1
+    assert len(batching.make_batches(nines, 108, 512, seed=0, epoch=0)) == 2
+
+
+@pytest.mark.parametrize("max_tokens", [0, 16, 64, 10_000])
+def test_micro_batches_split_a_batch_within_the_budget_and_lose_nothing(max_tokens):
+    data = _data([1, 3, 7, 8, 9, 15, 16, 17, 31, 40])
+    batch = [9, 0, 4, 2, 8, 1]
+    pieces = batching.micro_batches(data, batch, max_tokens)
+    assert sorted(i for p in pieces for i in p) == sorted(batch)
+    if max_tokens in (0, 10_000):
+        assert len(pieces) == 1
+    for p in pieces:
+        padded = max(-(-data.length(i) // 8) * 8 for i in p)
+        assert len(p) == 1 or max_tokens == 0 or padded * len(p) <= max_tokens
+
+
+def test_accumulated_micro_batches_give_the_whole_batchs_gradient(tiny_model):
+    """The CPU's micro-batches change how a step is computed, not what it computes."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    from tasks.train import loop as trainloop
+    from tasks.train import tokenloss
+    from tasks.train.precision import choose_precision
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
+    model.config.dropout = 0.0
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    lengths = [3, 5, 9, 12, 17, 4, 22, 8]
+    data = batching.Encoded([torch.randint(5, 100, (n,), generator=g).tolist() + [0] for n in lengths],
+                            [torch.randint(5, 100, (n + 2,), generator=g).tolist() + [0] for n in lengths])
+    batch, device = list(range(len(lengths))), torch.device("cpu")
+    precision = choose_precision(device, "fp32")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    pad = model.config.pad_token_id
+    net = tokenloss.token_loss_module(model)
+
+    def gradients(micro_tokens):
+        model.zero_grad(set_to_none=True)
+        loss = trainloop._forward_backward(net, data, batch, micro_tokens, pad, pad, device, precision, scaler, 1)
+        return loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    whole_loss, whole = gradients(0)
+    split_loss, split = gradients(40)
+    assert len(batching.micro_batches(data, batch, 40)) > 2
+    assert split_loss == pytest.approx(whole_loss, rel=1e-5)
+    for a, b in zip(whole, split):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

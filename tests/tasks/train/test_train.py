@@ -1,0 +1,81 @@
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from support.corpora import digit_pairs
+from support.runs import cli, cli_env, make_run, write_splits
+from tasks import layout
+from tasks.io import storage
+from tasks.train import loop as trainloop
+from tasks.train import step as train
+
+
+def _digit_run(tmp_path, tiny_model, **params):
+    cfg = make_run(tmp_path / "artifacts", base_model=str(tiny_model), learning_rate=3e-3, warmup_steps=0.1,
+                   max_tokens_per_batch=512, **params)
+    pairs = digit_pairs(1200, seed=5)
+    write_splits(cfg, tmp_path, train=pairs[:1000], validation=pairs[1000:1100], test=pairs[1100:])
+    return cfg
+
+
+def test_training_saves_the_best_model_and_its_report(tmp_path, tiny_model):
+    cfg = _digit_run(tmp_path, tiny_model, num_train_epochs=2, eval_every_steps=20)
+    report = train.run(cfg)
+    assert report["steps"] > 20 and report["best_step"] > 0
+    model_dir = Path(cfg.uri(layout.MODEL))
+    assert {"config.json", "model.safetensors", "vocab.json", "source.spm", layout.TRAIN_REPORT_NAME} <= \
+        {p.name for p in model_dir.iterdir()}
+    assert train.result(cfg) == json.loads((model_dir / layout.TRAIN_REPORT_NAME).read_text())
+    assert train.run(cfg) == report  # a retry finds the finished model and does not train again
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model):
+    cfg = _digit_run(tmp_path, tiny_model, max_steps=300, num_train_epochs=100, checkpoint_every_steps=20,
+                     early_stopping_patience=0)
+    checkpoints = Path(cfg.uri(layout.CHECKPOINTS))
+    proc = subprocess.Popen(cli("train", cfg.run_dir), env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(checkpoints.glob("step-*/state.pt")):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # as when a pod is evicted: no cleanup, no goodbye
+    proc.wait()
+    assert train.result(cfg) is None
+    saved = max(int(p.parent.name.split("-")[1]) for p in checkpoints.glob("step-*/state.pt"))
+    assert 0 < saved < 300
+
+    retry = subprocess.run(cli("train", cfg.run_dir), env=cli_env(), capture_output=True, text=True, timeout=900)
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    report = train.result(cfg)
+    assert report["resumed_from_step"] >= saved
+    assert report["steps"] == 300
+    assert f"resuming from step-{report['resumed_from_step']:08d}" in retry.stderr
+
+
+def test_training_on_s3_mirrors_checkpoints_and_model(tmp_path, tiny_model, s3):
+    s3.create_bucket(Bucket="runs")
+    cfg = make_run("s3://runs/artifacts", base_model=str(tiny_model), max_steps=30, num_train_epochs=100,
+                   checkpoint_every_steps=10,
+                   max_tokens_per_batch=512, early_stopping_patience=0)
+    pairs = digit_pairs(300, seed=6)
+    write_splits(cfg, tmp_path, train=pairs[:250], validation=pairs[250:])
+    report = train.run(cfg)
+    assert report["steps"] == 30
+    keys = {o.relpath for o in storage.list_objects(cfg.run_dir)}
+    assert f"{layout.MODEL}/{layout.TRAIN_REPORT_NAME}" in keys and f"{layout.MODEL}/model.safetensors" in keys
+    assert storage.read_text(cfg.uri(layout.CHECKPOINTS, "LATEST")) == "step-00000030"
+    assert "checkpoints/step-00000030/state.pt" in keys
+
+
+def test_an_automatic_batch_size_is_chosen_for_the_device_and_reported(tmp_path, tiny_model):
+    cfg = make_run(tmp_path / "artifacts", base_model=str(tiny_model), max_tokens_per_batch=0, max_steps=2,
+                   early_stopping_patience=0)
+    write_splits(cfg, tmp_path, train=digit_pairs(300, seed=5), validation=digit_pairs(20, seed=6))
+    report = train.run(cfg)
+    assert report["tokens_per_batch"] == trainloop.AUTO_TOKENS_PER_BATCH["cpu"] == 2048
+    assert report["settings"]["loop"]["max_tokens_per_batch"] == 0  # the run config keeps saying "automatic"
+
