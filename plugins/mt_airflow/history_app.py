@@ -4,9 +4,9 @@
     /mt-history/report/{run path}   one run's report (report.md when the evaluation wrote one) and records
     /mt-history/api/history         the same rows as JSON
 
-Pages are plain HTML with an inline SVG chart, rendered from Jinja2 templates (templates/history_*.html; Airflow
-ships Jinja2): no JavaScript, no assets, so it renders the same inside the Airflow UI's frame and on its own. Plugin apps are not protected by Airflow automatically, so every route
-checks the caller's Airflow login (the UI's `_token` cookie, or a bearer token) and DAG-run read access.
+Pages are plain HTML with an inline SVG chart, rendered from Jinja2 templates (templates/history_*.html;
+Airflow ships Jinja2): no JavaScript, no assets, so it renders the same inside the Airflow UI's frame and on its
+own. Plugin apps are not protected by Airflow automatically, so every route checks the caller's Airflow login (the UI's `_token` cookie, or a bearer token) and DAG-run read access.
 """
 
 from __future__ import annotations

@@ -43,8 +43,9 @@ def fetch(config: RunConfig, local: Path) -> Path:
     found = _sha256(local)
     if found != meta["sha256"]:
         raise FrozenTestSetError(f"{config.state_uri(layout.TEST_SET)} has SHA-256 {found}, but "
-                                 f"{config.state_uri(layout.TEST_SET_META)} recorded {meta['sha256']} when run {meta['frozen_by']} froze it; restore it "
-                                 f"or delete both files to freeze a new test set (scores will not compare)")
+                                 f"{config.state_uri(layout.TEST_SET_META)} recorded {meta['sha256']} when run "
+                                 f"{meta['frozen_by']} froze it; restore it or delete both files to freeze a new "
+                                 f"test set (scores will not compare)")
     return local
 
 
