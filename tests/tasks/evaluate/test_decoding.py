@@ -71,3 +71,19 @@ def test_the_stock_marian_conversion_is_caught_and_not_used(digits_translator, d
     decoder, _ = _decode(digits_translator, "auto", [], tmp_path / "auto", probe=digits_test)
     assert decoder.engine == "transformers"
     assert "decoding with transformers" in caplog.text
+
+
+@pytest.mark.parametrize("cap_offset, chosen", [
+    (1, "runaway"),  # transformers forces </s> at the cap and counts it: -0.1560 × 27/28 = -0.1504 > -0.1545
+    (0, "short"),  # no forced end token: the scores compare as they are
+])
+def test_the_best_hypothesis_is_ranked_as_transformers_ranks_it(cap_offset, chosen):
+    """CTranslate2 returns every finished hypothesis with its length-normalized score; a runaway cut at the
+    length cap has no end token there, while transformers forces one and counts it in the length."""
+    from types import SimpleNamespace
+
+    decoder = ctranslate2_engine.CTranslate2Decoder.__new__(ctranslate2_engine.CTranslate2Decoder)
+    decoder.tokenizer, decoder.cap_offset, decoder.length_penalty = SimpleNamespace(eos_token="</s>"), cap_offset, 1.0
+    short, runaway = ["▁acht", "▁zwei", "</s>"], ["▁acht"] + ["▁sechs"] * 26
+    result = SimpleNamespace(hypotheses=[short, runaway], scores=[-0.1545, -0.1560])
+    assert decoder._best(result) == {"short": short[:-1], "runaway": runaway}[chosen]
