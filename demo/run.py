@@ -60,6 +60,7 @@ def _env(hub_url: str | None = None) -> dict:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "MT_ARTIFACT_ROOT": str(WORK / "artifacts"),
+        "MT_LOCAL_DATA_ROOTS": str(ROOT),  # the bundled data, the cached base model, the demo's registry
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
         "HF_HOME": str(WORK / "hf-home"),
         "HF_HUB_DISABLE_TELEMETRY": "1",

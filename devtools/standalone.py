@@ -38,6 +38,8 @@ def environment(home: Path, port: int, dags: Path = ROOT / "dags") -> dict:
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
         "MT_ARTIFACT_ROOT": env.get("MT_ARTIFACT_ROOT", str(home / "artifacts")),
+        # Local folders a trigger may name (data, base models, registries): this checkout, unless set.
+        "MT_LOCAL_DATA_ROOTS": env.get("MT_LOCAL_DATA_ROOTS", str(ROOT)),
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
         "HF_HUB_DISABLE_TELEMETRY": "1",
         # `airflow standalone` starts its components as `airflow ...` found on PATH: this venv's, even when

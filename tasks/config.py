@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from tasks import layout
+from tasks import layout, locations
 from tasks.io import storage
 
 _DATA = "Data"
@@ -30,6 +30,9 @@ def _field(default: Any, title: str, section: str, description: str, **constrain
                  **constraints)
 
 
+
+
+
 # The pair filters of tasks/data/filters.py, by the reason they write into rejects.jsonl. Spelled out here so the
 # trigger form offers them; tests/tasks/data/test_filters.py checks that the two lists agree.
 FilterName = Literal["empty", "too_short", "too_long", "length_ratio", "identical", "wrong_language",
@@ -40,66 +43,78 @@ class ConfigError(ValueError):
     """A run configuration that cannot be used; the message names every bad field and why."""
 
 
+LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+# Params that name a place, checked against the deployment's rules (tasks/locations.py).
+LOCATIONS = ("data_uri", "data_snapshot", "general_eval_uri", "replay_data_uri", "registry_uri")
+# Checked by the Params' schema at the trigger (a regular expression), and by a validator here that says why.
+_SCHEMA_PATTERNS = {"hub_repo_id": lambda: locations.HUB_REPO_PATTERN, "base_model": locations.model_pattern,
+                    **{name: locations.pattern for name in LOCATIONS}}
+MAX_STEPS = 10_000_000
+
+
 class PipelineParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: `inf` epochs or a NaN learning rate is refused here, not found by a crash in training;
+    # validate_default: an optional list left null by the form reads as empty, like one the user emptied.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_default=True)
 
     # --- data
     data_uri: str = _field(
         "s3://translation-data/en-de/incoming/", "Fresh data", _DATA,
         "Where new parallel data lands: an S3 prefix (s3://bucket/prefix/) or a local folder. Only objects "
         "that no successful run has consumed yet (new key or changed ETag) are pulled. Formats: JSONL with "
-        "translation dicts, TSV, CSV, TMX, gettext PO and MO, Parquet.", min_length=1)
+        "translation dicts, TSV, CSV, TMX, gettext PO and MO, Parquet. Local folders must lie under the "
+        "deployment's MT_LOCAL_DATA_ROOTS.", min_length=1)
     force_full_retrain: bool = _field(
         False, "Retrain on everything", _DATA,
         "Pull every object under the data URI, consumed or not. Off: a run with nothing new ends early "
         "(skipped, not failed).")
-    data_snapshot: list[str] = _field(
-        [], "Data snapshot", _DATA,
+    data_snapshot: list[str] | None = _field(
+        None, "Data snapshot", _DATA,
         "Exactly these object URIs (files or s3://bucket/key) instead of what is new under the data URI. "
         "Set by a new-data trigger to the keys that arrived, or by hand to reproduce an old run (the URIs "
-        "are in its pull_manifest.json).")
-    general_eval_uri: str = _field(
-        "", "General-domain test set", _DATA,
+        "are in its pull_manifest.json). Every entry must lie under the data URI.")
+    general_eval_uri: str | None = _field(
+        None, "General-domain test set", _DATA,
         "Optional file, folder or S3 prefix of general-domain pairs, validated like the fresh data into "
         "splits/general_test.jsonl, to catch catastrophic forgetting. Empty: none.")
     source_lang: str = _field("en", "Source language", _DATA, "ISO 639-1 code of the source side.",
                               pattern=r"^[a-z]{2,3}$")
     target_lang: str = _field("de", "Target language", _DATA, "ISO 639-1 code of the target side.",
                               pattern=r"^[a-z]{2,3}$")
-    target_langs: list[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]] = _field(
-        [], "Several target languages", _DATA,
+    target_langs: list[LanguageCode] | None = _field(
+        None, "Several target languages", _DATA,
         "Fine-tune one model per pair source_lang → each of these, each with its own gate; publish only when "
         "every pair passes. Pair data is read from {data_uri}/{source}-{target}/ and published to "
         "{hub_repo_id}-{target}. Empty: the single pair source_lang → target_lang.")
 
     # --- validation: the thresholds of the pair filters (tasks/data/filters.py) and of the batch as a whole
     min_chars: int = _field(2, "Minimum characters per side", _VALIDATE,
-                            "Shorter sides are rejected (too_short).", ge=0)
+                            "Shorter sides are rejected (too_short).", ge=0, le=10_000)
     max_chars: int = _field(1000, "Maximum characters per side", _VALIDATE,
-                            "Longer sides are rejected as absurd (too_long).", ge=10)
+                            "Longer sides are rejected as absurd (too_long).", ge=10, le=1_000_000)
     min_tokens: int = _field(1, "Minimum words per side", _VALIDATE,
-                             "Whitespace-separated words; fewer is too_short.", ge=0)
+                             "Whitespace-separated words; fewer is too_short.", ge=0, le=10_000)
     max_tokens: int = _field(250, "Maximum words per side", _VALIDATE,
-                             "Whitespace-separated words; more is too_long.", ge=1)
+                             "Whitespace-separated words; more is too_long.", ge=1, le=100_000)
     max_length_ratio: float = _field(
         3.0, "Maximum length ratio", _VALIDATE,
         "Pairs whose longer side has more than this many times the characters of the shorter side are "
         "rejected as misaligned (length_ratio); pairs whose longer side has at most 12 characters are "
-        "exempt ('OK' → 'In Ordnung').", ge=1.0)
+        "exempt ('OK' → 'In Ordnung').", ge=1.0, le=1000)
     langid_min_letters: int = _field(
         20, "Language ID from", _VALIDATE,
         "Language ID judges only sides with at least this many letters: on shorter text (menu labels, "
-        "option names) it guesses too often to reject on.", ge=1)
+        "option names) it guesses too often to reject on.", ge=1, le=10_000)
     langid_min_confidence: float = _field(
         0.8, "Language ID confidence", _VALIDATE,
         "A side is in the wrong language when the model gives another language at least this probability "
         "(wrong_language). Software messages full of option names fool it up to about 0.7.", gt=0, le=1)
-    skip_filters: list[FilterName] = _field(
-        [], "Filters turned off", _VALIDATE,
+    skip_filters: list[FilterName] | None = _field(
+        None, "Filters turned off", _VALIDATE,
         "Pair filters not to apply, e.g. markup for UI strings that legitimately carry HTML.")
     min_clean_pairs: int = _field(
         200, "Minimum usable pairs", _VALIDATE,
-        "The run fails when fewer pairs than this survive validation.", ge=1)
+        "The run fails when fewer pairs than this survive validation.", ge=1, le=1_000_000_000)
     max_reject_rate: float = _field(
         0.5, "Maximum reject rate", _VALIDATE,
         "The run fails when a larger share of the rows is rejected by the pair filters or unreadable "
@@ -116,51 +131,60 @@ class PipelineParams(BaseModel):
     min_test_pairs: int = _field(
         100, "Minimum test size", _SPLIT,
         "The first run fails rather than freeze a test set smaller than this (scores on a few sentences "
-        "are noise).", ge=1)
+        "are noise).", ge=1, le=10_000_000)
 
     # --- training
     base_model: str = _field(
         "Helsinki-NLP/opus-mt-en-de", "Base model", _TRAIN,
-        "Hugging Face Hub id or local path of the seq2seq model to fine-tune.", min_length=1)
-    num_train_epochs: float = _field(3.0, "Epochs", _TRAIN, "Passes over the training split at most.", gt=0)
+        "Hugging Face Hub id or local path (under MT_LOCAL_DATA_ROOTS) of the seq2seq model to fine-tune.",
+        min_length=1)
+    target_base_models: dict[LanguageCode, str] | None = _field(
+        None, "Base model per target language", _TRAIN,
+        "With several target languages: the base model of each, e.g. {\"nl\": \"Helsinki-NLP/opus-mt-en-nl\"}; a "
+        "language not listed fine-tunes base_model (a multilingual one such as NLLB takes its target-language "
+        "token from the pair).")
+    num_train_epochs: float = _field(3.0, "Epochs", _TRAIN, "Passes over the training split at most.", gt=0,
+                                     le=1000)
     max_steps: int = _field(0, "Maximum steps", _TRAIN, "Stop after this many optimizer steps (0: no cap).",
-                            ge=0)
+                            ge=0, le=MAX_STEPS)
     learning_rate: float = _field(
         1e-4, "Learning rate", _TRAIN,
         "Peak learning rate of AdamW, reached after warmup and decayed linearly to zero. Higher than the "
-        "seed recipe's 2e-5 because batches hold ~30× more tokens.", gt=0)
-    weight_decay: float = _field(0.01, "Weight decay", _TRAIN, "AdamW weight decay.", ge=0)
+        "seed recipe's 2e-5 because batches hold ~30× more tokens.", gt=0, le=1)
+    weight_decay: float = _field(0.01, "Weight decay", _TRAIN, "AdamW weight decay.", ge=0, le=1)
     warmup_steps: float = _field(0.05, "Warmup", _TRAIN,
-                                 "Linear warmup: a share of all steps if below 1, else a number of steps.", ge=0)
+                                 "Linear warmup: a share of all steps if below 1, else a number of steps.", ge=0,
+                                 le=MAX_STEPS)
     max_tokens_per_batch: int = _field(
         0, "Tokens per batch", _TRAIN,
         "Token budget of one optimizer batch per device (padded source or target tokens × sentences); "
         "pairs of similar length are batched together, so little of it is padding. 0: automatic, 12288 "
         "per GPU and 2048 on CPU (where smaller batches cost no speed and give more updates per token).",
-        ge=0)
+        ge=0, le=1_000_000)
     early_stopping_patience: int = _field(
         3, "Early stopping patience", _TRAIN,
         "Stop after this many validation evaluations without a lower loss (0: never stop early). The best "
-        "model by validation loss is kept, not the last.", ge=0)
+        "model by validation loss is kept, not the last.", ge=0, le=1000)
     eval_every_steps: int = _field(0, "Validate every", _TRAIN,
-                                   "Steps between validation-loss evaluations (0: once per epoch).", ge=0)
+                                   "Steps between validation-loss evaluations (0: once per epoch).", ge=0,
+                                   le=MAX_STEPS)
     checkpoint_every_steps: int = _field(
         200, "Checkpoint every", _TRAIN,
         "Steps between checkpoints in the run directory; a retried train task resumes from the last one.",
-        ge=1)
+        ge=1, le=MAX_STEPS)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = _field(
         "auto", "Precision", _TRAIN,
         "auto: bf16 on GPUs that support it, guarded fp16 on older GPUs, fp32 on CPUs (bf16 there only on request).")
     max_source_length: int = _field(128, "Max source tokens", _TRAIN,
-                                    "Longer sources are truncated for training and decoding.", ge=8)
+                                    "Longer sources are truncated for training and decoding.", ge=8, le=4096)
     max_target_length: int = _field(128, "Max target tokens", _TRAIN,
-                                    "Longer targets are truncated for training.", ge=8)
-    seed: int = _field(42, "Seed", _TRAIN, "Random seed for training.")
+                                    "Longer targets are truncated for training.", ge=8, le=4096)
+    seed: int = _field(42, "Seed", _TRAIN, "Random seed for training.", ge=0, le=2**32 - 1)
 
     # --- against forgetting (tasks/data/replay.py, tasks/train/adaptation.py); keyword arguments keep title, section
     # and description apart whatever order _field takes them in.
-    replay_data_uri: str = _field(
-        "", "Replay data", section=_TRAIN, description=(
+    replay_data_uri: str | None = _field(
+        None, "Replay data", section=_TRAIN, description=(
             "General-domain parallel data to rehearse while fine-tuning (a file, folder or S3 prefix, in the "
             "formats the fresh data may use), so the model does not forget what it translated well before. "
             "Pairs whose source is in the validation, test or general-domain test set are never replayed."))
@@ -176,47 +200,49 @@ class PipelineParams(BaseModel):
     lora_r: int = _field(16, "LoRA rank", section=_TRAIN,
                          description="Rank of the LoRA adapters (adaptation = lora).", ge=1, le=1024)
     lora_alpha: float = _field(32.0, "LoRA alpha", section=_TRAIN,
-                               description="LoRA scaling: adapters are scaled by alpha / rank.", gt=0)
+                               description="LoRA scaling: adapters are scaled by alpha / rank.", gt=0, le=10_000)
     lora_dropout: float = _field(0.05, "LoRA dropout", section=_TRAIN,
                                  description="Dropout on the LoRA adapters' input.", ge=0, lt=1)
     lora_targets: Literal["qv", "attention", "all_linear"] = _field(
         "qv", "LoRA targets", section=_TRAIN, description=(
             "Layers that get adapters. qv: attention query and value projections; attention: all four "
             "attention projections; all_linear: those and the feed-forward layers."))
-    learning_curve_fractions: list[Annotated[float, Field(gt=0, le=1)]] = _field(
-        [], "Learning curve", section=_EVAL, description=(
+    learning_curve_fractions: list[Annotated[float, Field(gt=0, le=1)]] | None = _field(
+        None, "Learning curve", section=_EVAL, description=(
             "Also train on these shares of the training split (e.g. [0.1, 0.25, 0.5]), one task each, and "
             "report BLEU against data size in learning_curve.md/.png in the run directory. Smaller shares are "
             "subsets of larger ones. The candidate is unaffected. Empty: no learning curve."))
 
     # --- evaluation and gate
     num_beams: int = _field(4, "Beam size", _EVAL,
-                            "Beam size used for every model scored (base, candidate, champion).", ge=1)
+                            "Beam size used for every model scored (base, candidate, champion).", ge=1, le=64)
     decode_engine: Literal["auto", "ctranslate2", "transformers"] = _field(
         "auto", "Decoding engine", _EVAL,
         "auto: CTranslate2 (fp32 on CPU, bf16/fp16 on GPU) for models it converts faithfully, else "
         "transformers generate (bf16 on GPU). Every model of a run is decoded by the same engine.")
     eval_batch_size: int = _field(256, "Decoding batch sentences", _EVAL,
-                                  "At most this many sentences per decoding batch (sorted by length).", ge=1)
+                                  "At most this many sentences per decoding batch (sorted by length).", ge=1,
+                                  le=65_536)
     eval_max_tokens_per_batch: int = _field(
         16384, "Decoding batch tokens", _EVAL,
         "Token budget of one decoding batch: sentences × longest source, in tokens. Sentences of similar "
-        "length are batched together.", ge=64)
+        "length are batched together.", ge=64, le=10_000_000)
     max_decode_length: int = _field(256, "Max output tokens", _EVAL,
-                                    "Hard cap on the tokens generated for one sentence.", ge=8)
+                                    "Hard cap on the tokens generated for one sentence.", ge=8, le=4096)
     decode_length_ratio: float = _field(
         2.0, "Output length ratio", _EVAL,
         "A batch generates at most ratio × (its longest source in tokens) + offset tokens (and never more "
-        "than the cap), so a degenerate output stops early instead of running to the cap.", gt=0)
+        "than the cap), so a degenerate output stops early instead of running to the cap.", gt=0, le=100)
     decode_length_offset: int = _field(10, "Output length offset", _EVAL,
-                                       "The offset of the output length limit above.", ge=0)
+                                       "The offset of the output length limit above.", ge=0, le=4096)
     min_test_sentences: int = _field(
         100, "Minimum test sentences", _EVAL,
         "Refuse to decide on fewer test sentences than this: small test sets make BLEU differences noise.",
-        ge=1)
+        ge=1, le=10_000_000)
     min_bleu_gain: float = _field(
         1.0, "Minimum BLEU gain", _EVAL,
-        "The candidate is published only if its BLEU on the test split beats the base model by this much.")
+        "The candidate is published only if its BLEU on the test split beats the base model by this much.",
+        ge=-100, le=100)
     alpha: float = _field(
         0.05, "Significance level", _EVAL,
         "The gain over the base model must be significant: paired bootstrap p-value (sacrebleu, 1000 "
@@ -224,23 +250,22 @@ class PipelineParams(BaseModel):
     max_champion_regression: float = _field(
         0.5, "Allowed loss against the champion", _EVAL,
         "The candidate may score at most this many BLEU below the model currently published to the "
-        "Hub repository (the champion). No champion yet: the check passes.", ge=0)
+        "Hub repository (the champion). No champion yet: the check passes.", ge=0, le=100)
     require_beat_champion: bool = _field(
         False, "Must beat the champion", _EVAL,
         "Also require a BLEU gain over the champion that is significant at the level above.")
     min_bleu: float = _field(0.0, "Minimum BLEU", _EVAL,
-                             "Absolute floor: the candidate's BLEU on the domain test split.", ge=0)
+                             "Absolute floor: the candidate's BLEU on the domain test split.", ge=0, le=100)
     max_general_regression: float = _field(
         1.0, "Allowed general-domain loss", _EVAL,
         "With a general-domain test set: the candidate may lose at most this many BLEU there against the "
-        "base model (catastrophic forgetting).", ge=0)
+        "base model (catastrophic forgetting).", ge=0, le=100)
 
     # --- publishing
     push_to_hub: bool = _field(True, "Publish", _PUBLISH,
                                "Publish a promoted candidate. Off: the run stops after the gate.")
     hub_repo_id: str = _field("my-org/opus-mt-en-de-domain", "Hub repository", _PUBLISH,
-                              "Model repository (namespace/name) that receives the promoted model.",
-                              pattern=r"^[\w.-]+/[\w.-]+$")
+                              "Model repository (namespace/name) that receives the promoted model.")
     hub_conn_id: str = _field("huggingface_default", "Hub connection", _PUBLISH,
                               "Airflow connection whose password is the Hub token (else HF_TOKEN is used). "
                               "Its extra may set {\"endpoint\": ...} for a private Hub.", min_length=1)
@@ -257,8 +282,8 @@ class PipelineParams(BaseModel):
         "hub", "Publish to", _PUBLISH,
         "hub: the Hugging Face Hub (HF_ENDPOINT or the connection's endpoint picks a private hub). "
         "local: a registry folder or S3 prefix (registry_uri) with the same layout, for air-gapped sites.")
-    registry_uri: str = _field(
-        "", "Local registry", _PUBLISH,
+    registry_uri: str | None = _field(
+        None, "Local registry", _PUBLISH,
         "Folder or s3://bucket/prefix of the local registry; used when publish_target is local. Each "
         "published run is kept side by side under {registry_uri}/{hub_repo_id}/versions/.")
 
@@ -282,6 +307,49 @@ class PipelineParams(BaseModel):
             raise ValueError("create_pr needs publish_target 'hub': a local registry has no pull requests")
         return self
 
+    @field_validator("data_snapshot", "target_langs", "skip_filters", "learning_curve_fractions", mode="after")
+    @classmethod
+    def _none_is_empty(cls, values: list | None) -> list:
+        # The form leaves an optional list null; everything downstream reads an empty list.
+        return [] if values is None else values
+
+    @field_validator("general_eval_uri", "replay_data_uri", "registry_uri", mode="after")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator(*LOCATIONS, mode="after")
+    @classmethod
+    def _allowed_place(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for uri in value if isinstance(value, list) else [value] if value else []:
+            locations.check(uri)
+        return value
+
+    @field_validator("base_model", mode="after")
+    @classmethod
+    def _allowed_model(cls, value: str) -> str:
+        return locations.check_model(value)
+
+    @field_validator("target_base_models", mode="after")
+    @classmethod
+    def _allowed_models(cls, value: dict[str, str] | None) -> dict[str, str]:
+        return {lang: locations.check_model(model) for lang, model in (value or {}).items()}
+
+    @field_validator("hub_repo_id", mode="after")
+    @classmethod
+    def _hub_repo(cls, value: str) -> str:
+        return locations.check_repo_id(value)
+
+    @model_validator(mode="after")
+    def _snapshot_under_data_uri(self) -> "PipelineParams":
+        prefix = self.data_uri.rstrip("/") + "/"
+        outside = [uri for uri in self.data_snapshot if not uri.startswith(prefix)]
+        if outside:
+            raise ValueError(f"data_snapshot entries must lie under data_uri {self.data_uri}: {outside[:3]}")
+        if extra := sorted(set(self.target_base_models) - set(self.target_langs)):
+            raise ValueError(f"target_base_models names languages that are not in target_langs: {extra}")
+        return self
+
     @field_validator("max_tokens_per_batch")
     @classmethod
     def _auto_or_enough(cls, tokens: int) -> int:
@@ -295,10 +363,10 @@ class PipelineParams(BaseModel):
             raise ValueError("replay_fraction > 0 needs replay_data_uri (general-domain pairs to replay)")
         return self
 
-    @field_validator("learning_curve_fractions")
+    @field_validator("learning_curve_fractions", mode="after")
     @classmethod
-    def _distinct_ascending(cls, fractions: list[float]) -> list[float]:
-        return sorted(set(fractions))
+    def _distinct_ascending(cls, fractions: list[float] | None) -> list[float]:
+        return sorted(set(fractions or []))
 
 
 class RunConfig(PipelineParams):
@@ -342,11 +410,27 @@ def sub_run(config: RunConfig, name: str, **changes: Any) -> RunConfig:
 
 
 def param_specs() -> dict[str, dict[str, Any]]:
-    """JSON schema of each PipelineParams field, ready for `airflow.sdk.Param(**spec)`."""
+    """JSON schema of each PipelineParams field, ready for `airflow.sdk.Param(**spec)`.
+
+    Airflow's trigger form reads a Param as optional when its `type` admits null, and it does not read
+    `anyOf`: pydantic's `anyOf: [X, {type: null}]` for an optional field becomes X with `type: [X's type, null]`.
+    Params that name a place get the deployment's pattern (tasks/locations.py), so the form and the REST API
+    refuse a place the deployment does not allow before a run exists.
+    """
     schema = PipelineParams.model_json_schema()
     specs = {}
     for name, prop in schema["properties"].items():
-        spec = {k: v for k, v in prop.items() if k != "default"}
+        spec = {k: v for k, v in prop.items() if k not in ("default", "anyOf")}
+        options = [o for o in prop.get("anyOf", []) if o.get("type") != "null"]
+        if options:
+            (only,) = options
+            spec.update({**only, "type": [only["type"], "null"]})
+        if name in _SCHEMA_PATTERNS:
+            pattern = {"pattern": _SCHEMA_PATTERNS[name]()}
+            if spec.get("items"):
+                spec["items"] = {**spec["items"], **pattern}
+            else:
+                spec.update(pattern)
         specs[name] = {"default": prop["default"], **spec}
     return specs
 

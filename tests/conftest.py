@@ -45,6 +45,8 @@ os.environ.update({
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    # Local data, models and registries live in pytest's temporary folders and in this repository.
+    "MT_LOCAL_DATA_ROOTS": os.pathsep.join([tempfile.gettempdir(), str(REPO_ROOT)]),
     "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "plugins")]),
 })
 for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_ENABLE_HF_TRANSFER", "AWS_ENDPOINT_URL",

@@ -7,7 +7,8 @@ pair run directories. A run without `target_langs` is its own only pair, so its 
 
 Conventions (documented in the Param's description and the README):
 - data of a pair: `{data_uri}/{src}-{tgt}/`; a `data_snapshot` is split by that prefix;
-- Hub repository of a pair: `{hub_repo_id}-{tgt}`.
+- Hub repository of a pair: `{hub_repo_id}-{tgt}`;
+- base model of a pair: `target_base_models[tgt]`, else `base_model`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def expand(config: RunConfig) -> list[RunConfig]:
             "data_uri": data_uri,
             "data_snapshot": [uri for uri in config.data_snapshot if uri.startswith(data_uri)],
             "hub_repo_id": f"{config.hub_repo_id}-{target}",
+            "base_model": config.target_base_models.get(target, config.base_model),
+            "target_base_models": {},
         }
         pairs.append(sub_run(config, f"{PAIRS}/{name}", **changes))
     return pairs

@@ -77,7 +77,7 @@ def test_an_unreadable_file_leaves_the_main_dag_and_the_watcher_alone(tmp_path):
     ({"source_lang": "EN"}, "field source_lang: String should match pattern"),
     ({"params": {"learning_rte": 0.1}}, "field params.learning_rte: Extra inputs are not permitted"),
     ({"params": {"launcher": "slurm"}}, "field params.launcher: Input should be 'local', 'docker' or 'kubernetes'"),
-    ({"hub_repo_id": "no-namespace"}, "field hub_repo_id: String should match pattern"),
+    ({"hub_repo_id": "no-namespace"}, "field hub_repo_id: Value error, 'no-namespace' is not a Hub repository id"),
     ({"domain": "Legal Team"}, "field domain: String should match pattern"),
     ({"colour": "blue"}, "field colour: Extra inputs are not permitted"),
 ])

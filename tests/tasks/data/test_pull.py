@@ -98,21 +98,22 @@ def test_force_full_retrain_pulls_what_was_consumed(bucket):
     assert "force_full_retrain" in summary["message"]
 
 
-def test_a_snapshot_pulls_exactly_the_listed_objects_and_consumes_them(bucket, tmp_path):
+def test_a_snapshot_pulls_exactly_the_listed_objects_and_consumes_them(bucket, s3, tmp_path):
     first = _run("run-1", bucket)
     pull.run(first)
     pull.commit_consumed(first)
     old = [o["uri"] for o in storage.read_json(first.uri(layout.PULL_MANIFEST))["objects"]]
-    local = write_jsonl(tmp_path / "extra" / "a.jsonl", digit_pairs(3, seed=9))  # same name, elsewhere
+    s3.upload_file(str(write_jsonl(tmp_path / "a2.jsonl", digit_pairs(3, seed=9))), "incoming",
+                   "en-de/week2/a.jsonl")  # same name, elsewhere under the data URI
 
-    replay = _run("replay", bucket, data_snapshot=old + [str(local)])
+    replay = _run("replay", bucket, data_snapshot=old + ["s3://incoming/en-de/week2/a.jsonl"])
     summary = pull.run(replay)
     assert (summary["files"], summary["mode"]) == (3, "snapshot")
     raw = _raw(replay)
     assert "incoming/en-de/a.jsonl" in raw and "incoming/en-de/week1/b.tsv" in raw
-    assert str(local).lstrip("/") in raw  # two files named a.jsonl do not collide
+    assert "incoming/en-de/week2/a.jsonl" in raw  # two files named a.jsonl do not collide
     assert pull.commit_consumed(replay)["committed"] == 3
-    assert set(pull.load_consumed(replay)) == set(old) | {str(local)}
+    assert set(pull.load_consumed(replay)) == set(old) | {"s3://incoming/en-de/week2/a.jsonl"}
 
 
 @pytest.mark.parametrize("params, message", [

@@ -1,0 +1,105 @@
+"""Hostile or careless trigger parameters are refused at the trigger, by the Params' schema (what the form and the
+REST API check), and again when a worker builds the run's config, each with a message naming the field."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tasks import config, locations
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+OUTSIDE = "/etc/translation-data/"  # outside the test deployment's roots (the temp folder and the repo)
+
+
+def _build(**params):
+    return config.build(params, dag_id="d", run_id="r", artifact_root="s3://artifacts/runs")
+
+
+@pytest.fixture(scope="module")
+def params():
+    """The main DAG's Params as the API server holds them: from the serialized DAG, which validates a run's conf
+    (`create_dagrun`: params.deep_merge(conf).validate()) for the REST API and the trigger form alike."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = DagBag(dag_folder=str(DAGS)).dags["translation_finetune"]
+    return DagSerialization.from_dict(DagSerialization.to_dict(dag)).params
+
+
+def _schema_refuses(params, values: dict) -> str:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError) as err:
+        params.deep_merge(values).validate()
+    return str(err.value)
+
+
+HOSTILE = [
+    # (params, field the message names, words in the message)
+    ({"data_uri": "incoming/en-de"}, "data_uri", "must be absolute"),
+    ({"data_uri": "s3://data/in/../gate.json"}, "data_uri", "'..' segment"),
+    ({"data_uri": "s3://data/in//abs/path/"}, "data_uri", "empty segment"),
+    ({"data_uri": "s3://x/in"}, "data_uri", "not an S3 bucket name"),
+    ({"data_uri": "file:///etc/passwd"}, "data_uri", "only s3://bucket/... and absolute local paths"),
+    ({"data_uri": "http://169.254.169.254/latest/"}, "data_uri", "only s3://bucket/..."),
+    ({"data_uri": "s3://data/in\n/x"}, "data_uri", "control character"),
+    ({"data_uri": OUTSIDE}, "data_uri", "outside the local roots"),
+    ({"general_eval_uri": "/etc/passwd"}, "general_eval_uri", "outside the local roots"),
+    ({"replay_data_uri": "../general"}, "replay_data_uri", "must be absolute"),
+    ({"publish_target": "local", "registry_uri": "/var/lib/models"}, "registry_uri", "outside the local roots"),
+    ({"data_uri": "s3://data/in/", "data_snapshot": ["s3://data/in/a.jsonl", "s3://other/secret.jsonl"]},
+     "config", "must lie under data_uri"),
+    ({"data_uri": "s3://data/in/", "data_snapshot": ["/etc/passwd"]}, "data_snapshot", "outside the local roots"),
+    ({"base_model": "/root/.ssh"}, "base_model", "outside the local roots"),
+    ({"base_model": "../model"}, "base_model", "must be absolute"),
+    ({"hub_repo_id": ".."}, "hub_repo_id", "not a Hub repository id"),
+    ({"hub_repo_id": "../x"}, "hub_repo_id", "not a Hub repository id"),
+    ({"hub_repo_id": "a/.."}, "hub_repo_id", "not a Hub repository id"),
+    ({"hub_repo_id": "org/a/b"}, "hub_repo_id", "not a Hub repository id"),
+    ({"num_train_epochs": float("inf")}, "num_train_epochs", "finite number"),
+    ({"learning_rate": 1e300}, "learning_rate", "less than or equal to 1"),
+    ({"seed": 2**80}, "seed", "less than or equal to 4294967295"),
+    ({"num_beams": 10**6}, "num_beams", "less than or equal to 64"),
+    ({"max_steps": 10**12}, "max_steps", "less than or equal to 10000000"),
+]
+
+
+@pytest.mark.parametrize("values, field, words", HOSTILE)
+def test_the_run_config_refuses_it_naming_the_field(values, field, words):
+    with pytest.raises(config.ConfigError) as err:
+        _build(**values)
+    assert f"- {field}:" in str(err.value) and words in str(err.value)
+
+
+@pytest.mark.parametrize("values, field, words", [case for case in HOSTILE if case[1] != "config"])
+def test_the_trigger_refuses_it_before_a_run_exists(params, values, field, words):
+    message = _schema_refuses(params, values)
+    assert field in message
+
+
+def test_a_symbolic_link_inside_a_root_cannot_lead_out_of_it(tmp_path):
+    (tmp_path / "data").mkdir()
+    os.symlink("/etc", tmp_path / "data" / "etc")
+    roots = {locations.ROOTS_ENV: str(tmp_path / "data")}
+    assert locations.problem(str(tmp_path / "data" / "in"), roots) is None
+    assert "outside the local roots" in locations.problem(str(tmp_path / "data" / "etc"), roots)
+
+
+def test_without_listed_roots_no_local_path_is_allowed():
+    assert "lists no local roots" in locations.problem("/srv/data", {})
+    assert locations.problem("s3://bucket/prefix/", {}) is None
+    assert "/srv" not in locations.pattern({})
+
+
+@pytest.mark.parametrize("good", [
+    {"data_uri": "s3://data/in/"}, {"data_uri": "s3://my.bucket-1/a/b/c.jsonl"},
+    {"base_model": "Helsinki-NLP/opus-mt-en-de"}, {"base_model": "t5-small"},
+    {"hub_repo_id": "my-org/opus-mt-en-de-legal"}, {"seed": 2**32 - 1}, {"learning_rate": 1.0},
+])
+def test_sane_values_pass_both_checks(params, good):
+    _build(**good)
+    params.deep_merge(good).validate()
