@@ -6,6 +6,11 @@ Outputs (under --out, default: demo/data next to this script):
   general/ding.en-de.tsv       General-domain corpus from the Ding dictionary
                                (Debian package trans-de-en): example sentences
                                plus a limited set of short phrase pairs.
+  general/<name>.en-de.tsv     General-domain sentences from the German message
+                               catalogs of desktop applications, libraries and
+                               games outside the demo's domain (GENERAL_PACKAGES),
+                               one file per source; none of them shares a
+                               sentence with the domain catalogs.
   domain/<name>.de.jsonl       Software-localization corpus: German translations
                                of GNU program messages, one file per package,
                                {"translation": {"en": ..., "de": ...}} per line.
@@ -77,6 +82,47 @@ DOMAIN_PACKAGES: "OrderedDict[str, list[tuple[str, str]]]" = OrderedDict(
 TSV_OUTPUTS = {"sed"}
 
 MO_DIR = "usr/share/locale/de/LC_MESSAGES/"
+
+# Sources of general-domain sentences: German message catalogs of programs
+# outside the domain (no GNU command-line tool, no Translation Project catalog
+# of the domain, no gnulib catalog). Chosen for full-sentence messages (help
+# texts, tooltips, dialogs, game texts), clear free licenses and a reasonable
+# download. Order matters: a sentence found in several sources is kept in the
+# first (rule 7 of the extraction rules below).
+# output name -> (Debian binary package, exact version, folder of its German .mo files).
+LO_MO_DIR = "usr/lib/libreoffice/program/resource/de/LC_MESSAGES/"
+GENERAL_PACKAGES: "OrderedDict[str, tuple[str, str, str]]" = OrderedDict(
+    [
+        ("freeciv", ("freeciv-data", "3.0.6-1+deb12u1", MO_DIR)),
+        ("gbrainy", ("gbrainy", "1:2.4.6-1", MO_DIR)),
+        ("libreoffice", ("libreoffice-l10n-de", "4:7.4.7-1+deb12u14", LO_MO_DIR)),
+        ("gramps", ("gramps", "5.1.5-1", MO_DIR)),
+        ("gnucash", ("gnucash-common", "1:4.13-1", MO_DIR)),
+        ("gnumeric", ("gnumeric-common", "1.12.55-1", MO_DIR)),
+        ("grisbi", ("grisbi-common", "2.0.5-1", MO_DIR)),
+        ("lyx", ("lyx-common", "2.3.7-1", MO_DIR)),
+        ("gimp", ("gimp-data", "2.10.34-1+deb12u10", MO_DIR)),
+        ("inkscape", ("inkscape", "1.2.2-2+deb12u1", MO_DIR)),
+        ("hugin", ("hugin-data", "2022.0.0+dfsg-2", MO_DIR)),
+        ("shotwell", ("shotwell-common", "0.30.17-1", MO_DIR)),
+        ("vlc", ("vlc-l10n", "3.0.24-0+deb12u1", MO_DIR)),
+        ("audacity", ("audacity-data", "3.2.4+dfsg-1", MO_DIR)),
+        ("evolution", ("evolution-common", "3.46.4-2+deb12u1", MO_DIR)),
+        ("claws-mail", ("claws-mail-i18n", "4.1.1-2", MO_DIR)),
+        ("pidgin", ("pidgin-data", "2.14.12-1", MO_DIR)),
+        ("gajim", ("gajim", "1.7.3-2", "usr/lib/python3/dist-packages/gajim/data/locale/de/LC_MESSAGES/")),
+        ("filezilla", ("filezilla-common", "3.63.0-1+deb12u3", MO_DIR)),
+        ("phpmyadmin", ("phpmyadmin", "4:5.2.1+dfsg-1+deb12u1", "usr/share/phpmyadmin/locale/de/LC_MESSAGES/")),
+        ("geany", ("geany-common", "1.38-1", MO_DIR)),
+        ("gtk3", ("libgtk-3-common", "3.24.38-2~deb12u3", MO_DIR)),
+        ("nautilus", ("nautilus-data", "43.2-1", MO_DIR)),
+        ("cinnamon", ("cinnamon-l10n", "5.6.1-2", MO_DIR)),
+        ("orca", ("orca", "43.1-1", MO_DIR)),
+        ("network-manager", ("network-manager", "1.42.4-1+deb12u1", MO_DIR)),
+        ("aptitude", ("aptitude-common", "0.8.13-5", MO_DIR)),
+        ("minetest", ("minetest-data", "5.6.1+dfsg+~1.9.0mt8+dfsg-2", MO_DIR)),
+    ]
+)
 
 # --------------------------------------------------------------------------
 # Extraction rules for the Ding dictionary.
@@ -155,6 +201,7 @@ def all_pinned() -> list[tuple[str, str]]:
     pinned = [DING_PACKAGE]
     for parts in DOMAIN_PACKAGES.values():
         pinned.extend(parts)
+    pinned.extend((package, version) for package, version, _ in GENERAL_PACKAGES.values())
     return pinned
 
 
@@ -314,6 +361,106 @@ def extract_domain(debs: dict[tuple[str, str], Deb]):
 
 
 # --------------------------------------------------------------------------
+# General-domain corpus: message catalogs outside the domain.
+# --------------------------------------------------------------------------
+
+# Extraction rules, applied to every entry of every German .mo file in each
+# source's folder, in this order (README: "Extraction rules"):
+#  1. skip the header, fuzzy and obsolete entries; plural entries give the
+#     English singular with msgstr[0], as in the domain (mo_pairs);
+#  2. newlines and tabs become spaces (one_line); an entry with three spaces
+#     in a row on either side is layout (aligned columns, indented option
+#     lists) and is dropped; then every run of whitespace becomes one space;
+#  3. drop empty translations and translations equal to the English;
+#  4. drop markup and placeholder noise: any of NOISE_CHARS on either side
+#     (markup <b>, entities and accelerators &, mnemonics _, {0} and $1 and
+#     %1$s placeholders, [options], @-codes, LaTeX \commands, ...), or a
+#     different number of '%' on the two sides;
+#  5. sentence-like: both sides start with an upper-case letter, the English
+#     has MIN_WORDS..MAX_WORDS words (split on whitespace), and the German has
+#     between MIN_RATIO and MAX_RATIO times as many words as the English;
+#  6. never a domain sentence: drop the pair when its English key occurs among
+#     the English (msgid, msgid_plural) or its German key among the German
+#     (msgstr) strings of any DOMAIN catalog, where key() lower-cases and keeps
+#     only the \w+ tokens ("Memory exhausted." and "memory exhausted" match);
+#  7. deduplicate on the English key over all general sources: the first
+#     occurrence is kept (sources in GENERAL_PACKAGES order, catalogs in path
+#     order, entries in catalog order, i.e. sorted by msgid).
+NOISE_CHARS = set("<>{}[]|\\_@$&#`^~*=")
+MIN_WORDS, MAX_WORDS = 4, 50
+MIN_RATIO, MAX_RATIO = 0.5, 2.0
+
+
+def key(text: str) -> str:
+    return " ".join(WORD.findall(text.casefold()))
+
+
+def general_reject(en: str, de: str) -> str | None:
+    """Why the pair fails rules 2-5 (None: keep it). en, de come from one_line()."""
+    if "   " in en or "   " in de:
+        return "layout"
+    en, de = " ".join(en.split()), " ".join(de.split())
+    if not en or not de or en == de:
+        return "empty or untranslated"
+    if NOISE_CHARS & set(en + de) or en.count("%") != de.count("%"):
+        return "markup or placeholders"
+    if not (en[0].isupper() and de[0].isupper()):
+        return "not sentence-like"
+    n_en, n_de = len(en.split()), len(de.split())
+    if not (MIN_WORDS <= n_en <= MAX_WORDS and MIN_RATIO * n_en <= n_de <= MAX_RATIO * n_en):
+        return "not sentence-like"
+    return None
+
+
+def domain_keys(debs: dict[tuple[str, str], Deb]) -> tuple[set[str], set[str]]:
+    """key() of every English and every German string in the domain catalogs."""
+    en_keys, de_keys = set(), set()
+    for parts in DOMAIN_PACKAGES.values():
+        for package_version in parts:
+            for path, blob in debs[package_version].files(MO_DIR).items():
+                if not path.endswith(".mo"):
+                    continue
+                for entry in polib.mofile(blob):
+                    en_keys.update(key(s) for s in (entry.msgid, entry.msgid_plural) if s)
+                    de_keys.update(key(s) for s in [entry.msgstr, *entry.msgstr_plural.values()] if s)
+    en_keys.discard("")
+    de_keys.discard("")
+    return en_keys, de_keys
+
+
+def extract_general(debs: dict[tuple[str, str], Deb], dropped: "OrderedDict[str, int]"):
+    """name -> (pairs, per-.mo info [(path, pairs kept, header)]); counts why pairs were dropped."""
+    en_domain, de_domain = domain_keys(debs)
+    seen: set[str] = set()
+    result = OrderedDict()
+    for name, (package, version, folder) in GENERAL_PACKAGES.items():
+        pairs, info = [], []
+        for path, blob in debs[(package, version)].files(folder).items():
+            if not path.endswith(".mo") or "gnulib" in Path(path).name:
+                continue
+            catalog_pairs, meta = mo_pairs(blob)
+            kept = 0
+            for en, de in catalog_pairs:
+                why = general_reject(en, de)
+                en, de = " ".join(en.split()), " ".join(de.split())
+                if why is None and (key(en) in en_domain or key(de) in de_domain):
+                    why = "in the domain catalogs"
+                if why is None and key(en) in seen:
+                    why = "duplicate"
+                if why is not None:
+                    dropped[why] = dropped.get(why, 0) + 1
+                    continue
+                seen.add(key(en))
+                pairs.append((en, de))
+                kept += 1
+            info.append((path, kept, meta))
+        if not pairs:
+            raise SystemExit(f"{name}: no German sentences found in {package} {version}")
+        result[name] = (pairs, info)
+    return result
+
+
+# --------------------------------------------------------------------------
 # Output.
 # --------------------------------------------------------------------------
 
@@ -354,13 +501,22 @@ def main(argv=None) -> int:
     general_dir.mkdir(parents=True, exist_ok=True)
     domain_dir.mkdir(parents=True, exist_ok=True)
 
-    # General domain.
+    # General domain: Ding, then the message catalogs.
     ding_deb = debs[DING_PACKAGE]
     ding_text = ding_deb.files(DING_DATA_PATH)[DING_DATA_PATH].decode("utf-8")
     ding_pairs, n_sent, n_phr = extract_ding(ding_text)
     ding_out = general_dir / "ding.en-de.tsv"
     write_tsv(ding_out, ding_pairs)
-    written = [(ding_out, len(ding_pairs), f"trans-de-en {DING_PACKAGE[1]}: {n_sent} sentences + {n_phr} phrases")]
+    written = [("ding", ding_out, len(ding_pairs), f"trans-de-en {DING_PACKAGE[1]}: {n_sent} sentences + {n_phr} phrases")]
+    dropped: "OrderedDict[str, int]" = OrderedDict()
+    sentences = []
+    for name, (pairs, info) in extract_general(debs, dropped).items():
+        out = general_dir / f"{name}.en-de.tsv"
+        write_tsv(out, pairs)
+        sentences.extend(pairs)
+        package, version, _ = GENERAL_PACKAGES[name]
+        sources = ", ".join(f"{Path(p).name} ({n})" for p, n, _ in info)
+        written.append(("general", out, len(pairs), f"{package} {version}: {sources}"))
 
     # Software-localization domain.
     for name, (pairs, info) in extract_domain(debs).items():
@@ -372,17 +528,32 @@ def main(argv=None) -> int:
             write_jsonl(out, pairs)
         sources = ", ".join(f"{Path(p).name} ({n}, {m.get('Project-Id-Version', '?')})" for _, _, p, n, m in info)
         versions = ", ".join(f"{pkg} {ver}" for pkg, ver in DOMAIN_PACKAGES[name])
-        written.append((out, len(pairs), f"{versions}: {sources}"))
+        written.append(("domain", out, len(pairs), f"{versions}: {sources}"))
 
-    print(f"{'file':<40} {'pairs':>6} {'bytes':>9}  sha256[:12]  source")
-    total_bytes = 0
-    for path, count, note in written:
-        size = path.stat().st_size
-        total_bytes += size
-        print(f"{str(path.relative_to(args.out)):<40} {count:>6} {size:>9}  {sha256(path)[:12]}  {note}")
-    domain_total = sum(count for _, count, _ in written[1:])
-    print(f"general pairs: {written[0][1]}   domain pairs: {domain_total}   bytes: {total_bytes}")
+    report(args.out, written, dropped, sentences)
     return 0
+
+
+def report(out_dir: Path, written, dropped, sentences) -> None:
+    print(f"{'file':<40} {'pairs':>6} {'bytes':>9}  sha256[:12]  source")
+    for _, path, count, note in written:
+        print(f"{str(path.relative_to(out_dir)):<40} {count:>6} {path.stat().st_size:>9}  {sha256(path)[:12]}  {note}")
+    for kind in ("ding", "general", "domain"):
+        rows = [(count, path.stat().st_size) for k, path, count, _ in written if k == kind]
+        print(f"{kind}: {len(rows)} files, {sum(c for c, _ in rows)} pairs, {sum(b for _, b in rows)} bytes")
+    print("general catalogs, pairs dropped: " + ", ".join(f"{why} {n}" for why, n in dropped.items()))
+    lengths = sorted(len(en.split()) for en, _ in sentences)
+    de_words = sum(len(de.split()) for _, de in sentences)
+
+    def pick(q: float) -> int:
+        return lengths[min(len(lengths) - 1, int(q * len(lengths)))]
+
+    print(
+        f"general catalogs, English words per pair: mean {sum(lengths) / len(lengths):.1f}, "
+        f"median {pick(0.5)}, p90 {pick(0.9)}, p95 {pick(0.95)}, p99 {pick(0.99)}, max {lengths[-1]}; "
+        f"total {sum(lengths)} English and {de_words} German words; "
+        f"ending in . ! ?: {sum(en.endswith(SENTENCE_END) for en, _ in sentences)}"
+    )
 
 
 if __name__ == "__main__":
