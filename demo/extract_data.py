@@ -86,9 +86,10 @@ MO_DIR = "usr/share/locale/de/LC_MESSAGES/"
 # Sources of general-domain sentences: German message catalogs of programs
 # outside the domain (no GNU command-line tool, no Translation Project catalog
 # of the domain, no gnulib catalog). Chosen for full-sentence messages (help
-# texts, tooltips, dialogs, game texts), clear free licenses and a reasonable
-# download. Order matters: a sentence found in several sources is kept in the
-# first (rule 7 of the extraction rules below).
+# texts, tooltips, dialogs, game texts), a reasonable download, and free
+# licenses that allow the GPL-3.0 under which the demo publishes its model (so
+# no GPL-2.0-only source such as phpMyAdmin). Order matters: a sentence found
+# in several sources is kept in the first (rule 7 of the extraction rules below).
 # output name -> (Debian binary package, exact version, folder of its German .mo files).
 LO_MO_DIR = "usr/lib/libreoffice/program/resource/de/LC_MESSAGES/"
 GENERAL_PACKAGES: "OrderedDict[str, tuple[str, str, str]]" = OrderedDict(
@@ -112,7 +113,6 @@ GENERAL_PACKAGES: "OrderedDict[str, tuple[str, str, str]]" = OrderedDict(
         ("pidgin", ("pidgin-data", "2.14.12-1", MO_DIR)),
         ("gajim", ("gajim", "1.7.3-2", "usr/lib/python3/dist-packages/gajim/data/locale/de/LC_MESSAGES/")),
         ("filezilla", ("filezilla-common", "3.63.0-1+deb12u3", MO_DIR)),
-        ("phpmyadmin", ("phpmyadmin", "4:5.2.1+dfsg-1+deb12u1", "usr/share/phpmyadmin/locale/de/LC_MESSAGES/")),
         ("geany", ("geany-common", "1.38-1", MO_DIR)),
         ("gtk3", ("libgtk-3-common", "3.24.38-2~deb12u3", MO_DIR)),
         ("nautilus", ("nautilus-data", "43.2-1", MO_DIR)),
