@@ -68,6 +68,12 @@ class PipelineParams(BaseModel):
         False, "Retrain on everything", _DATA,
         "Pull every object under the data URI, consumed or not. Off: a run with nothing new ends early "
         "(skipped, not failed).")
+    training_data: Literal["all", "new_only"] = _field(
+        "all", "Training data", _DATA,
+        "all: train on the pipeline's whole domain corpus, every object consumed by earlier successful runs "
+        "(their cleaned copies, kept in the pipeline's state) plus the new ones, deduplicated across all of "
+        "them, the frozen test set excluded; a weekly candidate then knows at least what the champion knew. "
+        "new_only: only the objects this run pulled. New data still decides whether a run trains at all.")
     data_snapshot: list[str] | None = _field(
         None, "Data snapshot", _DATA,
         "Exactly these object URIs (files or s3://bucket/key) instead of what is new under the data URI. "
@@ -143,8 +149,17 @@ class PipelineParams(BaseModel):
         "With several target languages: the base model of each, e.g. {\"nl\": \"Helsinki-NLP/opus-mt-en-nl\"}; a "
         "language not listed fine-tunes base_model (a multilingual one such as NLLB takes its target-language "
         "token from the pair).")
+    init_from: Literal["base", "champion"] = _field(
+        "base", "Start from", _TRAIN,
+        "base: fine-tune base_model afresh on the training data. champion: continue from the published model "
+        "(falls back to base_model while there is none); cheaper when the corpus grows slowly, but it drifts "
+        "further from the base model run after run, so pair it with replay and the general-domain check.")
     num_train_epochs: float = _field(3.0, "Epochs", _TRAIN, "Passes over the training split at most.", gt=0,
                                      le=1000)
+    max_train_minutes: float | None = _field(
+        None, "Training budget (minutes)", _TRAIN,
+        "Stop training once this much time is spent (retries included) and keep the best model by validation "
+        "loss so far. Empty: no budget, the epochs and steps decide.", gt=0, le=10_080)
     max_steps: int = _field(0, "Maximum steps", _TRAIN, "Stop after this many optimizer steps (0: no cap).",
                             ge=0, le=MAX_STEPS)
     learning_rate: float = _field(
@@ -256,6 +271,22 @@ class PipelineParams(BaseModel):
         "Also require a BLEU gain over the champion that is significant at the level above.")
     min_bleu: float = _field(0.0, "Minimum BLEU", _EVAL,
                              "Absolute floor: the candidate's BLEU on the domain test split.", ge=0, le=100)
+    min_distinct_outputs: float = _field(
+        0.5, "Minimum distinct outputs", _EVAL,
+        "degenerate_outputs: the candidate's distinct test outputs per distinct test source must be at least "
+        "this share (a model that answers everything with a few lines is refused, whatever its BLEU).",
+        ge=0, le=1)
+    max_empty_outputs: float = _field(
+        0.05, "Maximum empty outputs", _EVAL, "degenerate_outputs: at most this share of empty test outputs.",
+        ge=0, le=1)
+    max_source_copies: float = _field(
+        0.3, "Maximum copied sources", _EVAL,
+        "degenerate_outputs: at most this share of test outputs equal to their source (left untranslated). "
+        "Software messages have some legitimate ones: file names, options, placeholders.", ge=0, le=1)
+    max_runaway_outputs: float = _field(
+        0.1, "Maximum runaway outputs", _EVAL,
+        "degenerate_outputs: at most this share of test outputs in which a run of one to four words repeats "
+        "four or more times in a row (a model that loops until the length limit).", ge=0, le=1)
     max_general_regression: float = _field(
         1.0, "Allowed general-domain loss", _EVAL,
         "With a general-domain test set: the candidate may lose at most this many BLEU there against the "

@@ -12,6 +12,7 @@ holds what each step wrote, in the order the steps run:
     champion/, champion.json    champion     the published model the gate compares with
     eval/ (scores.json last)    evaluate     hypotheses, per-sentence scores, scores with signatures
     gate.json, report.md, report.png         gate
+    release_gate.json           release_gate: were the run's languages released together
     publish.json                publish
     curve/f<share>/             learning-curve points, each a run directory of its own
 
@@ -46,6 +47,7 @@ SCORES = f"{EVAL}/scores.json"  # written last by evaluate
 GATE = "gate.json"
 REPORT = "report.md"
 REPORT_PLOT = "report.png"
+RELEASE_GATE = "release_gate.json"  # the verdict of the run's release gate, in each language's directory
 PUBLISH = "publish.json"
 CURVE = "curve"
 CURVE_POINT_SPEC = "curve_point.json"  # in a point's run directory: its share and the run it belongs to

@@ -31,6 +31,10 @@ def summarize_run(config: RunConfig) -> dict:
         "rows_kept": validation.get("kept"),
         "rows_rejected": validation.get("rejected"),
         "rows_deduplicated": validation.get("deduplicated"),
+        "carried_objects": len(manifest.get("carried", [])),
+        "carried_kept": validation.get("carried_kept"),
+        "training_pairs": validation.get("clean_pairs"),
+        "distinct_outputs": (scores.get("candidate", {}).get("outputs") or {}).get("distinct"),
         "test_sentences": scores.get("test_sentences"),
         "base_bleu": scores.get("base", {}).get("bleu"),
         "candidate_bleu": scores.get("candidate", {}).get("bleu"),
@@ -67,9 +71,12 @@ def format_summary(s: dict) -> list[str]:
         f"run {s['run_id']}  ({s['run_dir']})",
         f"data: {s['data']}",
         f"rows: {s['rows_pulled']} pulled from {s['files_pulled']} file(s), {s['rows_kept']} kept, "
-        f"{s['rows_rejected']} rejected, {s['rows_deduplicated']} duplicates",
+        f"{s['rows_rejected']} rejected, {s['rows_deduplicated']} duplicates"
+        + (f"; with {s['carried_kept']} pairs carried from {s['carried_objects']} earlier object(s): "
+           f"{s['training_pairs']} to split and train on" if s.get("carried_objects") else ""),
         f"BLEU on {s['test_sentences']} test sentences: base {num(s['base_bleu'])} → candidate "
-        f"{num(s['candidate_bleu'])} (gain {num(s['bleu_gain'], '{:+.2f}')}{p_value}){champion}",
+        f"{num(s['candidate_bleu'])} (gain {num(s['bleu_gain'], '{:+.2f}')}{p_value}){champion}"
+        + ("" if s.get("distinct_outputs") is None else f"; distinct outputs {s['distinct_outputs']:.0%}"),
         f"gate: {(s['decision'] or 'not reached').upper()} — {'; '.join(s['reasons'])}",
         f"published: {s['published'] or 'nothing'}",
         f"report: {s['report'] or 'none'}",

@@ -6,7 +6,8 @@
 
 Pages are plain HTML with an inline SVG chart, rendered from Jinja2 templates (templates/history_*.html;
 Airflow ships Jinja2): no JavaScript, no assets, so it renders the same inside the Airflow UI's frame and on its
-own. Plugin apps are not protected by Airflow automatically, so every route checks the caller's Airflow login (the UI's `_token` cookie, or a bearer token) and DAG-run read access.
+own. Plugin apps are not protected by Airflow automatically, so every route checks the caller's Airflow login
+(the UI's `_token` cookie, or a bearer token) and DAG-run read access.
 """
 
 from __future__ import annotations

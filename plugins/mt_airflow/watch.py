@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.io import formats, storage
+from tasks.data import pull
+from tasks.io import storage
 
 STATE_DIR = "_watcher"
 
@@ -34,9 +35,8 @@ def state_uri(artifact_root: str, data_uri: str) -> str:
 def find_new(data_uri: str, state: str) -> dict[str, str]:
     """Data files under `data_uri` that were not announced yet (or changed since): uri → ETag."""
     announced = storage.read_json_or(state, {"announced": {}})["announced"]
-    listed = storage.list_objects(data_uri)
-    return {o.uri: o.etag for o in listed
-            if Path(o.relpath).suffix.lower() in formats.EXTENSIONS and announced.get(o.uri) != o.etag}
+    data = pull.classify(storage.list_objects(data_uri, hidden=True)).data  # what pull would take
+    return {o.uri: o.etag for o in data if announced.get(o.uri) != o.etag}
 
 
 def remember(state: str, announced_now: dict[str, str]) -> int:

@@ -1,120 +1,178 @@
 """pull: copy the data objects that are new since the last successful run into the run's raw/ folder.
 
-"New" means not consumed by a successful run of this pipeline: a key never seen, or a key whose ETag
-changed (a rewritten object counts as new). What a run consumed lives in the pipeline's state area
-(`{state_dir}/consumed.json`). Pull only *records* what the run would consume, in `pull_manifest.json` in the
-run directory; `commit_consumed` marks it consumed when the whole run has succeeded (the DAG's last
-step), so a failed run consumes nothing and the next run sees the same objects as new.
+"New" means not consumed by a successful run of this pipeline: a key never seen, or a key whose ETag changed (a
+rewritten object counts as new; a local file's ETag is a digest of its content). What was consumed lives in
+the pipeline's state area (tasks/data/consumed.py). Pull only *records* what the run would consume, in
+`pull_manifest.json`; the DAG's `mark_consumed` commits it once the run's gate has decided, so a run that fails
+before consumes nothing and the next run sees the same objects as new.
 
-A retried or re-run pull of the same DAG run finds its manifest and pulls nothing again. With nothing new
-the manifest says so and the run ends early (skipped, not failed). `force_full_retrain` pulls every object;
-`data_snapshot` pulls exactly the listed objects: the keys a new-data event announced (the data watcher sets
-it), or an old run's objects to reproduce it. A successful snapshot run consumes what it pulled, like any
-other run, so the weekly fallback does not train on announced keys again.
+Every listed object ends in exactly one of two lists of the manifest, `objects` (pulled) or `ignored` (with its
+reason): a hidden name, a file type no reader reads, a symbolic link, or a key that is unsafe as a name (a `.`
+or `..` segment, an empty segment, a control character). An object key is data, never a path: each pulled
+object gets a flat name in raw/ made of a hash of its URI and its sanitised base name, so no key can place a
+file outside raw/ or overwrite another one.
+
+With `training_data: all` (the default) the manifest also lists the objects consumed by earlier runs under
+`carried`: validate adds their cleaned copies to the new data, so each week's candidate learns from the whole
+domain corpus. `force_full_retrain` pulls every object again; `data_snapshot` pulls exactly the listed objects
+(the keys a new-data event announced, or an old run's objects to reproduce it). A retried pull of the same DAG
+run finds its manifest and pulls nothing again; with nothing new the run ends early (skipped, not failed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
-from tasks.io import formats, storage
+from tasks.data import consumed as consumed_state
+from tasks.io import compression, formats, storage
 
 log = logging.getLogger(__name__)
 
+MAX_NAME_CHARS = 80  # of the readable part of a raw/ name
+
+
 class NoDataError(RuntimeError):
     """The data URI (or the snapshot) holds no file that the pipeline can read."""
+
+
+def key_problem(key: str) -> str | None:
+    """Why an object key cannot name a data file, or None. Keys are data written by other people."""
+    if re.search(r"[\x00-\x1f\x7f-\x9f]", key):
+        return "the key contains a control character"
+    segments = key.split("/")
+    if any(s in (".", "..") for s in segments):
+        return "the key has a '.' or '..' segment: as a path it would name another place"
+    if any(s == "" for s in segments):
+        return "the key has an empty segment ('//' or a leading '/')"
+    if any(s.startswith(".") for s in segments):
+        return "a hidden name (a segment starting with '.'): temporary or system file"
+    suffix = Path(compression.data_name(segments[-1])).suffix.lower()
+    if suffix not in formats.EXTENSIONS:
+        return f"not a data file: {suffix or 'no extension'} is not one of {sorted(formats.EXTENSIONS)}"
+    return None
+
+
+def raw_name(uri: str, key: str) -> str:
+    """A flat, bounded, safe name in raw/, unique by a hash of the object's URI, readable by its base name."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", key.rsplit("/", 1)[-1]).lstrip(".-") or "object"
+    if len(base) > MAX_NAME_CHARS:
+        suffixes = "".join(Path(base).suffixes[-2:])[:20]
+        base = base[:MAX_NAME_CHARS - len(suffixes)] + suffixes
+    return f"{hashlib.blake2b(uri.encode(), digest_size=6).hexdigest()}-{base}"
+
+
+@dataclass(frozen=True)
+class Listing:
+    data: list[storage.StoredObject]  # relpath: the key relative to data_uri
+    ignored: list[dict]  # {key, uri, reason}
+
+
+def classify(objects: list[storage.StoredObject]) -> Listing:
+    """Split listed objects into data files and ignored ones, each with its reason (also used by the watcher)."""
+    data, ignored = [], []
+    for obj in objects:
+        reason = "a symbolic link: only regular files are pulled" if obj.link else key_problem(obj.relpath)
+        if reason:
+            ignored.append({"key": obj.relpath, "uri": obj.uri, "reason": reason})
+        else:
+            data.append(obj)
+    return Listing(data, ignored)
+
+
+def _snapshot(config: RunConfig) -> list[storage.StoredObject]:
+    """The snapshot's objects (a URI ending in '/' stands for what is under it), keyed relative to data_uri."""
+    prefix = config.data_uri.rstrip("/") + "/"
+    found = []
+    for uri in config.data_snapshot:
+        if uri.endswith("/") or (not storage.is_s3(uri) and Path(uri).is_dir()):
+            found += [storage.StoredObject(o.uri, o.uri[len(prefix):], o.size, o.etag, o.link)
+                      for o in storage.list_objects(uri, hidden=True)]
+            continue
+        try:
+            obj = storage.stat(uri)
+        except FileNotFoundError:
+            raise NoDataError(f"data_snapshot: {uri} does not exist (any more)") from None
+        found.append(storage.StoredObject(obj.uri, uri[len(prefix):], obj.size, obj.etag, obj.link))
+    return found
 
 
 def run(config: RunConfig) -> dict:
     if (done := result(config)) is not None:
         log.info("pull already done for this run: %s", config.uri(layout.PULL_MANIFEST))
         return done
-
-    if config.data_snapshot:
-        mode, wanted, ignored = "snapshot", _snapshot_objects(config.data_snapshot), []
-        consumed = {}
-    else:
-        mode = "full" if config.force_full_retrain else "incremental"
-        wanted, ignored = _data_objects(config.data_uri)
-        consumed = load_consumed(config)
-        if not wanted and not consumed:
-            raise NoDataError(f"{config.data_uri}: no data files found (supported extensions: "
-                              f"{sorted(formats.EXTENSIONS)}; {len(ignored)} other file(s) present)")
-    fresh = wanted if mode != "incremental" else [o for o in wanted if consumed.get(o.uri, {}).get("etag") != o.etag]
-    changed = [o.relpath for o in fresh if o.uri in consumed]
-
-    with tempfile.TemporaryDirectory() as scratch:
-        for obj in fresh:
-            target_uri = config.uri(layout.RAW, obj.relpath)
-            if storage.is_s3(config.run_dir) or storage.is_s3(obj.uri):
-                storage.upload_file(storage.download(obj.uri, Path(scratch) / obj.relpath), target_uri)
-            else:
-                storage.upload_file(Path(obj.uri), target_uri)
-            log.info("pulled %s (%d bytes, etag %s)%s", obj.uri, obj.size, obj.etag,
-                     " (changed since consumed)" if obj.relpath in changed else "")
-
+    mode = "snapshot" if config.data_snapshot else "full" if config.force_full_retrain else "incremental"
+    listing = classify(_snapshot(config) if mode == "snapshot" else storage.list_objects(config.data_uri,
+                                                                                           hidden=True))
+    for item in listing.ignored:
+        log.warning("ignored %s: %s", item["key"], item["reason"])
+    consumed = consumed_state.load(config)
+    if not listing.data and not consumed:
+        raise NoDataError(f"{config.data_uri}: no data files found (supported extensions: "
+                          f"{sorted(formats.EXTENSIONS)}, optionally compressed; {len(listing.ignored)} other "
+                          f"object(s) ignored)")
+    fresh = [o for o in listing.data if mode != "incremental" or consumed.get(o.uri, {}).get("etag") != o.etag]
     manifest = {
-        "source": config.data_snapshot or config.data_uri,
-        "mode": mode,
-        "pulled_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "objects": [{"uri": o.uri, "relpath": o.relpath, "etag": o.etag, "size": o.size} for o in fresh],
-        "changed": changed,
-        "already_consumed": len(wanted) - len(fresh),
-        "ignored": ignored,
+        "source": config.data_snapshot or config.data_uri, "mode": mode, "training_data": config.training_data,
+        "pulled_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+        "objects": _copy(config, fresh),
+        "changed": [o.relpath for o in fresh if o.uri in consumed],
+        "carried": _carried(config, consumed, {o.uri for o in fresh}),
+        "already_consumed": len(listing.data) - len(fresh),
+        "ignored": listing.ignored,
         "nothing_new": not fresh,
-        "message": _message(config, mode, fresh, changed, len(wanted) - len(fresh)),
     }
+    manifest["message"] = _message(config, manifest)
     log.info("%s", manifest["message"])
     # The manifest is written last: its presence means every raw file is in place.
     storage.write_json(config.uri(layout.PULL_MANIFEST), manifest)
     return summarize(manifest)
 
 
-def _data_objects(data_uri: str) -> tuple[list[storage.StoredObject], list[str]]:
-    """The objects under the data URI that a reader exists for, and the names of the others (ignored)."""
-    listed = storage.list_objects(data_uri)
-    wanted = [o for o in listed if Path(o.relpath).suffix.lower() in formats.EXTENSIONS]
-    ignored = [o.relpath for o in listed if o not in wanted]
-    if ignored:
-        log.warning("ignoring %d file(s) of unsupported type under %s: %s", len(ignored), data_uri,
-                    ", ".join(ignored[:10]))
-    return wanted, ignored
+def _copy(config: RunConfig, fresh: list[storage.StoredObject]) -> list[dict]:
+    pulled = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for obj in fresh:
+            local = raw_name(obj.uri, obj.relpath)
+            target_uri = config.uri(layout.RAW, local)
+            if storage.is_s3(config.run_dir) or storage.is_s3(obj.uri):
+                storage.upload_file(storage.download(obj.uri, Path(scratch) / local), target_uri)
+            else:
+                storage.upload_file(Path(obj.uri), target_uri)
+            log.info("pulled %s (%d bytes, etag %s) as raw/%s", obj.uri, obj.size, obj.etag, local)
+            pulled.append({"uri": obj.uri, "key": obj.relpath, "etag": obj.etag, "size": obj.size, "local": local,
+                           "cache": consumed_state.cache_name(obj.uri, obj.etag)})
+    return pulled
 
 
-def _snapshot_objects(uris: list[str]) -> list[storage.StoredObject]:
-    """The snapshot's objects (a folder or a prefix ending in '/' stands for what is in it), named in raw/
-    by their full location so that two files of the same name cannot collide."""
-    found = []
-    for uri in uris:
-        if uri.endswith("/") or (not storage.is_s3(uri) and Path(uri).is_dir()):
-            objects = storage.list_objects(uri)
-        else:
-            try:
-                objects = [storage.stat(uri)]
-            except FileNotFoundError:
-                raise NoDataError(f"data_snapshot: {uri} does not exist (any more)") from None
-        for obj in objects:
-            location = obj.uri.removeprefix("s3://").lstrip("/")
-            found.append(storage.StoredObject(obj.uri, location, obj.size, obj.etag))
-    if not found:
-        raise NoDataError(f"data_snapshot {uris}: no files")
-    return found
+def _carried(config: RunConfig, consumed: dict[str, dict], superseded: set[str]) -> list[dict]:
+    """Objects consumed by earlier runs whose cleaned copies this run trains on too (training_data: all)."""
+    if config.training_data != "all":
+        return []
+    prefix = config.data_uri.rstrip("/") + "/"
+    return [{"uri": uri, "key": uri[len(prefix):] if uri.startswith(prefix) else uri, "etag": entry["etag"],
+             "cache": entry["cache"], "consumed_by": entry["consumed_by"]}
+            for uri, entry in sorted(consumed.items()) if uri not in superseded and entry.get("cache")]
 
 
-def _message(config: RunConfig, mode: str, fresh: list, changed: list, skipped: int) -> str:
-    if mode == "snapshot":
-        return f"snapshot: {len(fresh)} object(s) as listed in data_snapshot"
+def _message(config: RunConfig, manifest: dict) -> str:
+    fresh, changed, skipped = manifest["objects"], manifest["changed"], manifest["already_consumed"]
+    carried = f"; {len(manifest['carried'])} consumed object(s) carried into training" if manifest["carried"] else ""
+    if manifest["mode"] == "snapshot":
+        return f"snapshot: {len(fresh)} object(s) as listed in data_snapshot{carried}"
     if not fresh:
         return (f"nothing new under {config.data_uri}: all {skipped} data object(s) were consumed by earlier "
                 f"successful runs; trigger with force_full_retrain to retrain on everything")
     what = f"{len(fresh) - len(changed)} new" + (f" and {len(changed)} changed" if changed else "") + " object(s)"
-    return f"{what} under {config.data_uri}" + (f"; {skipped} already consumed" if skipped else "") + \
-        (" (force_full_retrain: consumed ones included)" if mode == "full" else "")
+    return f"{what} under {config.data_uri}" + (f"; {skipped} already consumed" if skipped else "") + carried + \
+        (" (force_full_retrain: consumed ones included)" if manifest["mode"] == "full" else "")
 
 
 def result(config: RunConfig) -> dict | None:
@@ -125,27 +183,6 @@ def result(config: RunConfig) -> dict | None:
 
 def summarize(manifest: dict) -> dict:
     return {"files": len(manifest["objects"]), "bytes": sum(o["size"] for o in manifest["objects"]),
+            "carried": len(manifest.get("carried", [])), "ignored": len(manifest.get("ignored", [])),
             "source": manifest["source"], "mode": manifest["mode"], "nothing_new": manifest["nothing_new"],
             "message": manifest["message"]}
-
-
-def load_consumed(config: RunConfig) -> dict[str, dict]:
-    """uri → {etag, size, consumed_by, consumed_at} of every object consumed by a successful run."""
-    return storage.read_json_or(config.state_uri(layout.CONSUMED), {"objects": {}})["objects"]
-
-
-def commit_consumed(config: RunConfig) -> dict:
-    """Mark what this run pulled as consumed; call only when the whole run succeeded. Idempotent."""
-    manifest = storage.read_json_or(config.uri(layout.PULL_MANIFEST))
-    if manifest is None:
-        return {"committed": 0, "reason": "this run pulled nothing"}
-    if not manifest["objects"]:
-        return {"committed": 0, "reason": "nothing new was pulled"}
-    consumed = load_consumed(config)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for obj in manifest["objects"]:
-        consumed[obj["uri"]] = {"etag": obj["etag"], "size": obj["size"], "consumed_by": config.run_id,
-                                "consumed_at": now}
-    storage.write_json(config.state_uri(layout.CONSUMED), {"objects": consumed})
-    log.info("marked %d object(s) consumed in %s", len(manifest["objects"]), config.state_uri(layout.CONSUMED))
-    return {"committed": len(manifest["objects"]), "consumed_total": len(consumed)}

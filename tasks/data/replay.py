@@ -134,7 +134,7 @@ def read_parallel(uri: str, source_lang: str, target_lang: str) -> list[Pair]:
             raise ReplayDataError(f"{uri}: no such file or folder") from None
         for name, path in files:
             try:
-                rows = list(formats.read_rows(path, name, source_lang, target_lang))
+                rows = list(formats.read_rows(path, name, source_lang, target_lang, Path(scratch)))
             except formats.UnreadableFile as err:
                 log.warning("skipping %s: %s", name, err)
                 continue

@@ -51,8 +51,7 @@ class Screener:
 
     def screen(self, name: str, rows: list[tuple]) -> list[tuple]:
         """The Screened fields, as a plain tuple, of each row (a Row or a plain tuple of its fields)."""
-        clean, match_key, key_of, quote = textnorm.clean, textnorm.match_key, textnorm.key_of, _json_string
-        word_count = filters.word_count
+        clean, quote = textnorm.clean, _json_string
         readable = [(clean(row[1]), clean(row[2])) for row in rows if not row[3]]
         verdicts = iter(zip(readable, self.checker.reasons_many(readable)))
         prefix, middle = f'{{"translation": {{{quote(self.source_lang)}: ', f", {quote(self.target_lang)}: "
@@ -67,13 +66,26 @@ class Screener:
             if found:
                 out.append((line, source, target, tuple(found), 0, 0, 0, "", 0, 0))
                 continue
-            source_norm = match_key(source)
             # The clean.jsonl line, built from JSON-quoted strings: a third of the cost of json.dumps(dict).
             record = f"{prefix}{quote(source)}{middle}{quote(target)}{suffix}{line}}}"
-            out.append((line, source, target, (), key_of(f"{source_norm}\t{match_key(target)}"),
-                        key_of(f"{source}\t{target}"), key_of(source_norm), record,
-                        word_count(source), word_count(target)))
+            out.append(_passed(line, source, target, record))
         return out
+
+
+def _passed(line: int, source: str, target: str, record: str) -> tuple:
+    """The Screened fields of a clean pair that passed every filter: the keys it is compared by."""
+    key_of, match_key = textnorm.key_of, textnorm.match_key
+    source_norm = match_key(source)
+    return (line, source, target, (), key_of(f"{source_norm}\t{match_key(target)}"), key_of(f"{source}\t{target}"),
+            key_of(source_norm), record, filters.word_count(source), filters.word_count(target))
+
+
+def from_cleaned(record: str, source_lang: str, target_lang: str) -> tuple:
+    """The Screened fields of a row an earlier run cleaned and screened: its clean.jsonl line, which holds the
+    pair and where it came from."""
+    found = json.loads(record)
+    pair = found["translation"]
+    return _passed(found["line"], pair[source_lang], pair[target_lang], record.rstrip("\n"))
 
 
 def worker_count(input_bytes: int) -> int:

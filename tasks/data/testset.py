@@ -9,7 +9,6 @@ in it (leakage).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from datetime import datetime, timezone
@@ -18,7 +17,7 @@ from pathlib import Path
 from tasks import layout
 from tasks.config import RunConfig
 from tasks.data import textnorm
-from tasks.io import storage
+from tasks.io import digest, storage
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def fetch(config: RunConfig, local: Path) -> Path:
     """The frozen pairs as a local file, after checking them against the recorded hash."""
     meta = metadata(config)
     storage.download(config.state_uri(layout.TEST_SET), local)
-    found = _sha256(local)
+    found = digest.of_file(local)
     if found != meta["sha256"]:
         raise FrozenTestSetError(f"{config.state_uri(layout.TEST_SET)} has SHA-256 {found}, but "
                                  f"{config.state_uri(layout.TEST_SET_META)} recorded {meta['sha256']} when run "
@@ -59,18 +58,10 @@ def source_keys(config: RunConfig, scratch: Path) -> frozenset[int]:
 
 
 def freeze(config: RunConfig, pairs: Path, count: int) -> dict:
-    meta = {"pairs": count, "sha256": _sha256(pairs), "frozen_by": config.run_id,
+    meta = {"pairs": count, "sha256": digest.of_file(pairs), "frozen_by": config.run_id,
             "frozen_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "languages": [config.source_lang, config.target_lang], "data_uri": config.data_uri}
     storage.upload_file(pairs, config.state_uri(layout.TEST_SET))
     storage.write_json(config.state_uri(layout.TEST_SET_META), meta)
     log.info("froze the test set: %d pairs in %s", count, config.state_uri(layout.TEST_SET))
     return meta
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

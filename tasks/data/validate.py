@@ -1,34 +1,37 @@
-"""validate: raw/ → clean.jsonl + rejects.jsonl + validation_report.json.
+"""validate: the pulled objects (raw/) and the carried cleaned copies → clean.jsonl + rejects.jsonl +
+validation_report.json.
 
-Each row read from raw/ ends in exactly one place: kept (clean.jsonl); rejected with every reason it failed
-(rejects.jsonl: the pair filters of tasks/filters.py, an unreadable record, or `leakage` when its source is
-in the frozen test set); or dropped as a duplicate of an earlier kept pair (also in rejects.jsonl, reason
-`duplicate`, so nothing is lost). The report proves the accounting: rows in = kept + rejected +
-deduplicated, checked on every run.
+The objects are those of the run's pull manifest, each under its own key: what pull copied is exactly what is
+read, and every object of the manifest ends with its rows counted or as an unreadable file, named. Each row
+ends in exactly one place (tasks/data/batch.py): kept, rejected with every reason it failed (the pair filters
+of tasks/data/filters.py, an unreadable record, `leakage` into the frozen test set), or dropped as a duplicate;
+the report proves it per object. Compressed files are read decompressed, binary and empty files are refused.
 
-The batch as a whole fails the run, naming counts, thresholds and the files at fault, when a file cannot
-be read, when fewer than `min_clean_pairs` pairs survive, or when more than `max_reject_rate` of the rows
-are rejected. Rows are streamed: memory grows with the number of distinct kept pairs (a few hundred bytes
-each), never with the size of the files.
+With training_data = all, the cleaned copies of the objects earlier runs consumed come first (carried): they are
+not filtered again, but duplicates and leakage are judged across the whole corpus. The rows of each new object
+that pass the filters become its cleaned copy in the pipeline's state, for the runs after this one.
+
+The batch fails the run, naming counts, thresholds and the files at fault, when a file cannot be read, when
+fewer than `min_clean_pairs` pairs are left to train on, or when more than `max_reject_rate` of the new rows
+are rejected. Rows are streamed: memory grows with the number of distinct kept pairs, never with file sizes.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
 from tasks.data import langid, screening, testset
+from tasks.data.batch import EXAMPLES_PER_REASON, Batch
 from tasks.io import formats, storage
 
 log = logging.getLogger(__name__)
 
-EXAMPLES_PER_REASON = 3
-COUNTS = ("rows", "kept", "rejected", "deduplicated")
+__all__ = ["BadBatchError", "EXAMPLES_PER_REASON", "run", "result", "screen_files", "data_files"]
 
 
 class BadBatchError(RuntimeError):
@@ -41,19 +44,35 @@ def run(config: RunConfig) -> dict:
     if report is not None:
         log.info("validate already done for this run: %s", report_uri)
     else:
+        manifest = storage.read_json(config.uri(layout.PULL_MANIFEST))
         with tempfile.TemporaryDirectory() as scratch:
             scratch = Path(scratch)
-            raw_dir = storage.local_dir_for(config.uri(layout.RAW), scratch / "raw")
-            leakage = testset.source_keys(config, scratch)
-            report = screen_files(config, data_files(raw_dir), scratch / layout.CLEAN, scratch / layout.REJECTS,
-                                  leakage)
+            files = [(o["key"], storage.local_file_for(config.uri(layout.RAW, o["local"]), scratch / o["local"]))
+                     for o in manifest["objects"]]
+            caches = {o["key"]: scratch / "caches" / Path(o["cache"]).name for o in manifest["objects"]}
+            carried = [(c["key"], _carried_copy(config, c, scratch)) for c in manifest.get("carried", [])]
+            report = screen_files(config, files, scratch / layout.CLEAN, scratch / layout.REJECTS,
+                                  testset.source_keys(config, scratch), carried=carried, caches=caches)
             storage.upload_file(scratch / layout.CLEAN, config.uri(layout.CLEAN))
             storage.upload_file(scratch / layout.REJECTS, config.uri(layout.REJECTS))
+            for obj in manifest["objects"]:
+                if obj["key"] not in report["unreadable_files"]:
+                    storage.upload_file(caches[obj["key"]], config.state_uri(obj["cache"]))
         # Written even for a bad batch, so the run directory explains the failure.
         storage.write_json(report_uri, report)
     log_summary(report)
     fail_if_unusable(report, config.uri(layout.REJECTS))
     return summarize(report)
+
+
+def _carried_copy(config: RunConfig, carried: dict, scratch: Path) -> Path:
+    uri = config.state_uri(carried["cache"])
+    try:
+        return storage.local_file_for(uri, scratch / "carried" / Path(carried["cache"]).name)
+    except FileNotFoundError:
+        raise BadBatchError(f"the cleaned copy of {carried['key']} (consumed by run {carried['consumed_by']}) is "
+                            f"missing from the pipeline's state: {uri}. Trigger with force_full_retrain to "
+                            "validate the objects again, or with training_data = new_only") from None
 
 
 def data_files(folder: Path) -> list[tuple[str, Path]]:
@@ -67,109 +86,73 @@ def data_files(folder: Path) -> list[tuple[str, Path]]:
 
 
 def screen_files(config: RunConfig, files: list[tuple[str, Path]], clean_path: Path, rejects_path: Path,
-                 leakage_keys: frozenset[int] = frozenset()) -> dict:
-    """Read, screen, deduplicate and write every row of `files`; return the report."""
-    batch = _Batch(config, leakage_keys)
+                 leakage_keys: frozenset[int] = frozenset(), *, carried: list[tuple[str, Path]] = (),
+                 caches: dict[str, Path] | None = None) -> dict:
+    """Read, screen, deduplicate and write every row of `files` (after the carried cleaned copies); return the
+    report. With `caches`, each readable file's rows that pass the filters are written to its cache path."""
     workers = screening.worker_count(sum(path.stat().st_size for _, path in files))
     # backslashreplace: a lone surrogate from a JSON escape is written as that same escape, never a crash.
     with screening.ScreeningPool(config, workers) as pool, \
             clean_path.open("w", encoding="utf-8", errors="backslashreplace") as clean, \
             rejects_path.open("w", encoding="utf-8", errors="backslashreplace") as rejects:
+        batch = Batch(leakage_keys, clean, rejects)
+        for name, path in carried:
+            with path.open(encoding="utf-8") as records:
+                batch.take_carried(name, records, config.source_lang, config.target_lang)
         for name, path in files:
-            counts = batch.files[name]
-            try:
-                detected = formats.detect(path, name)
-                log.info("reading %s as %s (%s)", name, detected.format, detected.how)
-                counts.update(format=detected.format, detected_by=detected.how)
-                rows = detected.reader.rows(path, name, formats.Languages(config.source_lang, config.target_lang))
-                batch.take(name, pool.screen(name, rows), clean, rejects)
-            except formats.UnreadableFile as err:
-                batch.unreadable[name] = str(err)
-                log.error("unreadable file: %s", err)
-    return batch.report(workers)
+            _screen_file(config, batch, pool, name, path, clean_path.parent,
+                         caches.get(name) if caches else None)
+    return _report(config, batch, workers)
 
 
-class _Batch:
-    """Everything that needs the whole batch: duplicates, leakage, counts, examples and length statistics."""
+def _screen_file(config: RunConfig, batch: Batch, pool, name: str, path: Path, scratch: Path,
+                 cache_path: Path | None) -> None:
+    counts = batch.counts(name)
+    try:
+        plain, compressed = formats.plain(path, name, scratch)
+        detected = formats.detect(plain, name)
+        how = f"{detected.how}; {compressed}-compressed" if compressed else detected.how
+        log.info("reading %s as %s (%s)", name, detected.format, how)
+        counts.update(format=detected.format, detected_by=how, **({"compression": compressed} if compressed else {}))
+        rows = detected.reader.rows(plain, name, formats.Languages(config.source_lang, config.target_lang))
+        if cache_path is None:
+            batch.take(name, pool.screen(name, rows))
+            return
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with cache_path.open("w", encoding="utf-8", errors="backslashreplace") as cache:
+            batch.take(name, pool.screen(name, rows), cache)
+    except formats.UnreadableFile as err:
+        batch.unreadable[name] = str(err)
+        log.error("unreadable file: %s", err)
 
-    def __init__(self, config: RunConfig, leakage_keys: frozenset[int]):
-        self.config = config
-        self.leakage_keys = leakage_keys
-        self.files: dict[str, dict] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
-        self.unreadable: dict[str, str] = {}
-        self.reasons: Counter = Counter()
-        self.examples: dict[str, list] = defaultdict(list)
-        self.first_seen: dict[int, int] = {}  # normalized pair → where it was kept first (file index, line)
-        self.exact_seen: set[int] = set()
-        self.file_names: list[str] = []
-        self.lengths = {k: Counter() for k in ("source_chars", "target_chars", "source_words", "target_words")}
 
-    def take(self, name: str, screened, clean, rejects) -> None:
-        counts = self.files[name]
-        file_index = len(self.file_names)
-        self.file_names.append(name)
-        first_seen, exact_seen, leakage_keys = self.first_seen, self.exact_seen, self.leakage_keys
-        src_chars, tgt_chars, src_words, tgt_words = self.lengths.values()
-        for line, source, target, reasons, pair_key, exact_key, source_key, record, source_words, target_words \
-                in screened:  # the fields of screening.Screened
-            counts["rows"] += 1
-            if not reasons and source_key in leakage_keys:
-                reasons = (("leakage", "source is in the frozen test set"),)
-            if reasons:
-                counts["rejected"] += 1
-                self._reject(name, line, source, target, reasons, rejects)
-                continue
-            earlier = first_seen.get(pair_key)
-            if earlier is not None:
-                counts["deduplicated"] += 1
-                how = "" if exact_key in exact_seen else " after normalization (case, spacing, Unicode forms)"
-                where = f"{self.file_names[earlier >> 40]}:{earlier & (2**40 - 1)}"
-                self._reject(name, line, source, target, (("duplicate", f"same pair as {where}{how}"),), rejects)
-                continue
-            first_seen[pair_key] = (file_index << 40) | line
-            exact_seen.add(exact_key)
-            counts["kept"] += 1
-            clean.write(record + "\n")
-            src_chars[len(source)] += 1
-            tgt_chars[len(target)] += 1
-            src_words[source_words] += 1
-            tgt_words[target_words] += 1
-
-    def _reject(self, name: str, line: int, source, target, reasons, rejects) -> None:
-        found = [{"reason": reason, "detail": detail} for reason, detail in reasons]
-        for reason, detail in reasons:
-            if reason != "duplicate":
-                self.reasons[reason] += 1
-            if len(self.examples[reason]) < EXAMPLES_PER_REASON:
-                self.examples[reason].append({"file": name, "line": line, "detail": detail, "source": source,
-                                              "target": target})
-        rejects.write(json.dumps({"file": name, "line": line, "reasons": found, "source": source,
-                                  "target": target}, ensure_ascii=False) + "\n")
-
-    def report(self, workers: int) -> dict:
-        totals = Counter()
-        for counts in self.files.values():
-            totals.update({k: counts[k] for k in COUNTS})
-        rows_in, kept, rejected, dedup = (totals[k] for k in COUNTS)
-        if rows_in != kept + rejected + dedup:  # a bug in this module, never a data problem
-            raise AssertionError(f"row accounting broken: {rows_in} != {kept} + {rejected} + {dedup}")
-        leakage = self.reasons["leakage"]
-        config = self.config
-        report = {
-            "rows_in": rows_in, "kept": kept, "rejected": rejected, "deduplicated": dedup, "leakage": leakage,
-            "reject_rate": round((rejected - leakage) / rows_in, 4) if rows_in else 0.0,
-            "accounting": f"{rows_in} rows in = {kept} kept + {rejected} rejected + {dedup} deduplicated",
-            "files": {name: c for name, c in sorted(self.files.items())},
-            "unreadable_files": self.unreadable,
-            "reasons": {r: {"count": n, "examples": self.examples[r]} for r, n in self.reasons.most_common()}
-            | ({"duplicate": {"count": dedup, "examples": self.examples["duplicate"]}} if dedup else {}),
-            "kept_lengths": {name: _stats(hist) for name, hist in self.lengths.items()},
-            "thresholds": {"min_clean_pairs": config.min_clean_pairs, "max_reject_rate": config.max_reject_rate,
-                           "skip_filters": config.skip_filters},
-            "workers": workers,
-            "language_id_unknown": _languages_without_id(config),
-        }
-        return report | _judge(config, report)
+def _report(config: RunConfig, batch: Batch, workers: int) -> dict:
+    totals = batch.totals()
+    new, carried = totals["new"], totals["carried"]
+    rows_in, kept, rejected, dedup = (new[k] for k in ("rows", "kept", "rejected", "deduplicated"))
+    leakage = batch.reasons["leakage"]
+    accounting = f"{rows_in} rows in = {kept} kept + {rejected} rejected + {dedup} deduplicated"
+    if batch.carried:
+        accounting += (f"; {carried['rows']} rows carried from {len(batch.carried)} consumed object(s) = "
+                       f"{carried['kept']} kept + {carried['deduplicated']} deduplicated + {carried['leakage']} "
+                       "leakage")
+    report = {
+        "rows_in": rows_in, "kept": kept, "rejected": rejected, "deduplicated": dedup, "leakage": leakage,
+        "carried_rows": carried["rows"], "carried_kept": carried["kept"], "clean_pairs": kept + carried["kept"],
+        "reject_rate": round((rejected - leakage) / rows_in, 4) if rows_in else 0.0,
+        "accounting": accounting,
+        "files": dict(sorted(batch.files.items())),
+        "carried": dict(sorted(batch.carried.items())),
+        "unreadable_files": batch.unreadable,
+        "reasons": {r: {"count": n, "examples": batch.examples[r]} for r, n in batch.reasons.most_common()}
+        | ({"duplicate": {"count": dedup, "examples": batch.examples["duplicate"]}} if dedup else {}),
+        "kept_lengths": {name: _stats(hist) for name, hist in batch.lengths.items()},
+        "thresholds": {"min_clean_pairs": config.min_clean_pairs, "max_reject_rate": config.max_reject_rate,
+                       "skip_filters": config.skip_filters},
+        "workers": workers,
+        "language_id_unknown": _languages_without_id(config),
+    }
+    return report | _judge(config, report)
 
 
 def _languages_without_id(config: RunConfig) -> list[str]:
@@ -201,8 +184,9 @@ def _stats(histogram: Counter) -> dict:
 def _judge(config: RunConfig, report: dict) -> dict:
     """What makes the batch as a whole unusable, and the files to look at first."""
     problems = [f"unreadable file: {message}" for message in report["unreadable_files"].values()]
-    if report["kept"] < config.min_clean_pairs:
-        problems.append(f"only {report['kept']} usable pairs of {report['rows_in']} rows "
+    if report["clean_pairs"] < config.min_clean_pairs:
+        carried = f" and {report['carried_rows']} carried" if report["carried_rows"] else ""
+        problems.append(f"only {report['clean_pairs']} usable pairs from {report['rows_in']} new rows{carried} "
                         f"(min_clean_pairs = {config.min_clean_pairs})")
     if report["reject_rate"] > config.max_reject_rate:
         rejected = report["rejected"] - report["leakage"]
@@ -210,9 +194,11 @@ def _judge(config: RunConfig, report: dict) -> dict:
                         f"({rejected} of {report['rows_in']} rows rejected)")
     at_fault = list(report["unreadable_files"])
     if problems:
-        by_rate = sorted(((n, c) for n, c in report["files"].items() if n not in at_fault and c["rows"]),
-                         key=lambda nc: -nc[1]["rejected"] / nc[1]["rows"])
-        at_fault += [f"{name} ({c['rejected']}/{c['rows']} rejected)" for name, c in by_rate[:5]]
+        # Worst first: the files that gave the fewest usable rows for what they held (none read counts worst).
+        by_rate = sorted(((n, c) for n, c in report["files"].items() if n not in at_fault),
+                         key=lambda nc: (nc[1]["kept"] / nc[1]["rows"] if nc[1]["rows"] else -1.0, nc[0]))
+        at_fault += [f"{name} ({c['kept']} kept of {c['rows']} rows, {c['rejected']} rejected)"
+                     for name, c in by_rate[:5]]
     return {"problems": problems, "files_at_fault": at_fault}
 
 
@@ -228,6 +214,9 @@ def log_summary(report: dict) -> None:
     for name, c in report["files"].items():
         log.info("  %-40s %-7s rows %7d  kept %7d  rejected %7d  dup %7d", name, c.get("format", "?"), c["rows"],
                  c["kept"], c["rejected"], c["deduplicated"])
+    for name, c in report.get("carried", {}).items():
+        log.info("  %-40s carried rows %7d  kept %7d  dup %7d  leakage %7d", name, c["rows"], c["kept"],
+                 c["deduplicated"], c["leakage"])
     for name, message in report["unreadable_files"].items():
         log.info("  UNREADABLE %s", message)
     for reason, info in report["reasons"].items():
@@ -247,4 +236,4 @@ def result(config: RunConfig) -> dict | None:
 
 
 def summarize(report: dict) -> dict:
-    return {k: report[k] for k in ("rows_in", "kept", "rejected", "deduplicated")}
+    return {k: report.get(k) for k in ("rows_in", "kept", "rejected", "deduplicated", "carried_kept", "clean_pairs")}

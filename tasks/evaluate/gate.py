@@ -10,23 +10,38 @@ A refused candidate is a normal outcome, not an error: the run succeeds and publ
 4. champion_regression BLEU(candidate) − BLEU(champion) ≥ −`max_champion_regression` (passes with no champion)
 5. beats_champion      only with `require_beat_champion`: a gain over the champion, significant at `alpha`
 6. min_bleu            BLEU(candidate) ≥ `min_bleu`
-7. general_regression  BLEU lost on the general-domain set ≤ `max_general_regression` (passes without one)
+7. degenerate_outputs  the candidate's test outputs are not degenerate: distinct outputs ≥ `min_distinct_outputs`,
+                       empty ones ≤ `max_empty_outputs`, copied sources ≤ `max_source_copies`, runaway
+                       repetitions ≤ `max_runaway_outputs` (tasks/evaluate/outputs.py)
+8. differs_from_champion  the candidate's outputs are not all identical to the champion's: that would publish
+                       the same translations again as a new release (passes with no champion)
+9. general_regression  BLEU lost on the general-domain set ≤ `max_general_regression` (passes without one)
+
+gate.json is bound to the scores it decided on (`scores_sha256`): a gate.json that does not match this run's
+eval/scores.json is decided again, never reused, and publish checks the binding before it releases anything.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 
 from tasks import layout
 from tasks.config import RunConfig
 from tasks.evaluate import report
-from tasks.io import storage
+from tasks.io import digest, storage
 
 log = logging.getLogger(__name__)
 
 THRESHOLDS = ("min_test_sentences", "min_bleu_gain", "alpha", "max_champion_regression", "require_beat_champion",
-              "min_bleu", "max_general_regression")
+              "min_bleu", "min_distinct_outputs", "max_empty_outputs", "max_source_copies", "max_runaway_outputs",
+              "max_general_regression")
+# figure in the candidate's output statistics → (threshold field, "min" or "max", what it means)
+DEGENERATE = {"distinct": ("min_distinct_outputs", "min", "distinct outputs"),
+              "empty": ("max_empty_outputs", "max", "empty outputs"),
+              "source_copies": ("max_source_copies", "max", "outputs equal to their source"),
+              "runaway": ("max_runaway_outputs", "max", "runaway repetitions")}
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,8 @@ def checks(scores: dict, config: RunConfig) -> list[Check]:
                        f"candidate BLEU {candidate:.2f} {'≥' if candidate >= config.min_bleu else '<'} "
                        f"min_bleu {config.min_bleu}"))
 
+    found.extend(_output_checks(scores, config))
+
     general = scores.get("general")
     if general is None:
         found.append(Check("general_regression", None, config.max_general_regression, True,
@@ -84,6 +101,30 @@ def checks(scores: dict, config: RunConfig) -> list[Check]:
                            f"general-domain BLEU loss {loss:+.2f} {'≤' if ok else '>'} max_general_regression "
                            f"{config.max_general_regression} (base {general['base']['bleu']:.2f} → candidate "
                            f"{general['candidate']['bleu']:.2f})" + ("" if ok else ": the candidate forgot")))
+    return found
+
+
+def _output_checks(scores: dict, config: RunConfig) -> list[Check]:
+    """degenerate_outputs and differs_from_champion, from the candidate's output statistics."""
+    figures = scores["candidate"].get("outputs")
+    if figures is None:  # scores from before output statistics were kept: nothing to judge them by
+        return [Check("degenerate_outputs", None, 0, False, "no output statistics in scores.json: evaluate again")]
+    failed, parts = [], []
+    for key, (field, bound, what) in DEGENERATE.items():
+        limit, value = getattr(config, field), figures[key]
+        ok = value >= limit if bound == "min" else value <= limit
+        sign = {("min", True): "≥", ("min", False): "<", ("max", True): "≤", ("max", False): ">"}[bound, ok]
+        parts.append(f"{what} {value:.0%} {sign} {field} {limit:.0%}")
+        failed += [] if ok else [what]
+    found = [Check("degenerate_outputs", len(failed), 0, not failed, "; ".join(parts) +
+                   (f": the candidate's outputs are degenerate ({', '.join(failed)})" if failed else ""))]
+    same = figures.get("same_as_champion")
+    if same is None:
+        found.append(Check("differs_from_champion", None, 1.0, True, "no champion: nothing to repeat"))
+    else:
+        found.append(Check("differs_from_champion", same, 1.0, same < 1.0,
+                           f"{same:.0%} of the test outputs are the champion's" +
+                           (": the same translations again, not a new release" if same >= 1.0 else "")))
     return found
 
 
@@ -110,7 +151,7 @@ def _champion_checks(scores: dict, config: RunConfig, candidate: float) -> list[
     return found
 
 
-def decide(scores: dict, config: RunConfig) -> dict:
+def decide(scores: dict, config: RunConfig, scores_sha256: str | None = None) -> dict:
     found = checks(scores, config)
     promote = all(c.passed for c in found)
     champion = scores.get("champion")
@@ -127,6 +168,9 @@ def decide(scores: dict, config: RunConfig) -> dict:
         "signatures": {**scores["candidate"]["signatures"],
                        "bootstrap": scores["significance"]["candidate_vs_base"]["signatures"]["bleu"]},
         "test_sentences": scores["test_sentences"],
+        "outputs": scores["candidate"].get("outputs"),
+        "scores_sha256": scores_sha256,
+        "candidate_model": scores.get("candidate_model"),
     }
 
 
@@ -151,12 +195,24 @@ def summary(decision: dict) -> dict:
             "checks": {c["name"]: "PASS" if c["passed"] else "FAIL" for c in decision["checks"]}}
 
 
-def run(config: RunConfig) -> dict:
+def bound_decision(config: RunConfig) -> dict:
+    """gate.json for this run's scores: the stored one when it was decided on them (a retry), else decided
+    now and stored; a stored one bound to other scores (stale or planted) is never reused."""
     gate_uri = config.uri(layout.GATE)
+    scores_bytes = storage.read_bytes(config.uri(layout.SCORES))
     decision = storage.read_json_or(gate_uri)
+    if decision is not None and decision.get("scores_sha256") != digest.of_bytes(scores_bytes):
+        log.warning("%s was not decided on this run's scores (%s): deciding again", gate_uri,
+                    config.uri(layout.SCORES))
+        decision = None
     if decision is None:
-        decision = decide(storage.read_json(config.uri(layout.SCORES)), config)
+        decision = decide(json.loads(scores_bytes), config, digest.of_bytes(scores_bytes))
         storage.write_json(gate_uri, decision)
+    return decision
+
+
+def run(config: RunConfig) -> dict:
+    decision = bound_decision(config)
     for line in table(decision):
         log.info("%s", line)
     for check in decision["checks"]:
@@ -170,8 +226,29 @@ def result(config: RunConfig) -> dict | None:
 
 
 def read_decision(config: RunConfig) -> dict:
-    """The stored decision; publish calls this itself instead of trusting what the orchestrator passed on."""
+    """The stored decision, for reports; publish verifies it first (`verified_decision`)."""
     decision = result(config)
     if decision is None:
         raise FileNotFoundError(f"{config.uri(layout.GATE)}: no gate decision for this run; refusing to publish")
+    return decision
+
+
+class UnverifiedDecision(RuntimeError):
+    """gate.json does not belong to this run's scores, or does not follow from them."""
+
+
+def verified_decision(config: RunConfig) -> dict:
+    """The stored decision, once it is shown to be this run's: decided on the exact eval/scores.json the run
+    has, and the decision those scores give under the run's config. Publish trusts nothing else."""
+    decision = read_decision(config)
+    scores_bytes = storage.read_bytes(config.uri(layout.SCORES))
+    found = digest.of_bytes(scores_bytes)
+    if decision.get("scores_sha256") != found:
+        raise UnverifiedDecision(f"{config.uri(layout.GATE)} was not decided on this run's scores (it names "
+                                 f"{decision.get('scores_sha256')}, {config.uri(layout.SCORES)} is {found}): "
+                                 "refusing to publish; run the gate step again")
+    again = decide(json.loads(scores_bytes), config, found)
+    if again["decision"] != decision["decision"]:
+        raise UnverifiedDecision(f"{config.uri(layout.GATE)} says {decision['decision']}, but this run's scores "
+                                 f"and config decide {again['decision']}: refusing to publish")
     return decision

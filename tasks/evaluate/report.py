@@ -117,7 +117,7 @@ def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict
         f"# {config.dag_id} · run `{config.run_id}`: {decision['decision'].upper()}", "",
         f"- base model: `{config.base_model}`",
         f"- candidate: `{scores['candidate']['model']}`",
-        f"- champion: " + (f"`{champion['model']}`" if champion else
+        "- champion: " + (f"`{champion['model']}`" if champion else
                            f"none ({(scores.get('champion_lookup') or {}).get('reason', 'not looked up')})"),
         f"- data: `{config.data_uri}` ({config.source_lang}→{config.target_lang})", "",
         f"## Scores on the domain test set ({scores['test_sentences']} sentences)", "",

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
-from tasks.evaluate import champion, decoding, engines, scoring
-from tasks.io import storage
+from tasks.evaluate import champion, decoding, engines, outputs, scoring
+from tasks.io import digest, storage
 from tasks.io.pairs import read_pairs
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,17 @@ def open_decoders(models: dict[str, tuple[str, str]], settings: decoding.DecodeS
     return decoders
 
 
-def score_set(hypotheses: dict[str, list[str]], references: list[str], target_lang: str) -> dict:
-    """Scores of each role on one test set, with 95% intervals and the candidate's paired tests."""
+def score_set(hypotheses: dict[str, list[str]], references: list[str], target_lang: str,
+              sources: list[str] | None = None) -> dict:
+    """Scores of each role on one test set, with 95% intervals and the candidate's paired tests, and (given the
+    sources) what the outputs look like (tasks/evaluate/outputs.py)."""
     scores = {role: scoring.corpus_scores(hyps, references, target_lang) for role, hyps in hypotheses.items()}
+    if sources is not None:
+        for role, hyps in hypotheses.items():
+            scores[role]["outputs"] = outputs.statistics(hyps, sources)
+        if "champion" in hypotheses:
+            scores["candidate"]["outputs"]["same_as_champion"] = outputs.identical_share(
+                hypotheses["candidate"], hypotheses["champion"])
     significance = {}
     for other in ("base", "champion"):
         if other in hypotheses:
@@ -93,13 +101,15 @@ def score_set(hypotheses: dict[str, list[str]], references: list[str], target_la
 
 
 def scores_from(hypotheses: dict[str, dict[str, list[str]]], references: dict[str, list[str]], target_lang: str,
-                *, labels: dict[str, str], speed: dict | None = None, decoding: dict | None = None,
-                champion_lookup: dict | None = None) -> dict:
+                *, labels: dict[str, str], sources: dict[str, list[str]] | None = None, speed: dict | None = None,
+                decoding: dict | None = None, champion_lookup: dict | None = None,
+                candidate_model: dict | None = None) -> dict:
     """scores.json from the hypotheses of each test set (test, and general if present) and model role."""
-    results = {name: score_set(hypotheses[name], references[name], target_lang) for name in hypotheses}
+    results = {name: score_set(hypotheses[name], references[name], target_lang, (sources or {}).get(name))
+               for name in hypotheses}
     test = results[TEST]
     scores = {"test_sentences": test["sentences"], "decoding": decoding or {}, "champion": None,
-              "champion_lookup": champion_lookup}
+              "champion_lookup": champion_lookup, "candidate_model": candidate_model}
     for role, label in labels.items():
         scores[role] = {**test[role], "model": label, **(speed or {}).get(role, {})}
     scores.update({
@@ -123,34 +133,42 @@ def run(config: RunConfig) -> dict:
             sets[GENERAL] = general
         lookup = _champion_lookup(config)
         models = _models(config, lookup, scratch)
+        # What the gate decides on is bound to these exact weights: publish checks it uploads the same ones.
+        candidate = {"uri": config.uri(layout.MODEL), "fingerprint": digest.of_folder(Path(models["candidate"][0]))}
         log.info("scoring %s on %s with %s", sorted(models),
                  {name: len(pairs[0]) for name, pairs in sets.items()}, settings.describe())
-        decoders = open_decoders(models, settings, config, scratch, probe=sets[TEST])
-        engine = next(iter(decoders.values())).describe()
-        hypotheses: dict[str, dict[str, list[str]]] = {name: {} for name in sets}
-        speed = {}
-        for role, decoder in decoders.items():
-            for name, (sources, _) in sets.items():
-                if name == GENERAL and role == "champion":
-                    continue  # forgetting is measured against the base model only
-                hyps, seconds = decoder.timed_translate(sources)
-                hypotheses[name][role] = [scoring.as_line(h) for h in hyps]
-                if name == TEST:
-                    speed[role] = {"seconds": round(seconds, 2),
-                                   "sentences_per_s": round(len(sources) / max(seconds, 1e-9), 1)}
-            log.info("%-9s decoded by %s in %.1fs", role, decoder.describe(), speed[role]["seconds"])
-        del decoders
+        hypotheses, speed, engine = _decode_all(config, settings, sets, models, scratch)
 
-    references = {name: refs for name, (_, refs) in sets.items()}
-    scores = scores_from(hypotheses, references, config.target_lang, labels={r: m[1] for r, m in models.items()},
-                         speed=speed, decoding={**settings.describe(), **engine},
-                         champion_lookup=lookup)
+    scores = scores_from(hypotheses, {name: refs for name, (_, refs) in sets.items()}, config.target_lang,
+                         labels={r: m[1] for r, m in models.items()},
+                         sources={name: srcs for name, (srcs, _) in sets.items()}, speed=speed,
+                         decoding={**settings.describe(), **engine}, champion_lookup=lookup,
+                         candidate_model=candidate)
     for role in models:
-        log.info("%-9s BLEU %6.2f  chrF %6.2f  TER %6.2f", role, scores[role]["bleu"], scores[role]["chrf"],
-                 scores[role]["ter"])
+        log.info("%-9s BLEU %6.2f  chrF %6.2f  TER %6.2f  outputs %s", role, scores[role]["bleu"],
+                 scores[role]["chrf"], scores[role]["ter"], scores[role]["outputs"])
     _write_files(config, sets, hypotheses)
     storage.write_json(config.uri(layout.SCORES), scores)  # last: its presence marks the step done
     return scores
+
+
+def _decode_all(config: RunConfig, settings: decoding.DecodeSettings, sets: dict, models: dict, scratch: Path):
+    """Every model's translations of every test set: (hypotheses by set and role, speed by role, engine)."""
+    decoders = open_decoders(models, settings, config, scratch, probe=sets[TEST])
+    engine = next(iter(decoders.values())).describe()
+    hypotheses: dict[str, dict[str, list[str]]] = {name: {} for name in sets}
+    speed = {}
+    for role, decoder in decoders.items():
+        for name, (sources, _) in sets.items():
+            if name == GENERAL and role == "champion":
+                continue  # forgetting is measured against the base model only
+            hyps, seconds = decoder.timed_translate(sources)
+            hypotheses[name][role] = [scoring.as_line(h) for h in hyps]
+            if name == TEST:
+                speed[role] = {"seconds": round(seconds, 2),
+                               "sentences_per_s": round(len(sources) / max(seconds, 1e-9), 1)}
+        log.info("%-9s decoded by %s in %.1fs", role, decoder.describe(), speed[role]["seconds"])
+    return hypotheses, speed, engine
 
 
 def _write_files(config: RunConfig, sets: dict, hypotheses: dict) -> None:

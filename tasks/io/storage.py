@@ -2,6 +2,12 @@
 
 A URI is either a local path or `s3://bucket/key`. Writes are atomic: a temp file renamed into place
 locally, a single PUT on S3, so a reader never sees half a file and a retried step can trust what exists.
+State that several runs update (`update_json`) is changed by compare-and-swap: a conditional PUT on the object's
+ETag on S3, a file lock and an atomic rename locally. `join` refuses parts that could leave the base ('..',
+absolute paths), so no name built from data can place a file elsewhere.
+
+boto3 is imported on first S3 use, not at the top: DAG files import this module through the run config, and
+parsing them must stay fast.
 
 S3 goes through boto3 with its standard configuration, so `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`)
 points the same code at MinIO, moto or real S3, and credentials come from the usual chain.
@@ -9,7 +15,9 @@ points the same code at MinIO, moto or real S3, and credentials come from the us
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import hashlib
 import json
 import os
 import re
@@ -17,7 +25,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,12 @@ class StoredObject:
     uri: str
     relpath: str  # relative to the listed prefix, '/'-separated
     size: int
-    etag: str  # S3's ETag; for a local file, a fingerprint of size and mtime
+    etag: str  # S3's ETag; for a local file, a digest of its content
+    link: bool = False  # a local symbolic link (pull refuses them: a link can point outside the data folder)
+
+    @property
+    def hidden(self) -> bool:
+        return any(part.startswith(".") for part in self.relpath.split("/"))
 
 
 def is_s3(uri: str) -> bool:
@@ -33,6 +46,9 @@ def is_s3(uri: str) -> bool:
 
 
 def join(base: str, *parts: str) -> str:
+    for part in parts:
+        if part.startswith("/") or any(segment in (".", "..") for segment in part.split("/")):
+            raise ValueError(f"{part!r} could name a place outside {base}")
     if is_s3(base):
         return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
     return str(Path(base).joinpath(*parts))
@@ -140,8 +156,49 @@ def write_json(uri: str, obj: Any) -> str:
     return write_text(uri, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
-def list_objects(prefix: str) -> list[StoredObject]:
-    """Every file under a folder or S3 prefix, sorted by relative path; hidden temp files are skipped."""
+def _encoded(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class ConcurrentUpdateError(RuntimeError):
+    """Other writers kept changing a document while this one tried to update it."""
+
+
+def update_json(uri: str, change: Callable[[Any], Any], attempts: int = 20) -> Any:
+    """Replace the JSON document at `uri` by `change(current)` (current is None when there is none), safely
+    when several processes do it at once: no update is lost, and `change` may be called again on newer data."""
+    if not is_s3(uri):
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            updated = change(read_json_or(uri))
+            write_bytes(uri, _encoded(updated))
+            return updated
+    from botocore.exceptions import ClientError
+
+    bucket, key = _split_s3(uri)
+    for _ in range(attempts):
+        try:
+            got = s3_client().get_object(Bucket=bucket, Key=key)
+            current, condition = json.loads(got["Body"].read()), {"IfMatch": got["ETag"]}
+        except ClientError as err:
+            if not _missing(err):
+                raise
+            current, condition = None, {"IfNoneMatch": "*"}
+        updated = change(current)
+        try:
+            s3_client().put_object(Bucket=bucket, Key=key, Body=_encoded(updated), **condition)
+            return updated
+        except ClientError as err:  # another writer got there first: read theirs and apply the change again
+            if err.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+    raise ConcurrentUpdateError(f"{uri} kept changing during {attempts} attempts to update it")
+
+
+def list_objects(prefix: str, hidden: bool = False) -> list[StoredObject]:
+    """Every file under a folder or S3 prefix, sorted by relative path. Hidden ones (a segment starting with
+    '.': temp files) are left out unless `hidden`; local symbolic links are listed, flagged `link`."""
     if is_s3(prefix):
         bucket, key_prefix = _split_s3(prefix)
         if key_prefix and not key_prefix.endswith("/"):
@@ -153,16 +210,13 @@ def list_objects(prefix: str) -> list[StoredObject]:
                 if rel and not rel.endswith("/"):
                     found.append(StoredObject(f"s3://{bucket}/{obj['Key']}", rel, obj["Size"],
                                               obj["ETag"].strip('"')))
-        return sorted(found, key=lambda o: o.relpath)
-    root = Path(prefix)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{prefix}: no such folder")
-    found = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and not any(part.startswith(".") for part in rel.split("/")):
-            found.append(_local_object(path, rel))
-    return found
+    else:
+        root = Path(prefix)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{prefix}: no such folder")
+        found = [_local_object(path, path.relative_to(root).as_posix()) for path in root.rglob("*")
+                 if path.is_symlink() or path.is_file()]
+    return sorted((o for o in found if hidden or not o.hidden), key=lambda o: o.relpath)
 
 
 def stat(uri: str) -> StoredObject:
@@ -185,9 +239,12 @@ def stat(uri: str) -> StoredObject:
 
 
 def _local_object(path: Path, relpath: str) -> StoredObject:
-    # A rewritten file changes its size or mtime: the local stand-in for an S3 ETag.
-    st = path.stat()
-    return StoredObject(str(path), relpath, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+    if path.is_symlink():
+        return StoredObject(str(path), relpath, 0, "", link=True)
+    # The content decides, as S3's ETag does: a file rewritten with the same size and time is still new.
+    with path.open("rb") as fh:
+        digest = hashlib.file_digest(fh, "blake2b").hexdigest()[:32]
+    return StoredObject(str(path), relpath, path.stat().st_size, digest)
 
 
 def download(uri: str, local_path: Path) -> Path:

@@ -15,7 +15,7 @@ from typing import Iterator
 import polib
 from lxml import etree
 
-from tasks.io.reader import Languages, Reader, Row, UnreadableFile, lang_code, pick_columns
+from tasks.io.reader import HEAD_BYTES, Languages, Reader, Row, UnreadableFile, lang_code, pick_columns
 
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 # TMX inline elements that stand for the original document's native codes (tags, fields): their content
@@ -94,6 +94,7 @@ class PoReader(Reader):
         return re.search(rb'(?m)^msgid\s+"', head) is not None and b"msgstr" in head
 
     def rows(self, path: Path, name: str, langs: Languages) -> Iterator[Row]:
+        _check_po_header(path, name)
         try:
             catalog = polib.pofile(str(path), wrapwidth=0)
         except (OSError, ValueError, LookupError) as err:  # UnicodeDecodeError is a ValueError
@@ -132,6 +133,26 @@ class MoReader(Reader):
                 yield Row(number, msgstr, msgid) if reverse else Row(number, msgid, msgstr)
 
 
+# The header entry: msgid "" then msgstr "" and its continuation strings, at the top of the catalog.
+_PO_HEADER = re.compile(r'^msgid ""\s*\nmsgstr ""\s*\n((?:[ \t]*"(?:[^"\\\n]|\\.)*"[ \t]*\n)*)', re.M)
+_HEADER_FIELD = re.compile(r"^[A-Za-z][\w-]*:")
+
+
+def _check_po_header(path: Path, name: str) -> None:
+    """The header must be `Name: value` lines: polib drops a leading line that is not one, silently, and with
+    it maybe the Language or charset the catalog is read by."""
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        head = fh.read(HEAD_BYTES)
+    found = _PO_HEADER.search(head)
+    if found is None:
+        return  # no header entry: no Language to read the direction from (msgstr is taken as the target)
+    text = "".join(part[1:-1] for part in re.findall(r'"(?:[^"\\\n]|\\.)*"', found.group(1)))
+    for line in text.replace("\\n", "\n").split("\n"):
+        if line.strip() and not _HEADER_FIELD.match(line):
+            raise UnreadableFile(f"{name}: the catalog header cannot be parsed: {line!r} is not a 'Name: value' "
+                                 "line, so its Language and charset cannot be trusted")
+
+
 def _forms(entry) -> list[tuple[str, str]]:
     """(msgid, msgstr) of an entry; a plural entry pairs singular with form 0 and plural with form 1."""
     if not entry.msgid_plural:
@@ -142,6 +163,11 @@ def _forms(entry) -> list[tuple[str, str]]:
 
 def _catalog_direction(metadata: dict, langs: Languages, name: str) -> bool:
     """Check the header; True when msgstr holds the source language (a de→en run on a German catalog)."""
+    for key, value in metadata.items():
+        if "\n" in value:  # polib folds a line that is not 'Name: value' into the field before it
+            bad = value.split("\n", 2)[1]
+            raise UnreadableFile(f"{name}: the catalog header cannot be parsed: {bad!r} (after {key}) is not a "
+                                 f"'Name: value' line, so its Language and charset cannot be trusted")
     charset = re.search(r"charset=([\w.:-]+)", metadata.get("Content-Type", ""))
     if charset:
         try:

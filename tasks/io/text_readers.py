@@ -59,7 +59,9 @@ class JsonLinesReader(Reader):
 
 
 class TsvReader(Reader):
-    """Tab-separated, no quoting; a header naming the languages picks the columns, else columns 1 and 2."""
+    """Tab-separated, no quoting; a header naming the languages picks the columns, else columns 1 and 2. A row
+    with more columns than the header (or than two, without one) is rejected, never cut to fit: an extra tab
+    means the row is not the pair it seems."""
 
     format = "tsv"
     extensions = (".tsv", ".tab")
@@ -73,16 +75,20 @@ class TsvReader(Reader):
         first = next(lines, None)
         if first is None:
             return
-        columns = pick_columns(first[1].split("\t"), langs, name)
+        header = first[1].split("\t")
+        columns = pick_columns(header, langs, name)
+        width = len(header) if columns is not None else 2
         if columns is None:
-            yield _pair(first[0], first[1].split("\t"), (0, 1))
             columns = (0, 1)
+            yield _pair(first[0], header, columns, width)
         for number, text in lines:
-            yield _pair(number, text.split("\t"), columns)
+            yield _pair(number, text.split("\t"), columns, width)
 
 
 class CsvReader(Reader):
-    """Comma-, semicolon- or tab-separated with standard quoting (a quoted field may span lines)."""
+    """Comma-, semicolon- or tab-separated with standard quoting (a quoted field may span lines). Rows with more
+    fields than the header (or than two, without one) are rejected; so is a record whose quoted field swallowed
+    whole lines of further records, the mark of a quote that was never closed."""
 
     format = "csv"
     extensions = (".csv",)
@@ -99,7 +105,7 @@ class CsvReader(Reader):
             # export is sometimes named .csv too. The first line's most frequent candidate wins.
             delimiter = max(",;\t", key=first.count)
             reader = csv.reader(itertools.chain([first], fh), delimiter=delimiter, strict=True)
-            columns = None  # decided by the first record: a header, or data in columns 1 and 2
+            columns, width = None, 2  # decided by the first record: a header, or data in columns 1 and 2
             start = 1
             while True:
                 try:
@@ -113,22 +119,30 @@ class CsvReader(Reader):
                     if columns is None:
                         columns = pick_columns(cells, langs, name)
                         if columns is not None:  # a header, not data
-                            start = reader.line_num + 1
+                            width, start = len(cells), reader.line_num + 1
                             continue
                         columns = (0, 1)
-                    yield _pair(start, cells, columns)
+                    yield _merged(start, reader.line_num, cells, delimiter) or _pair(start, cells, columns, width)
                 start = reader.line_num + 1
+
+
+def _merged(start: int, end: int, cells: list[str], delimiter: str) -> Row | None:
+    """A record that spans lines and has a field holding a line that looks like another record: a quote left
+    open swallowed the records after it."""
+    if end > start and any(delimiter in line for cell in cells for line in cell.split("\n")[1:]):
+        return Row(start, None, None, f"lines {start}–{end} read as one record: a quote opened on line {start} "
+                                      f"is not closed where the row ends")
+    return None
 
 
 def _first_line(head: bytes) -> bytes:
     return head.lstrip(b"\xef\xbb\xbf").split(b"\n", 1)[0]
 
 
-def _pair(number: int, cells: list[str], columns: tuple[int, int]) -> Row:
-    width = max(columns) + 1
-    if len(cells) < width:
-        if not "".join(cells).strip():
-            return Row(number, None, None, "blank line")
-        return Row(number, None, None, f"{len(cells)} column(s), expected at least {width}")
+def _pair(number: int, cells: list[str], columns: tuple[int, int], width: int) -> Row:
+    if not "".join(cells).strip():
+        return Row(number, None, None, "blank line")
+    if len(cells) != width:
+        return Row(number, None, None, f"{len(cells)} column(s), expected {width}")
     return Row(number, cells[columns[0]], cells[columns[1]])
 

@@ -113,6 +113,21 @@ def _flatten(settings: dict) -> list[tuple[str, Any]]:
     return out
 
 
+MAX_LISTED_OBJECTS = 50
+
+
+def _objects_table(objects: list[dict]) -> str:
+    """The data objects this model learned from, with ETags: enough to rebuild its training data exactly."""
+    if not objects:
+        return "The training report lists no data objects."
+    listed = objects[:MAX_LISTED_OBJECTS]
+    more = f"\n\n… and {len(objects) - len(listed)} more: every one is in `train_report.json`." \
+        if len(objects) > len(listed) else ""
+    return (f"Trained on {len(objects)} data object(s) ({sum(o['how'] == 'new' for o in objects)} new in this "
+            "run, the others carried from earlier runs):\n\n" +
+            _table(["object", "ETag", ""], [[f"`{o['uri']}`", f"`{o['etag']}`", o["how"]] for o in listed]) + more)
+
+
 def body(config: RunConfig, records: RunRecords, *, release_tag: str, in_review: bool) -> str:
     scores, decision, provenance = records.scores, records.decision, records.provenance
     validation, training = records.validation, records.training
@@ -142,8 +157,9 @@ def body(config: RunConfig, records: RunRecords, *, release_tag: str, in_review:
             ["test split sha256", f"`{provenance.get('test_split_sha256', 'n/a')}`"],
             ["rows read / kept", f"{validation.get('rows_in', 'n/a')} / {validation.get('kept', 'n/a')}"],
             ["rejected / duplicates", f"{validation.get('rejected', 'n/a')} / {validation.get('deduplicated', 'n/a')}"],
-        ]) + "\n\nThe manifest (every object with its ETag and size) and the validation report are in "
-             "`provenance/`; scores and the gate's decision in `eval/`.")
+        ]) + "\n\n" + _objects_table(training.get("training_objects") or []) +
+        "\n\nThe manifest (every object with its ETag and size) and the validation report are in "
+        "`provenance/`; scores and the gate's decision in `eval/`.")
     outcome = [("best step", training.get("best_step")), ("best validation loss", training.get("best_validation_loss")),
                ("train pairs", training.get("train_pairs"))]
     hyper = _flatten(training.get("settings", {})) + [(k, v) for k, v in outcome if v is not None]

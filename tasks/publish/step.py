@@ -1,17 +1,19 @@
 """publish: model/ + model card + evaluation artifacts → one release in the registry (the Hub or a local one).
 
-The step re-reads gate.json itself: only a run whose stored decision is "promote" can publish, whatever the
-orchestrator passed along, and a refused run sends nothing anywhere. A release is one commit (or, with
-`create_pr`, one pull request) holding the model, tokenizer, generation config, model card, `eval/` (scores
-with their sacrebleu signatures, the gate's decision, the report when there is one) and `provenance/`
-(the pull manifest and the validation report). Publishing again for the same DAG run returns the earlier
-release instead of making a second one (see tasks/publish/registry.py). The Hub token is passed in by the caller or
-taken from `HF_TOKEN`; it is never logged or written anywhere.
+The step re-reads gate.json itself and trusts it only once it is shown to be this run's: decided on the run's
+exact eval/scores.json (its SHA-256) and the decision those scores give again under the run's config; and it
+uploads the model only if its fingerprint is the one the scores were measured on. Only a run whose decision is
+"promote" can publish, whatever the orchestrator passed along, and a refused run sends nothing anywhere.
+
+A release is one commit (or, with `create_pr`, one pull request) holding the model, tokenizer, generation
+config, model card, `eval/` (scores with their sacrebleu signatures, the gate's decision, the report when there
+is one) and `provenance/` (the pull manifest and the validation report). Publishing again for the same DAG run
+returns the earlier release instead of making a second one (see tasks/publish/registry.py). The Hub token is
+passed in by the caller or taken from `HF_TOKEN`; it is never logged or written anywhere.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -20,7 +22,7 @@ from pathlib import Path
 from tasks import layout
 from tasks.config import RunConfig
 from tasks.evaluate import gate
-from tasks.io import storage
+from tasks.io import digest, storage
 from tasks.publish import modelcard
 from tasks.publish.registry import Registry, Release, run_tag
 from tasks.publish.targets import open_registry
@@ -37,9 +39,17 @@ def result(config: RunConfig) -> dict | None:
     return storage.read_json_or(config.uri(layout.PUBLISH))
 
 
+class UnverifiedModel(RuntimeError):
+    """The model in the run directory is not the one the gate's scores were measured on."""
+
+
 def run(config: RunConfig, token: str | None = None, endpoint: str | None = None,
         registry: Registry | None = None) -> dict:
-    decision = gate.read_decision(config)
+    if gate.result(config) is None:
+        reason = "no gate decision for this pair: nothing new was pulled, or its run ended before the gate"
+        log.info("nothing published: %s", reason)
+        return {"published": False, "reason": reason}
+    decision = gate.verified_decision(config)
     if not decision["promote"]:
         reason = "gate refused: " + "; ".join(decision["reasons"])
         log.info("nothing published: %s", reason)
@@ -81,7 +91,7 @@ def make_release(config: RunConfig, decision: dict) -> Release:
 
 def _sha256(uri: str) -> str | None:
     try:
-        return hashlib.sha256(storage.read_bytes(uri)).hexdigest()
+        return digest.of_bytes(storage.read_bytes(uri))
     except FileNotFoundError:
         return None
 
@@ -89,6 +99,10 @@ def _sha256(uri: str) -> str | None:
 def stage(config: RunConfig, scratch: Path, release: Release) -> Path:
     """A folder with exactly what the release holds: model, tokenizer, card, eval/ and provenance/."""
     model_dir = storage.local_dir_for(config.uri(layout.MODEL), scratch / "download")
+    evaluated = (storage.read_json(config.uri(layout.SCORES)).get("candidate_model") or {}).get("fingerprint")
+    if digest.of_folder(model_dir) != evaluated:
+        raise UnverifiedModel(f"{config.uri(layout.MODEL)} is not the model that was evaluated (fingerprint "
+                              f"{digest.of_folder(model_dir)}, scores.json names {evaluated}): refusing to publish")
     folder = scratch / "upload"
     shutil.copytree(model_dir, folder)
     for name, where in RELEASED_RECORDS:
@@ -97,7 +111,7 @@ def stage(config: RunConfig, scratch: Path, release: Release) -> Path:
     manifest = storage.read_json_or(config.uri(layout.PULL_MANIFEST), {})
     records = modelcard.RunRecords(
         scores=storage.read_json(config.uri(layout.SCORES)),
-        decision=gate.read_decision(config),
+        decision=gate.verified_decision(config),
         validation=storage.read_json_or(config.uri(layout.VALIDATION_REPORT), {}),
         training=storage.read_json_or(config.uri(layout.TRAIN_REPORT), {}),
         provenance={"files": len(manifest.get("objects", [])),

@@ -51,11 +51,15 @@ def point_dir(config: RunConfig, fraction: float) -> str:
 
 
 def plan(config: RunConfig) -> list[str]:
-    """Create a run directory for each learning-curve point and return their URIs (none: no curve)."""
+    """Create a run directory for each learning-curve point and return their URIs (none: no curve, or a pair
+    that never reached its split because nothing new was pulled)."""
+    if not config.learning_curve_fractions or not storage.exists(config.uri(layout.split_file("train"))):
+        return []
     dirs = []
     for fraction in config.learning_curve_fractions:
+        # A point starts from the base model: it measures what data buys, not what the champion knew.
         point = RunConfig(**{**config.model_dump(), "run_dir": point_dir(config, fraction),
-                             "learning_curve_fractions": []})
+                             "learning_curve_fractions": [], "init_from": "base"})
         run_config.save(point)
         if not storage.exists(point.uri(layout.CURVE_POINT_SPEC)):
             storage.write_json(point.uri(layout.CURVE_POINT_SPEC), {"fraction": fraction, "run_dir": config.run_dir})
@@ -138,7 +142,7 @@ def _metrics(scored: dict | None) -> dict:
 
 def summarize(config: RunConfig) -> dict:
     """Write learning_curve.json, .md and .png to the run directory from the finished points."""
-    if not config.learning_curve_fractions:
+    if not config.learning_curve_fractions or not storage.exists(config.uri(layout.split_file("train"))):
         return {"points": 0}
     rows = []
     for fraction in config.learning_curve_fractions:

@@ -25,6 +25,13 @@ from tasks.train.precision import Precision, autocast, choose_precision
 log = logging.getLogger(__name__)
 
 STATE = "state.pt"
+# Batches in a row whose loss or gradient is not finite before training gives up (fp16 falls back to fp32 after
+# precision.MAX_CONSECUTIVE_OVERFLOWS of them first, and the count starts again there).
+MAX_NONFINITE_IN_A_ROW = 25
+
+
+class NonFiniteTraining(RuntimeError):
+    """The loss or the gradients stay NaN or infinite: training cannot recover by skipping batches."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class LoopSettings:
     warmup_steps: float = 0.05  # < 1: a share of all steps
     adam_beta2: float = 0.98  # Marian's and fairseq's choice for transformers; Trainer's 0.999 adapts slower
     max_steps: int = 0  # > 0 caps training whatever the epochs say
+    max_seconds: float = 0  # > 0: a time budget over all attempts; training then stops and keeps its best
     eval_every_steps: int = 0  # 0: once per epoch
     early_stopping_patience: int = 3  # evaluations without improvement before stopping; 0: never stop early
     checkpoint_every_steps: int = 200
@@ -65,6 +73,7 @@ class Progress:
     best_step: int = 0
     evals_without_improvement: int = 0
     tokens_seen: int = 0
+    seconds: float = 0.0  # spent training, over every attempt (a resumed run continues the budget)
 
 
 def _forward_backward(net, data: batching.Encoded, batch: list[int], micro_tokens: int, pad_id: int,
@@ -238,10 +247,13 @@ class _Training:
                                             {"params": no_decay, "weight_decay": 0.0}],
                                            lr=self.settings.learning_rate, betas=(0.9, self.settings.adam_beta2),
                                            fused=True)
-        total, warmup = self.total_steps, self.warmup
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(
-            (s + 1) / max(warmup, 1), max(0.0, (total - s) / max(total - warmup, 1))))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warmup, then linear decay to zero at the last step (which a time budget may move earlier)."""
+        total, warmup = self.total_steps, self.warmup
+        return min((step + 1) / max(warmup, 1), max(0.0, (total - step) / max(total - warmup, 1)))
 
     def resume(self) -> None:
         import torch
@@ -263,7 +275,11 @@ class _Training:
                  len(self.train_data), self.batches_per_epoch, self.settings.max_tokens_per_batch,
                  f", in micro-batches of ≤ {self.micro_tokens}" if self.micro_tokens else "", self.total_steps,
                  self.warmup, self.device)
+        if self.settings.max_seconds:
+            log.info("time budget: %s, %s of it spent before", _duration(self.settings.max_seconds),
+                     _duration(self.progress.seconds))
         self.started = self.window_start = time.monotonic()
+        self.seconds_before, self.stop_reason = self.progress.seconds, None
         self.window_tokens, self.steps_at_start = 0, self.progress.step
         self.running_loss, self.running_steps = 0.0, 0
 
@@ -292,19 +308,35 @@ class _Training:
         finite = bool(torch.isfinite(loss)) if self.world_size == 1 else \
             _sum_over_ranks([float(not torch.isfinite(loss))])[0] == 0
         if not finite:
-            self.precision = self.precision.after_overflow(loss)
-            self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
-            self.optimizer.zero_grad(set_to_none=True)
-            return False
-        self.precision.overflows = 0
+            return self._not_finite(f"loss {loss.item()}")
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        # fp16's scaler skips a step with inf gradients itself; bf16 and fp32 would apply them. The norm is
+        # computed from gradients that data-parallel ranks share, so they all decide alike.
+        if not self.precision.needs_scaler and not bool(torch.isfinite(norm)):
+            return self._not_finite(f"gradient norm {float(norm)}")
+        self.precision.overflows = 0
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.running_loss += loss.item()
         return True
+
+    def _not_finite(self, what: str) -> bool:
+        """Skip the batch; fail when training keeps producing nothing finite, rather than loop forever."""
+        import torch
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.precision = self.precision.after_overflow(what)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
+        if self.precision.overflows >= MAX_NONFINITE_IN_A_ROW:
+            raise NonFiniteTraining(
+                f"training diverged: {self.precision.overflows} batches in a row gave a non-finite {what.split()[0]}"
+                f" (last: {what}) in {self.precision.name}, at step {self.progress.step}, epoch "
+                f"{self.progress.epoch}; lower learning_rate ({self.settings.learning_rate:g}) or look for broken "
+                "data. No model was saved.")
+        return False
 
     def _after_step(self, batch: list[int]) -> None:
         progress, settings = self.progress, self.settings
@@ -319,8 +351,34 @@ class _Training:
             self._log_progress()
         if progress.step % self.eval_every == 0 or last:
             self._validate()
+        self._keep_the_budget(validated=progress.step % self.eval_every == 0 or last)
         if progress.step % settings.checkpoint_every_steps == 0:
             self._checkpoint()
+
+    def _keep_the_budget(self, validated: bool) -> None:
+        """With a time budget: plan the schedule to end within it (so the learning rate decays by then), and
+        stop once it is spent, validating first so the best model is known."""
+        progress, budget = self.progress, self.settings.max_seconds
+        progress.seconds = self.seconds_before + time.monotonic() - self.started
+        if not budget or self.stopped:
+            return
+        if progress.seconds >= budget:
+            if not validated:
+                self._validate()
+            log.info("time budget of %s spent at step %d: stopping with the best model (step %d)",
+                     _duration(budget), progress.step, progress.best_step)
+            self.stopped, self.stop_reason = True, "time budget"
+            return
+        done_here = progress.step - self.steps_at_start
+        if done_here == 10 or (validated and done_here > 10):
+            per_step = (time.monotonic() - self.started) / done_here
+            fits = progress.step + int((budget - progress.seconds) / per_step)
+            if fits < self.total_steps:
+                self.total_steps = max(fits, progress.step + 1)
+                if self.settings.warmup_steps < 1:
+                    self.warmup = min(self.warmup, int(self.settings.warmup_steps * self.total_steps))
+                log.info("time budget: %d steps fit (%.2f s each); the schedule now ends at step %d",
+                         self.total_steps, per_step, self.total_steps)
 
     def _log_progress(self) -> None:
         progress, now = self.progress, time.monotonic()
@@ -346,7 +404,7 @@ class _Training:
         patience = self.settings.early_stopping_patience
         if patience and progress.evals_without_improvement >= patience:
             log.info("early stopping: no improvement in %d evaluations", patience)
-            self.stopped = True
+            self.stopped, self.stop_reason = True, "early stopping"
 
     def _checkpoint(self) -> None:
         if self.rank == 0:
@@ -364,7 +422,8 @@ class _Training:
                 "seconds": round(time.monotonic() - self.started, 1), "precision": self.precision.name,
                 "device": str(self.device), "tokens_per_batch": self.settings.max_tokens_per_batch,
                 "resumed_from_step": int(self.resumed_from.name.split("-")[1]) if self.resumed_from else None,
-                "early_stopped": self.stopped, "world_size": self.world_size}
+                "early_stopped": self.stop_reason == "early stopping", "stopped_by": self.stop_reason or "steps",
+                "seconds_total": round(progress.seconds, 1), "world_size": self.world_size}
 
 
 def _duration(seconds: float) -> str:

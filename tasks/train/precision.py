@@ -39,12 +39,12 @@ class Precision:
     def needs_scaler(self) -> bool:
         return self.name == "fp16"
 
-    def after_overflow(self, loss) -> "Precision":
-        """Record a non-finite loss; after too many in a row, fall back to fp32 for the rest of training."""
+    def after_overflow(self, what: str) -> "Precision":
+        """Record a non-finite loss or gradient; after too many in a row in fp16 or bf16, fall back to fp32 for
+        the rest of training (in fp32 there is nothing to fall back to: the training loop gives up instead)."""
         self.overflows += 1
-        log.warning("non-finite loss %s in %s (%d in a row); batch skipped", loss.item(), self.name,
-                    self.overflows)
-        if self.overflows >= MAX_CONSECUTIVE_OVERFLOWS:
+        log.warning("non-finite %s in %s (%d in a row); batch skipped", what, self.name, self.overflows)
+        if self.overflows >= MAX_CONSECUTIVE_OVERFLOWS and self.name != "fp32":
             log.warning("falling back to fp32 after %d non-finite losses in %s", self.overflows, self.name)
             return Precision("fp32", f"fallback after {self.overflows} non-finite {self.name} losses")
         return self

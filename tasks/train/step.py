@@ -44,6 +44,7 @@ class TrainSettings:
             learning_rate=config.learning_rate, weight_decay=config.weight_decay,
             num_train_epochs=config.num_train_epochs, max_tokens_per_batch=config.max_tokens_per_batch,
             warmup_steps=config.warmup_steps, max_steps=config.max_steps, eval_every_steps=config.eval_every_steps,
+            max_seconds=(config.max_train_minutes or 0) * 60,
             early_stopping_patience=config.early_stopping_patience,
             checkpoint_every_steps=config.checkpoint_every_steps, precision=config.precision, seed=config.seed)
         adapt = adaptation.AdaptSettings(method=config.adaptation, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
@@ -80,11 +81,37 @@ def run(config: RunConfig) -> dict:
         data = {name: storage.download(config.uri(layout.split_file(name)), scratch / f"{name}.jsonl")
                 for name in ("train", "validation")}
         train_file, data_report = training_mix(config, data["train"], scratch)
-        report = fine_tune(config.base_model, train_file, data["validation"], TrainSettings.from_config(config),
+        start, start_label = starting_model(config, scratch)
+        data_report.update(init_from=start_label, training_objects=training_objects(config))
+        report = fine_tune(start, train_file, data["validation"], TrainSettings.from_config(config),
                            output_dir=local_run / layout.MODEL, checkpoints=checkpoints, extra_report=data_report)
         if remote and report.get("saved"):
             storage.upload_tree(local_run / layout.MODEL, config.uri(layout.MODEL), last=layout.TRAIN_REPORT_NAME)
     return report
+
+
+def starting_model(config: RunConfig, scratch: Path) -> tuple[str, str]:
+    """(where to load from, what to call it): base_model, or with init_from = champion the published model the
+    champion step copied into the run (base_model while nothing is published)."""
+    if config.init_from == "champion":
+        found = storage.read_json_or(config.uri(layout.CHAMPION_RECORD))
+        if found is None:
+            raise FileNotFoundError(f"{config.uri(layout.CHAMPION_RECORD)}: init_from is champion, but the "
+                                    "champion step has not run for this run")
+        if found["found"]:
+            log.info("continuing from the champion %s", found["label"])
+            return str(storage.local_dir_for(found["model_uri"], scratch / "champion")), f"champion {found['label']}"
+        log.info("init_from champion, but there is none yet (%s): starting from %s", found["reason"],
+                 config.base_model)
+    return config.base_model, f"base {config.base_model}"
+
+
+def training_objects(config: RunConfig) -> list[dict]:
+    """Every data object this model learned from, with its ETag: a release can be reproduced from this list."""
+    manifest = storage.read_json_or(config.uri(layout.PULL_MANIFEST)) or {}
+    return [{"uri": o["uri"], "etag": o["etag"], "how": how}
+            for how, objects in (("new", manifest.get("objects", [])), ("carried", manifest.get("carried", [])))
+            for o in objects]
 
 
 def _checkpoints(config: RunConfig, local: Path, remote: bool) -> loop.CheckpointDir:

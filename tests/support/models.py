@@ -47,9 +47,10 @@ def build_digits_m2m100(out_dir: Path) -> Path:
     return out_dir
 
 
-def train_digits_model(base_dir: Path, out_dir: Path, steps: int = 300) -> Path:
-    """`base_dir` fine-tuned on the digit-reading task until it reads 3–7 digits correctly."""
-    pairs = digit_pairs(1300, seed=21)
+def train_digits_model(base_dir: Path, out_dir: Path, steps: int = 300,
+                       pairs: list[tuple[str, str]] | None = None) -> Path:
+    """`base_dir` fine-tuned on the digit-reading task until it reads 3–7 digits correctly (or on `pairs`)."""
+    pairs = pairs or digit_pairs(1300, seed=21)
     settings = train.TrainSettings("en", "de", 32, 32, trainloop.LoopSettings(
         learning_rate=3e-3, weight_decay=0.01, num_train_epochs=100, max_tokens_per_batch=512, max_steps=steps,
         warmup_steps=0.1, eval_every_steps=steps, precision="fp32", checkpoint_every_steps=10**6))

@@ -43,8 +43,10 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
     the pull manifest, the validation report and the test split. Scores are made up; their shape is real."""
     import json
     import shutil
+    import tempfile
 
     from tasks.evaluate import gate
+    from tasks.io import digest
 
     cfg = make_run(root, run_id=run_id, **params)
     model_uri = cfg.uri(layout.MODEL)
@@ -59,21 +61,26 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
     signatures = {"bleu": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
                   "chrf": "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0",
                   "ter": "nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:2.6.0"}
-    base = {"bleu": 3.1, "chrf": 20.4, "ter": 95.0, "signatures": signatures}
-    candidate = {"bleu": 61.7, "chrf": 80.2, "ter": 30.5, "signatures": signatures}
+    outputs = {"outputs": 150, "distinct": 0.97, "empty": 0.0, "source_copies": 0.02, "runaway": 0.0}
+    base = {"bleu": 3.1, "chrf": 20.4, "ter": 95.0, "signatures": signatures, "outputs": outputs}
+    candidate = {"bleu": 61.7, "chrf": 80.2, "ter": 30.5, "signatures": signatures, "outputs": outputs}
+    if not promote:
+        candidate = {**base}
     test = {m: {"baseline": base[m], "system": candidate[m], "delta": round(candidate[m] - base[m], 2),
-                "p_value": 0.001, "baseline_ci": 1.5, "system_ci": 2.0} for m in ("bleu", "chrf", "ter")}
+                "p_value": 0.001 if promote else 1.0, "baseline_ci": 1.5, "system_ci": 2.0}
+            for m in ("bleu", "chrf", "ter")}
+    with tempfile.TemporaryDirectory() as scratch:
+        fingerprint = digest.of_folder(storage.local_dir_for(model_uri, Path(scratch) / "model"))
     scores = {"test_sentences": 150, "decoding": {"num_beams": 2, "max_length": 32},
               "base": base, "candidate": candidate, "champion": None,
               "champion_lookup": {"found": False, "reason": "nothing published yet"},
               "significance": {"candidate_vs_base": {**test, "signatures": {
                   "bleu": signatures["bleu"] + "|bs:1000|seed:12345"}}},
-              "general": None, "bootstrap": {"resamples": 1000, "seed": 12345}}
+              "general": None, "bootstrap": {"resamples": 1000, "seed": 12345},
+              "candidate_model": {"uri": model_uri, "fingerprint": fingerprint}}
     storage.write_json(cfg.uri(layout.SCORES), scores)
-    decision = gate.decide(scores, cfg)
-    if not promote:
-        decision = gate.decide({**scores, "candidate": scores["base"]}, cfg)
-    storage.write_json(cfg.uri(layout.GATE), decision)
+    stored = storage.read_bytes(cfg.uri(layout.SCORES))
+    storage.write_json(cfg.uri(layout.GATE), gate.decide(json.loads(stored), cfg, digest.of_bytes(stored)))
     storage.write_json(cfg.uri(layout.VALIDATION_REPORT), {"rows_in": 1503, "kept": 1500, "rejected": 2, "deduplicated": 1})
     storage.write_json(cfg.uri(layout.PULL_MANIFEST), {"source": cfg.data_uri, "objects": [
         {"uri": cfg.data_uri + "part-a.jsonl", "relpath": "part-a.jsonl", "etag": "abc", "size": 1234}]})
@@ -82,29 +89,49 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
 
 
 def put_raw(cfg: config.RunConfig, *paths: Path) -> None:
-    """Place files in the run's raw/ folder, as the pull step would."""
+    """Place files in the run's raw/ folder and list them in its manifest, as the pull step would (each under
+    its file name as its key)."""
+    from datetime import datetime, timezone
 
+    from tasks.data import consumed, pull
+
+    objects = []
     for path in paths:
-        storage.upload_file(path, cfg.uri(layout.RAW, path.name))
+        uri, etag = f"{cfg.data_uri.rstrip('/')}/{path.name}", storage.stat(str(path)).etag
+        local = pull.raw_name(uri, path.name)
+        storage.upload_file(path, cfg.uri(layout.RAW, local))
+        objects.append({"uri": uri, "key": path.name, "etag": etag, "size": path.stat().st_size, "local": local,
+                        "cache": consumed.cache_name(uri, etag)})
+    storage.write_json(cfg.uri(layout.PULL_MANIFEST), {
+        "source": cfg.data_uri, "mode": "incremental", "training_data": cfg.training_data,
+        "pulled_at": datetime.now(timezone.utc).isoformat(), "objects": objects, "changed": [], "carried": [],
+        "already_consumed": 0, "ignored": [], "nothing_new": not objects, "message": "test files"})
 
 
 def accounted(cfg: config.RunConfig) -> tuple[dict, list[dict], list[dict]]:
     """The validation report, clean records and rejects, after checking that every row read is in exactly
-    one of them: rows in = kept + rejected + deduplicated, per file and in total."""
+    one of them: rows in = kept + rejected + deduplicated, per file and in total; rows carried from consumed
+    objects = kept + deduplicated + leakage; and every object of the manifest has its entry."""
     import json
     from collections import Counter
-
 
     report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
     clean = [json.loads(line) for line in storage.read_text(cfg.uri(layout.CLEAN)).splitlines()]
     rejects = [json.loads(line) for line in storage.read_text(cfg.uri(layout.REJECTS)).splitlines()]
     assert report["rows_in"] == report["kept"] + report["rejected"] + report["deduplicated"], report["accounting"]
-    assert len(clean) == report["kept"]
-    assert len(rejects) == report["rejected"] + report["deduplicated"]
+    carried = report.get("carried", {})
+    assert len(clean) == report["kept"] + sum(c["kept"] for c in carried.values()) == report["clean_pairs"]
+    assert len(rejects) == report["rejected"] + report["deduplicated"] + \
+        sum(c["deduplicated"] + c["leakage"] for c in carried.values())
     per_file = Counter(r["file"] for r in clean + rejects)
-    assert per_file == Counter({name: c["rows"] for name, c in report["files"].items() if c["rows"]})
+    rows = Counter({name: c["rows"] for name, c in [*report["files"].items(), *carried.items()] if c["rows"]})
+    assert per_file == rows
     for name, c in report["files"].items():
         assert c["rows"] == c["kept"] + c["rejected"] + c["deduplicated"], name
+    manifest = storage.read_json_or(cfg.uri(layout.PULL_MANIFEST))
+    if manifest is not None:
+        assert {o["key"] for o in manifest["objects"]} == set(report["files"])
+        assert {c["key"] for c in manifest.get("carried", [])} == set(carried)
     assert all(r["reasons"] and all(x["reason"] and x["detail"] for x in r["reasons"]) for r in rejects)
     return report, clean, rejects
 

@@ -5,7 +5,7 @@ import pytest
 from support.corpora import digit_pairs, write_jsonl, write_tsv
 from support.runs import make_run
 from tasks import layout
-from tasks.data import pull
+from tasks.data import consumed, pull, validate
 from tasks.io import storage
 
 
@@ -25,19 +25,28 @@ def _run(run_id, data_uri, **params):
     return make_run("s3://artifacts/runs", run_id=run_id, data_uri=data_uri, **params)
 
 
-def _raw(cfg):
-    return [o.relpath for o in storage.list_objects(cfg.uri(layout.RAW))]
+def _keys(cfg):
+    """The keys of the objects a run pulled (raw/ holds them under flat names of their own)."""
+    return [o["key"] for o in storage.read_json(cfg.uri(layout.PULL_MANIFEST))["objects"]]
+
+
+def _pulled_and_read(cfg) -> dict:
+    """Pull, then validate what was pulled (consumption is only for objects whose rows were read)."""
+    summary = pull.run(cfg)
+    if not summary["nothing_new"]:
+        validate.run(cfg)
+    return summary
 
 
 def test_incremental_pulls_across_runs_on_s3(bucket, s3, tmp_path):
     # Week 1: everything is new.
-    first = _run("run-1", bucket)
-    summary = pull.run(first)
+    first = _run("run-1", bucket, min_clean_pairs=1, max_reject_rate=1.0)
+    summary = _pulled_and_read(first)
     assert (summary["files"], summary["nothing_new"], summary["mode"]) == (2, False, "incremental")
-    assert _raw(first) == ["a.jsonl", "week1/b.tsv"]
+    assert _keys(first) == ["a.jsonl", "week1/b.tsv"]
     manifest = storage.read_json(first.uri(layout.PULL_MANIFEST))
-    assert manifest["ignored"] == ["README.txt"]
-    assert pull.commit_consumed(first) == {"committed": 2, "consumed_total": 2}
+    assert [(i["key"], i["reason"].split(":")[0]) for i in manifest["ignored"]] == [("README.txt", "not a data file")]
+    assert consumed.commit(first)["committed"] == 2
 
     # Week 2: nothing new. The run ends early and says why.
     second = _run("run-2", bucket)
@@ -45,75 +54,97 @@ def test_incremental_pulls_across_runs_on_s3(bucket, s3, tmp_path):
     assert summary["nothing_new"] is True and summary["files"] == 0
     assert "nothing new under s3://incoming/en-de/: all 2 data object(s) were consumed" in summary["message"]
     assert "force_full_retrain" in summary["message"]
-    assert _raw(second) == []
-    assert pull.commit_consumed(second) == {"committed": 0, "reason": "nothing new was pulled"}
+    assert consumed.commit(second) == {"committed": 0, "reason": "nothing new was pulled"}
 
     # Week 3: one new object and one rewritten under the same key. The run fails after pulling.
     s3.upload_file(str(write_jsonl(tmp_path / "c.jsonl", digit_pairs(5, seed=4))), "incoming", "en-de/c.jsonl")
     s3.upload_file(str(write_tsv(tmp_path / "b2.tsv", digit_pairs(7, seed=5))), "incoming", "en-de/week1/b.tsv")
     failed = _run("run-3", bucket)
     assert pull.run(failed)["files"] == 2
-    # ... and commit_consumed is never called for a failed run.
+    # ... and its gate never ran, so nothing is committed for it.
 
-    # Week 3, again: the failed run consumed nothing, so the same two objects are new.
-    retry = _run("run-4", bucket)
-    summary = pull.run(retry)
-    assert summary["files"] == 2
-    assert summary["message"] == "1 new and 1 changed object(s) under s3://incoming/en-de/; 1 already consumed"
-    assert _raw(retry) == ["c.jsonl", "week1/b.tsv"]
-    assert storage.read_json(retry.uri(layout.PULL_MANIFEST))["changed"] == ["week1/b.tsv"]
-    assert storage.read_text(retry.uri(layout.RAW, "week1/b.tsv")).count("\n") == 8  # the rewritten content
-    assert pull.commit_consumed(retry)["consumed_total"] == 3
+    # Week 3, again: the failed run consumed nothing, so the same two objects are new; the first week's
+    # object is carried into training from its cleaned copy.
+    retry = _run("run-4", bucket, min_clean_pairs=1, max_reject_rate=1.0)
+    summary = _pulled_and_read(retry)
+    assert (summary["files"], summary["carried"]) == (2, 1)
+    assert summary["message"] == ("1 new and 1 changed object(s) under s3://incoming/en-de/; 1 already consumed; "
+                                  "1 consumed object(s) carried into training")
+    manifest = storage.read_json(retry.uri(layout.PULL_MANIFEST))
+    assert manifest["changed"] == ["week1/b.tsv"] and [c["key"] for c in manifest["carried"]] == ["a.jsonl"]
+    local = {o["key"]: o["local"] for o in manifest["objects"]}
+    assert storage.read_text(retry.uri(layout.RAW, local["week1/b.tsv"])).count("\n") == 8  # the new content
+    assert consumed.commit(retry)["consumed_total"] == 3
 
     # A re-run of the same DAG run is idempotent: the same answer, nothing pulled again.
     assert pull.run(retry) == summary
-    assert pull.commit_consumed(retry)["consumed_total"] == 3
+    assert consumed.commit(retry)["consumed_total"] == 3
     assert pull.run(_run("run-5", bucket))["nothing_new"] is True
 
-    consumed = pull.load_consumed(retry)
-    assert consumed["s3://incoming/en-de/week1/b.tsv"]["consumed_by"] == "run-4"
-    assert consumed["s3://incoming/en-de/a.jsonl"]["consumed_by"] == "run-1"
+    state = consumed.load(retry)
+    assert state["s3://incoming/en-de/week1/b.tsv"]["consumed_by"] == "run-4"
+    assert state["s3://incoming/en-de/a.jsonl"]["consumed_by"] == "run-1"
 
 
-def test_a_local_folder_is_pulled_incrementally_too(tmp_path):
+def test_a_local_file_rewritten_with_the_same_size_and_time_is_new_again(tmp_path):
+    import os
+
     incoming = tmp_path / "incoming"
-    write_jsonl(incoming / "a.jsonl", digit_pairs(5, seed=1))
-    first = make_run(tmp_path / "artifacts", run_id="run-1", data_uri=str(incoming))
-    assert pull.run(first)["files"] == 1
-    pull.commit_consumed(first)
+    path = write_jsonl(incoming / "a.jsonl", digit_pairs(5, seed=1))
+    first = make_run(tmp_path / "artifacts", run_id="run-1", data_uri=str(incoming), min_clean_pairs=1)
+    assert _pulled_and_read(first)["files"] == 1
+    consumed.commit(first)
     assert pull.run(make_run(tmp_path / "artifacts", run_id="run-2", data_uri=str(incoming)))["nothing_new"]
-    write_jsonl(incoming / "a.jsonl", digit_pairs(6, seed=1))  # rewritten: another size, another mtime
+    before = path.stat()
+    text = path.read_text().replace("eins", "ein ")  # same length
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     third = make_run(tmp_path / "artifacts", run_id="run-3", data_uri=str(incoming))
     assert pull.run(third)["files"] == 1
     assert storage.read_json(third.uri(layout.PULL_MANIFEST))["changed"] == ["a.jsonl"]
 
 
 def test_force_full_retrain_pulls_what_was_consumed(bucket):
-    first = _run("run-1", bucket)
-    pull.run(first)
-    pull.commit_consumed(first)
+    first = _run("run-1", bucket, min_clean_pairs=1, max_reject_rate=1.0)
+    _pulled_and_read(first)
+    consumed.commit(first)
     full = _run("run-2", bucket, force_full_retrain=True)
     summary = pull.run(full)
-    assert (summary["files"], summary["mode"], summary["nothing_new"]) == (2, "full", False)
+    assert (summary["files"], summary["mode"], summary["nothing_new"], summary["carried"]) == (2, "full", False, 0)
     assert "force_full_retrain" in summary["message"]
 
 
+def test_new_only_carries_nothing_and_all_carries_every_consumed_object(bucket, s3, tmp_path):
+    first = _run("run-1", bucket, min_clean_pairs=1, max_reject_rate=1.0)
+    _pulled_and_read(first)
+    consumed.commit(first)
+    s3.upload_file(str(write_jsonl(tmp_path / "c.jsonl", digit_pairs(5, seed=4))), "incoming", "en-de/c.jsonl")
+    assert pull.run(_run("only", bucket, training_data="new_only"))["carried"] == 0
+    everything = _run("all", bucket)
+    assert pull.run(everything)["carried"] == 2
+    carried = storage.read_json(everything.uri(layout.PULL_MANIFEST))["carried"]
+    assert [(c["key"], c["consumed_by"]) for c in carried] == [("a.jsonl", "run-1"), ("week1/b.tsv", "run-1")]
+    assert all(storage.exists(everything.state_uri(c["cache"])) for c in carried)  # written by validate
+
+
 def test_a_snapshot_pulls_exactly_the_listed_objects_and_consumes_them(bucket, s3, tmp_path):
-    first = _run("run-1", bucket)
-    pull.run(first)
-    pull.commit_consumed(first)
+    first = _run("run-1", bucket, min_clean_pairs=1, max_reject_rate=1.0)
+    _pulled_and_read(first)
+    consumed.commit(first)
     old = [o["uri"] for o in storage.read_json(first.uri(layout.PULL_MANIFEST))["objects"]]
     s3.upload_file(str(write_jsonl(tmp_path / "a2.jsonl", digit_pairs(3, seed=9))), "incoming",
                    "en-de/week2/a.jsonl")  # same name, elsewhere under the data URI
 
-    replay = _run("replay", bucket, data_snapshot=old + ["s3://incoming/en-de/week2/a.jsonl"])
-    summary = pull.run(replay)
+    replay = _run("replay", bucket, data_snapshot=old + ["s3://incoming/en-de/week2/a.jsonl"],
+                  training_data="new_only", min_clean_pairs=1, max_reject_rate=1.0)
+    summary = _pulled_and_read(replay)
     assert (summary["files"], summary["mode"]) == (3, "snapshot")
-    raw = _raw(replay)
-    assert "incoming/en-de/a.jsonl" in raw and "incoming/en-de/week1/b.tsv" in raw
-    assert "incoming/en-de/week2/a.jsonl" in raw  # two files named a.jsonl do not collide
-    assert pull.commit_consumed(replay)["committed"] == 3
-    assert set(pull.load_consumed(replay)) == set(old) | {"s3://incoming/en-de/week2/a.jsonl"}
+    manifest = storage.read_json(replay.uri(layout.PULL_MANIFEST))
+    assert _keys(replay) == ["a.jsonl", "week1/b.tsv", "week2/a.jsonl"]
+    assert len({o["local"] for o in manifest["objects"]}) == 3  # two files named a.jsonl do not collide
+    assert consumed.commit(replay)["committed"] == 3
+    assert set(consumed.load(replay)) == set(old) | {"s3://incoming/en-de/week2/a.jsonl"}
 
 
 @pytest.mark.parametrize("params, message", [

@@ -1,5 +1,4 @@
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -7,7 +6,6 @@ import pytest
 
 from support.corpora import write_csv, write_jsonl, write_mo, write_parquet, write_po, write_tmx, write_tsv
 from support.runs import REPO_ROOT, accounted, cli, cli_env, make_run, put_raw
-from tasks import layout
 from tasks.data import split, validate
 
 GOOD = [(f"The printer number {i} is ready now.", f"Der Drucker Nummer {i} ist jetzt bereit.") for i in range(30)]
@@ -32,7 +30,8 @@ def test_every_row_is_kept_rejected_or_deduplicated(tmp_path):
 
     summary = validate.run(cfg)
     report, clean, rejects = accounted(cfg)
-    assert summary == {"rows_in": 11, "kept": 5, "rejected": 3, "deduplicated": 3}
+    assert summary == {"rows_in": 11, "kept": 5, "rejected": 3, "deduplicated": 3, "carried_kept": 0,
+                       "clean_pairs": 5}
     assert report["accounting"] == "11 rows in = 5 kept + 3 rejected + 3 deduplicated"
     assert report["files"]["b.tsv"] == {"rows": 3, "kept": 0, "rejected": 1, "deduplicated": 2, "format": "tsv",
                                         "detected_by": "content and extension .tsv agree"}
@@ -98,8 +97,8 @@ def test_too_little_usable_data_fails_with_counts_threshold_and_files(tmp_path):
     with pytest.raises(validate.BadBatchError) as err:
         validate.run(cfg)
     message = str(err.value)
-    assert "only 1 usable pairs of 2 rows (min_clean_pairs = 10)" in message
-    assert "a.jsonl (1/2 rejected)" in message and "rejects.jsonl" in message
+    assert "only 1 usable pairs from 2 new rows (min_clean_pairs = 10)" in message
+    assert "a.jsonl (1 kept of 2 rows, 1 rejected)" in message and "rejects.jsonl" in message
     with pytest.raises(validate.BadBatchError):  # a retry reads the stored report and still fails
         validate.run(cfg)
 
@@ -111,9 +110,10 @@ def test_a_reject_rate_above_the_ceiling_fails_and_names_the_worst_file(tmp_path
     with pytest.raises(validate.BadBatchError) as err:
         validate.run(cfg)
     assert "reject rate 33.3% > max_reject_rate 20.0% (10 of 30 rows rejected)" in str(err.value)
-    assert "Files: bad.jsonl (10/10 rejected), good.jsonl (0/20 rejected)" in str(err.value)
+    assert "Files: bad.jsonl (0 kept of 10 rows, 10 rejected), good.jsonl (20 kept of 20 rows, 0 rejected)" \
+        in str(err.value)
     report, _, _ = accounted(cfg)
-    assert report["files_at_fault"][0] == "bad.jsonl (10/10 rejected)"
+    assert report["files_at_fault"][0] == "bad.jsonl (0 kept of 10 rows, 10 rejected)"
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -184,13 +184,14 @@ def test_the_step_cli_screens_in_worker_processes_too(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"rows_in": 34, "kept": 30, "rejected": 4,
-                                                                "deduplicated": 0}
+                                                                "deduplicated": 0, "carried_kept": 0,
+                                                                "clean_pairs": 30}
     assert accounted(cfg)[0]["workers"] == 2
 
 
 def test_the_demo_domain_data_stays_usable_with_the_demo_settings(tmp_path):
     cfg = make_run(tmp_path, max_chars=160)
-    shutil.copytree(REPO_ROOT / "demo" / "data" / "domain", cfg.uri(layout.RAW))
+    put_raw(cfg, *sorted((REPO_ROOT / "demo" / "data" / "domain").iterdir()))
     validate.run(cfg)
     report, _, _ = accounted(cfg)
     assert report["rows_in"] == 8566

@@ -114,3 +114,24 @@ def test_evaluate_refuses_to_run_without_a_champion_lookup(tmp_path):
     write_splits(cfg, tmp_path, test=digit_pairs(5, seed=1))
     with pytest.raises(FileNotFoundError, match="run the champion step first"):
         evaluate.run(cfg)
+
+
+def test_a_model_that_writes_one_line_for_every_input_is_refused(tmp_path, tiny_model):
+    """Fine-tuned to answer everything with the same line, a real model beats an untrained base on BLEU (the
+    line shares words with many references), yet its outputs are degenerate: the gate refuses it."""
+    from support.models import train_digits_model
+    from tasks.evaluate import gate
+
+    constant = train_digits_model(tiny_model, tmp_path / "constant", steps=120,
+                                  pairs=[(s, "eins zwei drei vier") for s, _ in digit_pairs(1300, seed=21)])
+    cfg = make_run(tmp_path / "artifacts", base_model=str(tiny_model), num_beams=2, max_source_length=32,
+                   min_test_sentences=10, min_bleu_gain=-100.0, alpha=1.0)
+    write_splits(cfg, tmp_path, test=digit_pairs(120, seed=31))
+    shutil.copytree(constant, cfg.uri(layout.MODEL))
+    storage.write_json(cfg.uri(layout.CHAMPION_RECORD), {"found": False, "reason": "nothing published yet"})
+    scores = evaluate.run(cfg)
+    assert scores["candidate"]["outputs"]["distinct"] < 0.1
+    decision = gate.decide(scores, cfg)
+    assert decision["decision"] == "refuse"
+    assert [c["name"] for c in decision["checks"] if not c["passed"]] == ["degenerate_outputs"]
+    assert "< min_distinct_outputs 50%" in decision["reasons"][0]

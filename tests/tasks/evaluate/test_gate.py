@@ -22,7 +22,17 @@ from tasks.io import storage
 PERFECT = 0
 
 
-def _system(references: tuple[str, ...], every: int) -> list[str]:
+DEGENERATE = {  # systems that can beat a bad base while writing no real translations
+    "constant": lambda refs, srcs: [refs[0]] * len(refs),
+    "empty": lambda refs, srcs: [r if i % 10 else "" for i, r in enumerate(refs)],
+    "copies": lambda refs, srcs: [s if i % 2 else r for i, (r, s) in enumerate(zip(refs, srcs))],
+    "runaway": lambda refs, srcs: [r + " null null null null" if i % 5 == 0 else r for i, r in enumerate(refs)],
+}
+
+
+def _system(references: tuple[str, ...], every, sources: tuple[str, ...] = ()) -> list[str]:
+    if every in DEGENERATE:
+        return DEGENERATE[every](references, sources)
     if every == PERFECT:
         return list(references)
     return [" ".join(r.split()[::-1][1:]) if i % every == 0 else r for i, r in enumerate(references)]
@@ -34,11 +44,16 @@ def _references(n: int, seed: int = 3) -> tuple[str, ...]:
 
 
 @functools.cache
+def _sources(n: int, seed: int = 3) -> tuple[str, ...]:
+    return tuple(source for source, _ in digit_pairs(n, seed=seed))
+
+
+@functools.cache
 def _scores(n=200, base=2, candidate=10, champion=None, general=None) -> str:
     """scores.json (as JSON text, so the cache cannot be mutated) for systems given by their corruption."""
-    refs = _references(n)
-    hyps = {"test": {"base": _system(refs, base), "candidate": _system(refs, candidate)}}
-    references = {"test": list(refs)}
+    refs, srcs = _references(n), _sources(n)
+    hyps = {"test": {"base": _system(refs, base, srcs), "candidate": _system(refs, candidate, srcs)}}
+    references, sources = {"test": list(refs)}, {"test": list(srcs)}
     labels = {"base": "base-model", "candidate": "candidate-model"}
     if champion is not None:
         hyps["test"]["champion"] = _system(refs, champion)
@@ -46,10 +61,11 @@ def _scores(n=200, base=2, candidate=10, champion=None, general=None) -> str:
     if general is not None:
         general_refs = _references(150, seed=4)
         hyps["general"] = {"base": _system(general_refs, general[0]), "candidate": _system(general_refs, general[1])}
-        references["general"] = list(general_refs)
+        references["general"], sources["general"] = list(general_refs), list(_sources(150, seed=4))
     lookup = {"found": True, "label": "org/model@abc123"} if champion is not None else \
         {"found": False, "reason": "nothing published at org/model yet"}
-    return json.dumps(evaluate.scores_from(hyps, references, "de", labels=labels, champion_lookup=lookup))
+    return json.dumps(evaluate.scores_from(hyps, references, "de", labels=labels, sources=sources,
+                                           champion_lookup=lookup))
 
 
 def _config(**params) -> config.RunConfig:
@@ -73,7 +89,9 @@ CASES = [
      "promote", [], "-6.28 ≥ −max_champion_regression (7.0)"),
     # sacrebleu gives two identical systems p = 1/1001: a tie is refused because it is no gain.
     ("a tie with the champion does not beat it", {"champion": 10}, {"require_beat_champion": True}, "refuse",
-     ["beats_champion"], "gain over champion +0.00 with p = 0.0010 (alpha 0.05): not a gain"),
+     ["beats_champion", "differs_from_champion"], "gain over champion +0.00 with p = 0.0010 (alpha 0.05): not a gain"),
+    ("the champion's outputs again are no new release", {"champion": 10}, {}, "refuse", ["differs_from_champion"],
+     "100% of the test outputs are the champion's: the same translations again"),
     ("a significant gain over the champion beats it", {"champion": 2}, {"require_beat_champion": True},
      "promote", [], "a significant gain"),
     ("first run: no champion", {}, {"require_beat_champion": True}, "promote", [],
@@ -87,6 +105,17 @@ CASES = [
      "50 test sentences < min_test_sentences 100: too few to tell a real gain from luck"),
     ("below the absolute floor", {}, {"min_bleu": 95.0}, "refuse", ["min_bleu"],
      "candidate BLEU 93.72 < min_bleu 95.0"),
+    # Degenerate candidates beat a bad base (every 2nd sentence scrambled) and still do not pass.
+    ("one line for every input", {"candidate": "constant"}, {"min_bleu_gain": -100}, "refuse",
+     ["gain_significant", "degenerate_outputs"], "distinct outputs 0% < min_distinct_outputs 50%"),
+    ("a tenth of the outputs empty", {"candidate": "empty"}, {}, "refuse", ["degenerate_outputs"],
+     "empty outputs 10% > max_empty_outputs 5%"),
+    ("half the outputs copy their source", {"candidate": "copies"}, {"min_bleu_gain": -100}, "refuse",
+     ["gain_significant", "degenerate_outputs"], "outputs equal to their source 50% > max_source_copies 30%"),
+    ("a fifth of the outputs run away", {"candidate": "runaway"}, {}, "refuse", ["degenerate_outputs"],
+     "runaway repetitions 20% > max_runaway_outputs 10%"),
+    ("a few runaways within the limit", {"candidate": "runaway"}, {"max_runaway_outputs": 0.25}, "promote", [],
+     "runaway repetitions 20% ≤ max_runaway_outputs 25%"),
 ]
 
 
@@ -113,12 +142,15 @@ def test_gate_json_holds_every_check_threshold_signature_and_p_value():
                          _config(require_beat_champion=True))
     names = [c["name"] for c in result["checks"]]
     assert names == ["test_set_size", "bleu_gain", "gain_significant", "champion_regression", "beats_champion",
-                     "min_bleu", "general_regression"]
+                     "min_bleu", "degenerate_outputs", "differs_from_champion", "general_regression"]
     for check in result["checks"]:
         assert set(check) == {"name", "value", "threshold", "passed", "reason"}
     assert result["thresholds"] == {"min_test_sentences": 100, "min_bleu_gain": 1.0, "alpha": 0.05,
                                     "max_champion_regression": 0.5, "require_beat_champion": True,
-                                    "min_bleu": 0.0, "max_general_regression": 1.0}
+                                    "min_bleu": 0.0, "min_distinct_outputs": 0.5, "max_empty_outputs": 0.05,
+                                    "max_source_copies": 0.3, "max_runaway_outputs": 0.1,
+                                    "max_general_regression": 1.0}
+    assert result["outputs"]["distinct"] > 0.9 and result["outputs"]["same_as_champion"] < 1.0
     assert set(result["p_values"]) == {"candidate_vs_base", "candidate_vs_champion"}
     assert result["signatures"]["bleu"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
     assert result["signatures"]["ter"].startswith("nrefs:1|case:lc|tok:tercom")
@@ -142,6 +174,7 @@ def test_the_step_writes_gate_json_logs_the_table_and_writes_the_report(tmp_path
     refs = list(_references(40))
     hyps = {"base": _system(tuple(refs), 2), "candidate": _system(tuple(refs), 10)}
     scores = evaluate.scores_from({"test": hyps}, {"test": refs}, "de", labels={"base": "b", "candidate": "c"},
+                                  sources={"test": list(_sources(40))},
                                   decoding={"engine": "ctranslate2", "device": "cpu", "precision": "int8",
                                             "num_beams": 4, "length_limit": "min(256, 2 × src + 10)",
                                             "max_sentences": 256, "max_tokens": 16384})

@@ -9,7 +9,7 @@ PAIRS = [("Hello", "Hallo"), ("Cannot open %s", "%s kann nicht geöffnet werden"
 
 
 def _rows(path, src="en", tgt="de"):
-    return list(formats.read_rows(path, path.name, src, tgt))
+    return list(formats.read_rows(path, path.name, src, tgt, path.parent))
 
 
 def _pairs(rows):
@@ -79,7 +79,7 @@ def test_tsv_without_header_is_positional_and_short_rows_are_reported(tmp_path):
     assert [(r.line, r.source, r.target, r.problem) for r in rows] == [
         (1, "Yes", "Ja", None),
         (2, 'say "hi"', "sag „hi“", None),
-        (3, None, None, "1 column(s), expected at least 2"),
+        (3, None, None, "1 column(s), expected 2"),
     ]
 
 
@@ -169,13 +169,14 @@ def _garbage(path):
                                      b'msgid "caf\xe9"\nmsgstr "x"\n'),
      r"a.po: not a readable PO catalog: 'utf-8' codec can't decode byte 0xe9"),
     ("a.mo", lambda p: p.write_bytes(write_mo(p, PAIRS).read_bytes()[:30]), r"a.mo: not a readable MO catalog"),
-    ("a.mo", _garbage, r"a.mo: not a readable MO catalog: Invalid mo file"),
+    ("a.mo", _garbage, r"a.mo: binary content \(NUL bytes\)"),
     ("a.csv", lambda p: p.write_text("en\nHello\n"), r"a.csv: header names columns \['en'\], but not both 'en' and 'de'"),
     ("a.tsv", lambda p: p.write_text("en\tfr\nHello\tBonjour\n"), r"a.tsv: header names columns \['en', 'fr'\]"),
     ("a.parquet", lambda p: p.write_bytes(write_parquet(p, PAIRS).read_bytes()[:40]),
      r"a.parquet: not a readable Parquet file"),
     ("a.parquet", lambda p: write_parquet(p, PAIRS, tgt="fr"), r"a.parquet: the translation column holds \['en', 'fr'\]"),
-    ("notes.docx", _garbage, r"notes.docx: unknown format"),
+    ("notes.docx", _garbage, r"notes.docx: binary content"),
+    ("notes.odt", lambda p: p.write_text("just some words\n"), r"notes.odt: unknown format"),
     ("a.tmx", lambda p: p.write_text("<?xml version='1.0'?><root><tmx/></root>"), r"a.tmx: an XML file whose root is <root>"),
 ])
 def test_broken_files_are_unreadable_with_a_clear_error(tmp_path, name, make, message):
@@ -190,14 +191,14 @@ def test_a_truncated_tmx_yields_the_rows_before_the_break(tmp_path):
     _truncated_tmx(path)
     read = []
     with pytest.raises(formats.UnreadableFile):
-        for row in formats.read_rows(path, path.name, "en", "de"):
+        for row in formats.read_rows(path, path.name, "en", "de", path.parent):
             read.append(row)
     assert [r.line for r in read] == [5, 6, 7, 8, 9]  # the break is on line 10
 
 
 @pytest.mark.parametrize("rows_text, expected", [
     ('Hello,Hallo\n"unclosed,x\n', [(1, None), (2, "malformed CSV")]),  # a quote never closed
-    ("Hello\n", [(1, "1 column(s), expected at least 2")]),
+    ("Hello\n", [(1, "1 column(s), expected 2")]),
     ("Hello,Hallo\n\nYes,Ja\n", [(1, None), (2, "blank line"), (3, None)]),
 ])
 def test_csv_row_problems(tmp_path, rows_text, expected):

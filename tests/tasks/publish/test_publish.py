@@ -220,8 +220,9 @@ def test_a_refused_gate_sends_nothing(hub, tmp_path, tiny_model):
 
 def test_no_gate_decision_means_no_publish(hub, run_config):
     Path(run_config.uri("gate.json")).unlink()
-    with pytest.raises(FileNotFoundError, match="no gate decision for this run; refusing to publish"):
-        publish.run(run_config, registry=hub_registry(hub))
+    outcome = publish.run(run_config, registry=hub_registry(hub))
+    assert outcome == {"published": False, "reason": "no gate decision for this pair: nothing new was pulled, "
+                                                     "or its run ended before the gate"}
     assert hub.requests == []
 
 

@@ -79,3 +79,38 @@ def test_an_automatic_batch_size_is_chosen_for_the_device_and_reported(tmp_path,
     assert report["tokens_per_batch"] == trainloop.AUTO_TOKENS_PER_BATCH["cpu"] == 2048
     assert report["settings"]["loop"]["max_tokens_per_batch"] == 0  # the run config keeps saying "automatic"
 
+
+
+def test_a_time_budget_stops_training_and_keeps_the_best_model(tmp_path, tiny_model):
+    cfg = _digit_run(tmp_path, tiny_model, num_train_epochs=1000, max_train_minutes=0.1, eval_every_steps=10,
+                     early_stopping_patience=0)
+    report = train.run(cfg)
+    assert report["stopped_by"] == "time budget"
+    assert 6 <= report["seconds_total"] < 60  # stopped soon after the budget, not after 1000 epochs
+    assert 0 < report["best_step"] <= report["steps"]
+    assert storage.exists(cfg.uri(layout.MODEL, "model.safetensors"))
+
+
+def test_init_from_champion_continues_from_the_published_model(tmp_path, tiny_model, digits_translator):
+    import shutil
+
+    cfg = _digit_run(tmp_path, tiny_model, init_from="champion", max_steps=5)
+    storage.write_json(cfg.uri(layout.CHAMPION_RECORD), {"found": False, "reason": "nothing published yet"})
+    assert train.starting_model(cfg, tmp_path) == (str(tiny_model), f"base {tiny_model}")
+    shutil.copytree(digits_translator, cfg.uri(layout.CHAMPION))
+    storage.write_json(cfg.uri(layout.CHAMPION_RECORD), {"found": True, "label": "org/digits@run-1",
+                                                         "model_uri": cfg.uri(layout.CHAMPION)})
+    report = train.run(cfg)
+    assert report["init_from"] == "champion org/digits@run-1"
+    # The champion already reads digits: a few steps from it are far better than a few steps from scratch.
+    scratch = train.run(_digit_run(tmp_path / "scratch", tiny_model, max_steps=5))
+    assert report["best_validation_loss"] < scratch["best_validation_loss"] / 2
+
+
+def test_the_report_lists_every_object_the_model_learned_from(tmp_path, tiny_model):
+    cfg = _digit_run(tmp_path, tiny_model, max_steps=2)
+    storage.write_json(cfg.uri(layout.PULL_MANIFEST), {
+        "objects": [{"uri": "s3://d/in/new.jsonl", "etag": "e2"}],
+        "carried": [{"uri": "s3://d/in/old.jsonl", "etag": "e1"}]})
+    assert train.run(cfg)["training_objects"] == [{"uri": "s3://d/in/new.jsonl", "etag": "e2", "how": "new"},
+                                                  {"uri": "s3://d/in/old.jsonl", "etag": "e1", "how": "carried"}]

@@ -1,0 +1,81 @@
+"""What a pipeline has consumed: every object a successful run trained on, with its ETag and a cleaned copy.
+
+The pipeline's state area holds `consumed.json`: object URI → {etag, size, pulled_at, consumed_by, consumed_at,
+cache, rows, kept}. `cache` names the object's cleaned copy under `objects/` in the state area: the rows that
+passed the pair filters when the object was validated (validate writes it). Later runs train on those copies
+(training_data = all) without validating old objects again, and they still can when the source object has been
+deleted.
+
+`commit` marks consumed only the objects whose rows were read (the validation report says so), and only when
+the run's gate ran. It merges into consumed.json by compare-and-swap (tasks/io/storage.update_json), so two
+runs finishing at once both land, and an entry pulled later is never replaced by one pulled earlier: re-running
+an old run cannot roll the state back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timezone
+
+from tasks import layout
+from tasks.config import RunConfig
+from tasks.io import storage
+
+log = logging.getLogger(__name__)
+
+OBJECTS = "objects"  # the cleaned copies, in the state area
+
+
+def cache_name(uri: str, etag: str) -> str:
+    """`objects/<hash of the URI>-<hash of the ETag>.jsonl`: one cleaned copy per version of an object."""
+    def short(text: str, size: int) -> str:
+        return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
+
+    return f"{OBJECTS}/{short(uri, 8)}-{short(etag, 4)}.jsonl"
+
+
+def load(config: RunConfig) -> dict[str, dict]:
+    """uri → its entry, for every object consumed by a successful run of this pipeline."""
+    return (storage.read_json_or(config.state_uri(layout.CONSUMED)) or {"objects": {}})["objects"]
+
+
+def commit(config: RunConfig) -> dict:
+    """Mark consumed what this run pulled and read; idempotent, and safe beside other runs doing the same."""
+    manifest = storage.read_json_or(config.uri(layout.PULL_MANIFEST))
+    if manifest is None:
+        return {"committed": 0, "reason": "this run pulled nothing"}
+    report = storage.read_json_or(config.uri(layout.VALIDATION_REPORT))
+    if not manifest["objects"]:
+        return {"committed": 0, "reason": "nothing new was pulled"}
+    if report is None:
+        return {"committed": 0, "reason": "the pulled objects were never validated, so nothing was read"}
+    read = {name: counts for name, counts in report["files"].items() if name not in report["unreadable_files"]}
+    entries = {}
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for obj in manifest["objects"]:
+        counts = read.get(obj["key"])
+        if counts is None:
+            continue
+        entries[obj["uri"]] = {"etag": obj["etag"], "size": obj["size"], "pulled_at": manifest["pulled_at"],
+                               "consumed_by": config.run_id, "consumed_at": now, "cache": obj["cache"],
+                               "rows": counts["rows"], "kept": counts["kept"]}
+    kept_newer: list[str] = []
+
+    def merge(current: dict | None) -> dict:
+        objects = dict((current or {}).get("objects", {}))
+        kept_newer.clear()
+        for uri, entry in entries.items():
+            if objects.get(uri, {}).get("pulled_at", "") > entry["pulled_at"]:
+                kept_newer.append(uri)  # a later run consumed a newer version: keep it
+            else:
+                objects[uri] = entry
+        return {"objects": objects}
+
+    state = storage.update_json(config.state_uri(layout.CONSUMED), merge)
+    skipped = [o["key"] for o in manifest["objects"] if o["uri"] not in entries]
+    log.info("marked %d object(s) consumed in %s%s%s", len(entries) - len(kept_newer),
+             config.state_uri(layout.CONSUMED), f"; not read, so not consumed: {skipped}" if skipped else "",
+             f"; already consumed in a newer version: {kept_newer}" if kept_newer else "")
+    return {"committed": len(entries) - len(kept_newer), "consumed_total": len(state["objects"]),
+            "not_read": skipped, "newer_kept": kept_newer}

@@ -1,0 +1,60 @@
+"""Compressed data files: recognised by their first bytes, not by their names, and decompressed as they stream.
+
+A data team exports `pairs.jsonl.gz`, or gzips a file and keeps the name `pairs.jsonl`: either way the content
+says gzip, and validation reads what is inside (the report says it was compressed, and how). gzip, bzip2, xz
+and zstd are read; a zip archive holds several files and is refused with a reason, like any file that is
+binary once decompressed (tasks/io/formats.py).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import shutil
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import zstandard
+
+# magic bytes → (name, how to open a stream of the decompressed content)
+_CODECS: dict[bytes, tuple[str, Callable[[BinaryIO], BinaryIO]]] = {
+    b"\x1f\x8b": ("gzip", lambda fh: gzip.GzipFile(fileobj=fh)),
+    b"BZh": ("bzip2", lambda fh: bz2.BZ2File(fh)),
+    b"\xfd7zXZ\x00": ("xz", lambda fh: lzma.LZMAFile(fh)),
+    b"\x28\xb5\x2f\xfd": ("zstd", lambda fh: zstandard.ZstdDecompressor().stream_reader(fh)),
+}
+SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+class CompressionError(ValueError):
+    """A compressed file that cannot be decompressed (truncated or corrupt)."""
+
+
+def detect(head: bytes) -> str | None:
+    """The compression the first bytes announce, or None for plain content."""
+    return next((name for magic, (name, _) in _CODECS.items() if head.startswith(magic)), None)
+
+
+def data_name(name: str) -> str:
+    """The name without its compression suffix: `a.jsonl.gz` → `a.jsonl` (what the format is told by)."""
+    path = Path(name)
+    return str(path.with_suffix("")) if path.suffix.lower() in SUFFIXES else name
+
+
+def decompress(path: Path, out: Path) -> str | None:
+    """Write `path`'s decompressed content to `out` and return the compression's name; None (and nothing
+    written) when the file is not compressed."""
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    found = next(((name, opener) for magic, (name, opener) in _CODECS.items() if head.startswith(magic)), None)
+    if found is None:
+        return None
+    name, opener = found
+    try:
+        with path.open("rb") as raw, opener(raw) as stream, out.open("wb") as sink:
+            shutil.copyfileobj(stream, sink, 1 << 20)
+    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as err:
+        raise CompressionError(f"{name}-compressed, but it cannot be decompressed: {err}") from None
+    return name

@@ -1,0 +1,77 @@
+"""Nothing is consumed that was not read, two runs finishing at once both land, and an old run re-run cannot roll
+the pipeline's state back; on S3 (moto's server, conditional writes) and on a local disk."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from support.corpora import digit_pairs, write_jsonl
+from support.runs import folder_or_s3, make_run
+from tasks import layout
+from tasks.data import consumed, pull, validate
+from tasks.io import storage
+
+
+def _pulled_validated(root, data_uri, run_id, **params):
+    cfg = make_run(root, run_id=run_id, data_uri=data_uri, min_clean_pairs=1, max_reject_rate=1.0, **params)
+    pull.run(cfg)
+    validate.run(cfg)
+    return cfg
+
+
+def test_local_dot_files_and_links_are_listed_as_ignored_and_never_consumed(tmp_path):
+    incoming = tmp_path / "incoming"
+    write_jsonl(incoming / "a.jsonl", digit_pairs(10, seed=1))
+    write_jsonl(incoming / ".b.jsonl", digit_pairs(10, seed=2))
+    write_jsonl(incoming / ".cache" / "c.jsonl", digit_pairs(10, seed=3))
+    (incoming / "d.jsonl").symlink_to(incoming / "a.jsonl")
+    cfg = _pulled_validated(tmp_path / "runs", str(incoming), "run-1")
+    ignored = {i["key"]: i["reason"] for i in storage.read_json(cfg.uri(layout.PULL_MANIFEST))["ignored"]}
+    assert set(ignored) == {".b.jsonl", ".cache/c.jsonl", "d.jsonl"}
+    assert "symbolic link" in ignored["d.jsonl"] and "hidden" in ignored[".b.jsonl"]
+    consumed.commit(cfg)
+    assert set(consumed.load(cfg)) == {str(incoming / "a.jsonl")}
+
+
+def test_an_unreadable_object_is_not_consumed(tmp_path):
+    incoming = tmp_path / "incoming"
+    write_jsonl(incoming / "a.jsonl", digit_pairs(10, seed=1))
+    (incoming / "b.jsonl").write_bytes(b"")
+    cfg = make_run(tmp_path / "runs", run_id="run-1", data_uri=str(incoming), min_clean_pairs=1)
+    pull.run(cfg)
+    with pytest.raises(validate.BadBatchError, match="b.jsonl: empty file"):
+        validate.run(cfg)
+    assert consumed.commit(cfg)["not_read"] == ["b.jsonl"]
+    assert set(consumed.load(cfg)) == {str(incoming / "a.jsonl")}
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_two_runs_committing_at_once_both_land(request, tmp_path, kind):
+    root = folder_or_s3(request, tmp_path, kind, "artifacts", "artifacts/runs")
+    incoming = tmp_path / "incoming"
+    runs = []
+    for n in range(4):  # four runs of one pipeline, each started by its own new object (a watcher snapshot)
+        path = write_jsonl(incoming / f"{n}.jsonl", digit_pairs(10, seed=n))
+        runs.append(_pulled_validated(root, str(incoming), f"run-{n}", data_snapshot=[str(path)]))
+    threads = [threading.Thread(target=consumed.commit, args=(cfg,)) for cfg in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    state = consumed.load(runs[0])
+    assert sorted(entry["consumed_by"] for entry in state.values()) == ["run-0", "run-1", "run-2", "run-3"]
+
+
+def test_re_running_an_old_run_does_not_roll_the_state_back(tmp_path):
+    incoming = tmp_path / "incoming"
+    write_jsonl(incoming / "a.jsonl", digit_pairs(10, seed=1))
+    old = _pulled_validated(tmp_path / "runs", str(incoming), "old")
+    write_jsonl(incoming / "a.jsonl", digit_pairs(12, seed=1))  # rewritten: a new version
+    new = _pulled_validated(tmp_path / "runs", str(incoming), "new")
+    consumed.commit(new)
+    outcome = consumed.commit(old)  # the old run's mark_consumed, cleared and run again
+    assert outcome["newer_kept"] == [str(incoming / "a.jsonl")]
+    entry = consumed.load(new)[str(incoming / "a.jsonl")]
+    assert entry["consumed_by"] == "new" and entry["etag"] == storage.stat(str(incoming / "a.jsonl")).etag

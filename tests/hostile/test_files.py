@@ -1,0 +1,105 @@
+"""Files that lie about their format, are empty, binary, compressed or broken fail loudly, naming the file; rows
+that do not fit are rejected with their own reason, never reshaped; nothing read is lost."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+
+import pytest
+import zstandard
+
+from support.corpora import digit_pairs, write_jsonl
+from support.runs import accounted, make_run, put_raw
+from tasks import layout
+from tasks.data import validate
+from tasks.io import storage
+
+PAIRS = digit_pairs(30, seed=7)
+
+
+def _jsonl_bytes(tmp_path) -> bytes:
+    return write_jsonl(tmp_path / "plain.jsonl", PAIRS).read_bytes()
+
+
+def _validate(tmp_path, name: str, data: bytes, **params):
+    cfg = make_run(tmp_path / "artifacts", min_clean_pairs=1, max_reject_rate=1.0, **params)
+    path = tmp_path / "in" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(data)
+    put_raw(cfg, path)
+    return cfg
+
+
+@pytest.mark.parametrize("name, compress, compression", [
+    ("pairs.jsonl", gzip.compress, "gzip"),  # gzipped but named .jsonl
+    ("pairs.jsonl.gz", gzip.compress, "gzip"),
+    ("pairs.jsonl.bz2", bz2.compress, "bzip2"),
+    ("pairs.jsonl.zst", lambda b: zstandard.ZstdCompressor().compress(b), "zstd"),
+])
+def test_compressed_files_are_read_decompressed_and_said_so(tmp_path, name, compress, compression):
+    cfg = _validate(tmp_path, name, compress(_jsonl_bytes(tmp_path)))
+    validate.run(cfg)
+    report, clean, _ = accounted(cfg)
+    assert report["files"][name]["compression"] == compression
+    assert report["files"][name]["format"] == "jsonl" and len(clean) == 30
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("empty.jsonl", b"", "empty.jsonl: empty file"),
+    ("blob.jsonl", bytes(range(256)) * 40, "blob.jsonl: binary content"),
+    ("archive.jsonl", b"PK\x03\x04" + b"\x00" * 100, "archive.jsonl: a zip archive"),
+    ("broken.jsonl.gz", gzip.compress(b'{"translation": {}}\n' * 50)[:-20], "broken.jsonl.gz: gzip-compressed, but"),
+    ("header.po", b'msgid ""\nmsgstr ""\n"Language de\\n"\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+                  b'msgid "Cannot open file"\nmsgstr "Datei kann nicht ge\xc3\xb6ffnet werden"\n',
+     "header.po: the catalog header cannot be parsed"),
+])
+def test_broken_files_fail_the_batch_naming_the_file(tmp_path, name, data, message):
+    cfg = _validate(tmp_path, name, data)
+    with pytest.raises(validate.BadBatchError) as err:
+        validate.run(cfg)
+    assert message in str(err.value)
+    report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
+    assert name in report["unreadable_files"] and name in report["files"]  # accounted as a file-level error
+
+
+@pytest.mark.parametrize("tail, detail", [
+    ('Quit now","Jetzt beenden"\n', "lines 3–5 read as one record"),  # closed two lines later
+    ("Quit now,Jetzt beenden\n", "malformed CSV"),  # never closed
+])
+def test_a_stray_quote_in_a_csv_does_not_merge_rows_into_one_kept_pair(tmp_path, tail, detail):
+    text = 'en,de\nOpen the file,Datei öffnen\n"Save the file,Datei speichern\nClose the window,Fenster schließen\n'
+    cfg = _validate(tmp_path, "ui.csv", (text + tail).encode())
+    validate.run(cfg)
+    report, clean, rejects = accounted(cfg)
+    assert [r["translation"]["en"] for r in clean] == ["Open the file"]
+    (merged,) = rejects
+    assert merged["line"] == 3 and detail in merged["reasons"][0]["detail"]
+
+
+def test_rows_with_more_columns_than_the_header_are_rejected_not_cut(tmp_path):
+    text = "en\tde\nOpen the file\tDatei öffnen\nSave\tSpeichern\tSichern\n"
+    cfg = _validate(tmp_path, "ui.tsv", text.encode())
+    validate.run(cfg)
+    _, clean, rejects = accounted(cfg)
+    assert [r["translation"]["de"] for r in clean] == ["Datei öffnen"]
+    assert rejects[0]["reasons"][0]["detail"] == "3 column(s), expected 2"
+
+
+def test_report_examples_are_truncated_but_rejects_keep_the_row(tmp_path):
+    huge = "word " * 100_000
+    cfg = _validate(tmp_path, "a.jsonl", write_jsonl(tmp_path / "h.jsonl", PAIRS + [(huge, "Wort")]).read_bytes())
+    validate.run(cfg)
+    report, _, rejects = accounted(cfg)
+    example = report["reasons"]["too_long"]["examples"][0]
+    assert len(example["source"]) < 300 and "more characters" in example["source"]
+    assert len(storage.read_bytes(cfg.uri(layout.VALIDATION_REPORT))) < 20_000
+    assert any(len(r["source"]) == len(huge.strip()) for r in rejects)
+
+
+def test_a_batch_with_no_usable_pair_names_its_files(tmp_path):
+    cfg = _validate(tmp_path, "a.jsonl", json.dumps({"translation": {"en": "", "de": ""}}).encode() + b"\n")
+    with pytest.raises(validate.BadBatchError) as err:
+        validate.run(cfg)
+    assert "only 0 usable pairs" in str(err.value) and "a.jsonl (0 kept of 1 rows, 1 rejected)" in str(err.value)

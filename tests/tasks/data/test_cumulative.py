@@ -1,0 +1,85 @@
+"""Retraining week after week: a run trains on the pipeline's whole corpus (every consumed object's cleaned copy
+plus the new objects), deduplicated across all of them, the frozen test set excluded; a deleted source object
+still trains; new_only trains on the new objects alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from support.corpora import digit_pairs, write_jsonl
+from support.runs import accounted, make_run
+from tasks import layout
+from tasks.data import consumed, pull, split, validate
+from tasks.io import storage
+
+WEEK_1 = digit_pairs(400, seed=1)
+WEEK_2 = [p for p in digit_pairs(300, seed=2) if p not in WEEK_1]
+
+
+def _week(root, incoming, run_id, **params):
+    cfg = make_run(root, run_id=run_id, data_uri=str(incoming), min_clean_pairs=50, min_test_pairs=10, **params)
+    pull.run(cfg)
+    validate.run(cfg)
+    split.run(cfg)
+    consumed.commit(cfg)
+    return cfg
+
+
+def _clean_sources(cfg) -> list[str]:
+    return [json.loads(line)["translation"]["en"] for line in storage.read_text(cfg.uri(layout.CLEAN)).splitlines()]
+
+
+@pytest.fixture
+def two_weeks(tmp_path):
+    incoming = tmp_path / "incoming"
+    write_jsonl(incoming / "week1.jsonl", WEEK_1)
+    first = _week(tmp_path / "runs", incoming, "week-1")
+    frozen = {json.loads(line)["translation"]["en"]
+              for line in storage.read_text(first.state_uri(layout.TEST_SET)).splitlines()}
+    # Week 2: new pairs, one pair that week 1 already had, and one whose source is in the frozen test set.
+    repeated, leaking = WEEK_1[0], next(p for p in WEEK_1 if p[0] in frozen)
+    write_jsonl(incoming / "week2.jsonl", WEEK_2 + [repeated, leaking])
+    (incoming / "week1.jsonl").unlink()  # the data team cleaned up: week 1's object is gone from the prefix
+    return tmp_path, incoming, first, frozen
+
+
+def test_week_two_trains_on_both_weeks_without_duplicates_or_test_sentences(two_weeks):
+    tmp_path, incoming, first, frozen = two_weeks
+    second = _week(tmp_path / "runs", incoming, "week-2")
+    report, clean, rejects = accounted(second)
+    manifest = storage.read_json(second.uri(layout.PULL_MANIFEST))
+    assert [o["key"] for o in manifest["objects"]] == ["week2.jsonl"]
+    assert [c["key"] for c in manifest["carried"]] == ["week1.jsonl"]  # carried although deleted at the source
+    carried = report["carried"]["week1.jsonl"]
+    week_1_kept = carried["kept"]
+    # Week 1's test pairs were in its cleaned copy: now that the test set is frozen, they are leakage.
+    assert carried["leakage"] > 0 and week_1_kept + carried["leakage"] == len(_clean_sources(first))
+    sources = _clean_sources(second)
+    assert set(sources) == ({s for s, _ in WEEK_1} | {s for s, _ in WEEK_2}) - frozen
+    assert len(sources) == len(set(sources)) == report["clean_pairs"] == week_1_kept + report["kept"]
+    reasons = {r["line"]: r["reasons"][0]["reason"] for r in rejects if r["file"] == "week2.jsonl"}
+    assert sorted(reasons.values()) == ["duplicate", "leakage"]
+    # The frozen test set is never trained on, and week 2's training split holds week 1's pairs too.
+    train_sources = {json.loads(line)["translation"]["en"]
+                     for line in storage.read_text(second.uri(layout.split_file("train"))).splitlines()}
+    assert not train_sources & frozen and train_sources & {s for s, _ in WEEK_1}
+
+
+def test_new_only_trains_on_the_new_objects_alone(two_weeks):
+    tmp_path, incoming, _, frozen = two_weeks
+    second = _week(tmp_path / "runs", incoming, "week-2", training_data="new_only")
+    report, _, _ = accounted(second)
+    assert report["carried"] == {} and report["carried_kept"] == 0
+    assert set(_clean_sources(second)) == {s for s, _ in WEEK_2} - frozen
+
+
+def test_a_missing_cleaned_copy_fails_loudly(two_weeks):
+    tmp_path, incoming, first, _ = two_weeks
+    (entry,) = consumed.load(first).values()
+    second = make_run(tmp_path / "runs", run_id="week-2", data_uri=str(incoming), min_clean_pairs=1)
+    pull.run(second)
+    storage.local_file_for(first.state_uri(entry["cache"]), tmp_path).unlink()
+    with pytest.raises(validate.BadBatchError, match="the cleaned copy of week1.jsonl .* is missing"):
+        validate.run(second)
