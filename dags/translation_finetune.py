@@ -49,7 +49,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, chain, dag, task, task_group
 
 from mt_airflow.launcher import RunStepOperator
 from mt_airflow.notify import WebhookNotifier
@@ -136,37 +136,40 @@ def gate(run_dir: str) -> dict:
     return gate.summary(gate.run(config.load(run_dir)))
 
 
-@task
+# none_failed: after the languages' groups, whichever of them ended early (skipped); a failed language fails it.
+@task(trigger_rule="none_failed")
 def release_gate(run_dirs: list[str], **context) -> dict:
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from mt_airflow import notify, pairs
+    from mt_airflow import notify
     from tasks import config
-    from tasks.evaluate import gate
+    from tasks.publish import release
 
-    decisions = {}
-    for run_dir in run_dirs:
-        cfg = config.load(run_dir)
-        decisions[pairs.pair_name(cfg)] = gate.read_decision(cfg)
-    refused = {name: d["reasons"] for name, d in decisions.items() if not d["promote"]}
-    if refused:
-        message = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in refused.items())
-        notify.notify_refusal(context, f"refused, nothing published: {message}")
-        raise AirflowSkipException(f"not every language passed its gate: {message}")
-    return {name: d["decision"] for name, d in decisions.items()}
+    outcome = release.decide([config.load(run_dir) for run_dir in run_dirs])
+    if outcome["refused"]:
+        notify.notify_refusal(context, f"refused, nothing published: {outcome['message']}")
+    if not outcome["released"]:
+        raise AirflowSkipException(outcome["message"])
+    return outcome["decisions"]
 
 
-# none_failed: runs after a refused gate (publish skipped) or an early end (all skipped), never after a failure,
-# so a failed run consumes nothing.
-@task(trigger_rule="none_failed", **IO_RETRIES)
+# all_done: each language decides for itself (tasks/publish/release.py): consumed once its gate decided, not
+# when its gate never ran (nothing new, a failure before it) or its promoted model failed to publish.
+@task(trigger_rule="all_done", **IO_RETRIES)
 def mark_consumed(run_dir: str) -> dict:
+    from airflow.sdk.exceptions import AirflowSkipException
+
     from tasks import config
-    from tasks.data import pull
+    from tasks.data import consumed
+    from tasks.publish import release
 
-    return pull.commit_consumed(config.load(run_dir))
+    cfg = config.load(run_dir)
+    if (why_not := release.not_consumable(cfg)) is not None:
+        raise AirflowSkipException(f"nothing consumed: {why_not}")
+    return consumed.commit(cfg)
 
 
-@task
+@task(trigger_rule="none_failed")
 def plan_learning_curve(run_dirs: list[str]) -> list[str]:
     from tasks import config
     from tasks.train import curve
@@ -174,12 +177,17 @@ def plan_learning_curve(run_dirs: list[str]) -> list[str]:
     return [point for run_dir in run_dirs for point in curve.plan(config.load(run_dir))]
 
 
-@task
+@task(trigger_rule="none_failed")
 def learning_curve(run_dirs: list[str]) -> list[dict]:
+    from airflow.sdk.exceptions import AirflowSkipException
+
     from tasks import config
     from tasks.train import curve
 
-    return [curve.summarize(config.load(run_dir)) for run_dir in run_dirs]
+    curves = [curve.summarize(config.load(run_dir)) for run_dir in run_dirs]
+    if not any(found["points"] for found in curves):
+        raise AirflowSkipException("no learning curve: none was asked for, or no language reached its split")
+    return curves
 
 
 @task(trigger_rule="none_failed")
@@ -200,35 +208,41 @@ def summary(run_dirs: list[str]) -> dict:
     return {"note": note, "pairs": results}
 
 
-def gpu_step(step: str, **kwargs) -> RunStepOperator:
-    """A step that runs `python -m tasks <step>` through the run's launcher, in the gpu pool."""
-    return RunStepOperator.partial(task_id=kwargs.pop("task_id", step), step=step, launcher="{{ params.launcher }}",
-                                   pool=GPU_POOL, **kwargs)
+def gpu_step(step: str, **kwargs) -> dict:
+    """What a step that runs `python -m tasks <step>` through the run's launcher takes: the gpu pool."""
+    return {"task_id": step, "step": step, "launcher": "{{ params.launcher }}", "pool": GPU_POOL, **kwargs}
 
 
 # --- the wiring
 
+@task_group(group_id="language")
+def language(run_dir):
+    """One target language, from its new data to its gate. Each language of a run is one mapped instance of
+    this group: its steps depend only on its own earlier steps, so a language with nothing new, a failed
+    validation or a refusal affects no other until the release gate."""
+    steps = [pull(run_dir), validate(run_dir), split(run_dir), champion(run_dir),
+             RunStepOperator(run_dir=run_dir, **gpu_step("train", retries=2, retry_delay=timedelta(minutes=1))),
+             RunStepOperator(run_dir=run_dir, **gpu_step("evaluate", retries=1)), gate(run_dir)]
+    chain(*steps)  # champion before train: `init_from: champion` starts from it
+
+
 def translation_finetune():
     run_dirs = prepare()
-    split_ = split.expand(run_dir=run_dirs)
-    pull.expand(run_dir=run_dirs) >> validate.expand(run_dir=run_dirs) >> split_
-    evaluate = gpu_step("evaluate", retries=1).expand(run_dir=run_dirs)
-    split_ >> [gpu_step("train", retries=2, retry_delay=timedelta(minutes=1)).expand(run_dir=run_dirs),
-               champion.expand(run_dir=run_dirs)] >> evaluate
+    languages = language.expand(run_dir=run_dirs)
     published = PublishModelOperator.partial(task_id="publish", **IO_RETRIES).expand(run_dir=run_dirs)
-    evaluate >> gate.expand(run_dir=run_dirs) >> release_gate(run_dirs) >> published
-    published >> mark_consumed.expand(run_dir=run_dirs) >> summary(run_dirs)
-    learning_curve_points(run_dirs, after=split_, before_summary=evaluate)
+    languages >> release_gate(run_dirs) >> published >> mark_consumed.expand(run_dir=run_dirs) >> summary(run_dirs)
+    learning_curve_points(run_dirs, after=languages)
 
 
-def learning_curve_points(run_dirs, *, after, before_summary) -> None:
-    """One mapped task per learning-curve point (none by default: then these are skipped). The points are GPU
-    work like train, so they go through the same launcher and pool, each with its own run directory."""
+def learning_curve_points(run_dirs, *, after) -> None:
+    """One mapped task per learning-curve point (none by default: then these are skipped), for the languages
+    that reached their gate. The points are GPU work like train: the same launcher and pool, each with its
+    own run directory."""
     point_dirs = plan_learning_curve(run_dirs)
     after >> point_dirs
-    points = gpu_step("curve", task_id="learning_curve_point", retries=2,
-                      retry_delay=timedelta(minutes=1)).expand(run_dir=point_dirs)
-    [points, before_summary] >> learning_curve(run_dirs)
+    points = RunStepOperator.partial(**gpu_step("curve", task_id="learning_curve_point", retries=2,
+                                                 retry_delay=timedelta(minutes=1))).expand(run_dir=point_dirs)
+    points >> learning_curve(run_dirs)
 
 
 def build(dag_id: str, *, schedule: str | None, data_uri: str | None, watch_data: bool, params: dict,

@@ -110,7 +110,7 @@ def _failure_note(run, session) -> str:
     from airflow.utils.state import TaskInstanceState
 
     tis = run.get_task_instances(state=[TaskInstanceState.FAILED], session=session)
-    failed = sorted({ti.task_id for ti in tis})
+    failed = sorted({ti.task_id.rsplit(".", 1)[-1] for ti in tis})  # "language.validate" reads as "validate"
     return (f"failed in {', '.join(failed)}" if failed else "failed") + "; see the task log"
 
 

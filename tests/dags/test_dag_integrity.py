@@ -57,43 +57,50 @@ def test_schedule_and_run_policy(dag):
 
 
 def test_io_steps_retry_with_backoff(dag):
-    for task_id in ("prepare", "pull", "publish", "mark_consumed", "train"):
+    for task_id in ("prepare", "language.pull", "publish", "mark_consumed", "language.train"):
         task = dag.get_task(task_id)
         assert task.retries >= 1, task_id
-    for task_id in ("prepare", "pull", "publish", "mark_consumed"):
+    for task_id in ("prepare", "language.pull", "publish", "mark_consumed"):
         task = dag.get_task(task_id)
         assert task.retry_exponential_backoff, task_id
         assert task.max_retry_delay <= timedelta(minutes=10)
 
 
 def test_task_order(dag):
-    chain = ["prepare", "pull", "validate", "split", "train", "evaluate", "gate", "release_gate", "publish",
-             "mark_consumed", "summary"]
+    chain = ["prepare", "language.pull", "language.validate", "language.split", "language.champion",
+             "language.train", "language.evaluate", "language.gate", "release_gate", "publish", "mark_consumed",
+             "summary"]
     for upstream, downstream in zip(chain, chain[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
 
 
 @pytest.mark.parametrize("task_id, rule, why", [
-    ("validate", "all_success", "a pull with nothing new skips everything after it"),
-    ("mark_consumed", "none_failed", "consumes after a refused gate or an early end, never after a failure"),
+    ("language.validate", "all_success", "a pull with nothing new skips everything after it, in its language"),
+    ("release_gate", "none_failed", "languages that ended early do not hold back the others"),
+    ("mark_consumed", "all_done", "each language decides whether its data was consumed (tasks/publish/release.py)"),
     ("summary", "none_failed", "reports a run that ended early, too"),
 ])
 def test_trigger_rules(dag, task_id, rule, why):
     assert dag.get_task(task_id).trigger_rule == rule, why
 
 
-def test_each_language_pair_is_a_mapped_instance_of_every_step(dag):
+def test_each_language_runs_its_steps_in_a_mapped_task_group_of_its_own(dag):
     from airflow.sdk.definitions.mappedoperator import MappedOperator
+    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
 
+    group = dag.task_group_dict["language"]
+    assert isinstance(group, MappedTaskGroup)
+    assert {t.task_id for t in group} == {f"language.{step}" for step in (
+        "pull", "validate", "split", "champion", "train", "evaluate", "gate")}
     mapped = {t.task_id for t in dag.tasks if isinstance(t, MappedOperator)}
-    assert mapped == {"pull", "validate", "split", "train", "evaluate", "gate", "publish", "mark_consumed", "champion",
-                      "learning_curve_point"}
+    assert mapped == {"publish", "mark_consumed", "learning_curve_point"}
 
 
 def test_gpu_steps_share_the_gpu_pool_and_failures_are_reported(dag):
     from mt_airflow.notify import WebhookNotifier
 
-    assert {t.task_id for t in dag.tasks if t.pool == "gpu"} == {"train", "evaluate", "learning_curve_point"}
+    assert {t.task_id for t in dag.tasks if t.pool == "gpu"} == {"language.train", "language.evaluate",
+                                                                  "learning_curve_point"}
     assert isinstance(dag.on_failure_callback, WebhookNotifier)
 
 
@@ -117,15 +124,19 @@ def test_a_pull_with_nothing_new_skips_the_run_and_says_why(dag, tmp_path):
 
     from support.corpora import digit_pairs, write_jsonl
     from support.runs import make_run
+    from tasks.data import consumed
 
     incoming = tmp_path / "incoming"
     write_jsonl(incoming / "a.jsonl", digit_pairs(5))
-    first = make_run(tmp_path / "artifacts", run_id="run-1", data_uri=str(incoming))
-    assert dag.get_task("pull").python_callable(first.run_dir)["files"] == 1
-    assert dag.get_task("mark_consumed").python_callable(first.run_dir)["committed"] == 1
+    first = make_run(tmp_path / "artifacts", run_id="run-1", data_uri=str(incoming), min_clean_pairs=1)
+    assert dag.get_task("language.pull").python_callable(first.run_dir)["files"] == 1
+    dag.get_task("language.validate").python_callable(first.run_dir)
+    with pytest.raises(AirflowSkipException, match="nothing consumed: its gate did not run"):
+        dag.get_task("mark_consumed").python_callable(first.run_dir)
+    consumed.commit(first)  # as if its gate had decided
     second = make_run(tmp_path / "artifacts", run_id="run-2", data_uri=str(incoming))
     with pytest.raises(AirflowSkipException, match="nothing new under .*incoming: all 1 data object"):
-        dag.get_task("pull").python_callable(second.run_dir)
+        dag.get_task("language.pull").python_callable(second.run_dir)
     summary = dag.get_task("summary").python_callable([second.run_dir])
     assert summary["pairs"][0]["data"].startswith("nothing new under")
 

@@ -48,8 +48,8 @@ def test_a_language_that_does_not_gain_holds_back_the_whole_release(dag, multili
 
     tis = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
     assert dag_run.state == "success", tis
-    for step in ("pull", "validate", "split", "train", "evaluate", "gate"):
-        assert tis[(step, 0)] == tis[(step, 1)] == "success", step
+    for step in ("pull", "validate", "split", "champion", "train", "evaluate", "gate"):
+        assert tis[(f"language.{step}", 0)] == tis[(f"language.{step}", 1)] == "success", step
     assert tis[("release_gate", -1)] == "skipped" and tis[("publish", -1)] == "skipped"
 
     run_dir = tmp_path / "artifacts" / "translation_finetune" / storage.safe_name(dag_run.run_id)
@@ -67,3 +67,57 @@ def test_a_language_that_does_not_gain_holds_back_the_whole_release(dag, multili
         note = DagRun.find(dag_id="translation_finetune", run_id=dag_run.run_id, session=session)[0].note
     assert note.startswith("refused (en-nl); nothing published | en-de passed the gate: +"), note
     assert "en-nl refused: BLEU gain" in note
+    # A refusal is a decision: both languages' data count as consumed.
+    assert tis[("mark_consumed", 0)] == tis[("mark_consumed", 1)] == "success"
+
+
+def _state(tis, step):
+    return [tis.get((f"language.{step}", i)) for i in range(3)]
+
+
+def test_languages_are_independent_until_the_release_gate(dag, multilingual_model, tmp_path, hub, monkeypatch):
+    """Three languages in one run: en-de has new data and passes, en-nl has nothing new (its data was consumed
+    before), en-fr fails validation. Each affects only itself: de is trained and gated, nl ends early, fr
+    fails; the release gate does not run (a language failed), so nothing is published and only languages
+    whose release was decided consume. Without fr, the next run publishes de although nl has nothing new."""
+    from tasks import config
+    from tasks.data import consumed, pull, validate
+
+    monkeypatch.setenv("MT_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("AIRFLOW_CONN_HUGGINGFACE_DEFAULT", json.dumps(
+        {"conn_type": "generic", "password": "hf_writer", "extra": {"endpoint": hub.url}}))
+    data = tmp_path / "data"
+    write_pair_data(data, "de", digit_pairs_to("de", 1200, seed=5))
+    write_pair_data(data, "nl", digit_pairs_to("nl", 1200, seed=6))
+    write_pair_data(data, "fr", digit_pairs_to("de", 30, seed=7))  # far too few pairs: validation fails
+    # en-nl's data was consumed by an earlier run of this pipeline (same DAG, data URI and pair).
+    earlier = config.build({"data_uri": f"{data / 'en-nl'}/", "target_lang": "nl", "min_clean_pairs": 1},
+                           dag_id="translation_finetune", run_id="earlier", artifact_root=str(tmp_path / "artifacts"))
+    config.save(earlier)
+    pull.run(earlier)
+    validate.run(earlier)
+    consumed.commit(earlier)
+    conf = {**TINY_RECIPE, "data_uri": str(data), "target_langs": ["de", "nl", "fr"],
+            "base_model": str(multilingual_model), "hub_repo_id": "mlops/digits", "min_bleu_gain": 5.0}
+
+    dag_run = dag.test(run_conf=conf)
+
+    tis = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
+    assert dag_run.state == "failed", tis
+    for step in ("pull", "validate", "split", "champion", "train", "evaluate", "gate"):
+        assert _state(tis, step)[0] == "success", (step, tis)  # en-de: untouched by the others
+        assert _state(tis, step)[1] == "skipped", (step, tis)  # en-nl: nothing new
+    assert _state(tis, "validate")[2] == "failed" and _state(tis, "gate")[2] == "upstream_failed"
+    assert tis[("release_gate", -1)] == "upstream_failed"
+    assert [r for r in hub.requests if r["method"] in ("POST", "PUT")] == []
+    assert [tis[("mark_consumed", i)] for i in range(3)] == ["skipped"] * 3  # no release was decided
+
+    del conf["target_langs"][2]
+    second = dag.test(run_conf=conf)
+    tis = {(ti.task_id, ti.map_index): ti.state for ti in second.get_task_instances()}
+    assert second.state == "success", tis
+    assert _state(tis, "gate")[:2] == ["success", "skipped"]
+    assert tis[("publish", 0)] == "success" and tis[("publish", 1)] == "skipped"
+    assert "mlops/digits-de" in {r["path"].split("/api/models/")[-1].split("/commit")[0]
+                                 for r in hub.requests if "/commit/" in r["path"]}
+    assert tis[("mark_consumed", 0)] == "success" and tis[("mark_consumed", 1)] == "skipped"

@@ -24,7 +24,7 @@ def test_a_failed_run_posts_to_the_webhook_and_notes_the_failed_step(dag, tmp_pa
     assert dag_run.state == "failed"
     (failure,) = receiver.events("failure")
     assert failure["dag_id"] == "translation_finetune" and failure["run_id"] == dag_run.run_id
-    assert failure["task_id"] == "validate"
+    assert failure["task_id"] == "language.validate"
     (request,) = receiver.received
     assert request["path"] == "/hooks/mt" and request["headers"]["Authorization"] == "Bearer s3cret"
     with create_session() as session:

@@ -1,0 +1,61 @@
+"""The release gate and consumption: what one run's languages publish together, and what each one consumes.
+
+A run with several target languages trains and gates each language on its own (a language with nothing new,
+a failed validation or a refusal affects only itself), then releases them together: `decide` lets publishing
+go ahead only when every language that reached its gate passed it. Its verdict is written into each
+language's run directory (`release_gate.json`), so the consumption rule below and a reader of the run can see it.
+
+A language's pulled objects are consumed (tasks/data/consumed.py) once its gate has decided, whatever it
+decided, with one exception: a promoted model that was released but not published (its publish failed) is not
+consumed, so the next run trains and publishes it again instead of finding nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tasks import layout
+from tasks.config import RunConfig
+from tasks.evaluate import gate
+from tasks.io import storage
+
+log = logging.getLogger(__name__)
+
+
+def pair_name(config: RunConfig) -> str:
+    return f"{config.source_lang}-{config.target_lang}"
+
+
+def decide(configs: list[RunConfig]) -> dict:
+    """{released, message, refused: {pair: reasons}, decisions: {pair: decision}}, also written per language."""
+    reached = {pair_name(cfg): d for cfg in configs if (d := gate.result(cfg)) is not None}
+    refused = {name: d["reasons"] for name, d in reached.items() if not d["promote"]}
+    if not reached:
+        message = "no language reached its gate (nothing new was pulled): nothing to release"
+    elif refused:
+        message = "not every language passed its gate: " + "; ".join(
+            f"{name}: {', '.join(reasons)}" for name, reasons in refused.items())
+    else:
+        message = f"released: {', '.join(sorted(reached))}"
+    outcome = {"released": bool(reached) and not refused, "message": message, "refused": refused,
+               "decisions": {name: d["decision"] for name, d in reached.items()}}
+    for cfg in configs:
+        storage.write_json(cfg.uri(layout.RELEASE_GATE), outcome)
+    log.info("release gate: %s", message)
+    return outcome
+
+
+def not_consumable(config: RunConfig) -> str | None:
+    """Why this language's pulled objects must not be consumed yet, or None when they may be."""
+    decision = gate.result(config)
+    if decision is None:
+        return "its gate did not run"
+    if not decision["promote"] or not config.push_to_hub:
+        return None
+    released = storage.read_json_or(config.uri(layout.RELEASE_GATE))
+    if released is None:
+        return "the release gate did not run"
+    published = storage.read_json_or(config.uri(layout.PUBLISH)) or {}
+    if released["released"] and not published.get("published"):
+        return "its promoted model was released but not published; the next run trains and publishes it again"
+    return None
