@@ -139,11 +139,9 @@ def heldout_loss(model, data: batching.Encoded, dims: dict, device) -> float:
 
 
 def _native_bf16(device) -> bool:
-    import torch
+    from tasks.train.precision import cpu_has_native_bf16, cuda_has_native_bf16
 
-    from tasks.train.precision import cpu_has_native_bf16
-
-    return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+    return cuda_has_native_bf16() if device.type == "cuda" else cpu_has_native_bf16()
 
 
 def _sync(device) -> None:

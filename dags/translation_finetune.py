@@ -51,7 +51,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, chain, dag, task, task_group
 
-from mt_airflow.launcher import RunStepOperator
+from mt_airflow.launcher import RunStepOperator, execution_timeout
 from mt_airflow.notify import WebhookNotifier
 from mt_airflow.params import dag_params
 from mt_airflow.publish import PublishModelOperator
@@ -209,8 +209,11 @@ def summary(run_dirs: list[str]) -> dict:
 
 
 def gpu_step(step: str, **kwargs) -> dict:
-    """What a step that runs `python -m tasks <step>` through the run's launcher takes: the gpu pool."""
-    return {"task_id": step, "step": step, "launcher": "{{ params.launcher }}", "pool": GPU_POOL, **kwargs}
+    """What a step that runs `python -m tasks <step>` through the run's launcher takes: the gpu pool, and the
+    deployment's timeout for the step (MT_TRAIN_TIMEOUT_HOURS, MT_EVALUATE_TIMEOUT_HOURS); a timed-out or killed
+    task stops its pod, container or subprocess."""
+    return {"task_id": step, "step": step, "launcher": "{{ params.launcher }}", "pool": GPU_POOL,
+            "execution_timeout": execution_timeout(step), **kwargs}
 
 
 # --- the wiring

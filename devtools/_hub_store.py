@@ -225,7 +225,9 @@ class HubStore:
                 raise HubError(400, "create_pr needs a branch as base revision")
             head = self._head(repo, ref)
             if parent_commit and parent_commit != head:
-                raise HubError(412, f"Parent commit {parent_commit} is not the head of {revision} ({head})")
+                if not create_pr:  # the Hub's answer, word for word: the client shows it to the user
+                    raise HubError(412, "A commit has happened since. Please refresh and try again.")
+                head = self.resolve(repo, parent_commit)  # like the Hub, a pull request starts from the parent
             files = dict(repo["commits"][head]["files"])
             # Refs move only after every operation applied cleanly, so a bad request changes nothing visible.
             for kind, path, data in operations:

@@ -38,7 +38,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ._hub_api import ENDPOINTS, ROUTES, HubApi, Request, ascii_header, route
@@ -59,6 +59,7 @@ class _Failure:
     method: str | None
     after_serving: bool = False
     reset: bool = False
+    before_serving: Callable[[], None] | None = None  # not a failure: run this, then serve as usual
 
     def matches(self, method: str, endpoint: str | None, path: str) -> bool:
         if self.method and self.method.upper() != method:
@@ -142,6 +143,13 @@ class LocalHub:
             self._failures.append(_Failure(match, status, times, dict(headers or {}), body, method,
                                            after_serving, reset))
 
+    def before_next(self, match: str, action: Callable[[], None], *, method: str | None = None) -> None:
+        """Run `action()` just before serving the next request matching `match` (as in `fail_next`), which is
+        then served as usual: what another client did in between, e.g. a commit that lands on main after a
+        client checked main and before its own commit arrives."""
+        with self._lock:
+            self._failures.append(_Failure(match, 0, 1, {}, None, method, before_serving=action))
+
     def _take_failure(self, method: str, endpoint: str | None, path: str) -> _Failure | None:
         with self._lock:
             for f in self._failures:
@@ -193,6 +201,9 @@ class LocalHub:
         with self._lock:
             self._requests.append(record)
         failure = self._take_failure(method, endpoint, path)
+        if failure and failure.before_serving:
+            failure.before_serving()
+            failure = None
         if failure and not failure.after_serving:
             return self._injected(record, failure)
         status, resp_headers, payload = self._serve(method, path, endpoint, params, headers, body, record)

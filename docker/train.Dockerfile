@@ -1,8 +1,10 @@
 # Training and evaluation image: `python -m tasks <step> --run-dir URI`, nothing from Airflow.
 #   docker build -f docker/train.Dockerfile -t REGISTRY/mt-retrain-train:TAG .
 #   docker push REGISTRY/mt-retrain-train:TAG        # then set MT_TRAIN_IMAGE=REGISTRY/mt-retrain-train:TAG
-# The base already holds CUDA, cuDNN, NCCL and a CUDA build of torch; keep its torch version close to the one
-# pinned in requirements.txt so that local and container runs behave alike.
+# The base already holds CUDA, cuDNN, NCCL and a CUDA build of torch. Its torch (2.9.1) is older than the
+# 2.13.0 that requirements.txt pins for workers and CI: no 2.13 CUDA 12 base could be pulled or checked from
+# where this was written, and CTranslate2 4.8 needs CUDA 12's cuBLAS. Everything tasks/ calls exists in 2.9
+# (README, "Training images"). To move, pass a checked tag: --build-arg BASE_IMAGE=pytorch/pytorch:<2.13 tag>.
 ARG BASE_IMAGE=pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime
 FROM ${BASE_IMAGE}
 
@@ -15,6 +17,11 @@ ENV PYTHONUNBUFFERED=1 \
 
 COPY requirements-train.txt /tmp/requirements-train.txt
 RUN pip install --no-cache-dir -r /tmp/requirements-train.txt && rm /tmp/requirements-train.txt
+# CTranslate2 dlopens libcublas.so.12 by name; where torch brought cuBLAS as a pip package, that folder is on
+# no loader path. Register it when it exists. Without it, evaluation still runs (transformers), more slowly.
+RUN python -c "import nvidia.cublas, pathlib; print(pathlib.Path(list(nvidia.cublas.__path__)[0], 'lib'))" \
+        > /etc/ld.so.conf.d/nvidia-cublas.conf 2>/dev/null && ldconfig \
+    || (rm -f /etc/ld.so.conf.d/nvidia-cublas.conf; echo "no pip cuBLAS: using the system loader path")
 
 RUN useradd --create-home --uid 10001 mt
 WORKDIR /app

@@ -2,20 +2,31 @@
 local subprocess. The command is the same everywhere; only the launcher differs.
 
 Which launcher runs is the run's `launcher` Param. Where it runs (image, namespace, GPU count, node
-selector, tolerations, service account, secrets) is a deployment setting, read from `MT_*` environment
-variables of the Airflow worker when the task executes, never at DAG parse time. Secrets reach the
+selector, tolerations, service account, secrets, pod start timeout, /dev/shm size) is a deployment setting,
+read from `MT_*` environment variables of the Airflow worker when the task executes. Secrets reach the
 container by reference (a Kubernetes Secret, or Docker's private environment), never in the command line.
+
+The training image's ENTRYPOINT is `python -m tasks`, so a container launcher passes only the step's own
+arguments: Docker appends its `command` to the ENTRYPOINT, and the pod sets the full argv explicitly
+(Kubernetes `command` replaces the ENTRYPOINT).
+
+A killed or timed-out task stops its work: `on_kill` reaches the pod or container operator built at run
+time, or the local subprocess with every process it started (torchrun's workers). How long a GPU step may
+run (`execution_timeout`) is the one setting read when the DAG is parsed, through `execution_timeout()`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Sequence
 
+import psutil
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
@@ -26,10 +37,29 @@ PASSTHROUGH_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGIO
                    "MT_TRAIN_PROCESSES")
 # Secret values the Docker launcher forwards as a private (masked) environment.
 SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "HF_TOKEN")
+# ENTRYPOINT of docker/train.Dockerfile; tests/plugins/test_launcher.py checks that they agree.
+ENTRYPOINT = ("python", "-m", "tasks")
+# Hours a GPU step may run before Airflow fails it and on_kill stops its pod, container or subprocess.
+# Generous: a timeout is there to end a hung step, not to race a slow one.
+TIMEOUT_ENV = {"train": ("MT_TRAIN_TIMEOUT_HOURS", 24.0), "curve": ("MT_TRAIN_TIMEOUT_HOURS", 24.0),
+               "evaluate": ("MT_EVALUATE_TIMEOUT_HOURS", 6.0)}
+# The Airflow supervisor SIGKILLs a task process 5 s after its SIGTERM; on_kill must be done by then.
+STOP_GRACE_S = 3.0
+_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def step_arguments(step: str, run_dir: str) -> list[str]:
+    """What follows the image's ENTRYPOINT."""
+    return [step, "--run-dir", run_dir]
 
 
 def step_command(step: str, run_dir: str) -> list[str]:
-    return ["python", "-m", "tasks", step, "--run-dir", run_dir]
+    return [*ENTRYPOINT, *step_arguments(step, run_dir)]
+
+
+def local_command(step: str, run_dir: str) -> list[str]:
+    """The local launcher's argv: the worker's own interpreter in place of `python`."""
+    return [sys.executable, *step_command(step, run_dir)[1:]]
 
 
 def _json_env(name: str, default: Any) -> Any:
@@ -40,6 +70,36 @@ def _json_env(name: str, default: Any) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as err:
         raise AirflowException(f"{name} is not valid JSON: {err}") from None
+
+
+def _number_env(name: str, default: float, kind: type = int) -> Any:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise AirflowException(f"{name} must be a {'whole number' if kind is int else 'number'} > 0, not {raw!r}")
+    return value
+
+
+def execution_timeout(step: str) -> timedelta:
+    """The `execution_timeout` of a GPU step, from the deployment's environment (read when the DAG is parsed:
+    the environment is part of the deployment, unlike Variables or connections)."""
+    name, default = TIMEOUT_ENV[step]
+    return timedelta(hours=_number_env(name, default, float))
+
+
+def quantity_bytes(quantity: str) -> int:
+    """Bytes of a Kubernetes binary quantity ("16Gi", "512Mi") or a plain byte count."""
+    number, suffix = quantity[:-2], quantity[-2:]
+    if suffix in _BINARY_SUFFIXES and number.isdigit():
+        return int(number) * _BINARY_SUFFIXES[suffix]
+    if quantity.isdigit():
+        return int(quantity)
+    raise AirflowException(f"size {quantity!r} is not a byte count or a quantity like 16Gi")
 
 
 @dataclass(frozen=True)
@@ -60,6 +120,12 @@ class LaunchSettings:
     docker_network: str | None = None  # e.g. the compose network, so the container reaches MinIO by name
     cpu_request: str = "4"
     memory_request: str = "24Gi"
+    # Seconds a pod may wait for a node (the autoscaler adding a GPU node takes minutes), and again to start
+    # (pulling a multi-GB CUDA image): the pod operator's 120 s default fails both on a real GPU pool.
+    startup_timeout_s: int = 1800
+    # /dev/shm of the training container: torchrun/NCCL and DataLoader workers share memory through it, and
+    # a container's default is 64 MB. Memory-backed: what is written there counts as the pod's memory.
+    shm_size: str = "16Gi"
 
     @classmethod
     def from_env(cls) -> "LaunchSettings":
@@ -80,6 +146,8 @@ class LaunchSettings:
             docker_network=env("MT_DOCKER_NETWORK", base.docker_network),
             cpu_request=env("MT_CPU_REQUEST", base.cpu_request),
             memory_request=env("MT_MEMORY_REQUEST", base.memory_request),
+            startup_timeout_s=_number_env("MT_K8S_STARTUP_TIMEOUT", base.startup_timeout_s),
+            shm_size=env("MT_SHM_SIZE", base.shm_size),
         )
 
 
@@ -87,8 +155,8 @@ def passthrough_env() -> dict[str, str]:
     return {name: os.environ[name] for name in PASSTHROUGH_ENV if os.environ.get(name)}
 
 
-def kubernetes_operator(task_id: str, command: list[str], settings: LaunchSettings, **kwargs):
-    """The KubernetesPodOperator that runs `command` in the training image on `settings.gpus` GPUs."""
+def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchSettings, **kwargs):
+    """The KubernetesPodOperator that runs the step in the training image on `settings.gpus` GPUs."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.providers.cncf.kubernetes.secret import Secret
     from kubernetes.client import models as k8s
@@ -99,47 +167,79 @@ def kubernetes_operator(task_id: str, command: list[str], settings: LaunchSettin
         name=task_id.replace("_", "-"),
         namespace=settings.namespace,
         image=settings.image,
-        cmds=command[:1],
-        arguments=command[1:],
+        # Both set: the pod's argv does not depend on what an image tagged by someone else declares.
+        cmds=list(ENTRYPOINT),
+        arguments=step_arguments(step, run_dir),
         env_vars=[k8s.V1EnvVar(name=k, value=v) for k, v in passthrough_env().items()],
         secrets=[Secret("env", None, settings.secret_name)],
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": settings.cpu_request, "memory": settings.memory_request, **gpu},
             limits=gpu,
         ),
+        volumes=[k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
+                                                                               size_limit=settings.shm_size))],
+        volume_mounts=[k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")],
         node_selector=settings.node_selector or None,
         tolerations=[k8s.V1Toleration(**t) for t in settings.tolerations],
         service_account_name=settings.service_account,
         kubernetes_conn_id=settings.kubernetes_conn_id,
         in_cluster=settings.in_cluster,
+        schedule_timeout_seconds=settings.startup_timeout_s,
+        startup_timeout_seconds=settings.startup_timeout_s,
         get_logs=True,
         on_finish_action="delete_succeeded_pod",
         do_xcom_push=False,
-        labels={"app.kubernetes.io/name": "mt-retrain", "mt-retrain/step": command[3]},
+        labels={"app.kubernetes.io/name": "mt-retrain", "mt-retrain/step": step},
         **kwargs,
     )
 
 
-def docker_operator(task_id: str, command: list[str], settings: LaunchSettings, **kwargs):
-    """The DockerOperator that runs `command` in the training image with `settings.gpus` GPUs."""
+def docker_operator(task_id: str, step: str, run_dir: str, settings: LaunchSettings, **kwargs):
+    """The DockerOperator that runs the step in the training image with `settings.gpus` GPUs."""
     from airflow.providers.docker.operators.docker import DockerOperator
     from docker.types import DeviceRequest
 
     return DockerOperator(
         task_id=task_id,
         image=settings.image,
-        command=command,
+        command=step_arguments(step, run_dir),  # Docker runs the image's ENTRYPOINT followed by this
         docker_url=settings.docker_url,
         network_mode=settings.docker_network,
         environment=passthrough_env(),
         private_environment={k: os.environ[k] for k in SECRET_ENV if os.environ.get(k)},
         device_requests=[DeviceRequest(count=settings.gpus, capabilities=[["gpu"]])] if settings.gpus else None,
-        shm_size=2 * 1024**3,  # DataLoader workers share tensors through /dev/shm
+        shm_size=quantity_bytes(settings.shm_size),
         auto_remove="success",
         mount_tmp_dir=False,
         do_xcom_push=False,
         **kwargs,
     )
+
+
+def stop_process_tree(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM `proc` and every process below it (torchrun's workers), then SIGKILL what is left.
+
+    A tree rather than a process group of its own: the step stays in the task's process group, so the
+    Airflow supervisor's own SIGTERM/SIGKILL of that group still reaches it if this never runs.
+    """
+    try:
+        below = psutil.Process(proc.pid).children(recursive=True)  # before the parent dies and orphans them
+    except psutil.NoSuchProcess:
+        below = []
+    for process in below:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    _, alive = psutil.wait_procs(below, timeout=grace_s)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    try:
+        proc.wait(timeout=max(grace_s - 0.5, 0.1))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class RunStepOperator(BaseOperator):
@@ -153,13 +253,15 @@ class RunStepOperator(BaseOperator):
         self.step = step
         self.run_dir = run_dir
         self.launcher = launcher
+        self._delegate: BaseOperator | None = None  # the pod or container operator running now, for on_kill
+        self._process: subprocess.Popen | None = None  # the local step running now, for on_kill
 
     def build_delegate(self, settings: LaunchSettings | None = None) -> BaseOperator:
-        """The provider operator for a container launcher (built at execute time, so it sees the settings)."""
+        """The provider operator for a container launcher. Built at execute time, so it sees the settings of
+        the worker and this task's rendered `run_dir`: the delegate itself is never rendered again."""
         settings = settings or LaunchSettings.from_env()
-        command = step_command(self.step, self.run_dir)
         factory = {"kubernetes": kubernetes_operator, "docker": docker_operator}[self.launcher]
-        return factory(f"{self.task_id}_{self.launcher}", command, settings)
+        return factory(f"{self.task_id}_{self.launcher}", self.step, self.run_dir, settings)
 
     def execute(self, context) -> dict:
         if self.launcher not in LAUNCHERS:
@@ -169,15 +271,35 @@ class RunStepOperator(BaseOperator):
         if self.launcher == "local":
             self.run_local()
         else:
-            self.build_delegate().execute(context)
+            self._delegate = self.build_delegate()
+            self._delegate.execute(context)
         return self.stored_result()
 
+    def on_kill(self) -> None:
+        """Called by Airflow when the task is killed or times out: stop the pod, container or subprocess."""
+        if self._delegate is not None:
+            self.log.info("stopping the %s of step %r", self.launcher, self.step)
+            self._delegate.on_kill()
+        if self._process is not None and self._process.poll() is None:
+            self.log.info("stopping the local step %r (pid %d) and its children", self.step, self._process.pid)
+            stop_process_tree(self._process)
+
     def run_local(self) -> None:
-        command = [sys.executable, *step_command(self.step, self.run_dir)[1:]]
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              bufsize=1) as proc:
+        self._process = proc = subprocess.Popen(local_command(self.step, self.run_dir), stdout=subprocess.PIPE,
+                                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        try:
             for line in proc.stdout:
                 self.log.info("%s", line.rstrip())
+            proc.wait()
+        except BaseException:
+            # The execution timeout raises here; the step must stop before the exception leaves, or the
+            # task would end while the step kept its GPU.
+            stop_process_tree(proc)
+            raise
+        finally:
+            proc.stdout.close()
+        if proc.returncode < 0:
+            raise AirflowException(f"step {self.step!r} was stopped by signal {-proc.returncode}")
         if proc.returncode != 0:
             raise AirflowException(f"step {self.step!r} failed with exit code {proc.returncode}")
 

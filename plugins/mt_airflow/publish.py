@@ -2,7 +2,8 @@
 
 `PublishModelOperator.execute` only adapts `tasks.publish.step.run` to Airflow: the Hub token comes from the
 connection through `HuggingFaceHubHook` (masked in logs), a refused gate becomes a skip, and a token without
-write access fails the task without Airflow retries, because a retry cannot fix it.
+write access, or a registry that moved since the gate's champion lookup, fails the task without Airflow
+retries, because a retry cannot fix it.
 
 The link is declared on the operator. When the task ends, the worker calls `get_link` and stores the URL in
 XCom under the link's key, and the API server shows it from there. It is not registered through an
@@ -53,6 +54,7 @@ class PublishModelOperator(BaseOperator):
         from tasks import config
         from tasks.publish import step as publish
         from tasks.publish.hub_registry import HubAccessError
+        from tasks.publish.registry import RegistryMovedError
 
         cfg = config.load(self.run_dir)
         credentials = registry_credentials(cfg)
@@ -60,6 +62,8 @@ class PublishModelOperator(BaseOperator):
             outcome = publish.run(cfg, token=credentials.token, endpoint=credentials.endpoint)
         except HubAccessError as err:
             raise AirflowFailException(f"{err} The token came from {credentials.source}.") from None
+        except RegistryMovedError as err:
+            raise AirflowFailException(str(err)) from None
         if not outcome["published"]:
             raise AirflowSkipException(outcome["reason"])
         if outcome.get("pr_url"):

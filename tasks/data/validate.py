@@ -68,6 +68,8 @@ def run(config: RunConfig) -> dict:
 def _carried_copy(config: RunConfig, carried: dict, scratch: Path) -> Path:
     uri = config.state_uri(carried["cache"])
     try:
+        if not storage.exists(uri):
+            raise FileNotFoundError(uri)
         return storage.local_file_for(uri, scratch / "carried" / Path(carried["cache"]).name)
     except FileNotFoundError:
         raise BadBatchError(f"the cleaned copy of {carried['key']} (consumed by run {carried['consumed_by']}) is "

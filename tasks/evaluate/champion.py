@@ -5,7 +5,8 @@ model worse than the one users already have. The champion is what the run's regi
 Hub, the head of main (a release of this workflow, recognised by its release.json); in a local registry,
 index.json's current version (tasks/publish/registry.py). The step copies it into `champion/` and records which
 release it was in `champion.json`; that pins the exact revision that was scored and lets evaluate run in a
-container that has no Hub credentials.
+container that has no Hub credentials. `registry_revision` is what the registry served at the lookup, release or
+not: publish builds on exactly that, so it never replaces a model the gate did not compare against.
 
 No champion (the first run, or publishing off) is a normal outcome and is recorded with its reason. A Hub
 that refuses the token is not: the step fails, because a gate that silently skipped the champion check
@@ -37,9 +38,13 @@ def run(config: RunConfig, token: str | None = None, endpoint: str | None = None
         record = {"found": False, "reason": "push_to_hub is off: this run replaces no published model"}
     else:
         source = source or targets.open_registry(config, token=token, endpoint=endpoint)
+        # Read before the champion: a release landing in between is then the champion, or publish refuses
+        # to replace it; it is never replaced unseen.
+        head = source.current_revision()
         current = source.latest()
         if current is None:
-            record = {"found": False, "reason": f"nothing published at {config.hub_repo_id} yet"}
+            record = {"found": False, "reason": f"nothing published at {config.hub_repo_id} yet",
+                      "registry_revision": head}
         else:
             with tempfile.TemporaryDirectory() as scratch:
                 folder = source.download(current, Path(scratch) / "release")
@@ -50,7 +55,8 @@ def run(config: RunConfig, token: str | None = None, endpoint: str | None = None
                         item.rename(model / item.name)
                 storage.upload_tree(model, config.uri(layout.CHAMPION))
             record = {"found": True, "label": f"{current.repo_id}@{current.run_tag}", "run_tag": current.run_tag,
-                      "revision": current.revision, "url": current.url, "model_uri": config.uri(layout.CHAMPION)}
+                      "revision": current.revision, "url": current.url, "model_uri": config.uri(layout.CHAMPION),
+                      "registry_revision": current.revision}
     log.info("champion: %s", record.get("label") or record["reason"])
     storage.write_json(config.uri(layout.CHAMPION_RECORD), record)  # last: marks the step done
     return record

@@ -118,8 +118,7 @@ class CTranslate2Decoder(Decoder):
             raise EngineUnavailable(f"the {self.family.name} family is not converted (only {sorted(CONVERTIBLE)})")
         converted = convert(model, self.tokenizer, self.work_dir)
         self.device, compute_type, self.precision = _device_and_compute_type()
-        self.translator = ctranslate2.Translator(str(converted), device=self.device, compute_type=compute_type,
-                                                 intra_threads=hardware.usable_cpus() if self.device == "cpu" else 0)
+        self.translator = self._start(ctranslate2, converted, compute_type)
         self.options = self._options_from(model.generation_config)
         if self.probe is not None:
             self.logprob_drift = self._drift(model, *self.probe)
@@ -128,6 +127,18 @@ class CTranslate2Decoder(Decoder):
                                         f"{self.logprob_drift:.4f} > {MAX_LOGPROB_DRIFT}")
             log.info("CTranslate2 conversion checked on %d pairs: mean |Δ log p| per token %.4f",
                      min(len(self.probe[0]), PROBE_PAIRS), self.logprob_drift)
+
+    def _start(self, ctranslate2, converted: Path, compute_type: str):
+        """The translator, once it has translated one token. On a GPU the wheel loads cuBLAS 12 only when it
+        first needs it, and a missing library is a plain RuntimeError, at load or at the first translation:
+        here it makes the engine unavailable, so evaluation falls back to transformers instead of failing."""
+        try:
+            translator = ctranslate2.Translator(str(converted), device=self.device, compute_type=compute_type,
+                                                intra_threads=hardware.usable_cpus() if self.device == "cpu" else 0)
+            translator.translate_batch([[self.tokenizer.eos_token]], beam_size=1, max_decoding_length=1)
+        except RuntimeError as err:
+            raise EngineUnavailable(f"CTranslate2 cannot run on {self.device} ({compute_type}): {err}") from err
+        return translator
 
     def _options_from(self, generation_config) -> dict:
         """The search options transformers would take from the model's generation config."""

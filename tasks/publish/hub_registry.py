@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import RepositoryNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils import httpx
 
 from tasks.publish.registry import (
     RELEASE_FILE,
     PublishedRevision,
     Registry,
+    RegistryMovedError,
     Release,
     key_of_marker,
     run_key_of_tag,
@@ -126,19 +127,17 @@ class HubRegistry(Registry):
     def find_run(self, run_tag: str) -> PublishedRevision | None:
         return self._call("find_run", lambda: self._find(run_tag), need="read")
 
+    def current_revision(self) -> str | None:
+        main = self._main()
+        return main.sha if main else None
+
     def latest(self) -> PublishedRevision | None:
-        try:
-            info = self._call("model_info", lambda: self.api.model_info(self.repo_id, revision="main"), need="read")
-        except RepositoryNotFoundError:
-            return None  # nothing published yet: the first run has no champion
-        if RELEASE_FILE not in {s.rfilename for s in info.siblings or []}:
-            return None  # main holds no release of this workflow
-        with tempfile.TemporaryDirectory(prefix="mt-release-") as scratch:
-            path = self._call("download", lambda: self.api.hf_hub_download(
-                self.repo_id, RELEASE_FILE, revision=info.sha, local_dir=scratch), need="read")
-            tag = json.loads(Path(path).read_text(encoding="utf-8"))["run_tag"]
+        main = self._main()
+        tag = self._release_tag(main) if main else None
+        if tag is None:
+            return None  # nothing published yet (the first run has no champion), or nothing of this workflow
         tags = self._call("list_repo_refs", lambda: self.api.list_repo_refs(self.repo_id), need="read").tags
-        return self._revision(tag, info.sha, tagged=any(t.name == tag for t in tags))
+        return self._revision(tag, main.sha, tagged=any(t.name == tag for t in tags))
 
     def download(self, revision: PublishedRevision, local_dir: Path) -> Path:
         path = self._call("download", lambda: self.api.snapshot_download(
@@ -146,6 +145,39 @@ class HubRegistry(Registry):
         return Path(path)
 
     # ---- how a release is found and made ---------------------------------------------------------
+    def _main(self):
+        """The repository's info at main (its commit id and files), or None when the repository does not exist."""
+        try:
+            return self._call("model_info", lambda: self.api.model_info(self.repo_id, revision="main"), need="read")
+        except RepositoryNotFoundError:
+            return None
+
+    def _release_tag(self, main) -> str | None:
+        """The run tag of the release at `main` (a model_info), or None when it holds no release of this workflow."""
+        if RELEASE_FILE not in {s.rfilename for s in main.siblings or []}:
+            return None
+        with tempfile.TemporaryDirectory(prefix="mt-release-") as scratch:
+            path = self._call("download", lambda: self.api.hf_hub_download(
+                self.repo_id, RELEASE_FILE, revision=main.sha, local_dir=scratch), need="read")
+            return json.loads(Path(path).read_text(encoding="utf-8"))["run_tag"]
+
+    def _moved(self, release: Release) -> RegistryMovedError:
+        main = self._main()
+        tag = self._release_tag(main)
+        return RegistryMovedError(self.repo_id, release, f"{main.sha} (release {tag})" if tag else main.sha)
+
+    def _parent(self, release: Release) -> str:
+        """The commit the release builds on: main as the gate's champion lookup saw it (or, when it saw no release,
+        main now, if it still holds none). Checked before any upload; the Hub checks it again at the commit."""
+        main = self._main()
+        if release.expected_head is None:
+            moved = self._release_tag(main) is not None
+        else:
+            moved = main.sha != release.expected_head
+        if moved:
+            raise self._moved(release)
+        return main.sha
+
     def _revision(self, tag: str, sha: str, *, tagged: bool, pr_url: str | None = None) -> PublishedRevision:
         return PublishedRevision(target=self.target, repo_id=self.repo_id, run_tag=tag, revision=sha,
                                  url=pr_url or f"{self.endpoint}/{self.repo_id}/commit/{sha}",
@@ -175,9 +207,16 @@ class HubRegistry(Registry):
         operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
                       for p in sorted(folder.rglob("*")) if p.is_file() and p.relative_to(folder) != Path(RELEASE_FILE)]
         operations.append(CommitOperationAdd(path_in_repo=RELEASE_FILE, path_or_fileobj=release.manifest()))
+        parent = self._parent(release)
         # create_commit checks README.md's metadata with the endpoint's /api/validate-yaml before uploading.
-        info = self.api.create_commit(self.repo_id, operations, commit_message=release.title,
-                                      commit_description=release.description, create_pr=release.create_pr)
+        try:
+            info = self.api.create_commit(self.repo_id, operations, commit_message=release.title,
+                                          commit_description=release.description, create_pr=release.create_pr,
+                                          parent_commit=parent)
+        except HfHubHTTPError as err:
+            if _status(err) == 412:  # "A commit has happened since": main moved after _parent looked
+                raise self._moved(release) from None
+            raise
         if release.create_pr:
             log.info("opened pull request %s for %s", info.pr_url, release.run_tag)
             return self._revision(release.run_tag, info.oid, tagged=False, pr_url=info.pr_url)

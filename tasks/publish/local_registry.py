@@ -7,7 +7,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tasks.io import storage
-from tasks.publish.registry import RELEASE_FILE, PublishedRevision, Registry, Release, run_key_of_tag
+from tasks.publish.registry import (
+    RELEASE_FILE,
+    PublishedRevision,
+    Registry,
+    RegistryMovedError,
+    Release,
+    run_key_of_tag,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,13 @@ class LocalRegistry(Registry):
         entry = next((e for e in self._index()["versions"] if run_key_of_tag(e["run_tag"]) == key), None)
         return self._revision(entry) if entry else None
 
+    def current_revision(self) -> str | None:
+        return self._index()["current"]
+
+    def _check_unmoved(self, release: Release, index: dict) -> None:
+        if index["current"] != release.expected_head:
+            raise RegistryMovedError(self.repo_id, release, index["current"])
+
     def latest(self) -> PublishedRevision | None:
         index = self._index()
         entry = next((e for e in index["versions"] if e["run_tag"] == index["current"]), None)
@@ -59,12 +73,14 @@ class LocalRegistry(Registry):
         if (found := self.find_run(release.run_tag)) is not None:
             log.info("run %s is already in the registry as %s; nothing to publish", release.run_id, found.url)
             return found
+        self._check_unmoved(release, self._index())
         version_uri = self._version_uri(release.run_tag)
         done_marker = storage.join(version_uri, RELEASE_FILE)
         if not storage.exists(done_marker):  # else a crash hit between copying and indexing: copy nothing again
             storage.upload_tree(folder, version_uri)
             storage.write_bytes(done_marker, release.manifest())
         index = self._index()
+        self._check_unmoved(release, index)  # again: copying a model takes a while
         index["versions"].append({"run_tag": release.run_tag, "dag_id": release.dag_id, "run_id": release.run_id,
                                   "title": release.title,
                                   "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})

@@ -15,6 +15,13 @@ Two implementations share one interface (`targets.open_registry` picks one for a
 `latest()` answers "which model is the champion now" (on the Hub: what main serves, whose release.json names
 the run, so a merged review PR counts; locally: index.json's current), and `download()` fetches it for the
 next run's gate.
+
+A release replaces only the model its gate compared against. The champion step records what the registry
+served then (`current_revision()`: main's commit id on the Hub, index.json's current run tag locally, None when
+nothing was there); the release carries it as `expected_head`, and publishing refuses with
+`RegistryMovedError` when the registry moved since (another pipeline published, a review PR was merged). On
+the Hub the commit is sent with that `parentCommit`, so the Hub itself refuses a main that moves at the last
+moment. A run that already published is found first, so its retries never see its own release as a move.
 """
 
 from __future__ import annotations
@@ -73,9 +80,22 @@ def key_of_marker(message: str) -> str | None:
     return run_key(dag_id, run_id) if run_id else None
 
 
+class RegistryMovedError(RuntimeError):
+    """The registry serves something else than when the gate's champion was looked up: publishing would replace
+    a model the gate never compared against. Retrying does not help; a new run evaluates against it."""
+
+    def __init__(self, repo_id: str, release: "Release", now: str | None):
+        seen = release.expected_head or "no release"
+        super().__init__(
+            f"not publishing {release.run_tag} to {repo_id}: the registry moved since the champion lookup. The "
+            f"gate compared the candidate against {seen}; {repo_id} now serves {now or 'no release'}. Nothing was "
+            f"published or replaced; trigger a new run to evaluate against what it serves now.")
+
+
 @dataclass(frozen=True)
 class Release:
-    """What one run publishes besides its files: identity, the commit/PR text, and review mode."""
+    """What one run publishes besides its files: identity, the commit/PR text, review mode, and what the
+    registry must still serve for the release to go ahead (`expected_head`, see the module docstring)."""
 
     dag_id: str
     run_id: str
@@ -83,6 +103,7 @@ class Release:
     title: str
     details: str = ""
     create_pr: bool = False
+    expected_head: str | None = None
 
     @property
     def key(self) -> str:
@@ -133,6 +154,11 @@ class Registry(ABC):
     @abstractmethod
     def find_run(self, run_tag: str) -> PublishedRevision | None:
         """The release of the run with this tag (any date), or None if it was never published."""
+
+    @abstractmethod
+    def current_revision(self) -> str | None:
+        """What the registry serves now (Hub: main's commit id; local: index.json's current run tag), whether a
+        release of this workflow or not; None when it holds nothing yet."""
 
     @abstractmethod
     def latest(self) -> PublishedRevision | None:

@@ -8,8 +8,10 @@ uploads the model only if its fingerprint is the one the scores were measured on
 A release is one commit (or, with `create_pr`, one pull request) holding the model, tokenizer, generation
 config, model card, `eval/` (scores with their sacrebleu signatures, the gate's decision, the report when there
 is one) and `provenance/` (the pull manifest and the validation report). Publishing again for the same DAG run
-returns the earlier release instead of making a second one (see tasks/publish/registry.py). The Hub token is
-passed in by the caller or taken from `HF_TOKEN`; it is never logged or written anywhere.
+returns the earlier release instead of making a second one, and a release never replaces a model the gate did
+not compare against: when the registry moved since the champion lookup, the step fails (see
+tasks/publish/registry.py). The Hub token is passed in by the caller or taken from `HF_TOKEN`; it is never
+logged or written anywhere.
 """
 
 from __future__ import annotations
@@ -86,7 +88,18 @@ def make_release(config: RunConfig, decision: dict) -> Release:
                f"Promotion gate: **{decision['decision'].upper()}**\n"
                + "".join(f"- {check['reason']}\n" for check in decision.get("checks", [])))
     return Release(dag_id=config.dag_id, run_id=config.run_id, run_tag=tag, title=title, details=details,
-                   create_pr=config.create_pr)
+                   create_pr=config.create_pr, expected_head=compared_head(config))
+
+
+def compared_head(config: RunConfig) -> str | None:
+    """What the registry served when the champion the gate compared against was looked up (from the scores the
+    gate decided on); None when it served nothing. Lookups recorded before `registry_revision` existed name
+    the champion's revision only."""
+    lookup = storage.read_json(config.uri(layout.SCORES)).get("champion_lookup")
+    if lookup is None:
+        raise ValueError(f"{config.uri(layout.SCORES)} does not say which champion the gate compared against; "
+                         "refusing to publish")
+    return lookup.get("registry_revision", lookup.get("revision"))
 
 
 def _sha256(uri: str) -> str | None:

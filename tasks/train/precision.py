@@ -2,8 +2,10 @@
 
 - CUDA with bf16 support (Ampere and newer, so every H100/H200): bf16 autocast. Same exponent range as
   fp32, so no loss scaling and no overflow.
-- Older CUDA GPUs: fp16 autocast with a gradient scaler, guarded: Marian models are known to overflow to
-  NaN in fp16, so after repeated non-finite losses training falls back to fp32 instead of diverging.
+- Older CUDA GPUs (V100, T4): fp16 autocast with a gradient scaler, guarded: Marian models are known to
+  overflow to NaN in fp16, so after repeated non-finite losses training falls back to fp32 instead of
+  diverging. These GPUs only emulate bf16 (slowly), and `torch.cuda.is_bf16_supported()` says yes to
+  emulation unless asked not to: `cuda_has_native_bf16` asks.
 - CPU: fp32. bf16 autocast can be requested where the CPU has native bf16 instructions (AVX512-BF16 or
   AMX) and roughly halves step time for mid-sized models, but it is not chosen automatically: small
   post-norm models trained at high learning rates collapsed under it in our tests (loss stuck, source
@@ -50,6 +52,13 @@ class Precision:
         return self
 
 
+def cuda_has_native_bf16() -> bool:
+    """bf16 in the GPU's hardware (compute capability 8.0 and newer), not emulated."""
+    import torch
+
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     if cpuinfo is None:
         path = Path("/proc/cpuinfo")
@@ -72,9 +81,7 @@ def choose_precision(device, requested: str = "auto", *, cuda_bf16: bool | None 
         return Precision(requested, "requested in the run config")
     if device.type == "cuda":
         if cuda_bf16 is None:
-            import torch
-
-            cuda_bf16 = torch.cuda.is_bf16_supported()
+            cuda_bf16 = cuda_has_native_bf16()
         if cuda_bf16:
             return Precision("bf16", "CUDA device supports bf16")
         return Precision("fp16", "CUDA device without bf16: fp16 with loss scaling and overflow fallback")

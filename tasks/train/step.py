@@ -1,9 +1,10 @@
 """train: fine-tune `base_model` on splits/train.jsonl → model/ (+ checkpoints/ while it runs).
 
 Runs inside the training container (`python -m tasks train --run-dir URI`) or as a subprocess on the
-worker; it needs nothing from Airflow. Checkpoints are mirrored to the run directory as they are written,
-so when a pod dies the task's retry resumes from the last one instead of starting over. With several GPUs
-the CLI starts one process per GPU (torchrun) and this same code trains data-parallel.
+worker; it needs nothing from Airflow. Checkpoints are mirrored to the run directory as they are written (in
+the background: training goes on while they upload), so when a pod dies the task's retry resumes from the
+last one instead of starting over. With several GPUs the CLI starts one process per GPU (torchrun) and this
+same code trains data-parallel.
 
 Against forgetting, general-domain pairs can be replayed in the training mix (tasks/data/replay.py) and fewer
 weights can be trained (LoRA or freezing, tasks/train/adaptation.py); the saved model is always a plain
@@ -77,14 +78,16 @@ def run(config: RunConfig) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         local_run = scratch / "run" if remote else Path(config.run_dir)
-        checkpoints = _checkpoints(config, local_run / layout.CHECKPOINTS, remote)
         data = {name: storage.download(config.uri(layout.split_file(name)), scratch / f"{name}.jsonl")
                 for name in ("train", "validation")}
         train_file, data_report = training_mix(config, data["train"], scratch)
         start, start_label = starting_model(config, scratch)
         data_report.update(init_from=start_label, training_objects=training_objects(config))
-        report = fine_tune(start, train_file, data["validation"], TrainSettings.from_config(config),
-                           output_dir=local_run / layout.MODEL, checkpoints=checkpoints, extra_report=data_report)
+        # Leaving the block waits for the last checkpoint's upload, also when training failed: a retry
+        # resumes from it.
+        with _checkpoints(config, local_run / layout.CHECKPOINTS, remote) as checkpoints:
+            report = fine_tune(start, train_file, data["validation"], TrainSettings.from_config(config),
+                               output_dir=local_run / layout.MODEL, checkpoints=checkpoints, extra_report=data_report)
         if remote and report.get("saved"):
             storage.upload_tree(local_run / layout.MODEL, config.uri(layout.MODEL), last=layout.TRAIN_REPORT_NAME)
     return report

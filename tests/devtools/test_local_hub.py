@@ -137,6 +137,32 @@ def test_create_commit_with_create_pr(hub, api, published):
     assert hub.files(REPO, "refs/pr/1")["eval.json"] == b'{"bleu": 31.2}'
 
 
+def test_a_commit_on_a_parent_that_is_no_longer_main_is_refused_as_the_hub_does(hub, api, published):
+    info, _ = published
+    moved = api.create_commit(REPO, [CommitOperationAdd("NOTES.md", b"someone else")], commit_message="Elsewhere")
+    with pytest.raises(HfHubHTTPError) as err:
+        api.create_commit(REPO, [CommitOperationAdd("model.safetensors", b"new")], commit_message="Replace",
+                          parent_commit=info.oid)
+    assert err.value.response.status_code == 412
+    assert "A commit has happened since. Please refresh and try again." in str(err.value)
+    header = [r for r in hub.requests if r["endpoint"] == "commit"][-1]["json"][0]["value"]
+    assert header["parentCommit"] == info.oid  # what the client sends, and the hub checks
+    assert hub.branches(REPO) == {"main": moved.oid}
+    on_head = api.create_commit(REPO, [CommitOperationAdd("model.safetensors", b"new")], commit_message="Replace",
+                                parent_commit=moved.oid)
+    assert hub.branches(REPO) == {"main": on_head.oid}
+
+
+def test_a_pull_request_with_a_parent_commit_starts_from_it(hub, api, published):
+    info, files = published
+    api.create_commit(REPO, [CommitOperationAdd("NOTES.md", b"someone else")], commit_message="Elsewhere")
+    api.create_commit(REPO, [CommitOperationAdd("eval.json", b"{}")], commit_message="Review this", create_pr=True,
+                      parent_commit=info.oid)
+    (pr,) = hub.pull_requests(REPO)
+    assert [c["oid"] for c in hub.commits(REPO, pr["ref"])][1] == info.oid
+    assert set(hub.files(REPO, pr["ref"])) == set(files) | {"eval.json"}  # no NOTES.md: main's later commit
+
+
 def test_snapshot_download_at_a_tag(hub, api, published, tmp_path):
     info, files = published
     api.create_tag(REPO, tag="v1.0")

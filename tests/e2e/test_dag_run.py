@@ -51,7 +51,7 @@ def test_a_better_candidate_is_published_with_its_metrics(dag, run_conf, hub_con
     assert _extra_link(dag_run, "publish", "Published model") == published["url"] == published["commit_url"]
     # The gate's report and the first run's champion lookup are in the run directory.
     assert storage.read_json(f"{run_dir}/champion.json") == {
-        "found": False, "reason": "nothing published at mlops/digits-en-de yet"}
+        "found": False, "reason": "nothing published at mlops/digits-en-de yet", "registry_revision": None}
     assert "## Promotion gate: PROMOTE" in storage.read_text(f"{run_dir}/report.md")
 
 

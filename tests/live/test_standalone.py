@@ -34,7 +34,7 @@ def runs(live_airflow):
         # The README's example: a manual run with a conf, here one the gate must refuse (a short training).
         conf = {**TINY_RECIPE, "data_uri": str(live.data / "en-de"), "base_model": str(live.model),
                 "hub_repo_id": "mlops/digits-en-de", "publish_target": "local", "registry_uri": str(live.registry),
-                "max_steps": 20, "min_bleu_gain": 1000.0}
+                "max_steps": 20, "min_bleu_gain": 100.0}
         manual = api.post("/api/v2/dags/translation_finetune/dagRuns", json={"logical_date": None, "conf": conf})
         assert manual.status_code == 200, manual.text
         watcher = api.post("/api/v2/dags/translation_data_watcher/dagRuns", json={"logical_date": None})
@@ -75,10 +75,10 @@ def _wait_for_asset_triggered_run(live, timeout: float = 120) -> dict:
 def test_a_run_triggered_through_the_rest_api_with_a_conf(runs, live_airflow):
     manual = runs["manual"]
     assert manual["state"] == "success" and manual["run_type"] == "manual"
-    assert manual["conf"]["min_bleu_gain"] == 1000.0
+    assert manual["conf"]["min_bleu_gain"] == 100.0
     # Refused is a successful end; the note written by the listener says why, in one line.
     assert manual["note"].startswith("refused: BLEU gain over base "), manual["note"]
-    assert "< min_bleu_gain 1000.0" in manual["note"]
+    assert "< min_bleu_gain 100.0" in manual["note"]
 
 
 def test_the_rest_api_rejects_a_conf_that_breaks_the_params_schema(live_airflow):
@@ -148,12 +148,12 @@ def test_the_promotion_history_page_in_a_browser(runs, live_airflow):
             assert frame.locator(f"tr:has-text('{data_id}')").count() == 2  # one row per language
             assert frame.locator("svg.bleu-chart circle").count() == 3
             refused = frame.locator(f"tr:has-text('{manual_id}')")
-            assert "refuse" in refused.inner_text() and "min_bleu_gain 1000.0" in refused.inner_text()
+            assert "refuse" in refused.inner_text() and "min_bleu_gain 100.0" in refused.inner_text()
             assert "run-" in frame.locator(f"section:has-text('(en-nl)') tr:has-text('{data_id}')").inner_text()
             refused.locator("a.report").click()
             frame.locator("h1", has_text="Report").wait_for(timeout=30_000)
             report = frame.locator("body").inner_text()
-            assert manual_id in report and "gate.json" in report and "min_bleu_gain 1000.0" in report
+            assert manual_id in report and "gate.json" in report and "min_bleu_gain 100.0" in report
         finally:
             browser.close()
 

@@ -1,4 +1,10 @@
-"""The launchers run the same command; the container ones ask for GPUs and pass secrets by reference."""
+"""The launchers execute the same argv; the container ones ask for GPUs, give the container a memory-backed
+/dev/shm, wait long enough for a GPU node, and pass secrets by reference."""
+
+import json
+import shlex
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -6,6 +12,8 @@ from mt_airflow import launcher
 from mt_airflow.launcher import LaunchSettings, RunStepOperator
 
 RUN_DIR = "s3://artifacts/translation_finetune/manual__1"
+EXECUTED = ["python", "-m", "tasks", "train", "--run-dir", RUN_DIR]  # what every launcher must run
+DOCKERFILE = Path(__file__).resolve().parents[2] / "docker" / "train.Dockerfile"
 SETTINGS = LaunchSettings(image="registry.example.com/mt/train:1.2.3", gpus=2, namespace="ml",
                           node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
                           service_account="mt-trainer", secret_name="mt-secrets")
@@ -21,13 +29,60 @@ def _operator(step="train", launcher_name="kubernetes"):
     return RunStepOperator(task_id=step, step=step, run_dir=RUN_DIR, launcher=launcher_name)
 
 
-def test_every_launcher_runs_the_same_command():
-    assert launcher.step_command("train", RUN_DIR) == ["python", "-m", "tasks", "train", "--run-dir", RUN_DIR]
-    pod = _operator().build_delegate(SETTINGS).build_pod_request_obj(dry_run=True)
+def image_instruction(name: str) -> list[str]:
+    """The exec-form ENTRYPOINT or CMD of the training image, as its Dockerfile declares it."""
+    (line,) = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith(f"{name} ")]
+    return json.loads(line[len(name):])
+
+
+def docker_argv(op) -> list[str]:
+    """What the container runs: the image's ENTRYPOINT, then the operator's command in place of the CMD."""
+    command = shlex.split(op.command) if isinstance(op.command, str) else op.command
+    return image_instruction("ENTRYPOINT") + (command or image_instruction("CMD"))
+
+
+def pod_argv(pod) -> list[str]:
+    """What the pod's container runs: `command` replaces the ENTRYPOINT (and drops the CMD), `args` the CMD."""
     container = pod.spec.containers[0]
-    assert container.command + container.args == launcher.step_command("train", RUN_DIR)
-    docker = _operator(launcher_name="docker").build_delegate(SETTINGS)
-    assert docker.command == launcher.step_command("train", RUN_DIR)
+    entrypoint = container.command or image_instruction("ENTRYPOINT")
+    arguments = container.args if container.args is not None else [] if container.command \
+        else image_instruction("CMD")
+    return entrypoint + arguments
+
+
+def test_the_image_entrypoint_is_the_one_the_launchers_assume():
+    assert image_instruction("ENTRYPOINT") == list(launcher.ENTRYPOINT) == EXECUTED[:3]
+
+
+def test_docker_runs_the_step_once_after_the_image_entrypoint():
+    assert docker_argv(_operator(launcher_name="docker").build_delegate(SETTINGS)) == EXECUTED
+
+
+def test_the_pod_runs_the_step_whatever_the_image_declares():
+    pod = _operator().build_delegate(SETTINGS).build_pod_request_obj(dry_run=True)
+    assert pod_argv(pod) == EXECUTED
+    assert pod.spec.containers[0].command == EXECUTED[:3]  # explicit: an image built elsewhere cannot change it
+
+
+def test_the_local_launcher_runs_the_module_with_the_workers_python(tmp_path, monkeypatch):
+    assert launcher.local_command("train", RUN_DIR) == [sys.executable, *EXECUTED[1:]]
+    lines = []
+    monkeypatch.setattr(RunStepOperator, "log", property(lambda self: type("Log", (), {
+        "info": staticmethod(lambda message, *args: lines.append(message % args))})()))
+    missing = tmp_path / "no-run-here"
+    with pytest.raises(Exception, match="failed with exit code"):
+        RunStepOperator(task_id="train", step="train", run_dir=str(missing)).run_local()
+    # The step itself got as far as looking for the run's config: argparse took the command line.
+    assert f"No such file or directory: '{missing / 'config.json'}'" in "\n".join(lines)
+
+
+def test_the_delegate_is_built_from_the_rendered_fields():
+    op = RunStepOperator(task_id="train", step="train", run_dir="{{ params.root }}/{{ run_id }}",
+                         launcher="{{ params.launcher }}")
+    op.render_template_fields({"params": {"root": "s3://artifacts/translation_finetune", "launcher": "kubernetes"},
+                               "run_id": "manual__1"})
+    assert (op.run_dir, op.launcher) == (RUN_DIR, "kubernetes")
+    assert pod_argv(op.build_delegate(SETTINGS).build_pod_request_obj(dry_run=True)) == EXECUTED
 
 
 def test_kubernetes_pod_requests_gpus_on_the_gpu_pool(monkeypatch):
@@ -47,6 +102,26 @@ def test_kubernetes_pod_requests_gpus_on_the_gpu_pool(monkeypatch):
     assert [e.secret_ref.name for e in container.env_from] == ["mt-secrets"]
     assert {e.name: e.value for e in container.env} == {"AWS_ENDPOINT_URL": "http://minio:9000"}
     assert "hf_secret_value_never_in_spec" not in str(pod.to_dict())
+
+
+def test_the_pod_gets_a_memory_backed_dev_shm_and_time_to_find_a_gpu_node():
+    op = _operator().build_delegate(SETTINGS)
+    pod = op.build_pod_request_obj(dry_run=True)
+    (mount,) = pod.spec.containers[0].volume_mounts
+    (volume,) = [v for v in pod.spec.volumes if v.name == mount.name]
+    assert mount.mount_path == "/dev/shm"
+    assert (volume.empty_dir.medium, volume.empty_dir.size_limit) == ("Memory", "16Gi")
+    # Waiting for the autoscaler's node and for the image pull each get 30 minutes, not the default 120 s.
+    assert op.schedule_timeout_seconds == op.startup_timeout_seconds == 1800
+    sized = LaunchSettings(shm_size="64Gi", startup_timeout_s=3600)
+    op = _operator().build_delegate(sized)
+    assert op.build_pod_request_obj(dry_run=True).spec.volumes[0].empty_dir.size_limit == "64Gi"
+    assert op.startup_timeout_seconds == 3600
+
+
+def test_the_docker_container_gets_the_same_dev_shm_size():
+    assert _operator(launcher_name="docker").build_delegate(SETTINGS).shm_size == 16 * 2**30
+    assert _operator(launcher_name="docker").build_delegate(LaunchSettings(shm_size="512Mi")).shm_size == 2**29
 
 
 def test_docker_container_requests_gpus_and_keeps_secrets_private(monkeypatch):
@@ -69,9 +144,44 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("MT_GPUS", "8")
     monkeypatch.setenv("MT_K8S_NODE_SELECTOR", '{"pool": "h200"}')
     monkeypatch.setenv("MT_K8S_TOLERATIONS", '[{"key": "gpu", "operator": "Equal", "value": "yes"}]')
+    monkeypatch.setenv("MT_K8S_STARTUP_TIMEOUT", "2700")
+    monkeypatch.setenv("MT_SHM_SIZE", "32Gi")
     s = LaunchSettings.from_env()
     assert (s.image, s.gpus, s.node_selector) == ("img:2", 8, {"pool": "h200"})
     assert s.tolerations == [{"key": "gpu", "operator": "Equal", "value": "yes"}]
+    assert (s.startup_timeout_s, s.shm_size) == (2700, "32Gi")
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("MT_K8S_STARTUP_TIMEOUT", "30m", "MT_K8S_STARTUP_TIMEOUT must be a whole number > 0, not '30m'"),
+    ("MT_K8S_STARTUP_TIMEOUT", "0", "MT_K8S_STARTUP_TIMEOUT must be a whole number > 0, not '0'"),
+])
+def test_bad_settings_name_the_variable(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(Exception, match=message):
+        LaunchSettings.from_env()
+
+
+def test_a_shm_size_docker_cannot_take_is_refused():
+    with pytest.raises(Exception, match="size '16GB' is not a byte count or a quantity like 16Gi"):
+        _operator(launcher_name="docker").build_delegate(LaunchSettings(shm_size="16GB"))
+
+
+@pytest.mark.parametrize("env, step, hours", [
+    ({}, "train", 24), ({}, "curve", 24), ({}, "evaluate", 6),
+    ({"MT_TRAIN_TIMEOUT_HOURS": "72"}, "train", 72), ({"MT_TRAIN_TIMEOUT_HOURS": "72"}, "curve", 72),
+    ({"MT_EVALUATE_TIMEOUT_HOURS": "1.5"}, "evaluate", 1.5),
+])
+def test_gpu_steps_time_out_after_the_deployments_hours(monkeypatch, env, step, hours):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert launcher.execution_timeout(step).total_seconds() == hours * 3600
+
+
+def test_a_bad_timeout_names_the_variable(monkeypatch):
+    monkeypatch.setenv("MT_EVALUATE_TIMEOUT_HOURS", "six")
+    with pytest.raises(Exception, match="MT_EVALUATE_TIMEOUT_HOURS must be a number > 0, not 'six'"):
+        launcher.execution_timeout("evaluate")
 
 
 def test_bad_settings_json_names_the_variable(monkeypatch):

@@ -72,6 +72,17 @@ def test_a_read_only_token_fails_without_retries_and_names_the_connection(hub, t
     assert len([r for r in hub.requests if r["status"] == 403]) == 1
 
 
+def test_a_registry_that_moved_since_the_champion_lookup_fails_without_retries(hub, tmp_path, tiny_model,
+                                                                               monkeypatch):
+    _connection(monkeypatch, hub)
+    late = make_promoted_run(tmp_path / "art", tiny_model, run_id="manual__2026-11-27T06:00:00", hub_repo_id=REPO)
+    _operator(make_promoted_run(tmp_path / "art", tiny_model, run_id="manual__2026-11-20T06:00:00",
+                                hub_repo_id=REPO)).execute(context={})
+    with pytest.raises(AirflowFailException, match="the registry moved since the champion lookup"):
+        _operator(late).execute(context={})
+    assert len(hub.commits(REPO)) == 2  # the initial commit and the other run's release, nothing more
+
+
 def test_the_link_is_empty_before_the_run_dir_is_known():
     from airflow.sdk import DAG, task
 

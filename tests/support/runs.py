@@ -38,17 +38,21 @@ def cli(step: str, run_dir: str) -> list[str]:
 
 
 def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__2026-11-27T06:51:49+00:00",
-                      promote: bool = True, **params) -> config.RunConfig:
+                      promote: bool = True, champion_source=None, **params) -> config.RunConfig:
     """A run directory as the steps before publish leave it: a trained model, scores, the gate's decision,
-    the pull manifest, the validation report and the test split. Scores are made up; their shape is real."""
+    the pull manifest, the validation report and the test split. Scores are made up; their shape is real.
+    The champion lookup is the champion step's, from `champion_source` (a registry), when one is given; else
+    the lookup of a first run, which saw nothing published."""
     import json
     import shutil
     import tempfile
 
-    from tasks.evaluate import gate
+    from tasks.evaluate import champion, gate
     from tasks.io import digest
 
     cfg = make_run(root, run_id=run_id, **params)
+    lookup = champion.run(cfg, source=champion_source) if champion_source else \
+        {"found": False, "reason": "nothing published yet", "registry_revision": None}
     model_uri = cfg.uri(layout.MODEL)
     if storage.is_s3(model_uri):
         storage.upload_tree(model_dir, model_uri)
@@ -73,7 +77,7 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
         fingerprint = digest.of_folder(storage.local_dir_for(model_uri, Path(scratch) / "model"))
     scores = {"test_sentences": 150, "decoding": {"num_beams": 2, "max_length": 32},
               "base": base, "candidate": candidate, "champion": None,
-              "champion_lookup": {"found": False, "reason": "nothing published yet"},
+              "champion_lookup": lookup,
               "significance": {"candidate_vs_base": {**test, "signatures": {
                   "bleu": signatures["bleu"] + "|bs:1000|seed:12345"}}},
               "general": None, "bootstrap": {"resamples": 1000, "seed": 12345},

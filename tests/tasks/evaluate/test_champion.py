@@ -32,7 +32,7 @@ def test_the_published_release_is_copied_into_the_run_and_pinned(tmp_path, hub, 
     record = champion.run(cfg, source=_hub(hub))
     assert record == {"found": True, "label": f"{REPO}@{released['run_tag']}", "run_tag": released["run_tag"],
                       "revision": released["revision"], "url": released["url"],
-                      "model_uri": cfg.uri(layout.CHAMPION)}
+                      "model_uri": cfg.uri(layout.CHAMPION), "registry_revision": released["revision"]}
     for name in ("config.json", "model.safetensors", "vocab.json", "source.spm"):
         assert storage.read_bytes(cfg.uri(layout.CHAMPION, name)) == (tiny_model / name).read_bytes()
     assert not storage.exists(cfg.uri(layout.CHAMPION, "eval", "scores.json"))  # only what loads the model
@@ -47,13 +47,16 @@ def test_a_repository_with_no_release_of_this_workflow_has_no_champion(tmp_path,
     api.upload_folder(repo_id="org/hand-made", folder_path=str(tiny_model), commit_message="uploaded by hand")
     cfg = make_run(tmp_path, hub_repo_id="org/hand-made")
     record = champion.run(cfg, token=TOKEN, endpoint=hub.url)
-    assert record == {"found": False, "reason": "nothing published at org/hand-made yet"}
+    # What main serves is recorded all the same: publishing builds on it, and on nothing newer.
+    assert record == {"found": False, "reason": "nothing published at org/hand-made yet",
+                      "registry_revision": hub.branches("org/hand-made")["main"]}
     assert not storage.exists(cfg.uri(layout.CHAMPION, "config.json"))
 
 
 def test_the_first_run_has_no_champion_and_says_why(tmp_path, hub):
     record = champion.run(make_run(tmp_path, hub_repo_id="org/nothing-yet"), token=TOKEN, endpoint=hub.url)
-    assert record == {"found": False, "reason": "nothing published at org/nothing-yet yet"}
+    assert record == {"found": False, "reason": "nothing published at org/nothing-yet yet",
+                      "registry_revision": None}
 
 
 def test_publishing_off_asks_the_hub_nothing(tmp_path, hub):
@@ -76,7 +79,7 @@ def test_the_current_version_of_a_local_registry(tmp_path, tiny_model):
     released = publish.run(first)
     cfg = make_run(tmp_path / "now", publish_target="local", registry_uri=root)
     record = champion.run(cfg)
-    assert record["found"] and record["run_tag"] == released["run_tag"]
+    assert record["found"] and record["run_tag"] == released["run_tag"] == record["registry_revision"]
     assert registry.tag_in(record["label"]) == released["run_tag"]
     assert storage.read_bytes(cfg.uri(layout.CHAMPION, "model.safetensors")) == \
         (tiny_model / "model.safetensors").read_bytes()

@@ -87,3 +87,36 @@ def test_the_best_hypothesis_is_ranked_as_transformers_ranks_it(cap_offset, chos
     short, runaway = ["▁acht", "▁zwei", "</s>"], ["▁acht"] + ["▁sechs"] * 26
     result = SimpleNamespace(hypotheses=[short, runaway], scores=[-0.1545, -0.1560])
     assert decoder._best(result) == {"short": short[:-1], "runaway": runaway}[chosen]
+
+
+class FirstTranslationFails:
+    """A translator whose first translation raises, as CTranslate2 does when cuBLAS loads lazily and is missing."""
+
+    def __init__(self, translator):
+        self.translator = translator
+
+    def translate_batch(self, *args, **kwargs):
+        raise RuntimeError("Library libcublas.so.12 is not found or cannot be loaded")
+
+    def __getattr__(self, name):
+        return getattr(self.translator, name)
+
+
+def _cannot_load(*args, **kwargs):
+    raise RuntimeError("Library libcublas.so.12 is not found or cannot be loaded")
+
+
+@pytest.mark.parametrize("where", ["loading", "first translation"])
+def test_a_ctranslate2_without_its_cuda_libraries_falls_back_to_transformers(tiny_model, tmp_path, monkeypatch,
+                                                                          caplog, where):
+    import ctranslate2
+
+    real = ctranslate2.Translator
+    monkeypatch.setattr(ctranslate2, "Translator", _cannot_load if where == "loading" else
+                        lambda *args, **kwargs: FirstTranslationFails(real(*args, **kwargs)))
+    with pytest.raises(decoding.EngineUnavailable, match="CTranslate2 cannot run on cpu .*libcublas.so.12"):
+        _decode(tiny_model, "ctranslate2", [], tmp_path / "strict")
+    decoder, hypotheses = _decode(tiny_model, "auto", ["12 34"], tmp_path / "auto")
+    assert decoder.engine == "transformers" and len(hypotheses) == 1
+    assert "ctranslate2 not used" in caplog.text and "libcublas.so.12" in caplog.text
+    assert "decoding with transformers" in caplog.text

@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 
 import pytest
+from huggingface_hub import HfApi
 
 from devtools.local_hub import LocalHub
 from support.runs import make_promoted_run
@@ -234,3 +235,66 @@ def test_the_hub_refuses_a_card_with_a_broken_model_index_and_nothing_is_committ
     with pytest.raises(ValueError, match="Invalid metadata in README.md"):
         hub_registry(hub).publish(folder, release)
     assert statuses(hub, "validate_yaml") == [400] and "commit" not in posts(hub)
+
+
+# --- a release replaces only the model its gate compared against ------------------------------------------
+RUNS = ["manual__2026-11-20T06:00:00+00:00", "manual__2026-11-27T06:00:00+00:00", "manual__2026-12-04T06:00:00+00:00"]
+
+
+def looked_up(hub, tmp_path, tiny_model, run_id, **params):
+    """A promoted run whose champion step looked at the Hub now, as the DAG's champion task does."""
+    return make_promoted_run(tmp_path / "art", tiny_model, run_id=run_id, hub_repo_id=REPO,
+                             champion_source=hub_registry(hub), **params)
+
+
+@pytest.mark.parametrize("create_pr", [False, True])
+def test_a_release_that_landed_after_the_champion_lookup_is_never_replaced(hub, tmp_path, tiny_model, create_pr):
+    first = publish.run(looked_up(hub, tmp_path, tiny_model, RUNS[0]), registry=hub_registry(hub))
+    late = looked_up(hub, tmp_path, tiny_model, RUNS[1], create_pr=create_pr)  # its gate saw `first`
+    meanwhile = publish.run(looked_up(hub, tmp_path, tiny_model, RUNS[2]), registry=hub_registry(hub))
+    hub.clear_requests()
+
+    with pytest.raises(registry.RegistryMovedError) as err:
+        publish.run(late, registry=hub_registry(hub))
+    message = str(err.value)
+    assert f"The gate compared the candidate against {first['revision']}" in message
+    assert f"now serves {meanwhile['revision']} (release {meanwhile['run_tag']})" in message
+    assert "Nothing was published or replaced" in message
+    assert hub.branches(REPO)["main"] == meanwhile["revision"] and hub.pull_requests(REPO) == []
+    assert "commit" not in posts(hub) and publish.result(late) is None  # refused before uploading anything
+
+
+def test_a_commit_landing_between_the_check_and_the_commit_is_refused_by_the_hub(hub, tmp_path, tiny_model):
+    first = publish.run(looked_up(hub, tmp_path, tiny_model, RUNS[0]), registry=hub_registry(hub))
+    late = looked_up(hub, tmp_path, tiny_model, RUNS[1])
+    other_client = HfApi(endpoint=hub.url, token=TOKEN)
+    hub.before_next("commit", lambda: other_client.upload_file(
+        path_or_fileobj=b"edited by hand", path_in_repo="model.safetensors", repo_id=REPO,
+        commit_message="Replace the weights by hand"))
+
+    with pytest.raises(registry.RegistryMovedError) as err:
+        publish.run(late, registry=hub_registry(hub))
+    edit = hub.commits(REPO)[0]
+    assert edit["title"] == "Replace the weights by hand" and hub.branches(REPO)["main"] == edit["oid"]
+    # The first release, then this run's commit (logged on arrival, refused by the Hub itself because its
+    # parent was no longer main), then the hand edit served while that commit waited.
+    assert statuses(hub, "commit") == [200, 412, 200]
+    assert f"against {first['revision']}; {REPO} now serves {edit['oid']} (release {first['run_tag']})" \
+        in str(err.value)
+    assert not any(c["title"].startswith(registry.run_tag("test_dag", RUNS[1])) for c in hub.commits(REPO))
+
+
+def test_a_first_release_is_refused_when_another_landed_since_the_lookup(hub, tmp_path, tiny_model):
+    late = looked_up(hub, tmp_path, tiny_model, RUNS[1])  # nothing published yet: no champion
+    other = publish.run(looked_up(hub, tmp_path, tiny_model, RUNS[0]), registry=hub_registry(hub))
+    with pytest.raises(registry.RegistryMovedError, match=f"against no release; {REPO} now serves "
+                       f"{other['revision']} \\(release {other['run_tag']}\\)"):
+        publish.run(late, registry=hub_registry(hub))
+    assert hub.branches(REPO)["main"] == other["revision"]
+
+
+def test_a_published_run_still_finds_its_release_after_main_moved_on(hub, tmp_path, tiny_model):
+    cfg = looked_up(hub, tmp_path, tiny_model, RUNS[0])
+    first = publish.run(cfg, registry=hub_registry(hub))
+    publish.run(looked_up(hub, tmp_path, tiny_model, RUNS[1]), registry=hub_registry(hub))
+    assert publish_again(cfg, hub) == first  # its own release is found, not taken for a move

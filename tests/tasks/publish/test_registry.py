@@ -51,10 +51,13 @@ def test_hub_champion_is_the_last_run_published_to_main(hub, tmp_path, tiny_mode
     hub_registry = HubRegistry(REPO, token=TOKEN, endpoint=hub.url, retry=RetryPolicy(base_delay_s=0.01))
     assert hub_registry.latest() is None  # no repo yet: the first run has no champion
     runs = ["manual__2026-11-20T06:00:00+00:00", "manual__2026-11-27T06:00:00+00:00"]
-    first, second = (publish.run(make_promoted_run(tmp_path / "art", tiny_model, run_id=r, hub_repo_id=REPO),
-                                 registry=hub_registry) for r in runs)
+    # Each run looks its champion up first, as the DAG does: a release builds on what its gate compared against.
+    first, second = (publish.run(make_promoted_run(tmp_path / "art", tiny_model, run_id=r, hub_repo_id=REPO,
+                                                   champion_source=hub_registry), registry=hub_registry)
+                     for r in runs)
     in_review = publish.run(make_promoted_run(tmp_path / "art", tiny_model, run_id="manual__2026-12-04T06:00:00",
-                                              hub_repo_id=REPO, create_pr=True), registry=hub_registry)
+                                              hub_repo_id=REPO, create_pr=True, champion_source=hub_registry),
+                            registry=hub_registry)
     assert in_review["pr_url"]
 
     champion = hub_registry.latest()
@@ -88,9 +91,14 @@ def test_local_registry_keeps_versions_side_by_side_with_the_same_champion_looku
     local = local_registry.LocalRegistry(registry_uri, REPO)
     assert local.latest() is None
     params = {"hub_repo_id": REPO, "publish_target": "local", "registry_uri": registry_uri}
-    configs = [make_promoted_run(tmp_path / "art", tiny_model, run_id=r, **params)
-               for r in ("manual__2026-11-20T06:00:00+00:00", "manual__2026-11-27T06:00:00+00:00")]
-    first, second = (publish.run(cfg) for cfg in configs)
+
+    def looked_up_and_published(run_id):
+        cfg = make_promoted_run(tmp_path / "art", tiny_model, run_id=run_id, champion_source=local, **params)
+        return cfg, publish.run(cfg)
+
+    runs = [looked_up_and_published(r) for r in ("manual__2026-11-20T06:00:00+00:00",
+                                                 "manual__2026-11-27T06:00:00+00:00")]
+    configs, (first, second) = [cfg for cfg, _ in runs], [record for _, record in runs]
     assert (first["target"], first["revision"], first["tag"]) == ("local", first["run_tag"], first["run_tag"])
 
     index = storage.read_json(storage.join(registry_uri, REPO, local_registry.INDEX_FILE))
@@ -126,3 +134,17 @@ def test_local_registry_publish_is_idempotent_and_finishes_an_interrupted_one(tm
     assert len(storage.read_json(storage.join(uri, REPO, local_registry.INDEX_FILE))["versions"]) == 1
     with pytest.raises(ValueError, match="no pull requests"):
         local.publish(folder, registry.Release(**{**release.__dict__, "create_pr": True}))
+
+
+def test_local_registry_refuses_to_replace_a_version_the_gate_never_saw(tmp_path, tiny_model):
+    uri = str(tmp_path / "registry")
+    local = local_registry.LocalRegistry(uri, REPO)
+    params = {"hub_repo_id": REPO, "publish_target": "local", "registry_uri": uri, "champion_source": local}
+    late = make_promoted_run(tmp_path / "art", tiny_model, run_id="manual__2026-11-27T06:00:00+00:00", **params)
+    other = publish.run(make_promoted_run(tmp_path / "art", tiny_model, run_id="manual__2026-11-20T06:00:00+00:00",
+                                          **params))
+    with pytest.raises(registry.RegistryMovedError, match=f"against no release; {REPO} now serves {other['run_tag']}"):
+        publish.run(late)
+    index = storage.read_json(storage.join(uri, REPO, local_registry.INDEX_FILE))
+    assert index["current"] == other["run_tag"] and [v["run_tag"] for v in index["versions"]] == [other["run_tag"]]
+    assert not storage.exists(storage.join(uri, REPO, "versions", registry.run_tag("test_dag", late.run_id)))

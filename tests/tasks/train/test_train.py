@@ -85,8 +85,9 @@ def test_a_time_budget_stops_training_and_keeps_the_best_model(tmp_path, tiny_mo
     cfg = _digit_run(tmp_path, tiny_model, num_train_epochs=1000, max_train_minutes=0.1, eval_every_steps=10,
                      early_stopping_patience=0)
     report = train.run(cfg)
+    # Stopped by the budget: either when it was spent or at the end of the schedule it was fitted to.
     assert report["stopped_by"] == "time budget"
-    assert 6 <= report["seconds_total"] < 60  # stopped soon after the budget, not after 1000 epochs
+    assert 3 <= report["seconds_total"] < 60  # near the budget of 6 s, not after 1000 epochs
     assert 0 < report["best_step"] <= report["steps"]
     assert storage.exists(cfg.uri(layout.MODEL, "model.safetensors"))
 
