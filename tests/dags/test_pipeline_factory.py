@@ -43,8 +43,7 @@ def test_the_shipped_pipelines_become_dags_with_their_values_as_defaults():
     assert set(support.task_ids) == set(bag.dags["translation_finetune"].task_ids)
     watcher = bag.dags["translation_data_watcher"]
     watched = {a.uri for t in watcher.tasks for a in t.outlets}
-    assert watched == {"s3://translation-data/en-de/incoming", "s3://translation-data/legal/en-de",
-                       "s3://translation-data/support"}
+    assert watched == {"s3://translation-data/legal/en-de", "s3://translation-data/support"}  # no MT_DATA_URI
 
 
 def test_a_broken_entry_becomes_a_marker_dag_that_names_entry_and_field(tmp_path):
@@ -95,3 +94,4 @@ def test_ids_derive_from_domain_and_languages_and_must_be_unique():
     assert good[0].params["min_bleu_gain"] == 2.0
     assert good[1].params["target_lang"] == "de" and good[1].languages == "en→de,nl"
     assert len(broken) == 1 and "already used by pipeline #1" in broken[0].message
+
