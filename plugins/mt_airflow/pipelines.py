@@ -42,7 +42,7 @@ class PipelineEntry(BaseModel):
     target_lang: str | None = None
     target_langs: list[str] = []
     data_uri: str
-    base_model: str
+    base_model: str | dict[str, str]  # one for every target language, or one per target language
     hub_repo_id: str
     schedule: str | None = DEFAULT_SCHEDULE
     watch_data: bool = True  # retrain when the data watcher announces new keys under data_uri
@@ -142,6 +142,32 @@ def check_schedule(schedule: str | None) -> None:
         raise ValueError(f"not a cron expression or preset: {err}") from None
 
 
+def _base_models(label: str, entry: PipelineEntry, targets: list[str]) -> dict[str, Any]:
+    """`base_model` and, with several target languages, `target_base_models`: an en→de model cannot be the
+    base of en→nl, so a mapping gives each target its own (`{de: opus-mt-en-de, nl: opus-mt-en-nl}`)."""
+    listed = entry.params.get("target_base_models") or {}
+    where = "params.target_base_models" if listed else "base_model"
+    if isinstance(entry.base_model, dict):
+        if listed:
+            raise ValueError(f"{label}: field base_model / params.target_base_models: give the base models of the "
+                             "target languages in one place, base_model")
+        listed = entry.base_model
+    if not isinstance(listed, dict):
+        raise ValueError(f"{label}: field {where}: expected a mapping of target language to model, got {listed!r}")
+    for lang in listed:
+        if lang not in targets:
+            raise ValueError(f"{label}: field {where}.{lang}: {lang!r} is not a target language of this pipeline "
+                             f"({', '.join(targets)})")
+    if isinstance(entry.base_model, str):
+        return {"base_model": entry.base_model}
+    missing = [lang for lang in targets if lang not in listed]
+    if missing:
+        raise ValueError(f"{label}: field base_model: no base model for {', '.join(missing)}; name one for every "
+                         f"target language ({', '.join(targets)}), or one model for all")
+    models = {"base_model": listed[targets[0]]}
+    return {**models, "target_base_models": dict(listed)} if entry.target_langs else models
+
+
 def parse_entry(index: int, raw: Any, defaults: dict[str, Any]) -> Pipeline:
     """One validated pipeline; ValueError names the entry and every bad field."""
     label = _label(index, raw)
@@ -159,7 +185,7 @@ def parse_entry(index: int, raw: Any, defaults: dict[str, Any]) -> Pipeline:
         raise ValueError(f"{label}: field schedule: {err} (got {entry.schedule!r})") from None
     targets = entry.target_langs or [entry.target_lang]
     named = {"source_lang": entry.source_lang, "data_uri": entry.data_uri, "hub_repo_id": entry.hub_repo_id,
-             "base_model": entry.base_model}
+             **_base_models(label, entry, targets)}
     if entry.target_langs:
         named.update(target_lang=entry.target_langs[0], target_langs=entry.target_langs)
     else:
@@ -169,6 +195,8 @@ def parse_entry(index: int, raw: Any, defaults: dict[str, Any]) -> Pipeline:
         PipelineParams(**params)
     except ValidationError as err:
         shown = {k: f"thresholds.{k}" for k in entry.thresholds} | {k: f"params.{k}" for k in entry.params}
+        if isinstance(entry.base_model, dict):
+            shown["target_base_models"] = "base_model"  # the per-language models come from there
         messages = []
         for e in err.errors():
             name = str(e["loc"][0]) if e["loc"] else ""
