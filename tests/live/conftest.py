@@ -14,6 +14,7 @@ AIRFLOW_HOME is killed. Live tests run at the end of a session, the one that che
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -130,7 +132,8 @@ def _stop_everything(process: subprocess.Popen, home: Path) -> None:
 
     standalone.stop(process)
     for leftover in airflow_processes_of(home):  # a task runner whose parent died first, say
-        leftover.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            leftover.kill()
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,7 @@ def test_the_form_triggers_a_run_with_the_value_changed_in_it(ui, live_airflow, 
     field.blur()
     assert field.input_value() == str(value)
     if shot:
-        field.scroll_into_view_if_needed()
+        field.evaluate("element => element.scrollIntoView({block: 'center'})")
         screenshot(ui, shot)
     trigger_button(dialog).click()
     (run_id,) = wait_until(lambda: manual_run_ids(live, dag_id) - before, 60, f"the run the form started on {dag_id}")
@@ -101,7 +101,7 @@ def test_a_value_the_schema_refuses_is_flagged_at_its_field_and_refused_by_the_r
     assert "This field is required" in row.inner_text()  # next to the field, in its own group
     assert not trigger_button(dialog).is_enabled()
     if shot:
-        row.scroll_into_view_if_needed()
+        row.evaluate("element => element.scrollIntoView({block: 'center'})")
         screenshot(ui, shot)
     with live.api() as api:
         refused = api.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {name: ""}})
