@@ -67,13 +67,13 @@ def _extra_link(dag_run, task_id: str, name: str) -> str:
 
 
 def test_a_candidate_that_does_not_gain_enough_is_not_published(dag, run_conf, hub_connection):
-    run_conf.update(min_bleu_gain=1000.0, max_steps=20)
+    run_conf.update(min_bleu_gain=100.0, max_steps=20)
     dag_run, states, run_dir = _run(dag, run_conf)
     assert dag_run.state == "success", states
     assert states["publish"] == "skipped" and states["summary"] == "success"
     decision = storage.read_json(f"{run_dir}/{layout.GATE}")
     assert decision["decision"] == "refuse"
-    assert "< min_bleu_gain 1000.0" in decision["reasons"][0]
+    assert "< min_bleu_gain 100.0" in decision["reasons"][0]
     writes = [r for r in hub_connection.requests if r["method"] in ("POST", "PUT", "DELETE")]
     assert writes == []
     assert not storage.exists(f"{run_dir}/publish.json")
@@ -82,7 +82,7 @@ def test_a_candidate_that_does_not_gain_enough_is_not_published(dag, run_conf, h
 
 
 def test_a_learning_curve_fans_out_beside_the_candidate(dag, run_conf, hub_connection):
-    run_conf.update(learning_curve_fractions=[0.5], min_bleu_gain=1000.0, max_steps=20)
+    run_conf.update(learning_curve_fractions=[0.5], min_bleu_gain=100.0, max_steps=20)
     dag_run, states, run_dir = _run(dag, run_conf)
     assert dag_run.state == "success", states
     assert states["learning_curve_point"] == states["learning_curve"] == "success", states
