@@ -1,6 +1,7 @@
 # make demo   : create .venv if missing, install, build the offline demo and run the DAG once end to end
-# make test   : install what the tests need and run the whole suite (this is what CI runs)
-# make test-live: the live tests against a real airflow standalone and a headless browser (slow)
+# make test   : install what the tests need and run the whole suite, live tests included (this is what CI runs)
+# make test-live: only the live tests: a real airflow standalone on PostgreSQL and a headless browser
+# make screenshots: the live tests, saving their screenshots of the UI into docs/ (the README's pictures)
 # make airflow: the Airflow UI with this DAG loaded (airflow standalone, project-local AIRFLOW_HOME)
 # make bench-tiny : every benchmark in its seconds-long smoke mode
 
@@ -9,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: demo test test-live airflow bench-tiny clean
+.PHONY: demo test test-live screenshots airflow bench-tiny clean
 
 $(VENV)/.installed: requirements.txt requirements-train.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,10 +28,14 @@ demo: $(VENV)/.installed
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest
 
-# The live tests (tests/live): a real airflow standalone, the REST API and the history page in Debian's
-# headless Chromium (apt-get install chromium; Playwright never downloads a browser here).
+# The live tests (tests/live): a real airflow standalone on a throwaway PostgreSQL cluster, the REST API, the
+# trigger form and the history page in Debian's headless Chromium (apt-get install chromium postgresql;
+# Playwright never downloads a browser here). They are part of `make test` too.
 test-live: $(VENV)/.dev-installed
 	$(PY) -m pytest -m live tests/live
+
+screenshots: $(VENV)/.dev-installed
+	MT_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -m live tests/live
 
 airflow: $(VENV)/.installed
 	$(PY) -m devtools.standalone

@@ -1,12 +1,13 @@
 """
 ### Announce new translation data
 
-Every 10 minutes, for each data prefix that a retraining pipeline watches (the main `translation_finetune`
-and every `dags/pipelines.yaml` entry with `watch_data: true`), list the prefix and compare it with what was
-announced before (`{MT_ARTIFACT_ROOT}/_watcher/`). When data files are new or changed, the task emits an
-event on the prefix's Asset with `extra = {"new_keys": [...], "data_uri": ...}`; every DAG scheduled on that
-Asset starts a run that trains on exactly those keys. When nothing is new the task is **skipped** and emits
-nothing, so a quiet prefix starts no retraining. The weekly schedule of each pipeline remains as a fallback.
+Every 10 minutes, for each data prefix that a retraining pipeline watches (the main `translation_finetune` once
+the deployment names its prefix in `MT_DATA_URI`, and every `dags/pipelines.yaml` entry with `watch_data: true`),
+list the prefix and compare it with what was announced before (`{MT_ARTIFACT_ROOT}/_watcher/`). When data files
+are new or changed, the task emits an event on the prefix's Asset with `extra = {"new_keys": [...], "data_uri":
+...}`; every DAG scheduled on that Asset starts a run that trains on exactly those keys. When nothing is new the
+task is **skipped** and emits nothing, so a quiet prefix starts no retraining. The weekly schedule of each
+pipeline remains as a fallback. With no prefix to watch, the watcher is not scheduled at all.
 
 A listing is cheap (one paginated LIST per prefix), so this runs on a worker slot for seconds, not a GPU.
 """
@@ -18,27 +19,32 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import dag, task
 
-from mt_airflow.params import dag_params
+from mt_airflow.pipelines import load, main_pipeline
 
 PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
+EVERY_TEN_MINUTES = "*/10 * * * *"
 
 
 def watched_prefixes(path: Path = PIPELINES_FILE) -> list[str]:
-    """The main pipeline's data prefix and those of the valid, watched pipelines (broken entries are shown
-    by translation_finetune.py, not here)."""
-    from mt_airflow.pipelines import load
-
+    """The main pipeline's data prefix, when the deployment names one, and those of the valid, watched
+    pipelines (broken entries are shown by translation_finetune.py, not here)."""
     good, _ = load(path)
-    prefixes = [dag_params()["data_uri"].value] + [p.data_uri for p in good if p.watch_data]
+    main = main_pipeline().data_uri
+    prefixes = ([main] if main else []) + [p.data_uri for p in good if p.watch_data]
     return list(dict.fromkeys(prefixes))
+
+
+PREFIXES = watched_prefixes()
 
 
 @dag(
     dag_id="translation_data_watcher",
-    schedule="*/10 * * * *",
+    schedule=EVERY_TEN_MINUTES if PREFIXES else None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    description=(f"Watches {len(PREFIXES)} data prefix(es) every 10 minutes." if PREFIXES else
+                 "Not scheduled: no data prefix to watch (set MT_DATA_URI, or watch_data in pipelines.yaml)."),
     doc_md=__doc__,
     tags=["mlops", "translation", "data"],
     default_args={"owner": "mlops", "retries": 1},
@@ -46,7 +52,7 @@ def watched_prefixes(path: Path = PIPELINES_FILE) -> list[str]:
 def translation_data_watcher():
     from mt_airflow.watch import data_asset
 
-    for index, data_uri in enumerate(watched_prefixes()):
+    for index, data_uri in enumerate(PREFIXES):
         asset = data_asset(data_uri)
 
         @task(task_id=f"watch_{index}", outlets=[asset], doc_md=f"Watches `{data_uri}`.")

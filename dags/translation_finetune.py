@@ -54,6 +54,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, chain, dag, t
 from mt_airflow.launcher import RunStepOperator, execution_timeout
 from mt_airflow.notify import WebhookNotifier
 from mt_airflow.params import dag_params
+from mt_airflow.pipelines import main_pipeline
 from mt_airflow.publish import PublishModelOperator
 
 log = logging.getLogger(__name__)
@@ -249,8 +250,9 @@ def learning_curve_points(run_dirs, *, after) -> None:
 
 
 def build(dag_id: str, *, schedule: str | None, data_uri: str | None, watch_data: bool, params: dict,
-          doc_md: str, tags: list[str]):
-    """The retraining DAG with these Param defaults; new data under `data_uri` triggers it when watched."""
+          doc_md: str, tags: list[str], description: str | None = None):
+    """The retraining DAG with these Param defaults; new data under `data_uri` triggers it when watched. Without
+    a schedule and a data_uri it runs only when triggered."""
     from mt_airflow.watch import data_asset
 
     timetable = CronTriggerTimetable(schedule, timezone="UTC") if schedule else None
@@ -266,6 +268,7 @@ def build(dag_id: str, *, schedule: str | None, data_uri: str | None, watch_data
         catchup=False,
         max_active_runs=1,
         params=dag_params(**params),
+        description=description,
         doc_md=doc_md,
         tags=tags,
         default_args={"owner": "mlops"},
@@ -315,7 +318,9 @@ def build_pipelines(path: Path = PIPELINES_FILE) -> None:
         _broken_pipeline(entry)
 
 
-# The main pipeline: the production defaults of the form (tasks/config.py), retrained weekly and on new data.
-build("translation_finetune", schedule="@weekly", data_uri=dag_params()["data_uri"].value, watch_data=True,
-      params={}, doc_md=__doc__, tags=["mlops", "translation", "retraining"])
+# The main pipeline: the production defaults of the form (tasks/config.py), retrained weekly and on new data once
+# the deployment names its data prefix (MT_DATA_URI); until then only when triggered, never against a placeholder.
+MAIN = main_pipeline()
+build("translation_finetune", schedule=MAIN.schedule, data_uri=MAIN.data_uri, watch_data=True, params=MAIN.params,
+      doc_md=MAIN.doc_md + __doc__, description=MAIN.description, tags=["mlops", "translation", "retraining"])
 build_pipelines()

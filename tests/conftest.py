@@ -49,8 +49,9 @@ os.environ.update({
     "MT_LOCAL_DATA_ROOTS": os.pathsep.join([tempfile.gettempdir(), str(REPO_ROOT)]),
     "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "plugins")]),
 })
+# MT_DATA_URI schedules the main DAG (dags/translation_finetune.py): tests that want it set it themselves.
 for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_ENABLE_HF_TRANSFER", "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+            "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "MT_DATA_URI"):
     os.environ.pop(var, None)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from tasks import layout
 from tasks.io import storage
@@ -112,10 +113,21 @@ def _date_from_run_id(run_id: str) -> str | None:
     return match.group(0) if match else None
 
 
-def collect(root: str) -> dict[str, list[Row]]:
-    """Rows per pipeline, oldest run first (the chart's order)."""
+def everyone(dag_ids: set[str]) -> set[str]:
+    return dag_ids
+
+
+def _readable_runs(root: str, readable: Callable[[set[str]], set[str]]) -> list[str]:
+    """The run directories of the DAGs that `readable` lets through (a run's folder is named by its DAG id)."""
+    found = run_dirs(root)
+    allowed = readable({run_path.split("/")[0] for run_path in found})
+    return [run_path for run_path in found if run_path.split("/")[0] in allowed]
+
+
+def collect(root: str, readable: Callable[[set[str]], set[str]] = everyone) -> dict[str, list[Row]]:
+    """Rows per pipeline, oldest run first (the chart's order), of the DAGs whose runs `readable` keeps."""
     pipelines: dict[str, list[Row]] = {}
-    for run_path in run_dirs(root):
+    for run_path in _readable_runs(root, readable):
         row = read_row(root, run_path)
         if row is not None:
             pipelines.setdefault(row.pipeline, []).append(row)
@@ -124,9 +136,10 @@ def collect(root: str) -> dict[str, list[Row]]:
     return dict(sorted(pipelines.items()))
 
 
-def report(root: str, run_path: str) -> dict:
-    """What the report page shows for one run: report.md if the evaluation wrote one, and the raw records."""
-    if run_path not in run_dirs(root):
+def report(root: str, run_path: str, readable: Callable[[set[str]], set[str]] = everyone) -> dict:
+    """What the report page shows for one run: report.md if the evaluation wrote one, and the raw records.
+    FileNotFoundError for a run that is not there, or whose DAG `readable` does not keep."""
+    if run_path not in _readable_runs(root, readable):
         raise FileNotFoundError(run_path)
     run_dir = storage.join(root, *run_path.split("/"))
     try:

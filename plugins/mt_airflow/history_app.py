@@ -6,8 +6,13 @@
 
 Pages are plain HTML with an inline SVG chart, rendered from Jinja2 templates (templates/history_*.html;
 Airflow ships Jinja2): no JavaScript, no assets, so it renders the same inside the Airflow UI's frame and on its
-own. Plugin apps are not protected by Airflow automatically, so every route checks the caller's Airflow login
-(the UI's `_token` cookie, or a bearer token) and DAG-run read access.
+own.
+
+Plugin apps are not protected by Airflow automatically, so every route resolves the caller's Airflow login (the
+UI's `_token` cookie, or a bearer token) and shows only the runs of the DAGs whose runs the auth manager lets that
+user read: the same per-DAG rule as Airflow's own DAG-run lists (`get_authorized_dag_ids`, which knows teams),
+then the DAG-run check for each DAG (`is_authorized_dag` with its DagDetails). A report of a DAG the user may not
+read answers 404, as an unknown run does, so the page does not tell which pipelines exist.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Callable
 
 import jinja2
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -28,21 +34,33 @@ TEMPLATES.filters["pretty_json"] = lambda record: json.dumps(record, indent=2, e
 SERIES = {"candidate": ("#2b6cb0", ""), "base": ("#718096", "6 4"), "champion": ("#b7791f", "2 3")}
 
 
-async def require_login(request: Request) -> None:
-    """The Airflow user behind the request must be allowed to read DAG runs."""
-    from airflow.api_fastapi.app import get_auth_manager
+async def current_user(request: Request):
+    """The Airflow user behind the request: 401 without a login, 403 for a token that is not valid."""
     from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.core_api.security import resolve_user_from_token
 
     header = request.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
-    user = await resolve_user_from_token(token)
-    if not get_auth_manager().is_authorized_dag(method="GET", access_entity=DagAccessEntity.RUN, user=user):
-        raise HTTPException(status_code=403, detail="not allowed to read DAG runs")
+    return await resolve_user_from_token(token)
 
 
-app = FastAPI(title="Promotion history", dependencies=[Depends(require_login)])
+def readable_dags(user=Depends(current_user)) -> Callable[[set[str]], set[str]]:
+    """Which of the given DAG ids' runs this user may read."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    auth = get_auth_manager()
+
+    def readable(dag_ids: set[str]) -> set[str]:
+        listed = auth.get_authorized_dag_ids(user=user, method="GET") & dag_ids
+        return {dag_id for dag_id in listed if auth.is_authorized_dag(
+            method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user)}
+
+    return readable
+
+
+Readable = Annotated[Callable[[set[str]], set[str]], Depends(readable_dags)]
+app = FastAPI(title="Promotion history", dependencies=[Depends(current_user)])
 
 
 @dataclass
@@ -105,16 +123,16 @@ def page(template: str, **values) -> HTMLResponse:
 
 
 @app.get("/", response_class=HTMLResponse)
-def index() -> HTMLResponse:
+def index(readable: Readable) -> HTMLResponse:
     pipelines = {name: {"rows": rows, "chart": chart_of(rows)}
-                 for name, rows in history.collect(artifact_root()).items()}
+                 for name, rows in history.collect(artifact_root(), readable).items()}
     return page("history_index.html", title="Promotion history", pipelines=pipelines)
 
 
 @app.get("/report/{run_path:path}", response_class=HTMLResponse)
-def run_report(run_path: str) -> HTMLResponse:
+def run_report(run_path: str, readable: Readable) -> HTMLResponse:
     try:
-        found = history.report(artifact_root(), run_path.strip("/"))
+        found = history.report(artifact_root(), run_path.strip("/"), readable)
     except FileNotFoundError:
         raise HTTPException(status_code=404, detail=f"no run {run_path!r} in the artifact store") from None
     row = found["row"]
@@ -124,5 +142,5 @@ def run_report(run_path: str) -> HTMLResponse:
 
 
 @app.get("/api/history")
-def history_json() -> dict:
-    return {name: [r.as_dict() for r in rows] for name, rows in history.collect(artifact_root()).items()}
+def history_json(readable: Readable) -> dict:
+    return {name: [r.as_dict() for r in rows] for name, rows in history.collect(artifact_root(), readable).items()}

@@ -9,22 +9,29 @@ values are validated by the same typed config (tasks/config.py) that validates a
 per bad one, whose message names the entry and the field. The DAG file turns each broken entry into a
 small marker DAG that shows the error, so one typo hides nothing but its own pipeline (see
 dags/translation_finetune.py). A file that cannot be read or parsed at all is one broken entry.
+
+The main DAG, `translation_finetune`, is no entry: its data prefix is a deployment setting, MT_DATA_URI
+(`main_pipeline()`). Until a deployment sets it, the main DAG has no schedule and the watcher does not watch
+for it, so a fresh install never retrains, or polls, against the placeholder bucket of the form's default.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tasks import locations
 from tasks.config import PipelineParams
 
 MAIN_DAG_ID = "translation_finetune"
 DEFAULT_SCHEDULE = "@weekly"
+DATA_URI_ENV = "MT_DATA_URI"
 
 
 class PipelineEntry(BaseModel):
@@ -35,7 +42,7 @@ class PipelineEntry(BaseModel):
     target_lang: str | None = None
     target_langs: list[str] = []
     data_uri: str
-    base_model: str
+    base_model: str | dict[str, str]  # one for every target language, or one per target language
     hub_repo_id: str
     schedule: str | None = DEFAULT_SCHEDULE
     watch_data: bool = True  # retrain when the data watcher announces new keys under data_uri
@@ -57,6 +64,38 @@ class Pipeline:
     def languages(self) -> str:
         targets = self.params.get("target_langs") or [self.params["target_lang"]]
         return f"{self.params['source_lang']}→{','.join(targets)}"
+
+
+@dataclass(frozen=True)
+class MainPipeline:
+    data_uri: str | None  # the deployment's data prefix; None: the main DAG runs only when triggered
+    schedule: str | None
+    params: dict[str, Any]  # Param defaults that differ from tasks/config.py's
+    description: str  # one line for the DAG list: when it runs, or why it does not
+    doc_md: str  # the same, with how to change it, above the DAG's own documentation
+
+
+_HOW_TO_SCHEDULE = (
+    f"Set `{DATA_URI_ENV}` in the environment of the DAG processor and the workers (both parse this file) to the "
+    "data prefix to retrain on (`s3://bucket/prefix/`, or a folder under `MT_LOCAL_DATA_ROOTS`). The DAG then retrains "
+    "weekly and whenever `translation_data_watcher` announces new files there, and the form's `data_uri` "
+    "defaults to it. Until then it runs only when triggered, on the `data_uri` given at the trigger.")
+
+
+def main_pipeline(env: Mapping[str, str] = os.environ) -> MainPipeline:
+    """How the main DAG is scheduled, from the deployment's environment (read at parse time, like any
+    setting of the DAG processor; never a Variable or a connection)."""
+    value = env.get(DATA_URI_ENV, "").strip()
+    why = f"{DATA_URI_ENV} is not set" if not value else locations.problem(value, env)
+    if why is None:
+        line = f"Retrains weekly and on new data under {value} ({DATA_URI_ENV})."
+        return MainPipeline(data_uri=value, schedule=DEFAULT_SCHEDULE, params={"data_uri": value},
+                            description=line, doc_md=f"**{line}**\n\n")
+    if value:
+        why = f"{DATA_URI_ENV}={value!r} is not allowed: {why}"
+    line = f"Not scheduled: {why}. Runs only when triggered."
+    return MainPipeline(data_uri=None, schedule=None, params={}, description=line,
+                        doc_md=f"### Not scheduled yet\n\n{why[0].upper() + why[1:]}. {_HOW_TO_SCHEDULE}\n\n")
 
 
 @dataclass(frozen=True)
@@ -103,6 +142,32 @@ def check_schedule(schedule: str | None) -> None:
         raise ValueError(f"not a cron expression or preset: {err}") from None
 
 
+def _base_models(label: str, entry: PipelineEntry, targets: list[str]) -> dict[str, Any]:
+    """`base_model` and, with several target languages, `target_base_models`: an en→de model cannot be the
+    base of en→nl, so a mapping gives each target its own (`{de: opus-mt-en-de, nl: opus-mt-en-nl}`)."""
+    listed = entry.params.get("target_base_models") or {}
+    where = "params.target_base_models" if listed else "base_model"
+    if isinstance(entry.base_model, dict):
+        if listed:
+            raise ValueError(f"{label}: field base_model / params.target_base_models: give the base models of the "
+                             "target languages in one place, base_model")
+        listed = entry.base_model
+    if not isinstance(listed, dict):
+        raise ValueError(f"{label}: field {where}: expected a mapping of target language to model, got {listed!r}")
+    for lang in listed:
+        if lang not in targets:
+            raise ValueError(f"{label}: field {where}.{lang}: {lang!r} is not a target language of this pipeline "
+                             f"({', '.join(targets)})")
+    if isinstance(entry.base_model, str):
+        return {"base_model": entry.base_model}
+    missing = [lang for lang in targets if lang not in listed]
+    if missing:
+        raise ValueError(f"{label}: field base_model: no base model for {', '.join(missing)}; name one for every "
+                         f"target language ({', '.join(targets)}), or one model for all")
+    models = {"base_model": listed[targets[0]]}
+    return {**models, "target_base_models": dict(listed)} if entry.target_langs else models
+
+
 def parse_entry(index: int, raw: Any, defaults: dict[str, Any]) -> Pipeline:
     """One validated pipeline; ValueError names the entry and every bad field."""
     label = _label(index, raw)
@@ -118,8 +183,9 @@ def parse_entry(index: int, raw: Any, defaults: dict[str, Any]) -> Pipeline:
         check_schedule(entry.schedule)
     except ValueError as err:
         raise ValueError(f"{label}: field schedule: {err} (got {entry.schedule!r})") from None
-    named = {"source_lang": entry.source_lang, "data_uri": entry.data_uri, "base_model": entry.base_model,
-             "hub_repo_id": entry.hub_repo_id}
+    targets = entry.target_langs or [entry.target_lang]
+    named = {"source_lang": entry.source_lang, "data_uri": entry.data_uri, "hub_repo_id": entry.hub_repo_id,
+             **_base_models(label, entry, targets)}
     if entry.target_langs:
         named.update(target_lang=entry.target_langs[0], target_langs=entry.target_langs)
     else:
@@ -128,15 +194,16 @@ def parse_entry(index: int, raw: Any, defaults: dict[str, Any]) -> Pipeline:
     try:
         PipelineParams(**params)
     except ValidationError as err:
-        where = {k: "thresholds." for k in entry.thresholds} | {k: "params." for k in entry.params}
+        shown = {k: f"thresholds.{k}" for k in entry.thresholds} | {k: f"params.{k}" for k in entry.params}
+        if isinstance(entry.base_model, dict):
+            shown["target_base_models"] = "base_model"  # the per-language models come from there
         messages = []
         for e in err.errors():
             name = str(e["loc"][0]) if e["loc"] else ""
             got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
-            field = f"field {where.get(name, '')}{name}" if name else "fields"
+            field = f"field {shown.get(name, name)}" if name else "fields"
             messages.append(f"{field}: {e['msg']}{got}")
         raise ValueError(f"{label}: " + "; ".join(messages)) from None
-    targets = entry.target_langs or [entry.target_lang]
     return Pipeline(index=index, dag_id=dag_id_for(entry.domain, entry.source_lang, targets), domain=entry.domain,
                     data_uri=entry.data_uri, schedule=entry.schedule, watch_data=entry.watch_data, params=params)
 

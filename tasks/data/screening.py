@@ -120,8 +120,8 @@ class ScreeningPool:
             self._pool.join()
 
     def screen(self, name: str, rows: Iterable[Row]) -> Iterator[tuple]:
-        """Screened rows (as plain tuples of the Screened fields) in input order. When the file turns out broken midway (UnreadableFile), the rows
-        read before the break are still yielded, then the error is raised."""
+        """Screened rows (as plain tuples of the Screened fields) in input order. When the file turns out broken
+        midway (UnreadableFile), the rows read before the break are still yielded, then the error is raised."""
         if self._pool is None:
             for chunk in _chunks(rows):
                 yield from self._local.screen(name, chunk)

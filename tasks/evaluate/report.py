@@ -140,7 +140,8 @@ def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict
         value = "—" if c["value"] is None else c["value"]
         lines.append(f"| {c['name']} | {value} | {c['threshold']} | {'PASS' if c['passed'] else 'FAIL'} | "
                      f"{_cell(c['reason'])} |")
-    lines += ["", "## Sentence-level differences", "", f"![sentence chrF differences and BLEU by length]({layout.REPORT_PLOT})", "",
+    lines += ["", "## Sentence-level differences", "",
+              f"![sentence chrF differences and BLEU by length]({layout.REPORT_PLOT})", "",
               "| source words | sentences | " + " | ".join(r for r in layout.ROLES if r in by_length[0]) + " |",
               "|---|---:|" + "---:|" * sum(r in by_length[0] for r in layout.ROLES)]
     for row in by_length:

@@ -43,17 +43,51 @@ def test_parsing_does_no_io_and_no_lookups(tmp_path):
     assert probe["opened"] == [] and probe["connected"] == [] and probe["lookups"] == []
 
 
-def test_schedule_and_run_policy(dag):
-    # Weekly as a fallback, and whenever the watcher announces new data under the default data prefix.
-    from airflow.sdk import AssetOrTimeSchedule
-
-    assert isinstance(dag.timetable, AssetOrTimeSchedule)
-    assert dag.timetable.timetable.expression == "0 0 * * 0"  # @weekly
-    assert dag.timetable.asset_condition.uri == param_specs()["data_uri"]["default"].rstrip("/")
+def test_run_policy(dag):
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.doc_md and "### Keep a translation model fresh" in dag.doc_md
     assert {"mlops", "translation"} <= set(dag.tags)
+
+
+def test_without_a_data_prefix_the_main_dag_is_not_scheduled_and_says_how_to_schedule_it(dagbag, dag):
+    # The form's default data_uri is a placeholder bucket: nothing may retrain, or poll, against it by itself.
+    assert dag.schedule is None
+    assert dag.description == "Not scheduled: MT_DATA_URI is not set. Runs only when triggered."
+    assert "### Not scheduled yet" in dag.doc_md and "Set `MT_DATA_URI`" in dag.doc_md
+    assert dag.params["data_uri"] == param_specs()["data_uri"]["default"]  # a manual run still has a default
+    watched = {a.uri for t in dagbag.dags["translation_data_watcher"].tasks for a in t.outlets}
+    assert not any(uri.startswith("s3://translation-data/en-de/") for uri in watched)
+
+
+def test_a_data_prefix_schedules_the_main_dag_weekly_and_on_new_data(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import AssetOrTimeSchedule
+
+    monkeypatch.setenv("MT_DATA_URI", "s3://acme-mt/en-de/incoming/")
+    bag = DagBag(dag_folder=str(DAGS))
+    dag = bag.dags["translation_finetune"]
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.timetable.timetable.expression == "0 0 * * 0"  # @weekly
+    assert dag.timetable.asset_condition.uri == "s3://acme-mt/en-de/incoming"
+    assert dag.params["data_uri"] == "s3://acme-mt/en-de/incoming/"
+    assert dag.description == "Retrains weekly and on new data under s3://acme-mt/en-de/incoming/ (MT_DATA_URI)."
+    watcher = bag.dags["translation_data_watcher"]
+    assert "s3://acme-mt/en-de/incoming" in {a.uri for t in watcher.tasks for a in t.outlets}
+    assert watcher.timetable.expression == "*/10 * * * *"
+
+
+@pytest.mark.parametrize("value, why", [
+    ("", "MT_DATA_URI is not set"),
+    ("/srv/elsewhere/en-de", "MT_DATA_URI='/srv/elsewhere/en-de' is not allowed: it is outside the local roots"),
+    ("file:///data/en-de", "MT_DATA_URI='file:///data/en-de' is not allowed: only s3://bucket/... and absolute"),
+])
+def test_a_data_prefix_the_deployment_does_not_allow_leaves_the_main_dag_unscheduled(value, why):
+    from mt_airflow.pipelines import main_pipeline
+
+    main = main_pipeline({"MT_DATA_URI": value, "MT_LOCAL_DATA_ROOTS": "/srv/mt-data"})
+    assert (main.data_uri, main.schedule, main.params) == (None, None, {})
+    assert main.description.startswith(f"Not scheduled: {why}")
 
 
 def test_io_steps_retry_with_backoff(dag):

@@ -34,6 +34,9 @@ def test_the_shipped_pipelines_become_dags_with_their_values_as_defaults():
     assert legal.params["hub_repo_id"] == "my-org/opus-mt-en-de-legal"
     assert legal.params["launcher"] == "kubernetes"  # from `defaults`
     assert support.params["target_langs"] == ["de", "nl"] and support.params["min_bleu_gain"] == 0.5
+    # each language fine-tunes a model that already translates into it
+    assert support.params["target_base_models"] == {"de": "Helsinki-NLP/opus-mt-en-de",
+                                                    "nl": "Helsinki-NLP/opus-mt-en-nl"}
     assert support.params["num_train_epochs"] == 2
     assert isinstance(legal.timetable, AssetOrTimeSchedule)
     assert legal.timetable.timetable.expression == "0 3 * * 1"
@@ -43,8 +46,7 @@ def test_the_shipped_pipelines_become_dags_with_their_values_as_defaults():
     assert set(support.task_ids) == set(bag.dags["translation_finetune"].task_ids)
     watcher = bag.dags["translation_data_watcher"]
     watched = {a.uri for t in watcher.tasks for a in t.outlets}
-    assert watched == {"s3://translation-data/en-de/incoming", "s3://translation-data/legal/en-de",
-                       "s3://translation-data/support"}
+    assert watched == {"s3://translation-data/legal/en-de", "s3://translation-data/support"}  # no MT_DATA_URI
 
 
 def test_a_broken_entry_becomes_a_marker_dag_that_names_entry_and_field(tmp_path):
@@ -95,3 +97,50 @@ def test_ids_derive_from_domain_and_languages_and_must_be_unique():
     assert good[0].params["min_bleu_gain"] == 2.0
     assert good[1].params["target_lang"] == "de" and good[1].languages == "en→de,nl"
     assert len(broken) == 1 and "already used by pipeline #1" in broken[0].message
+
+
+def test_each_target_language_can_have_its_own_base_model():
+    multi = {**GOOD, "domain": "support", "target_lang": None, "target_langs": ["de", "nl"],
+             "base_model": {"de": "Helsinki-NLP/opus-mt-en-de", "nl": "Helsinki-NLP/opus-mt-en-nl"}}
+    single = {**GOOD, "base_model": {"de": "Helsinki-NLP/opus-mt-en-de"}}
+    shared = {**multi, "domain": "shared", "base_model": "facebook/nllb-200-distilled-600M"}
+    (support, legal, nllb), broken = pipelines.parse({"pipelines": [multi, single, shared]})
+    assert broken == []
+    assert support.params["base_model"] == "Helsinki-NLP/opus-mt-en-de"
+    assert support.params["target_base_models"] == multi["base_model"]
+    assert legal.params["base_model"] == "Helsinki-NLP/opus-mt-en-de" and "target_base_models" not in legal.params
+    assert nllb.params["base_model"] == "facebook/nllb-200-distilled-600M" and "target_base_models" not in nllb.params
+
+
+def test_the_pairs_of_a_run_fine_tune_their_own_base_models(tmp_path):
+    from mt_airflow import pairs
+    from tasks import config
+
+    multi = {**GOOD, "domain": "support", "target_lang": None, "target_langs": ["de", "nl"],
+             "data_uri": str(tmp_path / "data"),
+             "base_model": {"de": "Helsinki-NLP/opus-mt-en-de", "nl": "Helsinki-NLP/opus-mt-en-nl"}}
+    (support,), _ = pipelines.parse({"pipelines": [multi]})
+    run = config.build(support.params, dag_id=support.dag_id, run_id="manual_1", artifact_root=str(tmp_path))
+    assert {p.target_lang: p.base_model for p in pairs.expand(run)} == multi["base_model"]
+
+
+TWO = {**GOOD, "domain": "support", "target_lang": None, "target_langs": ["de", "nl"]}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"base_model": {"de": "Helsinki-NLP/opus-mt-en-de"}},
+     "field base_model: no base model for nl; name one for every target language (de, nl), or one model for all"),
+    ({"base_model": {"de": "a/b", "nl": "c/d", "fr": "e/f"}},
+     "field base_model.fr: 'fr' is not a target language of this pipeline (de, nl)"),
+    ({"params": {"target_base_models": {"fr": "e/f"}}},
+     "field params.target_base_models.fr: 'fr' is not a target language of this pipeline (de, nl)"),
+    ({"base_model": {"de": "a/b", "nl": "c/d"}, "params": {"target_base_models": {"nl": "c/d"}}},
+     "field base_model / params.target_base_models: give the base models of the target languages in one place"),
+    ({"base_model": {"de": "a/b", "nl": "../up"}}, "field base_model: Value error, '../up' is not allowed"),
+    ({"base_model": ["a/b"]}, "field base_model"),
+])
+def test_per_language_base_model_errors_name_the_entry_and_the_field(change, message):
+    good, broken = pipelines.parse({"pipelines": [{**TWO, **change}]})
+    assert good == [] and len(broken) == 1
+    assert broken[0].message.startswith("pipeline #1 ('support'): ")
+    assert message in broken[0].message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psutil
@@ -19,3 +20,16 @@ def airflow_processes_of(home: Path) -> list[psutil.Process]:
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
     return found
+
+
+def wait_until(condition, timeout: float, what: str, every: float = 1.0):
+    """Poll `condition` until it returns something truthy (and return that), or fail naming `what`: the live
+    tests wait on the state they expect, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f}s for {what}")
+        time.sleep(every)
