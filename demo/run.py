@@ -1,12 +1,18 @@
-"""The offline demo: one real run of the `translation_finetune` DAG through Airflow, end to end.
+"""The offline demo: two weeks of the `translation_finetune` DAG through Airflow, end to end.
 
-1. builds (or reuses) the demo base model from the bundled general-domain text (demo/base_model.py);
+1. builds (or reuses) the demo base model: a small Marian model pretrained on bundled general-domain
+   sentences (demo/base_model.py), cached in .cache/demo;
 2. migrates a SQLite metadata DB in a project-local AIRFLOW_HOME (.demo/airflow);
 3. starts a local Hugging Face Hub-compatible server (devtools/local_hub.py) as the publish target, and
    hands its token to Airflow as the `huggingface_default` connection;
-4. runs `airflow dags test translation_finetune` on the bundled GNU software-message data;
-5. prints what happened: rows pulled/kept/rejected, base and candidate BLEU, the gate's decision and
-   where the model was published.
+4. week 1: most of the bundled GNU software-message catalogs land in .demo/incoming; `airflow dags test`
+   pulls, validates and splits them (freezing the test set), fine-tunes the base model, gates it and
+   publishes it;
+5. week 2: one more catalog lands; the retrain trains on both weeks' data and faces week 1's model as the
+   champion;
+6. prints what each week did: rows, base/candidate/champion BLEU, the gate's decision, where it was published.
+
+Each `make demo` starts from an empty .demo/ (the cached base model is kept).
 
     python -m demo.run            (or: make demo)
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,10 +36,13 @@ WORK = ROOT / ".demo"
 HUB_TOKEN = "hf_demo_write_token"
 HUB_REPO = "demo/opus-mt-en-de-gnu-messages"
 
-# The run's settings: the production defaults, with what a 2-core CPU and a tiny model need instead.
+DOMAIN = ROOT / "demo" / "data" / "domain"
+INCOMING = WORK / "incoming"
+WEEK_2 = ["wget.de.jsonl"]  # lands a week later; every other catalog is week 1's data
+
+# The run's settings: the production defaults, with what a 2-core CPU and a small model need instead.
 RUN_CONF = {
-    "data_uri": str(ROOT / "demo" / "data" / "domain"),
-    "force_full_retrain": True,  # every `make demo` retrains on all the data, even though none of it is new
+    "data_uri": str(INCOMING),
     "base_model": str(base_model.CACHE),
     "hub_repo_id": HUB_REPO,
     "model_license": "gpl-3.0",  # the GNU catalogs it is trained on are GPL-3.0-or-later
@@ -81,40 +91,58 @@ def _airflow(*args: str, env: dict, log_file: Path) -> int:
                               stderr=subprocess.STDOUT).returncode
 
 
+def _land(names: list[str]) -> None:
+    """New data lands in the watched folder, as a data team's export would."""
+    INCOMING.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(DOMAIN / name, INCOMING / name)
+
+
+def _week(number: int, hub_url: str, log_file: Path) -> int:
+    names = [p.name for p in sorted(DOMAIN.iterdir()) if (p.name in WEEK_2) == (number == 2)]
+    _land(names)
+    print(f"    week {number}: {len(names)} file(s) land in {INCOMING.relative_to(ROOT)} "
+          f"({', '.join(names) if len(names) < 4 else f'{names[0]} … {names[-1]}'}); airflow dags test ...",
+          flush=True)
+    code = _airflow("dags", "test", "translation_finetune", "--conf", json.dumps(RUN_CONF), env=_env(hub_url),
+                    log_file=log_file)
+    runs = sorted((p for p in (WORK / "artifacts" / "translation_finetune").iterdir()
+                   if (p / "config.json").exists()), key=lambda p: p.stat().st_mtime)
+    result = summary.summarize_run(config.load(str(runs[-1])))
+    print(f"\n== week {number}: translation_finetune " + ("success" if code == 0 else "FAILED") + " ==")
+    for line in summary.format_summary(result):
+        print("  " + line)
+    print()
+    return code
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     started = time.monotonic()
-    WORK.mkdir(exist_ok=True)
+    shutil.rmtree(WORK, ignore_errors=True)  # every demo starts from week 1
+    WORK.mkdir()
     log_file = WORK / "demo.log"
-    log_file.write_text("")
     os.environ.update({k: v for k, v in _env().items() if k.startswith(("HF_", "TOKENIZERS", "TRANSFORMERS"))})
 
-    print("1/4 base model (built once from demo/data/general, then cached) ...", flush=True)
+    print("1/5 base model (pretrained once on demo/data/general, then cached) ...", flush=True)
     base_model.build()
-    print(f"2/4 Airflow metadata DB in {WORK / 'airflow'} ...", flush=True)
+    print(f"2/5 Airflow metadata DB in {WORK / 'airflow'} ...", flush=True)
     if _airflow("db", "migrate", env=_env(), log_file=log_file):
         print(f"airflow db migrate failed; see {log_file}")
         return 1
-
-    print("3/4 local Hub-compatible server ...", flush=True)
+    print("3/5 local Hub-compatible server ...", flush=True)
     hub = subprocess.Popen([sys.executable, "-m", "devtools.local_hub", "--root", str(WORK / "hub"), "--port", "0",
                             "--token", HUB_TOKEN], env=_env(), stdout=subprocess.PIPE, text=True)
     try:
         hub_url = hub.stdout.readline().strip()
-        print(f"    {hub_url}")
-        print("4/4 airflow dags test translation_finetune (log: .demo/demo.log) ...", flush=True)
-        code = _airflow("dags", "test", "translation_finetune", "--conf", json.dumps(RUN_CONF),
-                        env=_env(hub_url), log_file=log_file)
+        print(f"    {hub_url}; the DAG's log: .demo/demo.log", flush=True)
+        print("4/5 week 1", flush=True)
+        code = _week(1, hub_url, log_file)
+        print("5/5 week 2: new data, the retrain learns from both weeks and faces week 1's model", flush=True)
+        code = _week(2, hub_url, log_file) or code
     finally:
         hub.terminate()
         hub.wait(timeout=10)
-
-    runs = sorted((p for p in (WORK / "artifacts" / "translation_finetune").iterdir() if (p / "config.json").exists()),
-                  key=lambda p: p.stat().st_mtime)
-    result = summary.summarize_run(config.load(str(runs[-1])))
-    print("\n== translation_finetune: " + ("success" if code == 0 else "FAILED") + " ==")
-    for line in summary.format_summary(result):
-        print("  " + line)
     print(f"  hub: {hub_url}/{HUB_REPO} (stored under {WORK / 'hub'})")
     print(f"  demo took {time.monotonic() - started:.0f}s")
     return code

@@ -138,7 +138,8 @@ def test_gpu_steps_share_the_gpu_pool_and_failures_are_reported(dag):
     assert isinstance(dag.on_failure_callback, WebhookNotifier)
 
 
-@pytest.mark.parametrize("task_id, hours", [("train", 24), ("learning_curve_point", 24), ("evaluate", 6)])
+@pytest.mark.parametrize("task_id, hours", [("language.train", 24), ("learning_curve_point", 24),
+                                            ("language.evaluate", 6)])
 def test_gpu_steps_time_out_and_stop_their_work(dag, task_id, hours):
     # The deployment's defaults (MT_TRAIN_TIMEOUT_HOURS, MT_EVALUATE_TIMEOUT_HOURS); on timeout Airflow calls
     # on_kill, which stops the pod, container or subprocess (tests/plugins/test_launcher_kill.py).
