@@ -1,4 +1,4 @@
-# make demo   : create .venv if missing, install, build the offline demo and run the DAG once end to end
+# make demo   : create .venv if missing, install, pretrain (once) the demo base model and run two weeks of the DAG
 # make test   : install what the tests need and run the whole suite, live tests included (this is what CI runs)
 # make test-live: only the live tests: a real airflow standalone on PostgreSQL and a headless browser
 # make screenshots: the live tests, saving their screenshots of the UI into docs/ (the README's pictures)

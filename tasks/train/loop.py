@@ -289,6 +289,7 @@ class _Training:
             self.total_steps = min(self.total_steps, s.max_steps)
         self.eval_every = s.eval_every_steps or self.batches_per_epoch
         self.warmup = int(s.warmup_steps * self.total_steps) if s.warmup_steps < 1 else int(s.warmup_steps)
+        self.planned_steps = self.total_steps  # what epochs and max_steps allow; a time budget may end sooner
 
     def _optimizer(self) -> None:
         import torch
@@ -428,9 +429,11 @@ class _Training:
         done_here = progress.step - self.steps_at_start
         if done_here == 10 or (validated and done_here > 10):
             per_step = (time.monotonic() - self.started) / done_here
-            fits = progress.step + int((budget - progress.seconds) / per_step)
-            if fits < self.total_steps:
-                self.total_steps, self.budget_ends_schedule = max(fits, progress.step + 1), True
+            # Re-estimated at each validation, both ways: the first steps are often slower than the rest.
+            fits = min(progress.step + int((budget - progress.seconds) / per_step), self.planned_steps)
+            if fits != self.total_steps and (fits < self.total_steps or self.budget_ends_schedule):
+                self.total_steps = max(fits, progress.step + 1)
+                self.budget_ends_schedule = self.total_steps < self.planned_steps
                 if self.settings.warmup_steps < 1:
                     self.warmup = min(self.warmup, int(self.settings.warmup_steps * self.total_steps))
                 log.info("time budget: %d steps fit (%.2f s each); the schedule now ends at step %d",

@@ -115,3 +115,30 @@ def test_the_report_lists_every_object_the_model_learned_from(tmp_path, tiny_mod
         "carried": [{"uri": "s3://d/in/old.jsonl", "etag": "e1"}]})
     assert train.run(cfg)["training_objects"] == [{"uri": "s3://d/in/new.jsonl", "etag": "e2", "how": "new"},
                                                   {"uri": "s3://d/in/old.jsonl", "etag": "e1", "how": "carried"}]
+
+
+def test_a_time_budget_fits_the_schedule_both_ways_as_the_pace_becomes_known(monkeypatch):
+    """The first steps are often slower than the rest: the plan shrinks to what the budget fits, and grows back
+    (never past what epochs and max_steps allow) once later steps show a faster pace."""
+    from types import SimpleNamespace
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(trainloop.time, "monotonic", lambda: clock.now)
+    run = SimpleNamespace(
+        settings=SimpleNamespace(max_seconds=100.0, warmup_steps=0.1), stopped=False, stop_reason=None,
+        progress=SimpleNamespace(step=0, seconds=0.0, best_step=0), seconds_before=0.0, started=0.0,
+        steps_at_start=0, total_steps=1000, planned_steps=1000, warmup=100, budget_ends_schedule=False,
+        _validate=lambda: None)
+
+    def at(step, seconds, validated=True):
+        run.progress.step, clock.now = step, seconds
+        trainloop._Training._keep_the_budget(run, validated=validated)
+        return run.total_steps
+
+    assert at(10, 5.0, validated=False) == 200  # 0.5 s a step: 190 more fit in the 95 s left
+    assert run.budget_ends_schedule and run.warmup == 20
+    assert at(100, 20.0) == 500  # now 0.2 s a step: the plan grows back
+    assert at(400, 30.0) == 1000  # faster still: capped by the planned steps, which now end training
+    assert not run.budget_ends_schedule
+    at(900, 100.0)
+    assert run.stopped and run.stop_reason == "time budget"
