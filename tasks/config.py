@@ -174,7 +174,7 @@ class PipelineParams(BaseModel):
         0, "Tokens per batch", _TRAIN,
         "Token budget of one optimizer batch per device (padded source or target tokens × sentences); "
         "pairs of similar length are batched together, so little of it is padding. 0: automatic, 12288 "
-        "per GPU and 1024 on CPU (where smaller batches cost no speed and give more updates per token).",
+        "per GPU and 512 on CPU (where smaller batches cost no speed and give more updates per token).",
         ge=0, le=1_000_000)
     early_stopping_patience: int = _field(
         3, "Early stopping patience", _TRAIN,
