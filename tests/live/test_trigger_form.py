@@ -81,9 +81,17 @@ def test_the_form_triggers_a_run_with_the_value_changed_in_it(ui, live_airflow, 
             assert json.loads((config.parent / "pairs" / pair / "config.json").read_text())[name] == value
     # The rest of the run is no business of the form's: the main DAG's default prefix is a placeholder with no
     # data, on which pull fails and retries. It is ended as an operator would, so that it holds nothing up.
+    # Marking it failed can race the scheduler finishing one of its tasks (the API answered 500 once in CI):
+    # wait until the run is over, asking for it to fail until it is.
+    def ended(api) -> bool:
+        url = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+        if api.get(url).json()["state"] in ("success", "failed"):
+            return True
+        api.patch(url, json={"state": "failed"})
+        return api.get(url).json()["state"] in ("success", "failed")
+
     with live.api() as api:
-        if api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"] not in ("success", "failed"):
-            api.patch(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
+        wait_until(lambda: ended(api), 120, f"run {run_id} of {dag_id} to end", every=2.0)
 
 
 @pytest.mark.parametrize("dag_id, name, shot", [
