@@ -137,14 +137,15 @@ def evaluate_loss(model, data: batching.Encoded, settings: LoopSettings, pad_id:
     return total / max(count, 1)
 
 
-def _sum_over_ranks(values: list[float]) -> list[float]:
+def _sum_over_ranks(values: list[float], op: str = "sum") -> list[float]:
+    """All-reduce `values` across data-parallel ranks: their sum, or with op="max" the largest."""
     import torch
     import torch.distributed as dist
 
     # NCCL reduces only CUDA tensors; gloo only CPU ones.
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return tensor.tolist()
 
 
@@ -419,7 +420,12 @@ class _Training:
         """With a time budget: plan the schedule to end within it (so the learning rate decays by then), and
         stop once it is spent, validating first so the best model is known."""
         progress, budget = self.progress, self.settings.max_seconds
-        progress.seconds = self.seconds_before + time.monotonic() - self.started
+        elapsed = time.monotonic() - self.started
+        if budget and not self.stopped and self.world_size > 1:
+            # Each rank has its own clock: data-parallel ranks must stop at the same step and plan the same
+            # schedule (one that stopped alone would hang the rest), so they all go by the slowest clock.
+            elapsed = _sum_over_ranks([elapsed], op="max")[0]
+        progress.seconds = self.seconds_before + elapsed
         if not budget or self.stopped:
             return
         if progress.seconds >= budget:
@@ -431,7 +437,7 @@ class _Training:
             return
         done_here = progress.step - self.steps_at_start
         if done_here == 10 or (validated and done_here > 10):
-            per_step = (time.monotonic() - self.started) / done_here
+            per_step = elapsed / done_here
             # Re-estimated at each validation, both ways: the first steps are often slower than the rest.
             fits = min(progress.step + int((budget - progress.seconds) / per_step), self.planned_steps)
             if fits != self.total_steps and (fits < self.total_steps or self.budget_ends_schedule):

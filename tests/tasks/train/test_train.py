@@ -1,6 +1,7 @@
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def test_a_time_budget_fits_the_schedule_both_ways_as_the_pace_becomes_known(mon
         settings=SimpleNamespace(max_seconds=100.0, warmup_steps=0.1), stopped=False, stop_reason=None,
         progress=SimpleNamespace(step=0, seconds=0.0, best_step=0), seconds_before=0.0, started=0.0,
         steps_at_start=0, total_steps=1000, planned_steps=1000, warmup=100, budget_ends_schedule=False,
-        _validate=lambda: None)
+        world_size=1, _validate=lambda: None)
 
     def at(step, seconds, validated=True):
         run.progress.step, clock.now = step, seconds
@@ -142,3 +143,46 @@ def test_a_time_budget_fits_the_schedule_both_ways_as_the_pace_becomes_known(mon
     assert not run.budget_ends_schedule
     at(900, 100.0)
     assert run.stopped and run.stop_reason == "time budget"
+
+
+RANKS_WITH_THEIR_OWN_CLOCKS = '''
+import json, os, sys
+from types import SimpleNamespace
+import torch.distributed as dist
+from tasks.train import loop
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+clock = SimpleNamespace(now=0.0)
+loop.time.monotonic = lambda: clock.now
+run = SimpleNamespace(
+    settings=SimpleNamespace(max_seconds=100.0, warmup_steps=0.1), stopped=False, stop_reason=None,
+    progress=SimpleNamespace(step=0, seconds=0.0, best_step=0), seconds_before=0.0, started=0.0,
+    steps_at_start=0, total_steps=1000, planned_steps=1000, warmup=100, budget_ends_schedule=False,
+    world_size=dist.get_world_size(), _validate=lambda: None)
+seen = []
+for step in range(1, 1001):
+    run.progress.step, clock.now = step, step * (0.30 if rank == 0 else 0.31)  # rank 1 runs a bit slow
+    loop._Training._keep_the_budget(run, validated=step % 10 == 0)
+    seen.append(run.total_steps)
+    if run.stopped:
+        break
+with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as out:
+    json.dump({"stopped_at": step, "plans": seen}, out)
+dist.destroy_process_group()
+'''
+
+
+def test_data_parallel_ranks_keep_one_time_budget(tmp_path):
+    """Each rank reads its own clock; they must still stop at the same step and plan the same schedule,
+    or the one that stops first leaves the others waiting in a collective forever."""
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS_WITH_THEIR_OWN_CLOCKS)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(tmp_path)], env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["stopped_at"] == ranks[1]["stopped_at"]
+    assert ranks[0]["plans"] == ranks[1]["plans"]
+    # They go by the slower clock: 100 s at 0.31 s a step.
+    assert ranks[0]["stopped_at"] == 323
