@@ -127,9 +127,12 @@ class CsvReader(Reader):
 
 
 def _merged(start: int, end: int, cells: list[str], delimiter: str) -> Row | None:
-    """A record that spans lines and has a field holding a line that looks like another record: a quote left
-    open swallowed the records after it."""
-    if end > start and any(delimiter in line for cell in cells for line in cell.split("\n")[1:]):
+    """A record that spans lines, where a field holds a further line that looks like another record, and the
+    fields do not span lines alike: a quote left open swallowed the records after it. A translation that really
+    spans lines does so on both sides, with as many lines in each."""
+    spanning = [cell.split("\n") for cell in cells if "\n" in cell]
+    alike = len(spanning) >= 2 and len({len(lines) for lines in spanning}) == 1
+    if end > start and not alike and any(delimiter in line for lines in spanning for line in lines[1:]):
         return Row(start, None, None, f"lines {start}–{end} read as one record: a quote opened on line {start} "
                                       f"is not closed where the row ends")
     return None

@@ -78,6 +78,17 @@ def test_a_stray_quote_in_a_csv_does_not_merge_rows_into_one_kept_pair(tmp_path,
     assert merged["line"] == 3 and detail in merged["reasons"][0]["detail"]
 
 
+def test_a_translation_that_spans_lines_on_both_sides_is_kept_whole(tmp_path):
+    text = ('en,de\n"Line one\nSecond line, with comma","Zeile eins\nZweite Zeile, mit Komma"\n'
+            'Open the file,Datei öffnen\n')
+    cfg = _validate(tmp_path, "ui.csv", text.encode())
+    validate.run(cfg)
+    _, clean, rejects = accounted(cfg)
+    assert rejects == []
+    # Kept as one pair (text normalization then folds its line break into a space).
+    assert [r["translation"]["de"] for r in clean] == ["Zeile eins Zweite Zeile, mit Komma", "Datei öffnen"]
+
+
 def test_rows_with_more_columns_than_the_header_are_rejected_not_cut(tmp_path):
     text = "en\tde\nOpen the file\tDatei öffnen\nSave\tSpeichern\tSichern\n"
     cfg = _validate(tmp_path, "ui.tsv", text.encode())
