@@ -25,7 +25,7 @@ import hashlib
 import logging
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -93,14 +93,13 @@ def _snapshot(config: RunConfig) -> list[storage.StoredObject]:
     found = []
     for uri in config.data_snapshot:
         if uri.endswith("/") or (not storage.is_s3(uri) and Path(uri).is_dir()):
-            found += [storage.StoredObject(o.uri, o.uri[len(prefix):], o.size, o.etag, o.link)
-                      for o in storage.list_objects(uri, hidden=True)]
+            found += [replace(o, relpath=o.uri[len(prefix):]) for o in storage.list_objects(uri, hidden=True)]
             continue
         try:
             obj = storage.stat(uri)
         except FileNotFoundError:
             raise NoDataError(f"data_snapshot: {uri} does not exist (any more)") from None
-        found.append(storage.StoredObject(obj.uri, uri[len(prefix):], obj.size, obj.etag, obj.link))
+        found.append(replace(obj, relpath=uri[len(prefix):]))
     return found
 
 
@@ -118,7 +117,9 @@ def run(config: RunConfig) -> dict:
         raise NoDataError(f"{config.data_uri}: no data files found (supported extensions: "
                           f"{sorted(formats.EXTENSIONS)}, optionally compressed; {len(listing.ignored)} other "
                           f"object(s) ignored)")
-    fresh = [o for o in listing.data if mode != "incremental" or consumed.get(o.uri, {}).get("etag") != o.etag]
+    # A local file's digest is read only when it must be compared; a new file is read once, as it is copied.
+    fresh = [o for o in listing.data if mode != "incremental" or o.uri not in consumed
+             or consumed[o.uri].get("etag") != o.etag]
     manifest = {
         "source": config.data_snapshot or config.data_uri, "mode": mode, "training_data": config.training_data,
         "pulled_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
@@ -142,13 +143,17 @@ def _copy(config: RunConfig, fresh: list[storage.StoredObject]) -> list[dict]:
         for obj in fresh:
             local = raw_name(obj.uri, obj.relpath)
             target_uri = config.uri(layout.RAW, local)
-            if storage.is_s3(config.run_dir) or storage.is_s3(obj.uri):
+            if storage.is_s3(obj.uri):
+                etag = obj.etag
                 storage.upload_file(storage.download(obj.uri, Path(scratch) / local), target_uri)
-            else:
-                storage.upload_file(Path(obj.uri), target_uri)
-            log.info("pulled %s (%d bytes, etag %s) as raw/%s", obj.uri, obj.size, obj.etag, local)
-            pulled.append({"uri": obj.uri, "key": obj.relpath, "etag": obj.etag, "size": obj.size, "local": local,
-                           "cache": consumed_state.cache_name(obj.uri, obj.etag)})
+            else:  # what is recorded as consumed is the content really copied, from a file that is still regular
+                staged = Path(scratch) / local if storage.is_s3(config.run_dir) else Path(target_uri)
+                etag = storage.copy_regular_file(Path(obj.uri), staged)
+                if staged != Path(target_uri):
+                    storage.upload_file(staged, target_uri)
+            log.info("pulled %s (%d bytes, etag %s) as raw/%s", obj.uri, obj.size, etag, local)
+            pulled.append({"uri": obj.uri, "key": obj.relpath, "etag": etag, "size": obj.size, "local": local,
+                           "cache": consumed_state.cache_name(obj.uri, etag)})
     return pulled
 
 

@@ -117,7 +117,10 @@ def _files(uri: str, scratch: Path) -> list[tuple[str, Path]]:
         return [(o.relpath, storage.download(o.uri, scratch / o.relpath)) for o in storage.list_objects(uri)]
     if Path(uri).is_file():
         return [(Path(uri).name, Path(uri))]
-    return [(o.relpath, Path(o.uri)) for o in storage.list_objects(uri)]
+    objects = storage.list_objects(uri)
+    for link in (o for o in objects if o.link):
+        log.warning("skipping %s: a symbolic link (only regular files are read)", link.relpath)
+    return [(o.relpath, Path(o.uri)) for o in objects if not o.link]
 
 
 def read_parallel(uri: str, source_lang: str, target_lang: str) -> list[Pair]:

@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Callable, Iterator
 
 
@@ -33,8 +34,19 @@ class StoredObject:
     uri: str
     relpath: str  # relative to the listed prefix, '/'-separated
     size: int
-    etag: str  # S3's ETag; for a local file, a digest of its content
+    s3_etag: str | None = None  # S3's ETag; None for a local file
     link: bool = False  # a local symbolic link (pull refuses them: a link can point outside the data folder)
+
+    @functools.cached_property
+    def etag(self) -> str:
+        """S3's ETag; for a local file a digest of its content, read when first asked for (a listing reads no
+        file: the files pull ignores, and the model files under a run folder, are never read for it)."""
+        if self.s3_etag is not None:
+            return self.s3_etag
+        if self.link:
+            return ""
+        with open(self.uri, "rb") as fh:
+            return _digest(fh)
 
     @property
     def hidden(self) -> bool:
@@ -235,16 +247,48 @@ def stat(uri: str) -> StoredObject:
     path = Path(uri)
     if not path.is_file():
         raise FileNotFoundError(f"{uri}: no such file")
-    return _local_object(path, path.name)
+    obj = _local_object(path, path.name)
+    obj.etag  # one file asked for by name: its digest is read now, as of this call
+    return obj
 
 
 def _local_object(path: Path, relpath: str) -> StoredObject:
     if path.is_symlink():
-        return StoredObject(str(path), relpath, 0, "", link=True)
-    # The content decides, as S3's ETag does: a file rewritten with the same size and time is still new.
-    with path.open("rb") as fh:
-        digest = hashlib.file_digest(fh, "blake2b").hexdigest()[:32]
-    return StoredObject(str(path), relpath, path.stat().st_size, digest)
+        return StoredObject(str(path), relpath, 0, link=True)
+    return StoredObject(str(path), relpath, path.stat().st_size)
+
+
+def _digest(fh, copy_to=None) -> str:
+    """A local file's ETag: the content decides, as on S3 (a file rewritten with the same size and time is
+    still new). With `copy_to`, the bytes read are also written there."""
+    digest = hashlib.blake2b()
+    while chunk := fh.read(1 << 20):
+        digest.update(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
+    return digest.hexdigest()[:32]
+
+
+def copy_regular_file(source: Path, target: Path) -> str:
+    """Copy a local file that must still be a regular file, atomically, and return the digest of the bytes
+    copied: the ETag of what was really taken. A file swapped for a symbolic link since it was listed is
+    refused, not followed; one rewritten since gets the ETag of its new content."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as err:
+        if os.path.islink(source):
+            raise ValueError(f"{source}: became a symbolic link after it was listed; only regular files are "
+                             "pulled") from None
+        raise err
+    with os.fdopen(fd, "rb") as fh:
+        if not S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ValueError(f"{source}: not a regular file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.part")
+        with open(tmp, "wb") as out:
+            digest = _digest(fh, out)
+        os.replace(tmp, target)
+    return digest
 
 
 def download(uri: str, local_path: Path) -> Path:

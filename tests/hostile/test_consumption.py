@@ -3,7 +3,9 @@ the pipeline's state back; on S3 (moto's server, conditional writes) and on a lo
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +35,53 @@ def test_local_dot_files_and_links_are_listed_as_ignored_and_never_consumed(tmp_
     assert "symbolic link" in ignored["d.jsonl"] and "hidden" in ignored[".b.jsonl"]
     consumed.commit(cfg)
     assert set(consumed.load(cfg)) == {str(incoming / "a.jsonl")}
+
+
+def test_a_listing_reads_only_the_files_pull_takes(tmp_path, monkeypatch):
+    incoming = tmp_path / "incoming"
+    write_jsonl(incoming / "a.jsonl", digit_pairs(10, seed=1))
+    (incoming / "notes.txt").write_text("not data")
+    (incoming / ".git" / "objects").mkdir(parents=True)
+    (incoming / ".git" / "objects" / "pack").write_bytes(b"x" * 1000)
+    read = []
+    real = storage._digest
+    opened = lambda fh: Path(os.readlink(f"/proc/self/fd/{fh.fileno()}")).name  # noqa: E731
+    monkeypatch.setattr(storage, "_digest", lambda fh, *a: read.append(opened(fh)) or real(fh, *a))
+    cfg = make_run(tmp_path / "runs", run_id="run-1", data_uri=str(incoming), min_clean_pairs=1)
+    pull.run(cfg)
+    assert read == ["a.jsonl"]  # copied and digested in one pass; the ignored files were never opened
+
+
+def test_a_file_swapped_for_a_link_after_listing_is_refused_not_followed(tmp_path, monkeypatch):
+    incoming = tmp_path / "incoming"
+    write_jsonl(incoming / "a.jsonl", digit_pairs(10, seed=1))
+    secret = tmp_path / "secret.jsonl"
+    write_jsonl(secret, [("private", "privat")])
+    listed = storage.list_objects(str(incoming), hidden=True)
+
+    def swapped(prefix, hidden=False):
+        (incoming / "a.jsonl").unlink()
+        (incoming / "a.jsonl").symlink_to(secret)
+        return listed
+
+    monkeypatch.setattr(storage, "list_objects", swapped)
+    cfg = make_run(tmp_path / "runs", run_id="run-1", data_uri=str(incoming), min_clean_pairs=1)
+    with pytest.raises(ValueError, match="a.jsonl: became a symbolic link after it was listed"):
+        pull.run(cfg)
+    assert not any((tmp_path / "runs").rglob("*private*")) and not storage.exists(cfg.uri(layout.PULL_MANIFEST))
+
+
+def test_a_file_rewritten_while_pulled_is_recorded_as_what_was_copied(tmp_path, monkeypatch):
+    incoming = tmp_path / "incoming"
+    write_jsonl(incoming / "a.jsonl", digit_pairs(10, seed=1))
+    listed = storage.list_objects(str(incoming), hidden=True)
+    listed_etag = listed[0].etag
+    monkeypatch.setattr(storage, "list_objects", lambda prefix, hidden=False: listed)
+    write_jsonl(incoming / "a.jsonl", digit_pairs(12, seed=2))  # rewritten after the listing
+    cfg = make_run(tmp_path / "runs", run_id="run-1", data_uri=str(incoming), min_clean_pairs=1)
+    pull.run(cfg)
+    (entry,) = storage.read_json(cfg.uri(layout.PULL_MANIFEST))["objects"]
+    assert entry["etag"] != listed_etag and entry["etag"] == storage.stat(str(incoming / "a.jsonl")).etag
 
 
 def test_an_unreadable_object_is_not_consumed(tmp_path):

@@ -97,6 +97,16 @@ def test_a_run_replays_from_files_but_never_its_evaluation_sentences(tmp_path):
     assert not replayed & set(GENERAL[:50]) and GENERAL[60] not in replayed and GENERAL[70] not in replayed
 
 
+def test_links_in_a_replay_folder_are_skipped_not_followed(tmp_path):
+    general_dir = tmp_path / "general"
+    write_jsonl(general_dir / "a.jsonl", GENERAL[:30])
+    write_jsonl(tmp_path / "elsewhere.jsonl", [("private sentence", "privater Satz")])
+    (general_dir / "b.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    (general_dir / "c.jsonl").symlink_to(tmp_path / "gone.jsonl")  # broken
+    (general_dir / "d.jsonl").symlink_to(tmp_path)  # a folder
+    assert replay.read_parallel(str(general_dir), "en", "de") == GENERAL[:30]
+
+
 def test_replay_without_data_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     cfg = make_run(tmp_path / "artifacts", replay_data_uri=str(tmp_path / "empty"), replay_fraction=0.2)
