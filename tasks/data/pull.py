@@ -14,7 +14,8 @@ file outside raw/ or overwrite another one.
 
 With `training_data: all` (the default) the manifest also lists the objects consumed by earlier runs under
 `carried`: validate adds their cleaned copies to the new data, so each week's candidate learns from the whole
-domain corpus. `force_full_retrain` pulls every object again; `data_snapshot` pulls exactly the listed objects
+domain corpus (an object consumed before cleaned copies were kept has none: it is pulled again instead).
+`force_full_retrain` pulls every object again; `data_snapshot` pulls exactly the listed objects
 (the keys a new-data event announced, or an old run's objects to reproduce it). A retried pull of the same DAG
 run finds its manifest and pulls nothing again; with nothing new the run ends early (skipped, not failed).
 """
@@ -90,17 +91,18 @@ def classify(objects: list[storage.StoredObject]) -> Listing:
 def _snapshot(config: RunConfig) -> list[storage.StoredObject]:
     """The snapshot's objects (a URI ending in '/' stands for what is under it), keyed relative to data_uri."""
     prefix = config.data_uri.rstrip("/") + "/"
-    found = []
+    found: dict[str, storage.StoredObject] = {}  # by URI: a file also named by its folder is pulled once
     for uri in config.data_snapshot:
         if uri.endswith("/") or (not storage.is_s3(uri) and Path(uri).is_dir()):
-            found += [replace(o, relpath=o.uri[len(prefix):]) for o in storage.list_objects(uri, hidden=True)]
+            for o in storage.list_objects(uri, hidden=True):
+                found.setdefault(o.uri, replace(o, relpath=o.uri[len(prefix):]))
             continue
         try:
             obj = storage.stat(uri)
         except FileNotFoundError:
             raise NoDataError(f"data_snapshot: {uri} does not exist (any more)") from None
-        found.append(replace(obj, relpath=uri[len(prefix):]))
-    return found
+        found.setdefault(obj.uri, replace(obj, relpath=uri[len(prefix):]))
+    return list(found.values())
 
 
 def run(config: RunConfig) -> dict:
@@ -113,18 +115,21 @@ def run(config: RunConfig) -> dict:
     for item in listing.ignored:
         log.warning("ignored %s: %s", item["key"], item["reason"])
     consumed = consumed_state.load(config)
-    if not listing.data and not consumed:
-        raise NoDataError(f"{config.data_uri}: no data files found (supported extensions: "
-                          f"{sorted(formats.EXTENSIONS)}, optionally compressed; {len(listing.ignored)} other "
-                          f"object(s) ignored)")
+    if not listing.data and (mode == "snapshot" or not consumed):
+        where = f"data_snapshot {config.data_snapshot}" if mode == "snapshot" else config.data_uri
+        reasons = "".join(f"; {i['key']}: {i['reason']}" for i in listing.ignored[:5])
+        raise NoDataError(f"{where}: no data files found (supported extensions: {sorted(formats.EXTENSIONS)}, "
+                          f"optionally compressed; {len(listing.ignored)} other object(s) ignored{reasons})")
     # A local file's digest is read only when it must be compared; a new file is read once, as it is copied.
-    fresh = [o for o in listing.data if mode != "incremental" or o.uri not in consumed
-             or consumed[o.uri].get("etag") != o.etag]
+    changed = {o.uri for o in listing.data if o.uri in consumed and consumed[o.uri].get("etag") != o.etag}
+    fresh = [o for o in listing.data if mode != "incremental" or o.uri not in consumed or o.uri in changed
+             or _without_cleaned_copy(config, consumed[o.uri])]
     manifest = {
         "source": config.data_snapshot or config.data_uri, "mode": mode, "training_data": config.training_data,
         "pulled_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
         "objects": _copy(config, fresh),
-        "changed": [o.relpath for o in fresh if o.uri in consumed],
+        "changed": [o.relpath for o in fresh if o.uri in changed],
+        "again": [o.relpath for o in fresh if o.uri in consumed and o.uri not in changed],
         "carried": _carried(config, consumed, {o.uri for o in fresh}),
         "already_consumed": len(listing.data) - len(fresh),
         "ignored": listing.ignored,
@@ -157,6 +162,12 @@ def _copy(config: RunConfig, fresh: list[storage.StoredObject]) -> list[dict]:
     return pulled
 
 
+def _without_cleaned_copy(config: RunConfig, entry: dict) -> bool:
+    """A consumed object with no cleaned copy in the state (consumed before copies were kept) is pulled again
+    when training on all data, rather than silently left out of it."""
+    return config.training_data == "all" and not entry.get("cache")
+
+
 def _carried(config: RunConfig, consumed: dict[str, dict], superseded: set[str]) -> list[dict]:
     """Objects consumed by earlier runs whose cleaned copies this run trains on too (training_data: all)."""
     if config.training_data != "all":
@@ -175,9 +186,12 @@ def _message(config: RunConfig, manifest: dict) -> str:
     if not fresh:
         return (f"nothing new under {config.data_uri}: all {skipped} data object(s) were consumed by earlier "
                 f"successful runs; trigger with force_full_retrain to retrain on everything")
-    what = f"{len(fresh) - len(changed)} new" + (f" and {len(changed)} changed" if changed else "") + " object(s)"
+    again = manifest["again"]
+    what = f"{len(fresh) - len(changed) - len(again)} new" + (f" and {len(changed)} changed" if changed else "") \
+        + " object(s)"
+    why_again = "force_full_retrain" if manifest["mode"] == "full" else "consumed before cleaned copies were kept"
     return f"{what} under {config.data_uri}" + (f"; {skipped} already consumed" if skipped else "") + carried + \
-        (" (force_full_retrain: consumed ones included)" if manifest["mode"] == "full" else "")
+        (f"; {len(again)} consumed object(s) pulled again ({why_again})" if again else "")
 
 
 def result(config: RunConfig) -> dict | None:

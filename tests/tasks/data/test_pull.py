@@ -112,7 +112,25 @@ def test_force_full_retrain_pulls_what_was_consumed(bucket):
     full = _run("run-2", bucket, force_full_retrain=True)
     summary = pull.run(full)
     assert (summary["files"], summary["mode"], summary["nothing_new"], summary["carried"]) == (2, "full", False, 0)
-    assert "force_full_retrain" in summary["message"]
+    assert summary["message"] == ("0 new object(s) under s3://incoming/en-de/; 2 consumed object(s) pulled again "
+                                  "(force_full_retrain)")  # none changed: nothing is called changed
+    assert storage.read_json(full.uri(layout.PULL_MANIFEST))["changed"] == []
+
+
+def test_objects_consumed_before_cleaned_copies_were_kept_are_pulled_again_not_dropped(bucket):
+    first = _run("run-1", bucket, min_clean_pairs=1, max_reject_rate=1.0)
+    _pulled_and_read(first)
+    consumed.commit(first)
+
+    def as_an_older_version_wrote_it(state):  # consumed.json entries had no "cache" then
+        return {"objects": {uri: {k: v for k, v in e.items() if k != "cache"} for uri, e in state["objects"].items()}}
+
+    storage.update_json(first.state_uri(layout.CONSUMED), as_an_older_version_wrote_it)
+    week = _run("run-2", bucket)
+    summary = pull.run(week)
+    assert (summary["files"], summary["nothing_new"]) == (2, False)  # trained on, not silently left out
+    assert "2 consumed object(s) pulled again (consumed before cleaned copies were kept)" in summary["message"]
+    assert pull.run(_run("run-3", bucket, training_data="new_only"))["nothing_new"]  # new_only: still consumed
 
 
 def test_new_only_carries_nothing_and_all_carries_every_consumed_object(bucket, s3, tmp_path):
@@ -145,6 +163,22 @@ def test_a_snapshot_pulls_exactly_the_listed_objects_and_consumes_them(bucket, s
     assert len({o["local"] for o in manifest["objects"]}) == 3  # two files named a.jsonl do not collide
     assert consumed.commit(replay)["committed"] == 3
     assert set(consumed.load(replay)) == set(old) | {"s3://incoming/en-de/week2/a.jsonl"}
+
+
+def test_a_snapshot_that_names_no_data_file_fails_even_after_earlier_runs(bucket):
+    first = _run("run-1", bucket, min_clean_pairs=1, max_reject_rate=1.0)
+    _pulled_and_read(first)
+    consumed.commit(first)
+    cfg = _run("run-2", bucket, data_snapshot=["s3://incoming/en-de/README.txt"])
+    with pytest.raises(pull.NoDataError, match=r"data_snapshot \['s3://incoming/en-de/README.txt'\]: no data "
+                                               r"files found .*README.txt: not a data file"):
+        pull.run(cfg)
+
+
+def test_a_file_named_twice_in_a_snapshot_is_pulled_once(bucket):
+    cfg = _run("run-1", bucket, data_snapshot=["s3://incoming/en-de/", "s3://incoming/en-de/a.jsonl"])
+    assert pull.run(cfg)["files"] == 2
+    assert _keys(cfg) == ["a.jsonl", "week1/b.tsv"]
 
 
 @pytest.mark.parametrize("params, message", [
