@@ -110,6 +110,7 @@ def screen_files(config: RunConfig, files: list[tuple[str, Path]], clean_path: P
 def _screen_file(config: RunConfig, batch: Batch, pool, name: str, path: Path, scratch: Path,
                  cache_path: Path | None) -> None:
     counts = batch.counts(name)
+    plain = path
     try:
         plain, compressed = formats.plain(path, name, scratch)
         detected = formats.detect(plain, name)
@@ -126,6 +127,9 @@ def _screen_file(config: RunConfig, batch: Batch, pool, name: str, path: Path, s
     except formats.UnreadableFile as err:
         batch.unreadable[name] = str(err)
         log.error("unreadable file: %s", err)
+    finally:
+        if plain != path:  # a decompressed copy: gone once read, so a batch never holds them all at once
+            plain.unlink(missing_ok=True)
 
 
 def _report(config: RunConfig, batch: Batch, workers: int) -> dict:

@@ -3,7 +3,9 @@
 A data team exports `pairs.jsonl.gz`, or gzips a file and keeps the name `pairs.jsonl`: either way the content
 says gzip, and validation reads what is inside (the report says it was compressed, and how). gzip, bzip2, xz
 and zstd are read; a zip archive holds several files and is refused with a reason, like any file that is
-binary once decompressed (tasks/io/formats.py).
+binary once decompressed (tasks/io/formats.py). A file that expands beyond any text corpus (more than
+MAX_RATIO times its compressed size, past a floor of MIN_LIMIT bytes) is refused as a decompression bomb before
+it fills the worker's disk.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
-import shutil
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -26,6 +27,8 @@ _CODECS: dict[bytes, tuple[str, Callable[[BinaryIO], BinaryIO]]] = {
 }
 SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
 ZIP_MAGIC = b"PK\x03\x04"
+MAX_RATIO = 100  # text corpora compress 3–10× (zstd -19 on repetitive catalogs: under 20×)
+MIN_LIMIT = 256 << 20
 
 
 class CompressionError(ValueError):
@@ -52,9 +55,22 @@ def decompress(path: Path, out: Path) -> str | None:
     if found is None:
         return None
     name, opener = found
+    limit = max(MIN_LIMIT, MAX_RATIO * path.stat().st_size)
+    written = 0
     try:
         with path.open("rb") as raw, opener(raw) as stream, out.open("wb") as sink:
-            shutil.copyfileobj(stream, sink, 1 << 20)
+            while chunk := stream.read(1 << 20):
+                written += len(chunk)
+                if written > limit:
+                    raise CompressionError(
+                        f"{name}-compressed, and it expands past {limit:,} bytes ({MAX_RATIO}× its "
+                        f"{path.stat().st_size:,} bytes or {MIN_LIMIT >> 20} MiB, whichever is more): refused "
+                        "as a decompression bomb, not a corpus")
+                sink.write(chunk)
     except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as err:
+        out.unlink(missing_ok=True)
         raise CompressionError(f"{name}-compressed, but it cannot be decompressed: {err}") from None
+    except CompressionError:
+        out.unlink(missing_ok=True)
+        raise
     return name

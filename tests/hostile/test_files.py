@@ -14,7 +14,7 @@ from support.corpora import digit_pairs, write_jsonl
 from support.runs import accounted, make_run, put_raw
 from tasks import layout
 from tasks.data import validate
-from tasks.io import storage
+from tasks.io import compression, formats, storage
 
 PAIRS = digit_pairs(30, seed=7)
 
@@ -30,6 +30,30 @@ def _validate(tmp_path, name: str, data: bytes, **params):
     path.write_bytes(data)
     put_raw(cfg, path)
     return cfg
+
+
+def test_a_decompression_bomb_is_refused_before_it_fills_the_disk(tmp_path, monkeypatch):
+    monkeypatch.setattr(compression, "MIN_LIMIT", 1 << 20)  # the floor, scaled down for a test
+    bomb = gzip.compress(b"\x00" * (40 << 20))  # about 1000:1
+    cfg = _validate(tmp_path, "bomb.jsonl.gz", bomb)
+    for name in ("good.jsonl.gz", "more.jsonl.gz"):
+        (tmp_path / "in" / name).write_bytes(gzip.compress(_jsonl_bytes(tmp_path)))
+    put_raw(cfg, *(tmp_path / "in" / name for name in ("bomb.jsonl.gz", "good.jsonl.gz", "more.jsonl.gz")))
+    copies_at_each_file = []
+    real_plain = formats.plain
+
+    def spy(path, name, scratch):
+        copies_at_each_file.append(sorted(p.name for p in scratch.glob("decompressed-*")))
+        return real_plain(path, name, scratch)
+
+    monkeypatch.setattr(formats, "plain", spy)
+    with pytest.raises(validate.BadBatchError, match="bomb.jsonl.gz"):
+        validate.run(cfg)
+    report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
+    assert "refused as a decompression bomb" in report["unreadable_files"]["bomb.jsonl.gz"]
+    assert report["files"]["good.jsonl.gz"]["rows"] == 30
+    # Each decompressed copy is gone once its file is read: a batch never holds them all on disk at once.
+    assert copies_at_each_file == [[], [], []]
 
 
 @pytest.mark.parametrize("name, compress, compression", [
