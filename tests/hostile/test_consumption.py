@@ -97,13 +97,26 @@ def test_an_unreadable_object_is_not_consumed(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
-def test_two_runs_committing_at_once_both_land(request, tmp_path, kind):
+def test_two_runs_committing_at_once_both_land(request, tmp_path, kind, monkeypatch):
     root = folder_or_s3(request, tmp_path, kind, "artifacts", "artifacts/runs")
     incoming = tmp_path / "incoming"
     runs = []
     for n in range(4):  # four runs of one pipeline, each started by its own new object (a watcher snapshot)
         path = write_jsonl(incoming / f"{n}.jsonl", digit_pairs(10, seed=n))
         runs.append(_pulled_validated(root, str(incoming), f"run-{n}", data_snapshot=[str(path)]))
+    if kind == "s3":  # make the race certain: all four read the same state before any of them writes
+        everyone_read, first_try, real_update = threading.Barrier(len(runs), timeout=60), threading.local(), \
+            storage.update_json
+
+        def racing(uri, change, attempts=20):
+            def change_after_all_read(current):
+                if not getattr(first_try, "done", False):
+                    first_try.done = True
+                    everyone_read.wait()
+                return change(current)
+            return real_update(uri, change_after_all_read, attempts)
+
+        monkeypatch.setattr(storage, "update_json", racing)
     threads = [threading.Thread(target=consumed.commit, args=(cfg,)) for cfg in runs]
     for thread in threads:
         thread.start()
