@@ -55,7 +55,8 @@ def decompress(path: Path, out: Path) -> str | None:
     if found is None:
         return None
     name, opener = found
-    limit = max(MIN_LIMIT, MAX_RATIO * path.stat().st_size)
+    size = path.stat().st_size
+    limit = max(MIN_LIMIT, MAX_RATIO * size)
     written = 0
     try:
         with path.open("rb") as raw, opener(raw) as stream, out.open("wb") as sink:
@@ -64,7 +65,7 @@ def decompress(path: Path, out: Path) -> str | None:
                 if written > limit:
                     raise CompressionError(
                         f"{name}-compressed, and it expands past {limit:,} bytes ({MAX_RATIO}× its "
-                        f"{path.stat().st_size:,} bytes or {MIN_LIMIT >> 20} MiB, whichever is more): refused "
+                        f"{size:,} bytes or {MIN_LIMIT >> 20} MiB, whichever is more): refused "
                         "as a decompression bomb, not a corpus")
                 sink.write(chunk)
     except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as err:
