@@ -50,11 +50,13 @@ def encode(tokenizer, sources: list[str], targets: list[str], max_source_length:
            chunk: int = 4096) -> Encoded:
     src_ids: list[list[int]] = []
     tgt_ids: list[list[int]] = []
+    # Two calls, each side with its own limit: one call applies `max_length` to both, so a longer target limit
+    # had no effect and a shorter one was a slice that cut off the end-of-sentence token.
     for start in range(0, len(sources), chunk):
-        enc = tokenizer(sources[start:start + chunk], text_target=targets[start:start + chunk],
-                        max_length=max_source_length, truncation=True)
-        src_ids.extend(enc["input_ids"])
-        tgt_ids.extend(ids[:max_target_length] for ids in enc["labels"])
+        src_ids.extend(tokenizer(sources[start:start + chunk], max_length=max_source_length,
+                                 truncation=True)["input_ids"])
+        tgt_ids.extend(tokenizer(text_target=targets[start:start + chunk], max_length=max_target_length,
+                                 truncation=True)["input_ids"])
     return Encoded(src_ids, tgt_ids)
 
 

@@ -95,3 +95,17 @@ def test_accumulated_micro_batches_give_the_whole_batchs_gradient(tiny_model):
     assert split_loss == pytest.approx(whole_loss, rel=1e-5)
     for a, b in zip(whole, split):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_each_side_is_truncated_by_its_own_limit_and_keeps_its_end_of_sentence(tiny_model):
+    """Targets used to be cut at max_source_length and then sliced, which dropped `</s>` (and a longer target
+    limit did nothing)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    long_text = " ".join(["eins zwei drei vier"] * 10)
+    data = batching.encode(tokenizer, [long_text], [long_text], max_source_length=8, max_target_length=20)
+    assert len(data.sources[0]) == 8 and len(data.targets[0]) == 20
+    assert data.sources[0][-1] == data.targets[0][-1] == tokenizer.eos_token_id
+    short = batching.encode(tokenizer, [long_text], [long_text], max_source_length=20, max_target_length=6)
+    assert len(short.targets[0]) == 6 and short.targets[0][-1] == tokenizer.eos_token_id
