@@ -103,7 +103,8 @@ def main() -> int:
             shutil.copyfile(args.input, incoming / args.input.name)
         else:
             generate(incoming / "pairs.jsonl", pairs)
-        cfg = config.build({"data_uri": str(incoming), "min_clean_pairs": 1, "min_test_pairs": 1},
+        cfg = config.build({"data_uri": str(incoming), "min_clean_pairs": 1, "min_test_pairs": 1,
+                            "alignment_screen": False},  # surface validation only: bench/alignment_screen.py
                            dag_id="bench", run_id="bench", artifact_root=str(root / "artifacts"))
         config.save(cfg)
         pull.run(cfg)  # not timed: copying the file into the run is not validation

@@ -11,8 +11,9 @@ measurably better:
    `pairs/<src>-<tgt>/`, and every step below runs once per pair (dynamic task mapping);
 2. **pull** copies what no successful run has consumed yet from the S3 prefix or folder in `data_uri` and
    records what it took; with nothing new, the pair's run ends early (skipped, not failed);
-3. **validate** reads every supported format, applies the pair filters and writes each rejected row with its
-   reason to `rejects.jsonl`; a bad batch fails the run;
+3. **validate** reads every supported format, applies the pair filters, screens each new pair's alignment with
+   the base model (through the launcher, so on a GPU where training runs on one) and writes each rejected row
+   with its reason to `rejects.jsonl`; a bad batch fails the run;
 4. **split** keeps the frozen test set and hashes the rest into train / validation;
 5. **train** fine-tunes `base_model` on a GPU (launcher: local subprocess, Docker or Kubernetes), in the
    `gpu` pool, which caps how many trainings and evaluations run at once;
@@ -98,14 +99,6 @@ def pull(run_dir: str) -> dict:
     if outcome["nothing_new"]:
         raise AirflowSkipException(outcome["message"])
     return outcome
-
-
-@task
-def validate(run_dir: str) -> dict:
-    from tasks import config
-    from tasks.data import validate
-
-    return validate.run(config.load(run_dir))
 
 
 @task
@@ -211,8 +204,8 @@ def summary(run_dirs: list[str]) -> dict:
 
 def gpu_step(step: str, **kwargs) -> dict:
     """What a step that runs `python -m tasks <step>` through the run's launcher takes: the gpu pool, and the
-    deployment's timeout for the step (MT_TRAIN_TIMEOUT_HOURS, MT_EVALUATE_TIMEOUT_HOURS); a timed-out or killed
-    task stops its pod, container or subprocess."""
+    deployment's timeout for the step (MT_TRAIN_TIMEOUT_HOURS, MT_EVALUATE_TIMEOUT_HOURS,
+    MT_VALIDATE_TIMEOUT_HOURS); a timed-out or killed task stops its pod, container or subprocess."""
     return {"task_id": step, "step": step, "launcher": "{{ params.launcher }}", "pool": GPU_POOL,
             "execution_timeout": execution_timeout(step), **kwargs}
 
@@ -224,7 +217,8 @@ def language(run_dir):
     """One target language, from its new data to its gate. Each language of a run is one mapped instance of
     this group: its steps depend only on its own earlier steps, so a language with nothing new, a failed
     validation or a refusal affects no other until the release gate."""
-    steps = [pull(run_dir), validate(run_dir), split(run_dir), champion(run_dir),
+    # validate screens alignment with the base model: where the launcher runs models (a GPU pod), in the gpu pool.
+    steps = [pull(run_dir), RunStepOperator(run_dir=run_dir, **gpu_step("validate")), split(run_dir), champion(run_dir),
              RunStepOperator(run_dir=run_dir, **gpu_step("train", retries=2, retry_delay=timedelta(minutes=1))),
              RunStepOperator(run_dir=run_dir, **gpu_step("evaluate", retries=1)), gate(run_dir)]
     chain(*steps)  # champion before train: `init_from: champion` starts from it

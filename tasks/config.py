@@ -127,6 +127,22 @@ class PipelineParams(BaseModel):
         "(duplicates and test-set leakage do not count: they say nothing about the data's quality).",
         gt=0, le=1)
 
+    alignment_screen: bool = _field(
+        True, "Alignment screen", _VALIDATE,
+        "Score each new pair with the base model against sources of similar length, and reject a pair whose "
+        "target is no likelier under its own source (misaligned): lines shifted by one, exports sorted by one "
+        "column, rotated targets that every surface filter passes. Turn it off only for a base model that "
+        "cannot translate this pair (an untrained one): then it cannot tell and fails the batch.")
+    alignment_min_margin: float | None = _field(
+        None, "Alignment threshold", _VALIDATE,
+        "The margin a pair must exceed, in nats per target token: its target's log-probability under its own "
+        "source minus the mean under similar-length others. Empty: calibrated on the batch itself, from "
+        "pairings that are wrong by construction.", ge=-100, le=100)
+    max_misaligned_rate: float = _field(
+        0.2, "Maximum misaligned share", _VALIDATE,
+        "The run fails when a larger share of the screened new pairs is misaligned: such an export is broken "
+        "(sorted, shifted), and what is left of it is not to be trusted either.", gt=0, le=1)
+
     # --- split
     test_fraction: float = _field(
         0.1, "Test share", _SPLIT,

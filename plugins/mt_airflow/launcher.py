@@ -42,7 +42,7 @@ ENTRYPOINT = ("python", "-m", "tasks")
 # Hours a GPU step may run before Airflow fails it and on_kill stops its pod, container or subprocess.
 # Generous: a timeout is there to end a hung step, not to race a slow one.
 TIMEOUT_ENV = {"train": ("MT_TRAIN_TIMEOUT_HOURS", 24.0), "curve": ("MT_TRAIN_TIMEOUT_HOURS", 24.0),
-               "evaluate": ("MT_EVALUATE_TIMEOUT_HOURS", 6.0)}
+               "evaluate": ("MT_EVALUATE_TIMEOUT_HOURS", 6.0), "validate": ("MT_VALIDATE_TIMEOUT_HOURS", 6.0)}
 # The Airflow supervisor SIGKILLs a task process 5 s after its SIGTERM; on_kill must be done by then.
 STOP_GRACE_S = 3.0
 _BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}

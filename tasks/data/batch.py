@@ -19,7 +19,7 @@ import json
 from collections import Counter, defaultdict
 from typing import IO, Iterable
 
-from tasks.data import screening
+from tasks.data import filters, screening
 
 COUNTS = ("rows", "kept", "rejected", "deduplicated")
 CARRIED_COUNTS = ("rows", "kept", "deduplicated", "leakage")
@@ -85,6 +85,20 @@ class Batch:
                 counts["kept"] += 1
             else:
                 counts["deduplicated"] += 1
+
+    def retract(self, name: str, line: int, source: str, target: str, reason: str, detail: str) -> None:
+        """A kept new row judged later, once the whole batch was read (the alignment screen): it moves from
+        kept to rejected, with its reason. Its line in clean.jsonl is the caller's to drop."""
+        counts = self.files[name]
+        counts["kept"] -= 1
+        counts["rejected"] += 1
+        src_chars, tgt_chars, src_words, tgt_words = self.lengths.values()
+        for histogram, value in ((src_chars, len(source)), (tgt_chars, len(target)),
+                                 (src_words, filters.word_count(source)), (tgt_words, filters.word_count(target))):
+            histogram[value] -= 1
+            if not histogram[value]:
+                del histogram[value]
+        self._reject(name, line, source, target, ((reason, detail),))
 
     def _index(self, name: str) -> int:
         self.names.append(name)

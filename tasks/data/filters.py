@@ -256,6 +256,8 @@ OTHER_REASONS = {
     "unreadable_row": "the record is not a pair: broken JSON, a missing column or language, a malformed CSV row",
     "fuzzy": "a PO entry marked fuzzy: its translator was not sure of it",
     "obsolete": "a PO entry kept only as history (`#~`)",
+    "misaligned": "the base model finds its target no likelier under its own source than under sources of similar "
+                  "length, by a calibrated margin (the alignment screen, tasks/data/alignment.py)",
     "leakage": "its source is in the frozen test set: training on it would inflate the test scores",
     "duplicate": "the same pair as an earlier kept one, after normalization (case, spacing, Unicode forms)",
 }

@@ -76,8 +76,20 @@ def _passed(line: int, source: str, target: str, record: str) -> tuple:
     """The Screened fields of a clean pair that passed every filter: the keys it is compared by."""
     key_of, match_key = textnorm.key_of, textnorm.match_key
     source_norm = match_key(source)
+    # pair_key(source, target), inlined: the source's match key is needed twice on this hot path.
     return (line, source, target, (), key_of(f"{source_norm}\t{match_key(target)}"), key_of(f"{source}\t{target}"),
             key_of(source_norm), record, filters.word_count(source), filters.word_count(target))
+
+
+def pair_key(source: str, target: str) -> int:
+    """The key that makes two cleaned pairs duplicates of each other."""
+    match_key = textnorm.match_key
+    return textnorm.key_of(f"{match_key(source)}\t{match_key(target)}")
+
+
+def pair_key_of_record(record: str, source_lang: str, target_lang: str) -> int:
+    pair = json.loads(record)["translation"]
+    return pair_key(pair[source_lang], pair[target_lang])
 
 
 def from_cleaned(record: str, source_lang: str, target_lang: str) -> tuple:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
-from tasks.data import langid, screening, testset
+from tasks.data import alignment, langid, screening, testset
 from tasks.data.batch import EXAMPLES_PER_REASON, Batch
 from tasks.io import formats, storage
 
@@ -104,7 +104,10 @@ def screen_files(config: RunConfig, files: list[tuple[str, Path]], clean_path: P
         for name, path in files:
             _screen_file(config, batch, pool, name, path, clean_path.parent,
                          caches.get(name) if caches else None)
-    return _report(config, batch, workers)
+    # The alignment screen needs the whole batch (each pair is compared with pairs of similar length).
+    with rejects_path.open("a", encoding="utf-8", errors="backslashreplace") as batch.rejects:
+        aligned = alignment.apply(config, batch, clean_path, rejects_path, caches)
+    return _report(config, batch, workers) | {"alignment": aligned}
 
 
 def _screen_file(config: RunConfig, batch: Batch, pool, name: str, path: Path, scratch: Path,
@@ -154,7 +157,9 @@ def _report(config: RunConfig, batch: Batch, workers: int) -> dict:
         | ({"duplicate": {"count": dedup, "examples": batch.examples["duplicate"]}} if dedup else {}),
         "kept_lengths": {name: _stats(hist) for name, hist in batch.lengths.items()},
         "thresholds": {"min_clean_pairs": config.min_clean_pairs, "max_reject_rate": config.max_reject_rate,
-                       "skip_filters": config.skip_filters},
+                       "skip_filters": config.skip_filters, "alignment_screen": config.alignment_screen,
+                       "alignment_min_margin": config.alignment_min_margin,
+                       "max_misaligned_rate": config.max_misaligned_rate},
         "workers": workers,
         "language_id_unknown": _languages_without_id(config),
     }
@@ -194,6 +199,13 @@ def _judge(config: RunConfig, report: dict) -> dict:
         carried = f" and {report['carried_rows']} carried" if report["carried_rows"] else ""
         problems.append(f"only {report['clean_pairs']} usable pairs from {report['rows_in']} new rows{carried} "
                         f"(min_clean_pairs = {config.min_clean_pairs})")
+    misaligned = report["reasons"].get("misaligned", {}).get("count", 0)
+    screened = report["kept"] + misaligned
+    if screened and misaligned / screened > config.max_misaligned_rate:
+        problems.append(f"{misaligned} of {screened} screened pairs misaligned ({misaligned / screened:.1%} > "
+                        f"max_misaligned_rate {config.max_misaligned_rate:.1%}): the targets do not belong to their "
+                        "sources (shifted or re-sorted lines?). If the base model cannot translate this pair, set "
+                        "alignment_screen = false")
     if report["reject_rate"] > config.max_reject_rate:
         rejected = report["rejected"] - report["leakage"]
         problems.append(f"reject rate {report['reject_rate']:.1%} > max_reject_rate {config.max_reject_rate:.1%} "

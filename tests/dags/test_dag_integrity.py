@@ -133,15 +133,15 @@ def test_each_language_runs_its_steps_in_a_mapped_task_group_of_its_own(dag):
 def test_gpu_steps_share_the_gpu_pool_and_failures_are_reported(dag):
     from mt_airflow.notify import WebhookNotifier
 
-    assert {t.task_id for t in dag.tasks if t.pool == "gpu"} == {"language.train", "language.evaluate",
-                                                                  "learning_curve_point"}
+    assert {t.task_id for t in dag.tasks if t.pool == "gpu"} == {"language.validate", "language.train",
+                                                                  "language.evaluate", "learning_curve_point"}
     assert isinstance(dag.on_failure_callback, WebhookNotifier)
 
 
 @pytest.mark.parametrize("task_id, hours", [("language.train", 24), ("learning_curve_point", 24),
-                                            ("language.evaluate", 6)])
+                                            ("language.evaluate", 6), ("language.validate", 6)])
 def test_gpu_steps_time_out_and_stop_their_work(dag, task_id, hours):
-    # The deployment's defaults (MT_TRAIN_TIMEOUT_HOURS, MT_EVALUATE_TIMEOUT_HOURS); on timeout Airflow calls
+    # The deployment's defaults (MT_TRAIN_TIMEOUT_HOURS, MT_EVALUATE_TIMEOUT_HOURS, MT_VALIDATE_TIMEOUT_HOURS); on timeout Airflow calls
     # on_kill, which stops the pod, container or subprocess (tests/plugins/test_launcher_kill.py).
     from airflow.sdk import BaseOperator
 
@@ -170,13 +170,13 @@ def test_a_pull_with_nothing_new_skips_the_run_and_says_why(dag, tmp_path):
 
     from support.corpora import digit_pairs, write_jsonl
     from support.runs import make_run
-    from tasks.data import consumed
+    from tasks.data import consumed, validate
 
     incoming = tmp_path / "incoming"
     write_jsonl(incoming / "a.jsonl", digit_pairs(5))
     first = make_run(tmp_path / "artifacts", run_id="run-1", data_uri=str(incoming), min_clean_pairs=1)
     assert dag.get_task("language.pull").python_callable(first.run_dir)["files"] == 1
-    dag.get_task("language.validate").python_callable(first.run_dir)
+    validate.run(first)  # what the validate task's subprocess runs
     with pytest.raises(AirflowSkipException, match="nothing consumed: its gate did not run"):
         dag.get_task("mark_consumed").python_callable(first.run_dir)
     consumed.commit(first)  # as if its gate had decided

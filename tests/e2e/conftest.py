@@ -64,6 +64,7 @@ def run_conf(domain_bucket, tiny_model, monkeypatch):
     return {
         "data_uri": domain_bucket,
         "base_model": str(tiny_model),
+        "alignment_screen": False,  # an untrained base cannot read a pair; test_dag_run screens with a trained one
         "hub_repo_id": "mlops/digits-en-de",
         "min_clean_pairs": 500,
         "learning_rate": 3e-3,

@@ -41,7 +41,8 @@ def build_multilingual_digits_model(out_dir: Path) -> Path:
     return scratch_model.build(texts, out_dir, size="tiny")
 
 
-# The tiny-model recipe that learns the digit task in seconds (the same as tests/e2e/conftest.py's run_conf).
-TINY_RECIPE = {"learning_rate": 3e-3, "warmup_steps": 0.1, "max_tokens_per_batch": 512, "num_train_epochs": 100,
+# The tiny-model recipe that learns the digit task in seconds (the same as tests/e2e/conftest.py's run_conf). Its base
+# model is untrained: it cannot read a pair, so the alignment screen is off (tests/tasks/data/test_alignment.py).
+TINY_RECIPE = {"alignment_screen": False, "learning_rate": 3e-3, "warmup_steps": 0.1, "max_tokens_per_batch": 512, "num_train_epochs": 100,
                "max_steps": 300, "eval_every_steps": 50, "precision": "fp32", "max_source_length": 32,
                "max_target_length": 32, "num_beams": 2, "min_clean_pairs": 500}

@@ -14,6 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_run(root: Path | str, run_id: str = "run-1", **params) -> config.RunConfig:
+    """A saved run config. The alignment screen is off unless asked for: it loads `base_model`, and the default one
+    is a Hub id that cannot be downloaded here."""
+    params.setdefault("alignment_screen", False)
     cfg = config.build(params, dag_id="test_dag", run_id=run_id, artifact_root=str(root))
     config.save(cfg)
     return cfg

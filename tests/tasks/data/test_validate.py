@@ -78,7 +78,10 @@ def test_the_report_gives_examples_lengths_and_thresholds(tmp_path):
     lengths = report["kept_lengths"]["source_chars"]
     assert lengths["min"] == len(GOOD[0][0]) and lengths["max"] == len(GOOD[-1][0])
     assert report["kept_lengths"]["source_words"]["median"] == 7
-    assert report["thresholds"] == {"min_clean_pairs": 1, "max_reject_rate": 0.5, "skip_filters": []}
+    assert report["thresholds"] == {"min_clean_pairs": 1, "max_reject_rate": 0.5, "skip_filters": [],
+                                    "alignment_screen": False, "alignment_min_margin": None,
+                                    "max_misaligned_rate": 0.2}
+    assert report["alignment"] == {"skipped": "alignment_screen is off"}
     assert report["language_id_unknown"] == []
 
 

@@ -1,0 +1,157 @@
+"""The alignment screen: targets rotated among sentences of similar length pass every surface filter; the base
+model reading both sides must catch them, calibrated on the batch itself."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from support.corpora import digit_pairs, write_jsonl
+from support.runs import REPO_ROOT, accounted, make_run, put_raw
+from tasks import layout
+from tasks.data import alignment, textnorm, validate
+from tasks.io import storage
+
+
+def _rotate(pairs, share, seed=1):
+    """`share` of the pairs get the target of the next one of them by source length: plausible, similar-length,
+    wrong. Returns the new pairs and the rotated indices."""
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(range(len(pairs)), int(share * len(pairs))), key=lambda i: len(pairs[i][0]))
+    out = list(pairs)
+    for a, b in zip(chosen, chosen[1:] + chosen[:1]):
+        out[a] = (pairs[a][0], pairs[b][1])
+    return out, set(chosen)
+
+
+@pytest.mark.parametrize("sources, expected", [
+    (["a", "bb", "ccc", "dddd"], [[1, 2], [0, 2], [1, 3], [2, 1]]),
+    (["x", "x", "yy", "zzz"], [[2, 3], [2, 3], [1, 3], [2, 1]]),  # never its own source text, never one twice
+])
+def test_neighbours_are_the_nearest_distinct_sources_by_length(sources, expected):
+    keys = [textnorm.key_of(s) for s in sources]
+    assert alignment.neighbours(sources, keys, k=1) == expected
+
+
+@pytest.mark.parametrize("own, nulls, expected_share, threshold_between", [
+    ([2.0 + i / 100 for i in range(100)], [i / 100 - 0.5 for i in range(100)], 0.0, (0.0, 0.0)),  # clean: 0
+    ([2.0 + i / 100 for i in range(70)] + [i / 30 - 0.5 for i in range(30)], [i / 100 - 0.5 for i in range(100)],
+     0.3, (0.49, 2.0)),  # above every wrong pairing, below every true pair
+])
+def test_the_threshold_separates_the_wrong_pairings_from_the_true_ones(own, nulls, expected_share,
+                                                                       threshold_between):
+    share = alignment.estimated_share(own, nulls)
+    assert share == pytest.approx(expected_share, abs=0.02)
+    low, high = threshold_between
+    assert low <= alignment.calibrated_threshold(own, nulls, share) <= high
+
+
+def _validate_with_screen(tmp_path, model, files, **params):
+    cfg = make_run(tmp_path / "artifacts", base_model=str(model), alignment_screen=True, min_clean_pairs=1,
+                   max_source_length=64, max_target_length=64, **params)
+    put_raw(cfg, *files)
+    try:
+        validate.run(cfg)
+    except validate.BadBatchError as err:
+        return cfg, err
+    return cfg, None
+
+
+def _misaligned(rejects):
+    return {(r["file"], r["line"]) for r in rejects if any(x["reason"] == "misaligned" for x in r["reasons"])}
+
+
+def test_rotated_targets_are_rejected_as_misaligned_with_every_row_accounted_for(tmp_path, digits_translator):
+    pairs, rotated = _rotate(digit_pairs(600, seed=5), 0.15)
+    path = write_jsonl(tmp_path / "part.jsonl", pairs)
+    cfg, error = _validate_with_screen(tmp_path, digits_translator, [path])
+    assert error is None
+    report, clean, rejects = accounted(cfg)
+    caught = {line - 1 for _, line in _misaligned(rejects)}
+    assert len(caught & rotated) >= 0.9 * len(rotated)
+    assert len(caught - rotated) <= 0.05 * (len(pairs) - len(rotated))
+    screen = report["alignment"]
+    assert screen["screened"] == len(pairs) and screen["misaligned"] == len(caught) == report["rejected"]
+    assert screen["histogram"]["pairs"] and sum(screen["histogram"]["wrong_pairings"]) == len(pairs)
+    assert report["reasons"]["misaligned"]["examples"][0]["detail"].startswith("margin ")
+    # Neither the run's training data nor the cleaned copy later runs carry holds a misaligned pair.
+    assert not {(r["file"], r["line"]) for r in clean} & _misaligned(rejects)
+    manifest = storage.read_json(cfg.uri(layout.PULL_MANIFEST))
+    cached = storage.read_text(cfg.state_uri(manifest["objects"][0]["cache"])).splitlines()
+    assert len(cached) == len(clean)
+
+
+def test_a_batch_shifted_by_one_line_fails_naming_the_file(tmp_path, digits_translator):
+    pairs = digit_pairs(400, seed=6)
+    shifted = [(s, t) for (s, _), (_, t) in zip(pairs, pairs[1:])]  # the export lost one target line
+    good = write_jsonl(tmp_path / "good.jsonl", digit_pairs(300, seed=7))
+    bad = write_jsonl(tmp_path / "shifted.jsonl", shifted)
+    cfg, error = _validate_with_screen(tmp_path, digits_translator, [good, bad])
+    assert error is not None
+    message = str(error)
+    assert "misaligned" in message and "max_misaligned_rate" in message and "alignment_screen = false" in message
+    assert message.index("shifted.jsonl") < message.index("good.jsonl")  # the worst file first
+    report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
+    assert report["alignment"]["files"]["shifted.jsonl"] >= 0.9 * len(shifted)
+
+
+def test_an_untrained_base_model_cannot_tell_and_fails_closed(tmp_path, tiny_model):
+    path = write_jsonl(tmp_path / "part.jsonl", digit_pairs(300, seed=8))
+    _, error = _validate_with_screen(tmp_path, tiny_model, [path])
+    assert error is not None and "alignment_screen = false" in str(error)
+
+
+def test_a_set_threshold_overrides_the_calibrated_one(tmp_path, digits_translator):
+    path = write_jsonl(tmp_path / "part.jsonl", digit_pairs(200, seed=9))
+    cfg, error = _validate_with_screen(tmp_path, digits_translator, [path], alignment_min_margin=-100.0)
+    report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
+    assert error is None and report["alignment"]["misaligned"] == 0
+    assert report["alignment"]["threshold_from"] == "alignment_min_margin"
+
+
+# --- the demo's real catalog data with the demo's base model (pretrained once, cached in .cache/demo)
+
+@pytest.fixture(scope="module")
+def demo_base_model():
+    from demo import base_model
+
+    return base_model.build()
+
+
+def _demo_pairs(limit=3000):
+    pairs, seen = [], set()
+    for path in sorted((REPO_ROOT / "demo" / "data" / "domain").glob("*.jsonl")):
+        for line in path.open(encoding="utf-8"):
+            pair = json.loads(line)["translation"]
+            key = (pair["en"], pair["de"])
+            if key not in seen and pair["en"].strip() and pair["de"].strip() and len(pair["en"]) <= 100:
+                seen.add(key)
+                pairs.append(key)
+    random.Random(0).shuffle(pairs)
+    return pairs[:limit]
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.3, 0.55])
+def test_the_demo_catalogs_with_rotated_targets(tmp_path, demo_base_model, share):
+    """The demo's small base model (BLEU 9 on this domain), 3,000 catalog pairs through validate. Measured: 50 %,
+    65 % and 70 % of the rotated pairs that reach the screen are caught at 10 %, 30 % and 55 % rotated, at a cost of
+    2-4 % of the untouched ones; the 55 % batch fails. The issue's goal, 90 % caught, is not reached with this
+    model (README, 'The alignment screen'); these floors keep what it does reach."""
+    pairs, rotated = _rotate(_demo_pairs(), share)
+    path = write_jsonl(tmp_path / "catalog.jsonl", pairs)
+    cfg, error = _validate_with_screen(tmp_path, demo_base_model, [path], skip_filters=["length_ratio"])
+    rejects = [json.loads(line) for line in storage.read_text(cfg.uri(layout.REJECTS)).splitlines()]
+    caught = {line - 1 for _, line in _misaligned(rejects)}
+    # Only what reached the screen counts: a surface filter (placeholders, numerals) catches some rotations first.
+    screened = set(range(len(pairs))) - {r["line"] - 1 for r in rejects} | caught
+    rotated &= screened
+    lost = len(caught - rotated) / len(screened - rotated)
+    if share == 0.0:
+        assert error is None and lost <= 0.03
+        return
+    recall = len(caught & rotated) / len(rotated)
+    floor = {0.1: 0.4, 0.3: 0.55, 0.55: 0.6}[share]
+    assert recall >= floor and lost <= 0.05, (recall, lost)
+    if share == 0.55:
+        assert error is not None and "catalog.jsonl" in str(error) and "misaligned" in str(error)
