@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tasks.data import screening, textnorm
+from tasks.evaluate.likelihood import PairScorer
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,6 @@ def apply(config, batch, clean_path: Path, rejects_path: Path, caches: dict[str,
     report's `alignment` section."""
     if not config.alignment_screen:
         return {"skipped": "alignment_screen is off"}
-    from tasks.evaluate.likelihood import PairScorer
-
     carried = sum(counts["kept"] for counts in batch.carried.values())
     new: list[tuple[int, dict]] = []
     with clean_path.open(encoding="utf-8") as clean:
