@@ -4,13 +4,14 @@
 # make screenshots: the live tests, saving their screenshots of the UI into docs/ (the README's pictures)
 # make airflow: the Airflow UI with this DAG loaded (airflow standalone, project-local AIRFLOW_HOME)
 # make bench-tiny : every benchmark in its seconds-long smoke mode
+# make bench-gpu : every GPU figure in one run (bench/gpu.py, ≤ 8 minutes on one H200; see ../shared/GPU.md)
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: demo test test-live screenshots airflow bench-tiny clean
+.PHONY: demo test test-live screenshots airflow bench-tiny bench-gpu clean
 
 $(VENV)/.installed: requirements.txt requirements-train.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,10 @@ airflow: $(VENV)/.installed
 
 bench-tiny: $(VENV)/.dev-installed
 	for b in bench/*.py; do $(PY) $$b --tiny || exit 1; done
+
+# On a lent GPU machine there is no .venv: the interpreter that has the packages runs it (PYTHON=...).
+bench-gpu:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bench/gpu.py
 
 clean:
 	rm -rf .demo .airflow .cache/demo

@@ -15,7 +15,14 @@ Throughput counts the real (unpadded) source + target tokens of the epoch over i
 are then scored on the same held-out pairs (the untrained model's loss is `initial_loss`), so the loss
 after the same tokens can be compared.
 
+Time to quality (on by default; `--no-time-to-loss` skips it): a fresh model trains with the project's loop and
+the run config's defaults until its validation loss on the held-out pairs reaches the seed recipe's one-epoch
+loss, for as many epochs as that takes (at most `--max-epochs`, over which the learning rate is scheduled), with
+a validation every quarter epoch. `time_to_loss_ratio` is the seed's one-epoch wall time over the project's time
+to the same loss, validations included; null when the project never got there.
+
     python bench/train_throughput.py [--tiny] [--pairs N] [--precision auto|fp32|bf16] [--max-tokens N]
+                                     [--no-time-to-loss] [--max-epochs N]
 
 The last line printed is one JSON object with the figures.
 """
@@ -28,6 +35,7 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -110,21 +118,31 @@ def run_seed(dims: dict, data: batching.Encoded, device):
     return seconds, model
 
 
-def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_tokens: int):
-    """One epoch of the project's training loop with the run config's defaults; returns (seconds, model,
-    the loop's report)."""
+def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_tokens: int, *,
+                epochs: float = 1, validation: batching.Encoded | None = None, target_loss: float = 0.0):
+    """The project's training loop with the run config's defaults; returns (seconds, model, the loop's report).
+
+    Without `validation`: `epochs` epochs, no validation. With it and a `target_loss`: until the validation loss
+    reaches the target (a validation every quarter epoch), for at most `epochs` epochs.
+    """
     defaults = PipelineParams()
     model = build_model(dims)
-    settings = trainloop.LoopSettings(
-        learning_rate=defaults.learning_rate, weight_decay=defaults.weight_decay, num_train_epochs=1,
-        max_tokens_per_batch=max_tokens, warmup_steps=defaults.warmup_steps, early_stopping_patience=0,
-        eval_every_steps=10**9, checkpoint_every_steps=10**9, precision=precision, log_every_steps=10**9)
-    empty = batching.Encoded(data.sources[:1], data.targets[:1])
     pad = dims["vocab_size"] - 1
+    settings = trainloop.LoopSettings(
+        learning_rate=defaults.learning_rate, weight_decay=defaults.weight_decay, num_train_epochs=epochs,
+        max_tokens_per_batch=max_tokens, warmup_steps=defaults.warmup_steps, early_stopping_patience=0,
+        eval_every_steps=10**9, checkpoint_every_steps=10**9, precision=precision, log_every_steps=10**9,
+        target_loss=target_loss)
+    if validation is not None:
+        per_epoch = len(batching.make_batches(data, max_tokens, settings.max_sentences_per_batch, 0, 0,
+                                              multiple=batching.pad_multiple(device)))
+        settings = replace(settings, eval_every_steps=max(1, per_epoch // 4))
+    else:
+        validation = batching.Encoded(data.sources[:1], data.targets[:1])
     with tempfile.TemporaryDirectory() as out:
         _sync(device)
         started = time.perf_counter()
-        report = trainloop.train(model, data, empty, settings, pad_id=pad, decoder_start_id=pad,
+        report = trainloop.train(model, data, validation, settings, pad_id=pad, decoder_start_id=pad,
                                  checkpoints=trainloop.CheckpointDir(Path(out)), device=device)
         _sync(device)
         seconds = time.perf_counter() - started
@@ -160,12 +178,17 @@ def main() -> None:
     parser.add_argument("--precision", help="the project path's precision (default: bf16 where the device has "
                                             "native bf16, else auto)")
     parser.add_argument("--max-tokens", type=int, help="project tokens per batch (default: the run config's)")
+    parser.add_argument("--no-time-to-loss", action="store_true", help="skip the time-to-quality run")
+    parser.add_argument("--max-epochs", type=float, default=10,
+                        help="epochs the time-to-quality run may take (and schedules its learning rate over)")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dims = TINY if args.tiny else OPUS_MT
     pairs = args.pairs or (48 if args.tiny else 16000 if device.type == "cuda" else 640)
     max_tokens = args.max_tokens or (512 if args.tiny else PipelineParams().max_tokens_per_batch)
+    if max_tokens == 0:  # the run config's automatic batch, as the loop would choose it on this device
+        max_tokens = trainloop.AUTO_TOKENS_PER_BATCH.get(device.type, trainloop.AUTO_TOKENS_PER_BATCH["cuda"])
     precision = args.precision or ("bf16" if _native_bf16(device) else "auto")
     train_data = synthetic_pairs(pairs, dims["vocab_size"], seed=1)
     heldout = synthetic_pairs(max(16, pairs // 10), dims["vocab_size"], seed=2)
@@ -177,6 +200,17 @@ def main() -> None:
     del seed_model
     project_seconds, project_model, report = run_project(dims, train_data, device, precision, max_tokens)
     project_loss = heldout_loss(project_model, heldout, dims, device)
+    del project_model
+    to_loss = {}
+    if not args.no_time_to_loss:
+        seconds, model, reached = run_project(dims, train_data, device, precision, max_tokens, epochs=args.max_epochs,
+                                              validation=heldout, target_loss=seed_loss)
+        got_there = reached["stopped_by"] == "target loss"
+        to_loss = {"time_to_loss_ratio": round(seed_seconds / seconds, 2) if got_there else None,
+                   "project_time_to_loss_seconds": round(seconds, 2) if got_there else None,
+                   "project_time_to_loss_steps": reached["steps"],
+                   "project_time_to_loss_epochs": round(reached["steps"] / max(report["steps"], 1), 2),
+                   "project_time_to_loss_heldout": round(heldout_loss(model, heldout, dims, device), 4)}
 
     result = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
@@ -189,7 +223,7 @@ def main() -> None:
         "seed_loss": round(seed_loss, 4), "project_loss": round(project_loss, 4),
         "initial_loss": round(initial_loss, 4), "seed_steps": math.ceil(pairs / 16),
         "project_steps": report["steps"], "project_precision": report["precision"],
-        "project_max_tokens_per_batch": report["tokens_per_batch"],
+        "project_max_tokens_per_batch": report["tokens_per_batch"], **to_loss,
     }
     print(json.dumps(result))
 

@@ -2,7 +2,8 @@
 
 Evaluation asks a model to write translations; the alignment screen (tasks/data/alignment.py) asks the same model
 to read pairs. One forward pass per pair, no search: pairs go through in length-sorted batches within a token
-budget (tasks/train/batching.py), on the GPU in bf16 where it has native bf16, else in fp32; the log-softmax is
+budget (tasks/train/batching.py), on the GPU in bf16 where it has native bf16, else in fp32, through the training
+loss's fused head without gradients (tasks/train/tokenloss.py: no vocabulary-wide logits); the log-softmax is
 taken in fp32 either way. Each side is tokenized once, so a target scored against several sources costs its
 tokenization once.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-from tasks.train import batching, families
+from tasks.train import batching, families, feed, tokenloss
 from tasks.train.precision import cuda_has_native_bf16
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,15 @@ class PairScorer:
                                         shuffle=False, multiple=multiple)
         with torch.inference_mode():
             for batch in batches:
-                tensors = batching.collate(paired, batch, self.pad_id, self.start_id, multiple)
-                tensors = {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}
-                labels = tensors.pop("labels")
-                logits = self.model(**tensors).logits
-                nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100,
-                                                        reduction="none")
-                tokens = (labels != -100).sum(dim=1).clamp(min=1)
-                for i, value in zip(batch, (-nll.sum(dim=1) / tokens).tolist()):
-                    scores[i] = value
+                (piece,) = feed.prepare(paired, batch, 0, self.pad_id, self.start_id, multiple,
+                                        pin=self.device.type == "cuda")
+                tensors = piece.to(self.device)
+                logp = tokenloss.target_log_probs(self.model, **tensors)
+                # Each token's row in the batch, then the rows' sums: per-pair log-probabilities.
+                row_of = torch.div(tensors["target_rows"], tensors["labels"].shape[1], rounding_mode="floor")
+                sums = torch.zeros(len(batch), dtype=torch.float32, device=self.device).index_add_(0, row_of, logp)
+                for i, value in zip(batch, sums.tolist()):
+                    scores[i] = value / max(len(paired.targets[i]), 1)
         return scores
 
     def describe(self) -> dict:

@@ -101,19 +101,30 @@ def _pack(order: list[int], lengths: list[int] | dict[int, int], max_tokens: int
 
 
 def collate(data: Encoded, batch: list[int], pad_id: int, decoder_start_id: int, multiple: int = PAD_MULTIPLE):
-    """Tensors for one batch: inputs, attention mask, decoder inputs and labels (-100 on padding)."""
+    """Tensors for one batch: inputs, attention mask, decoder inputs, labels (-100 on padding) and
+    `target_rows`, the flat positions of the real target tokens in labels (row × length + column).
+
+    `target_rows` lets the loss gather the real tokens with an index computed here, on the host, instead of a
+    boolean mask, whose size a GPU would have to report back (a sync per batch). Built in numpy: a tensor per
+    row cost more host time than a tiny model's forward pass.
+    """
+    import numpy as np
     import torch
 
-    src_len = _round_up(max(len(data.sources[i]) for i in batch), multiple)
-    tgt_len = _round_up(max(len(data.targets[i]) for i in batch), multiple)
-    input_ids = torch.full((len(batch), src_len), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), tgt_len), -100, dtype=torch.long)
-    decoder_input_ids = torch.full((len(batch), tgt_len), pad_id, dtype=torch.long)
-    for row, i in enumerate(batch):
-        src, tgt = data.sources[i], data.targets[i]
-        input_ids[row, :len(src)] = torch.tensor(src)
-        labels[row, :len(tgt)] = torch.tensor(tgt)
-        decoder_input_ids[row, 0] = decoder_start_id
-        decoder_input_ids[row, 1:len(tgt)] = torch.tensor(tgt[:-1])
-    return {"input_ids": input_ids, "attention_mask": (input_ids != pad_id).long(),
-            "decoder_input_ids": decoder_input_ids, "labels": labels}
+    sources, targets = [data.sources[i] for i in batch], [data.targets[i] for i in batch]
+    src_len = _round_up(max(map(len, sources)), multiple)
+    tgt_len = _round_up(max(map(len, targets)), multiple)
+    input_ids = np.full((len(batch), src_len), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(batch), src_len), dtype=np.int64)
+    labels = np.full((len(batch), tgt_len), -100, dtype=np.int64)
+    decoder_input_ids = np.full((len(batch), tgt_len), pad_id, dtype=np.int64)
+    decoder_input_ids[:, 0] = decoder_start_id
+    for row, (src, tgt) in enumerate(zip(sources, targets)):
+        input_ids[row, :len(src)] = src
+        attention_mask[row, :len(src)] = 1
+        labels[row, :len(tgt)] = tgt
+        decoder_input_ids[row, 1:len(tgt)] = tgt[:-1]
+    target_rows = np.flatnonzero(labels != -100)
+    return {name: torch.from_numpy(array) for name, array in (
+        ("input_ids", input_ids), ("attention_mask", attention_mask), ("decoder_input_ids", decoder_input_ids),
+        ("labels", labels), ("target_rows", target_rows))}

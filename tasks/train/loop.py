@@ -13,22 +13,20 @@ import contextlib
 import logging
 import math
 import os
-import shutil
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Callable
 
-from tasks.train import batching, tokenloss
-from tasks.train.precision import Precision, autocast, choose_precision
+from tasks.train import batching, feed, tokenloss
+from tasks.train.checkpoints import STATE, CheckpointDir
+from tasks.train.precision import MAX_CONSECUTIVE_OVERFLOWS, Precision, autocast, choose_precision
 
 log = logging.getLogger(__name__)
 
-STATE = "state.pt"
 # Batches in a row whose loss or gradient is not finite before training gives up (fp16 falls back to fp32 after
 # precision.MAX_CONSECUTIVE_OVERFLOWS of them first, and the count starts again there).
 MAX_NONFINITE_IN_A_ROW = 25
+# Steps between looks at what the device counted (skipped steps, the loss): each look waits for the device.
+SETTLE_EVERY_STEPS = 16
 
 
 class NonFiniteTraining(RuntimeError):
@@ -48,6 +46,7 @@ class LoopSettings:
     max_seconds: float = 0  # > 0: a time budget over all attempts; training then stops and keeps its best
     eval_every_steps: int = 0  # 0: once per epoch
     early_stopping_patience: int = 3  # evaluations without improvement before stopping; 0: never stop early
+    target_loss: float = 0.0  # > 0: stop once the validation loss is this low (time-to-quality benchmarks)
     checkpoint_every_steps: int = 200
     precision: str = "auto"
     seed: int = 42
@@ -80,9 +79,9 @@ class Progress:
     seconds: float = 0.0  # spent training, over every attempt (a resumed run continues the budget)
 
 
-def _forward_backward(net, data: batching.Encoded, batch: list[int], micro_tokens: int, pad_id: int,
-                      start_id: int, device, precision: Precision, scaler, world_size: int):
-    """Gradients of the batch's mean token loss, accumulated over its micro-batches; returns that loss.
+def _forward_backward(net, pieces: list[feed.Piece], device, precision: Precision, scaler, world_size: int):
+    """Gradients of the batch's mean token loss, accumulated over its micro-batches; returns that loss, on the
+    device (reading it would wait for the step).
 
     `net` is a `tokenloss.token_loss_module` (or its data-parallel wrapper). Each micro-batch's mean loss is
     weighted by its share of the batch's target tokens, so the gradient is the one the whole batch would
@@ -90,18 +89,13 @@ def _forward_backward(net, data: batching.Encoded, batch: list[int], micro_token
     """
     import torch
 
-    multiple = batching.pad_multiple(device)
-    pieces = [batching.collate(data, piece, pad_id, start_id, multiple)
-              for piece in batching.micro_batches(data, batch, micro_tokens, multiple)]
-    counts = [int((p["labels"] != -100).sum()) for p in pieces]
-    total = max(sum(counts), 1)
+    total = max(sum(piece.target_tokens for piece in pieces), 1)
     loss = torch.zeros((), device=device)
-    for k, (piece, count) in enumerate(zip(pieces, counts)):
-        tensors = {name: value.to(device, non_blocking=True) for name, value in piece.items()}
+    for k, piece in enumerate(pieces):
         quiet = net.no_sync() if world_size > 1 and k < len(pieces) - 1 else contextlib.nullcontext()
         with quiet:
             with autocast(device, precision):
-                piece_loss = net(**tensors) * (count / total)
+                piece_loss = net(**piece.to(device)) * (piece.target_tokens / total)
             scaler.scale(piece_loss).backward()
         loss = loss + piece_loss.detach().float()
     return loss
@@ -111,26 +105,26 @@ def evaluate_loss(model, data: batching.Encoded, settings: LoopSettings, pad_id:
                   device, precision: Precision, rank: int = 0, world_size: int = 1) -> float:
     """Mean cross-entropy per target token over the whole validation set.
 
-    Data-parallel ranks each score a share of the batches and add up the sums, so every rank gets the
-    same number and takes the same early-stopping decision (a rank that stopped alone would hang the rest).
+    Through the fused head without gradients (tokenloss.target_log_probs): no vocabulary-wide logits, and the
+    sum stays on the device until the end. Data-parallel ranks each score a share of the batches and add up
+    the sums, so every rank gets the same number and takes the same early-stopping decision (a rank that
+    stopped alone would hang the rest).
     """
     import torch
 
     model.eval()
-    total, count = 0.0, 0
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
     multiple = batching.pad_multiple(device)
     batches = batching.make_batches(data, settings.max_tokens_per_batch, settings.max_sentences_per_batch,
                                     seed=0, epoch=0, shuffle=False, multiple=multiple)
+    pin = device.type == "cuda"
     with torch.inference_mode():
         for batch in batches[rank::world_size]:
-            piece = batching.collate(data, batch, pad_id, start_id, multiple)
-            tensors = {k: v.to(device) for k, v in piece.items()}
+            (piece,) = feed.prepare(data, batch, 0, pad_id, start_id, multiple, pin)
             with autocast(device, precision):
-                logits = model(**{k: v for k, v in tensors.items() if k != "labels"}).logits
-            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), tensors["labels"].flatten(),
-                                                     ignore_index=-100, reduction="sum")
-            total += loss.item()
-            count += int((tensors["labels"] != -100).sum())
+                total -= tokenloss.target_log_probs(model, **piece.to(device)).sum(dtype=torch.float64)
+            count += piece.target_tokens
+    total = total.item()
     if world_size > 1:
         total, count = _sum_over_ranks([total, float(count)])
     model.train()
@@ -147,90 +141,6 @@ def _sum_over_ranks(values: list[float], op: str = "sum") -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return tensor.tolist()
-
-
-class CheckpointDir:
-    """checkpoints/step-NNNNNNNN/state.pt, written to a temp name and renamed; the newest two are kept.
-
-    `on_saved` mirrors each finished checkpoint to remote storage (S3 run directories). It runs on a worker
-    thread, so only the local torch.save holds training up: with several GPUs the other ranks wait at their
-    next collective for rank 0's disk, not for an upload of model and optimizer state, which on a large model
-    outlasts the collective timeout. A checkpoint still waiting when a newer one is saved is not mirrored: the
-    newer one supersedes it, so a slow store never builds a backlog. The one being uploaded is not pruned.
-    A mirroring error is raised by the next `save` or by `wait`; use the folder as a context manager (or call
-    `wait`) so that training ends only when its last checkpoint is mirrored.
-    """
-
-    def __init__(self, root: Path, on_saved: Callable[[Path], None] | None = None, keep: int = 2):
-        self.root, self.on_saved, self.keep = root, on_saved, keep
-        self._changed = threading.Condition()
-        self._queued: Path | None = None  # the newest checkpoint not yet picked up by the worker
-        self._mirroring: Path | None = None
-        self._worker: threading.Thread | None = None
-        self._error: tuple[str, BaseException] | None = None
-
-    def __enter__(self) -> "CheckpointDir":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.wait(raise_error=exc_type is None)  # a failed training keeps its own error
-
-    def latest(self) -> Path | None:
-        done = sorted(p for p in self.root.glob("step-*") if (p / STATE).exists()) if self.root.exists() else []
-        return done[-1] if done else None
-
-    def save(self, state: dict, step: int) -> Path:
-        import torch
-
-        self._raise_error()
-        final = self.root / f"step-{step:08d}"
-        tmp = self.root / f".step-{step:08d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        torch.save(state, tmp / STATE)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        with self._changed:
-            uploading = self._mirroring
-            if self.on_saved:
-                self._queued = final
-                if self._worker is None:
-                    self._worker = threading.Thread(target=self._mirror_queued, name="checkpoint-mirror",
-                                                    daemon=True)
-                    self._worker.start()
-        for old in sorted(p for p in self.root.glob("step-*"))[:-self.keep]:
-            if old != uploading:
-                shutil.rmtree(old, ignore_errors=True)
-        return final
-
-    def wait(self, raise_error: bool = True) -> None:
-        """Return once every saved checkpoint is mirrored (or superseded)."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._worker is None)
-        if raise_error:
-            self._raise_error()
-
-    def _mirror_queued(self) -> None:
-        while True:
-            with self._changed:
-                checkpoint, self._queued = self._queued, None
-                self._mirroring = checkpoint
-                if checkpoint is None or self._error:
-                    self._worker = None
-                    self._changed.notify_all()
-                    return
-            try:
-                self.on_saved(checkpoint)
-            except BaseException as err:  # noqa: BLE001 - handed to the training thread, not swallowed
-                with self._changed:
-                    self._error = (checkpoint.name, err)
-
-    def _raise_error(self) -> None:
-        with self._changed:
-            failed = self._error
-        if failed:
-            name, err = failed
-            raise RuntimeError(f"mirroring checkpoint {name} to the run directory failed: {err}") from err
 
 
 def train(model, train_data: batching.Encoded, val_data: batching.Encoded, settings: LoopSettings, *,
@@ -307,13 +217,20 @@ class _Training:
                                             {"params": no_decay, "weight_decay": 0.0}],
                                            lr=self.settings.learning_rate, betas=(0.9, self.settings.adam_beta2),
                                            fused=True)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
+        # What the device counts between looks (see _settle): skipped steps, the current run of failing steps
+        # (a non-finite loss, or gradient outside fp16), the longest such run, and the applied steps' summed loss.
+        self.health = torch.zeros(4, dtype=torch.float32, device=self.device)
+        self.unsettled, self.careful = 0, False
 
     def _lr_factor(self, step: int) -> float:
         """Linear warmup, then linear decay to zero at the last step (which a time budget may move earlier)."""
         total, warmup = self.total_steps, self.warmup
         return min((step + 1) / max(warmup, 1), max(0.0, (total - step) / max(total - warmup, 1)))
+
+    def _learning_rate(self) -> float:
+        """The rate of the next step: set from the applied steps, so a skipped step does not advance it."""
+        return self.settings.learning_rate * self._lr_factor(self.progress.step)
 
     def resume(self) -> None:
         import torch
@@ -324,9 +241,15 @@ class _Training:
         state = torch.load(self.resumed_from / STATE, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.progress = Progress(**state["progress"])
         self.best_state = state.get("best_model")
+        # An fp16 run that fell back to fp32 stays there, and fp16's calibrated loss scale is kept.
+        if state.get("precision", self.precision.name) != self.precision.name:
+            self.precision = Precision(state["precision"], "as before the interruption")
+            log.info("precision: %s (%s)", self.precision.name, self.precision.why)
+            self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
         log.info("resuming from %s at step %d (epoch %d, batch %d)", self.resumed_from.name, self.progress.step,
                  self.progress.epoch, self.progress.batch_in_epoch)
 
@@ -348,49 +271,100 @@ class _Training:
         """The rest of the current epoch's batches, or fewer when training ends within it."""
         progress = self.progress
         mine = self._batches(progress.epoch)[self.rank::self.world_size][:self.batches_per_epoch]
-        for batch in mine[progress.batch_in_epoch:]:
-            if not self._step(batch):
-                progress.batch_in_epoch += 1
-                continue
-            self._after_step(batch)
-            if self.stopped or progress.step >= self.total_steps:
-                return
+        with feed.Prefetch(self.train_data, mine[progress.batch_in_epoch:], micro_tokens=self.micro_tokens,
+                           pad_id=self.pad_id, start_id=self.decoder_start_id, multiple=self.multiple,
+                           pin=self.device.type == "cuda") as batches:
+            for batch, pieces in batches:
+                if not self._step(pieces):
+                    progress.batch_in_epoch += 1
+                    continue
+                self._after_step(batch)
+                if self.stopped or progress.step >= self.total_steps:
+                    return
         progress.epoch += 1
         progress.batch_in_epoch = 0
 
-    def _step(self, batch: list[int]) -> bool:
-        """One optimizer step on `batch`; False (and no update) when its loss is not finite."""
+    def _step(self, pieces: list[feed.Piece]) -> bool:
+        """One optimizer step; False (and no update) when its loss or gradient is known not to be finite.
+
+        Nothing here waits for the device: the finiteness check runs on it and tells the fused optimizer to
+        skip the update, and the counts are read every few steps (_settle). After a skipped step the loop is
+        careful: it reads each step's outcome until one is finite again.
+        """
         import torch
 
-        loss = _forward_backward(self.net, self.train_data, batch, self.micro_tokens, self.pad_id,
-                                 self.decoder_start_id, self.device, self.precision, self.scaler, self.world_size)
-        # Data-parallel ranks skip a batch together or not at all: one rank skipping its step while the
-        # others go on would leave their weights apart.
-        finite = bool(torch.isfinite(loss)) if self.world_size == 1 else \
-            _sum_over_ranks([float(not torch.isfinite(loss))])[0] == 0
-        if not finite:
-            return self._not_finite(f"loss {loss.item()}")
-        self.scaler.unscale_(self.optimizer)
+        loss = _forward_backward(self.net, pieces, self.device, self.precision, self.scaler, self.world_size)
+        self.scaler.unscale_(self.optimizer)  # records fp16's overflow for scaler.update; a no-op otherwise
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        # fp16's scaler skips a step with inf gradients itself; bf16 and fp32 would apply them. The norm is
-        # computed from gradients that data-parallel ranks share, so they all decide alike.
-        if not self.precision.needs_scaler and not bool(torch.isfinite(norm)):
-            return self._not_finite(f"gradient norm {float(norm)}")
-        self.precision.overflows = 0
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        # failing: the loss, or outside fp16 the gradient, is not finite; fp16's overflowing gradients are the
+        # loss scale calibrating itself, skipped without counting against the precision.
+        loss_ok = torch.isfinite(loss)
+        failing = (~loss_ok if self.precision.needs_scaler else ~(loss_ok & torch.isfinite(norm))).float()
+        skipped = (~(loss_ok & torch.isfinite(norm))).float()
+        if self.world_size > 1:
+            # Data-parallel ranks skip a batch together or not at all: one rank skipping its step while the
+            # others go on would leave their weights apart.
+            import torch.distributed as dist
+
+            both = torch.stack([skipped, failing])
+            dist.all_reduce(both, op=dist.ReduceOp.MAX)
+            skipped, failing = both.unbind()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._learning_rate()
+        self.optimizer.found_inf = skipped  # the fused kernel leaves weights and moments alone when it is 1
+        try:
+            self.optimizer.step()
+        finally:
+            del self.optimizer.found_inf
+        self.scaler.update()  # fp16: the scale halves after an overflow and grows after a run of good steps
         self.optimizer.zero_grad(set_to_none=True)
-        self.running_loss += loss.item()
+        if self.careful:
+            if bool(failing):
+                return self._not_finite(f"loss {loss.item()}" if not bool(loss_ok) else f"gradient norm {float(norm)}")
+            if bool(skipped):
+                return False
+            self.careful, self.precision.overflows = False, 0
+            self.running_loss += loss.item()
+            self.running_steps += 1
+            return True
+        skips, streak, longest, loss_sum = self.health.unbind()
+        streak.mul_(failing).add_(failing)  # (streak + 1) × failing: 0 again after a step that did not fail
+        torch.maximum(longest, streak, out=longest)
+        skips.add_(skipped)
+        loss_sum.add_(torch.where(skipped > 0, 0.0, loss))
+        self.unsettled += 1
         return True
+
+    def _settle(self) -> None:
+        """Read what the device counted since the last look (one sync). Skipped steps give their place in the
+        step count and the schedule back; a run of them in fp16 or bf16 falls back to fp32, and while the
+        last steps are still failing the loop turns careful."""
+        if not self.unsettled:
+            return
+        skipped, streak, longest, loss_sum = (int(v) if i < 3 else v for i, v in enumerate(self.health.tolist()))
+        self.health.zero_()
+        steps, self.unsettled = self.unsettled, 0
+        self.running_loss += loss_sum
+        self.running_steps += steps - skipped
+        if not skipped:
+            return
+        self.progress.step -= skipped
+        log.log(logging.WARNING if longest else logging.INFO,
+                "%d of the last %d steps were skipped in %s: %s", skipped, steps, self.precision.name,
+                f"a non-finite loss or gradient, at most {longest} in a row" if longest else
+                "gradients overflowed fp16's loss scale, which was lowered")
+        self.precision.overflows = streak
+        if longest >= MAX_CONSECUTIVE_OVERFLOWS and self.precision.name != "fp32":
+            self._fall_back(f"{longest} non-finite steps in a row")
+        elif streak:
+            self.careful = True
 
     def _not_finite(self, what: str) -> bool:
         """Skip the batch; fail when training keeps producing nothing finite, rather than loop forever."""
-        import torch
-
-        self.optimizer.zero_grad(set_to_none=True)
+        name = self.precision.name
         self.precision = self.precision.after_overflow(what)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
+        if self.precision.name != name:
+            self._fall_back(what)
         if self.precision.overflows >= MAX_NONFINITE_IN_A_ROW:
             raise NonFiniteTraining(
                 f"training diverged: {self.precision.overflows} batches in a row gave a non-finite {what.split()[0]}"
@@ -398,6 +372,16 @@ class _Training:
                 f"{self.progress.epoch}; lower learning_rate ({self.settings.learning_rate:g}) or look for broken "
                 "data. No model was saved.")
         return False
+
+    def _fall_back(self, why: str) -> None:
+        """Go on in fp32 (after fp16 or bf16 kept overflowing): no loss scaling there."""
+        import torch
+
+        if self.precision.name != "fp32":
+            log.warning("falling back to fp32 after %s in %s", why, self.precision.name)
+            self.precision = Precision("fp32", f"fallback after {why} in {self.precision.name}")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
+        self.careful = True
 
     def _after_step(self, batch: list[int]) -> None:
         progress, settings = self.progress, self.settings
@@ -407,6 +391,11 @@ class _Training:
         progress.tokens_seen += tokens
         self.window_tokens += tokens
         self.running_steps += 1
+        logs, evals = progress.step % settings.log_every_steps == 0, progress.step % self.eval_every == 0
+        checkpoints = progress.step % settings.checkpoint_every_steps == 0
+        if progress.step % SETTLE_EVERY_STEPS == 0 or progress.step >= self.total_steps or logs or evals or \
+                checkpoints:
+            self._settle()  # the step count may go back: skipped steps are done again
         last = progress.step == self.total_steps
         if progress.step % settings.log_every_steps == 0 or last:
             self._log_progress()
@@ -453,7 +442,7 @@ class _Training:
         rate = self.window_tokens / max(now - self.window_start, 1e-9)
         per_step = (now - self.started) / max(progress.step - self.steps_at_start, 1)
         log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tokens/s  ETA %s", progress.step, self.total_steps,
-                 progress.epoch, self.running_loss / self.running_steps, self.scheduler.get_last_lr()[0], rate,
+                 progress.epoch, self.running_loss / max(self.running_steps, 1), self._learning_rate(), rate,
                  _duration(per_step * (self.total_steps - progress.step)))
         self.running_loss, self.running_steps, self.window_tokens, self.window_start = 0.0, 0, 0, now
 
@@ -464,11 +453,16 @@ class _Training:
         if val_loss < progress.best_loss:
             progress.best_loss, progress.best_step = val_loss, progress.step
             progress.evals_without_improvement = 0
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            # A copy on the device: copying every weight to host memory at each validation held a GPU up.
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             progress.evals_without_improvement += 1
         log.info("step %d  validation loss %.4f  (best %.4f at step %d)", progress.step, val_loss,
                  progress.best_loss, progress.best_step)
+        if self.settings.target_loss and val_loss <= self.settings.target_loss:
+            log.info("validation loss %.4f reached the target %.4f", val_loss, self.settings.target_loss)
+            self.stopped, self.stop_reason = True, "target loss"
+            return
         patience = self.settings.early_stopping_patience
         if patience and progress.evals_without_improvement >= patience:
             log.info("early stopping: no improvement in %d evaluations", patience)
@@ -477,11 +471,12 @@ class _Training:
     def _checkpoint(self) -> None:
         if self.rank == 0:
             self.checkpoints.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                   "scheduler": self.scheduler.state_dict(), "progress": asdict(self.progress),
-                                   "best_model": self.best_state, "settings": asdict(self.settings)},
-                                  self.progress.step)
+                                   "progress": asdict(self.progress), "best_model": self.best_state,
+                                   "precision": self.precision.name, "scaler": self.scaler.state_dict(),
+                                   "settings": asdict(self.settings)}, self.progress.step)
 
     def finish(self) -> dict:
+        self._settle()
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         progress = self.progress

@@ -5,6 +5,9 @@ then autocast, log-softmax and the backward pass each read and write copies of t
 2048-token batch, half a gigabyte per copy. On a CPU those memory passes cost about as much as the head's
 matrix products. `TokenLoss` instead runs the model's body, drops the padding rows, and computes head,
 log-softmax and gradient together, chunk of rows by chunk of rows, so each chunk's logits stay in cache.
+It still keeps one [target tokens, vocabulary] tensor for the backward pass: softmax minus one-hot, the
+logits' gradient, in the matmul precision (bf16 on a GPU). Validation and pair scoring keep none
+(`target_log_probs`).
 The math is the same cross-entropy and the same gradient (tests/tasks/test_tokenloss.py checks both).
 
 On CPU under bf16 autocast it also routes attention through PyTorch's reference (math) kernel: the CPU
@@ -21,37 +24,65 @@ import functools
 
 FUSED_HEADS = ("MarianMTModel", "MBartForConditionalGeneration", "M2M100ForConditionalGeneration")
 CHUNK_ROWS = {"cpu": 256, "cuda": 4096}  # bench on 2 CPU cores: 64 → 840, 256 → 871, 1024 → 848 tokens/s
+# On a GPU the head's vocabulary is padded to a multiple of this inside the loss (the model keeps its own): with
+# opus-mt's 58101 words the matmuls otherwise fall back to slow kernels that do not need aligned sizes. The
+# padded words get a logit of -inf, so they take no probability and get no gradient.
+HEAD_PAD = {"cpu": 1, "cuda": 64}
 
 
-def _chunked_forward(h, w, bias, labels, chunk: int):
-    """(summed loss, softmax − onehot per row, gradient of the loss with respect to `h`), a chunk of rows at a
-    time; `h` and `w` are already in the matmul precision."""
+def _padded_head(weight, bias, dtype, pad_to: int):
+    """(weight in the matmul precision with rows padded to a multiple of `pad_to`, the logits' additive shift
+    in fp32 or None): the shift is the bias plus -inf on padded rows."""
+    import torch
+
+    vocab = weight.shape[0]
+    rows = -(-vocab // pad_to) * pad_to
+    acc = torch.promote_types(dtype, torch.float32)
+    # On CPU an all-zero bias (Marian's is a buffer of zeros) is skipped: adding it is a pass over every chunk.
+    # Asking costs a device sync, which a GPU does not pay: there the shift is added whatever it holds.
+    if bias is not None and weight.device.type == "cpu" and not bool(bias.any()):
+        bias = None
+    if rows == vocab:
+        return weight.to(dtype), None if bias is None else bias.to(acc)
+    padded = torch.zeros(rows, weight.shape[1], dtype=dtype, device=weight.device)
+    padded[:vocab] = weight
+    shift = torch.full((rows,), float("-inf"), dtype=acc, device=weight.device)
+    shift[:vocab] = 0 if bias is None else bias
+    return padded, shift
+
+
+def _chunked_forward(h, w, shift, labels, chunk: int, with_grad: bool = True):
+    """(log-probability of each row's label, softmax − onehot per row, gradient of the summed loss with
+    respect to `h`), a chunk of rows at a time; `h` and `w` are already in the matmul precision. Without
+    `with_grad` only the log-probabilities are computed (validation, scoring)."""
     import torch
 
     rows, vocab, device, dtype = h.shape[0], w.shape[0], h.device, h.dtype
     acc = torch.promote_types(dtype, torch.float32)  # softmax and loss in fp32 at least
+    picked_all = torch.empty(rows, dtype=acc, device=device)
     # probs ends up holding softmax - onehot: each row's gradient with respect to its logits.
-    probs = torch.empty(rows, vocab, dtype=dtype, device=device)
-    grad_hidden = torch.empty_like(h)
+    probs = torch.empty(rows, vocab, dtype=dtype, device=device) if with_grad else None
+    grad_hidden = torch.empty_like(h) if with_grad else None
     # Buffers reused by every chunk: on CPU a fresh vocabulary-wide tensor costs a page fault per 4 KiB, more
     # than the arithmetic done in it.
     size = (min(chunk, rows), vocab)
     scores, logp = torch.empty(size, dtype=acc, device=device), torch.empty(size, dtype=acc, device=device)
     full = dtype == acc  # the matmul already gives fp32 (or float64): no conversions
     raw = scores if full else torch.empty(size, dtype=dtype, device=device)
-    shift = bias.to(acc) if bias is not None and bool(bias.any()) else None
-    total = torch.zeros((), dtype=acc, device=device)
     for start in range(0, rows, chunk):
         stop = min(start + chunk, rows)
-        n, target, p = stop - start, labels[start:stop], probs[start:stop]
+        n, target = stop - start, labels[start:stop]
         torch.mm(h[start:stop], w.t(), out=raw[:n])
         if not full:
             scores[:n].copy_(raw[:n])
         if shift is not None:
             scores[:n] += shift
         torch.log_softmax(scores[:n], dim=-1, out=logp[:n])
-        picked = logp[:n].gather(1, target[:, None]).squeeze(1)
-        total -= picked.sum()
+        picked = picked_all[start:stop]
+        torch.gather(logp[:n], 1, target[:, None], out=picked[:, None])
+        if not with_grad:
+            continue
+        p = probs[start:stop]
         if full:
             torch.exp(logp[:n], out=p)
         else:
@@ -60,7 +91,7 @@ def _chunked_forward(h, w, bias, labels, chunk: int):
         # The target's entry is computed in full precision, then rounded once.
         p[torch.arange(n, device=device), target] = (picked.exp() - 1.0).to(dtype)
         torch.mm(p, w, out=grad_hidden[start:stop])
-    return total, probs, grad_hidden
+    return picked_all, probs, grad_hidden
 
 
 @functools.cache
@@ -76,19 +107,22 @@ def _autograd_function():
         """
 
         @staticmethod
-        def forward(ctx, hidden, weight, bias, labels, dtype, chunk):
+        def forward(ctx, hidden, weight, bias, labels, dtype, chunk, pad_to):
             with torch.autocast(hidden.device.type, enabled=False):
                 h = hidden.to(dtype)
-                total, probs, grad_hidden = _chunked_forward(h, weight.to(dtype), bias, labels, chunk)
+                w, shift = _padded_head(weight, bias, dtype, pad_to)
+                picked, probs, grad_hidden = _chunked_forward(h, w, shift, labels, chunk)
             ctx.saved = (probs, h, grad_hidden)
-            ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype, total.dtype)
-            return total
+            ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype, picked.dtype)
+            ctx.vocab = weight.shape[0]
+            return -picked.sum()
 
         @staticmethod
         def backward(ctx, grad_total):
             probs, h, grad_hidden = ctx.saved
             ctx.saved = None
             hidden_dtype, weight_dtype, bias_dtype, acc = ctx.dtypes
+            probs = probs[:, :ctx.vocab]  # padded words have probability 0: nothing to give back
             scale = grad_total.to(acc)
             grad_weight = grad_bias = None
             if ctx.needs_input_grad[1]:
@@ -96,24 +130,44 @@ def _autograd_function():
                 grad_weight = torch.mm(probs.t(), (h.to(acc) * scale).to(h.dtype)).to(weight_dtype)
             if ctx.needs_input_grad[2]:
                 grad_bias = (probs.sum(0, dtype=acc) * scale).to(bias_dtype)
-            return (grad_hidden.to(acc) * scale).to(hidden_dtype), grad_weight, grad_bias, None, None, None
+            return (grad_hidden.to(acc) * scale).to(hidden_dtype), grad_weight, grad_bias, None, None, None, None
 
     return HeadCrossEntropy
 
 
-def head_cross_entropy(hidden, weight, bias, labels, dtype=None, chunk: int | None = None):
-    """Summed cross-entropy of `labels` under logits `hidden @ weight.T (+ bias)`, chunked by rows.
-
-    `dtype` is the matmul precision (default: autocast's where it is on, else hidden's); softmax and the
-    loss are always fp32, as autocast would do them.
-    """
+def _matmul_dtype(hidden):
     import torch
 
     device_type = hidden.device.type
-    if dtype is None:
-        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+
+
+def head_cross_entropy(hidden, weight, bias, labels, dtype=None, chunk: int | None = None,
+                       pad_to: int | None = None):
+    """Summed cross-entropy of `labels` under logits `hidden @ weight.T (+ bias)`, chunked by rows.
+
+    `dtype` is the matmul precision (default: autocast's where it is on, else hidden's); softmax and the
+    loss are always fp32, as autocast would do them. `pad_to`: the vocabulary is padded to a multiple of it
+    (default: HEAD_PAD for the device).
+    """
+    device_type = hidden.device.type
     chunk = chunk or CHUNK_ROWS.get(device_type, CHUNK_ROWS["cuda"])
-    return _autograd_function().apply(hidden, weight, bias, labels, dtype, chunk)
+    pad_to = pad_to or HEAD_PAD.get(device_type, HEAD_PAD["cuda"])
+    return _autograd_function().apply(hidden, weight, bias, labels, dtype or _matmul_dtype(hidden), chunk, pad_to)
+
+
+def head_log_probs(hidden, weight, bias, labels, chunk: int | None = None, pad_to: int | None = None):
+    """log softmax(hidden @ weight.T + bias)[label] per row, in fp32, without gradients: the fused head for
+    validation and scoring, which never builds the [rows, vocabulary] logits either."""
+    import torch
+
+    device_type = hidden.device.type
+    chunk = chunk or CHUNK_ROWS.get(device_type, CHUNK_ROWS["cuda"])
+    pad_to = pad_to or HEAD_PAD.get(device_type, HEAD_PAD["cuda"])
+    dtype = _matmul_dtype(hidden)
+    with torch.no_grad(), torch.autocast(device_type, enabled=False):
+        w, shift = _padded_head(weight, bias, dtype, pad_to)
+        return _chunked_forward(hidden.to(dtype), w, shift, labels, chunk, with_grad=False)[0]
 
 
 def fused_head(model):
@@ -136,6 +190,35 @@ def _attention_kernels(device):
     return sdpa_kernel([SDPBackend.MATH])
 
 
+def _gathered(hidden, labels, target_rows):
+    """The rows of hidden states and labels at the real target positions (`target_rows` from
+    batching.collate); without it, a boolean mask (which a GPU syncs on to size)."""
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    if target_rows is None:
+        keep = labels.reshape(-1) != -100
+        return flat[keep], labels.reshape(-1)[keep]
+    return flat.index_select(0, target_rows), labels.reshape(-1).index_select(0, target_rows)
+
+
+def target_log_probs(model, input_ids, attention_mask, decoder_input_ids, labels, target_rows=None):
+    """The log-probability of each real target token (in `target_rows` order), teacher forced, without
+    gradients: what validation losses and pair scores are made of. Fused models never build their logits."""
+    import torch
+
+    fused = fused_head(model)
+    with torch.no_grad():
+        if fused is None:
+            logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                           decoder_input_ids=decoder_input_ids).logits
+            logits, wanted = _gathered(logits, labels, target_rows)
+            return torch.log_softmax(logits.float(), dim=-1).gather(1, wanted[:, None]).squeeze(1)
+        body, weight, bias = fused
+        hidden = body(input_ids=input_ids, attention_mask=attention_mask,
+                      decoder_input_ids=decoder_input_ids).last_hidden_state
+        rows, wanted = _gathered(hidden, labels, target_rows)
+        return head_log_probs(rows, weight, None if bias is None else bias.view(-1), wanted)
+
+
 def token_loss_module(model):
     """An nn.Module whose forward(**batch) is the mean cross-entropy over the batch's target tokens.
 
@@ -149,7 +232,7 @@ def token_loss_module(model):
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask, decoder_input_ids, labels):
+        def forward(self, input_ids, attention_mask, decoder_input_ids, labels, target_rows=None):
             # Looked up on every call: moving the model to a device replaces its buffers (the head's bias).
             fused = fused_head(self.model)
             if fused is None:
@@ -159,9 +242,10 @@ def token_loss_module(model):
             with _attention_kernels(input_ids.device):
                 hidden = body(input_ids=input_ids, attention_mask=attention_mask,
                               decoder_input_ids=decoder_input_ids).last_hidden_state
-            keep = labels != -100
-            count = keep.sum()
-            total = head_cross_entropy(hidden[keep], weight, None if bias is None else bias.view(-1), labels[keep])
-            return total / count.clamp(min=1)
+            rows, wanted = _gathered(hidden, labels, target_rows)
+            # The count is known on the host when the batch says where its tokens are: no sync to learn it.
+            count = max(target_rows.numel(), 1) if target_rows is not None else (labels != -100).sum().clamp(min=1)
+            total = head_cross_entropy(rows, weight, None if bias is None else bias.view(-1), wanted)
+            return total / count
 
     return TokenLoss(model)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.train.loop import STATE, CheckpointDir
+from tasks.train.checkpoints import STATE, CheckpointDir
 
 
 class SlowStore:

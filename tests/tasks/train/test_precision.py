@@ -61,8 +61,10 @@ def _fp16_batch(model):
     """One training batch through the loop's own forward/backward, in fp16 autocast (simulated on CPU)."""
     from tasks.train import batching
 
+    from tasks.train import feed
+
     data = batching.Encoded([[5, 6, 7, 0]] * 2, [[8, 9, 0]] * 2)
-    return data, [0, 1], model.config.pad_token_id, model.config.decoder_start_token_id
+    return feed.prepare(data, [0, 1], 0, model.config.pad_token_id, model.config.decoder_start_token_id, 1)
 
 
 def _weights(model):
@@ -78,10 +80,10 @@ def test_fp16_loss_scaling_skips_a_step_whose_gradients_overflow_and_lowers_the_
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
     net, cpu, fp16 = tokenloss.token_loss_module(model), torch.device("cpu"), Precision("fp16", "simulated")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    data, batch, pad, start = _fp16_batch(model)
+    pieces = _fp16_batch(model)
 
     def step(scaler):
-        loss = loop._forward_backward(net, data, batch, 0, pad, start, cpu, fp16, scaler, 1)
+        loss = loop._forward_backward(net, pieces, cpu, fp16, scaler, 1)
         scaler.unscale_(optimizer)
         scaler.step(optimizer)
         scaler.update()
@@ -116,14 +118,14 @@ def test_activations_that_overflow_fp16_end_in_fp32_not_in_nan(tiny_model):
             layer.fc1.weight.mul_(1e3)
             layer.fc2.weight.mul_(1e3)
     net, cpu = tokenloss.token_loss_module(model), torch.device("cpu")
-    data, batch, pad, start = _fp16_batch(model)
+    pieces = _fp16_batch(model)
     precision = Precision("fp16", "simulated")
     for _ in range(MAX_CONSECUTIVE_OVERFLOWS):
         scaler = torch.amp.GradScaler("cpu", enabled=precision.needs_scaler)
-        loss = loop._forward_backward(net, data, batch, 0, pad, start, cpu, precision, scaler, 1)
+        loss = loop._forward_backward(net, pieces, cpu, precision, scaler, 1)
         assert not torch.isfinite(loss)
         model.zero_grad(set_to_none=True)
         precision = precision.after_overflow(f"loss {loss.item()}")
     assert precision.name == "fp32" and not precision.needs_scaler
     scaler = torch.amp.GradScaler("cpu", enabled=precision.needs_scaler)
-    assert torch.isfinite(loop._forward_backward(net, data, batch, 0, pad, start, cpu, precision, scaler, 1))
+    assert torch.isfinite(loop._forward_backward(net, pieces, cpu, precision, scaler, 1))

@@ -59,6 +59,11 @@ def _batch(model, lengths, seed=0):
     return batching.collate(data, list(range(len(lengths))), pad, model.config.decoder_start_token_id)
 
 
+def _own(batch):
+    """The batch as the model's own forward takes it."""
+    return {k: v for k, v in batch.items() if k != "target_rows"}
+
+
 def _loss_and_grads(model, compute):
     model.zero_grad(set_to_none=True)
     loss = compute()
@@ -80,7 +85,7 @@ def test_token_loss_equals_the_models_own_loss(family, tiny_model, tiny_m2m100):
     assert tokenloss.fused_head(model) is not None
 
     fused_loss, fused = _loss_and_grads(model, lambda: net(**batch))
-    own_loss, own = _loss_and_grads(model, lambda: model(**batch).loss)
+    own_loss, own = _loss_and_grads(model, lambda: model(**_own(batch)).loss)
 
     assert fused_loss == pytest.approx(own_loss, rel=1e-5)
     assert fused.keys() == own.keys()
@@ -98,7 +103,7 @@ def test_token_loss_under_bf16_autocast_stays_close_to_the_models_own(tiny_model
     net = tokenloss.token_loss_module(model)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         fused = net(**batch).item()
-        own = model(**batch).loss.item()
+        own = model(**_own(batch)).loss.item()
     assert fused == pytest.approx(own, rel=2e-2)
 
 
@@ -117,4 +122,56 @@ def test_lora_wrapped_models_are_fused_and_other_families_fall_back(tiny_model):
     t5.eval()
     batch = _batch(t5, [3, 5])
     net = tokenloss.token_loss_module(t5)
-    assert net(**batch).item() == pytest.approx(t5(**batch).loss.item(), rel=1e-5)
+    assert net(**batch).item() == pytest.approx(t5(**_own(batch)).loss.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("pad_to", [8, 64])
+def test_a_padded_head_gives_the_same_loss_and_gradients_as_the_real_vocabulary(pad_to):
+    """On a GPU the vocabulary is padded inside the loss (58101 → 58112) for aligned kernels: padded words must
+    take no probability and give no gradient, with or without a bias."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(19, 16, generator=g, dtype=torch.float64).requires_grad_()
+    weight = torch.randn(61, 16, generator=g, dtype=torch.float64).requires_grad_()  # 61: never a multiple
+    bias = torch.randn(61, generator=g, dtype=torch.float64).requires_grad_()
+    labels = torch.randint(0, 61, (19,), generator=g)
+
+    def run(pad):
+        for t in (hidden, weight, bias):
+            t.grad = None
+        loss = tokenloss.head_cross_entropy(hidden, weight, bias, labels, chunk=7, pad_to=pad)
+        loss.backward()
+        return loss.item(), hidden.grad.clone(), weight.grad.clone(), bias.grad.clone()
+
+    plain, padded = run(1), run(pad_to)
+    assert padded[0] == pytest.approx(plain[0], rel=1e-12)
+    assert padded[2].shape == weight.shape and padded[3].shape == bias.shape
+    for a, b in zip(plain[1:], padded[1:]):
+        torch.testing.assert_close(a, b)
+    logp = tokenloss.head_log_probs(hidden.detach(), weight.detach(), bias.detach(), labels, chunk=5, pad_to=pad_to)
+    torch.testing.assert_close(-logp.sum(), torch.tensor(plain[0], dtype=logp.dtype))
+
+
+@pytest.mark.parametrize("family", ["marian", "t5"])
+def test_target_log_probs_are_the_models_own(family, tiny_model):
+    """Validation and pair scoring: each real target token's log-probability, as the model's own logits give
+    it, through the fused head where there is one (T5 falls back to its logits)."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
+
+    if family == "marian":
+        model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
+        model.final_logits_bias.normal_(0, 0.5)
+    else:
+        model = T5ForConditionalGeneration(T5Config(vocab_size=40, d_model=16, d_ff=32, num_layers=1, num_heads=2,
+                                                    d_kv=8, decoder_start_token_id=0))
+    model.eval()
+    batch = _batch(model, [3, 9, 4, 15, 7])
+    got = tokenloss.target_log_probs(model, **batch)
+    with torch.no_grad():
+        logits = model(**_own(batch)).logits
+    want = torch.log_softmax(logits.float(), -1).gather(2, batch["labels"].clamp(min=0)[..., None])[..., 0]
+    want = want[batch["labels"] != -100]
+    assert got.shape == want.shape == (int((batch["labels"] != -100).sum()),)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -1,12 +1,10 @@
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from support.corpora import digit_pairs
-from support.runs import cli, cli_env, make_run, write_splits
+from support.runs import cli, cli_env, kill_once_checkpointed, make_run, write_splits
 from tasks import layout
 from tasks.io import storage
 from tasks.train import loop as trainloop
@@ -35,18 +33,8 @@ def test_training_saves_the_best_model_and_its_report(tmp_path, tiny_model):
 def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model):
     cfg = _digit_run(tmp_path, tiny_model, max_steps=300, num_train_epochs=100, checkpoint_every_steps=20,
                      early_stopping_patience=0)
-    checkpoints = Path(cfg.uri(layout.CHECKPOINTS))
-    proc = subprocess.Popen(cli("train", cfg.run_dir), env=cli_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list(checkpoints.glob("step-*/state.pt")):
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)  # as when a pod is evicted: no cleanup, no goodbye
-    proc.wait()
+    saved = kill_once_checkpointed(cfg, within=120)
     assert train.result(cfg) is None
-    saved = max(int(p.parent.name.split("-")[1]) for p in checkpoints.glob("step-*/state.pt"))
     assert 0 < saved < 300
 
     retry = subprocess.run(cli("train", cfg.run_dir), env=cli_env(), capture_output=True, text=True, timeout=900)

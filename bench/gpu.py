@@ -1,0 +1,141 @@
+"""Every GPU figure in one run (`make bench-gpu`): training against the seed recipe (tokens/s and time to the
+seed's loss), evaluation against the seed's decoding, the alignment screen's pairs/s, and a profile of ten
+training steps. Meant for one lent H200 in at most 8 minutes; it runs anywhere (on CPU the figures are CPU's).
+
+Each benchmark runs as its own process with its own time limit, so one that fails or overruns costs its own
+figures only (its error is reported in their place). Workloads:
+
+- train: bench/train_throughput.py's defaults (opus-mt-en-de shape, 16,000 pairs on a GPU, time to loss on);
+- eval: bench/eval_throughput.py on the demo's base model (7.7 M parameters, trained on real catalog strings)
+  and the demo's domain test split when .cache/demo/base-model exists (`make demo` or the alignment tests
+  build it; carry it to a lent GPU), else its own default model;
+- alignment: bench/alignment_screen.py on the same model and 3,000 demo catalog pairs (built when missing);
+- profile: torch.profiler over 10 project training steps (opus-mt shape, 3,000 pairs): the share of wall time
+  the GPU computed, copies between host and device by kind, and the ten busiest kernels, written in full to
+  profile.txt in the output folder.
+
+    python bench/gpu.py [--tiny] [--out DIR]
+
+The last line is one JSON object: the headline figures (train_ratio, time_to_loss_ratio, eval_ratio,
+alignment_pairs_per_s, gpu_busy_share) and each benchmark's own JSON under its name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+DEMO_MODEL = REPO / ".cache" / "demo" / "base-model"
+# Seconds each part may take on the GPU (8 minutes in all, with room for start-up).
+LIMITS = {"train": 210, "eval": 90, "alignment": 90, "profile": 60}
+
+
+def _run(name: str, argv: list[str], limit: int) -> dict:
+    """One benchmark as a process; its last stdout line is its JSON. On failure, the error in its place."""
+    started = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=limit,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get(
+                                  "PYTHONPATH", "")]).rstrip(os.pathsep)})
+    except subprocess.TimeoutExpired:
+        return {"error": f"{name} ran past its {limit} s"}
+    if done.returncode != 0:
+        return {"error": f"{name} failed ({done.returncode}): {done.stderr.strip()[-1500:]}"}
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["wall_seconds"] = round(time.monotonic() - started, 1)
+    return figures
+
+
+def profile(tiny: bool, out: Path) -> dict:
+    """Ten project training steps under torch.profiler, after three to warm up."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from tasks.train import batching
+    from tasks.train import loop as trainloop
+    from train_throughput import OPUS_MT, TINY, build_model, synthetic_pairs
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dims = TINY if tiny else OPUS_MT
+    data = synthetic_pairs(200 if tiny else 3000, dims["vocab_size"], seed=1)
+    validation = batching.Encoded(data.sources[:64], data.targets[:64])  # validated once, at the last step
+    pad = dims["vocab_size"] - 1
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+
+    def steps(n: int, checkpoints: Path):
+        settings = trainloop.LoopSettings(learning_rate=1e-4, weight_decay=0.01, num_train_epochs=100,
+                                          max_tokens_per_batch=512 if tiny else 12288, max_steps=n,
+                                          early_stopping_patience=0, eval_every_steps=10**9,
+                                          checkpoint_every_steps=10**9, log_every_steps=10**9,
+                                          precision="bf16" if device.type == "cuda" else "auto")
+        return trainloop.train(build_model(dims), data, validation, settings, pad_id=pad, decoder_start_id=pad,
+                               checkpoints=trainloop.CheckpointDir(checkpoints), device=device)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        steps(3, Path(scratch) / "warm")
+        with torch_profile(activities=activities) as prof:
+            started = time.perf_counter()
+            steps(10, Path(scratch) / "profiled")
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - started
+    events = prof.events()
+    kernels = [e for e in events if e.device_type.name == "CUDA" and not e.name.startswith("Memcpy")]
+    copies: dict[str, int] = {}
+    for e in events:
+        if e.name.startswith("Memcpy"):
+            copies[e.name] = copies.get(e.name, 0) + 1
+    busy = sum(e.device_time for e in kernels) / 1e6 if kernels else 0.0
+    sort_by = "device_time_total" if device.type == "cuda" else "cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort_by, row_limit=40)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "profile.txt").write_text(table + "\n")
+    top = sorted(prof.key_averages(), key=lambda a: getattr(a, sort_by), reverse=True)[:10]
+    return {"device": str(device), "wall_seconds": round(wall, 3), "steps": 10,
+            "gpu_busy_seconds": round(busy, 3), "gpu_busy_share": round(busy / wall, 3) if kernels else None,
+            "copies": copies, "top": [{"name": a.key[:80], "ms": round(getattr(a, sort_by) / 1e3, 2),
+                                       "calls": a.count} for a in top],
+            "table": str(out / "profile.txt")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (figures mean nothing)")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or REPO / ".cache" / "bench-gpu"),
+                        help="where profile.txt goes (default: $OUT, else .cache/bench-gpu)")
+    args = parser.parse_args()
+    tiny = ["--tiny"] if args.tiny else []
+    started = time.monotonic()
+    results = {"train": _run("train", ["bench/train_throughput.py", *tiny], LIMITS["train"])}
+    model = [] if args.tiny or not DEMO_MODEL.exists() else ["--model", str(DEMO_MODEL)]
+    results["eval"] = _run("eval", ["bench/eval_throughput.py", *tiny, *model], LIMITS["eval"])
+    results["alignment"] = _run("alignment", ["bench/alignment_screen.py", *tiny], LIMITS["alignment"])
+    try:
+        results["profile"] = profile(args.tiny, args.out)
+    except Exception as err:  # noqa: BLE001 - reported in the figures' place
+        results["profile"] = {"error": f"profile failed: {err}"}
+    train, evaluation = results["train"], results["eval"]
+    headline = {"device": train.get("device"), "train_ratio": train.get("ratio"),
+                "time_to_loss_ratio": train.get("time_to_loss_ratio"),
+                "project_tokens_per_s": train.get("project_tokens_per_s"), "eval_ratio": evaluation.get("ratio"),
+                "eval_engine": evaluation.get("project_engine"),
+                "alignment_pairs_per_s": results["alignment"].get("project_pairs_per_s"),
+                "gpu_busy_share": results["profile"].get("gpu_busy_share"),
+                "seconds": round(time.monotonic() - started, 1), "tiny": args.tiny}
+    (args.out / "bench-gpu.json").parent.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench-gpu.json").write_text(json.dumps({**headline, **results}, indent=2) + "\n")
+    print(json.dumps({**headline, **results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The loop's step bookkeeping without host syncs: a skipped step changes no weight and gives its place in the
+schedule back, fp16's calibrated loss scale survives overflows and restarts, an fp32 fallback survives a restart,
+and the loop reads nothing back from the device per step."""
+
+from __future__ import annotations
+
+import collections
+import traceback
+from pathlib import Path
+
+import pytest
+
+from support.corpora import digit_pairs
+from tasks.train import batching, feed
+from tasks.train import loop as trainloop
+from tasks.train.precision import Precision
+
+
+def _setup(tiny_model, tmp_path, **settings):
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
+    pairs = digit_pairs(400, seed=3)
+    data = batching.encode(tokenizer, [s for s, _ in pairs], [t for _, t in pairs], 32, 32)
+    defaults = dict(learning_rate=1e-3, weight_decay=0.0, num_train_epochs=1, max_tokens_per_batch=64,
+                    early_stopping_patience=0, eval_every_steps=10**6, checkpoint_every_steps=10**6,
+                    log_every_steps=10**6)
+    run = trainloop._Training(model, data, data, trainloop.LoopSettings(**{**defaults, **settings}),
+                              pad_id=model.config.pad_token_id, decoder_start_id=model.config.decoder_start_token_id,
+                              checkpoints=trainloop.CheckpointDir(tmp_path / "checkpoints"),
+                              device=torch.device("cpu"), rank=0, world_size=1)
+    return run, model
+
+
+def _train(run):
+    run.resume()
+    run.log_plan()
+    while run.progress.step < run.total_steps and not run.stopped:
+        run.one_epoch()
+    return run.finish()
+
+
+def _poison(monkeypatch, calls_to_spoil: set[int]):
+    """Make chosen forward/backward calls (1-based) give a NaN loss and NaN gradients, as an overflow would."""
+    real, calls = trainloop._forward_backward, collections.Counter()
+
+    def spoiled(net, pieces, *args):
+        loss = real(net, pieces, *args)
+        calls["n"] += 1
+        if calls["n"] in calls_to_spoil:
+            for p in net.parameters():
+                if p.grad is not None:
+                    p.grad.fill_(float("nan"))
+            return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(trainloop, "_forward_backward", spoiled)
+    return calls
+
+
+def test_skipped_steps_change_no_weight_and_give_their_place_in_the_schedule_back(tiny_model, tmp_path,
+                                                                                     monkeypatch):
+    import torch
+
+    run, model = _setup(tiny_model, tmp_path)
+    planned = run.total_steps
+    assert planned > 20
+    rates = []
+    real_step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append((self.param_groups[0]["lr"], float(getattr(self, "found_inf", 0))))
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    calls = _poison(monkeypatch, {3, 4, 9})
+    report = _train(run)
+
+    # Every planned update happened: the three spoiled batches were made up for with more batches.
+    assert report["steps"] == planned
+    assert calls["n"] == planned + 3
+    applied = [lr for lr, skipped in rates if not skipped]
+    assert len(applied) == planned and sum(skipped for _, skipped in rates) == 3
+    # The optimizer counted only the updates it applied, and no weight or moment went NaN.
+    state = run.optimizer.state[next(iter(run.optimizer.state))]
+    assert int(state["step"]) == planned
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    # The schedule ends where it was planned: the last applied update is the decay's last step.
+    assert applied[-1] == pytest.approx(run.settings.learning_rate * run._lr_factor(planned - 1))
+
+
+def test_a_run_of_failing_steps_in_bf16_falls_back_to_fp32_and_a_restart_stays_there(tiny_model, tmp_path,
+                                                                                      monkeypatch):
+    run, _ = _setup(tiny_model, tmp_path, precision="bf16", checkpoint_every_steps=30)
+    _poison(monkeypatch, set(range(2, 14)))  # 12 in a row: more than MAX_CONSECUTIVE_OVERFLOWS
+    report = _train(run)
+    assert report["precision"] == "fp32"
+    assert report["steps"] == run.total_steps
+
+    import torch
+
+    state = torch.load(run.checkpoints.latest() / trainloop.STATE, weights_only=False)
+    assert state["precision"] == "fp32"
+    again, _ = _setup(tiny_model, tmp_path, precision="bf16", checkpoint_every_steps=30, num_train_epochs=2)
+    again.resume()
+    assert again.precision.name == "fp32" and not again.scaler.is_enabled()
+
+
+def test_fp16_keeps_its_calibrated_loss_scale_through_overflows_and_restarts(tiny_model, tmp_path, monkeypatch):
+    """fp16 is simulated on CPU (autocast supports it there). A scale far too large overflows the first steps;
+    each halves it. A new GradScaler per overflow would start again at 65536 and never calibrate."""
+    import torch
+
+    run, _ = _setup(tiny_model, tmp_path, checkpoint_every_steps=20)
+    run.precision = Precision("fp16", "simulated")
+    run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 40)
+    report = _train(run)
+    scale = run.scaler.get_scale()
+    assert scale < 2.0 ** 40 and scale != 2.0 ** 16  # lowered from where it started, not reset
+    assert report["precision"] == "fp16" and report["steps"] == run.total_steps
+
+    saved = torch.load(run.checkpoints.latest() / trainloop.STATE, weights_only=False)
+    assert saved["precision"] == "fp16" and saved["scaler"]["scale"] < 2.0 ** 40
+    again, _ = _setup(tiny_model, tmp_path, num_train_epochs=2)
+    again.precision = Precision("fp16", "simulated")
+    again.scaler = torch.amp.GradScaler("cpu")
+    again.resume()
+    assert again.scaler.get_scale() == saved["scaler"]["scale"]
+
+
+def test_the_loop_reads_nothing_back_from_the_device_per_step(tiny_model, tmp_path, monkeypatch):
+    """On a GPU each read of a tensor's value (item, bool, tolist, float, int) waits for every queued kernel.
+    The loop's own code may read once every SETTLE_EVERY_STEPS steps; on CPU those reads are counted here.
+    (transformers' attention-mask helpers read the padding mask on each forward; they are not the loop's.)"""
+    import torch
+
+    reads = collections.Counter()
+    ours = str(Path(trainloop.__file__).parent)
+
+    for name in ("item", "__bool__", "tolist", "__float__", "__int__"):
+        real = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _real=real, _name=name, **kwargs):
+            caller = traceback.extract_stack(limit=2)[0]
+            # _padded_head asks whether a bias is all zeros on CPU only; on a GPU it never asks.
+            if caller.filename.startswith(ours) and caller.name != "_padded_head":
+                reads[f"{_name} {Path(caller.filename).name}:{caller.lineno}"] += 1
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    run, _ = _setup(tiny_model, tmp_path, num_train_epochs=3)
+    report = _train(run)
+    steps = report["steps"]
+    assert steps >= 5 * trainloop.SETTLE_EVERY_STEPS
+    assert sum(reads.values()) <= steps // trainloop.SETTLE_EVERY_STEPS + 2, reads
+
+
+def test_prefetch_hands_over_every_batch_in_order_and_stops_when_left_early(tiny_model):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    pairs = digit_pairs(100, seed=4)
+    data = batching.encode(tokenizer, [s for s, _ in pairs], [t for _, t in pairs], 32, 32)
+    batches = batching.make_batches(data, 128, 512, seed=0, epoch=0, multiple=1)
+    with feed.Prefetch(data, batches, micro_tokens=64, pad_id=0, start_id=0, multiple=1, pin=False) as prefetch:
+        seen = list(prefetch)
+    assert [b for b, _ in seen] == batches
+    for batch, pieces in seen:
+        assert sum(p.target_tokens for p in pieces) == sum(len(data.targets[i]) for i in batch)
+    with feed.Prefetch(data, batches, micro_tokens=0, pad_id=0, start_id=0, multiple=1, pin=False) as prefetch:
+        first = next(iter(prefetch))
+    assert first[0] == batches[0] and not prefetch._thread.is_alive()
+
+    broken = feed.Prefetch(data, [[10**6]], micro_tokens=0, pad_id=0, start_id=0, multiple=1, pin=False)
+    with pytest.raises(IndexError), broken:
+        list(broken)
