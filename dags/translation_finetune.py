@@ -30,8 +30,9 @@ measurably better:
 10. **publish** releases model + model card to the Hugging Face Hub as a tagged commit, or as a pull request
    for review with `create_pr` (or to a local registry). Its **Published model** link opens the revision
    or the pull request;
-11. **mark_consumed** marks the pulled objects consumed, only when nothing upstream failed (a refused
-    gate is a success and consumes);
+11. **mark_consumed** marks each language's pulled objects consumed once its gate decided: a refusal consumes,
+    a promoted model consumes once published (held back by another language's refusal, or a failed publish,
+    its data stays new for the next run);
 12. **summary** logs the outcome, also for a run that ended early, and the run's note says it in one line.
 
 With `learning_curve_fractions` (e.g. `[0.1, 0.25, 0.5]`), **learning_curve_point** also trains and scores
@@ -57,10 +58,12 @@ from mt_airflow.notify import WebhookNotifier
 from mt_airflow.params import dag_params
 from mt_airflow.pipelines import main_pipeline
 from mt_airflow.publish import PublishModelOperator
+from mt_airflow.retry import transient_only
 
 log = logging.getLogger(__name__)
 
-# Steps that talk to S3 or the Hub retry transient failures with backoff; each step is idempotent.
+# Steps that talk to S3 or the Hub retry transient failures with backoff (each step is idempotent); any other
+# error fails them at once (mt_airflow.retry.transient_only).
 IO_RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True,
               "max_retry_delay": timedelta(minutes=5)}
 GPU_POOL = "gpu"  # created by `make airflow` / the Helm values; its size is how many GPU steps run at once
@@ -71,15 +74,16 @@ PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 # task: nothing heavy at parse time) and returns a URI or a small summary.
 
 @task(**IO_RETRIES)
+@transient_only
 def prepare(params=None, dag_run=None, triggering_asset_events=None) -> list[str]:
     from mt_airflow import artifact_root, pairs, watch
     from tasks import config
 
     values = dict(params)
-    if not values.get("data_snapshot"):
-        values["data_snapshot"] = watch.new_keys(triggering_asset_events)
-        if values["data_snapshot"]:
-            log.info("started by new data: %d announced object(s)", len(values["data_snapshot"]))
+    if announced := watch.new_keys(triggering_asset_events):
+        # Not a snapshot: the run pulls every object not consumed yet, so the announced keys and any a failed
+        # earlier run left, never one that another run consumed since the announcement.
+        log.info("started by new data: %d announced object(s): %s", len(announced), ", ".join(announced[:10]))
     cfg = config.build(values, dag_id=dag_run.dag_id, run_id=dag_run.run_id, artifact_root=artifact_root())
     config.save(cfg)
     run_pairs = pairs.expand(cfg)
@@ -89,6 +93,7 @@ def prepare(params=None, dag_run=None, triggering_asset_events=None) -> list[str
 
 
 @task(**IO_RETRIES)
+@transient_only
 def pull(run_dir: str) -> dict:
     from airflow.sdk.exceptions import AirflowSkipException
 
@@ -101,7 +106,8 @@ def pull(run_dir: str) -> dict:
     return outcome
 
 
-@task
+@task(**IO_RETRIES)
+@transient_only
 def split(run_dir: str) -> dict:
     from tasks import config
     from tasks.data import split
@@ -110,6 +116,7 @@ def split(run_dir: str) -> dict:
 
 
 @task(**IO_RETRIES)
+@transient_only
 def champion(run_dir: str) -> dict:
     from mt_airflow.hub import registry_credentials
     from tasks import config
@@ -122,7 +129,8 @@ def champion(run_dir: str) -> dict:
     return champion.run(cfg, token=credentials.token, endpoint=credentials.endpoint)
 
 
-@task
+@task(**IO_RETRIES)
+@transient_only
 def gate(run_dir: str) -> dict:
     from tasks import config
     from tasks.evaluate import gate
@@ -131,7 +139,8 @@ def gate(run_dir: str) -> dict:
 
 
 # none_failed: after the languages' groups, whichever of them ended early (skipped); a failed language fails it.
-@task(trigger_rule="none_failed")
+@task(trigger_rule="none_failed", **IO_RETRIES)
+@transient_only
 def release_gate(run_dirs: list[str], **context) -> dict:
     from airflow.sdk.exceptions import AirflowSkipException
 
@@ -148,8 +157,9 @@ def release_gate(run_dirs: list[str], **context) -> dict:
 
 
 # all_done: each language decides for itself (tasks/publish/release.py): consumed once its gate decided, not
-# when its gate never ran (nothing new, a failure before it) or its promoted model failed to publish.
+# when its gate never ran (nothing new, a failure before it) or its promoted model was not published.
 @task(trigger_rule="all_done", **IO_RETRIES)
+@transient_only
 def mark_consumed(run_dir: str) -> dict:
     from airflow.sdk.exceptions import AirflowSkipException
 
@@ -218,7 +228,7 @@ def language(run_dir):
     this group: its steps depend only on its own earlier steps, so a language with nothing new, a failed
     validation or a refusal affects no other until the release gate."""
     # validate screens alignment with the base model: where the launcher runs models (a GPU pod), in the gpu pool.
-    steps = [pull(run_dir), RunStepOperator(run_dir=run_dir, **gpu_step("validate")), split(run_dir), champion(run_dir),
+    steps = [pull(run_dir), RunStepOperator(run_dir=run_dir, **gpu_step("validate", **IO_RETRIES)), split(run_dir), champion(run_dir),
              RunStepOperator(run_dir=run_dir, **gpu_step("train", retries=2, retry_delay=timedelta(minutes=1))),
              RunStepOperator(run_dir=run_dir, **gpu_step("evaluate", retries=1)), gate(run_dir)]
     chain(*steps)  # champion before train: `init_from: champion` starts from it

@@ -76,9 +76,9 @@ class PipelineParams(BaseModel):
         "new_only: only the objects this run pulled. New data still decides whether a run trains at all.")
     data_snapshot: list[str] | None = _field(
         None, "Data snapshot", _DATA,
-        "Exactly these object URIs (files or s3://bucket/key) instead of what is new under the data URI. "
-        "Set by a new-data trigger to the keys that arrived, or by hand to reproduce an old run (the URIs "
-        "are in its pull_manifest.json). Every entry must lie under the data URI.")
+        "Exactly these object URIs (files or s3://bucket/key) instead of what is new under the data URI, to "
+        "reproduce an old run (the URIs are in its pull_manifest.json). A snapshot run consumes nothing: the "
+        "pipeline's next run still sees its objects as they were. Every entry must lie under the data URI.")
     general_eval_uri: str | None = _field(
         None, "General-domain test set", _DATA,
         "Optional file, folder or S3 prefix of general-domain pairs, validated like the fresh data into "

@@ -31,7 +31,10 @@ PULL_MANIFEST = "pull_manifest.json"
 RAW = "raw"
 CLEAN = "clean.jsonl"
 REJECTS = "rejects.jsonl"
+# Each new object's cleaned copy, until mark_consumed makes it the pipeline's (copies it into the state area).
+CLEANED = "cleaned"
 VALIDATION_REPORT = "validation_report.json"
+ALIGNMENT_PLOT = "alignment.png"  # the alignment screen's margins, when it ran
 SPLITS = "splits"
 SPLIT_REPORT = "split_report.json"
 GENERAL_TEST = "general_test"  # the general-domain test split, when the run has general_eval_uri

@@ -268,12 +268,32 @@ class RunStepOperator(BaseOperator):
             raise AirflowException(f"unknown launcher {self.launcher!r}; choose one of {LAUNCHERS}")
         self.log.info("running step %r with the %s launcher: %s", self.step, self.launcher,
                       " ".join(step_command(self.step, self.run_dir)))
-        if self.launcher == "local":
-            self.run_local()
-        else:
-            self._delegate = self.build_delegate()
-            self._delegate.execute(context)
+        try:
+            if self.launcher == "local":
+                self.run_local()
+            else:
+                self._delegate = self.build_delegate()
+                self._delegate.execute(context)
+        except AirflowException as failed:
+            self._fail_for_good_if_decided(failed)
+            raise
         return self.stored_result()
+
+    def _fail_for_good_if_decided(self, failed: AirflowException) -> None:
+        """A step that failed after storing its result failed on what it decided (validate: the batch is not
+        fit to train on), not on getting there: a retry would decide the same, so the task fails without one."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from tasks import config
+        from tasks.steps import STEPS
+
+        try:
+            decided = STEPS[self.step].result(config.load(self.run_dir)) is not None
+        except Exception:  # noqa: BLE001 - the store itself may be what failed: then let the retries try
+            return
+        if decided:
+            raise AirflowFailException(f"{failed}; it stored its result before failing, so it is not retried: "
+                                       f"see the task log and {self.run_dir}") from failed
 
     def on_kill(self) -> None:
         """Called by Airflow when the task is killed or times out: stop the pod, container or subprocess."""

@@ -2,8 +2,9 @@
 
 The watcher DAG (dags/translation_data_watcher.py) calls `find_new` for each watched data URI, emits an
 Asset event whose extra is `{"new_keys": [...]}` when something arrived, and then `remember`s what it
-announced. A retrain triggered by that event reads the keys back with `new_keys(triggering_asset_events)`
-and trains on exactly those objects (its `data_snapshot`).
+announced. A retrain triggered by that event logs the keys (`new_keys(triggering_asset_events)`) and pulls
+incrementally: every object of the prefix that no successful run consumed, so the announced keys plus any that a
+failed earlier run left unconsumed (announced once, still trained on), and never one consumed since.
 
 What was announced is kept next to the runs, in `{artifact_root}/_watcher/<data URI>.json` (key → ETag), so
 a rewritten object (new ETag) is announced again. The state is written after the event is set and before

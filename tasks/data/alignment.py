@@ -27,6 +27,7 @@ the batch is rejected and the batch fails: the screen fails closed, and the mess
 from __future__ import annotations
 
 import bisect
+import io
 import json
 import logging
 import time
@@ -234,3 +235,28 @@ def _rewrite(path: Path, keep) -> None:
             if keep(index, line):
                 out.write(line)
     kept.replace(path)
+
+
+def plot(section: dict) -> bytes:
+    """The report's histogram as a picture: margins of the batch's pairs against the deliberately wrong pairings,
+    and the threshold between them (validate writes it as alignment.png in the run directory)."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend in a worker
+
+    hist = section["histogram"]
+    edges = hist["edges"]
+    centers = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+    width = (edges[1] - edges[0]) if len(edges) > 1 else 1.0
+    figure = Figure(figsize=(6, 3.5), dpi=100)
+    axes = figure.subplots()
+    axes.bar(centers, hist["wrong_pairings"], width=width, alpha=0.5, color="tab:red",
+             label="wrong pairings (a neighbour's source)")
+    axes.bar(centers, hist["pairs"], width=width, alpha=0.5, color="tab:blue", label="the batch's pairs")
+    axes.axvline(section["threshold"], color="black", linestyle="--",
+                 label=f"threshold {section['threshold']:.2f}: {section['misaligned']} rejected")
+    axes.set_xlabel("margin: log-prob per token under its own source − under similar-length others")
+    axes.set_ylabel("pairs")
+    axes.set_title(f"Alignment screen: {section['screened']} pairs")
+    axes.legend(fontsize=8)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()

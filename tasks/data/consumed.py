@@ -2,9 +2,13 @@
 
 The pipeline's state area holds `consumed.json`: object URI → {etag, size, pulled_at, consumed_by, consumed_at,
 cache, rows, kept}. `cache` names the object's cleaned copy under `objects/` in the state area: the rows that
-passed the pair filters when the object was validated (validate writes it). Later runs train on those copies
-(training_data = all) without validating old objects again, and they still can when the source object has been
-deleted.
+passed the pair filters when the object was validated. Later runs train on those copies (training_data = all)
+without validating old objects again, and they still can when the source object has been deleted.
+
+Validate writes each copy into its own run directory (`cleaned/`); `commit` copies it into the state area under a
+name of its own (object, version and run) before consumed.json points to it. So only a run that commits changes
+what later runs train on: a run that fails or is refused after validating (a force_full_retrain with looser
+filters, say) leaves the pipeline's copies as they were, and a copy in use is never overwritten.
 
 `commit` marks consumed only the objects whose rows were read (the validation report says so), and only when
 the run's gate ran. It merges into consumed.json by compare-and-swap (tasks/io/storage.update_json), so two
@@ -25,14 +29,22 @@ from tasks.io import storage
 log = logging.getLogger(__name__)
 
 OBJECTS = "objects"  # the cleaned copies, in the state area
+SNAPSHOT_CONSUMES_NOTHING = ("a data_snapshot run reproduces chosen objects and consumes nothing: the pipeline's "
+                             "next run sees them as it would have")
 
 
-def cache_name(uri: str, etag: str) -> str:
-    """`objects/<hash of the URI>-<hash of the ETag>.jsonl`: one cleaned copy per version of an object."""
+def cache_name(uri: str, etag: str, run_id: str) -> str:
+    """`objects/<hash of the URI>-<hash of the ETag>-<hash of the run>.jsonl`: one cleaned copy per version of
+    an object and run that validated it."""
     def short(text: str, size: int) -> str:
         return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
 
-    return f"{OBJECTS}/{short(uri, 8)}-{short(etag, 4)}.jsonl"
+    return f"{OBJECTS}/{short(uri, 8)}-{short(etag, 4)}-{short(run_id, 4)}.jsonl"
+
+
+def run_copy_uri(config: RunConfig, cache: str) -> str:
+    """Where validate leaves an object's cleaned copy in the run directory, for `commit` to adopt."""
+    return config.uri(layout.CLEANED, cache.rsplit("/", 1)[-1])
 
 
 def load(config: RunConfig) -> dict[str, dict]:
@@ -50,6 +62,8 @@ def commit(config: RunConfig) -> dict:
         return {"committed": 0, "reason": "nothing new was pulled"}
     if report is None:
         return {"committed": 0, "reason": "the pulled objects were never validated, so nothing was read"}
+    if manifest["mode"] == "snapshot":
+        return {"committed": 0, "reason": SNAPSHOT_CONSUMES_NOTHING}
     read = {name: counts for name, counts in report["files"].items() if name not in report["unreadable_files"]}
     entries = {}
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -60,17 +74,25 @@ def commit(config: RunConfig) -> dict:
         entries[obj["uri"]] = {"etag": obj["etag"], "size": obj["size"], "pulled_at": manifest["pulled_at"],
                                "consumed_by": config.run_id, "consumed_at": now, "cache": obj["cache"],
                                "rows": counts["rows"], "kept": counts["kept"]}
+        _adopt(config, obj)
     kept_newer: list[str] = []
+    # Consumed objects whose cleaned copy was lost and whose source is gone: out of the corpus, on record.
+    lost = {item["uri"]: item for item in manifest.get("lost", []) if item["dropped"]}
 
     def merge(current: dict | None) -> dict:
         objects = dict((current or {}).get("objects", {}))
+        dropped = dict((current or {}).get("dropped", {}))
         kept_newer.clear()
         for uri, entry in entries.items():
             if objects.get(uri, {}).get("pulled_at", "") > entry["pulled_at"]:
                 kept_newer.append(uri)  # a later run consumed a newer version: keep it
             else:
                 objects[uri] = entry
-        return {"objects": objects}
+        for uri, item in lost.items():
+            if objects.get(uri, {}).get("cache") == item["cache"]:  # not consumed again meanwhile
+                dropped[uri] = {**objects.pop(uri), "dropped_by": config.run_id, "dropped_at": now,
+                                "reason": item["reason"]}
+        return {"objects": objects, "dropped": dropped} if dropped else {"objects": objects}
 
     state = storage.update_json(config.state_uri(layout.CONSUMED), merge)
     skipped = [o["key"] for o in manifest["objects"] if o["uri"] not in entries]
@@ -79,3 +101,14 @@ def commit(config: RunConfig) -> dict:
              f"; already consumed in a newer version: {kept_newer}" if kept_newer else "")
     return {"committed": len(entries) - len(kept_newer), "consumed_total": len(state["objects"]),
             "not_read": skipped, "newer_kept": kept_newer}
+
+
+def _adopt(config: RunConfig, obj: dict) -> None:
+    """Make the run's cleaned copy of `obj` the pipeline's, before consumed.json names it: a reader never finds a
+    name without its file. (A run validated by a version that wrote copies straight into the state has none.)"""
+    source, target = run_copy_uri(config, obj["cache"]), config.state_uri(obj["cache"])
+    if storage.exists(source):
+        storage.copy(source, target)
+    elif not storage.exists(target):
+        raise FileNotFoundError(f"{source}: the cleaned copy of {obj['key']} that validate wrote is missing, so it "
+                                "cannot be marked consumed; run validate again for this run")

@@ -122,15 +122,22 @@ def run(config: RunConfig) -> dict:
                           f"optionally compressed; {len(listing.ignored)} other object(s) ignored{reasons})")
     # A local file's digest is read only when it must be compared; a new file is read once, as it is copied.
     changed = {o.uri for o in listing.data if o.uri in consumed and consumed[o.uri].get("etag") != o.etag}
+    missing = _missing_copies(config, consumed)
     fresh = [o for o in listing.data if mode != "incremental" or o.uri not in consumed or o.uri in changed
-             or _without_cleaned_copy(config, consumed[o.uri])]
+             or _without_cleaned_copy(config, consumed[o.uri]) or o.uri in missing]
+    pulled_again = {o.uri for o in fresh}
+    lost = _lost(config, consumed, missing - pulled_again, mode)
+    for item in lost:
+        log.warning("consumed object %s not trained on: %s", item["key"], item["reason"])
     manifest = {
         "source": config.data_snapshot or config.data_uri, "mode": mode, "training_data": config.training_data,
         "pulled_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
         "objects": _copy(config, fresh),
         "changed": [o.relpath for o in fresh if o.uri in changed],
-        "again": [o.relpath for o in fresh if o.uri in consumed and o.uri not in changed],
-        "carried": _carried(config, consumed, {o.uri for o in fresh}),
+        "again": [o.relpath for o in fresh if o.uri in consumed and o.uri not in changed and o.uri not in missing],
+        "recopied": [o.relpath for o in fresh if o.uri in missing and o.uri not in changed],
+        "lost": lost,
+        "carried": _carried(config, consumed, pulled_again | missing),
         "already_consumed": len(listing.data) - len(fresh),
         "ignored": listing.ignored,
         "nothing_new": not fresh,
@@ -158,7 +165,7 @@ def _copy(config: RunConfig, fresh: list[storage.StoredObject]) -> list[dict]:
                     storage.upload_file(staged, target_uri)
             log.info("pulled %s (%d bytes, etag %s) as raw/%s", obj.uri, obj.size, etag, local)
             pulled.append({"uri": obj.uri, "key": obj.relpath, "etag": etag, "size": obj.size, "local": local,
-                           "cache": consumed_state.cache_name(obj.uri, etag)})
+                           "cache": consumed_state.cache_name(obj.uri, etag, config.run_id)})
     return pulled
 
 
@@ -168,13 +175,52 @@ def _without_cleaned_copy(config: RunConfig, entry: dict) -> bool:
     return config.training_data == "all" and not entry.get("cache")
 
 
+def _missing_copies(config: RunConfig, consumed: dict[str, dict]) -> set[str]:
+    """Consumed objects whose cleaned copy is gone from the state (deleted by hand, lost with a bucket): one
+    listing of the copies, not a request per object. Only training on all data carries copies."""
+    if config.training_data != "all" or not consumed:
+        return set()
+    try:
+        present = {o.relpath for o in storage.list_objects(config.state_uri(consumed_state.OBJECTS))}
+    except FileNotFoundError:
+        present = set()
+    return {uri for uri, entry in consumed.items()
+            if entry.get("cache") and entry["cache"].split("/", 1)[-1] not in present}
+
+
+def _lost(config: RunConfig, consumed: dict[str, dict], missing: set[str], mode: str) -> list[dict]:
+    """Consumed objects whose cleaned copy is missing and that this run does not pull again. Outside a snapshot
+    the listing saw the whole prefix, so they are gone from the source: dropped from the corpus when the run
+    commits. A snapshot lists only its own objects: one still at the source is left for a later run to pull."""
+    lost = []
+    for uri in sorted(missing):
+        gone = True
+        if mode == "snapshot":
+            try:
+                storage.stat(uri)
+                gone = False
+            except FileNotFoundError:
+                pass
+        lost.append({"uri": uri, "key": _key(config, uri), "consumed_by": consumed[uri]["consumed_by"],
+                     "cache": consumed[uri]["cache"], "dropped": gone,
+                     "reason": "its cleaned copy is missing from the pipeline's state and the object is no longer "
+                               "at the source: dropped from the corpus" if gone else
+                               "its cleaned copy is missing from the pipeline's state and the object is not in "
+                               "this snapshot: not trained on now, pulled again by the next run that lists it"})
+    return lost
+
+
+def _key(config: RunConfig, uri: str) -> str:
+    prefix = config.data_uri.rstrip("/") + "/"
+    return uri[len(prefix):] if uri.startswith(prefix) else uri
+
+
 def _carried(config: RunConfig, consumed: dict[str, dict], superseded: set[str]) -> list[dict]:
     """Objects consumed by earlier runs whose cleaned copies this run trains on too (training_data: all)."""
     if config.training_data != "all":
         return []
-    prefix = config.data_uri.rstrip("/") + "/"
-    return [{"uri": uri, "key": uri[len(prefix):] if uri.startswith(prefix) else uri, "etag": entry["etag"],
-             "cache": entry["cache"], "consumed_by": entry["consumed_by"]}
+    return [{"uri": uri, "key": _key(config, uri), "etag": entry["etag"], "cache": entry["cache"],
+             "consumed_by": entry["consumed_by"]}
             for uri, entry in sorted(consumed.items()) if uri not in superseded and entry.get("cache")]
 
 
@@ -190,8 +236,12 @@ def _message(config: RunConfig, manifest: dict) -> str:
     what = f"{len(fresh) - len(changed) - len(again)} new" + (f" and {len(changed)} changed" if changed else "") \
         + " object(s)"
     why_again = "force_full_retrain" if manifest["mode"] == "full" else "consumed before cleaned copies were kept"
+    recopied, lost = manifest.get("recopied", []), manifest.get("lost", [])
     return f"{what} under {config.data_uri}" + (f"; {skipped} already consumed" if skipped else "") + carried + \
-        (f"; {len(again)} consumed object(s) pulled again ({why_again})" if again else "")
+        (f"; {len(again)} consumed object(s) pulled again ({why_again})" if again else "") + \
+        (f"; {len(recopied)} consumed object(s) pulled again (their cleaned copy was missing)" if recopied else "") + \
+        (f"; {len(lost)} consumed object(s) not trained on (cleaned copy missing: see the manifest's `lost`)"
+         if lost else "")
 
 
 def result(config: RunConfig) -> dict | None:

@@ -9,7 +9,8 @@ the report proves it per object. Compressed files are read decompressed, binary 
 
 With training_data = all, the cleaned copies of the objects earlier runs consumed come first (carried): they are
 not filtered again, but duplicates and leakage are judged across the whole corpus. The rows of each new object
-that pass the filters become its cleaned copy in the pipeline's state, for the runs after this one.
+that pass the filters become its cleaned copy, kept in the run directory until mark_consumed makes it the
+pipeline's (tasks/data/consumed.py), for the runs after this one.
 
 The batch fails the run, naming counts, thresholds and the files at fault, when a file cannot be read, when
 fewer than `min_clean_pairs` pairs are left to train on, or when more than `max_reject_rate` of the new rows
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
-from tasks.data import alignment, langid, screening, testset
+from tasks.data import alignment, consumed, langid, screening, testset
 from tasks.data.batch import EXAMPLES_PER_REASON, Batch
 from tasks.io import formats, storage
 
@@ -56,8 +57,10 @@ def run(config: RunConfig) -> dict:
             storage.upload_file(scratch / layout.CLEAN, config.uri(layout.CLEAN))
             storage.upload_file(scratch / layout.REJECTS, config.uri(layout.REJECTS))
             for obj in manifest["objects"]:
-                if obj["key"] not in report["unreadable_files"]:
-                    storage.upload_file(caches[obj["key"]], config.state_uri(obj["cache"]))
+                if obj["key"] not in report["unreadable_files"]:  # the pipeline's only once mark_consumed commits
+                    storage.upload_file(caches[obj["key"]], consumed.run_copy_uri(config, obj["cache"]))
+        if report["alignment"].get("histogram", {}).get("edges"):
+            storage.write_bytes(config.uri(layout.ALIGNMENT_PLOT), alignment.plot(report["alignment"]))
         # Written even for a bad batch, so the run directory explains the failure.
         storage.write_json(report_uri, report)
     log_summary(report)
@@ -72,9 +75,10 @@ def _carried_copy(config: RunConfig, carried: dict, scratch: Path) -> Path:
             raise FileNotFoundError(uri)
         return storage.local_file_for(uri, scratch / "carried" / Path(carried["cache"]).name)
     except FileNotFoundError:
-        raise BadBatchError(f"the cleaned copy of {carried['key']} (consumed by run {carried['consumed_by']}) is "
-                            f"missing from the pipeline's state: {uri}. Trigger with force_full_retrain to "
-                            "validate the objects again, or with training_data = new_only") from None
+        raise BadBatchError(f"the cleaned copy of {carried['key']} (consumed by run {carried['consumed_by']}) "
+                            f"disappeared from the pipeline's state after this run's pull: {uri}. Trigger a new "
+                            "run: its pull pulls the object again if it is still at the source, or drops it from "
+                            "the corpus and says so") from None
 
 
 def data_files(folder: Path) -> list[tuple[str, Path]]:

@@ -316,6 +316,16 @@ def upload_file(local_path: Path, uri: str) -> str:
     return uri
 
 
+def copy(source_uri: str, target_uri: str) -> str:
+    """Copy one file or object; S3 to S3 stays on the server (a managed copy, multipart past 5 GB)."""
+    if is_s3(source_uri) and is_s3(target_uri):
+        (bucket, key), (target_bucket, target_key) = _split_s3(source_uri), _split_s3(target_uri)
+        s3_client().copy({"Bucket": bucket, "Key": key}, target_bucket, target_key)
+        return target_uri
+    with tempfile.TemporaryDirectory() as scratch:
+        return upload_file(local_file_for(source_uri, Path(scratch) / "copy"), target_uri)
+
+
 def _files_under(local_dir: Path) -> Iterator[Path]:
     return (p for p in local_dir.rglob("*") if p.is_file())
 

@@ -5,9 +5,11 @@ a failed validation or a refusal affects only itself), then releases them togeth
 go ahead only when every language that reached its gate passed it. Its verdict is written into each
 language's run directory (`release_gate.json`), so the consumption rule below and a reader of the run can see it.
 
-A language's pulled objects are consumed (tasks/data/consumed.py) once its gate has decided, whatever it
-decided, with one exception: a promoted model that was released but not published (its publish failed) is not
-consumed, so the next run trains and publishes it again instead of finding nothing new.
+A language's pulled objects are consumed (tasks/data/consumed.py) once its gate has decided and, when it
+promoted a model to publish, once that model was published. A refusal consumes (the decision was made on that
+data); a promoted model that was not published does not: not released because another language was refused, or
+released but its publish failed. Its data stays new, so the next run trains it again and releases it, instead of
+finding nothing new (`new_only`) or waiting for more data (`all`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 
 from tasks import layout
 from tasks.config import RunConfig
+from tasks.data import consumed
 from tasks.evaluate import gate
 from tasks.io import storage
 
@@ -50,12 +53,17 @@ def not_consumable(config: RunConfig) -> str | None:
     decision = gate.result(config)
     if decision is None:
         return "its gate did not run"
+    if config.data_snapshot:
+        return consumed.SNAPSHOT_CONSUMES_NOTHING
     if not decision["promote"] or not config.push_to_hub:
         return None
     released = storage.read_json_or(config.uri(layout.RELEASE_GATE))
     if released is None:
         return "the release gate did not run"
+    if not released["released"]:
+        return (f"its model passed its gate but was not released ({released['message']}); the next run trains "
+                "and releases it again")
     published = storage.read_json_or(config.uri(layout.PUBLISH)) or {}
-    if released["released"] and not published.get("published"):
+    if not published.get("published"):
         return "its promoted model was released but not published; the next run trains and publishes it again"
     return None

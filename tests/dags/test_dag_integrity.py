@@ -205,3 +205,28 @@ def test_the_trigger_form_can_be_submitted_with_the_defaults(dag):
             "learning_curve_fractions", "target_base_models"} <= optional
     assert not any("anyOf" in dag.params.get_param(name).schema for name in dag.params)  # the form ignores it
     dag.params.validate()  # the defaults are valid values
+
+
+def test_every_step_that_touches_storage_retries_with_backoff(dag):
+    """Transient S3 errors are retried (mt_airflow.retry decides which are), validate's included."""
+    for task_id in ("prepare", "language.pull", "language.validate", "language.split", "language.champion",
+                    "language.gate", "release_gate", "mark_consumed"):
+        task = dag.get_task(task_id)
+        assert task.retries >= 3 and task.retry_exponential_backoff, task_id
+
+
+def test_a_run_started_by_new_data_pulls_what_is_unconsumed_not_a_snapshot_of_the_announcement(dag, tmp_path,
+                                                                                               monkeypatch):
+    """An event run that took the announced keys as its snapshot retrained keys consumed since, and the keys of
+    a failed event run, announced once, were never trained on by a pipeline that only runs on events."""
+    from types import SimpleNamespace
+
+    from tasks import config
+
+    monkeypatch.setenv("MT_ARTIFACT_ROOT", str(tmp_path))
+    events = {"asset": [SimpleNamespace(extra={"new_keys": ["s3://data/en-de/new.jsonl"]})]}
+    values = {**PipelineParams().model_dump(), "data_uri": "s3://data/en-de/"}
+    (run_dir,) = dag.get_task("prepare").python_callable(
+        params=values, dag_run=SimpleNamespace(dag_id="translation_finetune", run_id="asset_triggered__1"),
+        triggering_asset_events=events)
+    assert config.load(run_dir).data_snapshot == []  # pull goes incremental: everything not consumed yet

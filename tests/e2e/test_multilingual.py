@@ -36,6 +36,9 @@ def test_a_language_that_does_not_gain_holds_back_the_whole_release(dag, multili
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
+    from tasks import config
+    from tasks.data import consumed
+
     monkeypatch.setenv("MT_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     monkeypatch.setenv("AIRFLOW_CONN_HUGGINGFACE_DEFAULT", json.dumps(
         {"conn_type": "generic", "password": "hf_writer", "extra": {"endpoint": hub.url}}))
@@ -67,8 +70,10 @@ def test_a_language_that_does_not_gain_holds_back_the_whole_release(dag, multili
         note = DagRun.find(dag_id="translation_finetune", run_id=dag_run.run_id, session=session)[0].note
     assert note.startswith("refused (en-nl); nothing published | en-de passed the gate: +"), note
     assert "en-nl refused: BLEU gain" in note
-    # A refusal is a decision: both languages' data count as consumed.
-    assert tis[("mark_consumed", 0)] == tis[("mark_consumed", 1)] == "success"
+    # en-nl's refusal is a decision: its data counts as consumed. en-de passed but was held back: its data
+    # stays new, so the next run trains it again and releases it, instead of dropping it (new_only) or waiting.
+    assert tis[("mark_consumed", 0)] == "skipped" and tis[("mark_consumed", 1)] == "success"
+    assert consumed.load(config.load(str(run_dir / "pairs" / "en-de"))) == {}
 
 
 def _state(tis, step):

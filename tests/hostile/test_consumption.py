@@ -101,9 +101,10 @@ def test_two_runs_committing_at_once_both_land(request, tmp_path, kind, monkeypa
     root = folder_or_s3(request, tmp_path, kind, "artifacts", "artifacts/runs")
     incoming = tmp_path / "incoming"
     runs = []
-    for n in range(4):  # four runs of one pipeline, each started by its own new object (a watcher snapshot)
+    for n in range(4):  # four runs of one pipeline, each started by its own new object
         path = write_jsonl(incoming / f"{n}.jsonl", digit_pairs(10, seed=n))
-        runs.append(_pulled_validated(root, str(incoming), f"run-{n}", data_snapshot=[str(path)]))
+        runs.append(_pulled_validated(root, str(incoming), f"run-{n}"))
+        path.unlink()  # read and copied: the next run's pull sees only its own object
     if kind == "s3":  # make the race certain: all four read the same state before any of them writes
         everyone_read, first_try, real_update = threading.Barrier(len(runs), timeout=60), threading.local(), \
             storage.update_json

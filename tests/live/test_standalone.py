@@ -65,7 +65,7 @@ def test_the_rest_api_rejects_a_conf_that_breaks_the_params_schema(live_airflow)
     assert response.status_code == 400 and "min_bleu_gain" in response.text
 
 
-def test_new_data_starts_the_pipeline_which_trains_on_exactly_the_announced_keys(runs, live_airflow):
+def test_new_data_starts_the_pipeline_which_trains_on_the_announced_keys(runs, live_airflow):
     live = live_airflow
     with live.api() as api:
         events = api.get("/api/v2/assets/events", params={"source_dag_id": "translation_data_watcher"}).json()
@@ -81,7 +81,10 @@ def test_new_data_starts_the_pipeline_which_trains_on_exactly_the_announced_keys
     run_dir = live.artifacts / PIPELINE / data_run["dag_run_id"].replace(":", "_").replace("+", "_")
     for pair, key in zip(("en-de", "en-nl"), keys):
         config = json.loads((run_dir / "pairs" / pair / "config.json").read_text())
-        assert config["data_snapshot"] == [key]
+        manifest = json.loads((run_dir / "pairs" / pair / "pull_manifest.json").read_text())
+        # Not a snapshot of the announcement: what is unconsumed, which here is exactly the announced key.
+        assert config["data_snapshot"] == [] and manifest["mode"] == "incremental"
+        assert [o["uri"] for o in manifest["objects"]] == [key]
         assert json.loads((run_dir / "pairs" / pair / "publish.json").read_text())["published"]
     index = json.loads((live.registry / "mlops" / "digits-nl" / "index.json").read_text())
     assert index  # each language's model went to its own repository: {hub_repo_id}-{tgt}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from support.corpora import write_jsonl
@@ -108,7 +111,7 @@ def put_raw(cfg: config.RunConfig, *paths: Path) -> None:
         local = pull.raw_name(uri, path.name)
         storage.upload_file(path, cfg.uri(layout.RAW, local))
         objects.append({"uri": uri, "key": path.name, "etag": etag, "size": path.stat().st_size, "local": local,
-                        "cache": consumed.cache_name(uri, etag)})
+                        "cache": consumed.cache_name(uri, etag, cfg.run_id)})
     storage.write_json(cfg.uri(layout.PULL_MANIFEST), {
         "source": cfg.data_uri, "mode": "incremental", "training_data": cfg.training_data,
         "pulled_at": datetime.now(timezone.utc).isoformat(), "objects": objects, "changed": [], "carried": [],
@@ -149,3 +152,19 @@ def folder_or_s3(request, tmp_path: Path, kind: str, bucket: str, prefix: str) -
         return str(tmp_path / prefix.rsplit("/", 1)[-1])
     request.getfixturevalue("s3").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/{prefix}"
+
+
+def kill_once_checkpointed(cfg: config.RunConfig, within: float) -> int:
+    """Start the train step, SIGKILL it as soon as a checkpoint exists (as when a pod is evicted: no cleanup, no
+    goodbye) and return the newest checkpoint's step."""
+    checkpoints = Path(cfg.uri(layout.CHECKPOINTS))
+    proc = subprocess.Popen(cli("train", cfg.run_dir), env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + within
+    while not list(checkpoints.glob("step-*/state.pt")):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, f"no checkpoint within {within} s"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return max(int(p.parent.name.split("-")[1]) for p in checkpoints.glob("step-*/state.pt"))

@@ -3,14 +3,13 @@ model reading both sides must catch them, calibrated on the batch itself."""
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 
 from support.corpora import digit_pairs, write_jsonl
 from support.runs import REPO_ROOT, accounted, make_run, put_raw
 from tasks import layout
-from tasks.data import alignment, textnorm, validate
+from tasks.data import alignment, consumed, textnorm, validate
 from tasks.io import storage
 
 
@@ -74,11 +73,12 @@ def test_rotated_targets_are_rejected_as_misaligned_with_every_row_accounted_for
     screen = report["alignment"]
     assert screen["screened"] == len(pairs) and screen["misaligned"] == len(caught) == report["rejected"]
     assert screen["histogram"]["pairs"] and sum(screen["histogram"]["wrong_pairings"]) == len(pairs)
+    assert storage.read_bytes(cfg.uri(layout.ALIGNMENT_PLOT)).startswith(b"\x89PNG")  # the histogram, drawn
     assert report["reasons"]["misaligned"]["examples"][0]["detail"].startswith("margin ")
     # Neither the run's training data nor the cleaned copy later runs carry holds a misaligned pair.
     assert not {(r["file"], r["line"]) for r in clean} & _misaligned(rejects)
     manifest = storage.read_json(cfg.uri(layout.PULL_MANIFEST))
-    cached = storage.read_text(cfg.state_uri(manifest["objects"][0]["cache"])).splitlines()
+    cached = storage.read_text(consumed.run_copy_uri(cfg, manifest["objects"][0]["cache"])).splitlines()
     assert len(cached) == len(clean)
 
 

@@ -75,11 +75,75 @@ def test_new_only_trains_on_the_new_objects_alone(two_weeks):
     assert set(_clean_sources(second)) == ({s for s, _ in WEEK_2} | {WEEK_1[0][0]}) - frozen  # week 1 unknown
 
 
-def test_a_missing_cleaned_copy_fails_loudly(two_weeks):
+def test_a_missing_cleaned_copy_is_pulled_again_while_its_source_is_there(two_weeks):
+    tmp_path, incoming, first, _ = two_weeks
+    ((uri, entry),) = consumed.load(first).items()
+    write_jsonl(incoming / "week1.jsonl", WEEK_1)  # still (again) at the source
+    storage.local_file_for(first.state_uri(entry["cache"]), tmp_path).unlink()
+    second = _week(tmp_path / "runs", incoming, "week-2")
+    manifest = storage.read_json(second.uri(layout.PULL_MANIFEST))
+    assert manifest["recopied"] == ["week1.jsonl"] and manifest["carried"] == [] and manifest["lost"] == []
+    assert "1 consumed object(s) pulled again (their cleaned copy was missing)" in manifest["message"]
+    assert "week1.jsonl" in accounted(second)[0]["files"]  # validated again, from the source
+    again = consumed.load(second)[uri]
+    assert again["consumed_by"] == "week-2" and storage.exists(second.state_uri(again["cache"]))
+
+
+def test_a_missing_cleaned_copy_whose_source_is_gone_is_dropped_and_recorded(two_weeks):
+    """Before, one lost copy blocked the pipeline for good and advised force_full_retrain, which cannot bring
+    a deleted source back. Now the run trains on the rest and the state records what was dropped and why."""
+    tmp_path, incoming, first, _ = two_weeks
+    ((uri, entry),) = consumed.load(first).items()
+    storage.local_file_for(first.state_uri(entry["cache"]), tmp_path).unlink()  # week 1's source is gone too
+    second = _week(tmp_path / "runs", incoming, "week-2")
+    manifest = storage.read_json(second.uri(layout.PULL_MANIFEST))
+    (lost,) = manifest["lost"]
+    assert (lost["key"], lost["dropped"], lost["consumed_by"]) == ("week1.jsonl", True, "week-1")
+    assert manifest["carried"] == [] and "not trained on (cleaned copy missing" in manifest["message"]
+    assert set(_clean_sources(second)) <= {s for s, _ in WEEK_2} | {WEEK_1[0][0]}
+    state = storage.read_json(second.state_uri(layout.CONSUMED))
+    assert uri not in state["objects"]
+    assert state["dropped"][uri]["dropped_by"] == "week-2" and "no longer at the source" in \
+        state["dropped"][uri]["reason"]
+
+
+def test_a_cleaned_copy_lost_between_pull_and_validate_fails_with_what_to_do(two_weeks):
     tmp_path, incoming, first, _ = two_weeks
     (entry,) = consumed.load(first).values()
     second = make_run(tmp_path / "runs", run_id="week-2", data_uri=str(incoming), min_clean_pairs=1)
     pull.run(second)
     storage.local_file_for(first.state_uri(entry["cache"]), tmp_path).unlink()
-    with pytest.raises(validate.BadBatchError, match="the cleaned copy of week1.jsonl .* is missing"):
+    with pytest.raises(validate.BadBatchError, match="cleaned copy of week1.jsonl .* disappeared .* Trigger a new run"):
         validate.run(second)
+
+
+def test_only_a_run_that_commits_changes_the_copies_later_runs_train_on(two_weeks):
+    """A run that validates the consumed objects again (force_full_retrain, perhaps with looser filters) and then
+    fails or is refused must not leave its copies for every later run: they stay in its run directory until it
+    commits, and committing adds a copy under a name of its own instead of overwriting the one in use."""
+    tmp_path, incoming, first, _ = two_weeks
+    write_jsonl(incoming / "week1.jsonl", WEEK_1)  # back at the source, as it was consumed
+    state_before = storage.read_text(first.state_uri(layout.CONSUMED))
+    ((uri, entry),) = consumed.load(first).items()
+    copy_before = storage.read_text(first.state_uri(entry["cache"]))
+
+    forced = make_run(tmp_path / "runs", run_id="forced", data_uri=str(incoming), min_clean_pairs=50,
+                      min_test_pairs=10, force_full_retrain=True)
+    pull.run(forced)
+    validate.run(forced)
+    new = storage.read_json(forced.uri(layout.PULL_MANIFEST))["objects"]
+    assert {o["uri"] for o in new} >= {uri}
+    # ...and then the gate refuses it: mark_consumed never runs. Nothing the pipeline trains on has changed.
+    assert storage.read_text(first.state_uri(layout.CONSUMED)) == state_before
+    assert storage.read_text(first.state_uri(entry["cache"])) == copy_before
+    assert all(storage.exists(consumed.run_copy_uri(forced, o["cache"])) for o in new)
+    assert not any(storage.exists(forced.state_uri(o["cache"])) for o in new)
+
+    # Had it been promoted, committing would adopt its copy under a new name; the old file stays as it was.
+    split.run(forced)
+    consumed.commit(forced)
+    adopted = consumed.load(forced)[uri]
+    assert adopted["consumed_by"] == "forced" and adopted["cache"] != entry["cache"]
+    assert storage.read_text(forced.state_uri(adopted["cache"])) == \
+        storage.read_text(consumed.run_copy_uri(forced, adopted["cache"]))
+    assert storage.read_text(first.state_uri(entry["cache"])) == copy_before
