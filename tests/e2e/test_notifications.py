@@ -18,7 +18,7 @@ def test_a_failed_run_posts_to_the_webhook_and_notes_the_failed_step(dag, tmp_pa
         monkeypatch.setenv("AIRFLOW_CONN_TEAM_ALERTS", json.dumps(
             {"conn_type": "http", "host": "127.0.0.1", "port": receiver.server.server_port,
              "schema": "hooks/mt", "password": "s3cret"}))
-        # 30 clean pairs where the run demands 500: validate fails the batch, and it has no retries.
+        # 30 clean pairs where the run demands 500: validate fails the batch; its report stored, it is not retried.
         dag_run = dag.test(run_conf={"data_uri": str(tmp_path / "data"), "min_clean_pairs": 500})
 
     assert dag_run.state == "failed"
