@@ -74,7 +74,9 @@ def _env(hub_url: str | None = None) -> dict:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "MT_ARTIFACT_ROOT": str(WORK / "artifacts"),
-        "MT_LOCAL_DATA_ROOTS": str(ROOT),  # the bundled data, the cached base model, the demo's registry
+        # What a run may name locally: the landed data and the cached base model; not the checkout, which holds
+        # the artifact store (.demo/artifacts) with every run's files and the frozen test set.
+        "MT_LOCAL_DATA_ROOTS": os.pathsep.join([str(INCOMING), str(base_model.CACHE)]),
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
         "HF_HOME": str(WORK / "hf-home"),
         "HF_HUB_DISABLE_TELEMETRY": "1",

@@ -490,6 +490,10 @@ def _explain(err: ValidationError) -> str:
     return "invalid run configuration:\n" + "\n".join(lines)
 
 
+def _as_list(value) -> list[str]:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
+
+
 def build(params: dict[str, Any], *, dag_id: str, run_id: str, artifact_root: str) -> RunConfig:
     """Validate the trigger's params and place the run under `{artifact_root}/{dag_id}/{run_id}/`."""
     known = {k: v for k, v in params.items() if k in PipelineParams.model_fields}
@@ -501,6 +505,10 @@ def build(params: dict[str, Any], *, dag_id: str, run_id: str, artifact_root: st
         params = PipelineParams(**known)
     except ValidationError as err:
         raise ConfigError(_explain(err)) from None
+    clashes = [f"  - {name}: {value!r}: {why}" for name in LOCATIONS
+               for value in _as_list(getattr(params, name)) if (why := locations.overlap(value, artifact_root))]
+    if clashes:
+        raise ConfigError("invalid run configuration:\n" + "\n".join(clashes))
     state_dir = state_dir_for(artifact_root, dag_id, params.data_uri, params.source_lang, params.target_lang)
     return RunConfig(**params.model_dump(), dag_id=dag_id, run_id=run_id, run_dir=run_dir,
                      state_dir=state_dir)

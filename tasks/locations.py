@@ -12,6 +12,11 @@ scheme (`file://`, `http://`). A local path is compared after resolving symbolic
 cannot lead out of it. The same rules are a regular expression in the Params' JSON schema, so the trigger form
 and the REST API refuse a bad place before a run exists, and they are checked again here when a run's config
 is built on a worker.
+
+A place must also keep apart from the artifact store (`MT_ARTIFACT_ROOT`): neither inside it, where every
+pipeline's runs, frozen test sets and cleaned copies live (a run could train on another pipeline's test set),
+nor around it (a pull would list the store as data). That is checked when the run's config is built, where the
+store is known (`overlap`).
 """
 
 from __future__ import annotations
@@ -116,3 +121,21 @@ def pattern(env: Mapping[str, str] = os.environ) -> str:
 def model_pattern(env: Mapping[str, str] = os.environ) -> str:
     """A Hub model id, or an allowed local place."""
     return rf"^(?:(?!.*(?:\.\.|--)){_HUB_PART}(?:/{_HUB_PART})?$)|(?:{pattern(env)})"
+
+
+def _as_prefix(place: str) -> str:
+    """A place as a comparable prefix: S3 as written, a local path resolved (links followed), ending in '/'."""
+    text = place if place.startswith("s3://") else os.path.realpath(place)
+    return text.rstrip("/") + "/"
+
+
+def overlap(place: str, store: str) -> str | None:
+    """Why `place` cannot be used beside the artifact store `store`, or None when they keep apart."""
+    inner, outer = _as_prefix(place), _as_prefix(store)
+    if inner.startswith(outer):
+        return ("it lies inside the artifact store (MT_ARTIFACT_ROOT " + store + "), where every pipeline's runs, "
+                "frozen test sets and cleaned copies are kept: name a place outside it")
+    if outer.startswith(inner):
+        return ("it contains the artifact store (MT_ARTIFACT_ROOT " + store + "): pulling from it would read the "
+                "pipelines' own files as data; name a place that does not hold the store")
+    return None

@@ -120,7 +120,8 @@ def test_the_pairs_of_a_run_fine_tune_their_own_base_models(tmp_path):
              "data_uri": str(tmp_path / "data"),
              "base_model": {"de": "Helsinki-NLP/opus-mt-en-de", "nl": "Helsinki-NLP/opus-mt-en-nl"}}
     (support,), _ = pipelines.parse({"pipelines": [multi]})
-    run = config.build(support.params, dag_id=support.dag_id, run_id="manual_1", artifact_root=str(tmp_path))
+    run = config.build(support.params, dag_id=support.dag_id, run_id="manual_1",
+                       artifact_root=str(tmp_path / "artifacts"))
     assert {p.target_lang: p.base_model for p in pairs.expand(run)} == multi["base_model"]
 
 

@@ -103,3 +103,37 @@ def test_without_listed_roots_no_local_path_is_allowed():
 def test_sane_values_pass_both_checks(params, good):
     _build(**good)
     params.deep_merge(good).validate()
+
+
+@pytest.mark.parametrize("store, field, value, words", [
+    # Inside the store: another pipeline's frozen test set, or its cleaned copies, as training data.
+    ("s3://artifacts/runs", "data_uri", "s3://artifacts/runs/other_dag/state/en-de-1234/", "inside the artifact store"),
+    ("s3://artifacts/runs", "general_eval_uri", "s3://artifacts/runs/d/state/en-de-1/test_set.jsonl",
+     "inside the artifact store"),
+    ("s3://artifacts/runs", "replay_data_uri", "s3://artifacts/runs/", "inside the artifact store"),
+    ("s3://artifacts/runs", "registry_uri", "s3://artifacts/runs/registry/", "inside the artifact store"),
+    # Around the store: a pull would list the pipelines' own files as data.
+    ("s3://artifacts/runs", "data_uri", "s3://artifacts/", "contains the artifact store"),
+    ("{tmp}/store", "data_snapshot", ["{tmp}/store/d/run-1/raw/x.jsonl"], "inside the artifact store"),
+    ("{tmp}/store", "data_uri", "{tmp}/", "contains the artifact store"),
+])
+def test_no_place_may_lie_inside_or_around_the_artifact_store(tmp_path, store, field, value, words):
+    fill = lambda text: text.replace("{tmp}", str(tmp_path))  # noqa: E731
+    store = fill(store)
+    value = [fill(v) for v in value] if isinstance(value, list) else fill(value)
+    values = {field: value}
+    if field == "data_snapshot":
+        values["data_uri"] = str(tmp_path / "store" / "d") + "/"
+    with pytest.raises(config.ConfigError, match=f"{field}: .*{words}.*MT_ARTIFACT_ROOT"):
+        config.build(values, dag_id="d", run_id="r", artifact_root=store)
+
+
+def test_a_link_into_the_artifact_store_is_seen_through(tmp_path):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "data").mkdir()
+    os.symlink(tmp_path / "store", tmp_path / "data" / "looks-like-data")
+    with pytest.raises(config.ConfigError, match="inside the artifact store"):
+        config.build({"data_uri": str(tmp_path / "data" / "looks-like-data") + "/"}, dag_id="d", run_id="r",
+                     artifact_root=str(tmp_path / "store"))
+    config.build({"data_uri": str(tmp_path / "data") + "/"}, dag_id="d", run_id="r",
+                 artifact_root=str(tmp_path / "store"))  # a sibling is fine

@@ -48,7 +48,7 @@ def test_shares_follow_the_fractions():
 def _validated_run(tmp_path, run_id, pairs, **params):
     params = {"min_clean_pairs": 1, "min_test_pairs": 5, "test_fraction": 0.2, "validation_fraction": 0.2,
               **params}
-    cfg = make_run(tmp_path, run_id=run_id, **params)
+    cfg = make_run(tmp_path / "artifacts", run_id=run_id, **params)
     put_raw(cfg, write_jsonl(tmp_path / f"{run_id}.jsonl", pairs))
     validate.run(cfg)
     return cfg
