@@ -15,6 +15,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import numpy as np
+
 PAD_MULTIPLE = 8  # tensor cores want dimensions divisible by 8
 
 
@@ -108,7 +110,6 @@ def collate(data: Encoded, batch: list[int], pad_id: int, decoder_start_id: int,
     boolean mask, whose size a GPU would have to report back (a sync per batch). Built in numpy: a tensor per
     row cost more host time than a tiny model's forward pass.
     """
-    import numpy as np
     import torch
 
     sources, targets = [data.sources[i] for i in batch], [data.targets[i] for i in batch]
