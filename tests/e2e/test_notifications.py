@@ -19,7 +19,8 @@ def test_a_failed_run_posts_to_the_webhook_and_notes_the_failed_step(dag, tmp_pa
             {"conn_type": "http", "host": "127.0.0.1", "port": receiver.server.server_port,
              "schema": "hooks/mt", "password": "s3cret"}))
         # 30 clean pairs where the run demands 500: validate fails the batch; its report stored, it is not retried.
-        dag_run = dag.test(run_conf={"data_uri": str(tmp_path / "data"), "min_clean_pairs": 500})
+        dag_run = dag.test(run_conf={"data_uri": str(tmp_path / "data"), "min_clean_pairs": 500,
+                                     "alignment_screen": False})  # its default base is a Hub id: not here
 
     assert dag_run.state == "failed"
     (failure,) = receiver.events("failure")
