@@ -390,19 +390,21 @@ class _Training:
         progress.batch_in_epoch += 1
         progress.tokens_seen += tokens
         self.window_tokens += tokens
-        self.running_steps += 1
-        logs, evals = progress.step % settings.log_every_steps == 0, progress.step % self.eval_every == 0
-        checkpoints = progress.step % settings.checkpoint_every_steps == 0
-        if progress.step % SETTLE_EVERY_STEPS == 0 or progress.step >= self.total_steps or logs or evals or \
-                checkpoints:
+
+        def due(every: int) -> bool:
+            return progress.step % every == 0
+
+        if due(SETTLE_EVERY_STEPS) or due(settings.log_every_steps) or due(self.eval_every) or \
+                due(settings.checkpoint_every_steps) or progress.step >= self.total_steps:
             self._settle()  # the step count may go back: skipped steps are done again
         last = progress.step == self.total_steps
-        if progress.step % settings.log_every_steps == 0 or last:
+        if due(settings.log_every_steps) or last:
             self._log_progress()
-        if progress.step % self.eval_every == 0 or last:
+        validated = due(self.eval_every) or last
+        if validated:
             self._validate()
-        self._keep_the_budget(validated=progress.step % self.eval_every == 0 or last)
-        if progress.step % settings.checkpoint_every_steps == 0:
+        self._keep_the_budget(validated=validated)
+        if due(settings.checkpoint_every_steps):
             self._checkpoint()
 
     def _keep_the_budget(self, validated: bool) -> None:

@@ -75,12 +75,21 @@ def test_skipped_steps_change_no_weight_and_give_their_place_in_the_schedule_bac
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    lines, real_log = [], trainloop._Training._log_progress
+
+    def recording_log(self):
+        lines.append(self.running_steps)
+        return real_log(self)
+
+    monkeypatch.setattr(trainloop._Training, "_log_progress", recording_log)
     calls = _poison(monkeypatch, {3, 4, 9})
     report = _train(run)
 
     # Every planned update happened: the three spoiled batches were made up for with more batches.
     assert report["steps"] == planned
     assert calls["n"] == planned + 3
+    # The progress line's mean loss counts each applied step once (one line here: the last step's).
+    assert lines == [planned]
     applied = [lr for lr, skipped in rates if not skipped]
     assert len(applied) == planned and sum(skipped for _, skipped in rates) == 3
     # The optimizer counted only the updates it applied, and no weight or moment went NaN.
