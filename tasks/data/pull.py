@@ -191,23 +191,13 @@ def _missing_copies(config: RunConfig, consumed: dict[str, dict]) -> set[str]:
 def _lost(config: RunConfig, consumed: dict[str, dict], missing: set[str], mode: str) -> list[dict]:
     """Consumed objects whose cleaned copy is missing and that this run does not pull again. Outside a snapshot
     the listing saw the whole prefix, so they are gone from the source: dropped from the corpus when the run
-    commits. A snapshot lists only its own objects: one still at the source is left for a later run to pull."""
-    lost = []
-    for uri in sorted(missing):
-        gone = True
-        if mode == "snapshot":
-            try:
-                storage.stat(uri)
-                gone = False
-            except FileNotFoundError:
-                pass
-        lost.append({"uri": uri, "key": _key(config, uri), "consumed_by": consumed[uri]["consumed_by"],
-                     "cache": consumed[uri]["cache"], "dropped": gone,
-                     "reason": "its cleaned copy is missing from the pipeline's state and the object is no longer "
-                               "at the source: dropped from the corpus" if gone else
-                               "its cleaned copy is missing from the pipeline's state and the object is not in "
-                               "this snapshot: not trained on now, pulled again by the next run that lists it"})
-    return lost
+    commits. A snapshot lists only its own objects and consumes nothing: it just leaves them out."""
+    gone = mode != "snapshot"
+    reason = ("its cleaned copy is missing from the pipeline's state and the object is no longer at the source: "
+              "dropped from the corpus" if gone else "its cleaned copy is missing from the pipeline's state and "
+              "the object is not in this snapshot: not trained on now, pulled again by the next run that lists it")
+    return [{"uri": uri, "key": _key(config, uri), "consumed_by": consumed[uri]["consumed_by"],
+             "cache": consumed[uri]["cache"], "dropped": gone, "reason": reason} for uri in sorted(missing)]
 
 
 def _key(config: RunConfig, uri: str) -> str:
