@@ -112,7 +112,7 @@ def run_project(model_dir: Path, data: batching.Encoded, held_out: batching.Enco
     defaults = PipelineParams()
     model = load(model_dir)
     settings = trainloop.LoopSettings(
-        learning_rate=defaults.learning_rate, weight_decay=defaults.weight_decay, num_train_epochs=1000,
+        learning_rate=defaults.learning_rate or 0, weight_decay=defaults.weight_decay, num_train_epochs=1000,
         max_tokens_per_batch=defaults.max_tokens_per_batch, warmup_steps=defaults.warmup_steps,
         early_stopping_patience=defaults.early_stopping_patience, eval_every_steps=defaults.eval_every_steps,
         max_seconds=seconds, checkpoint_every_steps=10**9, precision=defaults.precision, log_every_steps=10**9)
@@ -144,7 +144,7 @@ def main() -> None:
     data, held_out = encode(model_dir, train_pairs), encode(model_dir, held_out_pairs)
 
     initial = heldout_loss(load(model_dir), held_out, device)
-    plain_steps, plain_model = run_plain(model_dir, data, seconds, PipelineParams().learning_rate, device)
+    plain_steps, plain_model = run_plain(model_dir, data, seconds, trainloop.AUTO_LR, device)
     plain_loss = heldout_loss(plain_model, held_out, device)
     del plain_model
     report, project_model = run_project(model_dir, data, held_out, seconds, device)

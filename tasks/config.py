@@ -178,10 +178,12 @@ class PipelineParams(BaseModel):
         "loss so far. Empty: no budget, the epochs and steps decide.", gt=0, le=10_080)
     max_steps: int = _field(0, "Maximum steps", _TRAIN, "Stop after this many optimizer steps (0: no cap).",
                             ge=0, le=MAX_STEPS)
-    learning_rate: float = _field(
-        1e-4, "Learning rate", _TRAIN,
-        "Peak learning rate of AdamW, reached after warmup and decayed linearly to zero. Higher than the "
-        "seed recipe's 2e-5 because batches hold ~30× more tokens.", gt=0, le=1)
+    learning_rate: float | None = _field(
+        None, "Learning rate", _TRAIN,
+        "Peak learning rate of AdamW, reached after warmup and decayed linearly to zero. Empty: automatic, "
+        "following the batch: 1e-4 at 512 tokens per step (the CPU's batch), times the square root of the "
+        "step's tokens over 512, at most 5e-4 (4.9e-4 at a GPU's 12,288 tokens). The seed recipe's 2e-5 is for "
+        "16-sentence batches.", gt=0, le=1)
     weight_decay: float = _field(0.01, "Weight decay", _TRAIN, "AdamW weight decay.", ge=0, le=1)
     warmup_steps: float = _field(0.05, "Warmup", _TRAIN,
                                  "Linear warmup: a share of all steps if below 1, else a number of steps.", ge=0,

@@ -14,7 +14,7 @@ import logging
 from typing import Sequence
 
 from tasks.train import batching, families, feed, tokenloss
-from tasks.train.precision import cuda_has_native_bf16
+from tasks.train.precision import cuda_has_native_bf16, shape_agnostic_attention
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class PairScorer:
         model = AutoModelForSeq2SeqLM.from_pretrained(self.model_dir)
         self.family = families.prepare(model, self.tokenizer, source_lang, target_lang)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        shape_agnostic_attention(device)
         self.precision = "fp32"
         if device.type == "cuda" and cuda_has_native_bf16():
             model, self.precision = model.to(torch.bfloat16), "bf16"

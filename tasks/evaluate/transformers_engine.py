@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tasks.evaluate.decoding import Decoder
 from tasks.train import batching, families
-from tasks.train.precision import cuda_has_native_bf16
+from tasks.train.precision import cuda_has_native_bf16, shape_agnostic_attention
 
 
 class TransformersDecoder(Decoder):
@@ -18,6 +18,7 @@ class TransformersDecoder(Decoder):
         model = AutoModelForSeq2SeqLM.from_pretrained(self.model_dir)
         self.family = families.prepare(model, self.tokenizer, self.source_lang, self.target_lang)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        shape_agnostic_attention(device)
         if device.type == "cuda" and cuda_has_native_bf16():
             # bf16 keeps fp32's exponent range; fp16 is not used because Marian overflows in it. A GPU that
             # only emulates bf16 (V100, T4) decodes in fp32: emulated bf16 is slower than fp32 there.

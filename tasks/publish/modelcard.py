@@ -160,7 +160,9 @@ def body(config: RunConfig, records: RunRecords, *, release_tag: str, in_review:
         ]) + "\n\n" + _objects_table(training.get("training_objects") or []) +
         "\n\nThe manifest (every object with its ETag and size) and the validation report are in "
         "`provenance/`; scores and the gate's decision in `eval/`.")
-    outcome = [("best step", training.get("best_step")), ("best validation loss", training.get("best_validation_loss")),
+    outcome = [("learning rate used", training.get("learning_rate")),
+               ("tokens per batch used", training.get("tokens_per_batch")),
+               ("best step", training.get("best_step")), ("best validation loss", training.get("best_validation_loss")),
                ("train pairs", training.get("train_pairs"))]
     hyper = _flatten(training.get("settings", {})) + [(k, v) for k, v in outcome if v is not None]
     sections.append("## Training\n\n" + _table(["setting", "value"], hyper))

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, replace
 
 from tasks.train import batching, feed, tokenloss
 from tasks.train.checkpoints import STATE, CheckpointDir
-from tasks.train.precision import MAX_CONSECUTIVE_OVERFLOWS, Precision, autocast, choose_precision
+from tasks.train.precision import (MAX_CONSECUTIVE_OVERFLOWS, Precision, autocast, choose_precision,
+                                   shape_agnostic_attention)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class NonFiniteTraining(RuntimeError):
 
 @dataclass(frozen=True)
 class LoopSettings:
-    learning_rate: float
+    learning_rate: float  # 0: automatic, following the batch (auto_learning_rate)
     weight_decay: float
     num_train_epochs: float
     max_tokens_per_batch: int
@@ -61,6 +62,17 @@ class LoopSettings:
 # with 2048 and 2.43 with 1024, where a plain loop with 32-sentence batches reached 2.39; with 512 it reaches
 # 2.33 (2,402 updates) against the plain loop's 2.37 in the same run.
 AUTO_TOKENS_PER_BATCH = {"cuda": 12288, "cpu": 512}
+# The automatic peak learning rate: AUTO_LR at AUTO_LR_TOKENS tokens per optimizer step (the CPU's batch, where
+# 1e-4 was measured good for fine-tuning: bench/train_budget.py), scaled with the square root of the step's
+# tokens (the gradient's noise falls with the batch, so a larger step stays stable; Adam's usual rule), at most
+# AUTO_LR_MAX, a common peak for transformer-base sized models with warmup. A GPU's 12,288 tokens get 4.9e-4.
+AUTO_LR, AUTO_LR_TOKENS, AUTO_LR_MAX = 1e-4, 512, 5e-4
+
+
+def auto_learning_rate(tokens_per_step: int) -> float:
+    return min(AUTO_LR_MAX, AUTO_LR * math.sqrt(max(tokens_per_step, 1) / AUTO_LR_TOKENS))
+
+
 # Bigger CPU batches run as micro-batches of this size: one 12288-token batch ran at half the speed.
 CPU_MICRO_BATCH_TOKENS = 2048
 
@@ -168,11 +180,15 @@ class _Training:
         if settings.max_tokens_per_batch == 0:
             auto = AUTO_TOKENS_PER_BATCH.get(self.device.type, AUTO_TOKENS_PER_BATCH["cuda"])
             settings = replace(settings, max_tokens_per_batch=auto)
+        if settings.learning_rate == 0:  # every worker's batch makes one step: the step's tokens decide
+            settings = replace(settings,
+                               learning_rate=auto_learning_rate(settings.max_tokens_per_batch * world_size))
         self.model, self.train_data, self.val_data, self.settings = model, train_data, val_data, settings
         self.pad_id, self.decoder_start_id, self.checkpoints = pad_id, decoder_start_id, checkpoints
         self.rank, self.world_size = rank, world_size
         self.precision = choose_precision(self.device, settings.precision)
         log.info("precision: %s (%s)", self.precision.name, self.precision.why)
+        shape_agnostic_attention(self.device)
         torch.manual_seed(settings.seed)
         model.to(self.device).train()
         self.net = tokenloss.token_loss_module(model)
@@ -254,10 +270,11 @@ class _Training:
                  self.progress.epoch, self.progress.batch_in_epoch)
 
     def log_plan(self) -> None:
-        log.info("training: %d pairs, %d batches per epoch (≤ %d tokens each%s), %d steps, warmup %d, on %s",
-                 len(self.train_data), self.batches_per_epoch, self.settings.max_tokens_per_batch,
+        log.info("training: %d pairs, %d batches per epoch (≤ %d tokens each%s), %d steps, warmup %d, peak "
+                 "learning rate %.3g, on %s", len(self.train_data), self.batches_per_epoch,
+                 self.settings.max_tokens_per_batch,
                  f", in micro-batches of ≤ {self.micro_tokens}" if self.micro_tokens else "", self.total_steps,
-                 self.warmup, self.device)
+                 self.warmup, self.settings.learning_rate, self.device)
         if self.settings.max_seconds:
             log.info("time budget: %s, %s of it spent before", _duration(self.settings.max_seconds),
                      _duration(self.progress.seconds))
@@ -486,6 +503,7 @@ class _Training:
                 "best_validation_loss": round(progress.best_loss, 4), "tokens_seen": progress.tokens_seen,
                 "seconds": round(time.monotonic() - self.started, 1), "precision": self.precision.name,
                 "device": str(self.device), "tokens_per_batch": self.settings.max_tokens_per_batch,
+                "learning_rate": self.settings.learning_rate,
                 "resumed_from_step": int(self.resumed_from.name.split("-")[1]) if self.resumed_from else None,
                 "early_stopped": self.stop_reason == "early stopping",
                 "stopped_by": self.stop_reason or ("time budget" if self.budget_ends_schedule else "steps"),

@@ -42,7 +42,7 @@ class TrainSettings:
     def from_config(cls, config: RunConfig) -> "TrainSettings":
         """Each setting named once, so a renamed config field fails here instead of being dropped."""
         loop_settings = loop.LoopSettings(
-            learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+            learning_rate=config.learning_rate or 0, weight_decay=config.weight_decay,
             num_train_epochs=config.num_train_epochs, max_tokens_per_batch=config.max_tokens_per_batch,
             warmup_steps=config.warmup_steps, max_steps=config.max_steps, eval_every_steps=config.eval_every_steps,
             max_seconds=(config.max_train_minutes or 0) * 60,

@@ -129,3 +129,20 @@ def test_activations_that_overflow_fp16_end_in_fp32_not_in_nan(tiny_model):
     assert precision.name == "fp32" and not precision.needs_scaler
     scaler = torch.amp.GradScaler("cpu", enabled=precision.needs_scaler)
     assert torch.isfinite(loop._forward_backward(net, pieces, cpu, precision, scaler, 1))
+
+
+def test_attention_leaves_cudnn_out_on_cuda_only():
+    """cuDNN's attention plans each new batch shape on the host (bench/gpu.py's profile): CUDA steps skip it."""
+    import torch
+
+    from tasks.train.precision import shape_agnostic_attention
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        shape_agnostic_attention(torch.device("cpu"))
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+        shape_agnostic_attention(torch.device("cuda"))
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)

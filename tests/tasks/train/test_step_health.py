@@ -185,3 +185,24 @@ def test_prefetch_hands_over_every_batch_in_order_and_stops_when_left_early(tiny
     broken = feed.Prefetch(data, [[10**6]], micro_tokens=0, pad_id=0, start_id=0, multiple=1, pin=False)
     with pytest.raises(IndexError), broken:
         list(broken)
+
+
+@pytest.mark.parametrize("tokens, world_size, expected", [
+    (512, 1, 1e-4),  # the CPU's automatic batch: the rate measured good for fine-tuning there
+    (2048, 1, 2e-4),  # four times the tokens, twice the rate
+    (12288, 1, 1e-4 * 24 ** 0.5),  # a GPU's automatic batch: 4.9e-4
+    (4096, 4, 5e-4),  # four GPUs make one 16,384-token step: capped
+])
+def test_the_automatic_learning_rate_follows_the_tokens_of_a_step(tiny_model, tmp_path, tokens, world_size,
+                                                                   expected):
+    assert trainloop.auto_learning_rate(tokens * world_size) == pytest.approx(expected)
+    if world_size == 1:  # what a run with learning_rate 0 (the run config's empty) trains with and reports
+        run, _ = _setup(tiny_model, tmp_path, learning_rate=0, max_tokens_per_batch=tokens, max_steps=2)
+        report = _train(run)
+        assert report["learning_rate"] == pytest.approx(expected)
+        assert max(g["lr"] for g in run.optimizer.param_groups) <= expected
+
+
+def test_a_set_learning_rate_is_used_as_it_is(tiny_model, tmp_path):
+    run, _ = _setup(tiny_model, tmp_path, learning_rate=3e-3, max_tokens_per_batch=12288, max_steps=2)
+    assert _train(run)["learning_rate"] == 3e-3
