@@ -7,8 +7,8 @@ figures only (its error is reported in their place). Workloads:
 
 - train: bench/train_throughput.py's defaults (opus-mt-en-de shape, 16,000 pairs on a GPU, time to loss on);
 - eval: bench/eval_throughput.py on the demo's base model (7.7 M parameters, trained on real catalog strings)
-  and the demo's domain test split when .cache/demo/base-model exists (`make demo` or the alignment tests
-  build it; carry it to a lent GPU), else its own default model;
+  and 1,000 of the demo's domain catalog pairs when .cache/demo/base-model exists (`make demo` or the
+  alignment tests build it; carry it to a lent GPU), else its own default model;
 - alignment: bench/alignment_screen.py on the same model and 3,000 demo catalog pairs (built when missing);
 - profile: torch.profiler over 10 project training steps (opus-mt shape, 3,000 pairs): the share of wall time
   the GPU computed, copies between host and device by kind, and the ten busiest kernels, written in full to
@@ -35,8 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 DEMO_MODEL = REPO / ".cache" / "demo" / "base-model"
-# Seconds each part may take on the GPU (8 minutes in all, with room for start-up).
-LIMITS = {"train": 210, "eval": 90, "alignment": 90, "profile": 60}
+# Seconds each part may take on the GPU (8 minutes in all, with room for start-up). Measured on an H200
+# (2026-12-04): train 244 s (with the comparison batch), eval 99 s, alignment 30 s, profile ~20 s.
+LIMITS = {"train": 270, "eval": 110, "alignment": 50, "profile": 50}
+# The train bench's time to the seed's loss at the automatic batch, and at this smaller one for comparison.
+COMPARE_BATCHES = {"tiny": "256", "full": "4096"}
 
 
 def _run(name: str, argv: list[str], limit: int) -> dict:
@@ -53,6 +56,17 @@ def _run(name: str, argv: list[str], limit: int) -> dict:
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     figures["wall_seconds"] = round(time.monotonic() - started, 1)
     return figures
+
+
+def demo_test(scratch: Path, sentences: int = 1000) -> str:
+    """1,000 of the demo's real catalog pairs (after the 3,000 the alignment bench screens) as a test file."""
+    from alignment_screen import demo_pairs
+
+    path = scratch / "test.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for en, de in demo_pairs(3000 + sentences)[3000:]:
+            fh.write(json.dumps({"translation": {"en": en, "de": de}}, ensure_ascii=False) + "\n")
+    return str(path)
 
 
 def profile(tiny: bool, out: Path) -> dict:
@@ -73,12 +87,13 @@ def profile(tiny: bool, out: Path) -> dict:
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
 
     def steps(n: int, checkpoints: Path):
-        settings = trainloop.LoopSettings(learning_rate=1e-4, weight_decay=0.01, num_train_epochs=100,
+        settings = trainloop.LoopSettings(learning_rate=0, weight_decay=0.01, num_train_epochs=100,
                                           max_tokens_per_batch=512 if tiny else 12288, max_steps=n,
                                           early_stopping_patience=0, eval_every_steps=10**9,
                                           checkpoint_every_steps=10**9, log_every_steps=10**9,
                                           precision="bf16" if device.type == "cuda" else "auto")
-        return trainloop.train(build_model(dims), data, validation, settings, pad_id=pad, decoder_start_id=pad,
+        model = build_model(dims).to(device)  # moved before profiling: its weights' copies are no step's work
+        return trainloop.train(model, data, validation, settings, pad_id=pad, decoder_start_id=pad,
                                checkpoints=trainloop.CheckpointDir(checkpoints), device=device)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -116,26 +131,37 @@ def main() -> None:
     args = parser.parse_args()
     tiny = ["--tiny"] if args.tiny else []
     started = time.monotonic()
-    results = {"train": _run("train", ["bench/train_throughput.py", *tiny], LIMITS["train"])}
-    model = [] if args.tiny or not DEMO_MODEL.exists() else ["--model", str(DEMO_MODEL)]
-    results["eval"] = _run("eval", ["bench/eval_throughput.py", *tiny, *model], LIMITS["eval"])
-    results["alignment"] = _run("alignment", ["bench/alignment_screen.py", *tiny], LIMITS["alignment"])
-    try:
-        results["profile"] = profile(args.tiny, args.out)
-    except Exception as err:  # noqa: BLE001 - reported in the figures' place
-        results["profile"] = {"error": f"profile failed: {err}"}
-    train, evaluation = results["train"], results["eval"]
-    headline = {"device": train.get("device"), "train_ratio": train.get("ratio"),
-                "time_to_loss_ratio": train.get("time_to_loss_ratio"),
-                "project_tokens_per_s": train.get("project_tokens_per_s"), "eval_ratio": evaluation.get("ratio"),
-                "eval_engine": evaluation.get("project_engine"),
-                "alignment_pairs_per_s": results["alignment"].get("project_pairs_per_s"),
-                "gpu_busy_share": results["profile"].get("gpu_busy_share"),
-                "seconds": round(time.monotonic() - started, 1), "tiny": args.tiny}
-    (args.out / "bench-gpu.json").parent.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench-gpu.json").write_text(json.dumps({**headline, **results}, indent=2) + "\n")
-    print(json.dumps({**headline, **results}))
+    results: dict = {}
 
+    def record(name: str, figures: dict) -> None:
+        """Each part's figures are written as soon as they exist: a run cut short keeps what it measured."""
+        results[name] = figures
+        train, evaluation = results.get("train", {}), results.get("eval", {})
+        headline = {"device": train.get("device"), "train_ratio": train.get("ratio"),
+                    "time_to_loss_ratio": train.get("time_to_loss_ratio"),
+                    "project_tokens_per_s": train.get("project_tokens_per_s"), "eval_ratio": evaluation.get("ratio"),
+                    "eval_engine": evaluation.get("project_engine"),
+                    "alignment_pairs_per_s": results.get("alignment", {}).get("project_pairs_per_s"),
+                    "gpu_busy_share": results.get("profile", {}).get("gpu_busy_share"),
+                    "seconds": round(time.monotonic() - started, 1), "tiny": args.tiny}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench-gpu.json").write_text(json.dumps({**headline, **results}, indent=2) + "\n")
+        results["_line"] = json.dumps({**headline, **{k: v for k, v in results.items() if k != "_line"}})
+
+    compare = COMPARE_BATCHES["tiny" if args.tiny else "full"]
+    record("train", _run("train", ["bench/train_throughput.py", *tiny, "--compare-batches", compare],
+                         LIMITS["train"]))
+    with tempfile.TemporaryDirectory() as scratch:
+        model = [] if args.tiny or not DEMO_MODEL.exists() else ["--model", str(DEMO_MODEL),
+                                                                 "--test", demo_test(Path(scratch))]
+        record("eval", _run("eval", ["bench/eval_throughput.py", *tiny, *model], LIMITS["eval"]))
+    screen_model = ["--model", str(DEMO_MODEL)] if not args.tiny and DEMO_MODEL.exists() else []
+    record("alignment", _run("alignment", ["bench/alignment_screen.py", *tiny, *screen_model], LIMITS["alignment"]))
+    try:
+        record("profile", profile(args.tiny, args.out))
+    except Exception as err:  # noqa: BLE001 - reported in the figures' place
+        record("profile", {"error": f"profile failed: {err}"})
+    print(results["_line"])
 
 if __name__ == "__main__":
     main()

@@ -19,10 +19,12 @@ Time to quality (on by default; `--no-time-to-loss` skips it): a fresh model tra
 the run config's defaults until its validation loss on the held-out pairs reaches the seed recipe's one-epoch
 loss, for as many epochs as that takes (at most `--max-epochs`, over which the learning rate is scheduled), with
 a validation every quarter epoch. `time_to_loss_ratio` is the seed's one-epoch wall time over the project's time
-to the same loss, validations included; null when the project never got there.
+to the same loss, validations included; null when the project never got there. `--compare-batches 4096,2048`
+repeats the time-to-quality run at those token budgets (the learning rate following each, as the run config's
+automatic rate does) and reports them under `time_to_loss_by_batch`, to show which batch the device wants.
 
     python bench/train_throughput.py [--tiny] [--pairs N] [--precision auto|fp32|bf16] [--max-tokens N]
-                                     [--no-time-to-loss] [--max-epochs N]
+                                     [--no-time-to-loss] [--max-epochs N] [--compare-batches N,N]
 
 The last line printed is one JSON object with the figures.
 """
@@ -129,14 +131,12 @@ def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_
     model = build_model(dims)
     pad = dims["vocab_size"] - 1
     settings = trainloop.LoopSettings(
-        learning_rate=defaults.learning_rate, weight_decay=defaults.weight_decay, num_train_epochs=epochs,
+        learning_rate=defaults.learning_rate or 0, weight_decay=defaults.weight_decay, num_train_epochs=epochs,
         max_tokens_per_batch=max_tokens, warmup_steps=defaults.warmup_steps, early_stopping_patience=0,
         eval_every_steps=10**9, checkpoint_every_steps=10**9, precision=precision, log_every_steps=10**9,
         target_loss=target_loss)
     if validation is not None:
-        per_epoch = len(batching.make_batches(data, max_tokens, settings.max_sentences_per_batch, 0, 0,
-                                              multiple=batching.pad_multiple(device)))
-        settings = replace(settings, eval_every_steps=max(1, per_epoch // 4))
+        settings = replace(settings, eval_every_steps=max(1, batches_per_epoch(data, max_tokens, device) // 4))
     else:
         validation = batching.Encoded(data.sources[:1], data.targets[:1])
     with tempfile.TemporaryDirectory() as out:
@@ -147,6 +147,26 @@ def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_
         _sync(device)
         seconds = time.perf_counter() - started
     return seconds, model, report
+
+
+def batches_per_epoch(data: batching.Encoded, max_tokens: int, device) -> int:
+    return len(batching.make_batches(data, max_tokens, trainloop.LoopSettings.max_sentences_per_batch, 0, 0,
+                                     multiple=batching.pad_multiple(device)))
+
+
+def time_to_loss(dims: dict, train_data: batching.Encoded, heldout: batching.Encoded, device, precision: str,
+                 max_tokens: int, max_epochs: float, seed_loss: float, seed_seconds: float) -> dict:
+    """A fresh model trained until its held-out loss reaches the seed's one-epoch loss, at this token budget."""
+    seconds, model, reached = run_project(dims, train_data, device, precision, max_tokens, epochs=max_epochs,
+                                          validation=heldout, target_loss=seed_loss)
+    got_there = reached["stopped_by"] == "target loss"
+    return {"time_to_loss_ratio": round(seed_seconds / seconds, 2) if got_there else None,
+            "project_time_to_loss_seconds": round(seconds, 2) if got_there else None,
+            "project_time_to_loss_steps": reached["steps"],
+            "project_time_to_loss_epochs": round(reached["steps"] / batches_per_epoch(train_data, max_tokens,
+                                                                                        device), 2),
+            "project_time_to_loss_heldout": round(heldout_loss(model, heldout, dims, device), 4),
+            "learning_rate": reached["learning_rate"]}
 
 
 def heldout_loss(model, data: batching.Encoded, dims: dict, device) -> float:
@@ -181,6 +201,8 @@ def main() -> None:
     parser.add_argument("--no-time-to-loss", action="store_true", help="skip the time-to-quality run")
     parser.add_argument("--max-epochs", type=float, default=10,
                         help="epochs the time-to-quality run may take (and schedules its learning rate over)")
+    parser.add_argument("--compare-batches", default="",
+                        help="comma-separated token budgets to run the time-to-quality run at as well")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -203,14 +225,13 @@ def main() -> None:
     del project_model
     to_loss = {}
     if not args.no_time_to_loss:
-        seconds, model, reached = run_project(dims, train_data, device, precision, max_tokens, epochs=args.max_epochs,
-                                              validation=heldout, target_loss=seed_loss)
-        got_there = reached["stopped_by"] == "target loss"
-        to_loss = {"time_to_loss_ratio": round(seed_seconds / seconds, 2) if got_there else None,
-                   "project_time_to_loss_seconds": round(seconds, 2) if got_there else None,
-                   "project_time_to_loss_steps": reached["steps"],
-                   "project_time_to_loss_epochs": round(reached["steps"] / max(report["steps"], 1), 2),
-                   "project_time_to_loss_heldout": round(heldout_loss(model, heldout, dims, device), 4)}
+        by_batch = {}
+        for tokens_per_batch in [max_tokens, *(int(t) for t in args.compare_batches.split(",") if t.strip())]:
+            by_batch[str(tokens_per_batch)] = time_to_loss(dims, train_data, heldout, device, precision,
+                                                           tokens_per_batch, args.max_epochs, seed_loss,
+                                                           seed_seconds)
+        to_loss = {**{k: v for k, v in by_batch[str(max_tokens)].items() if k != "learning_rate"},
+                   **({"time_to_loss_by_batch": by_batch} if len(by_batch) > 1 else {})}
 
     result = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
@@ -223,7 +244,8 @@ def main() -> None:
         "seed_loss": round(seed_loss, 4), "project_loss": round(project_loss, 4),
         "initial_loss": round(initial_loss, 4), "seed_steps": math.ceil(pairs / 16),
         "project_steps": report["steps"], "project_precision": report["precision"],
-        "project_max_tokens_per_batch": report["tokens_per_batch"], **to_loss,
+        "project_max_tokens_per_batch": report["tokens_per_batch"],
+        "project_learning_rate": report["learning_rate"], **to_loss,
     }
     print(json.dumps(result))
 
