@@ -10,6 +10,9 @@ from airflow.plugins_manager import AirflowPlugin
 
 from mt_airflow import outcome
 from mt_airflow.history_app import app as history_app
+from mt_airflow.params import register_formats
+
+register_formats()  # the API server validates a trigger's Params with them: refused places are named in words
 
 
 class MtRetrainPlugin(AirflowPlugin):

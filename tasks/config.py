@@ -46,9 +46,13 @@ class ConfigError(ValueError):
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 # Params that name a place, checked against the deployment's rules (tasks/locations.py).
 LOCATIONS = ("data_uri", "data_snapshot", "general_eval_uri", "replay_data_uri", "registry_uri")
-# Checked by the Params' schema at the trigger (a regular expression), and by a validator here that says why.
-_SCHEMA_PATTERNS = {"hub_repo_id": lambda: locations.HUB_REPO_PATTERN, "base_model": locations.model_pattern,
-                    **{name: locations.pattern for name in LOCATIONS}}
+# Checked at the trigger by the Params' schema, as a JSON-schema `format` named in words (what is allowed and the
+# setting that governs it) whose check is the regular expression (plugins/mt_airflow/params.py registers it), and
+# by a validator here that says why. Each: () -> (words, regular expression).
+_SCHEMA_FORMATS = {
+    "hub_repo_id": lambda: (locations.HUB_REPO_WORDS, locations.HUB_REPO_PATTERN),
+    "base_model": lambda: (locations.model_words(), locations.model_pattern()),
+    **{name: lambda: (locations.place_words(), locations.pattern()) for name in LOCATIONS}}
 MAX_STEPS = 10_000_000
 
 
@@ -463,8 +467,9 @@ def param_specs() -> dict[str, dict[str, Any]]:
 
     Airflow's trigger form reads a Param as optional when its `type` admits null, and it does not read
     `anyOf`: pydantic's `anyOf: [X, {type: null}]` for an optional field becomes X with `type: [X's type, null]`.
-    Params that name a place get the deployment's pattern (tasks/locations.py), so the form and the REST API
-    refuse a place the deployment does not allow before a run exists.
+    Params that name a place get a `format` that says in words which places the deployment allows (checked by
+    `param_formats`' regular expressions once registered), so the form and the REST API refuse a place the
+    deployment does not allow before a run exists, and say why in words.
     """
     schema = PipelineParams.model_json_schema()
     specs = {}
@@ -474,14 +479,19 @@ def param_specs() -> dict[str, dict[str, Any]]:
         if options:
             (only,) = options
             spec.update({**only, "type": [only["type"], "null"]})
-        if name in _SCHEMA_PATTERNS:
-            pattern = {"pattern": _SCHEMA_PATTERNS[name]()}
+        if name in _SCHEMA_FORMATS:
+            words = {"format": _SCHEMA_FORMATS[name]()[0]}
             if spec.get("items"):
-                spec["items"] = {**spec["items"], **pattern}
+                spec["items"] = {**spec["items"], **words}
             else:
-                spec.update(pattern)
+                spec.update(words)
         specs[name] = {"default": prop["default"], **spec}
     return specs
+
+
+def param_formats() -> dict[str, str]:
+    """The words of each place format `param_specs` names, with the regular expression that checks it."""
+    return dict(make() for make in _SCHEMA_FORMATS.values())
 
 
 def _explain(err: ValidationError) -> str:

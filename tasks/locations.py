@@ -118,6 +118,22 @@ def pattern(env: Mapping[str, str] = os.environ) -> str:
     return f"^{bad}(?:s3://{_BUCKET}(?:/.*)?" + (f"|{local}" if local else "") + ")$"
 
 
+def place_words(env: Mapping[str, str] = os.environ) -> str:
+    """What `pattern` allows, in words that read after "... is not a": the form and the REST API answer with them."""
+    roots = local_roots(env)
+    local = (f"an absolute path under {ROOTS_ENV} ({', '.join(roots)})" if roots
+             else f"no local path ({ROOTS_ENV} lists no local roots)")
+    return (f"place this deployment allows: s3://bucket/... or {local}, without '.' or '..' segments, '//' or "
+            "control characters")
+
+
+HUB_REPO_WORDS = "Hub repository id namespace/name (letters, digits, '_', '.' and '-'; no '..' or '--')"
+
+
+def model_words(env: Mapping[str, str] = os.environ) -> str:
+    return f"Hub model id ([namespace/]name, no '..' or '--') or a {place_words(env)}"
+
+
 def model_pattern(env: Mapping[str, str] = os.environ) -> str:
     """A Hub model id, or an allowed local place."""
     return rf"^(?:(?!.*(?:\.\.|--)){_HUB_PART}(?:/{_HUB_PART})?$)|(?:{pattern(env)})"

@@ -4,6 +4,7 @@ REST API check), and again when a worker builds the run's config, each with a me
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,12 @@ def test_the_run_config_refuses_it_naming_the_field(values, field, words):
 def test_the_trigger_refuses_it_before_a_run_exists(params, values, field, words):
     message = _schema_refuses(params, values)
     assert field in message
+    assert "(?" not in message and "[a-z0-9]" not in message  # words, never the schema's regular expression
+    if field in config.LOCATIONS or field == "base_model":
+        assert re.search(r"is not a [\"']?(Hub model id .* or a )?place this deployment allows: s3://bucket/", message)
+        assert "MT_LOCAL_DATA_ROOTS" in message  # the setting that governs it
+    elif field == "hub_repo_id":
+        assert re.search(r"is not a [\"']?Hub repository id namespace/name", message)
 
 
 def test_a_symbolic_link_inside_a_root_cannot_lead_out_of_it(tmp_path):
@@ -137,3 +144,44 @@ def test_a_link_into_the_artifact_store_is_seen_through(tmp_path):
                      artifact_root=str(tmp_path / "store"))
     config.build({"data_uri": str(tmp_path / "data") + "/"}, dag_id="d", run_id="r",
                  artifact_root=str(tmp_path / "store"))  # a sibling is fine
+
+
+_API_SERVER_CHECK = """
+import json, sys
+from airflow.serialization.serialized_objects import DagSerialization
+from airflow.sdk.exceptions import ParamValidationError
+if sys.argv[1] == "plugins":
+    from airflow import plugins_manager
+    plugins_manager.get_fastapi_plugins()  # what the API server does at start-up, which imports the plugins
+dag = DagSerialization.from_dict(json.load(open(sys.argv[2])))
+try:
+    dag.params.deep_merge({"base_model": "/root/.ssh"}).validate()
+    print("accepted")
+except ParamValidationError as err:
+    print(err)
+"""
+
+
+def test_the_api_server_answers_a_refused_place_in_words_once_it_has_loaded_the_plugins(tmp_path):
+    """The API server holds only the serialized DAG (its Params' schemas), not the DAG file: the formats' checks
+    reach it through the plugin. Without them the place would pass the trigger, for the worker to refuse."""
+    import json
+    import subprocess
+    import sys
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    serialized = tmp_path / "dag.json"
+    dag = DagBag(dag_folder=str(DAGS)).dags["translation_finetune"]
+    serialized.write_text(json.dumps(DagSerialization.to_dict(dag)))
+    (tmp_path / "no-plugins").mkdir()
+    answers = {how: subprocess.run([sys.executable, "-c", _API_SERVER_CHECK, how, str(serialized)],
+                                   env={**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(folder)},
+                                   capture_output=True, text=True, timeout=120).stdout.strip().splitlines()
+               for how, folder in (("plugins", DAGS.parent / "plugins"), ("bare", tmp_path / "no-plugins"))}
+    first = answers["plugins"][0]
+    assert first.startswith("Invalid input for param base_model: '/root/.ssh' is not a "), answers
+    assert "Hub model id" in first and "place this deployment allows: s3://bucket/" in first
+    assert "MT_LOCAL_DATA_ROOTS" in "\n".join(answers["plugins"]) and "(?" not in "\n".join(answers["plugins"])
+    assert answers["bare"][-1] == "accepted", answers  # without this plugin the trigger lets it through

@@ -114,3 +114,25 @@ def test_a_value_the_schema_refuses_is_flagged_at_its_field_and_refused_by_the_r
     with live.api() as api:
         refused = api.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {name: ""}})
     assert refused.status_code == 400 and f"Invalid input for param {name}" in refused.text
+
+
+def test_a_place_the_deployment_does_not_allow_is_answered_in_words(ui, live_airflow):
+    """The Params' place formats reach the API server through the plugin: the form's Trigger and the REST API
+    are answered with what is allowed and the setting that governs it, not with a regular expression."""
+    live, dag_id = live_airflow, "translation_finetune"
+    before = manual_run_ids(live, dag_id)
+    dialog = open_trigger_form(ui, live.url, dag_id)
+    field = param_input(ui, dialog, "base_model")
+    field.fill("/root/.ssh")
+    field.blur()
+    trigger_button(dialog).click()
+    shown = ui.get_by_text("place this deployment allows", exact=False).first
+    shown.wait_for(timeout=30_000)
+    assert "MT_LOCAL_DATA_ROOTS" in shown.inner_text() and "(?" not in shown.inner_text()
+    with live.api() as api:
+        refused = api.post(f"/api/v2/dags/{dag_id}/dagRuns",
+                           json={"logical_date": None, "conf": {"data_uri": "s3://x/in"}})
+    assert refused.status_code == 400, refused.text
+    assert "Invalid input for param data_uri" in refused.text and "place this deployment allows" in refused.text
+    assert "MT_LOCAL_DATA_ROOTS" in refused.text and "(?" not in refused.text
+    assert manual_run_ids(live, dag_id) == before
