@@ -7,7 +7,9 @@ by earlier runs (carried), then the new objects. Each row ends in exactly one pl
   `leakage`), or deduplicated (rejects.jsonl, reason `duplicate`); rows = kept + rejected + deduplicated per
   object, checked when the report is built;
 - carried rows (they passed the filters when their object was validated): kept, deduplicated, or `leakage`
-  (both in rejects.jsonl).
+  (both in rejects.jsonl);
+- re-screened carried rows (their copy was cleaned by other rules than this run's, tasks/data/screening.rules):
+  screened again like new rows, and counted apart from them (`rescreened`), so they never pass for new data.
 
 A new row that passed the pair filters is also written to its object's cleaned copy, the cache that later runs
 carry (tasks/data/consumed.py). Examples in the report are truncated: the report travels with the model.
@@ -38,6 +40,8 @@ class Batch:
         self.leakage_keys, self.clean, self.rejects = leakage_keys, clean, rejects
         self.files: dict[str, dict] = {}
         self.carried: dict[str, dict] = {}
+        self.rescreened: dict[str, dict] = {}
+        self.rescreened_reasons: Counter = Counter()  # their share of `reasons`
         self.unreadable: dict[str, str] = {}
         self.reasons: Counter = Counter()
         self.examples: dict[str, list] = defaultdict(list)
@@ -47,8 +51,15 @@ class Batch:
         self.lengths = {k: Counter() for k in ("source_chars", "target_chars", "source_words", "target_words")}
 
     def counts(self, name: str) -> dict:
-        """The counts of a new object (created empty: an object with no rows still gets its entry)."""
+        """The counts of a new object (created empty: an object with no rows still gets its entry), or of a
+        carried one being screened again."""
+        if name in self.rescreened:
+            return self.rescreened[name]
         return self.files.setdefault(name, dict.fromkeys(COUNTS, 0))
+
+    def rescreen(self, name: str) -> None:
+        """The rows `take` gets under `name` from now on are a carried copy's, screened again."""
+        self.rescreened[name] = dict.fromkeys(COUNTS, 0)
 
     def take(self, name: str, screened: Iterable[tuple], cache: IO[str] | None = None) -> None:
         """Rows of a new object, as screening yields them; the ones that pass the filters go to `cache` too."""
@@ -89,7 +100,7 @@ class Batch:
     def retract(self, name: str, line: int, source: str, target: str, reason: str, detail: str) -> None:
         """A kept new row judged later, once the whole batch was read (the alignment screen): it moves from
         kept to rejected, with its reason. Its line in clean.jsonl is the caller's to drop."""
-        counts = self.files[name]
+        counts = self.counts(name)
         counts["kept"] -= 1
         counts["rejected"] += 1
         src_chars, tgt_chars, src_words, tgt_words = self.lengths.values()
@@ -126,6 +137,8 @@ class Batch:
         for reason, detail in reasons:
             if reason != "duplicate":
                 self.reasons[reason] += 1
+                if name in self.rescreened:
+                    self.rescreened_reasons[reason] += 1
             if len(self.examples[reason]) < EXAMPLES_PER_REASON:
                 self.examples[reason].append({"file": name, "line": line, "detail": _short(detail),
                                               "source": _short(source), "target": _short(target)})
@@ -137,15 +150,17 @@ class Batch:
                                        "target": target}, ensure_ascii=False) + "\n")
 
     def totals(self) -> dict:
-        """Counts over the new objects and over the carried ones; raises when a row went missing."""
-        new = Counter()
-        for name, counts in self.files.items():
-            if counts["rows"] != counts["kept"] + counts["rejected"] + counts["deduplicated"]:
-                raise AssertionError(f"row accounting broken for {name}: {counts}")  # a bug, never the data
-            new.update({k: counts[k] for k in COUNTS})
+        """Counts over the new objects, the carried ones and the re-screened ones; raises when a row went missing."""
+        new, rescreened = Counter(), Counter()
+        for total, group in ((new, self.files), (rescreened, self.rescreened)):
+            for name, counts in group.items():
+                if counts["rows"] != counts["kept"] + counts["rejected"] + counts["deduplicated"]:
+                    raise AssertionError(f"row accounting broken for {name}: {counts}")  # a bug, never the data
+                total.update({k: counts[k] for k in COUNTS})
         carried = Counter()
         for name, counts in self.carried.items():
             if counts["rows"] != counts["kept"] + counts["deduplicated"] + counts["leakage"]:
                 raise AssertionError(f"row accounting broken for carried {name}: {counts}")
             carried.update(counts)
-        return {"new": {k: new[k] for k in COUNTS}, "carried": {k: carried[k] for k in CARRIED_COUNTS}}
+        return {"new": {k: new[k] for k in COUNTS}, "carried": {k: carried[k] for k in CARRIED_COUNTS},
+                "rescreened": {k: rescreened[k] for k in COUNTS}}

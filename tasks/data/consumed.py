@@ -1,8 +1,10 @@
 """What a pipeline has consumed: every object a successful run trained on, with its ETag and a cleaned copy.
 
 The pipeline's state area holds `consumed.json`: object URI → {etag, size, pulled_at, consumed_by, consumed_at,
-cache, rows, kept}. `cache` names the object's cleaned copy under `objects/` in the state area: the rows that
-passed the pair filters when the object was validated. Later runs train on those copies (training_data = all)
+cache, rows, kept, rules}. `cache` names the object's cleaned copy under `objects/` in the state area: the rows that
+passed the pair filters when the object was validated; `rules` is the fingerprint of the rules that cleaned it
+(tasks/data/screening.rules). A run whose rules differ screens the copy again and, when it commits, replaces it
+(`rescreened_by`). Later runs train on those copies (training_data = all)
 without validating old objects again, and they still can when the source object has been deleted.
 
 Validate writes each copy into its own run directory (`cleaned/`); `commit` copies it into the state area under a
@@ -42,6 +44,11 @@ def cache_name(uri: str, etag: str, run_id: str) -> str:
     return f"{OBJECTS}/{short(uri, 8)}-{short(etag, 4)}-{short(run_id, 4)}.jsonl"
 
 
+def rescreened_cache(config: RunConfig, carried: dict) -> str:
+    """The name of a carried object's copy screened again by this run (its rules differed)."""
+    return cache_name(carried["uri"], carried["etag"], config.run_id)
+
+
 def run_copy_uri(config: RunConfig, cache: str) -> str:
     """Where validate leaves an object's cleaned copy in the run directory, for `commit` to adopt."""
     return config.uri(layout.CLEANED, cache.rsplit("/", 1)[-1])
@@ -58,13 +65,14 @@ def commit(config: RunConfig) -> dict:
     if manifest is None:
         return {"committed": 0, "reason": "this run pulled nothing"}
     report = storage.read_json_or(config.uri(layout.VALIDATION_REPORT))
-    if not manifest["objects"]:
+    if not manifest["objects"] and not (report or {}).get("rescreened"):
         return {"committed": 0, "reason": "nothing new was pulled"}
     if report is None:
         return {"committed": 0, "reason": "the pulled objects were never validated, so nothing was read"}
     if manifest["mode"] == "snapshot":
         return {"committed": 0, "reason": SNAPSHOT_CONSUMES_NOTHING}
     read = {name: counts for name, counts in report["files"].items() if name not in report["unreadable_files"]}
+    rules = report.get("rules", {}).get("fingerprint")
     entries = {}
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for obj in manifest["objects"]:
@@ -73,8 +81,18 @@ def commit(config: RunConfig) -> dict:
             continue
         entries[obj["uri"]] = {"etag": obj["etag"], "size": obj["size"], "pulled_at": manifest["pulled_at"],
                                "consumed_by": config.run_id, "consumed_at": now, "cache": obj["cache"],
-                               "rows": counts["rows"], "kept": counts["kept"]}
+                               "rows": counts["rows"], "kept": counts["kept"], "rules": rules}
         _adopt(config, obj)
+    # Carried objects this run screened again (their copy was cleaned by other rules): the new copy replaces the
+    # old one, stamped with this run's rules, unless another run replaced the old one meanwhile.
+    rescreened = {}
+    for carried in manifest.get("carried", []):
+        counts = report.get("rescreened", {}).get(carried["key"])
+        if counts is not None:
+            cache = rescreened_cache(config, carried)
+            _adopt(config, {"key": carried["key"], "cache": cache})
+            rescreened[carried["uri"]] = (carried["cache"], {"cache": cache, "kept": counts["kept"], "rules": rules,
+                                                             "rescreened_by": config.run_id, "rescreened_at": now})
     kept_newer: list[str] = []
     # Consumed objects whose cleaned copy was lost and whose source is gone: out of the corpus, on record.
     lost = {item["uri"]: item for item in manifest.get("lost", []) if item["dropped"]}
@@ -88,6 +106,9 @@ def commit(config: RunConfig) -> dict:
                 kept_newer.append(uri)  # a later run consumed a newer version: keep it
             else:
                 objects[uri] = entry
+        for uri, (before, update) in rescreened.items():
+            if objects.get(uri, {}).get("cache") == before:
+                objects[uri] = {**objects[uri], **update}
         for uri, item in lost.items():
             if objects.get(uri, {}).get("cache") == item["cache"]:  # not consumed again meanwhile
                 dropped[uri] = {**objects.pop(uri), "dropped_by": config.run_id, "dropped_at": now,
@@ -100,7 +121,7 @@ def commit(config: RunConfig) -> dict:
              config.state_uri(layout.CONSUMED), f"; not read, so not consumed: {skipped}" if skipped else "",
              f"; already consumed in a newer version: {kept_newer}" if kept_newer else "")
     return {"committed": len(entries) - len(kept_newer), "consumed_total": len(state["objects"]),
-            "not_read": skipped, "newer_kept": kept_newer}
+            "not_read": skipped, "newer_kept": kept_newer, "rescreened": len(rescreened)}
 
 
 def _adopt(config: RunConfig, obj: dict) -> None:

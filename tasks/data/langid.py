@@ -12,6 +12,7 @@ confidently wrong on a third of the short German sides.
 from __future__ import annotations
 
 import functools
+import hashlib
 from importlib import resources
 
 import fasttext  # fasttext-predict: the predict-only build of fastText
@@ -61,6 +62,13 @@ def _prepared(text: str) -> str:
     text = text[:MAX_CHARS].replace("\n", " ")
     # All-caps text reads as noise to the model (it is trained on ordinary case); case carries no language.
     return text.lower() if text.isupper() else text
+
+
+@functools.lru_cache(maxsize=1)
+def model_id() -> str:
+    """Which language-ID model judges `wrong_language`: a digest of its file, for the rules' fingerprint."""
+    package, name = MODEL_RESOURCE
+    return hashlib.blake2b(resources.files(package).joinpath(name).read_bytes(), digest_size=8).hexdigest()
 
 
 @functools.lru_cache(maxsize=1)

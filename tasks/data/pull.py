@@ -210,7 +210,7 @@ def _carried(config: RunConfig, consumed: dict[str, dict], superseded: set[str])
     if config.training_data != "all":
         return []
     return [{"uri": uri, "key": _key(config, uri), "etag": entry["etag"], "cache": entry["cache"],
-             "consumed_by": entry["consumed_by"]}
+             "consumed_by": entry["consumed_by"], "rules": entry.get("rules")}
             for uri, entry in sorted(consumed.items()) if uri not in superseded and entry.get("cache")]
 
 

@@ -8,6 +8,7 @@ input order, so the outputs do not depend on the number of workers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -15,7 +16,7 @@ from collections import deque
 from typing import Iterable, Iterator, NamedTuple
 
 from tasks import hardware
-from tasks.data import filters, textnorm
+from tasks.data import filters, langid, textnorm
 from tasks.io.reader import Row, UnreadableFile
 
 CHUNK_ROWS = 2000
@@ -26,6 +27,35 @@ PARALLEL_MIN_BYTES = 4 * 2**20
 # Past this many workers the one process that reads, deduplicates and writes is the bottleneck.
 MAX_WORKERS = 8
 WORKERS_ENV = "MT_VALIDATE_WORKERS"
+
+
+# Bump when a change to the filters' or the cleaning's code changes which rows they keep: every carried copy
+# cleaned before is screened again (once) by the next run that trains on it.
+RULES_VERSION = 1
+# The run config's settings that decide which rows a cleaned copy keeps.
+RULE_SETTINGS = ("min_chars", "max_chars", "min_tokens", "max_tokens", "max_length_ratio", "langid_min_confidence",
+                 "langid_min_letters", "alignment_screen", "alignment_min_margin")
+
+
+def rules(config) -> dict:
+    """What decides which rows a cleaned copy keeps: the filters' code version, their settings, the filters
+    skipped and the language-ID model."""
+    skipped = sorted(config.skip_filters)
+    return {"version": RULES_VERSION, **{name: getattr(config, name) for name in RULE_SETTINGS},
+            "skip_filters": skipped, "language_id": None if "wrong_language" in skipped else langid.model_id()}
+
+
+def rules_fingerprint(config) -> str:
+    """A short digest of `rules`: stamped on each cleaned copy when it is made (tasks/data/consumed.py)."""
+    return hashlib.blake2b(json.dumps(rules(config), sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def cleaned_rows(records: Iterable[str], source_lang: str, target_lang: str) -> Iterator[Row]:
+    """A cleaned copy's records as rows to screen again, each under the line it had in its object."""
+    for record in records:
+        found = json.loads(record)
+        pair = found["translation"]
+        yield Row(found["line"], pair[source_lang], pair[target_lang])
 
 
 class Screened(NamedTuple):

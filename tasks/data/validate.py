@@ -8,9 +8,13 @@ of tasks/data/filters.py, an unreadable record, `leakage` into the frozen test s
 the report proves it per object. Compressed files are read decompressed, binary and empty files are refused.
 
 With training_data = all, the cleaned copies of the objects earlier runs consumed come first (carried): they are
-not filtered again, but duplicates and leakage are judged across the whole corpus. The rows of each new object
-that pass the filters become its cleaned copy, kept in the run directory until mark_consumed makes it the
-pipeline's (tasks/data/consumed.py), for the runs after this one.
+not filtered again, but duplicates and leakage are judged across the whole corpus. A copy cleaned by other rules
+than this run's (its fingerprint, tasks/data/screening.rules, differs: a threshold tightened, a skip_filters entry
+removed, a new language-ID model, the alignment screen switched on) is screened again like new data, its rows
+counted apart (`rescreened`); the rows that pass become a new copy, stamped with this run's rules, so it is
+screened again once, not every week. The rows of each new object that pass the filters become its cleaned copy,
+kept in the run directory until mark_consumed makes it the pipeline's (tasks/data/consumed.py), for the runs
+after this one.
 
 The batch fails the run, naming counts, thresholds and the files at fault, when a file cannot be read, when
 fewer than `min_clean_pairs` pairs are left to train on, or when more than `max_reject_rate` of the new rows
@@ -19,6 +23,7 @@ are rejected. Rows are streamed: memory grows with the number of distinct kept p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections import Counter
@@ -51,14 +56,24 @@ def run(config: RunConfig) -> dict:
             files = [(o["key"], storage.local_file_for(config.uri(layout.RAW, o["local"]), scratch / o["local"]))
                      for o in manifest["objects"]]
             caches = {o["key"]: scratch / "caches" / Path(o["cache"]).name for o in manifest["objects"]}
-            carried = [(c["key"], _carried_copy(config, c, scratch)) for c in manifest.get("carried", [])]
+            rules = screening.rules_fingerprint(config)
+            carried, rescreen = [], []
+            for c in manifest.get("carried", []):
+                copy = (c["key"], _carried_copy(config, c, scratch))
+                if c.get("rules") == rules:
+                    carried.append(copy)
+                else:  # cleaned by other rules: screened again, into a new copy of this run's
+                    rescreen.append(copy)
+                    caches[c["key"]] = scratch / "caches" / Path(consumed.rescreened_cache(config, c)).name
             report = screen_files(config, files, scratch / layout.CLEAN, scratch / layout.REJECTS,
-                                  testset.source_keys(config, scratch), carried=carried, caches=caches)
+                                  testset.source_keys(config, scratch), carried=carried, rescreen=rescreen,
+                                  caches=caches)
+            report["rules"] = {"fingerprint": rules, **screening.rules(config)}
             storage.upload_file(scratch / layout.CLEAN, config.uri(layout.CLEAN))
             storage.upload_file(scratch / layout.REJECTS, config.uri(layout.REJECTS))
-            for obj in manifest["objects"]:
-                if obj["key"] not in report["unreadable_files"]:  # the pipeline's only once mark_consumed commits
-                    storage.upload_file(caches[obj["key"]], consumed.run_copy_uri(config, obj["cache"]))
+            for key, cache in caches.items():
+                if key not in report["unreadable_files"]:  # the pipeline's only once mark_consumed commits
+                    storage.upload_file(cache, consumed.run_copy_uri(config, cache.name))
         if report["alignment"].get("histogram", {}).get("edges"):
             storage.write_bytes(config.uri(layout.ALIGNMENT_PLOT), alignment.plot(report["alignment"]))
         # Written even for a bad batch, so the run directory explains the failure.
@@ -93,9 +108,10 @@ def data_files(folder: Path) -> list[tuple[str, Path]]:
 
 def screen_files(config: RunConfig, files: list[tuple[str, Path]], clean_path: Path, rejects_path: Path,
                  leakage_keys: frozenset[int] = frozenset(), *, carried: list[tuple[str, Path]] = (),
-                 caches: dict[str, Path] | None = None) -> dict:
-    """Read, screen, deduplicate and write every row of `files` (after the carried cleaned copies); return the
-    report. With `caches`, each readable file's rows that pass the filters are written to its cache path."""
+                 rescreen: list[tuple[str, Path]] = (), caches: dict[str, Path] | None = None) -> dict:
+    """Read, screen, deduplicate and write every row of `files` (after the carried cleaned copies, then the
+    carried copies to screen again); return the report. With `caches`, each readable file's rows (and each
+    re-screened copy's) that pass the filters are written to its cache path."""
     workers = screening.worker_count(sum(path.stat().st_size for _, path in files))
     # backslashreplace: a lone surrogate from a JSON escape is written as that same escape, never a crash.
     with screening.ScreeningPool(config, workers) as pool, \
@@ -105,17 +121,33 @@ def screen_files(config: RunConfig, files: list[tuple[str, Path]], clean_path: P
         for name, path in carried:
             with path.open(encoding="utf-8") as records:
                 batch.take_carried(name, records, config.source_lang, config.target_lang)
+        for name, path in rescreen:
+            batch.rescreen(name)
+            with path.open(encoding="utf-8") as records, _cache(caches, name) as cache:
+                batch.take(name, pool.screen(name, screening.cleaned_rows(records, config.source_lang,
+                                                                          config.target_lang)), cache)
         for name, path in files:
-            _screen_file(config, batch, pool, name, path, clean_path.parent,
-                         caches.get(name) if caches else None)
+            _screen_file(config, batch, pool, name, path, clean_path.parent, caches)
     # The alignment screen needs the whole batch (each pair is compared with pairs of similar length).
     with rejects_path.open("a", encoding="utf-8", errors="backslashreplace") as batch.rejects:
         aligned = alignment.apply(config, batch, clean_path, rejects_path, caches)
     return _report(config, batch, workers) | {"alignment": aligned}
 
 
+@contextlib.contextmanager
+def _cache(caches: dict[str, Path] | None, name: str):
+    """The open cleaned copy of `name`, or None when this batch keeps none."""
+    path = caches.get(name) if caches else None
+    if path is None:
+        yield None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", errors="backslashreplace") as cache:
+        yield cache
+
+
 def _screen_file(config: RunConfig, batch: Batch, pool, name: str, path: Path, scratch: Path,
-                 cache_path: Path | None) -> None:
+                 caches: dict[str, Path] | None) -> None:
     counts = batch.counts(name)
     plain = path
     try:
@@ -125,11 +157,7 @@ def _screen_file(config: RunConfig, batch: Batch, pool, name: str, path: Path, s
         log.info("reading %s as %s (%s)", name, detected.format, how)
         counts.update(format=detected.format, detected_by=how, **({"compression": compressed} if compressed else {}))
         rows = detected.reader.rows(plain, name, formats.Languages(config.source_lang, config.target_lang))
-        if cache_path is None:
-            batch.take(name, pool.screen(name, rows))
-            return
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        with cache_path.open("w", encoding="utf-8", errors="backslashreplace") as cache:
+        with _cache(caches, name) as cache:
             batch.take(name, pool.screen(name, rows), cache)
     except formats.UnreadableFile as err:
         batch.unreadable[name] = str(err)
@@ -141,21 +169,28 @@ def _screen_file(config: RunConfig, batch: Batch, pool, name: str, path: Path, s
 
 def _report(config: RunConfig, batch: Batch, workers: int) -> dict:
     totals = batch.totals()
-    new, carried = totals["new"], totals["carried"]
+    new, carried, again = totals["new"], totals["carried"], totals["rescreened"]
     rows_in, kept, rejected, dedup = (new[k] for k in ("rows", "kept", "rejected", "deduplicated"))
-    leakage = batch.reasons["leakage"]
+    leakage = batch.reasons["leakage"] - batch.rescreened_reasons["leakage"]  # of the new rows
     accounting = f"{rows_in} rows in = {kept} kept + {rejected} rejected + {dedup} deduplicated"
     if batch.carried:
         accounting += (f"; {carried['rows']} rows carried from {len(batch.carried)} consumed object(s) = "
                        f"{carried['kept']} kept + {carried['deduplicated']} deduplicated + {carried['leakage']} "
                        "leakage")
+    if batch.rescreened:
+        accounting += (f"; {again['rows']} rows of {len(batch.rescreened)} consumed object(s) cleaned by other rules, "
+                       f"screened again = {again['kept']} kept + {again['rejected']} rejected + "
+                       f"{again['deduplicated']} deduplicated")
     report = {
         "rows_in": rows_in, "kept": kept, "rejected": rejected, "deduplicated": dedup, "leakage": leakage,
-        "carried_rows": carried["rows"], "carried_kept": carried["kept"], "clean_pairs": kept + carried["kept"],
+        "carried_rows": carried["rows"], "carried_kept": carried["kept"],
+        "rescreened_rows": again["rows"], "rescreened_kept": again["kept"], "rescreened_rejected": again["rejected"],
+        "clean_pairs": kept + carried["kept"] + again["kept"],
         "reject_rate": round((rejected - leakage) / rows_in, 4) if rows_in else 0.0,
         "accounting": accounting,
         "files": dict(sorted(batch.files.items())),
         "carried": dict(sorted(batch.carried.items())),
+        "rescreened": dict(sorted(batch.rescreened.items())),
         "unreadable_files": batch.unreadable,
         "reasons": {r: {"count": n, "examples": batch.examples[r]} for r, n in batch.reasons.most_common()}
         | ({"duplicate": {"count": dedup, "examples": batch.examples["duplicate"]}} if dedup else {}),
@@ -204,7 +239,7 @@ def _judge(config: RunConfig, report: dict) -> dict:
         problems.append(f"only {report['clean_pairs']} usable pairs from {report['rows_in']} new rows{carried} "
                         f"(min_clean_pairs = {config.min_clean_pairs})")
     misaligned = report["reasons"].get("misaligned", {}).get("count", 0)
-    screened = report["kept"] + misaligned
+    screened = report["kept"] + report["rescreened_kept"] + misaligned
     if screened and misaligned / screened > config.max_misaligned_rate:
         problems.append(f"{misaligned} of {screened} screened pairs misaligned ({misaligned / screened:.1%} > "
                         f"max_misaligned_rate {config.max_misaligned_rate:.1%}): the targets do not belong to their "
@@ -239,6 +274,9 @@ def log_summary(report: dict) -> None:
     for name, c in report.get("carried", {}).items():
         log.info("  %-40s carried rows %7d  kept %7d  dup %7d  leakage %7d", name, c["rows"], c["kept"],
                  c["deduplicated"], c["leakage"])
+    for name, c in report.get("rescreened", {}).items():
+        log.info("  %-40s screened again rows %7d  kept %7d  rejected %7d  dup %7d", name, c["rows"], c["kept"],
+                 c["rejected"], c["deduplicated"])
     for name, message in report["unreadable_files"].items():
         log.info("  UNREADABLE %s", message)
     for reason, info in report["reasons"].items():

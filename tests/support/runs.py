@@ -121,7 +121,8 @@ def put_raw(cfg: config.RunConfig, *paths: Path) -> None:
 def accounted(cfg: config.RunConfig) -> tuple[dict, list[dict], list[dict]]:
     """The validation report, clean records and rejects, after checking that every row read is in exactly
     one of them: rows in = kept + rejected + deduplicated, per file and in total; rows carried from consumed
-    objects = kept + deduplicated + leakage; and every object of the manifest has its entry."""
+    objects = kept + deduplicated + leakage; rows of carried copies screened again = kept + rejected +
+    deduplicated; and every object of the manifest has its entry."""
     import json
     from collections import Counter
 
@@ -129,19 +130,22 @@ def accounted(cfg: config.RunConfig) -> tuple[dict, list[dict], list[dict]]:
     clean = [json.loads(line) for line in storage.read_text(cfg.uri(layout.CLEAN)).splitlines()]
     rejects = [json.loads(line) for line in storage.read_text(cfg.uri(layout.REJECTS)).splitlines()]
     assert report["rows_in"] == report["kept"] + report["rejected"] + report["deduplicated"], report["accounting"]
-    carried = report.get("carried", {})
-    assert len(clean) == report["kept"] + sum(c["kept"] for c in carried.values()) == report["clean_pairs"]
+    carried, again = report.get("carried", {}), report.get("rescreened", {})
+    assert len(clean) == report["kept"] + sum(c["kept"] for c in [*carried.values(), *again.values()]) == \
+        report["clean_pairs"]
     assert len(rejects) == report["rejected"] + report["deduplicated"] + \
-        sum(c["deduplicated"] + c["leakage"] for c in carried.values())
+        sum(c["deduplicated"] + c["leakage"] for c in carried.values()) + \
+        sum(c["rejected"] + c["deduplicated"] for c in again.values())
     per_file = Counter(r["file"] for r in clean + rejects)
-    rows = Counter({name: c["rows"] for name, c in [*report["files"].items(), *carried.items()] if c["rows"]})
+    rows = Counter({name: c["rows"] for name, c in [*report["files"].items(), *carried.items(), *again.items()]
+                    if c["rows"]})
     assert per_file == rows
-    for name, c in report["files"].items():
+    for name, c in [*report["files"].items(), *again.items()]:
         assert c["rows"] == c["kept"] + c["rejected"] + c["deduplicated"], name
     manifest = storage.read_json_or(cfg.uri(layout.PULL_MANIFEST))
     if manifest is not None:
         assert {o["key"] for o in manifest["objects"]} == set(report["files"])
-        assert {c["key"] for c in manifest.get("carried", [])} == set(carried)
+        assert {c["key"] for c in manifest.get("carried", [])} == set(carried) | set(again)
     assert all(r["reasons"] and all(x["reason"] and x["detail"] for x in r["reasons"]) for r in rejects)
     return report, clean, rejects
 

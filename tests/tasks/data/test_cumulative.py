@@ -147,3 +147,61 @@ def test_only_a_run_that_commits_changes_the_copies_later_runs_train_on(two_week
     assert storage.read_text(forced.state_uri(adopted["cache"])) == \
         storage.read_text(consumed.run_copy_uri(forced, adopted["cache"]))
     assert storage.read_text(first.state_uri(entry["cache"])) == copy_before
+
+
+def _long(pairs, limit: int) -> set[str]:
+    return {s for s, t in pairs if len(s) > limit or len(t) > limit}
+
+
+def test_a_tightened_filter_screens_the_carried_copies_again_once(two_weeks):
+    """Before, a copy was never screened again: tightening a threshold affected new rows only, while the report's
+    thresholds suggested otherwise. Now each copy carries the fingerprint of the rules that cleaned it."""
+    tmp_path, incoming, first, frozen = two_weeks
+    ((uri, entry),) = consumed.load(first).items()
+    assert entry["rules"] == storage.read_json(first.uri(layout.VALIDATION_REPORT))["rules"]["fingerprint"]
+    old_copy = storage.read_text(first.state_uri(entry["cache"]))
+    limit = 30  # max_chars tightened mid-year: week 1 has longer pairs, which its copy kept
+    assert _long(WEEK_1, limit) - frozen
+
+    second = _week(tmp_path / "runs", incoming, "week-2", max_chars=limit)
+    report, clean, rejects = accounted(second)
+    again = report["rescreened"]["week1.jsonl"]
+    assert report["carried"] == {} and again["rejected"] > 0
+    assert report["rules"]["max_chars"] == limit and report["rules"]["fingerprint"] != entry["rules"]
+    assert "screened again" in report["accounting"]
+    too_long = {r["source"] for r in rejects if r["file"] == "week1.jsonl" and r["reasons"][0]["reason"] == "too_long"}
+    assert too_long == _long(WEEK_1, limit) & {json.loads(line)["translation"]["en"] for line in old_copy.splitlines()}
+    assert not _long([(c["translation"]["en"], c["translation"]["de"]) for c in clean], limit)
+    # Week 2's own figures (its reject rate, which can fail a batch) count week 2's rows only.
+    assert report["rows_in"] == sum(c["rows"] for c in report["files"].values())
+    assert report["reject_rate"] == round((report["rejected"] - report["leakage"]) / report["rows_in"], 4)
+    assert report["leakage"] == sum(1 for r in rejects if r["file"] == "week2.jsonl"
+                                    and r["reasons"][0]["reason"] == "leakage")
+
+    # Committed: the new copy (its own name; the old one untouched) and the new rules are the pipeline's.
+    now = consumed.load(second)[uri]
+    assert now["cache"] != entry["cache"] and now["rescreened_by"] == "week-2"
+    assert now["rules"] == report["rules"]["fingerprint"] and now["consumed_by"] == "week-1"
+    assert storage.read_text(first.state_uri(entry["cache"])) == old_copy
+    assert not _long([(json.loads(line)["translation"]["en"], json.loads(line)["translation"]["de"])
+                      for line in storage.read_text(second.state_uri(now["cache"])).splitlines()], limit)
+
+    # Once: the next run with the same rules carries the new copy as it is.
+    write_jsonl(incoming / "week3.jsonl", [p for p in digit_pairs(100, seed=3) if p not in WEEK_1 + WEEK_2])
+    third = _week(tmp_path / "runs", incoming, "week-3", max_chars=limit)
+    report3, _, _ = accounted(third)
+    assert report3["rescreened"] == {} and set(report3["carried"]) == {"week1.jsonl", "week2.jsonl"}
+
+
+def test_a_run_that_screened_a_copy_again_but_never_committed_changes_nothing(two_weeks):
+    tmp_path, incoming, first, _ = two_weeks
+    state_before = storage.read_text(first.state_uri(layout.CONSUMED))
+    refused = make_run(tmp_path / "runs", run_id="refused", data_uri=str(incoming), min_clean_pairs=50,
+                       min_test_pairs=10, max_chars=30)
+    pull.run(refused)
+    validate.run(refused)
+    assert accounted(refused)[0]["rescreened"]["week1.jsonl"]["rejected"] > 0
+    # ...and the gate refuses it: mark_consumed never runs, so the next run screens the copy again itself.
+    assert storage.read_text(first.state_uri(layout.CONSUMED)) == state_before
+    again = _week(tmp_path / "runs", incoming, "week-2", max_chars=30)
+    assert "week1.jsonl" in accounted(again)[0]["rescreened"]
