@@ -59,6 +59,13 @@ def run(config: RunConfig, token: str | None = None, endpoint: str | None = None
     if not config.push_to_hub:
         log.info("nothing published: push_to_hub is off")
         return {"published": False, "reason": "push_to_hub is off"}
+    # The run's languages are released together: this step reads the release gate's verdict itself, so a
+    # publish task run by hand (cleared, or a run repaired in the UI) cannot release what the gate held back.
+    released = storage.read_json_or(config.uri(layout.RELEASE_GATE))
+    if released is None or not released["released"]:
+        reason = "the release gate did not run" if released is None else f"not released: {released['message']}"
+        log.info("nothing published: %s", reason)
+        return {"published": False, "reason": reason}
     if (done := result(config)) is not None:
         log.info("already published by this run: %s", done["url"])
         return done

@@ -46,7 +46,7 @@ def cli(step: str, run_dir: str) -> list[str]:
 def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__2026-11-27T06:51:49+00:00",
                       promote: bool = True, champion_source=None, **params) -> config.RunConfig:
     """A run directory as the steps before publish leave it: a trained model, scores, the gate's decision,
-    the pull manifest, the validation report and the test split. Scores are made up; their shape is real.
+    the release gate's verdict, the pull manifest, the validation report and the test split. Scores are made up; their shape is real.
     The champion lookup is the champion step's, from `champion_source` (a registry), when one is given; else
     the lookup of a first run, which saw nothing published."""
     import json
@@ -55,6 +55,7 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
 
     from tasks.evaluate import champion, gate
     from tasks.io import digest
+    from tasks.publish import release
 
     cfg = make_run(root, run_id=run_id, **params)
     lookup = champion.run(cfg, source=champion_source) if champion_source else \
@@ -95,6 +96,7 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
     storage.write_json(cfg.uri(layout.PULL_MANIFEST), {"source": cfg.data_uri, "objects": [
         {"uri": cfg.data_uri + "part-a.jsonl", "relpath": "part-a.jsonl", "etag": "abc", "size": 1234}]})
     storage.write_text(cfg.uri(layout.split_file("test")), json.dumps({"translation": {"en": "one", "de": "eins"}}) + "\n")
+    release.decide([cfg])  # the release gate, after every language's gate (here: this one)
     return cfg
 
 

@@ -14,7 +14,7 @@ from huggingface_hub import HfApi
 from devtools.local_hub import LocalHub
 from support.runs import make_promoted_run
 from tasks import layout
-from tasks.publish import registry
+from tasks.publish import registry, release
 from tasks.publish import step as publish
 from tasks.publish.hub_registry import HubAccessError, HubRegistry, RetryPolicy
 
@@ -216,6 +216,22 @@ def test_a_refused_gate_sends_nothing(hub, tmp_path, tiny_model):
     cfg = make_promoted_run(tmp_path / "artifacts", tiny_model, hub_repo_id=REPO, promote=False)
     outcome = publish.run(cfg, registry=hub_registry(hub))
     assert outcome["published"] is False and outcome["reason"].startswith("gate refused: BLEU gain over base +0.00 <")
+    assert hub.requests == [] and publish.result(cfg) is None
+
+
+def test_publish_reads_the_release_gates_verdict_itself(hub, tmp_path, tiny_model):
+    """This language passed its gate but another one was refused: the release gate held the run back. Publish,
+    run by hand all the same (a cleared task), must not release it, nor without a verdict at all."""
+    cfg = make_promoted_run(tmp_path / "artifacts", tiny_model, hub_repo_id=REPO)
+    other = make_promoted_run(tmp_path / "artifacts-nl", tiny_model, hub_repo_id=REPO, promote=False,
+                              run_id=cfg.run_id, target_lang="nl")
+    release.decide([cfg, other])
+    outcome = publish.run(cfg, registry=hub_registry(hub))
+    assert outcome["published"] is False
+    assert outcome["reason"].startswith("not released: not every language passed its gate: en-nl: BLEU gain")
+    Path(cfg.uri(layout.RELEASE_GATE)).unlink()
+    assert publish.run(cfg, registry=hub_registry(hub)) == {"published": False,
+                                                            "reason": "the release gate did not run"}
     assert hub.requests == [] and publish.result(cfg) is None
 
 
