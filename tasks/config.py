@@ -80,8 +80,11 @@ class PipelineParams(BaseModel):
         "new_only: only the objects this run pulled. New data still decides whether a run trains at all.")
     data_snapshot: list[str] | None = _field(
         None, "Data snapshot", _DATA,
-        "Exactly these object URIs (files or s3://bucket/key) instead of what is new under the data URI, to "
-        "reproduce an old run (the URIs are in its pull_manifest.json). A snapshot run consumes nothing: the "
+        "Exactly these object URIs (files or s3://bucket/key; a URI ending in '/' stands for what is under it) "
+        "instead of what is new under the data URI, and nothing carried from earlier runs. An entry may pin a "
+        "version: URI#etag=<ETag> (found among the versions a versioned S3 bucket keeps if the object changed "
+        "since; refused in words if none has it) or URI#version=<S3 VersionId>. To reproduce an old run, paste "
+        "the list in its pull_manifest.json under reproduce.data_snapshot. A snapshot run consumes nothing: the "
         "pipeline's next run still sees its objects as they were. Every entry must lie under the data URI.")
     general_eval_uri: str | None = _field(
         None, "General-domain test set", _DATA,

@@ -100,9 +100,14 @@ def s3(s3_server, monkeypatch):
     client = storage.s3_client()
     yield client
     for bucket in client.list_buckets().get("Buckets", []):
-        for obj in client.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
-            client.delete_object(Bucket=bucket["Name"], Key=obj["Key"])
-        client.delete_bucket(Bucket=bucket["Name"])
+        name = bucket["Name"]
+        for obj in client.list_objects_v2(Bucket=name).get("Contents", []):
+            client.delete_object(Bucket=name, Key=obj["Key"])
+        if client.get_bucket_versioning(Bucket=name).get("Status"):  # every version and delete marker too
+            listed = client.list_object_versions(Bucket=name)
+            for obj in listed.get("Versions", []) + listed.get("DeleteMarkers", []):
+                client.delete_object(Bucket=name, Key=obj["Key"], VersionId=obj["VersionId"])
+        client.delete_bucket(Bucket=name)
     storage._s3_client.cache_clear()
 
 

@@ -15,8 +15,9 @@ file outside raw/ or overwrite another one.
 With `training_data: all` (the default) the manifest also lists the objects consumed by earlier runs under
 `carried`: validate adds their cleaned copies to the new data, so each week's candidate learns from the whole
 domain corpus (an object consumed before cleaned copies were kept has none: it is pulled again instead).
-`force_full_retrain` pulls every object again; `data_snapshot` pulls exactly the listed objects
-(the keys a new-data event announced, or an old run's objects to reproduce it). A retried pull of the same DAG
+`force_full_retrain` pulls every object again; `data_snapshot` pulls exactly the listed objects and carries
+none, each at the version it pins, if it does (`URI#etag=...`, `URI#version=...`): the manifest's `reproduce`
+lists a run's training objects so pinned. A retried pull of the same DAG
 run finds its manifest and pulls nothing again; with nothing new the run ends early (skipped, not failed).
 """
 
@@ -88,21 +89,59 @@ def classify(objects: list[storage.StoredObject]) -> Listing:
     return Listing(data, ignored)
 
 
+# A data_snapshot entry may pin the version it names: `URI#etag=<ETag>` (as a run's manifest records it, in its
+# `reproduce` list) or, on a versioned S3 bucket, `URI#version=<VersionId>`.
+_PIN = re.compile(r"#(etag|version)=([^#/]+)$")
+
+
+def _pin(entry: str) -> tuple[str, str | None, str | None]:
+    """(URI, 'etag' | 'version' | None, the pinned value)."""
+    found = _PIN.search(entry)
+    return (entry[:found.start()], found.group(1), found.group(2)) if found else (entry, None, None)
+
+
 def _snapshot(config: RunConfig) -> list[storage.StoredObject]:
     """The snapshot's objects (a URI ending in '/' stands for what is under it), keyed relative to data_uri."""
     prefix = config.data_uri.rstrip("/") + "/"
     found: dict[str, storage.StoredObject] = {}  # by URI: a file also named by its folder is pulled once
-    for uri in config.data_snapshot:
+    for entry in config.data_snapshot:
+        uri, pin, value = _pin(entry)
         if uri.endswith("/") or (not storage.is_s3(uri) and Path(uri).is_dir()):
+            if pin:
+                raise NoDataError(f"data_snapshot: {entry}: a folder cannot be pinned; list its objects, each with "
+                                  "its own pin")
             for o in storage.list_objects(uri, hidden=True):
                 found.setdefault(o.uri, replace(o, relpath=o.uri[len(prefix):]))
             continue
-        try:
-            obj = storage.stat(uri)
-        except FileNotFoundError:
-            raise NoDataError(f"data_snapshot: {uri} does not exist (any more)") from None
+        obj = _pinned(uri, pin, value)
         found.setdefault(obj.uri, replace(obj, relpath=uri[len(prefix):]))
     return list(found.values())
+
+
+def _pinned(uri: str, pin: str | None, value: str | None) -> storage.StoredObject:
+    """The object a snapshot entry names: its current version, or the one it pins (found among the versions a
+    versioned S3 bucket keeps when the object was rewritten or deleted since)."""
+    try:
+        if pin == "version":
+            return storage.stat(uri, version=value)
+        current = storage.stat(uri)
+    except FileNotFoundError as err:
+        if pin is None:
+            raise NoDataError(f"data_snapshot: {uri} does not exist (any more)") from None
+        if pin == "version":
+            raise NoDataError(f"data_snapshot: {uri}#version={value}: {err}") from None
+        current = None
+    if pin is None or (current is not None and current.etag == value):
+        return current
+    version = storage.version_with_etag(uri, value)
+    if version is not None:
+        log.info("data_snapshot: %s pinned to ETag %s: version %s (the object has changed since)", uri, value,
+                 version)
+        return storage.stat(uri, version=version)
+    now = "it is gone" if current is None else f"its ETag is now {current.etag}"
+    raise NoDataError(f"data_snapshot: {uri} is no longer the object pinned (ETag {value}): {now}, and no older "
+                      "version with that ETag is kept (only a versioned S3 bucket keeps them), so the snapshot "
+                      "cannot be reproduced")
 
 
 def run(config: RunConfig) -> dict:
@@ -137,11 +176,15 @@ def run(config: RunConfig) -> dict:
         "again": [o.relpath for o in fresh if o.uri in consumed and o.uri not in changed and o.uri not in missing],
         "recopied": [o.relpath for o in fresh if o.uri in missing and o.uri not in changed],
         "lost": lost,
-        "carried": _carried(config, consumed, pulled_again | missing),
+        "carried": _carried(config, consumed, pulled_again | missing, mode),
         "already_consumed": len(listing.data) - len(fresh),
         "ignored": listing.ignored,
         "nothing_new": not fresh,
     }
+    # What reproduces this run's training data: every object it trains on, pinned (a snapshot trains on exactly
+    # its objects, so the carried ones are listed too, at the version their copy was made from).
+    manifest["reproduce"] = {"data_snapshot": [_pinned_entry(o) for o in manifest["objects"] + manifest["carried"]],
+                             "training_data": "new_only"}
     manifest["message"] = _message(config, manifest)
     log.info("%s", manifest["message"])
     # The manifest is written last: its presence means every raw file is in place.
@@ -157,7 +200,7 @@ def _copy(config: RunConfig, fresh: list[storage.StoredObject]) -> list[dict]:
             target_uri = config.uri(layout.RAW, local)
             if storage.is_s3(obj.uri):
                 etag = obj.etag
-                storage.upload_file(storage.download(obj.uri, Path(scratch) / local), target_uri)
+                storage.upload_file(storage.download(obj.uri, Path(scratch) / local, obj.version), target_uri)
             else:  # what is recorded as consumed is the content really copied, from a file that is still regular
                 staged = Path(scratch) / local if storage.is_s3(config.run_dir) else Path(target_uri)
                 etag = storage.copy_regular_file(Path(obj.uri), staged)
@@ -165,7 +208,8 @@ def _copy(config: RunConfig, fresh: list[storage.StoredObject]) -> list[dict]:
                     storage.upload_file(staged, target_uri)
             log.info("pulled %s (%d bytes, etag %s) as raw/%s", obj.uri, obj.size, etag, local)
             pulled.append({"uri": obj.uri, "key": obj.relpath, "etag": etag, "size": obj.size, "local": local,
-                           "cache": consumed_state.cache_name(obj.uri, etag, config.run_id)})
+                           "cache": consumed_state.cache_name(obj.uri, etag, config.run_id),
+                           **({"version": obj.version} if obj.version else {})})
     return pulled
 
 
@@ -205,9 +249,14 @@ def _key(config: RunConfig, uri: str) -> str:
     return uri[len(prefix):] if uri.startswith(prefix) else uri
 
 
-def _carried(config: RunConfig, consumed: dict[str, dict], superseded: set[str]) -> list[dict]:
-    """Objects consumed by earlier runs whose cleaned copies this run trains on too (training_data: all)."""
-    if config.training_data != "all":
+def _pinned_entry(obj: dict) -> str:
+    return f"{obj['uri']}#version={obj['version']}" if obj.get("version") else f"{obj['uri']}#etag={obj['etag']}"
+
+
+def _carried(config: RunConfig, consumed: dict[str, dict], superseded: set[str], mode: str) -> list[dict]:
+    """Objects consumed by earlier runs whose cleaned copies this run trains on too (training_data: all; never in
+    a snapshot, which trains on exactly the objects it lists)."""
+    if config.training_data != "all" or mode == "snapshot":
         return []
     return [{"uri": uri, "key": _key(config, uri), "etag": entry["etag"], "cache": entry["cache"],
              "consumed_by": entry["consumed_by"], "rules": entry.get("rules")}

@@ -36,6 +36,7 @@ class StoredObject:
     size: int
     s3_etag: str | None = None  # S3's ETag; None for a local file
     link: bool = False  # a local symbolic link (pull refuses them: a link can point outside the data folder)
+    version: str | None = None  # an S3 VersionId when an older version than the current one is meant
 
     @functools.cached_property
     def etag(self) -> str:
@@ -231,19 +232,24 @@ def list_objects(prefix: str, hidden: bool = False) -> list[StoredObject]:
     return sorted((o for o in found if hidden or not o.hidden), key=lambda o: o.relpath)
 
 
-def stat(uri: str) -> StoredObject:
-    """One object's size and ETag (a local file's fingerprint); FileNotFoundError when it is not there."""
+def stat(uri: str, version: str | None = None) -> StoredObject:
+    """One object's size and ETag (a local file's fingerprint), of its current version or of S3 VersionId
+    `version`; FileNotFoundError when it is not there."""
     if is_s3(uri):
         from botocore.exceptions import ClientError
 
         bucket, key = _split_s3(uri)
         try:
-            head = s3_client().head_object(Bucket=bucket, Key=key)
+            head = s3_client().head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
         except ClientError as err:
-            if _missing(err):
-                raise FileNotFoundError(f"{uri}: no such object") from None
+            if _missing(err) or err.response.get("Error", {}).get("Code") in ("400", "InvalidArgument"):
+                raise FileNotFoundError(f"{uri}: no such object" + (f" version {version}" if version else "")) \
+                    from None
             raise
-        return StoredObject(uri, key.rsplit("/", 1)[-1], head["ContentLength"], head["ETag"].strip('"'))
+        return StoredObject(uri, key.rsplit("/", 1)[-1], head["ContentLength"], head["ETag"].strip('"'),
+                            version=version)
+    if version:
+        raise FileNotFoundError(f"{uri}: a local file has no versions")
     path = Path(uri)
     if not path.is_file():
         raise FileNotFoundError(f"{uri}: no such file")
@@ -291,12 +297,25 @@ def copy_regular_file(source: Path, target: Path) -> str:
     return digest
 
 
-def download(uri: str, local_path: Path) -> Path:
+def version_with_etag(uri: str, etag: str) -> str | None:
+    """The VersionId of the newest version of S3 object `uri` whose ETag is `etag`, or None (no such version,
+    a bucket without versioning, or a local file)."""
+    if not is_s3(uri):
+        return None
+    bucket, key = _split_s3(uri)
+    for page in s3_client().get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+        for version in page.get("Versions", []):  # newest first
+            if version["Key"] == key and version["ETag"].strip('"') == etag and version["VersionId"] != "null":
+                return version["VersionId"]
+    return None
+
+
+def download(uri: str, local_path: Path, version: str | None = None) -> Path:
     local_path.parent.mkdir(parents=True, exist_ok=True)
     if is_s3(uri):
         bucket, key = _split_s3(uri)
         tmp = local_path.with_name(f".{local_path.name}.part")
-        s3_client().download_file(bucket, key, str(tmp))
+        s3_client().download_file(bucket, key, str(tmp), ExtraArgs={"VersionId": version} if version else None)
         os.replace(tmp, local_path)
     else:
         shutil.copyfile(uri, local_path)

@@ -190,3 +190,78 @@ def test_missing_data_fails_with_the_place_named(bucket, params, message):
     cfg = _run("run-1", params.pop("data_uri", bucket), **params)
     with pytest.raises(pull.NoDataError, match=message):
         pull.run(cfg)
+
+
+def _raw_text(cfg, key: str) -> str:
+    (obj,) = [o for o in storage.read_json(cfg.uri(layout.PULL_MANIFEST))["objects"] if o["key"] == key]
+    return storage.read_text(cfg.uri(layout.RAW, obj["local"]))
+
+
+@pytest.fixture
+def versioned(s3, tmp_path):
+    """s3://versioned/en-de/ on a bucket that keeps every version of its objects."""
+    s3.create_bucket(Bucket="versioned")
+    s3.create_bucket(Bucket="artifacts")
+    s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+    s3.upload_file(str(write_jsonl(tmp_path / "a1.jsonl", digit_pairs(10, seed=1))), "versioned", "en-de/a.jsonl")
+    s3.upload_file(str(write_jsonl(tmp_path / "b1.jsonl", digit_pairs(10, seed=2))), "versioned", "en-de/b.jsonl")
+    return "s3://versioned/en-de/"
+
+
+def test_a_run_reproduced_from_its_manifest_gets_the_versions_it_trained_on(versioned, s3, tmp_path):
+    """Before, data_snapshot named URIs only: a rewritten object was reproduced at its new content, silently."""
+    first = _run("run-1", versioned, min_clean_pairs=1, max_reject_rate=1.0)
+    _pulled_and_read(first)
+    consumed.commit(first)
+    week1 = {key: _raw_text(first, key) for key in ("a.jsonl", "b.jsonl")}
+    s3.upload_file(str(write_jsonl(tmp_path / "c.jsonl", digit_pairs(10, seed=3))), "versioned", "en-de/c.jsonl")
+    second = _run("run-2", versioned, min_clean_pairs=1, max_reject_rate=1.0)
+    _pulled_and_read(second)
+    reproduce = storage.read_json(second.uri(layout.PULL_MANIFEST))["reproduce"]
+    # run 2 trained on c (new) and a, b (carried): all three, pinned.
+    assert sorted(e.rsplit("#", 1)[0] for e in reproduce["data_snapshot"]) == \
+        [f"{versioned}{k}.jsonl" for k in "abc"] and all("#etag=" in e for e in reproduce["data_snapshot"])
+
+    # The data team rewrites a.jsonl and deletes b.jsonl afterwards.
+    s3.upload_file(str(write_jsonl(tmp_path / "a2.jsonl", digit_pairs(10, seed=9))), "versioned", "en-de/a.jsonl")
+    s3.delete_object(Bucket="versioned", Key="en-de/b.jsonl")
+    again = _run("again", versioned, **reproduce)
+    summary = pull.run(again)
+    manifest = storage.read_json(again.uri(layout.PULL_MANIFEST))
+    assert summary["mode"] == "snapshot" and manifest["carried"] == []  # exactly the objects listed
+    assert {o["key"]: _raw_text(again, o["key"]) for o in manifest["objects"] if o["key"] != "c.jsonl"} == week1
+    assert all(o.get("version") for o in manifest["objects"] if o["key"] != "c.jsonl")
+
+    # A VersionId pins as well; one the bucket does not have is named.
+    (a,) = [o for o in manifest["objects"] if o["key"] == "a.jsonl"]
+    by_version = _run("by-version", versioned, data_snapshot=[f"{versioned}a.jsonl#version={a['version']}"])
+    pull.run(by_version)
+    assert _raw_text(by_version, "a.jsonl") == week1["a.jsonl"]
+    with pytest.raises(pull.NoDataError, match=r"a.jsonl#version=nope: .*no such object version nope"):
+        pull.run(_run("bad-version", versioned, data_snapshot=[f"{versioned}a.jsonl#version=nope"]))
+
+
+def test_a_pin_that_no_kept_version_matches_is_refused_in_words(bucket, s3, tmp_path):
+    cfg = _run("run-1", bucket, data_snapshot=["s3://incoming/en-de/a.jsonl"])
+    pull.run(cfg)
+    pinned = storage.read_json(cfg.uri(layout.PULL_MANIFEST))["reproduce"]["data_snapshot"]
+    s3.upload_file(str(write_jsonl(tmp_path / "new.jsonl", digit_pairs(5, seed=8))), "incoming", "en-de/a.jsonl")
+    with pytest.raises(pull.NoDataError, match=r"s3://incoming/en-de/a.jsonl is no longer the object pinned "
+                                               r"\(ETag .*\): its ETag is now .*only a versioned S3 bucket keeps them"):
+        pull.run(_run("run-2", bucket, data_snapshot=pinned))
+    with pytest.raises(pull.NoDataError, match="a folder cannot be pinned"):
+        pull.run(_run("run-3", bucket, data_snapshot=["s3://incoming/en-de/#etag=abc"]))
+
+
+def test_a_pinned_local_file_is_taken_while_unchanged_and_refused_once_rewritten(tmp_path):
+    incoming = tmp_path / "incoming"
+    write_jsonl(incoming / "a.jsonl", digit_pairs(5, seed=1))
+    cfg = make_run(tmp_path / "runs", run_id="run-1", data_uri=str(incoming),
+                   data_snapshot=[str(incoming / "a.jsonl")])
+    pull.run(cfg)
+    pinned = storage.read_json(cfg.uri(layout.PULL_MANIFEST))["reproduce"]["data_snapshot"]
+    same = make_run(tmp_path / "runs", run_id="run-2", data_uri=str(incoming), data_snapshot=pinned)
+    assert pull.run(same)["files"] == 1
+    write_jsonl(incoming / "a.jsonl", digit_pairs(5, seed=2))
+    with pytest.raises(pull.NoDataError, match="no longer the object pinned"):
+        pull.run(make_run(tmp_path / "runs", run_id="run-3", data_uri=str(incoming), data_snapshot=pinned))
