@@ -45,7 +45,7 @@ class ConfigError(ValueError):
 
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 # Params that name a place, checked against the deployment's rules (tasks/locations.py).
-LOCATIONS = ("data_uri", "data_snapshot", "general_eval_uri", "replay_data_uri", "registry_uri")
+LOCATIONS = ("data_uri", "data_snapshot", "retract_data", "general_eval_uri", "replay_data_uri", "registry_uri")
 # Checked at the trigger by the Params' schema, as a JSON-schema `format` named in words (what is allowed and the
 # setting that governs it) whose check is the regular expression (plugins/mt_airflow/params.py registers it), and
 # by a validator here that says why. Each: () -> (words, regular expression).
@@ -86,6 +86,13 @@ class PipelineParams(BaseModel):
         "since; refused in words if none has it) or URI#version=<S3 VersionId>. To reproduce an old run, paste "
         "the list in its pull_manifest.json under reproduce.data_snapshot. A snapshot run consumes nothing: the "
         "pipeline's next run still sees its objects as they were. Every entry must lie under the data URI.")
+    retract_data: list[str] | None = _field(
+        None, "Retract data", _DATA,
+        "Object URIs, or prefixes ending in '/', under the data URI that the pipeline must forget, for good: "
+        "from this run on they are neither pulled nor carried, and their cleaned copies leave the pipeline's "
+        "state (consumed.json lists them under dropped, with the run that retracted them). The run retrains "
+        "without them even when nothing else is new, and the model cards of this and later releases list every "
+        "retraction. A model already published stays published until a new one is promoted.")
     general_eval_uri: str | None = _field(
         None, "General-domain test set", _DATA,
         "Optional file, folder or S3 prefix of general-domain pairs, validated like the fresh data into "
@@ -363,7 +370,8 @@ class PipelineParams(BaseModel):
             raise ValueError("create_pr needs publish_target 'hub': a local registry has no pull requests")
         return self
 
-    @field_validator("data_snapshot", "target_langs", "skip_filters", "learning_curve_fractions", mode="after")
+    @field_validator("data_snapshot", "retract_data", "target_langs", "skip_filters", "learning_curve_fractions",
+                     mode="after")
     @classmethod
     def _none_is_empty(cls, values: list | None) -> list:
         # The form leaves an optional list null; everything downstream reads an empty list.
@@ -397,11 +405,12 @@ class PipelineParams(BaseModel):
         return locations.check_repo_id(value)
 
     @model_validator(mode="after")
-    def _snapshot_under_data_uri(self) -> "PipelineParams":
+    def _entries_under_data_uri(self) -> "PipelineParams":
         prefix = self.data_uri.rstrip("/") + "/"
-        outside = [uri for uri in self.data_snapshot if not uri.startswith(prefix)]
-        if outside:
-            raise ValueError(f"data_snapshot entries must lie under data_uri {self.data_uri}: {outside[:3]}")
+        for name in ("data_snapshot", "retract_data"):
+            outside = [uri for uri in getattr(self, name) if not uri.startswith(prefix)]
+            if outside:
+                raise ValueError(f"{name} entries must lie under data_uri {self.data_uri}: {outside[:3]}")
         if extra := sorted(set(self.target_base_models) - set(self.target_langs)):
             raise ValueError(f"target_base_models names languages that are not in target_langs: {extra}")
         return self

@@ -6,7 +6,7 @@ of tasks/ then works on a pair exactly as on a single-pair run, and the DAG maps
 pair run directories. A run without `target_langs` is its own only pair, so its layout does not change.
 
 Conventions (documented in the Param's description and the README):
-- data of a pair: `{data_uri}/{src}-{tgt}/`; a `data_snapshot` is split by that prefix;
+- data of a pair: `{data_uri}/{src}-{tgt}/`; a `data_snapshot` and a `retract_data` are split by that prefix;
 - Hub repository of a pair: `{hub_repo_id}-{tgt}`;
 - base model of a pair: `target_base_models[tgt]`, else `base_model`.
 """
@@ -36,6 +36,7 @@ def expand(config: RunConfig) -> list[RunConfig]:
             "target_langs": [],
             "data_uri": data_uri,
             "data_snapshot": [uri for uri in config.data_snapshot if uri.startswith(data_uri)],
+            "retract_data": [uri for uri in config.retract_data if uri.startswith(data_uri)],
             "hub_repo_id": f"{config.hub_repo_id}-{target}",
             "base_model": config.target_base_models.get(target, config.base_model),
             "target_base_models": {},

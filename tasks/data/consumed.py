@@ -31,6 +31,7 @@ from tasks.io import storage
 log = logging.getLogger(__name__)
 
 OBJECTS = "objects"  # the cleaned copies, in the state area
+RETRACTED = "retracted"
 SNAPSHOT_CONSUMES_NOTHING = ("a data_snapshot run reproduces chosen objects and consumes nothing: the pipeline's "
                              "next run sees them as it would have")
 
@@ -113,7 +114,7 @@ def commit(config: RunConfig) -> dict:
             if objects.get(uri, {}).get("cache") == item["cache"]:  # not consumed again meanwhile
                 dropped[uri] = {**objects.pop(uri), "dropped_by": config.run_id, "dropped_at": now,
                                 "reason": item["reason"]}
-        return {"objects": objects, "dropped": dropped} if dropped else {"objects": objects}
+        return {**(current or {}), "objects": objects, **({"dropped": dropped} if dropped else {})}
 
     state = storage.update_json(config.state_uri(layout.CONSUMED), merge)
     skipped = [o["key"] for o in manifest["objects"] if o["uri"] not in entries]
@@ -122,6 +123,41 @@ def commit(config: RunConfig) -> dict:
              f"; already consumed in a newer version: {kept_newer}" if kept_newer else "")
     return {"committed": len(entries) - len(kept_newer), "consumed_total": len(state["objects"]),
             "not_read": skipped, "newer_kept": kept_newer, "rescreened": len(rescreened)}
+
+
+def retracted_by(uri: str, retractions) -> str | None:
+    """The retraction (an object URI, or a prefix ending in '/') that covers `uri`, or None."""
+    return next((r for r in retractions if uri == r or (r.endswith("/") and uri.startswith(r))), None)
+
+
+def retract(config: RunConfig) -> tuple[dict[str, dict], list[str]]:
+    """Record the run's `retract_data` in the pipeline's state, for good: consumed objects it covers move from
+    `objects` to `dropped`, with the reason. Unlike consumption this does not wait for the run to commit: a
+    retraction is an order, and a failed run must not bring the data back. Returns every retraction the state
+    holds (retraction → {by, at}) and the URIs of the consumed objects this run dropped."""
+    uri = config.state_uri(layout.CONSUMED)
+    if not config.retract_data:
+        return (storage.read_json_or(uri) or {}).get("retracted", {}), []
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def change(current: dict | None) -> dict:
+        current = current or {"objects": {}}
+        objects, dropped = dict(current.get("objects", {})), dict(current.get("dropped", {}))
+        retracted = dict(current.get("retracted", {}))
+        for retraction in config.retract_data:
+            retracted.setdefault(retraction, {"by": config.run_id, "at": now})
+        for object_uri in sorted(objects):
+            if (retraction := retracted_by(object_uri, config.retract_data)) is not None:
+                dropped[object_uri] = {**objects.pop(object_uri), "dropped_by": config.run_id, "dropped_at": now,
+                                       "reason": f"{RETRACTED} (retract_data {retraction})"}
+        return {**current, "objects": objects, "dropped": dropped, "retracted": retracted}
+
+    state = storage.update_json(uri, change)
+    # This run's drops, also when a retried pull finds them done already.
+    dropped_now = sorted(u for u, d in state["dropped"].items()
+                         if d.get("dropped_by") == config.run_id and d.get("reason", "").startswith(RETRACTED))
+    log.info("retracted %s: %d consumed object(s) dropped from the corpus", config.retract_data, len(dropped_now))
+    return state["retracted"], dropped_now
 
 
 def _adopt(config: RunConfig, obj: dict) -> None:

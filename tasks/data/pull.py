@@ -149,10 +149,16 @@ def run(config: RunConfig) -> dict:
         log.info("pull already done for this run: %s", config.uri(layout.PULL_MANIFEST))
         return done
     mode = "snapshot" if config.data_snapshot else "full" if config.force_full_retrain else "incremental"
+    retractions, dropped_now = consumed_state.retract(config)
     listing = classify(_snapshot(config) if mode == "snapshot" else storage.list_objects(config.data_uri,
                                                                                            hidden=True))
+    retracted = [{"key": o.relpath, "uri": o.uri, "retracted": r} for o in listing.data
+                 if (r := consumed_state.retracted_by(o.uri, retractions)) is not None]
+    listing = replace(listing, data=[o for o in listing.data if o.uri not in {r["uri"] for r in retracted}])
     for item in listing.ignored:
         log.warning("ignored %s: %s", item["key"], item["reason"])
+    for item in retracted:
+        log.info("not pulled: %s is retracted (retract_data %s)", item["key"], item["retracted"])
     consumed = consumed_state.load(config)
     if not listing.data and (mode == "snapshot" or not consumed):
         where = f"data_snapshot {config.data_snapshot}" if mode == "snapshot" else config.data_uri
@@ -179,7 +185,10 @@ def run(config: RunConfig) -> dict:
         "carried": _carried(config, consumed, pulled_again | missing, mode),
         "already_consumed": len(listing.data) - len(fresh),
         "ignored": listing.ignored,
-        "nothing_new": not fresh,
+        # Every retraction in force, the objects at the source it keeps out, and the consumed objects this run's
+        # retract_data took out of the corpus: a corpus that lost objects is trained on again, new data or not.
+        "retractions": retractions, "retracted": retracted, "retracted_consumed": dropped_now,
+        "nothing_new": not fresh and not dropped_now,
     }
     # What reproduces this run's training data: every object it trains on, pinned (a snapshot trains on exactly
     # its objects, so the carried ones are listed too, at the version their copy was made from).
@@ -264,13 +273,22 @@ def _carried(config: RunConfig, consumed: dict[str, dict], superseded: set[str],
 
 
 def _message(config: RunConfig, manifest: dict) -> str:
+    retracted, dropped = manifest["retracted"], manifest["retracted_consumed"]
+    said = (f"; {len(dropped)} consumed object(s) retracted from the corpus (retract_data)" if dropped else "") + \
+        (f"; {len(retracted)} object(s) at the source not pulled: retracted" if retracted else "")
+    return _what_was_pulled(config, manifest) + said
+
+
+def _what_was_pulled(config: RunConfig, manifest: dict) -> str:
     fresh, changed, skipped = manifest["objects"], manifest["changed"], manifest["already_consumed"]
     carried = f"; {len(manifest['carried'])} consumed object(s) carried into training" if manifest["carried"] else ""
     if manifest["mode"] == "snapshot":
         return f"snapshot: {len(fresh)} object(s) as listed in data_snapshot{carried}"
-    if not fresh:
+    if not fresh and manifest["nothing_new"]:
         return (f"nothing new under {config.data_uri}: all {skipped} data object(s) were consumed by earlier "
                 f"successful runs; trigger with force_full_retrain to retrain on everything")
+    if not fresh:
+        return f"nothing new under {config.data_uri}; retraining on the corpus left{carried}"
     again = manifest["again"]
     what = f"{len(fresh) - len(changed) - len(again)} new" + (f" and {len(changed)} changed" if changed else "") \
         + " object(s)"

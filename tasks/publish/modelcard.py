@@ -157,6 +157,7 @@ def body(config: RunConfig, records: RunRecords, *, release_tag: str, in_review:
             ["test split sha256", f"`{provenance.get('test_split_sha256', 'n/a')}`"],
             ["rows read / kept", f"{validation.get('rows_in', 'n/a')} / {validation.get('kept', 'n/a')}"],
             ["rejected / duplicates", f"{validation.get('rejected', 'n/a')} / {validation.get('deduplicated', 'n/a')}"],
+            ["retracted (never trained on)", ", ".join(f"`{r}`" for r in provenance.get("retracted") or []) or "none"],
         ]) + "\n\n" + _objects_table(training.get("training_objects") or []) +
         "\n\nThe manifest (every object with its ETag and size) and the validation report are in "
         "`provenance/`; scores and the gate's decision in `eval/`.")

@@ -135,6 +135,7 @@ def stage(config: RunConfig, scratch: Path, release: Release) -> Path:
         validation=storage.read_json_or(config.uri(layout.VALIDATION_REPORT), {}),
         training=storage.read_json_or(config.uri(layout.TRAIN_REPORT), {}),
         provenance={"files": len(manifest.get("objects", [])),
+                    "retracted": sorted(manifest.get("retractions", {})),
                     "manifest_sha256": _sha256(config.uri(layout.PULL_MANIFEST)),
                     "test_split_sha256": _sha256(config.uri(layout.split_file("test")))},
     )

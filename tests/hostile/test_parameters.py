@@ -55,6 +55,8 @@ HOSTILE = [
     ({"data_uri": "s3://data/in/", "data_snapshot": ["s3://data/in/a.jsonl", "s3://other/secret.jsonl"]},
      "config", "must lie under data_uri"),
     ({"data_uri": "s3://data/in/", "data_snapshot": ["/etc/passwd"]}, "data_snapshot", "outside the local roots"),
+    ({"data_uri": "s3://data/in/", "retract_data": ["s3://other/secret/"]}, "config", "must lie under data_uri"),
+    ({"data_uri": "s3://data/in/", "retract_data": ["s3://data/in/../x"]}, "retract_data", "'..' segment"),
     ({"base_model": "/root/.ssh"}, "base_model", "outside the local roots"),
     ({"base_model": "../model"}, "base_model", "must be absolute"),
     ({"hub_repo_id": ".."}, "hub_repo_id", "not a Hub repository id"),

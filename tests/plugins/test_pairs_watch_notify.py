@@ -24,8 +24,10 @@ def test_a_single_pair_run_is_its_own_pair(tmp_path):
 
 def test_each_target_language_gets_its_own_data_repository_and_run_directory(tmp_path):
     cfg = _cfg(tmp_path, target_langs=["de", "nl"],
-               data_snapshot=["s3://data/support/en-nl/a.jsonl", "s3://data/support/en-de/b.tsv"])
+               data_snapshot=["s3://data/support/en-nl/a.jsonl", "s3://data/support/en-de/b.tsv"],
+               retract_data=["s3://data/support/en-de/vendor-x/"])
     de, nl = pairs.expand(cfg)
+    assert de.retract_data == ["s3://data/support/en-de/vendor-x/"] and nl.retract_data == []
     assert (de.target_lang, de.data_uri, de.hub_repo_id) == ("de", "s3://data/support/en-de/", "org/mt-support-de")
     assert nl.run_dir == storage.join(cfg.run_dir, "pairs", "en-nl") and nl.target_langs == []
     assert de.data_snapshot == ["s3://data/support/en-de/b.tsv"] and nl.data_snapshot == ["s3://data/support/en-nl/a.jsonl"]

@@ -205,3 +205,46 @@ def test_a_run_that_screened_a_copy_again_but_never_committed_changes_nothing(tw
     assert storage.read_text(first.state_uri(layout.CONSUMED)) == state_before
     again = _week(tmp_path / "runs", incoming, "week-2", max_chars=30)
     assert "week1.jsonl" in accounted(again)[0]["rescreened"]
+
+
+def test_retracted_data_is_forgotten_for_good(two_weeks):
+    """A team must be able to take data back (a licence withdrawn, personal data found): from the retracting run
+    on, the object is neither carried nor pulled again, even when it reappears at the source."""
+    tmp_path, incoming, first, _ = two_weeks
+    ((uri, _),) = consumed.load(first).items()
+    second = _week(tmp_path / "runs", incoming, "week-2", retract_data=[uri])
+    manifest = storage.read_json(second.uri(layout.PULL_MANIFEST))
+    assert manifest["retracted_consumed"] == [uri] and manifest["carried"] == []
+    assert "1 consumed object(s) retracted from the corpus" in manifest["message"]
+    week_2_sources = {s for s, _ in WEEK_2} | {WEEK_1[0][0]}
+    assert set(_clean_sources(second)) <= week_2_sources  # week 1's pairs only where week 2 has them too
+    state = storage.read_json(second.state_uri(layout.CONSUMED))
+    assert uri not in state["objects"] and state["dropped"][uri]["reason"] == f"retracted (retract_data {uri})"
+    assert state["retracted"][uri]["by"] == "week-2"
+
+    # The data team uploads week 1 again; a run that does not mention the retraction still keeps it out.
+    write_jsonl(incoming / "week1.jsonl", WEEK_1)
+    write_jsonl(incoming / "week3.jsonl", [p for p in digit_pairs(100, seed=3) if p not in WEEK_1 + WEEK_2])
+    third = _week(tmp_path / "runs", incoming, "week-3")
+    manifest = storage.read_json(third.uri(layout.PULL_MANIFEST))
+    assert [o["key"] for o in manifest["objects"]] == ["week3.jsonl"]
+    assert manifest["retracted"] == [{"key": "week1.jsonl", "uri": uri, "retracted": uri}]
+    assert [c["key"] for c in manifest["carried"]] == ["week2.jsonl"] and uri in manifest["retractions"]
+
+
+def test_a_retraction_retrains_on_what_is_left_even_with_nothing_new(two_weeks):
+    tmp_path, incoming, first, _ = two_weeks
+    second = _week(tmp_path / "runs", incoming, "week-2")
+    summary_before = pull.run(make_run(tmp_path / "runs", run_id="idle", data_uri=str(incoming)))
+    assert summary_before["nothing_new"]  # without a retraction, nothing to do
+    third = make_run(tmp_path / "runs", run_id="week-3", data_uri=str(incoming), min_clean_pairs=50,
+                     min_test_pairs=10, retract_data=[str(incoming / "week2.jsonl")])
+    summary = pull.run(third)
+    assert not summary["nothing_new"] and summary["files"] == 0
+    assert "retraining on the corpus left" in summary["message"]
+    validate.run(third)
+    split.run(third)
+    report, clean, _ = accounted(third)
+    assert set(report["carried"]) == {"week1.jsonl"} and report["rows_in"] == 0 and clean
+    week_2_only = {s for s, _ in WEEK_2} - {s for s, _ in WEEK_1}
+    assert not week_2_only & set(_clean_sources(third))

@@ -112,3 +112,13 @@ def test_validate_refuses_scores_that_are_not_numbers(tmp_path):
 ])
 def test_hub_model_id(name, hub_id):
     assert (modelcard.hub_model_id(name) == name) is hub_id
+
+
+def test_the_card_lists_what_was_retracted(tmp_path):
+    cfg = make_run(tmp_path, hub_repo_id="my-org/opus-mt-en-de-legal")
+    provenance = {**PROVENANCE, "retracted": ["s3://d/in/vendor-x/", "s3://d/in/week3/bad.tsv"]}
+    records = modelcard.RunRecords(scores=SCORES, decision=DECISION, validation={"rows_in": 10, "kept": 9},
+                                   training=TRAINING, provenance=provenance)
+    text = str(modelcard.build(cfg, records, release_tag="run-20261127-0a1b2c3d", in_review=False))
+    assert "| retracted (never trained on) | `s3://d/in/vendor-x/`, `s3://d/in/week3/bad.tsv` |" in text
+    assert "| retracted (never trained on) | none |" in str(_card(tmp_path / "plain")[1])
