@@ -84,16 +84,7 @@ def commit(config: RunConfig) -> dict:
                                "consumed_by": config.run_id, "consumed_at": now, "cache": obj["cache"],
                                "rows": counts["rows"], "kept": counts["kept"], "rules": rules}
         _adopt(config, obj)
-    # Carried objects this run screened again (their copy was cleaned by other rules): the new copy replaces the
-    # old one, stamped with this run's rules, unless another run replaced the old one meanwhile.
-    rescreened = {}
-    for carried in manifest.get("carried", []):
-        counts = report.get("rescreened", {}).get(carried["key"])
-        if counts is not None:
-            cache = rescreened_cache(config, carried)
-            _adopt(config, {"key": carried["key"], "cache": cache})
-            rescreened[carried["uri"]] = (carried["cache"], {"cache": cache, "kept": counts["kept"], "rules": rules,
-                                                             "rescreened_by": config.run_id, "rescreened_at": now})
+    rescreened = _rescreened(config, manifest, report, now)
     kept_newer: list[str] = []
     # Consumed objects whose cleaned copy was lost and whose source is gone: out of the corpus, on record.
     lost = {item["uri"]: item for item in manifest.get("lost", []) if item["dropped"]}
@@ -123,6 +114,22 @@ def commit(config: RunConfig) -> dict:
              f"; already consumed in a newer version: {kept_newer}" if kept_newer else "")
     return {"committed": len(entries) - len(kept_newer), "consumed_total": len(state["objects"]),
             "not_read": skipped, "newer_kept": kept_newer, "rescreened": len(rescreened)}
+
+
+def _rescreened(config: RunConfig, manifest: dict, report: dict, now: str) -> dict[str, tuple[str, dict]]:
+    """Carried objects this run screened again (their copy was cleaned by other rules), their new copies adopted:
+    uri → (the copy it replaces, the entry's new fields). The new copy replaces the old one, stamped with this
+    run's rules, unless another run replaced the old one meanwhile (the caller's merge checks)."""
+    rules = report.get("rules", {}).get("fingerprint")
+    updates = {}
+    for carried in manifest.get("carried", []):
+        counts = report.get("rescreened", {}).get(carried["key"])
+        if counts is not None:
+            cache = rescreened_cache(config, carried)
+            _adopt(config, {"key": carried["key"], "cache": cache})
+            updates[carried["uri"]] = (carried["cache"], {"cache": cache, "kept": counts["kept"], "rules": rules,
+                                                          "rescreened_by": config.run_id, "rescreened_at": now})
+    return updates
 
 
 def retracted_by(uri: str, retractions) -> str | None:
