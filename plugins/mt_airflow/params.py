@@ -9,6 +9,9 @@ from airflow.sdk import Param
 from tasks.config import param_formats, param_specs
 
 
+_REGISTERED: dict[str, str] = {}  # words → the pattern registered under them in this process
+
+
 def register_formats() -> None:
     """Teach jsonschema the place formats the Params name in words (tasks.config.param_formats).
 
@@ -22,7 +25,9 @@ def register_formats() -> None:
     from jsonschema import FormatChecker
 
     for words, pattern in param_formats().items():
-        FormatChecker.checkers[words] = (_matcher(re.compile(pattern)), ())
+        if _REGISTERED.get(words) != pattern:  # once per process: every pipeline's DAG names the same ones
+            FormatChecker.checkers[words] = (_matcher(re.compile(pattern)), ())
+            _REGISTERED[words] = pattern
 
 
 def _matcher(rx: re.Pattern):

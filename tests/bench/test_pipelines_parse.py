@@ -1,22 +1,15 @@
 """The pipelines' parse benchmark still runs (its --tiny mode): Airflow's DagBag over a generated pipelines.yaml,
 every entry a DAG, its JSON last line. How long parsing takes is the benchmark's business, not a test's."""
 
-import json
-import subprocess
 import sys
 
 import yaml
 
-from support.runs import REPO_ROOT, cli_env
-
-BENCH = REPO_ROOT / "bench" / "pipelines_parse.py"
+from support.runs import REPO_ROOT, tiny_bench
 
 
 def test_the_benchmark_parses_every_generated_pipeline_and_reports_one_json_line():
-    done = subprocess.run([sys.executable, str(BENCH), "--tiny"], env=cli_env(), capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = tiny_bench("pipelines_parse.py")
     assert (result["pipelines"], result["languages"], result["dags"]) == (3, 2, 4)  # and the main DAG
     assert result["parse_seconds"] > 0 and result["import_timeout_seconds"] > 0
 

@@ -1,20 +1,10 @@
 """The training benchmark's smoke mode: it runs both paths and reports every figure (no timing asserts)."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-from support.runs import cli_env
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "train_throughput.py"
+from support.runs import tiny_bench
 
 
 def test_tiny_benchmark_reports_both_paths():
-    out = subprocess.run([sys.executable, str(BENCH), "--tiny"], env=cli_env(), capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures = tiny_bench("train_throughput.py")
     for key in ("device", "seed_tokens_per_s", "project_tokens_per_s", "ratio", "seed_loss", "project_loss"):
         assert key in figures, key
     assert figures["tokens"] > 0 and figures["seed_tokens_per_s"] > 0 and figures["project_tokens_per_s"] > 0

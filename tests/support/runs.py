@@ -174,3 +174,13 @@ def kill_once_checkpointed(cfg: config.RunConfig, within: float) -> int:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return max(int(p.parent.name.split("-")[1]) for p in checkpoints.glob("step-*/state.pt"))
+
+
+def tiny_bench(script: str, *args: str, timeout: int = 600) -> dict:
+    """Run `bench/<script> --tiny [args]` as CI runs it and return the figures of its last line (one JSON object)."""
+    import json
+
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script), "--tiny", *args], env=cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
