@@ -17,7 +17,8 @@ holds what each step wrote, in the order the steps run:
     curve/f<share>/             learning-curve points, each a run directory of its own
 
 The state area, `{artifact_root}/{dag_id}/state/{src}-{tgt}-{hash of data_uri}/`, holds what carries over from
-run to run of one pipeline: the objects consumed so far and the frozen test set.
+run to run of one pipeline: the objects consumed so far (consumed.json), their cleaned copies (shards/) and the frozen
+test set.
 
 Names are '/'-separated paths relative to the run directory, for `RunConfig.uri(...)`. No step imports another
 step for a file name: they all come from here.
@@ -31,8 +32,10 @@ PULL_MANIFEST = "pull_manifest.json"
 RAW = "raw"
 CLEAN = "clean.jsonl"
 REJECTS = "rejects.jsonl"
-# Each new object's cleaned copy, until mark_consumed makes it the pipeline's (copies it into the state area).
-CLEANED = "cleaned"
+# The run's cleaned copies of its objects, one after another, and each object's lines in them: mark_consumed
+# makes them a shard of the pipeline's (tasks/data/shards.py).
+CLEANED_COPIES = "cleaned/copies.jsonl"
+CLEANED_INDEX = "cleaned/index.json"
 VALIDATION_REPORT = "validation_report.json"
 ALIGNMENT_PLOT = "alignment.png"  # the alignment screen's margins, when it ran
 SPLITS = "splits"

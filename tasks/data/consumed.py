@@ -1,16 +1,18 @@
 """What a pipeline has consumed: every object a successful run trained on, with its ETag and a cleaned copy.
 
 The pipeline's state area holds `consumed.json`: object URI → {etag, size, pulled_at, consumed_by, consumed_at,
-cache, rows, kept, rules}. `cache` names the object's cleaned copy under `objects/` in the state area: the rows that
-passed the pair filters when the object was validated; `rules` is the fingerprint of the rules that cleaned it
-(tasks/data/screening.rules). A run whose rules differ screens the copy again and, when it commits, replaces it
-(`rescreened_by`). Later runs train on those copies (training_data = all)
-without validating old objects again, and they still can when the source object has been deleted.
+cache, lines, rows, kept, rules}. `cache` and `lines` say where the object's cleaned copy is, the rows that passed
+the pair filters when the object was validated: a run of lines in one of the pipeline's shards (tasks/data/
+shards.py). `rules` is the fingerprint of the rules that cleaned it (tasks/data/screening.rules). A run whose rules
+differ screens the copy again and, when it commits, replaces it (`rescreened_by`). Later runs train on those copies
+(training_data = all) without validating old objects again, and they still can when the source object has been
+deleted.
 
-Validate writes each copy into its own run directory (`cleaned/`); `commit` copies it into the state area under a
-name of its own (object, version and run) before consumed.json points to it. So only a run that commits changes
-what later runs train on: a run that fails or is refused after validating (a force_full_retrain with looser
-filters, say) leaves the pipeline's copies as they were, and a copy in use is never overwritten.
+Validate writes the run's copies into its own run directory (`cleaned/`); `commit` copies them into the state
+area as a shard of its own before consumed.json points to it. So only a run that commits changes what later runs
+train on: a run that fails or is refused after validating (a force_full_retrain with looser filters, say) leaves
+the pipeline's copies as they were, and a copy in use is never overwritten. After it, commit merges shards when
+there are too many (shards.compact), so what a run reads stays bounded however long the history.
 
 `commit` marks consumed only the objects whose rows were read (the validation report says so), and only when
 the run's gate ran. It merges into consumed.json by compare-and-swap (tasks/io/storage.update_json), so two
@@ -20,39 +22,21 @@ an old run cannot roll the state back.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import tempfile
 from datetime import datetime, timezone
+from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
+from tasks.data import shards
 from tasks.io import storage
 
 log = logging.getLogger(__name__)
 
-OBJECTS = "objects"  # the cleaned copies, in the state area
 RETRACTED = "retracted"
 SNAPSHOT_CONSUMES_NOTHING = ("a data_snapshot run reproduces chosen objects and consumes nothing: the pipeline's "
                              "next run sees them as it would have")
-
-
-def cache_name(uri: str, etag: str, run_id: str) -> str:
-    """`objects/<hash of the URI>-<hash of the ETag>-<hash of the run>.jsonl`: one cleaned copy per version of
-    an object and run that validated it."""
-    def short(text: str, size: int) -> str:
-        return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
-
-    return f"{OBJECTS}/{short(uri, 8)}-{short(etag, 4)}-{short(run_id, 4)}.jsonl"
-
-
-def rescreened_cache(config: RunConfig, carried: dict) -> str:
-    """The name of a carried object's copy screened again by this run (its rules differed)."""
-    return cache_name(carried["uri"], carried["etag"], config.run_id)
-
-
-def run_copy_uri(config: RunConfig, cache: str) -> str:
-    """Where validate leaves an object's cleaned copy in the run directory, for `commit` to adopt."""
-    return config.uri(layout.CLEANED, cache.rsplit("/", 1)[-1])
 
 
 def load(config: RunConfig) -> dict[str, dict]:
@@ -74,6 +58,7 @@ def commit(config: RunConfig) -> dict:
         return {"committed": 0, "reason": SNAPSHOT_CONSUMES_NOTHING}
     read = {name: counts for name, counts in report["files"].items() if name not in report["unreadable_files"]}
     rules = report.get("rules", {}).get("fingerprint")
+    index, shard = _adopt(config)
     entries = {}
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for obj in manifest["objects"]:
@@ -81,10 +66,10 @@ def commit(config: RunConfig) -> dict:
         if counts is None:
             continue
         entries[obj["uri"]] = {"etag": obj["etag"], "size": obj["size"], "pulled_at": manifest["pulled_at"],
-                               "consumed_by": config.run_id, "consumed_at": now, "cache": obj["cache"],
-                               "rows": counts["rows"], "kept": counts["kept"], "rules": rules}
-        _adopt(config, obj)
-    rescreened = _rescreened(config, manifest, report, now)
+                               "consumed_by": config.run_id, "consumed_at": now, "cache": shard,
+                               "lines": index[obj["key"]], "rows": counts["rows"], "kept": counts["kept"],
+                               "rules": rules}
+    rescreened = _rescreened(config, manifest, report, index, shard, now)
     kept_newer: list[str] = []
     # Consumed objects whose cleaned copy was lost and whose source is gone: out of the corpus, on record.
     lost = {item["uri"]: item for item in manifest.get("lost", []) if item["dropped"]}
@@ -99,10 +84,10 @@ def commit(config: RunConfig) -> dict:
             else:
                 objects[uri] = entry
         for uri, (before, update) in rescreened.items():
-            if objects.get(uri, {}).get("cache") == before:
+            if uri in objects and shards.place(objects[uri]) == before:
                 objects[uri] = {**objects[uri], **update}
         for uri, item in lost.items():
-            if objects.get(uri, {}).get("cache") == item["cache"]:  # not consumed again meanwhile
+            if uri in objects and shards.place(objects[uri]) == shards.place(item):  # not consumed again meanwhile
                 dropped[uri] = {**objects.pop(uri), "dropped_by": config.run_id, "dropped_at": now,
                                 "reason": item["reason"]}
         return {**(current or {}), "objects": objects, **({"dropped": dropped} if dropped else {})}
@@ -113,22 +98,23 @@ def commit(config: RunConfig) -> dict:
              config.state_uri(layout.CONSUMED), f"; not read, so not consumed: {skipped}" if skipped else "",
              f"; already consumed in a newer version: {kept_newer}" if kept_newer else "")
     return {"committed": len(entries) - len(kept_newer), "consumed_total": len(state["objects"]),
-            "not_read": skipped, "newer_kept": kept_newer, "rescreened": len(rescreened)}
+            "not_read": skipped, "newer_kept": kept_newer, "rescreened": len(rescreened),
+            "shards": shards.compact(config)}
 
 
-def _rescreened(config: RunConfig, manifest: dict, report: dict, now: str) -> dict[str, tuple[str, dict]]:
-    """Carried objects this run screened again (their copy was cleaned by other rules), their new copies adopted:
-    uri → (the copy it replaces, the entry's new fields). The new copy replaces the old one, stamped with this
-    run's rules, unless another run replaced the old one meanwhile (the caller's merge checks)."""
+def _rescreened(config: RunConfig, manifest: dict, report: dict, index: dict, shard: str,
+                now: str) -> dict[str, tuple]:
+    """Carried objects this run screened again (their copy was cleaned by other rules), their new copies in the
+    run's shard: uri → (where the copy it replaces is, the entry's new fields). The new copy replaces the old one,
+    stamped with this run's rules, unless another run replaced the old one meanwhile (the caller's merge checks)."""
     rules = report.get("rules", {}).get("fingerprint")
     updates = {}
     for carried in manifest.get("carried", []):
         counts = report.get("rescreened", {}).get(carried["key"])
         if counts is not None:
-            cache = rescreened_cache(config, carried)
-            _adopt(config, {"key": carried["key"], "cache": cache})
-            updates[carried["uri"]] = (carried["cache"], {"cache": cache, "kept": counts["kept"], "rules": rules,
-                                                          "rescreened_by": config.run_id, "rescreened_at": now})
+            updates[carried["uri"]] = (shards.place(carried), {
+                "cache": shard, "lines": index[carried["key"]], "kept": counts["kept"], "rules": rules,
+                "rescreened_by": config.run_id, "rescreened_at": now})
     return updates
 
 
@@ -167,12 +153,23 @@ def retract(config: RunConfig) -> tuple[dict[str, dict], list[str]]:
     return state["retracted"], dropped_now
 
 
-def _adopt(config: RunConfig, obj: dict) -> None:
-    """Make the run's cleaned copy of `obj` the pipeline's, before consumed.json names it: a reader never finds a
-    name without its file. (A run validated by a version that wrote copies straight into the state has none.)"""
-    source, target = run_copy_uri(config, obj["cache"]), config.state_uri(obj["cache"])
-    if storage.exists(source):
-        storage.copy(source, target)
-    elif not storage.exists(target):
-        raise FileNotFoundError(f"{source}: the cleaned copy of {obj['key']} that validate wrote is missing, so it "
-                                "cannot be marked consumed; run validate again for this run")
+def _adopt(config: RunConfig) -> tuple[dict[str, list[int]], str]:
+    """The run's cleaned copies made a shard of the pipeline's: (object key → its lines in it, the shard's name)."""
+    index = storage.read_json_or(config.uri(layout.CLEANED_INDEX))
+    if index is None:
+        raise FileNotFoundError(f"{config.uri(layout.CLEANED_INDEX)}: validate left no index of the cleaned copies, "
+                                "so nothing can be marked consumed; run validate again for this run")
+    return index, shards.adopt(config)
+
+
+def copy_rows(config: RunConfig, entry: dict) -> list[str]:
+    """The rows of a consumed entry's cleaned copy, as they are stored (JSON records)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        (path,) = shards.read(config, {"entry": entry}, Path(scratch)).values()
+        return path.read_text(encoding="utf-8").splitlines()
+
+
+def run_copy_rows(config: RunConfig, key: str) -> list[str]:
+    """The rows of the cleaned copy that this run's validation wrote for object `key` (not yet the pipeline's)."""
+    (first, count) = storage.read_json(config.uri(layout.CLEANED_INDEX))[key]
+    return storage.read_text(config.uri(layout.CLEANED_COPIES)).splitlines()[first:first + count]

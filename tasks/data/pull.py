@@ -217,7 +217,6 @@ def _copy(config: RunConfig, fresh: list[storage.StoredObject]) -> list[dict]:
                     storage.upload_file(staged, target_uri)
             log.info("pulled %s (%d bytes, etag %s) as raw/%s", obj.uri, obj.size, etag, local)
             pulled.append({"uri": obj.uri, "key": obj.relpath, "etag": etag, "size": obj.size, "local": local,
-                           "cache": consumed_state.cache_name(obj.uri, etag, config.run_id),
                            **({"version": obj.version} if obj.version else {})})
     return pulled
 
@@ -229,16 +228,17 @@ def _without_cleaned_copy(config: RunConfig, entry: dict) -> bool:
 
 
 def _missing_copies(config: RunConfig, consumed: dict[str, dict]) -> set[str]:
-    """Consumed objects whose cleaned copy is gone from the state (deleted by hand, lost with a bucket): one
-    listing of the copies, not a request per object. Only training on all data carries copies."""
+    """Consumed objects whose cleaned copy is gone from the state (deleted by hand, lost with a bucket): a listing
+    of the shards, not a request per object. Only training on all data carries copies."""
     if config.training_data != "all" or not consumed:
         return set()
-    try:
-        present = {o.relpath for o in storage.list_objects(config.state_uri(consumed_state.OBJECTS))}
-    except FileNotFoundError:
-        present = set()
-    return {uri for uri, entry in consumed.items()
-            if entry.get("cache") and entry["cache"].split("/", 1)[-1] not in present}
+    present = set()
+    for folder in {entry["cache"].split("/", 1)[0] for entry in consumed.values() if entry.get("cache")}:
+        try:
+            present.update(f"{folder}/{o.relpath}" for o in storage.list_objects(config.state_uri(folder)))
+        except FileNotFoundError:
+            pass
+    return {uri for uri, entry in consumed.items() if entry.get("cache") and entry["cache"] not in present}
 
 
 def _lost(config: RunConfig, consumed: dict[str, dict], missing: set[str], mode: str) -> list[dict]:
@@ -250,7 +250,8 @@ def _lost(config: RunConfig, consumed: dict[str, dict], missing: set[str], mode:
               "dropped from the corpus" if gone else "its cleaned copy is missing from the pipeline's state and "
               "the object is not in this snapshot: not trained on now, pulled again by the next run that lists it")
     return [{"uri": uri, "key": _key(config, uri), "consumed_by": consumed[uri]["consumed_by"],
-             "cache": consumed[uri]["cache"], "dropped": gone, "reason": reason} for uri in sorted(missing)]
+             "cache": consumed[uri]["cache"], "lines": consumed[uri].get("lines"), "dropped": gone, "reason": reason}
+            for uri in sorted(missing)]
 
 
 def _key(config: RunConfig, uri: str) -> str:
@@ -268,7 +269,7 @@ def _carried(config: RunConfig, consumed: dict[str, dict], superseded: set[str],
     if config.training_data != "all" or mode == "snapshot":
         return []
     return [{"uri": uri, "key": _key(config, uri), "etag": entry["etag"], "cache": entry["cache"],
-             "consumed_by": entry["consumed_by"], "rules": entry.get("rules")}
+             "lines": entry.get("lines"), "consumed_by": entry["consumed_by"], "rules": entry.get("rules")}
             for uri, entry in sorted(consumed.items()) if uri not in superseded and entry.get("cache")]
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
-from tasks.data import alignment, consumed, langid, screening, testset
+from tasks.data import alignment, langid, screening, shards, testset
 from tasks.data.batch import EXAMPLES_PER_REASON, Batch
 from tasks.io import formats, storage
 
@@ -55,25 +55,24 @@ def run(config: RunConfig) -> dict:
             scratch = Path(scratch)
             files = [(o["key"], storage.local_file_for(config.uri(layout.RAW, o["local"]), scratch / o["local"]))
                      for o in manifest["objects"]]
-            caches = {o["key"]: scratch / "caches" / Path(o["cache"]).name for o in manifest["objects"]}
             rules = screening.rules_fingerprint(config)
-            carried, rescreen = [], []
-            for c in manifest.get("carried", []):
-                copy = (c["key"], _carried_copy(config, c, scratch))
-                if c.get("rules") == rules:
-                    carried.append(copy)
-                else:  # cleaned by other rules: screened again, into a new copy of this run's
-                    rescreen.append(copy)
-                    caches[c["key"]] = scratch / "caches" / Path(consumed.rescreened_cache(config, c)).name
+            copies = _carried_copies(config, manifest.get("carried", []), scratch)
+            carried = [(c["key"], copies[c["key"]]) for c in manifest.get("carried", []) if c.get("rules") == rules]
+            # Cleaned by other rules: screened again, into a new copy of this run's.
+            rescreen = [(c["key"], copies[c["key"]]) for c in manifest.get("carried", []) if c.get("rules") != rules]
+            caches = {key: scratch / "caches" / f"{number}.jsonl"
+                      for number, (key, _) in enumerate(rescreen + files)}
             report = screen_files(config, files, scratch / layout.CLEAN, scratch / layout.REJECTS,
                                   testset.source_keys(config, scratch), carried=carried, rescreen=rescreen,
                                   caches=caches)
             report["rules"] = {"fingerprint": rules, **screening.rules(config)}
             storage.upload_file(scratch / layout.CLEAN, config.uri(layout.CLEAN))
             storage.upload_file(scratch / layout.REJECTS, config.uri(layout.REJECTS))
-            for key, cache in caches.items():
-                if key not in report["unreadable_files"]:  # the pipeline's only once mark_consumed commits
-                    storage.upload_file(cache, consumed.run_copy_uri(config, cache.name))
+            # The run's copies, the pipeline's only once mark_consumed commits.
+            index = shards.concatenate({k: p for k, p in caches.items() if k not in report["unreadable_files"]},
+                                       scratch / "copies.jsonl")
+            storage.upload_file(scratch / "copies.jsonl", config.uri(layout.CLEANED_COPIES))
+            storage.write_json(config.uri(layout.CLEANED_INDEX), index)
         if report["alignment"].get("histogram", {}).get("edges"):
             storage.write_bytes(config.uri(layout.ALIGNMENT_PLOT), alignment.plot(report["alignment"]))
         # Written even for a bad batch, so the run directory explains the failure.
@@ -83,17 +82,13 @@ def run(config: RunConfig) -> dict:
     return summarize(report)
 
 
-def _carried_copy(config: RunConfig, carried: dict, scratch: Path) -> Path:
-    uri = config.state_uri(carried["cache"])
+def _carried_copies(config: RunConfig, carried: list[dict], scratch: Path) -> dict[str, Path]:
+    """The carried objects' cleaned copies (key → local file), read shard by shard."""
     try:
-        if not storage.exists(uri):
-            raise FileNotFoundError(uri)
-        return storage.local_file_for(uri, scratch / "carried" / Path(carried["cache"]).name)
-    except FileNotFoundError:
-        raise BadBatchError(f"the cleaned copy of {carried['key']} (consumed by run {carried['consumed_by']}) "
-                            f"disappeared from the pipeline's state after this run's pull: {uri}. Trigger a new "
-                            "run: its pull pulls the object again if it is still at the source, or drops it from "
-                            "the corpus and says so") from None
+        return shards.read(config, {c["key"]: c for c in carried}, scratch / "carried")
+    except shards.MissingCopyError as err:
+        raise BadBatchError(f"{err} since this run's pull. Trigger a new run: its pull pulls each object again if "
+                            "it is still at the source, or drops it from the corpus and says so") from None
 
 
 def data_files(folder: Path) -> list[tuple[str, Path]]:

@@ -311,11 +311,19 @@ def version_with_etag(uri: str, etag: str) -> str | None:
 
 
 def download(uri: str, local_path: Path, version: str | None = None) -> Path:
+    """Copy the object to `local_path`; FileNotFoundError when it is not there, on S3 as on a disk."""
     local_path.parent.mkdir(parents=True, exist_ok=True)
     if is_s3(uri):
+        from botocore.exceptions import ClientError
+
         bucket, key = _split_s3(uri)
         tmp = local_path.with_name(f".{local_path.name}.part")
-        s3_client().download_file(bucket, key, str(tmp), ExtraArgs={"VersionId": version} if version else None)
+        try:
+            s3_client().download_file(bucket, key, str(tmp), ExtraArgs={"VersionId": version} if version else None)
+        except ClientError as err:
+            if _missing(err):
+                raise FileNotFoundError(f"{uri}: no such object") from None
+            raise
         os.replace(tmp, local_path)
     else:
         shutil.copyfile(uri, local_path)
@@ -343,6 +351,15 @@ def copy(source_uri: str, target_uri: str) -> str:
         return target_uri
     with tempfile.TemporaryDirectory() as scratch:
         return upload_file(local_file_for(source_uri, Path(scratch) / "copy"), target_uri)
+
+
+def delete(uri: str) -> None:
+    """Remove one file or object; nothing happens when it is not there."""
+    if is_s3(uri):
+        bucket, key = _split_s3(uri)
+        s3_client().delete_object(Bucket=bucket, Key=key)
+    else:
+        Path(uri).unlink(missing_ok=True)
 
 
 def _files_under(local_dir: Path) -> Iterator[Path]:

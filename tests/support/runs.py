@@ -105,15 +105,14 @@ def put_raw(cfg: config.RunConfig, *paths: Path) -> None:
     its file name as its key)."""
     from datetime import datetime, timezone
 
-    from tasks.data import consumed, pull
+    from tasks.data import pull
 
     objects = []
     for path in paths:
         uri, etag = f"{cfg.data_uri.rstrip('/')}/{path.name}", storage.stat(str(path)).etag
         local = pull.raw_name(uri, path.name)
         storage.upload_file(path, cfg.uri(layout.RAW, local))
-        objects.append({"uri": uri, "key": path.name, "etag": etag, "size": path.stat().st_size, "local": local,
-                        "cache": consumed.cache_name(uri, etag, cfg.run_id)})
+        objects.append({"uri": uri, "key": path.name, "etag": etag, "size": path.stat().st_size, "local": local})
     storage.write_json(cfg.uri(layout.PULL_MANIFEST), {
         "source": cfg.data_uri, "mode": "incremental", "training_data": cfg.training_data,
         "pulled_at": datetime.now(timezone.utc).isoformat(), "objects": objects, "changed": [], "carried": [],

@@ -78,7 +78,7 @@ def test_rotated_targets_are_rejected_as_misaligned_with_every_row_accounted_for
     # Neither the run's training data nor the cleaned copy later runs carry holds a misaligned pair.
     assert not {(r["file"], r["line"]) for r in clean} & _misaligned(rejects)
     manifest = storage.read_json(cfg.uri(layout.PULL_MANIFEST))
-    cached = storage.read_text(consumed.run_copy_uri(cfg, manifest["objects"][0]["cache"])).splitlines()
+    cached = consumed.run_copy_rows(cfg, manifest["objects"][0]["key"])
     assert len(cached) == len(clean)
 
 

@@ -11,7 +11,7 @@ import pytest
 from support.corpora import digit_pairs, write_jsonl
 from support.runs import accounted, make_run
 from tasks import layout
-from tasks.data import consumed, pull, split, validate
+from tasks.data import consumed, pull, shards, split, validate
 from tasks.io import storage
 
 WEEK_1 = digit_pairs(400, seed=1)
@@ -113,7 +113,7 @@ def test_a_cleaned_copy_lost_between_pull_and_validate_fails_with_what_to_do(two
     second = make_run(tmp_path / "runs", run_id="week-2", data_uri=str(incoming), min_clean_pairs=1)
     pull.run(second)
     storage.local_file_for(first.state_uri(entry["cache"]), tmp_path).unlink()
-    with pytest.raises(validate.BadBatchError, match="cleaned copy of week1.jsonl .* disappeared .* Trigger a new run"):
+    with pytest.raises(validate.BadBatchError, match="cleaned copies of week1.jsonl are gone .* Trigger a new run"):
         validate.run(second)
 
 
@@ -125,7 +125,7 @@ def test_only_a_run_that_commits_changes_the_copies_later_runs_train_on(two_week
     write_jsonl(incoming / "week1.jsonl", WEEK_1)  # back at the source, as it was consumed
     state_before = storage.read_text(first.state_uri(layout.CONSUMED))
     ((uri, entry),) = consumed.load(first).items()
-    copy_before = storage.read_text(first.state_uri(entry["cache"]))
+    copy_before = consumed.copy_rows(first, entry)
 
     forced = make_run(tmp_path / "runs", run_id="forced", data_uri=str(incoming), min_clean_pairs=50,
                       min_test_pairs=10, force_full_retrain=True)
@@ -135,18 +135,17 @@ def test_only_a_run_that_commits_changes_the_copies_later_runs_train_on(two_week
     assert {o["uri"] for o in new} >= {uri}
     # ...and then the gate refuses it: mark_consumed never runs. Nothing the pipeline trains on has changed.
     assert storage.read_text(first.state_uri(layout.CONSUMED)) == state_before
-    assert storage.read_text(first.state_uri(entry["cache"])) == copy_before
-    assert all(storage.exists(consumed.run_copy_uri(forced, o["cache"])) for o in new)
-    assert not any(storage.exists(forced.state_uri(o["cache"])) for o in new)
+    assert consumed.copy_rows(first, entry) == copy_before
+    assert all(consumed.run_copy_rows(forced, o["key"]) for o in new)  # in the run directory
+    assert not storage.exists(forced.state_uri(shards.run_shard(forced)))  # not in the state
 
     # Had it been promoted, committing would adopt its copy under a new name; the old file stays as it was.
     split.run(forced)
     consumed.commit(forced)
     adopted = consumed.load(forced)[uri]
     assert adopted["consumed_by"] == "forced" and adopted["cache"] != entry["cache"]
-    assert storage.read_text(forced.state_uri(adopted["cache"])) == \
-        storage.read_text(consumed.run_copy_uri(forced, adopted["cache"]))
-    assert storage.read_text(first.state_uri(entry["cache"])) == copy_before
+    assert consumed.copy_rows(forced, adopted) == consumed.run_copy_rows(forced, "week1.jsonl")
+    assert consumed.copy_rows(first, entry) == copy_before
 
 
 def _long(pairs, limit: int) -> set[str]:
@@ -159,7 +158,7 @@ def test_a_tightened_filter_screens_the_carried_copies_again_once(two_weeks):
     tmp_path, incoming, first, frozen = two_weeks
     ((uri, entry),) = consumed.load(first).items()
     assert entry["rules"] == storage.read_json(first.uri(layout.VALIDATION_REPORT))["rules"]["fingerprint"]
-    old_copy = storage.read_text(first.state_uri(entry["cache"]))
+    old_copy = "\n".join(consumed.copy_rows(first, entry))
     limit = 30  # max_chars tightened mid-year: week 1 has longer pairs, which its copy kept
     assert _long(WEEK_1, limit) - frozen
 
@@ -182,9 +181,9 @@ def test_a_tightened_filter_screens_the_carried_copies_again_once(two_weeks):
     now = consumed.load(second)[uri]
     assert now["cache"] != entry["cache"] and now["rescreened_by"] == "week-2"
     assert now["rules"] == report["rules"]["fingerprint"] and now["consumed_by"] == "week-1"
-    assert storage.read_text(first.state_uri(entry["cache"])) == old_copy
+    assert "\n".join(consumed.copy_rows(first, entry)) == old_copy
     assert not _long([(json.loads(line)["translation"]["en"], json.loads(line)["translation"]["de"])
-                      for line in storage.read_text(second.state_uri(now["cache"])).splitlines()], limit)
+                      for line in consumed.copy_rows(second, now)], limit)
 
     # Once: the next run with the same rules carries the new copy as it is.
     write_jsonl(incoming / "week3.jsonl", [p for p in digit_pairs(100, seed=3) if p not in WEEK_1 + WEEK_2])

@@ -143,7 +143,9 @@ def test_new_only_carries_nothing_and_all_carries_every_consumed_object(bucket, 
     assert pull.run(everything)["carried"] == 2
     carried = storage.read_json(everything.uri(layout.PULL_MANIFEST))["carried"]
     assert [(c["key"], c["consumed_by"]) for c in carried] == [("a.jsonl", "run-1"), ("week1/b.tsv", "run-1")]
-    assert all(storage.exists(everything.state_uri(c["cache"])) for c in carried)  # written by validate
+    assert all(storage.exists(everything.state_uri(c["cache"])) for c in carried)  # adopted by commit
+    (first, second) = sorted(c["lines"] for c in carried)  # one shard, one object's lines after the other's
+    assert len({c["cache"] for c in carried}) == 1 and first[0] == 0 and second[0] == sum(first) and second[1]
 
 
 def test_a_snapshot_pulls_exactly_the_listed_objects_and_consumes_nothing(bucket, s3, tmp_path):

@@ -1,0 +1,212 @@
+"""The cleaned copies of consumed objects, kept in a bounded number of shards in the pipeline's state area.
+
+A shard (`shards/<name>.jsonl`) holds the cleaned copies of many objects, each a run of consecutive lines. A
+consumed entry (tasks/data/consumed.py) names its shard (`cache`) and its lines (`lines`: [first, count]); an entry
+written before shards has no `lines` and owns its whole file (`objects/<name>.jsonl`).
+
+- Validate writes the run's copies (new objects, carried copies it screened again) into one file of the run
+  directory, `cleaned/copies.jsonl`, and their line ranges into `cleaned/index.json` (`concatenate`).
+- Commit copies that file into the state as one shard, named after the run (`adopt`): one request, whatever the
+  number of objects.
+- A run reads the carried copies shard by shard (`read`): one download per shard, not a request per object.
+- When the corpus spans more than MAX_SHARDS files, commit merges the smallest of them, counted by the lines still
+  in use (an object rewritten or screened again leaves its old lines behind), into one (`compact`), until
+  MERGED_DOWN_TO are left. So a run reads at most MAX_SHARDS + 1 files however long the history, and each line
+  is rewritten only when its shard is among the smallest: the cost of merging stays near the size of what is new.
+- A merged shard is not deleted at once: a run that pulled before the merge may still read it. It is recorded
+  as retired and deleted by the first commit RETIRED_DAYS later that finds it still unused (`collect`).
+
+Every change to consumed.json goes through compare-and-swap, and a merge moves an entry only if it still names
+the lines that were merged: a run committing meanwhile never loses its update to a merge, nor a merge to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from tasks import layout
+from tasks.config import RunConfig
+from tasks.io import storage
+
+log = logging.getLogger(__name__)
+
+SHARDS = "shards"
+OBJECTS = "objects"  # one file per object, as copies were kept before shards
+MAX_SHARDS = 16
+MERGED_DOWN_TO = 8
+RETIRED_DAYS = 7
+
+
+class MissingCopyError(FileNotFoundError):
+    """A shard that consumed entries name is not in the state area (deleted by hand, lost with a bucket)."""
+
+
+def place(entry: dict) -> tuple[str, tuple[int, int] | None]:
+    """Where an entry's rows are: (file, (first line, count)), or (file, None) for a whole-file copy."""
+    lines = entry.get("lines")
+    return entry["cache"], (tuple(lines) if lines is not None else None)
+
+
+def _digest(*parts) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
+
+
+def run_shard(config: RunConfig) -> str:
+    """The name of the shard a run's commit adds to the state."""
+    return f"{SHARDS}/{_digest(config.run_id)}.jsonl"
+
+
+def concatenate(copies: dict[str, Path], out: Path) -> dict[str, list[int]]:
+    """Write the copies, one after another, into `out`; returns key → [first line, count]. A copy that was never
+    written (an object without a kept row) gets an empty range."""
+    index, line = {}, 0
+    with out.open("w", encoding="utf-8") as shard:
+        for key, path in copies.items():
+            count = 0
+            if path.exists():
+                with path.open(encoding="utf-8") as copy:
+                    for row in copy:
+                        shard.write(row)
+                        count += 1
+            index[key], line = [line, count], line + count
+    return index
+
+
+def adopt(config: RunConfig) -> str:
+    """Make the run's cleaned copies (validate's cleaned/copies.jsonl) a shard of the pipeline's; returns its name.
+    Done before consumed.json names it, so a reader never finds a name without its file."""
+    source, name = config.uri(layout.CLEANED_COPIES), run_shard(config)
+    if storage.exists(source):
+        storage.copy(source, config.state_uri(name))
+    elif not storage.exists(config.state_uri(name)):
+        raise FileNotFoundError(f"{source}: the cleaned copies that validate wrote are missing, so nothing can be "
+                                "marked consumed; run validate again for this run")
+    return name
+
+
+def read(config: RunConfig, entries: dict[str, dict], scratch: Path) -> dict[str, Path]:
+    """Each entry's rows (name → entry) as a local file, each shard downloaded once. MissingCopyError names the
+    objects whose shard is gone."""
+    by_file: dict[str, list[tuple[str, tuple | None]]] = {}
+    for name, entry in entries.items():
+        cache, lines = place(entry)
+        by_file.setdefault(cache, []).append((name, lines))
+    found = {}
+    for number, (cache, parts) in enumerate(sorted(by_file.items())):
+        local = _fetch(config, cache, scratch / SHARDS / f"{number}.jsonl", [name for name, _ in parts])
+        found.update(_split(local, parts, scratch / "copies" / str(number)))
+        if local.is_relative_to(scratch):
+            local.unlink()
+    return found
+
+
+def _fetch(config: RunConfig, cache: str, local: Path, names: list[str]) -> Path:
+    uri = config.state_uri(cache)
+    try:
+        path = storage.local_file_for(uri, local)
+        if not path.is_file():
+            raise FileNotFoundError(uri)
+        return path
+    except FileNotFoundError:
+        listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise MissingCopyError(f"{uri}: the cleaned copies of {listed} are gone from the pipeline's state") from None
+
+
+def _split(shard: Path, parts: list[tuple[str, tuple | None]], folder: Path) -> dict[str, Path]:
+    """Cut a shard into one file per part, in one pass over it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    found, at = {}, 0
+    with shard.open(encoding="utf-8") as rows:
+        for number, (name, lines) in enumerate(sorted(parts, key=lambda p: p[1] or (0, 0))):
+            first, count = lines or (0, None)
+            if first < at:
+                raise ValueError(f"{shard}: the line ranges of its objects overlap at {name}")
+            for _ in itertools.islice(rows, first - at):
+                pass
+            found[name] = folder / f"{number}.jsonl"
+            written = 0
+            with found[name].open("w", encoding="utf-8") as copy:
+                for row in itertools.islice(rows, count):
+                    copy.write(row)
+                    written += 1
+            if count is not None and written != count:
+                raise ValueError(f"{shard}: {name} should have {count} lines from line {first}, found {written}: "
+                                 "the shard is truncated")
+            at = first + written
+    return found
+
+
+def compact(config: RunConfig) -> dict:
+    """Merge the smallest shards when the corpus spans more than MAX_SHARDS files; delete retired shards nobody
+    uses any more. Returns what was done."""
+    state = storage.read_json_or(config.state_uri(layout.CONSUMED)) or {"objects": {}}
+    live = _live_lines(state["objects"])
+    done = {"shards": len(live)}
+    if len(live) > MAX_SHARDS:
+        chosen = sorted(live, key=lambda cache: (live[cache], cache))[:len(live) - MERGED_DOWN_TO + 1]
+        done |= _merge(config, state["objects"], set(chosen))
+    done["deleted"] = collect(config)
+    return done
+
+
+def _live_lines(objects: dict[str, dict]) -> dict[str, int]:
+    """file → the lines consumed entries still use in it (a whole-file copy counts its kept rows)."""
+    live: dict[str, int] = {}
+    for entry in objects.values():
+        if entry.get("cache"):
+            cache, lines = place(entry)
+            live[cache] = live.get(cache, 0) + (lines[1] if lines else entry.get("kept", 0))
+    return live
+
+
+def _merge(config: RunConfig, objects: dict[str, dict], chosen: set[str]) -> dict:
+    moving = {uri: entry for uri, entry in sorted(objects.items()) if entry.get("cache") in chosen}
+    name = f"{SHARDS}/m-{_digest(config.run_id, sorted((u, place(e)) for u, e in moving.items()))}.jsonl"
+    with tempfile.TemporaryDirectory() as scratch:
+        copies = read(config, moving, Path(scratch))
+        index = concatenate({uri: copies[uri] for uri in moving}, Path(scratch) / "merged.jsonl")
+        storage.upload_file(Path(scratch) / "merged.jsonl", config.state_uri(name))
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    moved = []
+
+    def change(current: dict) -> dict:
+        objects, retired = dict(current["objects"]), dict(current.get("retired", {}))
+        moved.clear()
+        for uri, entry in moving.items():
+            if uri in objects and place(objects[uri]) == place(entry):  # not replaced meanwhile
+                objects[uri] = {**objects[uri], "cache": name, "lines": index[uri]}
+                moved.append(uri)
+        still_used = {o.get("cache") for o in objects.values()}
+        retired.update({cache: now for cache in chosen if cache not in still_used})
+        return {**current, "objects": objects, "retired": retired}
+
+    storage.update_json(config.state_uri(layout.CONSUMED), change)
+    log.info("merged %d shard(s) holding %d consumed object(s) into %s", len(chosen), len(moved), name)
+    return {"merged": len(chosen), "merged_objects": len(moved), "into": name}
+
+
+def collect(config: RunConfig, now: datetime | None = None) -> list[str]:
+    """Delete the shards retired more than RETIRED_DAYS ago that no consumed entry names; returns them."""
+    now = now or datetime.now(timezone.utc)
+    uri = config.state_uri(layout.CONSUMED)
+    state = storage.read_json_or(uri) or {}
+    used = {entry.get("cache") for entry in state.get("objects", {}).values()}
+    due = sorted(cache for cache, at in state.get("retired", {}).items()
+                 if cache not in used and datetime.fromisoformat(at) < now - timedelta(days=RETIRED_DAYS))
+    if not due:
+        return []
+    for cache in due:
+        storage.delete(config.state_uri(cache))
+
+    def forget(current: dict) -> dict:
+        retired = {c: at for c, at in current.get("retired", {}).items() if c not in due}
+        return {**current, "retired": retired}
+
+    storage.update_json(uri, forget)
+    log.info("deleted %d retired shard(s) no run uses any more: %s", len(due), due)
+    return due
