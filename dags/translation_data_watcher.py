@@ -5,11 +5,14 @@ Every 10 minutes, for each data prefix that a retraining pipeline watches (the m
 the deployment names its prefix in `MT_DATA_URI`, and every `dags/pipelines.yaml` entry with `watch_data: true`),
 list the prefix and compare it with what was announced before (`{MT_ARTIFACT_ROOT}/_watcher/`). When data files
 are new or changed, the task emits an event on the prefix's Asset with `extra = {"new_keys": [...], "data_uri":
-...}`; every DAG scheduled on that Asset starts a run that trains on exactly those keys. When nothing is new the
-task is **skipped** and emits nothing, so a quiet prefix starts no retraining. The weekly schedule of each
+...}`; every DAG scheduled on that Asset starts a run that trains on what it has not consumed, those keys
+included. A key that some pipeline on the prefix still has not consumed (its run failed) is announced again a day
+later, then after two, four, and at most every seven days (`announced_again` in the extra). When nothing is due
+the task is **skipped** and emits nothing, so a quiet prefix starts no retraining. The weekly schedule of each
 pipeline remains as a fallback. With no prefix to watch, the watcher is not scheduled at all.
 
-A listing is cheap (one paginated LIST per prefix), so this runs on a worker slot for seconds, not a GPU.
+A listing is cheap (one paginated LIST per prefix) and the pipelines' state is read only when an unconsumed key
+is due, so this runs on a worker slot for seconds, not a GPU.
 """
 
 from __future__ import annotations
@@ -19,19 +22,27 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import dag, task
 
-from mt_airflow.pipelines import load, main_pipeline
+from mt_airflow.pipelines import MAIN_DAG_ID, load, main_pipeline
+from tasks.config import PipelineParams
 
 PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 EVERY_TEN_MINUTES = "*/10 * * * *"
 
 
-def watched_prefixes(path: Path = PIPELINES_FILE) -> list[str]:
-    """The main pipeline's data prefix, when the deployment names one, and those of the valid, watched
-    pipelines (broken entries are shown by translation_finetune.py, not here)."""
+def watched_prefixes(path: Path = PIPELINES_FILE) -> dict[str, list[tuple[str, str, str]]]:
+    """Each watched data prefix → the pipelines that retrain on its announcements, one (dag_id, source, target)
+    per language: the main pipeline's, when the deployment names its prefix, and those of the valid, watched
+    entries (broken entries are shown by translation_finetune.py, not here)."""
     good, _ = load(path)
-    main = main_pipeline().data_uri
-    prefixes = ([main] if main else []) + [p.data_uri for p in good if p.watch_data]
-    return list(dict.fromkeys(prefixes))
+    main, defaults = main_pipeline(), PipelineParams()
+    prefixes: dict[str, list[tuple[str, str, str]]] = {}
+    if main.data_uri:
+        prefixes[main.data_uri] = [(MAIN_DAG_ID, defaults.source_lang, defaults.target_lang)]
+    for pipeline in (p for p in good if p.watch_data):
+        targets = pipeline.params.get("target_langs") or [pipeline.params["target_lang"]]
+        prefixes.setdefault(pipeline.data_uri, []).extend(
+            (pipeline.dag_id, pipeline.params["source_lang"], target) for target in targets)
+    return prefixes
 
 
 PREFIXES = watched_prefixes()
@@ -52,24 +63,26 @@ PREFIXES = watched_prefixes()
 def translation_data_watcher():
     from mt_airflow.watch import data_asset
 
-    for index, data_uri in enumerate(PREFIXES):
+    for index, (data_uri, pipelines) in enumerate(PREFIXES.items()):
         asset = data_asset(data_uri)
 
         @task(task_id=f"watch_{index}", outlets=[asset], doc_md=f"Watches `{data_uri}`.")
-        def watch(data_uri: str, outlet_events=None) -> dict:
+        def watch(data_uri: str, pipelines: list, outlet_events=None) -> dict:
             from airflow.sdk.exceptions import AirflowSkipException
 
             from mt_airflow import artifact_root, watch
 
             state = watch.state_uri(artifact_root(), data_uri)
-            new = watch.find_new(data_uri, state)
-            if not new:
+            found = watch.find(data_uri, state, watch.consumed_states(artifact_root(), data_uri, pipelines))
+            if not found.due:
+                watch.remember(state, found)  # the keys every pipeline has consumed since: never looked up again
                 raise AirflowSkipException(f"nothing new under {data_uri}")
-            outlet_events[watch.data_asset(data_uri)].extra = {"new_keys": sorted(new), "data_uri": data_uri}
-            total = watch.remember(state, new)
-            return {"data_uri": data_uri, "new": len(new), "announced_total": total}
+            outlet_events[watch.data_asset(data_uri)].extra = {
+                "new_keys": sorted(found.due), "announced_again": sorted(found.again), "data_uri": data_uri}
+            total = watch.remember(state, found)
+            return {"data_uri": data_uri, "new": len(found.new), "again": len(found.again), "announced_total": total}
 
-        watch(data_uri)
+        watch(data_uri, [list(p) for p in pipelines])
 
 
 translation_data_watcher()

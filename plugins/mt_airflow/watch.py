@@ -1,24 +1,39 @@
-"""New-data detection: list a data prefix, compare it with what was already announced, announce the rest.
+"""New-data detection: list a data prefix, compare it with what was announced, announce the rest.
 
-The watcher DAG (dags/translation_data_watcher.py) calls `find_new` for each watched data URI, emits an
-Asset event whose extra is `{"new_keys": [...]}` when something arrived, and then `remember`s what it
-announced. A retrain triggered by that event logs the keys (`new_keys(triggering_asset_events)`) and pulls
-incrementally: every object of the prefix that no successful run consumed, so the announced keys plus any that a
-failed earlier run left unconsumed (announced once, still trained on), and never one consumed since.
+The watcher DAG (dags/translation_data_watcher.py) calls `find` for each watched data URI, emits an Asset event
+whose extra is `{"new_keys": [...]}` when something is due, and then `remember`s what it announced. A retrain
+triggered by that event logs the keys (`new_keys(triggering_asset_events)`) and pulls incrementally: every object
+of the prefix that no successful run consumed, so the announced keys plus any that a failed earlier run left
+unconsumed, and never one consumed since.
 
-What was announced is kept next to the runs, in `{artifact_root}/_watcher/<data URI>.json` (key → ETag), so
-a rewritten object (new ETag) is announced again. The state is written after the event is set and before
-the task succeeds: a failure in between announces the keys once more rather than losing them.
+What was announced is kept next to the runs, in `{artifact_root}/_watcher/<data URI>.json`: key → its ETag, when
+it was last announced, how often, and whether every pipeline retraining on the prefix has consumed it. So:
+
+- a rewritten object (new ETag) is announced again;
+- a key whose triggered run failed is not forgotten: while some pipeline has not consumed it, it is announced
+  again, a day after the last announcement, then two, four, and at most weekly. A pipeline with `schedule: null`
+  retrains on it without waiting for new data, and a key that fails every time cannot start a run every tick;
+- once every pipeline consumed it (or retracted it) it is settled and never looked up again, so in a quiet
+  prefix a tick costs the listing and one read of this file, whatever the history. The pipelines' consumed
+  state is read only when an unsettled key is due.
+
+The state is written after the event is set and before the task succeeds: a failure in between announces the
+keys once more rather than losing them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from tasks.data import pull
+from tasks import config, layout
+from tasks.data import consumed, pull
 from tasks.io import storage
 
 STATE_DIR = "_watcher"
+AGAIN_AFTER = timedelta(days=1)  # the first time an unconsumed key is announced again; then doubling
+AGAIN_AT_MOST_EVERY = timedelta(days=7)
 
 
 def data_asset(data_uri: str):
@@ -33,17 +48,69 @@ def state_uri(artifact_root: str, data_uri: str) -> str:
     return storage.join(artifact_root, STATE_DIR, storage.safe_name(data_uri) + ".json")
 
 
-def find_new(data_uri: str, state: str) -> dict[str, str]:
-    """Data files under `data_uri` that were not announced yet (or changed since): uri → ETag."""
-    announced = storage.read_json_or(state, {"announced": {}})["announced"]
+def consumed_states(artifact_root: str, data_uri: str, pipelines: list[tuple[str, str, str]]) -> list[str]:
+    """Where each pipeline retraining on `data_uri` records what it consumed: one consumed.json per
+    (dag_id, source language, target language)."""
+    return [storage.join(config.state_dir_for(artifact_root, dag_id, data_uri, source, target), layout.CONSUMED)
+            for dag_id, source, target in pipelines]
+
+
+@dataclass
+class Found:
+    new: dict[str, str] = field(default_factory=dict)  # uri → ETag: never announced, or changed since
+    again: dict[str, str] = field(default_factory=dict)  # announced before, still unconsumed, due again
+    settled: list[str] = field(default_factory=list)  # announced keys every pipeline has now consumed
+
+    @property
+    def due(self) -> dict[str, str]:
+        return {**self.new, **self.again}
+
+
+def _announced(state: str) -> dict[str, dict]:
+    found = storage.read_json_or(state, {"announced": {}})["announced"]
+    # A state written before announcements were tracked holds uri → ETag: announced long ago, never settled.
+    return {uri: ({"etag": seen, "at": None, "times": 1} if isinstance(seen, str) else seen)
+            for uri, seen in found.items()}
+
+
+def _due(seen: dict, now: datetime) -> bool:
+    if seen.get("at") is None:
+        return True
+    wait = min(AGAIN_AFTER * 2 ** (seen.get("times", 1) - 1), AGAIN_AT_MOST_EVERY)
+    return now - datetime.fromisoformat(seen["at"]) >= wait
+
+
+def find(data_uri: str, state: str, consumed_by: list[str] = (), now: datetime | None = None) -> Found:
+    """The data files under `data_uri` to announce now, and the announced ones that have been consumed."""
+    now = now or datetime.now(timezone.utc)
+    announced = _announced(state)
     data = pull.classify(storage.list_objects(data_uri, hidden=True)).data  # what pull would take
-    return {o.uri: o.etag for o in data if announced.get(o.uri) != o.etag}
+    found = Found(new={o.uri: o.etag for o in data if announced.get(o.uri, {}).get("etag") != o.etag})
+    waiting = {o.uri: o.etag for o in data if o.uri not in found.new and not announced[o.uri].get("settled")
+               and _due(announced[o.uri], now)}
+    if waiting and consumed_by:
+        states = [storage.read_json_or(uri) or {} for uri in consumed_by]
+        for uri, etag in waiting.items():
+            if all(s.get("objects", {}).get(uri, {}).get("etag") == etag
+                   or consumed.retracted_by(uri, s.get("retracted", {})) for s in states):
+                found.settled.append(uri)
+            else:
+                found.again[uri] = etag
+    return found
 
 
-def remember(state: str, announced_now: dict[str, str]) -> int:
-    """Add the keys just announced to the state; returns how many keys it holds."""
-    announced = storage.read_json_or(state, {"announced": {}})["announced"]
-    announced.update(announced_now)
+def remember(state: str, found: Found, now: datetime | None = None) -> int:
+    """Record what was just announced and what is settled; returns how many keys the state holds."""
+    if not (found.due or found.settled):
+        return len(_announced(state))
+    at = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    announced = _announced(state)
+    for uri, etag in found.new.items():
+        announced[uri] = {"etag": etag, "at": at, "times": 1}
+    for uri in found.again:
+        announced[uri] = {**announced[uri], "at": at, "times": announced[uri].get("times", 1) + 1}
+    for uri in found.settled:
+        announced[uri] = {**announced[uri], "settled": True}
     storage.write_json(state, {"announced": announced})
     return len(announced)
 

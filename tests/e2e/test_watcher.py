@@ -60,7 +60,7 @@ def test_new_keys_are_announced_once(watcher, s3, tmp_path, monkeypatch):
     assert len(states) == 2  # legal and support: only legal has data
     events = _events(LEGAL)[before:]
     assert events == [{"new_keys": ["s3://translation-data/legal/en-de/2026-11/part-1.jsonl"],
-                       "data_uri": "s3://translation-data/legal/en-de/"}]
+                       "announced_again": [], "data_uri": "s3://translation-data/legal/en-de/"}]
     with create_session() as session:
         queued = session.scalars(select(AssetDagRunQueue.target_dag_id).join(
             AssetModel, AssetDagRunQueue.asset_id == AssetModel.id).where(AssetModel.uri == LEGAL)).all()

@@ -1,6 +1,8 @@
 """Language-pair fan-out, new-data detection and the webhook's address: small pieces with known answers."""
 
 import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -50,11 +52,70 @@ def test_the_watcher_announces_new_and_changed_data_files_once(tmp_path):
     data, state = tmp_path / "data", str(tmp_path / "state.json")
     part = write_jsonl(data / "2026-11" / "part.jsonl", digit_pairs(5))
     (data / "README.txt").write_text("not data")
-    assert watch.find_new(str(data), state) == {str(part): storage.list_objects(str(data))[0].etag}
-    watch.remember(state, watch.find_new(str(data), state))
-    assert watch.find_new(str(data), state) == {}
+    found = watch.find(str(data), state)
+    assert found.new == found.due == {str(part): storage.list_objects(str(data))[0].etag} and not found.again
+    watch.remember(state, found)
+    assert watch.find(str(data), state).due == {}
     write_jsonl(part, digit_pairs(6))  # rewritten: a new ETag is new data
-    assert list(watch.find_new(str(data), state)) == [str(part)]
+    assert list(watch.find(str(data), state).new) == [str(part)]
+
+
+def _consumed(path: Path, objects: dict, **more) -> str:
+    storage.write_json(str(path), {"objects": {uri: {"etag": etag} for uri, etag in objects.items()}, **more})
+    return str(path)
+
+
+def test_a_key_a_failed_run_left_unconsumed_is_announced_again_with_a_growing_pause(tmp_path, monkeypatch):
+    """Before, a key was remembered as soon as it was announced: when the run it started failed, a pipeline with
+    `schedule: null` never retrained on it. Now it is announced again until every pipeline consumed it, a day
+    later, then two, four and at most every seven days, so a key that fails every time cannot loop."""
+    data, state = tmp_path / "data", str(tmp_path / "state.json")
+    part = write_jsonl(data / "part.jsonl", digit_pairs(5))
+    uri, etag = str(part), storage.stat(str(part)).etag
+    de = _consumed(tmp_path / "de.json", {})  # the German pipeline's run failed: nothing consumed
+    nl = _consumed(tmp_path / "nl.json", {uri: etag})  # the Dutch one consumed it
+    start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    watch.remember(state, watch.find(str(data), state, [de, nl], now=start), now=start)
+    announced_at = []
+    for hours in range(1, 24 * 40):
+        now = start + timedelta(hours=hours)
+        found = watch.find(str(data), state, [de, nl], now=now)
+        if found.due:
+            assert found.again == {uri: etag} and not found.new
+            announced_at.append(hours)
+        watch.remember(state, found, now=now)
+    assert announced_at == [24, 72, 168, 336, 504, 672, 840]  # waits of 1, 2, 4, then 7 days
+
+    _consumed(tmp_path / "de.json", {uri: etag})  # a later run of the German pipeline consumed it
+    later = start + timedelta(days=60)
+    found = watch.find(str(data), state, [de, nl], now=later)
+    assert found.settled == [uri] and not found.due
+    watch.remember(state, found, now=later)
+    # Settled: never looked up again, however long; a quiet prefix costs the listing and the watcher's own state.
+    read = []
+    real = storage.read_json_or
+    monkeypatch.setattr(storage, "read_json_or", lambda u, *a: read.append(u) or real(u, *a))
+    assert not watch.find(str(data), state, [de, nl], now=later + timedelta(days=365)).due
+    assert read == [state]
+
+
+def test_a_retracted_key_is_settled_not_announced_forever(tmp_path):
+    data, state = tmp_path / "data", str(tmp_path / "state.json")
+    part = write_jsonl(data / "old" / "part.jsonl", digit_pairs(5))
+    retracted = _consumed(tmp_path / "de.json", {}, retracted={f"{data}/old/": {"by": "run-9"}})
+    start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    watch.remember(state, watch.find(str(data), state, [retracted], now=start), now=start)
+    found = watch.find(str(data), state, [retracted], now=start + timedelta(days=2))
+    assert found.settled == [str(part)] and not found.due
+
+
+def test_a_state_written_before_announcements_were_tracked_is_read(tmp_path):
+    data, state = tmp_path / "data", str(tmp_path / "state.json")
+    part = write_jsonl(data / "part.jsonl", digit_pairs(5))
+    storage.write_json(state, {"announced": {str(part): storage.stat(str(part)).etag}})
+    consumed_it = _consumed(tmp_path / "de.json", {str(part): storage.stat(str(part)).etag})
+    assert watch.find(str(data), state, [consumed_it]).settled == [str(part)]
+    assert watch.find(str(data), state, [_consumed(tmp_path / "nl.json", {})]).again  # not consumed: again
 
 
 def test_a_retrain_reads_the_keys_of_the_events_that_triggered_it():
