@@ -182,7 +182,8 @@ def _merge(config: RunConfig, objects: dict[str, dict], chosen: set[str]) -> dic
                 objects[uri] = {**objects[uri], "cache": name, "lines": index[uri]}
                 moved.append(uri)
         still_used = {o.get("cache") for o in objects.values()}
-        retired.update({cache: now for cache in chosen if cache not in still_used})
+        # The merged-away shards; and the new one, when another merge of the same shards got there first.
+        retired.update({cache: now for cache in chosen | {name} if cache not in still_used})
         return {**current, "objects": objects, "retired": retired}
 
     storage.update_json(config.state_uri(layout.CONSUMED), change)

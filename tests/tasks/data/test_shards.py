@@ -100,6 +100,10 @@ def test_a_merge_never_moves_an_entry_that_a_commit_changed_meanwhile(weekly, mo
     moved = {u for u, e in now.items() if e["cache"].startswith(f"{shards.SHARDS}/m-")}
     assert moved == set(stale) - {rewritten}
     assert set(storage.read_json(cfg.state_uri(layout.CONSUMED))["retired"]) == chosen
+    # Another run's merge of the same plan, finishing second: it moves nothing, and its shard is retired too.
+    late = shards._merge(runs["week-2"], stale, chosen)
+    assert late["merged_objects"] == 0 and late["into"] in storage.read_json(cfg.state_uri(layout.CONSUMED))["retired"]
+    assert consumed.load(cfg) == now
     _copies_are_the_ones_validated(cfg, runs)
 
 
