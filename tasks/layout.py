@@ -43,6 +43,7 @@ SPLIT_REPORT = "split_report.json"
 GENERAL_TEST = "general_test"  # the general-domain test split, when the run has general_eval_uri
 GENERAL_REJECTS = f"{SPLITS}/general_rejects.jsonl"
 MODEL = "model"
+REPLAY_REJECTS = "replay_rejects.jsonl"  # train: replayed general pairs the alignment screen refused, with why
 TRAIN_REPORT_NAME = "train_report.json"  # inside model/, written last: its presence marks the model complete
 TRAIN_REPORT = f"{MODEL}/{TRAIN_REPORT_NAME}"
 CHECKPOINTS = "checkpoints"

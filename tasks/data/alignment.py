@@ -202,10 +202,7 @@ def apply(config, batch, clean_path: Path, rejects_path: Path, caches: dict[str,
     sources = [record["translation"][src] for _, record in new]
     targets = [record["translation"][tgt] for _, record in new]
     log.info("alignment screen: scoring %d new pairs with %s", len(new), config.base_model)
-    scorer = PairScorer(config.base_model, src, tgt, max_source_length=config.max_source_length,
-                        max_target_length=config.max_target_length)
-    screened = screen(scorer, sources, targets, [textnorm.key_of(textnorm.match_key(s)) for s in sources],
-                      config.alignment_min_margin)
+    screened = judge(config, sources, targets)
     dropped, dropped_pairs, by_file = set(), set(), Counter()
     for at, (index, record) in enumerate(new):
         if screened.misaligned(at):
@@ -213,8 +210,7 @@ def apply(config, batch, clean_path: Path, rejects_path: Path, caches: dict[str,
             dropped_pairs.add(screening.pair_key(sources[at], targets[at]))
             by_file[record["file"]] += 1
             batch.retract(record["file"], record["line"], sources[at], targets[at], "misaligned",
-                          f"margin {screened.margins[at]:.3f} ≤ {screened.threshold:.3f}: the target is no likelier "
-                          "under its own source than under sources of similar length")
+                          rejection(screened, at))
     if dropped:
         _rewrite(clean_path, lambda index, line: index not in dropped)
         for cache in (caches or {}).values():
@@ -226,6 +222,20 @@ def apply(config, batch, clean_path: Path, rejects_path: Path, caches: dict[str,
              len(dropped), found["screened"], found["threshold"], found["threshold_from"], found["seconds"],
              found["pairs_per_second"], found["device"])
     return found
+
+
+def judge(config, sources: Sequence[str], targets: Sequence[str]) -> Screened:
+    """Screen pairs with the run's base model and its settings (validation's new rows, replayed general pairs)."""
+    scorer = PairScorer(config.base_model, config.source_lang, config.target_lang,
+                        max_source_length=config.max_source_length, max_target_length=config.max_target_length)
+    return screen(scorer, sources, targets, [textnorm.key_of(textnorm.match_key(s)) for s in sources],
+                  config.alignment_min_margin)
+
+
+def rejection(screened: Screened, at: int) -> str:
+    """The `misaligned` reason's detail for pair `at`."""
+    return (f"margin {screened.margins[at]:.3f} ≤ {screened.threshold:.3f}: the target is no likelier under its own "
+            "source than under sources of similar length")
 
 
 def _rewrite(path: Path, keep) -> None:

@@ -13,6 +13,11 @@ When the general corpus is too small, it is repeated as evenly as possible and t
 Leakage: a general pair is never replayed when its normalized source is also in the run's validation or
 test split, or in the general-domain *test* set (`general_eval_uri`) that evaluation scores for
 forgetting; training on that set would hide exactly the regression it exists to catch.
+
+Misalignment: with the alignment screen on (tasks/data/alignment.py), the sampled general pairs are screened with
+the base model before they join the mix, as validation screens the domain's: a curated corpus can still hold
+shifted lines. The refused ones leave the mix and go to `replay_rejects.jsonl` in the run directory, each with
+its margin; the report counts them (`misaligned`).
 """
 
 from __future__ import annotations
@@ -146,6 +151,29 @@ def read_parallel(uri: str, source_lang: str, target_lang: str) -> list[Pair]:
     return pairs
 
 
+def _screened(config: RunConfig, mixed: Mix, domain_pairs: int) -> Mix:
+    """The mix without the replayed pairs the alignment screen refuses (each distinct pair is judged once)."""
+    import json
+
+    from tasks.data import alignment
+
+    replayed = mixed.pairs[domain_pairs:]
+    distinct = list(dict.fromkeys(replayed))
+    screened = alignment.judge(config, [s for s, _ in distinct], [t for _, t in distinct])
+    refused = {distinct[at]: at for at in range(len(distinct)) if screened.misaligned(at)}
+    rejects = "".join(json.dumps({"file": config.replay_data_uri, "source": pair[0], "target": pair[1],
+                                  "reasons": [{"reason": "misaligned", "detail": alignment.rejection(screened, at)}]},
+                                 ensure_ascii=False) + "\n" for pair, at in refused.items())
+    storage.write_text(config.uri(layout.REPLAY_REJECTS), rejects)
+    kept = [pair for pair in replayed if pair not in refused]
+    log.info("replay: the alignment screen refused %d of %d distinct general pairs (%s)", len(refused),
+             len(distinct), config.uri(layout.REPLAY_REJECTS))
+    total = domain_pairs + len(kept)
+    return Mix(mixed.pairs[:domain_pairs] + kept, {
+        **mixed.report, "general_pairs": len(kept), "fraction_actual": round(len(kept) / total, 4) if total else 0.0,
+        "alignment": {**alignment.summary(screened, len(refused)), "rejects": layout.REPLAY_REJECTS}})
+
+
 def held_out_sources(config: RunConfig) -> set[str]:
     """Normalized sources that replay must never train on: the validation and test splits, and the
     general-domain test set when the run has one."""
@@ -167,6 +195,8 @@ def for_run(config: RunConfig, domain: list[Pair]) -> Mix:
     if not general:
         raise ReplayDataError(f"replay_data_uri {config.replay_data_uri}: no readable parallel pairs there")
     mixed = mix(domain, general, config.replay_fraction, config.seed, held_out_sources(config))
+    if config.alignment_screen and len(mixed.pairs) > len(domain):
+        mixed = _screened(config, mixed, len(domain))
     log.info("replay: %d general pairs (%.1f%% of the mix; %d usable, %d held out as evaluation data) from %s",
              mixed.report["general_pairs"], 100 * mixed.report["fraction_actual"],
              mixed.report["general_available"], mixed.report["general_excluded_overlap"], config.replay_data_uri)

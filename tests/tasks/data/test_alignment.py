@@ -155,3 +155,52 @@ def test_the_demo_catalogs_with_rotated_targets(tmp_path, demo_base_model, share
     assert recall >= floor and lost <= 0.05, (recall, lost)
     if share == 0.55:
         assert error is not None and "catalog.jsonl" in str(error) and "misaligned" in str(error)
+
+
+def test_replayed_general_pairs_are_screened_before_they_join_the_mix(tmp_path, digits_translator):
+    """A curated general corpus can hold shifted lines too: the replayed sample is screened with the base model,
+    and the pairs it refuses leave the mix for replay_rejects.jsonl, each with its margin."""
+    from tasks.data import replay
+
+    general, rotated = _rotate(digit_pairs(400, seed=21), 0.3, seed=4)
+    path = write_jsonl(tmp_path / "general" / "general.jsonl", general)
+    cfg = make_run(tmp_path / "artifacts", base_model=str(digits_translator), alignment_screen=True,
+                   replay_data_uri=str(path), replay_fraction=0.6, max_source_length=64, max_target_length=64)
+    domain = [p for p in digit_pairs(400, seed=22) if p[0] not in {s for s, _ in general}]
+    mixed = replay.for_run(cfg, domain)
+    assert mixed.pairs[:len(domain)] == domain  # the domain's pairs are validation's business, not replay's
+    replayed = set(mixed.pairs[len(domain):])
+    refused = {(r["source"], r["target"]) for r in map(json.loads, storage.read_text(
+        cfg.uri(layout.REPLAY_REJECTS)).splitlines())}
+    wrong = {general[i] for i in rotated}
+    assert len(refused & wrong) >= 0.9 * len(wrong) and len(refused - wrong) <= 0.05 * (len(general) - len(wrong))
+    # The sample wants more than the corpus holds (repeated): every general pair is in the mix or refused.
+    assert not replayed & refused and replayed | refused == set(general)
+    screen = mixed.report["alignment"]
+    assert screen["misaligned"] == len(refused) and mixed.report["general_pairs"] == len(mixed.pairs) - len(domain)
+
+
+def test_replay_is_not_screened_when_the_screen_is_off(tmp_path):
+    from tasks.data import replay
+
+    path = write_jsonl(tmp_path / "general" / "general.jsonl", digit_pairs(50, seed=3))
+    cfg = make_run(tmp_path / "artifacts", replay_data_uri=str(path), replay_fraction=0.5)  # no model is loaded
+    mixed = replay.for_run(cfg, digit_pairs(50, seed=4))
+    assert "alignment" not in mixed.report and not storage.exists(cfg.uri(layout.REPLAY_REJECTS))
+
+
+def test_the_general_domain_test_set_is_screened_like_new_data(tmp_path, digits_translator):
+    """Forgetting is measured on the general-domain test set: shifted lines there would make it measure noise."""
+    from tasks.data import split
+
+    general, rotated = _rotate(digit_pairs(300, seed=31), 0.3, seed=5)
+    path = write_jsonl(tmp_path / "general" / "general.jsonl", general)
+    cfg = make_run(tmp_path / "artifacts", base_model=str(digits_translator), alignment_screen=True,
+                   general_eval_uri=str(path), min_test_pairs=10, max_source_length=64, max_target_length=64)
+    (tmp_path / "scratch").mkdir()
+    found = split._general_test(cfg, tmp_path / "scratch")
+    kept = {(r["translation"]["en"], r["translation"]["de"]) for r in map(json.loads, storage.read_text(
+        cfg.uri(layout.split_file(layout.GENERAL_TEST))).splitlines())}
+    wrong = {general[i] for i in rotated}
+    assert found["reasons"]["misaligned"] >= 0.9 * len(wrong) and len(kept & wrong) <= 0.1 * len(wrong)
+    assert len(set(general) - wrong - kept) <= 0.05 * (len(general) - len(wrong))
