@@ -23,6 +23,7 @@ its margin; the report counts them (`misaligned`).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import tempfile
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
+from tasks.data import alignment
 from tasks.io import formats, storage
 
 log = logging.getLogger(__name__)
@@ -153,10 +155,6 @@ def read_parallel(uri: str, source_lang: str, target_lang: str) -> list[Pair]:
 
 def _screened(config: RunConfig, mixed: Mix, domain_pairs: int) -> Mix:
     """The mix without the replayed pairs the alignment screen refuses (each distinct pair is judged once)."""
-    import json
-
-    from tasks.data import alignment
-
     replayed = mixed.pairs[domain_pairs:]
     distinct = list(dict.fromkeys(replayed))
     screened = alignment.judge(config, [s for s, _ in distinct], [t for _, t in distinct])
