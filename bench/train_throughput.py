@@ -22,9 +22,12 @@ a validation every quarter epoch. `time_to_loss_ratio` is the seed's one-epoch w
 to the same loss, validations included; null when the project never got there. `--compare-batches 4096,2048`
 repeats the time-to-quality run at those token budgets (the learning rate following each, as the run config's
 automatic rate does) and reports them under `time_to_loss_by_batch`, to show which batch the device wants.
+`--compare-beta2 0.999` repeats it at the default batch with that Adam β2 (the loop's is 0.98, the seed's
+Trainer 0.999) under `time_to_loss_by_beta2`: a suspect for the held-out loss plateau measured on an H200.
 
     python bench/train_throughput.py [--tiny] [--pairs N] [--precision auto|fp32|bf16] [--max-tokens N]
                                      [--no-time-to-loss] [--max-epochs N] [--compare-batches N,N]
+                                     [--compare-beta2 B,B]
 
 The last line printed is one JSON object with the figures.
 """
@@ -121,7 +124,8 @@ def run_seed(dims: dict, data: batching.Encoded, device):
 
 
 def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_tokens: int, *,
-                epochs: float = 1, validation: batching.Encoded | None = None, target_loss: float = 0.0):
+                epochs: float = 1, validation: batching.Encoded | None = None, target_loss: float = 0.0,
+                adam_beta2: float | None = None):
     """The project's training loop with the run config's defaults; returns (seconds, model, the loop's report).
 
     Without `validation`: `epochs` epochs, no validation. With it and a `target_loss`: until the validation loss
@@ -135,6 +139,8 @@ def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_
         max_tokens_per_batch=max_tokens, warmup_steps=defaults.warmup_steps, early_stopping_patience=0,
         eval_every_steps=10**9, checkpoint_every_steps=10**9, precision=precision, log_every_steps=10**9,
         target_loss=target_loss)
+    if adam_beta2 is not None:
+        settings = replace(settings, adam_beta2=adam_beta2)
     if validation is not None:
         settings = replace(settings, eval_every_steps=max(1, batches_per_epoch(data, max_tokens, device) // 4))
     else:
@@ -155,10 +161,11 @@ def batches_per_epoch(data: batching.Encoded, max_tokens: int, device) -> int:
 
 
 def time_to_loss(dims: dict, train_data: batching.Encoded, heldout: batching.Encoded, device, precision: str,
-                 max_tokens: int, max_epochs: float, seed_loss: float, seed_seconds: float) -> dict:
+                 max_tokens: int, max_epochs: float, seed_loss: float, seed_seconds: float,
+                 adam_beta2: float | None = None) -> dict:
     """A fresh model trained until its held-out loss reaches the seed's one-epoch loss, at this token budget."""
     seconds, model, reached = run_project(dims, train_data, device, precision, max_tokens, epochs=max_epochs,
-                                          validation=heldout, target_loss=seed_loss)
+                                          validation=heldout, target_loss=seed_loss, adam_beta2=adam_beta2)
     got_there = reached["stopped_by"] == "target loss"
     return {"time_to_loss_ratio": round(seed_seconds / seconds, 2) if got_there else None,
             "project_time_to_loss_seconds": round(seconds, 2) if got_there else None,
@@ -203,6 +210,8 @@ def main() -> None:
                         help="epochs the time-to-quality run may take (and schedules its learning rate over)")
     parser.add_argument("--compare-batches", default="",
                         help="comma-separated token budgets to run the time-to-quality run at as well")
+    parser.add_argument("--compare-beta2", default="",
+                        help="comma-separated Adam β2 values to run the time-to-quality run with as well")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -230,8 +239,12 @@ def main() -> None:
             by_batch[str(tokens_per_batch)] = time_to_loss(dims, train_data, heldout, device, precision,
                                                            tokens_per_batch, args.max_epochs, seed_loss,
                                                            seed_seconds)
+        by_beta2 = {beta2: time_to_loss(dims, train_data, heldout, device, precision, max_tokens, args.max_epochs,
+                                        seed_loss, seed_seconds, adam_beta2=float(beta2))
+                    for beta2 in (b.strip() for b in args.compare_beta2.split(",")) if beta2}
         to_loss = {**{k: v for k, v in by_batch[str(max_tokens)].items() if k != "learning_rate"},
-                   **({"time_to_loss_by_batch": by_batch} if len(by_batch) > 1 else {})}
+                   **({"time_to_loss_by_batch": by_batch} if len(by_batch) > 1 else {}),
+                   **({"time_to_loss_by_beta2": by_beta2} if by_beta2 else {})}
 
     result = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
