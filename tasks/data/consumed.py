@@ -99,7 +99,7 @@ def commit(config: RunConfig) -> dict:
              f"; already consumed in a newer version: {kept_newer}" if kept_newer else "")
     return {"committed": len(entries) - len(kept_newer), "consumed_total": len(state["objects"]),
             "not_read": skipped, "newer_kept": kept_newer, "rescreened": len(rescreened),
-            "shards": shards.compact(config)}
+            "shards": shards.compact(config, state)}
 
 
 def _rescreened(config: RunConfig, manifest: dict, report: dict, index: dict, shard: str,

@@ -141,16 +141,19 @@ def _split(shard: Path, parts: list[tuple[str, tuple | None]], folder: Path) -> 
     return found
 
 
-def compact(config: RunConfig) -> dict:
+def compact(config: RunConfig, state: dict | None = None) -> dict:
     """Merge the smallest shards when the corpus spans more than MAX_SHARDS files; delete retired shards nobody
-    uses any more. Returns what was done."""
-    state = storage.read_json_or(config.state_uri(layout.CONSUMED)) or {"objects": {}}
+    uses any more. `state` is consumed.json as the caller just wrote it (read when not given); the merge itself
+    applies by compare-and-swap. Returns what was done."""
+    if state is None:
+        state = storage.read_json_or(config.state_uri(layout.CONSUMED)) or {"objects": {}}
     live = _live_lines(state["objects"])
     done = {"shards": len(live)}
     if len(live) > MAX_SHARDS:
         chosen = sorted(live, key=lambda cache: (live[cache], cache))[:len(live) - MERGED_DOWN_TO + 1]
         done |= _merge(config, state["objects"], set(chosen))
-    done["deleted"] = collect(config)
+    # Shards this merge retired are not due for a week: the state from before it names every shard that is.
+    done["deleted"] = collect(config, state=state)
     return done
 
 
@@ -191,11 +194,11 @@ def _merge(config: RunConfig, objects: dict[str, dict], chosen: set[str]) -> dic
     return {"merged": len(chosen), "merged_objects": len(moved), "into": name}
 
 
-def collect(config: RunConfig, now: datetime | None = None) -> list[str]:
+def collect(config: RunConfig, now: datetime | None = None, state: dict | None = None) -> list[str]:
     """Delete the shards retired more than RETIRED_DAYS ago that no consumed entry names; returns them."""
     now = now or datetime.now(timezone.utc)
     uri = config.state_uri(layout.CONSUMED)
-    state = storage.read_json_or(uri) or {}
+    state = (storage.read_json_or(uri) or {}) if state is None else state
     used = {entry.get("cache") for entry in state.get("objects", {}).values()}
     due = sorted(cache for cache, at in state.get("retired", {}).items()
                  if cache not in used and datetime.fromisoformat(at) < now - timedelta(days=RETIRED_DAYS))
