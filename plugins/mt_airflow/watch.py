@@ -60,6 +60,7 @@ class Found:
     new: dict[str, str] = field(default_factory=dict)  # uri → ETag: never announced, or changed since
     again: dict[str, str] = field(default_factory=dict)  # announced before, still unconsumed, due again
     settled: list[str] = field(default_factory=list)  # announced keys every pipeline has now consumed
+    announced: dict[str, dict] = field(default_factory=dict)  # the state as `find` read it, for `remember`
 
     @property
     def due(self) -> dict[str, str]:
@@ -85,7 +86,8 @@ def find(data_uri: str, state: str, consumed_by: list[str] = (), now: datetime |
     now = now or datetime.now(timezone.utc)
     announced = _announced(state)
     data = pull.classify(storage.list_objects(data_uri, hidden=True)).data  # what pull would take
-    found = Found(new={o.uri: o.etag for o in data if announced.get(o.uri, {}).get("etag") != o.etag})
+    found = Found(new={o.uri: o.etag for o in data if announced.get(o.uri, {}).get("etag") != o.etag},
+                  announced=announced)
     waiting = {o.uri: o.etag for o in data if o.uri not in found.new and not announced[o.uri].get("settled")
                and _due(announced[o.uri], now)}
     if waiting and consumed_by:
@@ -100,11 +102,12 @@ def find(data_uri: str, state: str, consumed_by: list[str] = (), now: datetime |
 
 
 def remember(state: str, found: Found, now: datetime | None = None) -> int:
-    """Record what was just announced and what is settled; returns how many keys the state holds."""
+    """Record what was just announced and what is settled (into the state `find` read: the watcher runs one at a
+    time); returns how many keys the state holds. Nothing to record: nothing is read or written."""
+    announced = dict(found.announced)
     if not (found.due or found.settled):
-        return len(_announced(state))
+        return len(announced)
     at = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-    announced = _announced(state)
     for uri, etag in found.new.items():
         announced[uri] = {"etag": etag, "at": at, "times": 1}
     for uri in found.again:
