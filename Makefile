@@ -1,7 +1,8 @@
 # make demo   : create .venv if missing, install, pretrain (once) the demo base model and run two weeks of the DAG
 # make test   : install what the tests need and run the whole suite, live tests included (this is what CI runs)
 # make test-live: only the live tests: a real airflow standalone on PostgreSQL and a headless browser
-# make screenshots: the live tests, saving their screenshots of the UI into docs/ (the README's pictures)
+# make screenshots: the README's pictures into docs/: the trigger form from the live tests, the grid and the
+#   promotion history from the demo's real runs (devtools/demo_screenshots.py; runs `make demo` first if needed)
 # make airflow: the Airflow UI with this DAG loaded (airflow standalone, project-local AIRFLOW_HOME)
 # make bench-tiny : every benchmark in its seconds-long smoke mode
 # make bench-gpu : every GPU figure in one run (bench/gpu.py, ≤ 8 minutes on one H200; see ../shared/GPU.md)
@@ -37,6 +38,7 @@ test-live: $(VENV)/.dev-installed
 
 screenshots: $(VENV)/.dev-installed
 	MT_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -m live tests/live
+	$(PY) -m devtools.demo_screenshots --out $(CURDIR)/docs
 
 airflow: $(VENV)/.installed
 	$(PY) -m devtools.standalone

@@ -29,14 +29,11 @@ import psutil
 import pytest
 import yaml
 
+from devtools.demo_screenshots import CHROMIUM, CHROMIUM_FLAGS, log_in
 from support.live import PIPELINE, airflow_processes_of, wait_until
 from support.multilingual import TINY_RECIPE, build_multilingual_digits_model
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# The network is closed where these tests run: without these flags Chromium stalls on connection attempts.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS_ENV = "MT_SCREENSHOTS"  # a folder: `make screenshots` sets it to docs/
 STOP_TEST = "test_stopping_standalone_leaves_no_airflow_process_behind"
 
@@ -205,11 +202,7 @@ def ui(browser, live_airflow):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = context.new_page()
-        page.goto(f"{live_airflow.url}/auth/login")
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password").fill(live_airflow.password)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda url: "/auth/login" not in url, timeout=60_000)
+        log_in(page, live_airflow.url, live_airflow.password)
         yield page
     finally:
         context.close()
@@ -217,11 +210,15 @@ def ui(browser, live_airflow):
 
 @pytest.fixture
 def screenshot(live_airflow):
-    """Save a page's picture as `<name>.png`: into $MT_SCREENSHOTS (docs/ for the README), else the live folder."""
-    folder = Path(os.environ.get(SCREENSHOTS_ENV) or live_airflow.root / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
+    """Save a page's picture as `<name>.png`: into $MT_SCREENSHOTS (docs/ for the README), else the live folder.
+    Pictures of the runs' outcomes are the README's only when taken from the demo's real runs
+    (devtools/demo_screenshots.py): the live tests' tiny models score BLEU 0, so theirs stay in the live folder
+    (`readme=False`)."""
+    live_folder = live_airflow.root / "screenshots"
 
-    def save(page, name: str, **options) -> Path:
+    def save(page, name: str, readme: bool = True, **options) -> Path:
+        folder = Path(os.environ.get(SCREENSHOTS_ENV) or live_folder) if readme else live_folder
+        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.png"
         page.screenshot(path=str(path), **options)
         return path

@@ -125,7 +125,7 @@ def test_the_grid_shows_the_runs_note(runs, live_airflow, ui, screenshot):
     ui.get_by_text(data_run["dag_run_id"]).first.wait_for()
     ui.get_by_text("promoted all pairs | en-de promoted: +").wait_for()
     ui.get_by_text("summary", exact=True).first.wait_for()  # the grid's task list has rendered
-    screenshot(ui, "grid-run-note")
+    screenshot(ui, "grid-run-note", readme=False)
 
 
 def test_the_promotion_history_page_in_a_browser(runs, live_airflow, browser, ui, screenshot):
@@ -147,7 +147,7 @@ def test_the_promotion_history_page_in_a_browser(runs, live_airflow, browser, ui
     refused = frame.locator(f"tr:has-text('{manual_id}')")
     assert "refuse" in refused.inner_text() and "min_bleu_gain 100.0" in refused.inner_text()
     assert "run-" in frame.locator(f"section:has-text('(en-nl)') tr:has-text('{data_id}')").inner_text()
-    screenshot(ui, "promotion-history", full_page=True)
+    screenshot(ui, "promotion-history", readme=False, full_page=True)
     refused.locator("a.report").click()
     frame.locator("h1", has_text="Report").wait_for(timeout=30_000)
     report = frame.locator("body").inner_text()
