@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 DEMO = Path(__file__).resolve().parent
 GENERAL = DEMO / "data" / "general"
 CACHE = DEMO.parent / ".cache" / "demo" / "base-model"
+# The same recipe the other way, de → en: the alignment screen's reverse model (alignment_reverse_models) in the
+# tests that measure the screen on the demo's catalogs. The demo itself does not build it (its time budget).
+REVERSE_CACHE = CACHE.with_name("reverse-model")
 DICTIONARY = "ding.en-de.tsv"  # dictionary entries: not the full sentences the base model learns from
 # The pretraining recipe: a fixed number of steps, so that a machine builds the same model every time (on CPU
 # the run is deterministic; a wall-time budget fitted the schedule to the machine's speed of the moment). Such a
@@ -52,9 +55,11 @@ def general_files() -> list[Path]:
     return sorted(p for p in GENERAL.glob("*.en-de.tsv") if p.name != DICTIONARY)
 
 
-def fingerprint() -> str:
-    """Changes whenever the recipe, the model sizes or the general-domain data change."""
+def fingerprint(reverse: bool = False) -> str:
+    """Changes whenever the recipe, the model sizes, the general-domain data or the direction change."""
     recipe = {**RECIPE, "dims": asdict(scratch_model.SIZES[RECIPE["size"]])}
+    if reverse:  # the forward model's fingerprint stays what it was: its cache stays valid
+        recipe["direction"] = "de-en"
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
     for path in general_files():
         digest.update(path.name.encode() + path.read_bytes())
@@ -72,26 +77,30 @@ def general_pairs() -> list[tuple[str, str]]:
     return pairs
 
 
-def build(out: Path = CACHE) -> Path:
-    """Return the cached base model, pretraining it first if it is missing or was built by another recipe."""
+def build(out: Path | None = None, reverse: bool = False) -> Path:
+    """Return the cached base model (en → de, or with `reverse` de → en), pretraining it first if it is missing or
+    was built by another recipe."""
+    out = out or (REVERSE_CACHE if reverse else CACHE)
     marker = out / "demo_recipe.json"
-    wanted = fingerprint()
+    wanted = fingerprint(reverse)
+    source, target = ("de", "en") if reverse else ("en", "de")
     if marker.exists() and json.loads(marker.read_text()).get("fingerprint") == wanted:
         log.info("base model cached at %s (recipe %s)", out, wanted)
         return out
     started = time.monotonic()
-    pairs = general_pairs()
+    pairs = [(de, en) for en, de in general_pairs()] if reverse else general_pairs()
     held_out, training = pairs[:RECIPE["validation_pairs"]], pairs[RECIPE["validation_pairs"]:]
-    log.info("pretraining the demo's base model on %d general-domain pairs, %d steps (once; cached in %s)",
-             len(training), RECIPE["steps"], out)
+    log.info("pretraining the demo's %s→%s base model on %d general-domain pairs, %d steps (once; cached in %s)",
+             source, target, len(training), RECIPE["steps"], out)
     building = out.with_name(out.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         untrained = scratch_model.build([side for pair in training for side in pair], scratch / "untrained",
                                         RECIPE["size"], seed=RECIPE["seed"], max_length=256)
-        report = train.fine_tune(str(untrained), write_pairs(scratch / "train.jsonl", training, "en", "de"),
-                                 write_pairs(scratch / "validation.jsonl", held_out, "en", "de"), _settings(),
+        report = train.fine_tune(str(untrained), write_pairs(scratch / "train.jsonl", training, source, target),
+                                 write_pairs(scratch / "validation.jsonl", held_out, source, target),
+                                 _settings(source, target),
                                  output_dir=building, checkpoints=loop.CheckpointDir(scratch / "checkpoints"))
     (building / "demo_recipe.json").write_text(json.dumps(
         {"fingerprint": wanted, "recipe": RECIPE, "general_pairs": len(training),
@@ -103,8 +112,8 @@ def build(out: Path = CACHE) -> Path:
     return out
 
 
-def _settings() -> train.TrainSettings:
-    return train.TrainSettings("en", "de", RECIPE["max_length"], RECIPE["max_length"], loop.LoopSettings(
+def _settings(source: str, target: str) -> train.TrainSettings:
+    return train.TrainSettings(source, target, RECIPE["max_length"], RECIPE["max_length"], loop.LoopSettings(
         learning_rate=RECIPE["learning_rate"], weight_decay=0.01, num_train_epochs=100, max_steps=RECIPE["steps"],
         max_tokens_per_batch=RECIPE["max_tokens_per_batch"], warmup_steps=RECIPE["warmup_steps"],
         max_seconds=RECIPE["minutes"] * 60, eval_every_steps=200, early_stopping_patience=0,
@@ -113,10 +122,11 @@ def _settings() -> train.TrainSettings:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=CACHE)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--reverse", action="store_true", help="the de → en model (the alignment screen's reverse)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(build(args.out))
+    print(build(args.out, args.reverse))
 
 
 if __name__ == "__main__":

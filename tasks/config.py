@@ -152,6 +152,12 @@ class PipelineParams(BaseModel):
         "The margin a pair must exceed, in nats per target token: its target's log-probability under its own "
         "source minus the mean under similar-length others. Empty: calibrated on the batch itself, from "
         "pairings that are wrong by construction.", ge=-100, le=100)
+    alignment_reverse_models: dict[LanguageCode, str] | None = _field(
+        None, "Reverse models for the alignment screen", _VALIDATE,
+        "Per target language, a model that translates it back into source_lang, e.g. {\"de\": "
+        "\"Helsinki-NLP/opus-mt-de-en\"} (Hub id or local path): the screen then also scores each source given "
+        "its target against other targets (dual conditional cross-entropy) and adds both margins. It catches more "
+        "misaligned pairs and costs twice the scoring; a language not listed is screened one way.")
     max_misaligned_rate: float = _field(
         0.2, "Maximum misaligned share", _VALIDATE,
         "The run fails when a larger share of the screened new pairs is misaligned: such an export is broken "
@@ -399,6 +405,11 @@ class PipelineParams(BaseModel):
     def _allowed_models(cls, value: dict[str, str] | None) -> dict[str, str]:
         return {lang: locations.check_model(model) for lang, model in (value or {}).items()}
 
+    @field_validator("alignment_reverse_models", mode="after")
+    @classmethod
+    def _allowed_reverse_models(cls, value: dict[str, str] | None) -> dict[str, str]:
+        return {lang: locations.check_model(model) for lang, model in (value or {}).items()}
+
     @field_validator("hub_repo_id", mode="after")
     @classmethod
     def _hub_repo(cls, value: str) -> str:
@@ -413,6 +424,8 @@ class PipelineParams(BaseModel):
                 raise ValueError(f"{name} entries must lie under data_uri {self.data_uri}: {outside[:3]}")
         if extra := sorted(set(self.target_base_models) - set(self.target_langs)):
             raise ValueError(f"target_base_models names languages that are not in target_langs: {extra}")
+        if extra := sorted(set(self.alignment_reverse_models) - {self.target_lang, *self.target_langs}):
+            raise ValueError(f"alignment_reverse_models names languages that are not target languages: {extra}")
         return self
 
     @field_validator("max_tokens_per_batch")

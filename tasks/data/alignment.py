@@ -11,6 +11,12 @@ under its own source than under others; a misaligned one is not, whatever its su
 compared against are the pair's nearest neighbours by source length among this batch's other sources (never
 the same source text), so length alone tells nothing.
 
+With a reverse model configured for the target language (`alignment_reverse_models`, e.g. opus-mt-de-en for an
+en→de pipeline), the pair is also read the other way, as in dual conditional cross-entropy: the source's
+log-probability given its own target, minus the mean given the targets of the same neighbours, is added to the
+margin. The two models err on different pairs, so the sum separates true from wrong pairings better (measured on
+the demo's catalogs: README, "The alignment screen"); the wrong pairings for calibration are scored both ways too.
+
 The threshold comes from the data itself. Every target is also scored under one more neighbour's source, a
 pairing that is wrong by construction: those margins are what a misaligned pair looks like (the null). The
 batch's own margins are a mixture of that null (its misaligned pairs) and of true pairs, which sit higher. The
@@ -95,31 +101,60 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 
 def screen(scorer, sources: Sequence[str], targets: Sequence[str], source_keys: Sequence[int],
-           min_margin: float | None = None) -> Screened:
-    """Score every pair against its neighbours' sources and judge it (see the module docstring)."""
+           min_margin: float | None = None, reverse=None) -> Screened:
+    """Score every pair against its neighbours and judge it (see the module docstring); with a `reverse` scorer
+    (target → source) each margin is the sum of both directions' margins."""
     started = time.perf_counter()
     near = neighbours(sources, source_keys)
-    data = scorer.encode(sources, targets)
-    pairs: list[tuple[int, int]] = []
-    for i, picked in enumerate(near):
-        if len(picked) >= 2:  # at least one contrast and the wrong pairing
-            pairs += [(i, i)] + [(j, i) for j in picked]
-    scores = iter(scorer.score(data, pairs))
-    margins: list[float | None] = []
-    nulls: list[float] = []
-    for picked in near:
-        if len(picked) < 2:
-            margins.append(None)
-            continue
-        own, *others = [next(scores) for _ in range(len(picked) + 1)]
-        contrast = sum(others[:-1]) / (len(others) - 1)
-        margins.append(own - contrast)
-        nulls.append(others[-1] - contrast)
-    own = [m for m in margins if m is not None]
+    compared = [i for i, picked in enumerate(near) if len(picked) >= 2]  # a contrast and the wrong pairing
+    own, nulls = _forward_margins(scorer, sources, targets, near, compared)
+    if reverse is not None:
+        back, back_nulls = _reverse_margins(reverse, sources, targets, near, compared)
+        own = [a + b for a, b in zip(own, back)]
+        nulls = [a + b for a, b in zip(nulls, back_nulls)]
+    margins: list[float | None] = [None] * len(sources)
+    for i, margin in zip(compared, own):
+        margins[i] = margin
     share = estimated_share(own, nulls)
     threshold = calibrated_threshold(own, nulls, share) if min_margin is None else min_margin
-    return Screened(margins, nulls, threshold, min_margin is None, share, time.perf_counter() - started,
-                    scorer.describe())
+    described = scorer.describe()
+    if reverse is not None:
+        described["reverse_model"] = reverse.describe()["model"]
+    return Screened(margins, nulls, threshold, min_margin is None, share, time.perf_counter() - started, described)
+
+
+def _forward_margins(scorer, sources, targets, near, compared) -> tuple[list[float], list[float]]:
+    """Per compared pair i: logP(t_i | s_i) minus the mean of logP(t_i | s_j) over its contrasts j (the
+    target's column), and the same for its wrong pairing (s_w, t_i)."""
+    pairs: list[tuple[int, int]] = []
+    for i in compared:
+        pairs += [(i, i)] + [(j, i) for j in near[i]]
+    scores = iter(scorer.score(scorer.encode(sources, targets), pairs))
+    own, nulls = [], []
+    for i in compared:
+        mine, *others = [next(scores) for _ in range(len(near[i]) + 1)]
+        contrast = sum(others[:-1]) / (len(others) - 1)
+        own.append(mine - contrast)
+        nulls.append(others[-1] - contrast)
+    return own, nulls
+
+
+def _reverse_margins(scorer, sources, targets, near, compared) -> tuple[list[float], list[float]]:
+    """The other direction, R(a, b) = logP(s_a | t_b) under a target → source model: per compared pair i,
+    R(i, i) minus the mean of R(i, j) over its contrasts' targets (the source's row), and for the same wrong
+    pairing as the forward direction, R(w, i) minus w's own row mean."""
+    data = scorer.encode(targets, sources)  # the reverse model reads targets and writes sources
+    pairs: list[tuple[int, int]] = []  # (target index, source index): R(a, b) is the pairing (b, a)
+    for i in compared:
+        pairs += [(i, i)] + [(j, i) for j in near[i][:-1]] + [(i, near[i][-1])]
+    scores = iter(scorer.score(data, pairs))
+    mine, row, wrong = {}, {}, {}
+    for i in compared:
+        mine[i], *others, wrong[i] = [next(scores) for _ in range(len(near[i]) + 1)]
+        row[i] = sum(others) / len(others)
+    own = [mine[i] - row[i] for i in compared]
+    nulls = [wrong[i] - row.get(near[i][-1], row[i]) for i in compared]
+    return own, nulls
 
 
 def estimated_share(own: Sequence[float], nulls: Sequence[float]) -> float:
@@ -225,17 +260,27 @@ def apply(config, batch, clean_path: Path, rejects_path: Path, caches: dict[str,
 
 
 def judge(config, sources: Sequence[str], targets: Sequence[str]) -> Screened:
-    """Screen pairs with the run's base model and its settings (validation's new rows, replayed general pairs)."""
+    """Screen pairs with the run's base model, its reverse model when one is configured for the target language,
+    and the run's settings (validation's new rows, the general-domain test set, replayed general pairs)."""
     scorer = PairScorer(config.base_model, config.source_lang, config.target_lang,
                         max_source_length=config.max_source_length, max_target_length=config.max_target_length)
+    reverse = (config.alignment_reverse_models or {}).get(config.target_lang)
+    if reverse:
+        reverse = PairScorer(reverse, config.target_lang, config.source_lang,
+                             max_source_length=config.max_target_length, max_target_length=config.max_source_length)
     return screen(scorer, sources, targets, [textnorm.key_of(textnorm.match_key(s)) for s in sources],
-                  config.alignment_min_margin)
+                  config.alignment_min_margin, reverse or None)
 
 
 def rejection(screened: Screened, at: int) -> str:
     """The `misaligned` reason's detail for pair `at`."""
+    both = " (and its source under its own target than under their targets)" if _dual(screened) else ""
     return (f"margin {screened.margins[at]:.3f} ≤ {screened.threshold:.3f}: the target is no likelier under its own "
-            "source than under sources of similar length")
+            f"source than under sources of similar length{both}")
+
+
+def _dual(screened: Screened) -> bool:
+    return "reverse_model" in screened.scorer
 
 
 def _rewrite(path: Path, keep) -> None:
@@ -263,7 +308,8 @@ def plot(section: dict) -> bytes:
     axes.bar(centers, hist["pairs"], width=width, alpha=0.5, color="tab:blue", label="the batch's pairs")
     axes.axvline(section["threshold"], color="black", linestyle="--",
                  label=f"threshold {section['threshold']:.2f}: {section['misaligned']} rejected")
-    axes.set_xlabel("margin: log-prob per token under its own source − under similar-length others")
+    axes.set_xlabel("margin: log-prob per token under its own source − under similar-length others"
+                    + (",\nplus the same for the source under its own target" if section.get("reverse_model") else ""))
     axes.set_ylabel("pairs")
     axes.set_title(f"Alignment screen: {section['screened']} pairs")
     axes.legend(fontsize=8)

@@ -36,6 +36,9 @@ def test_run_dir_is_derived_from_dag_and_run_id():
     ({"publish_target": "local", "registry_uri": "/tmp/models", "create_pr": True}, "config",
      "create_pr needs publish_target 'hub'"),
     ({"publish_target": "gcs"}, "publish_target", "'hub' or 'local'"),
+    ({"alignment_reverse_models": {"nl": "Helsinki-NLP/opus-mt-nl-en"}}, "config",
+     "alignment_reverse_models names languages that are not target languages: ['nl']"),
+    ({"alignment_reverse_models": {"de": "a/../b"}}, "alignment_reverse_models", "neither a Hub model id"),
 ])
 def test_bad_params_are_rejected_with_the_field_named(params, field, words):
     with pytest.raises(config.ConfigError) as err:
