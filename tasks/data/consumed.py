@@ -159,6 +159,8 @@ def _adopt(config: RunConfig) -> tuple[dict[str, list[int]], str]:
     if index is None:
         raise FileNotFoundError(f"{config.uri(layout.CLEANED_INDEX)}: validate left no index of the cleaned copies, "
                                 "so nothing can be marked consumed; run validate again for this run")
+    if not index:  # nothing read (a batch of unreadable files fails before commit; this is a second guard)
+        return index, ""
     return index, shards.adopt(config)
 
 

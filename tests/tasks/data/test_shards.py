@@ -136,3 +136,19 @@ def test_a_lost_or_truncated_shard_is_named_never_read_as_less_data(tmp_path):
     gone = {"c.jsonl": {"cache": "shards/gone.jsonl", "lines": [0, 1]}}
     with pytest.raises(shards.MissingCopyError, match="gone.jsonl: the cleaned copies of c.jsonl are gone"):
         shards.read(cfg, gone, tmp_path / "scratch")
+
+
+def test_a_commit_with_nothing_new_to_keep_adopts_no_shard(weekly):
+    """A run that only carries the history (a quiet week, retrained all the same) consumes nothing new: no shard of
+    it may lie in the state that no entry names."""
+    week, runs = weekly
+    first = week(1)
+    cfg = make_run(first.run_dir.rsplit("/", 2)[0], run_id="week-2", data_uri=first.data_uri, min_clean_pairs=1,
+                   max_reject_rate=1.0)
+    pull.run(cfg)
+    validate.run(cfg)
+    assert storage.read_json(cfg.uri(layout.CLEANED_INDEX)) == {}
+    done = consumed.commit(cfg)
+    assert done["committed"] == 0
+    assert not storage.exists(cfg.state_uri(shards.run_shard(cfg)))
+    assert {e["cache"] for e in consumed.load(cfg).values()} == {shards.run_shard(first)}
