@@ -14,7 +14,9 @@ of Helsinki-NLP/opus-mt-en-de on a GPU. `--tiny` is a seconds-long smoke run on 
 figures mean nothing.
 
 The last line of stdout is one JSON object: device, pairs, pairings, seed_pairs_per_s, project_pairs_per_s,
-ratio (project ÷ seed), max_abs_score_difference (the two paths must agree), and more.
+ratio (project ÷ seed), max_abs_score_difference (the two paths must agree), and more; with --reverse-model DIR
+(e.g. .cache/demo/reverse-model, `python -m demo.base_model --reverse`) also dual_screen_pairs_per_s, the screen
+read both ways.
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (figures mean nothing)")
     parser.add_argument("--model", type=Path, help="model folder (default: the demo's base model)")
+    parser.add_argument("--reverse-model", type=Path,
+                        help="also time the screen both ways with this target → source model "
+                             "(alignment_reverse_models)")
     parser.add_argument("--data", type=Path, help="JSONL with translation dicts (default: the demo's catalogs)")
     parser.add_argument("--pairs", type=int, default=3000)
     parser.add_argument("--source-lang", default="en")
@@ -108,6 +113,11 @@ def main() -> None:
         project = scorer.score(data, pairings)
         project_s = time.perf_counter() - started
         screened = alignment.screen(scorer, sources, targets, keys)  # the whole screen, calibration included
+        dual = None
+        if args.reverse_model:
+            reverse = PairScorer(str(args.reverse_model), args.target_lang, args.source_lang, max_source_length=128,
+                                 max_target_length=128)
+            dual = alignment.screen(scorer, sources, targets, keys, reverse=reverse)
 
         started = time.perf_counter()
         seed = seed_scores(scorer, scorer.encode(sources, targets), pairings)
@@ -120,6 +130,8 @@ def main() -> None:
         "ratio": round(seed_s / project_s, 2),
         "screen_pairs_per_s": round(len(pairs) / screened.seconds, 1),
         "misaligned": sum(screened.misaligned(i) for i in range(len(pairs))),
+        **({"dual_screen_pairs_per_s": round(len(pairs) / dual.seconds, 1),
+            "dual_misaligned": sum(dual.misaligned(i) for i in range(len(pairs)))} if dual else {}),
         "max_abs_score_difference": round(max(abs(a - b) for a, b in zip(project, seed)), 5),
         "tiny": args.tiny,
     }

@@ -274,13 +274,11 @@ def judge(config, sources: Sequence[str], targets: Sequence[str]) -> Screened:
 
 def rejection(screened: Screened, at: int) -> str:
     """The `misaligned` reason's detail for pair `at`."""
-    both = " (and its source under its own target than under their targets)" if _dual(screened) else ""
-    return (f"margin {screened.margins[at]:.3f} ≤ {screened.threshold:.3f}: the target is no likelier under its own "
-            f"source than under sources of similar length{both}")
-
-
-def _dual(screened: Screened) -> bool:
-    return "reverse_model" in screened.scorer
+    margin = f"margin {screened.margins[at]:.3f} ≤ {screened.threshold:.3f}"
+    if "reverse_model" in screened.scorer:
+        return (f"{margin}: read both ways, its source and target are no likelier together than with the targets "
+                "and sources of similar-length pairs")
+    return f"{margin}: the target is no likelier under its own source than under sources of similar length"
 
 
 def _rewrite(path: Path, keep) -> None:

@@ -27,7 +27,8 @@ def test_airflow_dags_test_refuses_a_bad_param_in_words(airflow_db, conf, field,
                            "--conf", json.dumps(conf)], env=env, capture_output=True, text=True, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode != 0, output[-3000:]
-    answer = next(line for line in output.splitlines() if line.startswith("airflow.sdk.exceptions.ParamValidationError"))
+    answer = next(line for line in output.splitlines()
+                  if line.startswith("airflow.sdk.exceptions.ParamValidationError"))
     assert f"Invalid input for param {field}: {next(iter(conf.values()))!r} is not a " in answer, answer
     assert words in answer and "(?" not in answer and "^" not in answer, answer
     assert "task_id=prepare" not in output and "Marking run" not in output  # refused before any task ran

@@ -4,7 +4,8 @@ and the promotion-history page in a real headless Chromium, and a clean stop.
 
 The runs are started together (module fixture `runs`) so that both trainings overlap; every test then reads
 what they left: run states and notes from the REST API, files from the artifact store, the pages from the
-API server that hosts the plugin. The screenshots they take are the README's (`make screenshots`).
+API server that hosts the plugin. Their screenshots stay in the live folder: the README's pictures of runs come
+from the demo's real runs (`make screenshots`, devtools/demo_screenshots.py).
 """
 
 from __future__ import annotations

@@ -147,7 +147,8 @@ def test_the_demo_catalogs_with_rotated_targets(tmp_path, request, share, dual):
     or both ways (`dual`: with the same recipe's de → en model as alignment_reverse_models). Measured (README,
     'The alignment screen'): of the rotated pairs that reach the screen, one way catches 50 %, 65 % and 70 % at
     10 %, 30 % and 55 % rotated, both ways 65 %, 68 % and 72 %, at a cost of 2-4 % of the untouched ones (both ways:
-    2-3 %); the 55 % batch fails. The issue's goal, 90 % caught, is not reached with these models; these floors keep what they reach."""
+    2-3 %); the 55 % batch fails. The issue's goal, 90 % caught, is not reached with these models; these floors
+    keep what they reach."""
     model = request.getfixturevalue("demo_base_model")
     reverse = {"alignment_reverse_models": {"de": str(request.getfixturevalue("demo_reverse_model"))}} if dual else {}
     pairs, rotated = _rotate(_demo_pairs(), share)
@@ -161,6 +162,8 @@ def test_the_demo_catalogs_with_rotated_targets(tmp_path, request, share, dual):
     lost = len(caught - rotated) / len(screened - rotated)
     report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
     assert report["alignment"].get("reverse_model") == (reverse["alignment_reverse_models"]["de"] if dual else None)
+    detail = report["reasons"]["misaligned"]["examples"][0]["detail"]
+    assert detail.startswith("margin ") and ("read both ways" in detail) == dual
     recall = len(caught & rotated) / len(rotated) if rotated else None
     print(f"measured: share {share} dual {dual}: caught {recall} of {len(rotated)}, lost {lost:.3f}")
     if share == 0.0:
