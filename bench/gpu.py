@@ -18,6 +18,15 @@ figures only (its error is reported in their place). Workloads:
 
 The last line is one JSON object: the headline figures (train_ratio, time_to_loss_ratio, eval_ratio,
 alignment_pairs_per_s, gpu_busy_share) and each benchmark's own JSON under its name.
+
+On a lent machine (../shared/GPU.md: Python 3.12 and torch with CUDA are there, no network), carry two ignored
+folders: `.cache/demo/base-model` and `.whl/`, the wheels the machine lacks, downloaded here with
+`pip download --no-deps --only-binary :all: --python-version 3.12 -d .whl` for transformers 5.23.0,
+datasets 5.2.0, pydantic 2.14.4 (with pydantic_core, annotated_types, typing_inspection, typing_extensions),
+polib, regex, fsspec, dill, multiprocess, zstandard and fasttext-predict 0.9.2.4. Then, in one call:
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .whl/*.whl
+    python3 bench/gpu.py --out $OUT && python3 -m pytest -q tests/gpu   # the kill-and-resume test needs ~110 s
 """
 
 from __future__ import annotations
