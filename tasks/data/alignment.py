@@ -21,12 +21,14 @@ The threshold comes from the data itself. Every target is also scored under one 
 pairing that is wrong by construction: those margins are what a misaligned pair looks like (the null). The
 batch's own margins are a mixture of that null (its misaligned pairs) and of true pairs, which sit higher. The
 misaligned share is estimated from how many own margins fall below the null's median (a misaligned pair does so
-half the time, a true one rarely), and the threshold is the one that minimizes the expected number of wrong
-verdicts, misaligned pairs kept plus true pairs rejected. So a clean batch loses few pairs (its threshold stays
-near 0) and a batch with many misaligned pairs gets a threshold high in the null. The threshold is never below
-0: a target no likelier under its own source than under the others is always rejected. A base model that
-cannot read the pair (untrained, or not for this language pair) makes true pairs look like the null, so most of
-the batch is rejected and the batch fails: the screen fails closed, and the message says how to turn it off.
+half the time, a true one rarely), and the threshold is the one that minimizes the expected cost of wrong
+verdicts: misaligned pairs kept, each counted MISSED_COST times, plus true pairs rejected. A misaligned pair
+teaches the model to write the wrong sentence; a true pair dropped is one example fewer. So a clean batch loses
+few pairs (its threshold stays near 0) and a batch with many misaligned pairs gets a threshold high in the
+null. The threshold is never below 0: a target no likelier under its own source than under the others is always
+rejected. A base model that cannot read the pair (untrained, or not for this language pair) makes true pairs look
+like the null, so most of the batch is rejected and the batch fails: the screen fails closed, and the message
+says how to turn it off.
 `alignment_min_margin` overrides the threshold.
 """
 
@@ -52,6 +54,11 @@ log = logging.getLogger(__name__)
 CONTRASTS = 7
 MAX_WALK = 64  # how far from a pair's length rank to look for distinct sources
 HISTOGRAM_BINS = 24
+# What a misaligned pair kept costs, in true pairs dropped. Measured on the demo's catalogs with 10/30/55 % of
+# targets rotated (one way): at 1 the screen caught 50/65/70 % of them losing 2.2/3.5/4.2 % of the true pairs, at
+# 2 it catches 67/72/80 % losing 3.9/4.5/6.9 % (the 55 % batch fails whatever it keeps), at 3 or more it loses
+# more than the 5 % of true pairs the issue allows. With a stronger model both rise (README, "The alignment screen").
+MISSED_COST = 2.0
 
 
 @dataclass
@@ -166,8 +173,9 @@ def estimated_share(own: Sequence[float], nulls: Sequence[float]) -> float:
 
 
 def calibrated_threshold(own: Sequence[float], nulls: Sequence[float], share: float) -> float:
-    """The threshold (≥ 0) with the fewest expected wrong verdicts: misaligned pairs above it (kept), plus true
-    pairs at or below it (rejected), when `share` of the pairs are misaligned and score like `nulls`."""
+    """The threshold (≥ 0) with the lowest expected cost of wrong verdicts: misaligned pairs above it (kept, each
+    MISSED_COST), plus true pairs at or below it (rejected), when `share` of the pairs are misaligned and score like
+    `nulls`."""
     if not own or not nulls:
         return 0.0
     null_sorted, own_sorted = sorted(nulls), sorted(own)
@@ -176,7 +184,7 @@ def calibrated_threshold(own: Sequence[float], nulls: Sequence[float], share: fl
     for candidate in sorted({0.0, *(m for m in own_sorted if m > 0)}):
         null_below = bisect.bisect_right(null_sorted, candidate) / len(null_sorted)
         rejected = bisect.bisect_right(own_sorted, candidate)
-        cost = misaligned * (1 - null_below) + max(0.0, rejected - misaligned * null_below)
+        cost = MISSED_COST * misaligned * (1 - null_below) + max(0.0, rejected - misaligned * null_below)
         if cost < best_cost:
             best, best_cost = candidate, cost
     return best
@@ -209,7 +217,8 @@ def summary(screened: Screened, rejected: int) -> dict:
     return {
         "screened": len(own), "unscreened": len(screened.margins) - len(own), "misaligned": rejected,
         "threshold": round(screened.threshold, 4),
-        "threshold_from": ("calibrated: fewest expected wrong verdicts against the wrong pairings' margins"
+        "threshold_from": (f"calibrated: lowest expected cost against the wrong pairings' margins, a misaligned "
+                           f"pair kept costing {MISSED_COST:g} true pairs dropped"
                            if screened.calibrated else "alignment_min_margin"),
         "estimated_misaligned_share": round(screened.estimated_share, 4),
         "contrasts": CONTRASTS, "seconds": round(screened.seconds, 2),

@@ -145,10 +145,10 @@ def _demo_pairs(limit=3000):
 def test_the_demo_catalogs_with_rotated_targets(tmp_path, request, share, dual):
     """The demo's small base model (BLEU 9 on this domain), 3,000 catalog pairs through validate, screened one way
     or both ways (`dual`: with the same recipe's de → en model as alignment_reverse_models). Measured (README,
-    'The alignment screen'): of the rotated pairs that reach the screen, one way catches 50 %, 65 % and 70 % at
-    10 %, 30 % and 55 % rotated, both ways 65 %, 68 % and 72 %, at a cost of 2-4 % of the untouched ones (both ways:
-    2-3 %); the 55 % batch fails. The issue's goal, 90 % caught, is not reached with these models; these floors
-    keep what they reach."""
+    'The alignment screen'): of the rotated pairs that reach the screen, one way catches 67 %, 72 % and 80 % at
+    10 %, 30 % and 55 % rotated, both ways 70 %, 82 % and 85 %, at a cost of 2.5-4.7 % of the untouched ones in the
+    batches that pass; the 55 % batch fails. The issue's goal, 90 % caught, is not reached with these models; these
+    floors keep what they reach."""
     model = request.getfixturevalue("demo_base_model")
     reverse = {"alignment_reverse_models": {"de": str(request.getfixturevalue("demo_reverse_model"))}} if dual else {}
     pairs, rotated = _rotate(_demo_pairs(), share)
@@ -169,11 +169,14 @@ def test_the_demo_catalogs_with_rotated_targets(tmp_path, request, share, dual):
     if share == 0.0:
         assert error is None and lost <= 0.03
         return
-    floor = {(0.1, False): 0.4, (0.3, False): 0.55, (0.55, False): 0.6,
-             (0.1, True): 0.55, (0.3, True): 0.6, (0.55, True): 0.65}[share, dual]
-    assert recall >= floor and lost <= 0.05, (recall, lost)
-    if share == 0.55:
+    floor = {(0.1, False): 0.6, (0.3, False): 0.65, (0.55, False): 0.72,
+             (0.1, True): 0.63, (0.3, True): 0.75, (0.55, True): 0.78}[share, dual]
+    assert recall >= floor, (recall, lost)
+    if share < 0.55:
+        assert error is None and lost <= 0.05, (recall, lost)
+    else:  # the batch fails, naming its file: nothing of it trains, and 6-7 % of its true pairs are flagged too
         assert error is not None and "catalog.jsonl" in str(error) and "misaligned" in str(error)
+        assert lost <= 0.08, (recall, lost)
 
 
 def test_replayed_general_pairs_are_screened_before_they_join_the_mix(tmp_path, digits_translator):
