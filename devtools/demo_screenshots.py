@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from demo import run as demo
+from devtools import standalone
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "translation_finetune"
@@ -76,18 +75,6 @@ def wait_ready(url: str, server: subprocess.Popen, timeout: float = 180) -> None
             pass
         time.sleep(1)
     raise TimeoutError(f"airflow api-server did not answer on {url} within {timeout:.0f}s")
-
-
-def stop(server: subprocess.Popen) -> None:
-    """SIGTERM the server's whole process group (its workers too), SIGKILL what is left after 30 s."""
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-    except ProcessLookupError:
-        pass
 
 
 def log_in(page, url: str, password: str) -> None:
@@ -141,7 +128,7 @@ def main() -> int:
         for shot in take(url, password, demo_runs()[-1], args.out):
             print(f"saved {shot}")
     finally:
-        stop(server)
+        standalone.stop(server)  # its uvicorn workers first, then the server
     return 0
 
 
