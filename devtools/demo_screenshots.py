@@ -19,7 +19,6 @@ import argparse
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -43,12 +42,6 @@ def demo_runs() -> list[str]:
     folder = demo.WORK / "artifacts" / DAG_ID
     configs = sorted(folder.glob("*/config.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     return [json.loads(p.read_text())["run_id"] for p in configs]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_api_server(port: int, password: str) -> subprocess.Popen:
@@ -120,7 +113,7 @@ def main() -> int:
             print("the demo failed; see .demo/demo.log")
             return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    port, password = _free_port(), secrets.token_urlsafe(12)
+    port, password = standalone.free_port(), secrets.token_urlsafe(12)
     url = f"http://127.0.0.1:{port}"
     server = start_api_server(port, password)
     try:

@@ -400,14 +400,9 @@ class PipelineParams(BaseModel):
     def _allowed_model(cls, value: str) -> str:
         return locations.check_model(value)
 
-    @field_validator("target_base_models", mode="after")
+    @field_validator("target_base_models", "alignment_reverse_models", mode="after")
     @classmethod
     def _allowed_models(cls, value: dict[str, str] | None) -> dict[str, str]:
-        return {lang: locations.check_model(model) for lang, model in (value or {}).items()}
-
-    @field_validator("alignment_reverse_models", mode="after")
-    @classmethod
-    def _allowed_reverse_models(cls, value: dict[str, str] | None) -> dict[str, str]:
         return {lang: locations.check_model(model) for lang, model in (value or {}).items()}
 
     @field_validator("hub_repo_id", mode="after")

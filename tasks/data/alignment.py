@@ -273,12 +273,12 @@ def judge(config, sources: Sequence[str], targets: Sequence[str]) -> Screened:
     and the run's settings (validation's new rows, the general-domain test set, replayed general pairs)."""
     scorer = PairScorer(config.base_model, config.source_lang, config.target_lang,
                         max_source_length=config.max_source_length, max_target_length=config.max_target_length)
-    reverse = (config.alignment_reverse_models or {}).get(config.target_lang)
-    if reverse:
-        reverse = PairScorer(reverse, config.target_lang, config.source_lang,
-                             max_source_length=config.max_target_length, max_target_length=config.max_source_length)
+    reverse_model = (config.alignment_reverse_models or {}).get(config.target_lang)
+    reverse = PairScorer(reverse_model, config.target_lang, config.source_lang,
+                         max_source_length=config.max_target_length,
+                         max_target_length=config.max_source_length) if reverse_model else None
     return screen(scorer, sources, targets, [textnorm.key_of(textnorm.match_key(s)) for s in sources],
-                  config.alignment_min_margin, reverse or None)
+                  config.alignment_min_margin, reverse)
 
 
 def rejection(screened: Screened, at: int) -> str:

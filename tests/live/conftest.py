@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import psutil
 import pytest
 import yaml
 
+from devtools import standalone
 from devtools.demo_screenshots import CHROMIUM, CHROMIUM_FLAGS, log_in
 from support.live import PIPELINE, airflow_processes_of, wait_until
 from support.multilingual import TINY_RECIPE, build_multilingual_digits_model
@@ -76,12 +76,6 @@ class LiveAirflow:
         return self.artifacts / dag_id / storage.safe_name(run_id)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ready(live: LiveAirflow) -> bool:
     """Health first, then a token, then every DAG parsed (the DAG processor works in the background)."""
     if live.process.poll() is not None:
@@ -125,8 +119,6 @@ def postgres():
 
 
 def _stop_everything(process: subprocess.Popen, home: Path) -> None:
-    from devtools import standalone
-
     standalone.stop(process)
     for leftover in airflow_processes_of(home):  # a task runner whose parent died first, say
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -135,8 +127,6 @@ def _stop_everything(process: subprocess.Popen, home: Path) -> None:
 
 @pytest.fixture(scope="session")
 def live_airflow(tmp_path_factory, s3_server, postgres):
-    from devtools import standalone
-
     root = tmp_path_factory.mktemp("live")
     home, data = root / "airflow-home", root / "data"
     for folder in (home, data):
@@ -149,7 +139,7 @@ def live_airflow(tmp_path_factory, s3_server, postgres):
     import boto3
 
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="translation-data")  # the main default
-    port = _free_port()
+    port = standalone.free_port()
     log = (root / "standalone.log").open("w")
     # Three GPU slots: the pipeline's two trainings must not hold the REST-triggered run's evaluation back.
     process = standalone.start(home, port, dags=dags, gpu_slots=3, extra_env={

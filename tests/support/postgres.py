@@ -13,11 +13,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from devtools import standalone
 
 SERVICE_USERS = ("postgres", "mt-postgres")  # Debian's, else one this module creates
 DATABASE = "airflow"
@@ -53,12 +54,6 @@ def _service_user() -> pwd.struct_passwd | None:
     subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USERS[-1]],
                    check=True)
     return pwd.getpwnam(SERVICE_USERS[-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -103,7 +98,7 @@ def start() -> Postgres:
     folder = Path(tempfile.mkdtemp(prefix="mt-postgres-"))
     if owner:
         os.chown(folder, owner.pw_uid, owner.pw_gid)
-    cluster = Postgres(folder=folder, port=_free_port(), bin=server_binaries(), owner=owner)
+    cluster = Postgres(folder=folder, port=standalone.free_port(), bin=server_binaries(), owner=owner)
     try:
         cluster.run("initdb", "-D", str(cluster.data), "--username", DATABASE, "--auth", "trust",
                     "--encoding", "UTF8", "--locale", "C.UTF-8")
