@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from support.live import REFUSED_CONFS
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("conf, field, words", [
-    ({"base_model": "/root/.ssh"}, "base_model", "an absolute path under MT_LOCAL_DATA_ROOTS"),  # outside the roots
-    ({"data_uri": "s3:///in/"}, "data_uri", "place this deployment allows: s3://bucket/..."),  # no bucket
-    ({"base_model": "org/a..b"}, "base_model", "Hub model id ([namespace/]name, no '..' or '--')"),
-])
+@pytest.mark.parametrize("conf, field, words", REFUSED_CONFS)
 def test_airflow_dags_test_refuses_a_bad_param_in_words(airflow_db, conf, field, words):
     env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from support.live import PIPELINE, wait_until
+from support.live import PIPELINE, REFUSED_CONFS, wait_until
 from tasks.config import param_specs
 
 # The first test of a session also waits for Airflow to start and for the runs to train: on a loaded 2-core
@@ -118,7 +118,9 @@ def test_a_value_the_schema_refuses_is_flagged_at_its_field_and_refused_by_the_r
 
 def test_a_place_the_deployment_does_not_allow_is_answered_in_words(ui, live_airflow):
     """The Params' place formats reach the API server through the plugin: the form's Trigger and the REST API
-    are answered with what is allowed and the setting that governs it, not with a regular expression."""
+    are answered with what is allowed and the setting that governs it, not with a regular expression; so are the
+    confs `airflow dags test` refuses (a local base_model outside the roots, an S3 URI without a bucket, a Hub id
+    with '..'), through the REST API."""
     live, dag_id = live_airflow, "translation_finetune"
     before = manual_run_ids(live, dag_id)
     dialog = open_trigger_form(ui, live.url, dag_id)
@@ -135,4 +137,10 @@ def test_a_place_the_deployment_does_not_allow_is_answered_in_words(ui, live_air
     assert refused.status_code == 400, refused.text
     assert "Invalid input for param data_uri" in refused.text and "place this deployment allows" in refused.text
     assert "MT_LOCAL_DATA_ROOTS" in refused.text and "(?" not in refused.text
+    for conf, name, words in REFUSED_CONFS:  # the same confs `airflow dags test` refuses (tests/e2e)
+        with live.api() as api:
+            refused = api.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        assert refused.status_code == 400, (conf, refused.text)
+        assert f"Invalid input for param {name}" in refused.text and words in refused.text, (conf, refused.text)
+        assert "(?" not in refused.text and "^" not in refused.text, (conf, refused.text)
     assert manual_run_ids(live, dag_id) == before

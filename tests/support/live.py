@@ -9,6 +9,14 @@ import psutil
 
 PIPELINE = "translation_finetune__digits_en_de_nl"  # the tiny two-language pipeline of the live DAGs folder
 
+# Confs the Params refuse, the field named and the words the answer must hold: `airflow dags test`
+# (tests/e2e/test_refused_params_cli.py) and the REST API (tests/live/test_trigger_form.py) answer them alike.
+REFUSED_CONFS = [
+    ({"base_model": "/root/.ssh"}, "base_model", "an absolute path under MT_LOCAL_DATA_ROOTS"),  # outside the roots
+    ({"data_uri": "s3:///in/"}, "data_uri", "place this deployment allows: s3://bucket/..."),  # no bucket
+    ({"base_model": "org/a..b"}, "base_model", "Hub model id ([namespace/]name, no '..' or '--')"),
+]
+
 
 def airflow_processes_of(home: Path) -> list[psutil.Process]:
     """Every process still running with this AIRFLOW_HOME: what an unclean stop leaves behind."""
