@@ -9,7 +9,7 @@ both sides sees it. The base model scores every kept new pair contrastively:
 (mean log-probability per target token, tasks/evaluate/likelihood.py). A true pair's target is much likelier
 under its own source than under others; a misaligned one is not, whatever its surface looks like. The sources
 compared against are the pair's nearest neighbours by source length among this batch's other sources (never
-the same source text), so length alone tells nothing.
+the same source text, nor a pair with the same target text), so length alone tells nothing.
 
 With a reverse model configured for the target language (`alignment_reverse_models`, e.g. opus-mt-de-en for an
 en→de pipeline), the pair is also read the other way, as in dual conditional cross-entropy: the source's
@@ -77,16 +77,21 @@ class Screened:
         return self.margins[i] is not None and self.margins[i] <= self.threshold
 
 
-def neighbours(sources: Sequence[str], source_keys: Sequence[int], k: int = CONTRASTS) -> list[list[int]]:
+def neighbours(sources: Sequence[str], source_keys: Sequence[int], k: int = CONTRASTS,
+               target_keys: Sequence[int] | None = None) -> list[list[int]]:
     """For each pair, up to k + 1 other pairs whose sources are nearest in length and differ from its own source
-    and from each other: the first k are its contrasts, the last its wrong pairing for calibration."""
+    and from each other: the first k are its contrasts, the last its wrong pairing for calibration. With
+    `target_keys`, never a pair with the same target ("Cancel" and "Abort" both "Abbrechen"): its source is a
+    true source of this target, so as a contrast it would lower a true pair's margin, and as the wrong pairing it
+    would be a right one."""
     order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), source_keys[i], i))
     found = []
     for rank, i in enumerate(order):
         picked, keys = [], {source_keys[i]}
         for step in range(1, MAX_WALK + 1):
             for at in (rank - step, rank + step):
-                if 0 <= at < len(order) and source_keys[order[at]] not in keys:
+                if 0 <= at < len(order) and source_keys[order[at]] not in keys and (
+                        target_keys is None or target_keys[order[at]] != target_keys[i]):
                     picked.append(order[at])
                     keys.add(source_keys[order[at]])
             if len(picked) >= k + 1:
@@ -112,7 +117,7 @@ def screen(scorer, sources: Sequence[str], targets: Sequence[str], source_keys: 
     """Score every pair against its neighbours and judge it (see the module docstring); with a `reverse` scorer
     (target → source) each margin is the sum of both directions' margins."""
     started = time.perf_counter()
-    near = neighbours(sources, source_keys)
+    near = neighbours(sources, source_keys, target_keys=[textnorm.key_of(textnorm.match_key(t)) for t in targets])
     compared = [i for i, picked in enumerate(near) if len(picked) >= 2]  # a contrast and the wrong pairing
     own, nulls = _forward_margins(scorer, sources, targets, near, compared)
     if reverse is not None:

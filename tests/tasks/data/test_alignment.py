@@ -33,6 +33,16 @@ def test_neighbours_are_the_nearest_distinct_sources_by_length(sources, expected
     assert alignment.neighbours(sources, keys, k=1) == expected
 
 
+def test_a_neighbour_with_the_same_target_is_never_a_contrast_nor_the_wrong_pairing():
+    """Two sources with one translation: each is a true source of the other's target, so neither may stand for
+    "another source" of it."""
+    sources, targets = ["Quit", "Close", "Save as", "Open file"], ["Beenden", "beenden", "Speichern unter", "Öffnen"]
+    keys = [textnorm.key_of(s) for s in sources]
+    same = [textnorm.key_of(textnorm.match_key(t)) for t in targets]
+    assert alignment.neighbours(sources, keys, k=1) == [[1, 2], [0, 2], [1, 3], [2, 1]]
+    assert alignment.neighbours(sources, keys, k=1, target_keys=same) == [[2, 3], [2, 3], [1, 3], [2, 1]]
+
+
 @pytest.mark.parametrize("own, nulls, expected_share, threshold_between", [
     ([2.0 + i / 100 for i in range(100)], [i / 100 - 0.5 for i in range(100)], 0.0, (0.0, 0.0)),  # clean: 0
     ([2.0 + i / 100 for i in range(70)] + [i / 30 - 0.5 for i in range(30)], [i / 100 - 0.5 for i in range(100)],
