@@ -104,20 +104,20 @@ def main() -> None:
         scorer = PairScorer(str(model), args.source_lang, args.target_lang, max_source_length=128,
                             max_target_length=128)
         sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
-        keys = [textnorm.key_of(textnorm.match_key(s)) for s in sources]
-        pairings = [(i, i) for i in range(len(pairs))] + [
-            (j, i) for i, near in enumerate(alignment.neighbours(sources, keys)) for j in near]
+        near = alignment.neighbours(sources, [textnorm.source_key(s) for s in sources],
+                                    target_keys=[textnorm.source_key(t) for t in targets])  # what screen compares
+        pairings = [(i, i) for i in range(len(pairs))] + [(j, i) for i, picked in enumerate(near) for j in picked]
 
         started = time.perf_counter()
         data = scorer.encode(sources, targets)
         project = scorer.score(data, pairings)
         project_s = time.perf_counter() - started
-        screened = alignment.screen(scorer, sources, targets, keys)  # the whole screen, calibration included
+        screened = alignment.screen(scorer, sources, targets)  # the whole screen, calibration included
         dual = None
         if args.reverse_model:
             reverse = PairScorer(str(args.reverse_model), args.target_lang, args.source_lang, max_source_length=128,
                                  max_target_length=128)
-            dual = alignment.screen(scorer, sources, targets, keys, reverse=reverse)
+            dual = alignment.screen(scorer, sources, targets, reverse=reverse)
 
         started = time.perf_counter()
         seed = seed_scores(scorer, scorer.encode(sources, targets), pairings)

@@ -112,12 +112,14 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
 
 
-def screen(scorer, sources: Sequence[str], targets: Sequence[str], source_keys: Sequence[int],
-           min_margin: float | None = None, reverse=None) -> Screened:
+def screen(scorer, sources: Sequence[str], targets: Sequence[str], min_margin: float | None = None,
+           reverse=None) -> Screened:
     """Score every pair against its neighbours and judge it (see the module docstring); with a `reverse` scorer
     (target → source) each margin is the sum of both directions' margins."""
     started = time.perf_counter()
-    near = neighbours(sources, source_keys, target_keys=[textnorm.key_of(textnorm.match_key(t)) for t in targets])
+    # Targets are keyed as sources are: the same sentence under case, width and spacing.
+    near = neighbours(sources, [textnorm.source_key(s) for s in sources],
+                      target_keys=[textnorm.source_key(t) for t in targets])
     compared = [i for i, picked in enumerate(near) if len(picked) >= 2]  # a contrast and the wrong pairing
     own, nulls = _forward_margins(scorer, sources, targets, near, compared)
     if reverse is not None:
@@ -282,8 +284,7 @@ def judge(config, sources: Sequence[str], targets: Sequence[str]) -> Screened:
     reverse = PairScorer(reverse_model, config.target_lang, config.source_lang,
                          max_source_length=config.max_target_length,
                          max_target_length=config.max_source_length) if reverse_model else None
-    return screen(scorer, sources, targets, [textnorm.key_of(textnorm.match_key(s)) for s in sources],
-                  config.alignment_min_margin, reverse)
+    return screen(scorer, sources, targets, config.alignment_min_margin, reverse)
 
 
 def rejection(screened: Screened, at: int) -> str:
