@@ -12,7 +12,9 @@ the task is **skipped** and emits nothing, so a quiet prefix starts no retrainin
 pipeline remains as a fallback. With no prefix to watch, the watcher is not scheduled at all.
 
 A listing is cheap (one paginated LIST per prefix) and the pipelines' state is read only when an unconsumed key
-is due, so this runs on a worker slot for seconds, not a GPU.
+is due, so this runs on a worker slot for seconds, not a GPU. With `MT_DATA_EVENTS_QUEUE` (an SQS queue receiving
+the data bucket's S3 notifications), the triggerer announces new files under S3 prefixes as they land
+(`mt_airflow.events`), and this DAG lists those prefixes only at its first tick of the day, as a safety net.
 """
 
 from __future__ import annotations
@@ -67,11 +69,13 @@ def translation_data_watcher():
         asset = data_asset(data_uri)
 
         @task(task_id=f"watch_{index}", outlets=[asset], doc_md=f"Watches `{data_uri}`.")
-        def watch(data_uri: str, pipelines: list, outlet_events=None) -> dict:
+        def watch(data_uri: str, pipelines: list, outlet_events=None, dag_run=None) -> dict:
             from airflow.sdk.exceptions import AirflowSkipException
 
             from mt_airflow import artifact_root, watch
 
+            if not watch.listed_now(data_uri, dag_run.run_type, dag_run.logical_date):
+                raise AirflowSkipException(f"S3 notifications announce new data under {data_uri}: listed daily")
             state = watch.state_uri(artifact_root(), data_uri)
             found = watch.find(data_uri, state, watch.consumed_states(artifact_root(), data_uri, pipelines))
             if not found.due:

@@ -51,7 +51,7 @@ os.environ.update({
 })
 # MT_DATA_URI schedules the main DAG (dags/translation_finetune.py): tests that want it set it themselves.
 for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_ENABLE_HF_TRANSFER", "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "MT_DATA_URI"):
+            "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE", "MT_DATA_URI", "MT_DATA_EVENTS_QUEUE"):
     os.environ.pop(var, None)
 
 

@@ -19,29 +19,61 @@ it was last announced, how often, and whether every pipeline retraining on the p
 
 The state is written after the event is set and before the task succeeds: a failure in between announces the
 keys once more rather than losing them.
+
+With `MT_DATA_EVENTS_QUEUE` (an SQS queue receiving S3's object-created notifications), an S3 prefix's Asset is
+also watched by the triggerer (mt_airflow.events), whose events carry the same `new_keys` in their `payload`; the
+polling watcher then lists that prefix once a day (`listed_now`), so its cost no longer follows each tick.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
 from tasks import config, layout
 from tasks.data import consumed, pull
 from tasks.io import storage
 
+EVENTS_QUEUE_ENV = "MT_DATA_EVENTS_QUEUE"
+DAILY_LISTING_WITHIN = time(0, 10)  # the watcher's schedule is every 10 minutes: one tick a day falls before this
 STATE_DIR = "_watcher"
 AGAIN_AFTER = timedelta(days=1)  # the first time an unconsumed key is announced again; then doubling
 AGAIN_AT_MOST_EVERY = timedelta(days=7)
 
 
 def data_asset(data_uri: str):
-    """The Asset that stands for "new data under `data_uri`"; its URI is the data prefix itself."""
-    from airflow.sdk import Asset
+    """The Asset that stands for "new data under `data_uri`"; its URI is the data prefix itself. With an events
+    queue (`MT_DATA_EVENTS_QUEUE`), an S3 prefix's Asset is also watched by the triggerer (mt_airflow.events)."""
+    from airflow.sdk import Asset, AssetWatcher
 
     uri = data_uri if "://" in data_uri else f"file://{Path(data_uri).absolute()}"
-    return Asset(uri=uri.rstrip("/") + "/", group="translation-data")
+    watchers = []
+    if evented(data_uri):
+        from mt_airflow.events import NewDataTrigger
+
+        watchers.append(AssetWatcher(name="s3-notifications", trigger=NewDataTrigger(events_queue(), data_uri)))
+    return Asset(uri=uri.rstrip("/") + "/", group="translation-data", watchers=watchers)
+
+
+def events_queue() -> str | None:
+    """The SQS queue URL that receives the data buckets' object-created notifications, if the deployment set one."""
+    return os.environ.get(EVENTS_QUEUE_ENV, "").strip() or None
+
+
+def evented(data_uri: str) -> bool:
+    """Whether S3 notifications announce new data under `data_uri` (the polling watcher then lists it daily)."""
+    return bool(events_queue()) and storage.is_s3(data_uri)
+
+
+def listed_now(data_uri: str, run_type: str, logical_date: datetime | None) -> bool:
+    """Whether the polling watcher lists `data_uri` in this run: always, unless S3 notifications announce its new
+    data, in which case a scheduled run lists it only at its first tick of the day (00:00 UTC), as a safety net for
+    a lost notification and to announce again what a failed run left. A manual run always lists."""
+    if not evented(data_uri) or run_type != "scheduled" or logical_date is None:
+        return True
+    return logical_date.astimezone(timezone.utc).time() < DAILY_LISTING_WITHIN
 
 
 def state_uri(artifact_root: str, data_uri: str) -> str:
@@ -123,5 +155,7 @@ def new_keys(triggering_asset_events) -> list[str]:
     keys: set[str] = set()
     for events in (triggering_asset_events or {}).values():
         for event in events:
-            keys.update((event.extra or {}).get("new_keys", []))
+            extra = event.extra or {}
+            keys.update(extra.get("new_keys", []))  # from the polling watcher's task
+            keys.update((extra.get("payload") or {}).get("new_keys", []))  # from S3 notifications (the triggerer)
     return sorted(keys)

@@ -74,3 +74,43 @@ def test_new_keys_are_announced_once(watcher, s3, tmp_path, monkeypatch):
     third = watcher.test()
     assert {ti.task_id: ti.state for ti in third.get_task_instances()}[legal] == "success"
     assert _events(LEGAL)[-1]["new_keys"] == ["s3://translation-data/legal/en-de/2026-12/part-1.jsonl"]
+
+
+def test_with_an_events_queue_the_triggerer_watches_the_prefix_and_its_events_start_the_pipeline(
+        watcher, monkeypatch):
+    """MT_DATA_EVENTS_QUEUE gives the watched S3 prefix's Asset a watcher: parsing the DAGs registers the trigger
+    the triggerer will run, and an event it fires (stored the way the triggerer stores it) queues the pipeline
+    with the announced keys, which the run reads as the polling watcher's."""
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.models.asset import AssetDagRunQueue, AssetModel
+    from airflow.models.trigger import Trigger
+    from airflow.triggers.base import TriggerEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, select
+
+    from mt_airflow import watch
+
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/data-events"
+    monkeypatch.setenv("MT_DATA_EVENTS_QUEUE", queue)
+    bundle = DagBundlesManager().get_bundle("dags-folder")
+    sync_bag_to_db(BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name),
+                   bundle.name, None)
+    with create_session() as session:
+        session.execute(delete(AssetDagRunQueue))
+        asset = session.scalars(select(AssetModel).where(AssetModel.uri == LEGAL)).one()
+        (trigger,) = asset.triggers
+        assert (trigger.classpath, trigger.kwargs) == ("mt_airflow.events.NewDataTrigger",
+                                                       {"queue_url": queue, "data_uri": LEGAL + "/"})
+        trigger_id = trigger.id
+    payload = {"new_keys": [LEGAL + "/2026-12/part-9.jsonl"], "data_uri": LEGAL + "/"}
+    Trigger.submit_event(trigger_id, TriggerEvent(payload))
+
+    stored = _events(LEGAL)[-1]
+    assert stored == {"from_trigger": True, "payload": payload}
+    assert watch.new_keys({LEGAL: [SimpleNamespace(extra=stored)]}) == payload["new_keys"]
+    with create_session() as session:
+        queued = session.scalars(select(AssetDagRunQueue.target_dag_id)).all()
+    assert queued == ["translation_finetune__legal_en_de"]

@@ -4,7 +4,8 @@ It is started once per test session through devtools/standalone.py, the same cod
 throwaway PostgreSQL cluster as its metadata database (tests/support/postgres.py; the LocalExecutor), a private
 AIRFLOW_HOME, a known admin password, local folders for data and artifacts, moto's S3 on 127.0.0.1 for the main
 pipeline's default prefix, and a DAGs folder holding this repo's DAG files plus a pipelines.yaml with one tiny
-two-language pipeline. MT_DATA_URI is not set: the main DAG is in its safe, unscheduled state.
+two-language pipeline on a local folder and one on S3 whose new files S3 notifications announce (moto's SQS, read
+by the standalone's triggerer). MT_DATA_URI is not set: the main DAG is in its safe, unscheduled state.
 
 Whatever happens in a test, the session ends with no Airflow process, no browser and no PostgreSQL left:
 the fixtures stop what they started in `finally`, and every process still running with the live
@@ -30,7 +31,7 @@ import yaml
 
 from devtools import standalone
 from devtools.demo_screenshots import CHROMIUM, CHROMIUM_FLAGS, log_in
-from support.live import PIPELINE, airflow_processes_of, wait_until
+from support.live import EVENTS_DATA, EVENTS_PIPELINE, PIPELINE, airflow_processes_of, wait_until
 from support.multilingual import TINY_RECIPE, build_multilingual_digits_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,20 +92,37 @@ def _ready(live: LiveAirflow) -> bool:
             ids = {d["dag_id"] for d in api.get("/api/v2/dags", params={"limit": 100}).json()["dags"]}
     except (httpx.HTTPError, KeyError, ValueError):
         return False
-    return {"translation_finetune", "translation_data_watcher", PIPELINE} <= ids
+    return {"translation_finetune", "translation_data_watcher", PIPELINE, EVENTS_PIPELINE} <= ids
 
 
 def _dags_folder(root: Path, data: Path, model: Path, registry: Path) -> Path:
+    """The live DAGs: the repo's two files and two pipelines, the tiny two-language one on a local folder, and
+    one on moto's S3 (EVENTS_DATA) whose new files S3 notifications announce through the triggerer."""
     dags = root / "dags"
     dags.mkdir()
     for name in ("translation_finetune.py", "translation_data_watcher.py"):
         shutil.copy(REPO / "dags" / name, dags / name)
-    (dags / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": [{
-        "domain": "digits", "source_lang": "en", "target_langs": ["de", "nl"], "data_uri": str(data) + "/",
-        "base_model": str(model), "hub_repo_id": "mlops/digits", "schedule": None,
-        "params": {**TINY_RECIPE, "publish_target": "local", "registry_uri": str(registry), "launcher": "local"},
-    }]}))
+    params = {**TINY_RECIPE, "publish_target": "local", "registry_uri": str(registry), "launcher": "local"}
+    (dags / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": [
+        {"domain": "digits", "source_lang": "en", "target_langs": ["de", "nl"], "data_uri": str(data) + "/",
+         "base_model": str(model), "hub_repo_id": "mlops/digits", "schedule": None, "params": params},
+        {"domain": "events", "source_lang": "en", "target_lang": "de", "data_uri": EVENTS_DATA,
+         "base_model": str(model), "hub_repo_id": "mlops/events", "schedule": None, "params": params},
+    ]}))
     return dags
+
+
+def _events_queue(s3_server: str) -> str:
+    """An SQS queue on moto that receives the data bucket's object-created notifications, as S3 sends them."""
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=s3_server)
+    url = sqs.create_queue(QueueName="translation-data-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    boto3.client("s3", endpoint_url=s3_server).put_bucket_notification_configuration(
+        Bucket="translation-data", NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -139,6 +157,7 @@ def live_airflow(tmp_path_factory, s3_server, postgres):
     import boto3
 
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="translation-data")  # the main default
+    events_queue = _events_queue(s3_server)
     port = standalone.free_port()
     log = (root / "standalone.log").open("w")
     # Three GPU slots: the pipeline's two trainings must not hold the REST-triggered run's evaluation back.
@@ -148,6 +167,7 @@ def live_airflow(tmp_path_factory, s3_server, postgres):
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "MT_ARTIFACT_ROOT": str(root / "artifacts"),
         "AWS_ENDPOINT_URL": s3_server,
+        "MT_DATA_EVENTS_QUEUE": events_queue,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         # The DAG files do not change during the session: parse each once, not every 30 s (seconds of CPU each).

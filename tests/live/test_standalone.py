@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from support.live import PIPELINE, airflow_processes_of, wait_until
+from support.live import EVENTS_DATA, PIPELINE, airflow_processes_of, wait_until
 from support.multilingual import TINY_RECIPE, digit_pairs_to, write_pair_data
 
 # The first test of a session also waits for Airflow to start and for the runs to train: on a loaded 2-core
@@ -115,7 +115,8 @@ def test_the_main_dag_waits_for_a_data_prefix_and_says_so(live_airflow):
         watched = api.get("/api/v2/dags/translation_data_watcher/tasks").json()["tasks"]
     assert main["timetable_summary"] is None and main["next_dagrun_run_after"] is None
     assert main["description"] == "Not scheduled: MT_DATA_URI is not set. Runs only when triggered."
-    assert [t["doc_md"] for t in watched] == [f"Watches `{live_airflow.data}/`."]  # the pipeline's prefix only
+    # The pipelines' prefixes only: the S3 one is listed daily, S3 notifications announce its files as they land.
+    assert [t["doc_md"] for t in watched] == [f"Watches `{live_airflow.data}/`.", f"Watches `{EVENTS_DATA}`."]
 
 
 def test_the_grid_shows_the_runs_note(runs, live_airflow, ui, screenshot):

@@ -8,6 +8,8 @@ from pathlib import Path
 import psutil
 
 PIPELINE = "translation_finetune__digits_en_de_nl"  # the tiny two-language pipeline of the live DAGs folder
+EVENTS_PIPELINE = "translation_finetune__events_en_de"  # the one on S3 that S3 notifications start
+EVENTS_DATA = "s3://translation-data/events/en-de/"
 
 # Confs the Params refuse, the field named and the words the answer must hold: `airflow dags test`
 # (tests/e2e/test_refused_params_cli.py) and the REST API (tests/live/test_trigger_form.py) answer them alike.
