@@ -16,9 +16,15 @@ pull and validate of 10 new objects, every carried row read and accounted for, a
 Storage requests are counted as boto3 sends them, by where they go: the state area (the carried history:
 consumed.json and the shards), the data prefix (the listing and the new objects), the run directory.
 
+The watcher is measured on the same history: a quiet tick of the listing watcher in its steady state (every
+history object announced and settled), whose listing grows with the history, and the triggerer's poll of an SQS
+queue receiving the bucket's notifications (mt_airflow.events, MT_DATA_EVENTS_QUEUE) until the new objects are
+announced, which sends nothing to S3.
+
 The last line of stdout is one JSON object: history_objects, history_pairs, new_objects, pull_validate_seconds,
-storage_requests (to the state area during pull + validate), requests by place, shards read, carried rows, and
-the commit's seconds and requests (it may merge shards).
+storage_requests (to the state area during pull + validate), requests by place, shards read, carried rows, the
+commit's seconds and requests (it may merge shards), watcher_tick_listing (S3 requests, the watcher state's
+bytes, seconds) and watcher_events (SQS requests, S3 requests, keys announced, seconds).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "plugins")]
 
 WEEKS = 52
 PAIRS_PER_OBJECT = 50
@@ -147,6 +153,67 @@ def count_requests(client) -> Counter:
     return counts
 
 
+def events_queue() -> str:
+    """An SQS queue (on the same moto server) receiving the data bucket's object-created notifications."""
+    import boto3
+
+    from tasks.io import storage
+
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="incoming-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    storage.s3_client().put_bucket_notification_configuration(Bucket="incoming", NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+    return url
+
+
+def watcher_tick_by_listing(cfg, client) -> dict:
+    """A quiet tick of the listing watcher in its steady state: every history object announced and settled (as
+    52 weeks of ticks leave the state), nothing new. Its requests grow with the history: the listing pages."""
+    from mt_airflow import watch
+    from tasks import layout
+    from tasks.io import storage
+
+    state = watch.state_uri(ARTIFACTS, DATA)
+    listed = storage.list_objects(DATA, hidden=True)
+    storage.write_json(state, {"announced": {o.uri: {"etag": o.etag, "at": "2026-12-01T00:00:00+00:00",
+                                                     "times": 1, "settled": True} for o in listed}})
+    requests = count_requests(client)
+    started = time.perf_counter()
+    found = watch.find(DATA, state, [cfg.state_uri(layout.CONSUMED)])
+    watch.remember(state, found)
+    seconds = time.perf_counter() - started
+    assert not found.due, "a settled key was announced again"
+    return {"s3_requests": sum(requests.values()), "state_bytes": len(storage.read_text(state).encode()),
+            "seconds": round(seconds, 2)}
+
+
+def watcher_by_events(queue: str, new: int, s3) -> dict:
+    """What the triggerer's poll of the events queue costs to announce the new objects: SQS requests only, none
+    to S3, however long the history. The notifications were sent as the objects landed."""
+    import asyncio
+
+    from mt_airflow import events
+
+    client = events.sqs_client(queue)
+    counts, to_s3 = Counter(), count_requests(s3)
+    client.meta.events.register("before-send.sqs", lambda **_: counts.update(["sqs"]))
+    announced: set[str] = set()
+
+    async def poll():
+        stream = events.QueueProducer(queue, client).open_stream()
+        while len(announced) < new:
+            body, _ = await anext(stream)
+            announced.update(events.keys_under(DATA, events.created_objects(body)))
+        await stream.aclose()
+
+    events.WAIT_SECONDS = 1
+    started = time.perf_counter()
+    asyncio.run(poll())
+    return {"sqs_requests": counts["sqs"], "s3_requests": sum(to_s3.values()), "announced": len(announced),
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
 def measure(history: int) -> dict:
     from tasks import config, layout
     from tasks.data import consumed, pull, validate
@@ -155,6 +222,7 @@ def measure(history: int) -> dict:
     laid = lay_history(history)
     cfg = run_config("week-53")
     config.save(cfg)
+    queue = events_queue()
     client = storage.s3_client()
     for n in range(NEW_OBJECTS):
         client.put_object(Bucket="incoming", Key=f"en-de/week53/new-{n:02d}.jsonl",
@@ -172,6 +240,8 @@ def measure(history: int) -> dict:
     manifest = storage.read_json(cfg.uri(layout.PULL_MANIFEST))
     report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
     assert report["carried_rows"] == history * PAIRS_PER_OBJECT, "a carried row went missing"
+    by_events = watcher_by_events(queue, NEW_OBJECTS, client)
+    by_listing = watcher_tick_by_listing(cfg, client)
     return {
         "history_objects": len(manifest["carried"]), "history_pairs": report["carried_rows"],
         "new_objects": pulled["files"], "pull_validate_seconds": round(seconds, 2),
@@ -179,7 +249,8 @@ def measure(history: int) -> dict:
         "shards_read": len({c["cache"] for c in manifest["carried"]}), "clean_pairs": validated["clean_pairs"],
         "commit_seconds": round(commit_seconds, 2), "commit_requests": dict(requests),
         "consumed_total": committed["consumed_total"], "history_laid_seconds": laid["seconds"],
-        "history_merges": laid["merges"], "cpus": os.cpu_count(),
+        "history_merges": laid["merges"], "watcher_tick_listing": by_listing, "watcher_events": by_events,
+        "cpus": os.cpu_count(),
     }
 
 

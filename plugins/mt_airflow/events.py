@@ -83,12 +83,12 @@ def sqs_client(queue_url: str):
 class QueueProducer(SharedStreamProducer):
     """One poll of the queue for every watcher sharing it; deletes a message once it is fully resolved."""
 
-    def __init__(self, queue_url: str):
+    def __init__(self, queue_url: str, client=None):
         self.queue_url = queue_url
-        self.client = None
+        self.client = client  # made when the stream opens, unless given (bench/history_scale.py counts requests)
 
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
-        self.client = await asyncio.to_thread(sqs_client, self.queue_url)
+        self.client = self.client or await asyncio.to_thread(sqs_client, self.queue_url)
         while True:
             reply = await asyncio.to_thread(self.client.receive_message, QueueUrl=self.queue_url,
                                             MaxNumberOfMessages=10, WaitTimeSeconds=WAIT_SECONDS)

@@ -14,3 +14,8 @@ def test_the_benchmark_reads_the_history_as_shards_and_reports_one_json_line():
     # consumed.json read once, the shards listed once, each shard fetched (a HEAD and a GET): never per object.
     assert result["storage_requests"] <= 2 * result["shards_read"] + 10 < result["history_objects"]
     assert result["pull_validate_seconds"] > 0
+    # The watcher: a quiet listing tick reads one listing page and its state; S3's notifications announce the
+    # ten new objects with a few SQS requests and none to S3.
+    assert result["watcher_tick_listing"]["s3_requests"] == 2
+    assert result["watcher_events"]["announced"] == 10 and result["watcher_events"]["s3_requests"] == 0
+    assert 1 <= result["watcher_events"]["sqs_requests"] <= 3
