@@ -13,6 +13,10 @@ keeps the records under its own prefix, and a message is deleted only once every
 the events it gave were stored in Airflow's database ("ack mode"); a message whose event was not stored comes back
 when its visibility timeout ends. A message that is not an S3 notification is refused and deleted, with a log
 line. Messages for prefixes nobody watches are deleted too: that is what the queue is for.
+
+The shared poll is per triggerer process: with several triggerer replicas, a replica can receive (and delete) a
+notification for a prefix whose watcher runs on another. The polling watcher's daily listing announces such a file
+within a day, and the pipeline's schedule remains; run one triggerer where announcements must be prompt.
 """
 
 from __future__ import annotations
