@@ -37,11 +37,12 @@ from tasks.data import pull
 log = logging.getLogger(__name__)
 
 WAIT_SECONDS = 20  # SQS's longest long poll: an idle queue costs three requests a minute
+RETRY_FIRST, RETRY_AT_MOST = 5.0, 300.0  # seconds between failed receives
 _REGION = re.compile(r"^https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com(\.cn)?/")
 
 
-def created_objects(body: str) -> list[tuple[str, str]]:
-    """(s3:// URI, ETag) of each object an S3 event notification says was created. The notification may come
+def created_objects(body: str) -> list[str]:
+    """The s3:// URI of each object an S3 event notification says was created. The notification may come
     straight from S3 or wrapped by SNS; S3's test event (sent when notifications are configured) holds none.
     Anything else raises ValueError."""
     try:
@@ -63,16 +64,16 @@ def created_objects(body: str) -> list[tuple[str, str]]:
             if not record["eventName"].startswith("ObjectCreated:"):
                 continue  # a removal: nothing to train on
             bucket, obj = record["s3"]["bucket"]["name"], record["s3"]["object"]
-            created.append((f"s3://{bucket}/{unquote_plus(obj['key'])}", str(obj.get("eTag", ""))))
+            created.append(f"s3://{bucket}/{unquote_plus(obj['key'])}")
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"an S3 event record without {error}") from None
     return created
 
 
-def keys_under(data_uri: str, created: list[tuple[str, str]]) -> list[str]:
+def keys_under(data_uri: str, created: list[str]) -> list[str]:
     """The created objects that the pull step would take from `data_uri`: under the prefix, and data files."""
     prefix = data_uri.rstrip("/") + "/"
-    return sorted({uri for uri, _ in created if uri.startswith(prefix) and not pull.key_problem(uri[len(prefix):])})
+    return sorted({uri for uri in created if uri.startswith(prefix) and not pull.key_problem(uri[len(prefix):])})
 
 
 def sqs_client(queue_url: str):
@@ -92,10 +93,23 @@ class QueueProducer(SharedStreamProducer):
         self.client = client  # made when the stream opens, unless given (bench/history_scale.py counts requests)
 
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
+        """Receive forever. A failed receive (the network, throttling, a permission or a queue not there yet) is
+        logged and tried again after a pause that doubles up to RETRY_AT_MOST seconds: the watchers keep
+        running, and the daily listing covers the gap."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         self.client = self.client or await asyncio.to_thread(sqs_client, self.queue_url)
+        pause = RETRY_FIRST
         while True:
-            reply = await asyncio.to_thread(self.client.receive_message, QueueUrl=self.queue_url,
-                                            MaxNumberOfMessages=10, WaitTimeSeconds=WAIT_SECONDS)
+            try:
+                reply = await asyncio.to_thread(self.client.receive_message, QueueUrl=self.queue_url,
+                                                MaxNumberOfMessages=10, WaitTimeSeconds=WAIT_SECONDS)
+            except (BotoCoreError, ClientError) as error:
+                log.error("cannot receive from %s (again in %.0f s): %s", self.queue_url, pause, error)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RETRY_AT_MOST)
+                continue
+            pause = RETRY_FIRST
             for message in reply.get("Messages", []):
                 yield message["Body"], message["ReceiptHandle"]
 

@@ -12,17 +12,17 @@ from mt_airflow import events, watch
 LEGAL, SUPPORT = "s3://data/legal/en-de/", "s3://data/support/en-de/"
 
 
-def _s3_body(*records: tuple[str, str, str]) -> str:
+def _s3_body(*records: tuple[str, str]) -> str:
     return json.dumps({"Records": [{"eventName": name, "s3": {"bucket": {"name": "data"},
                                                               "object": {"key": key, "eTag": "e1"}}}
-                                   for name, key in ((n, k) for n, k, _ in records)]})
+                                   for name, key in records]})
 
 
 def test_a_notification_names_the_created_objects_whatever_its_wrapping():
-    body = _s3_body(("ObjectCreated:Put", "legal/en-de/2026+12%2Fa%2Bb.jsonl", ""),
-                    ("ObjectRemoved:Delete", "legal/en-de/old.jsonl", ""))
+    body = _s3_body(("ObjectCreated:Put", "legal/en-de/2026+12%2Fa%2Bb.jsonl"),
+                    ("ObjectRemoved:Delete", "legal/en-de/old.jsonl"))
     # S3 encodes keys like a form: '+' is a space, '%2B' a plus.
-    assert events.created_objects(body) == [("s3://data/legal/en-de/2026 12/a+b.jsonl", "e1")]
+    assert events.created_objects(body) == ["s3://data/legal/en-de/2026 12/a+b.jsonl"]
     through_sns = json.dumps({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:data", "Message": body})
     assert events.created_objects(through_sns) == events.created_objects(body)
     assert events.created_objects(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})) == []
@@ -38,9 +38,9 @@ def test_a_message_that_is_no_s3_notification_is_refused_with_its_reason(body, r
 
 
 def test_only_data_files_under_the_watched_prefix_are_announced():
-    created = [(f"s3://data/legal/en-de/{key}", "e") for key in ("w1/a.jsonl", "w1/a.tsv.gz", "notes.txt",
-                                                                 ".tmp/b.jsonl", "x/../../c.jsonl")]
-    created += [("s3://data/legal/en-nl/a.jsonl", "e"), ("s3://data/legal/en-de-old/a.jsonl", "e")]
+    created = [f"s3://data/legal/en-de/{key}" for key in ("w1/a.jsonl", "w1/a.tsv.gz", "notes.txt", ".tmp/b.jsonl",
+                                                          "x/../../c.jsonl")]
+    created += ["s3://data/legal/en-nl/a.jsonl", "s3://data/legal/en-de-old/a.jsonl"]
     assert events.keys_under(LEGAL.rstrip("/"), created) == ["s3://data/legal/en-de/w1/a.jsonl",
                                                              "s3://data/legal/en-de/w1/a.tsv.gz"]
 
@@ -152,6 +152,29 @@ def test_a_message_whose_event_was_not_stored_comes_back(queue, s3):
     again = asyncio.run(_watch(SharedStreamManager(ack_timeout=10), trigger, stored=True,
                                until=lambda got: got[1] and _in_queue(queue) == 0))
     assert again[1][0]["new_keys"] == ["s3://data/legal/en-de/w49/a.jsonl"] and _in_queue(queue) == 0
+
+
+def test_a_queue_that_cannot_be_read_yet_is_tried_again_not_given_up(s3, monkeypatch, caplog):
+    import boto3
+
+    monkeypatch.setattr(events, "WAIT_SECONDS", 1)
+    monkeypatch.setattr(events, "RETRY_FIRST", 0.2)
+    sqs = boto3.client("sqs")
+    url = f"{sqs.meta.endpoint_url}/123456789012/late-queue"  # where moto will put it, once created
+
+    async def first_message():
+        stream = events.QueueProducer(url).open_stream()
+        receiving = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(1)  # a few receives fail: there is no such queue
+        assert not receiving.done()
+        created = sqs.create_queue(QueueName="late-queue")["QueueUrl"]
+        sqs.send_message(QueueUrl=created, MessageBody="hello")
+        body, _ = await asyncio.wait_for(receiving, 10)
+        await stream.aclose()
+        return body
+
+    assert asyncio.run(first_message()) == "hello"
+    assert "cannot receive from" in caplog.text and "late-queue" in caplog.text
 
 
 def test_events_make_the_polling_watcher_list_an_s3_prefix_once_a_day(monkeypatch):
