@@ -11,8 +11,8 @@ later, then after two, four, and at most every seven days (`announced_again` in 
 the task is **skipped** and emits nothing, so a quiet prefix starts no retraining. The weekly schedule of each
 pipeline remains as a fallback. With no prefix to watch, the watcher is not scheduled at all.
 
-A listing is cheap (one paginated LIST per prefix) and the pipelines' state is read only when an unconsumed key
-is due, so this runs on a worker slot for seconds, not a GPU. With `MT_DATA_EVENTS_QUEUE` (an SQS queue receiving
+A listing is cheap (one paginated LIST per prefix) and the pipelines' state is read only when a key is new or an
+unconsumed one is due (a new key every pipeline consumed already is recorded, not announced), so this runs on a worker slot for seconds, not a GPU. With `MT_DATA_EVENTS_QUEUE` (an SQS queue receiving
 the data bucket's S3 notifications), the triggerer announces new files under S3 prefixes as they land
 (`mt_airflow.events`), and this DAG lists those prefixes only at its first tick of the day, as a safety net.
 """

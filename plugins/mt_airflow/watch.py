@@ -15,7 +15,9 @@ it was last announced, how often, and whether every pipeline retraining on the p
   retrains on it without waiting for new data, and a key that fails every time cannot start a run every tick;
 - once every pipeline consumed it (or retracted it) it is settled and never looked up again, so in a quiet
   prefix a tick costs the listing and one read of this file, whatever the history. The pipelines' consumed
-  state is read only when an unsettled key is due.
+  state is read only when a key is new or an unsettled one is due;
+- a new key that every pipeline has consumed already (a scheduled run took it first, or S3's notification
+  announced it) is recorded as settled, not announced: its run would pull nothing.
 
 The state is written after the event is set and before the task succeeds: a failure in between announces the
 keys once more rather than losing them.
@@ -91,7 +93,7 @@ def consumed_states(artifact_root: str, data_uri: str, pipelines: list[tuple[str
 class Found:
     new: dict[str, str] = field(default_factory=dict)  # uri → ETag: never announced, or changed since
     again: dict[str, str] = field(default_factory=dict)  # announced before, still unconsumed, due again
-    settled: list[str] = field(default_factory=list)  # announced keys every pipeline has now consumed
+    settled: dict[str, str] = field(default_factory=dict)  # keys every pipeline has consumed (or retracted) now
     announced: dict[str, dict] = field(default_factory=dict)  # the state as `find` read it, for `remember`
 
     @property
@@ -118,17 +120,20 @@ def find(data_uri: str, state: str, consumed_by: list[str] = (), now: datetime |
     now = now or datetime.now(timezone.utc)
     announced = _announced(state)
     data = pull.classify(storage.list_objects(data_uri, hidden=True)).data  # what pull would take
-    found = Found(new={o.uri: o.etag for o in data if announced.get(o.uri, {}).get("etag") != o.etag},
-                  announced=announced)
-    waiting = {o.uri: o.etag for o in data if o.uri not in found.new and not announced[o.uri].get("settled")
+    new = {o.uri: o.etag for o in data if announced.get(o.uri, {}).get("etag") != o.etag}
+    waiting = {o.uri: o.etag for o in data if o.uri not in new and not announced[o.uri].get("settled")
                and _due(announced[o.uri], now)}
-    if waiting and consumed_by:
+    found = Found(new=new, announced=announced)
+    if (new or waiting) and consumed_by:
+        # A new key that every pipeline consumed already (a scheduled or manual run took it first, or S3's
+        # notification announced it) is settled, not announced: its run would pull nothing.
         states = [storage.read_json_or(uri) or {} for uri in consumed_by]
-        for uri, etag in waiting.items():
+        for uri, etag in {**new, **waiting}.items():
             if all(s.get("objects", {}).get(uri, {}).get("etag") == etag
                    or consumed.retracted_by(uri, s.get("retracted", {})) for s in states):
-                found.settled.append(uri)
-            else:
+                found.settled[uri] = etag
+                found.new.pop(uri, None)
+            elif uri in waiting:
                 found.again[uri] = etag
     return found
 
@@ -144,8 +149,8 @@ def remember(state: str, found: Found, now: datetime | None = None) -> int:
         announced[uri] = {"etag": etag, "at": at, "times": 1}
     for uri in found.again:
         announced[uri] = {**announced[uri], "at": at, "times": announced[uri].get("times", 1) + 1}
-    for uri in found.settled:
-        announced[uri] = {**announced[uri], "settled": True}
+    for uri, etag in found.settled.items():
+        announced[uri] = {**announced.get(uri, {"at": None, "times": 0}), "etag": etag, "settled": True}
     storage.write_json(state, {"announced": announced})
     return len(announced)
 

@@ -89,7 +89,7 @@ def test_a_key_a_failed_run_left_unconsumed_is_announced_again_with_a_growing_pa
     _consumed(tmp_path / "de.json", {uri: etag})  # a later run of the German pipeline consumed it
     later = start + timedelta(days=60)
     found = watch.find(str(data), state, [de, nl], now=later)
-    assert found.settled == [uri] and not found.due
+    assert list(found.settled) == [uri] and not found.due
     watch.remember(state, found, now=later)
     # Settled: never looked up again, however long; a quiet prefix costs the listing and the watcher's own state.
     read = []
@@ -105,9 +105,10 @@ def test_a_retracted_key_is_settled_not_announced_forever(tmp_path):
     part = write_jsonl(data / "old" / "part.jsonl", digit_pairs(5))
     retracted = _consumed(tmp_path / "de.json", {}, retracted={f"{data}/old/": {"by": "run-9"}})
     start = datetime(2026, 12, 1, tzinfo=timezone.utc)
-    watch.remember(state, watch.find(str(data), state, [retracted], now=start), now=start)
-    found = watch.find(str(data), state, [retracted], now=start + timedelta(days=2))
-    assert found.settled == [str(part)] and not found.due
+    found = watch.find(str(data), state, [retracted], now=start)
+    assert list(found.settled) == [str(part)] and not found.due  # never announced: its run would pull nothing
+    watch.remember(state, found, now=start)
+    assert not watch.find(str(data), state, [retracted], now=start + timedelta(days=2)).due
 
 
 def test_a_state_written_before_announcements_were_tracked_is_read(tmp_path):
@@ -115,8 +116,25 @@ def test_a_state_written_before_announcements_were_tracked_is_read(tmp_path):
     part = write_jsonl(data / "part.jsonl", digit_pairs(5))
     storage.write_json(state, {"announced": {str(part): storage.stat(str(part)).etag}})
     consumed_it = _consumed(tmp_path / "de.json", {str(part): storage.stat(str(part)).etag})
-    assert watch.find(str(data), state, [consumed_it]).settled == [str(part)]
+    assert list(watch.find(str(data), state, [consumed_it]).settled) == [str(part)]
     assert watch.find(str(data), state, [_consumed(tmp_path / "nl.json", {})]).again  # not consumed: again
+
+
+def test_a_new_key_every_pipeline_consumed_already_is_settled_not_announced(tmp_path):
+    """A scheduled or manual run took it first, or S3's notification announced it and its run consumed it: the
+    listing records it as settled, without an event that would start a run pulling nothing."""
+    data, state = tmp_path / "data", str(tmp_path / "state.json")
+    taken = write_jsonl(data / "w1" / "part.jsonl", digit_pairs(5))
+    fresh = write_jsonl(data / "w2" / "part.jsonl", digit_pairs(6))
+    de = _consumed(tmp_path / "de.json", {str(taken): storage.stat(str(taken)).etag})
+    nl = _consumed(tmp_path / "nl.json", {str(taken): storage.stat(str(taken)).etag})
+    found = watch.find(str(data), state, [de, nl])
+    assert found.due == {str(fresh): storage.stat(str(fresh)).etag}
+    assert found.settled == {str(taken): storage.stat(str(taken)).etag}
+    watch.remember(state, found)
+    assert watch.find(str(data), state, [de, nl]).due == {}
+    write_jsonl(taken, digit_pairs(7))  # rewritten at the source: new data, whatever was consumed before
+    assert list(watch.find(str(data), state, [de, nl]).new) == [str(taken)]
 
 
 def test_a_retrain_reads_the_keys_of_the_events_that_triggered_it():
