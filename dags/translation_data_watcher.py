@@ -14,7 +14,8 @@ pipeline remains as a fallback. With no prefix to watch, the watcher is not sche
 A listing is cheap (one paginated LIST per prefix) and the pipelines' state is read only when a key is new or an
 unconsumed one is due (a new key every pipeline consumed already is recorded, not announced), so this runs on a worker slot for seconds, not a GPU. With `MT_DATA_EVENTS_QUEUE` (an SQS queue receiving
 the data bucket's S3 notifications), the triggerer announces new files under S3 prefixes as they land
-(`mt_airflow.events`), and this DAG lists those prefixes only at its first tick of the day, as a safety net.
+(`mt_airflow.events`), and this DAG lists those prefixes only at its first tick of the day, as a safety net;
+when every watched prefix is such, it is scheduled daily (00:00 UTC) instead of every 10 minutes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tasks.config import PipelineParams
 
 PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 EVERY_TEN_MINUTES = "*/10 * * * *"
+EVERY_DAY = "0 0 * * *"  # its tick is the one plugins/mt_airflow/watch.listed_now lets list an evented prefix
 
 
 def watched_prefixes(path: Path = PIPELINES_FILE) -> dict[str, list[tuple[str, str, str]]]:
@@ -50,14 +52,28 @@ def watched_prefixes(path: Path = PIPELINES_FILE) -> dict[str, list[tuple[str, s
 PREFIXES = watched_prefixes()
 
 
+def _schedule(prefixes) -> tuple[str | None, str]:
+    """Every 10 minutes; once a day when S3 notifications announce every watched prefix (the triggerer does the
+    watching, the listing is a safety net); not at all without a prefix. With the description that says so."""
+    from mt_airflow.watch import evented
+
+    if not prefixes:
+        return None, "Not scheduled: no data prefix to watch (set MT_DATA_URI, or watch_data in pipelines.yaml)."
+    if all(evented(uri) for uri in prefixes):
+        return EVERY_DAY, f"Lists {len(prefixes)} data prefix(es) daily; S3 notifications announce new files."
+    return EVERY_TEN_MINUTES, f"Watches {len(prefixes)} data prefix(es) every 10 minutes."
+
+
+SCHEDULE, DESCRIPTION = _schedule(PREFIXES)
+
+
 @dag(
     dag_id="translation_data_watcher",
-    schedule=EVERY_TEN_MINUTES if PREFIXES else None,
+    schedule=SCHEDULE,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    description=(f"Watches {len(PREFIXES)} data prefix(es) every 10 minutes." if PREFIXES else
-                 "Not scheduled: no data prefix to watch (set MT_DATA_URI, or watch_data in pipelines.yaml)."),
+    description=DESCRIPTION,
     doc_md=__doc__,
     tags=["mlops", "translation", "data"],
     default_args={"owner": "mlops", "retries": 1},

@@ -145,3 +145,21 @@ def test_per_language_base_model_errors_name_the_entry_and_the_field(change, mes
     assert good == [] and len(broken) == 1
     assert broken[0].message.startswith("pipeline #1 ('support'): ")
     assert message in broken[0].message
+
+
+def test_with_s3_notifications_for_every_watched_prefix_the_watcher_lists_daily(tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    def watcher(folder=REPO / "dags"):
+        dag = (DagBag(dag_folder=str(folder)) if folder == REPO / "dags" else
+               _bag(folder, {"pipelines": [GOOD, {**GOOD, "domain": "local", "data_uri": str(tmp_path / "in")}]})
+               ).dags["translation_data_watcher"]
+        return dag.timetable.expression, dag.description
+
+    assert watcher() == ("*/10 * * * *", "Watches 2 data prefix(es) every 10 minutes.")
+    monkeypatch.setenv("MT_DATA_EVENTS_QUEUE", "https://sqs.eu-west-1.amazonaws.com/123456789012/data-events")
+    # The shipped pipelines all read S3: the triggerer announces their files, the listing is a daily safety net.
+    assert watcher() == ("0 0 * * *", "Lists 2 data prefix(es) daily; S3 notifications announce new files.")
+    # A folder sends no notifications: it is still listed every 10 minutes.
+    (tmp_path / "dags").mkdir()
+    assert watcher(tmp_path / "dags")[0] == "*/10 * * * *"
