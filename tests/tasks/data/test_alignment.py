@@ -137,6 +137,18 @@ def demo_reverse_model():
     return base_model.build(reverse=True)
 
 
+def test_a_demo_base_model_stopped_short_of_its_steps_is_refused_not_cached(tmp_path, monkeypatch):
+    """A machine too busy for the recipe's steps within its time cap would build another, weaker model (one that
+    could not read a pair, on a machine also running the soak): refused with the reason, and nothing cached."""
+    from demo import base_model
+
+    monkeypatch.setitem(base_model.RECIPE, "steps", 10**6)
+    monkeypatch.setitem(base_model.RECIPE, "minutes", 0.02)
+    with pytest.raises(RuntimeError, match=r"stopped at step \d+ of 1000000 after 0.02 minutes.*nothing was cached"):
+        base_model.build(tmp_path / "base-model")
+    assert not (tmp_path / "base-model").exists() and not (tmp_path / "base-model.building").exists()
+
+
 def _demo_pairs(limit=3000):
     pairs, seen = [], set()
     for path in sorted((REPO_ROOT / "demo" / "data" / "domain").glob("*.jsonl")):
