@@ -12,10 +12,11 @@ the task is **skipped** and emits nothing, so a quiet prefix starts no retrainin
 pipeline remains as a fallback. With no prefix to watch, the watcher is not scheduled at all.
 
 A listing is cheap (one paginated LIST per prefix) and the pipelines' state is read only when a key is new or an
-unconsumed one is due (a new key every pipeline consumed already is recorded, not announced), so this runs on a worker slot for seconds, not a GPU. With `MT_DATA_EVENTS_QUEUE` (an SQS queue receiving
-the data bucket's S3 notifications), the triggerer announces new files under S3 prefixes as they land
-(`mt_airflow.events`), and this DAG lists those prefixes only at its first tick of the day, as a safety net;
-when every watched prefix is such, it is scheduled daily (00:00 UTC) instead of every 10 minutes.
+unconsumed one is due (a new key every pipeline consumed already is recorded, not announced), so this runs on a
+worker slot for seconds, not a GPU. With `MT_DATA_EVENTS_QUEUE` (an SQS queue receiving the data bucket's S3
+notifications), the triggerer announces new files under S3 prefixes as they land (`mt_airflow.events`), and this
+DAG lists those prefixes only at its first tick of the day, as a safety net; when every watched prefix is such,
+it is scheduled daily (00:00 UTC) instead of every 10 minutes.
 """
 
 from __future__ import annotations

@@ -106,9 +106,9 @@ def build(out: Path | None = None, reverse: bool = False) -> Path:
                                  output_dir=building, checkpoints=loop.CheckpointDir(scratch / "checkpoints"))
     if report["steps"] < RECIPE["steps"]:
         shutil.rmtree(building, ignore_errors=True)
-        raise RuntimeError(f"pretraining the demo's {source}→{target} base model stopped at step {report['steps']} of "
-                           f"{RECIPE['steps']} after {RECIPE['minutes']:g} minutes: this machine is too slow or too "
-                           f"busy to build the recipe's model (about 3 minutes on 2 idle cores); nothing was cached")
+        raise RuntimeError(f"pretraining the demo's {source}→{target} base model stopped at step {report['steps']} "
+                           f"of {RECIPE['steps']} after {RECIPE['minutes']:g} minutes: this machine is too slow or "
+                           f"too busy to build the recipe's model (~3 minutes on 2 idle cores); nothing was cached")
     (building / "demo_recipe.json").write_text(json.dumps(
         {"fingerprint": wanted, "recipe": RECIPE, "general_pairs": len(training),
          "pretraining": {k: report[k] for k in ("steps", "tokens_seen", "best_validation_loss", "seconds")},

@@ -33,6 +33,7 @@ from devtools import standalone
 from devtools.demo_screenshots import CHROMIUM, CHROMIUM_FLAGS, log_in
 from support.live import EVENTS_DATA, EVENTS_PIPELINE, PIPELINE, airflow_processes_of, wait_until
 from support.multilingual import TINY_RECIPE, build_multilingual_digits_model
+from support.notifications import notifying_queue
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS_ENV = "MT_SCREENSHOTS"  # a folder: `make screenshots` sets it to docs/
@@ -112,19 +113,6 @@ def _dags_folder(root: Path, data: Path, model: Path, registry: Path) -> Path:
     return dags
 
 
-def _events_queue(s3_server: str) -> str:
-    """An SQS queue on moto that receives the data bucket's object-created notifications, as S3 sends them."""
-    import boto3
-
-    sqs = boto3.client("sqs", endpoint_url=s3_server)
-    url = sqs.create_queue(QueueName="translation-data-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    boto3.client("s3", endpoint_url=s3_server).put_bucket_notification_configuration(
-        Bucket="translation-data", NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
-    return url
-
-
 @pytest.fixture(scope="session")
 def postgres():
     from support import postgres
@@ -157,7 +145,7 @@ def live_airflow(tmp_path_factory, s3_server, postgres):
     import boto3
 
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="translation-data")  # the main default
-    events_queue = _events_queue(s3_server)
+    events_queue = notifying_queue("translation-data", "translation-data-events", endpoint_url=s3_server)
     port = standalone.free_port()
     log = (root / "standalone.log").open("w")
     # Three GPU slots: the pipeline's two trainings must not hold the REST-triggered run's evaluation back.

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from mt_airflow import events, watch
+from support.notifications import messages_in, notifying_queue
 
 LEGAL, SUPPORT = "s3://data/legal/en-de/", "s3://data/support/en-de/"
 
@@ -65,27 +66,15 @@ def test_the_queue_region_is_the_queue_urls(monkeypatch):
 
 @pytest.fixture
 def queue(s3, monkeypatch):
-    """A bucket whose object-created notifications go to an SQS queue (moto sends them as S3 does), and the
-    queue's URL; its messages come back 1 s after a receive that did not delete them."""
+    """A bucket whose object-created notifications go to an SQS queue, and the queue's URL; its messages come back
+    1 s after a receive that did not delete them."""
     import boto3
 
     monkeypatch.setattr(events, "WAIT_SECONDS", 1)
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName="data-events", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     s3.create_bucket(Bucket="data")
-    s3.put_bucket_notification_configuration(Bucket="data", NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+    url = notifying_queue("data", "data-events", visibility_seconds=1)
     yield url
-    sqs.delete_queue(QueueUrl=url)
-
-
-def _in_queue(url: str) -> int:
-    import boto3
-
-    attributes = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
-    return sum(int(v) for v in attributes["Attributes"].values())
+    boto3.client("sqs").delete_queue(QueueUrl=url)
 
 
 async def _watch(manager, triggers: dict, stored: bool, until, timeout: float = 30) -> dict[int, list[dict]]:
@@ -128,14 +117,14 @@ def test_one_poll_announces_each_prefix_its_files_and_empties_the_queue(queue, s
     triggers = {1: events.NewDataTrigger(queue, LEGAL), 2: events.NewDataTrigger(queue, SUPPORT)}
 
     def drained(got):
-        return len(got[1]) == 1 and len(got[2]) == 1 and _in_queue(queue) == 0
+        return len(got[1]) == 1 and len(got[2]) == 1 and messages_in(queue) == 0
 
     got = asyncio.run(_watch(SharedStreamManager(ack_timeout=10), triggers, stored=True, until=drained))
     assert got == {1: [{"new_keys": ["s3://data/legal/en-de/w49/a.jsonl"], "data_uri": LEGAL}],
                    2: [{"new_keys": ["s3://data/support/en-de/w49/b.tsv"], "data_uri": SUPPORT}]}
     # Every message is gone: the two announced, the readme and the other prefix's file (nobody watches them,
     # both watchers moved past), S3's test event, and the hand-written one (refused, with a log line).
-    assert _in_queue(queue) == 0
+    assert messages_in(queue) == 0
 
 
 def test_a_message_whose_event_was_not_stored_comes_back(queue, s3):
@@ -148,10 +137,10 @@ def test_a_message_whose_event_was_not_stored_comes_back(queue, s3):
     lost = asyncio.run(_watch(SharedStreamManager(ack_timeout=1), trigger, stored=False,
                               until=lambda got: len(got[1]) >= 2, timeout=20))
     assert len(lost[1]) >= 2 and lost[1][0]["new_keys"] == ["s3://data/legal/en-de/w49/a.jsonl"]
-    assert _in_queue(queue) >= 1
+    assert messages_in(queue) >= 1
     again = asyncio.run(_watch(SharedStreamManager(ack_timeout=10), trigger, stored=True,
-                               until=lambda got: got[1] and _in_queue(queue) == 0))
-    assert again[1][0]["new_keys"] == ["s3://data/legal/en-de/w49/a.jsonl"] and _in_queue(queue) == 0
+                               until=lambda got: got[1] and messages_in(queue) == 0))
+    assert again[1][0]["new_keys"] == ["s3://data/legal/en-de/w49/a.jsonl"] and messages_in(queue) == 0
 
 
 def test_a_queue_that_cannot_be_read_yet_is_tried_again_not_given_up(s3, monkeypatch, caplog):
