@@ -1,8 +1,8 @@
 """Small parallel corpora for tests.
 
 The digit-reading task ("three seven one" → "drei sieben eins") is learnable by a tiny model in seconds,
-so end-to-end tests can show a real BLEU gain without pretrained weights. Nothing here is demo data: the
-demo uses the real human-translated corpora in demo/data/.
+so end-to-end tests can show a real BLEU gain without pretrained weights. The demo uses the real human-translated
+corpora in demo/data/; `demo_catalog_pairs` samples them for the alignment screen's measurements.
 """
 
 from __future__ import annotations
@@ -100,3 +100,28 @@ def write_parquet(path: Path, pairs, src: str = "en", tgt: str = "de") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"translation": [{src: s, tgt: t} for s, t in pairs]}), path)
     return path
+
+
+def rotate_targets(pairs, share, seed=1):
+    """`share` of the pairs get the target of the next one of them by source length: plausible, similar-length,
+    wrong. Returns the new pairs and the rotated indices."""
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(range(len(pairs)), int(share * len(pairs))), key=lambda i: len(pairs[i][0]))
+    out = list(pairs)
+    for a, b in zip(chosen, chosen[1:] + chosen[:1]):
+        out[a] = (pairs[a][0], pairs[b][1])
+    return out, set(chosen)
+
+
+def demo_catalog_pairs(limit=3000):
+    """`limit` distinct pairs of the demo's catalogs (sources of at most 100 characters), in a fixed shuffled order."""
+    pairs, seen = [], set()
+    for path in sorted((Path(__file__).resolve().parents[2] / "demo" / "data" / "domain").glob("*.jsonl")):
+        for line in path.open(encoding="utf-8"):
+            pair = json.loads(line)["translation"]
+            key = (pair["en"], pair["de"])
+            if key not in seen and pair["en"].strip() and pair["de"].strip() and len(pair["en"]) <= 100:
+                seen.add(key)
+                pairs.append(key)
+    random.Random(0).shuffle(pairs)
+    return pairs[:limit]

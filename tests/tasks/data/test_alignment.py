@@ -2,26 +2,14 @@
 model reading both sides must catch them, calibrated on the batch itself."""
 
 import json
-import random
 
 import pytest
 
-from support.corpora import digit_pairs, write_jsonl
-from support.runs import REPO_ROOT, accounted, make_run, put_raw
+from support.corpora import demo_catalog_pairs, digit_pairs, rotate_targets, write_jsonl
+from support.runs import accounted, make_run, put_raw
 from tasks import layout
 from tasks.data import alignment, consumed, textnorm, validate
 from tasks.io import storage
-
-
-def _rotate(pairs, share, seed=1):
-    """`share` of the pairs get the target of the next one of them by source length: plausible, similar-length,
-    wrong. Returns the new pairs and the rotated indices."""
-    rng = random.Random(seed)
-    chosen = sorted(rng.sample(range(len(pairs)), int(share * len(pairs))), key=lambda i: len(pairs[i][0]))
-    out = list(pairs)
-    for a, b in zip(chosen, chosen[1:] + chosen[:1]):
-        out[a] = (pairs[a][0], pairs[b][1])
-    return out, set(chosen)
 
 
 @pytest.mark.parametrize("sources, expected", [
@@ -72,7 +60,7 @@ def _misaligned(rejects):
 
 
 def test_rotated_targets_are_rejected_as_misaligned_with_every_row_accounted_for(tmp_path, digits_translator):
-    pairs, rotated = _rotate(digit_pairs(600, seed=5), 0.15)
+    pairs, rotated = rotate_targets(digit_pairs(600, seed=5), 0.15)
     path = write_jsonl(tmp_path / "part.jsonl", pairs)
     cfg, error = _validate_with_screen(tmp_path, digits_translator, [path])
     assert error is None
@@ -149,19 +137,6 @@ def test_a_demo_base_model_stopped_short_of_its_steps_is_refused_not_cached(tmp_
     assert not (tmp_path / "base-model").exists() and not (tmp_path / "base-model.building").exists()
 
 
-def _demo_pairs(limit=3000):
-    pairs, seen = [], set()
-    for path in sorted((REPO_ROOT / "demo" / "data" / "domain").glob("*.jsonl")):
-        for line in path.open(encoding="utf-8"):
-            pair = json.loads(line)["translation"]
-            key = (pair["en"], pair["de"])
-            if key not in seen and pair["en"].strip() and pair["de"].strip() and len(pair["en"]) <= 100:
-                seen.add(key)
-                pairs.append(key)
-    random.Random(0).shuffle(pairs)
-    return pairs[:limit]
-
-
 @pytest.mark.parametrize("dual", [False, True], ids=["en-de", "dual"])
 @pytest.mark.parametrize("share", [0.0, 0.1, 0.3, 0.55])
 def test_the_demo_catalogs_with_rotated_targets(tmp_path, request, share, dual):
@@ -174,7 +149,7 @@ def test_the_demo_catalogs_with_rotated_targets(tmp_path, request, share, dual):
     models; the floors keep what both builds reach, with room for a third."""
     model = request.getfixturevalue("demo_base_model")
     reverse = {"alignment_reverse_models": {"de": str(request.getfixturevalue("demo_reverse_model"))}} if dual else {}
-    pairs, rotated = _rotate(_demo_pairs(), share)
+    pairs, rotated = rotate_targets(demo_catalog_pairs(), share)
     path = write_jsonl(tmp_path / "catalog.jsonl", pairs)
     cfg, error = _validate_with_screen(tmp_path, model, [path], skip_filters=["length_ratio"], **reverse)
     rejects = [json.loads(line) for line in storage.read_text(cfg.uri(layout.REJECTS)).splitlines()]
@@ -207,7 +182,7 @@ def test_replayed_general_pairs_are_screened_before_they_join_the_mix(tmp_path, 
     and the pairs it refuses leave the mix for replay_rejects.jsonl, each with its margin."""
     from tasks.data import replay
 
-    general, rotated = _rotate(digit_pairs(400, seed=21), 0.3, seed=4)
+    general, rotated = rotate_targets(digit_pairs(400, seed=21), 0.3, seed=4)
     path = write_jsonl(tmp_path / "general" / "general.jsonl", general)
     cfg = make_run(tmp_path / "artifacts", base_model=str(digits_translator), alignment_screen=True,
                    replay_data_uri=str(path), replay_fraction=0.6, max_source_length=64, max_target_length=64)
@@ -238,7 +213,7 @@ def test_the_general_domain_test_set_is_screened_like_new_data(tmp_path, digits_
     """Forgetting is measured on the general-domain test set: shifted lines there would make it measure noise."""
     from tasks.data import split
 
-    general, rotated = _rotate(digit_pairs(300, seed=31), 0.3, seed=5)
+    general, rotated = rotate_targets(digit_pairs(300, seed=31), 0.3, seed=5)
     path = write_jsonl(tmp_path / "general" / "general.jsonl", general)
     cfg = make_run(tmp_path / "artifacts", base_model=str(digits_translator), alignment_screen=True,
                    general_eval_uri=str(path), min_test_pairs=10, max_source_length=64, max_target_length=64)
