@@ -56,14 +56,6 @@ def reaching_the_screen(pairs, rotated: set[int], scratch: Path, **params) -> tu
             {i for i, r in enumerate(rows) if r["line"] - 1 in rotated})
 
 
-def columns(scorer: PairScorer, outputs, inputs, near) -> list[list[float]]:
-    """Per pair i: the score of output i given input i, then given each neighbour's input (contrasts, then the
-    wrong pairing last)."""
-    data = scorer.encode(inputs, outputs)
-    flat = iter(scorer.score(data, [p for i, picked in enumerate(near) for p in [(i, i)] + [(j, i) for j in picked]]))
-    return [[next(flat) for _ in range(len(picked) + 1)] for picked in near]
-
-
 def margins(scores: list[list[float]], pooling: str) -> tuple[list[float], list[float]]:
     """Own and wrong-pairing margins of each pair with at least one contrast and a wrong pairing."""
     own, nulls = [], []
@@ -96,14 +88,15 @@ def study(model, reverse_model, pairs, share: float, scratch: Path, **params) ->
     sources, targets, wrong = reaching_the_screen(rotated_pairs, rotated, scratch, **params)
     near = alignment.neighbours(sources, [textnorm.source_key(s) for s in sources],
                                 target_keys=[textnorm.source_key(t) for t in targets])
-    kept = [i for i, picked in enumerate(near) if len(picked) >= 2]
-    near = [near[i] for i in kept]
-    sources, targets = [sources[i] for i in kept], [targets[i] for i in kept]
+    kept = [i for i, picked in enumerate(near) if len(picked) >= 2]  # a contrast and the wrong pairing, as screen
     flags = [i in wrong for i in kept]
-    forward = columns(PairScorer(str(model), "en", "de", max_source_length=64, max_target_length=64),
-                      targets, sources, near)
-    backward = columns(PairScorer(str(reverse_model), "de", "en", max_source_length=64, max_target_length=64),
-                       sources, targets, near) if reverse_model else None
+
+    def read(path, source_lang, target_lang, inputs, outputs):
+        scorer = PairScorer(str(path), source_lang, target_lang, max_source_length=64, max_target_length=64)
+        return alignment.column_scores(scorer, inputs, outputs, near, kept)
+
+    forward = read(model, "en", "de", sources, targets)
+    backward = read(reverse_model, "de", "en", targets, sources) if reverse_model else None
     found = {"screened": len(kept), "rotated": sum(flags)}
     for pooling in ("mean", "z"):
         own, nulls = margins(forward, pooling)

@@ -137,16 +137,19 @@ def screen(scorer, sources: Sequence[str], targets: Sequence[str], min_margin: f
     return Screened(margins, nulls, threshold, min_margin is None, share, time.perf_counter() - started, described)
 
 
+def column_scores(scorer, inputs, outputs, near, rows) -> list[list[float]]:
+    """Per row i: the score of output i given input i, then given each of near[i]'s inputs in order (its
+    contrasts, then its wrong pairing): the column of output i."""
+    pairs = [pair for i in rows for pair in [(i, i)] + [(j, i) for j in near[i]]]
+    scores = iter(scorer.score(scorer.encode(inputs, outputs), pairs))
+    return [[next(scores) for _ in range(len(near[i]) + 1)] for i in rows]
+
+
 def _forward_margins(scorer, sources, targets, near, compared) -> tuple[list[float], list[float]]:
     """Per compared pair i: logP(t_i | s_i) minus the mean of logP(t_i | s_j) over its contrasts j (the
     target's column), and the same for its wrong pairing (s_w, t_i)."""
-    pairs: list[tuple[int, int]] = []
-    for i in compared:
-        pairs += [(i, i)] + [(j, i) for j in near[i]]
-    scores = iter(scorer.score(scorer.encode(sources, targets), pairs))
     own, nulls = [], []
-    for i in compared:
-        mine, *others = [next(scores) for _ in range(len(near[i]) + 1)]
+    for mine, *others in column_scores(scorer, sources, targets, near, compared):
         contrast = sum(others[:-1]) / (len(others) - 1)
         own.append(mine - contrast)
         nulls.append(others[-1] - contrast)
