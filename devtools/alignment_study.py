@@ -4,11 +4,14 @@ contrasts, on the pairs that reach the screen in `tests/tasks/data/test_alignmen
 For each share of rotated targets: the demo's catalog pairs are rotated as in the test and validated with the
 screen off (what is left is what the screen would see); every target is scored under its own source, its 7
 contrasts and one wrong pairing (and, with --reverse-model, each source under its own target and the same
-neighbours' targets). Two poolings of the contrasts:
+neighbours' targets). Three poolings of the contrasts:
 
 - mean: own − mean(contrasts), in nats per token (what tasks/data/alignment.py runs);
 - z: (own − mean(contrasts)) / (sd(contrasts) + 0.1): the same margin in units of the contrasts' spread, so a
-  target whose score barely moves with its source needs a smaller gap.
+  target whose score barely moves with its source needs a smaller gap;
+- z_every_wrong: the z margin, calibrated against every wrong pairing (each contrast and the wrong pairing in
+  turn, against the other seven) instead of one: eight times the null margins for the calibration, no more
+  scoring. Both ways, the two directions' null margins are summed in order, each from its own wrong pairing.
 
 For each: the share of rotated pairs caught by the threshold that loses 5 % of the untouched pairs (chosen with
 the answers known: how separable the margins are), and what the screen's own calibrated rule
@@ -56,17 +59,24 @@ def reaching_the_screen(pairs, rotated: set[int], scratch: Path, **params) -> tu
             {i for i, r in enumerate(rows) if r["line"] - 1 in rotated})
 
 
+def pooled(value: float, contrasts: list[float], pooling: str) -> float:
+    centre = sum(contrasts) / len(contrasts)
+    if pooling == "mean":
+        return value - centre
+    return (value - centre) / ((sum((c - centre) ** 2 for c in contrasts) / len(contrasts)) ** 0.5 + SPREAD_FLOOR)
+
+
 def margins(scores: list[list[float]], pooling: str) -> tuple[list[float], list[float]]:
-    """Own and wrong-pairing margins of each pair with at least one contrast and a wrong pairing."""
+    """Own and wrong-pairing margins of each pair with at least one contrast and a wrong pairing. With
+    "z_every_wrong" every contrast is also a wrong pairing, against the others and the wrong pairing: k + 1 null
+    margins per pair instead of one, at no extra scoring."""
     own, nulls = [], []
     for mine, *others in scores:
-        contrasts, wrong = others[:-1], others[-1]
-        centre = sum(contrasts) / len(contrasts)
-        spread = 1.0
-        if pooling == "z":
-            spread = (sum((c - centre) ** 2 for c in contrasts) / len(contrasts)) ** 0.5 + SPREAD_FLOOR
-        own.append((mine - centre) / spread)
-        nulls.append((wrong - centre) / spread)
+        own.append(pooled(mine, others[:-1], pooling))
+        if pooling == "z_every_wrong":
+            nulls += [pooled(wrong, others[:j] + others[j + 1:], pooling) for j, wrong in enumerate(others)]
+        else:
+            nulls.append(pooled(others[-1], others[:-1], pooling))
     return own, nulls
 
 
@@ -98,7 +108,7 @@ def study(model, reverse_model, pairs, share: float, scratch: Path, **params) ->
     forward = read(model, "en", "de", sources, targets)
     backward = read(reverse_model, "de", "en", targets, sources) if reverse_model else None
     found = {"screened": len(kept), "rotated": sum(flags)}
-    for pooling in ("mean", "z"):
+    for pooling in ("mean", "z", "z_every_wrong"):
         own, nulls = margins(forward, pooling)
         if backward:
             back, back_nulls = margins(backward, pooling)
