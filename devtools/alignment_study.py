@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from tasks import layout  # noqa: E402
-from tasks.data import alignment, textnorm, validate  # noqa: E402
+from tasks.data import alignment, textnorm  # noqa: E402
 from tasks.evaluate.likelihood import PairScorer  # noqa: E402
 from tasks.io import storage  # noqa: E402
 
@@ -48,12 +48,11 @@ LOSS = 0.05
 def reaching_the_screen(pairs, rotated: set[int], scratch: Path, **params) -> tuple[list, list, set[int]]:
     """The pairs validation keeps with the screen off, and which of them were rotated."""
     from support.corpora import write_jsonl
-    from support.runs import make_run, put_raw
+    from support.runs import validate_files
 
-    path = write_jsonl(scratch / "catalog.jsonl", pairs)
-    cfg = make_run(scratch / "artifacts", min_clean_pairs=1, max_source_length=64, max_target_length=64, **params)
-    put_raw(cfg, path)
-    validate.run(cfg)
+    cfg, refused = validate_files(scratch / "artifacts", [write_jsonl(scratch / "catalog.jsonl", pairs)], **params)
+    if refused is not None:
+        raise refused
     rows = [json.loads(line) for line in storage.read_text(cfg.uri(layout.CLEAN)).splitlines()]
     return ([r["translation"]["en"] for r in rows], [r["translation"]["de"] for r in rows],
             {i for i, r in enumerate(rows) if r["line"] - 1 in rotated})

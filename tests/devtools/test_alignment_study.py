@@ -6,9 +6,8 @@ import json
 
 from devtools import alignment_study
 from support.corpora import digit_pairs, rotate_targets, write_jsonl
-from support.runs import make_run, put_raw
+from support.runs import validate_files
 from tasks import layout
-from tasks.data import validate
 from tasks.io import storage
 
 
@@ -17,10 +16,8 @@ def test_the_studys_mean_rule_rejects_what_the_screen_rejects(tmp_path, digits_t
     found = alignment_study.study(digits_translator, None, pairs, 0.15, tmp_path / "study")
 
     rotated_pairs, _ = rotate_targets(pairs, 0.15)
-    cfg = make_run(tmp_path / "screened", base_model=str(digits_translator), alignment_screen=True,
-                   min_clean_pairs=1, max_source_length=64, max_target_length=64)
-    put_raw(cfg, write_jsonl(tmp_path / "catalog.jsonl", rotated_pairs))
-    validate.run(cfg)
+    cfg, _ = validate_files(tmp_path / "screened", [write_jsonl(tmp_path / "catalog.jsonl", rotated_pairs)],
+                            base_model=str(digits_translator), alignment_screen=True)
     screen = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))["alignment"]
 
     assert found["screened"] == screen["screened"] and found["rotated"] == 90

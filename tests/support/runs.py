@@ -119,6 +119,20 @@ def put_raw(cfg: config.RunConfig, *paths: Path) -> None:
         "already_consumed": 0, "ignored": [], "nothing_new": not objects, "message": "test files"})
 
 
+def validate_files(root: Path | str, files, **params):
+    """A run over `files` (placed as the pull step would) through validate, with min_clean_pairs 1 and 64-token
+    limits unless `params` say otherwise: its config, and the BadBatchError that refused the batch, or None."""
+    from tasks.data import validate
+
+    cfg = make_run(root, **{"min_clean_pairs": 1, "max_source_length": 64, "max_target_length": 64, **params})
+    put_raw(cfg, *files)
+    try:
+        validate.run(cfg)
+    except validate.BadBatchError as err:
+        return cfg, err
+    return cfg, None
+
+
 def accounted(cfg: config.RunConfig) -> tuple[dict, list[dict], list[dict]]:
     """The validation report, clean records and rejects, after checking that every row read is in exactly
     one of them: rows in = kept + rejected + deduplicated, per file and in total; rows carried from consumed

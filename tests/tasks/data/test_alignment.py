@@ -6,9 +6,9 @@ import json
 import pytest
 
 from support.corpora import demo_catalog_pairs, digit_pairs, rotate_targets, write_jsonl
-from support.runs import accounted, make_run, put_raw
+from support.runs import accounted, make_run, validate_files
 from tasks import layout
-from tasks.data import alignment, consumed, textnorm, validate
+from tasks.data import alignment, consumed, textnorm
 from tasks.io import storage
 
 
@@ -45,14 +45,7 @@ def test_the_threshold_separates_the_wrong_pairings_from_the_true_ones(own, null
 
 
 def _validate_with_screen(tmp_path, model, files, **params):
-    cfg = make_run(tmp_path / "artifacts", base_model=str(model), alignment_screen=True, min_clean_pairs=1,
-                   max_source_length=64, max_target_length=64, **params)
-    put_raw(cfg, *files)
-    try:
-        validate.run(cfg)
-    except validate.BadBatchError as err:
-        return cfg, err
-    return cfg, None
+    return validate_files(tmp_path / "artifacts", files, base_model=str(model), alignment_screen=True, **params)
 
 
 def _misaligned(rejects):
