@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from tasks.train import batching, feed, tokenloss
 from tasks.train.checkpoints import STATE, CheckpointDir
@@ -89,6 +89,7 @@ class Progress:
     evals_without_improvement: int = 0
     tokens_seen: int = 0
     seconds: float = 0.0  # spent training, over every attempt (a resumed run continues the budget)
+    validations: list = field(default_factory=list)  # [step, validation loss] at each validation, in order
 
 
 def _forward_backward(net, pieces: list[feed.Piece], device, precision: Precision, scaler, world_size: int):
@@ -476,6 +477,7 @@ class _Training:
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             progress.evals_without_improvement += 1
+        progress.validations.append([progress.step, round(val_loss, 4)])
         log.info("step %d  validation loss %.4f  (best %.4f at step %d)", progress.step, val_loss,
                  progress.best_loss, progress.best_step)
         if self.settings.target_loss and val_loss <= self.settings.target_loss:
@@ -507,7 +509,8 @@ class _Training:
                 "resumed_from_step": int(self.resumed_from.name.split("-")[1]) if self.resumed_from else None,
                 "early_stopped": self.stop_reason == "early stopping",
                 "stopped_by": self.stop_reason or ("time budget" if self.budget_ends_schedule else "steps"),
-                "seconds_total": round(progress.seconds, 1), "world_size": self.world_size}
+                "seconds_total": round(progress.seconds, 1), "world_size": self.world_size,
+                "validations": progress.validations}
 
 
 def _duration(seconds: float) -> str:

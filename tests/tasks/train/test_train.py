@@ -27,12 +27,22 @@ def test_training_saves_the_best_model_and_its_report(tmp_path, tiny_model):
     assert {"config.json", "model.safetensors", "vocab.json", "source.spm", layout.TRAIN_REPORT_NAME} <= \
         {p.name for p in model_dir.iterdir()}
     assert train.result(cfg) == json.loads((model_dir / layout.TRAIN_REPORT_NAME).read_text())
+    _assert_validation_curve(report, every=20)
     assert train.run(cfg) == report  # a retry finds the finished model and does not train again
+
+
+def _assert_validation_curve(report: dict, every: int) -> None:
+    """The report's validation losses, in order: one every `every` steps, the best of them the model kept."""
+    steps = [step for step, _ in report["validations"]]
+    assert steps[:-1] == list(range(every, every * len(steps), every)) and steps[-1] in (steps[-2] + every,
+                                                                                           report["steps"])
+    assert min(loss for _, loss in report["validations"]) == report["best_validation_loss"]
+    assert dict(report["validations"])[report["best_step"]] == report["best_validation_loss"]
 
 
 def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model):
     cfg = _digit_run(tmp_path, tiny_model, max_steps=300, num_train_epochs=100, checkpoint_every_steps=20,
-                     early_stopping_patience=0)
+                     eval_every_steps=20, early_stopping_patience=0)
     saved = kill_once_checkpointed(cfg, within=120)
     assert train.result(cfg) is None
     assert 0 < saved < 300
@@ -42,6 +52,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model
     report = train.result(cfg)
     assert report["resumed_from_step"] >= saved
     assert report["steps"] == 300
+    _assert_validation_curve(report, every=20)  # the validations before the kill are in the resumed run's report
     assert f"resuming from step-{report['resumed_from_step']:08d}" in retry.stderr
 
 
