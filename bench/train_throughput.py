@@ -1,8 +1,9 @@
 """Training throughput: the project's training path against the seed recipe, in one process.
 
 Both train the same opus-mt-en-de-shaped Marian model (random weights: d_model 512, 6+6 layers, vocabulary
-58101) for one epoch over the same synthetic pairs, whose lengths follow a long-tailed distribution like
-real sentence pairs and whose targets depend on their sources (so there is something to learn):
+58101, and opus-mt's swish activation and embeddings scaled by sqrt(d_model)) for one epoch over the same
+synthetic pairs, whose lengths follow a long-tailed distribution like real sentence pairs and whose targets
+depend on their sources (so there is something to learn):
 
 - seed: the seed document's recipe: Seq2SeqTrainer, fp32, batch 16, lr 2e-5, weight decay 0.01, default
   (random) sampler, DataCollatorForSeq2Seq;
@@ -13,7 +14,9 @@ real sentence pairs and whose targets depend on their sources (so there is somet
 
 Throughput counts the real (unpadded) source + target tokens of the epoch over its wall time. Both models
 are then scored on the same held-out pairs (the untrained model's loss is `initial_loss`), so the loss
-after the same tokens can be compared.
+after the same tokens can be compared. `unigram_loss` is the held-out loss of the best model that ignores its
+source (each target token scored by its frequency among the training targets): a loss at that level means
+the model has learnt which words targets use, not how they follow from their sources.
 
 Time to quality (on by default; `--no-time-to-loss` skips it): a fresh model trains with the project's loop and
 the run config's defaults until its validation loss on the held-out pairs reaches the seed recipe's one-epoch
@@ -23,11 +26,14 @@ to the same loss, validations included; null when the project never got there. `
 repeats the time-to-quality run at those token budgets (the learning rate following each, as the run config's
 automatic rate does) and reports them under `time_to_loss_by_batch`, to show which batch the device wants.
 `--compare-beta2 0.999` repeats it at the default batch with that Adam β2 (the loop's is 0.98, the seed's
-Trainer 0.999) under `time_to_loss_by_beta2`: a suspect for the held-out loss plateau measured on an H200.
+Trainer 0.999) under `time_to_loss_by_beta2`, and `--compare-lr 1e-4` with that peak learning rate instead of
+the automatic one under `time_to_loss_by_lr`: suspects for the held-out loss plateau measured on an H200 (at
+the unigram loss, with the automatic rate's 2.8e-4 to 4.9e-4; at the fixed 1e-4 before, 2,048-token batches had
+gone below it in one epoch).
 
     python bench/train_throughput.py [--tiny] [--pairs N] [--precision auto|fp32|bf16] [--max-tokens N]
                                      [--no-time-to-loss] [--max-epochs N] [--compare-batches N,N]
-                                     [--compare-beta2 B,B]
+                                     [--compare-beta2 B,B] [--compare-lr R,R]
 
 The last line printed is one JSON object with the figures.
 """
@@ -85,7 +91,7 @@ def build_model(dims: dict, seed: int = 0):
                           encoder_attention_heads=dims["heads"], decoder_attention_heads=dims["heads"],
                           encoder_ffn_dim=dims["ffn_dim"], decoder_ffn_dim=dims["ffn_dim"], pad_token_id=pad,
                           eos_token_id=0, decoder_start_token_id=pad, max_position_embeddings=512,
-                          share_encoder_decoder_embeddings=True)
+                          share_encoder_decoder_embeddings=True, scale_embedding=True, activation_function="swish")
     return MarianMTModel(config)
 
 
@@ -125,11 +131,12 @@ def run_seed(dims: dict, data: batching.Encoded, device):
 
 def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_tokens: int, *,
                 epochs: float = 1, validation: batching.Encoded | None = None, target_loss: float = 0.0,
-                adam_beta2: float | None = None):
+                overrides: dict | None = None):
     """The project's training loop with the run config's defaults; returns (seconds, model, the loop's report).
 
     Without `validation`: `epochs` epochs, no validation. With it and a `target_loss`: until the validation loss
-    reaches the target (a validation every quarter epoch), for at most `epochs` epochs.
+    reaches the target (a validation every quarter epoch), for at most `epochs` epochs. `overrides`: loop settings
+    to change from the run config's defaults (a comparison's learning rate or Adam β2).
     """
     defaults = PipelineParams()
     model = build_model(dims)
@@ -139,8 +146,7 @@ def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_
         max_tokens_per_batch=max_tokens, warmup_steps=defaults.warmup_steps, early_stopping_patience=0,
         eval_every_steps=10**9, checkpoint_every_steps=10**9, precision=precision, log_every_steps=10**9,
         target_loss=target_loss)
-    if adam_beta2 is not None:
-        settings = replace(settings, adam_beta2=adam_beta2)
+    settings = replace(settings, **(overrides or {}))
     if validation is not None:
         settings = replace(settings, eval_every_steps=max(1, batches_per_epoch(data, max_tokens, device) // 4))
     else:
@@ -162,10 +168,10 @@ def batches_per_epoch(data: batching.Encoded, max_tokens: int, device) -> int:
 
 def time_to_loss(dims: dict, train_data: batching.Encoded, heldout: batching.Encoded, device, precision: str,
                  max_tokens: int, max_epochs: float, seed_loss: float, seed_seconds: float,
-                 adam_beta2: float | None = None) -> dict:
+                 overrides: dict | None = None) -> dict:
     """A fresh model trained until its held-out loss reaches the seed's one-epoch loss, at this token budget."""
     seconds, model, reached = run_project(dims, train_data, device, precision, max_tokens, epochs=max_epochs,
-                                          validation=heldout, target_loss=seed_loss, adam_beta2=adam_beta2)
+                                          validation=heldout, target_loss=seed_loss, overrides=overrides)
     got_there = reached["stopped_by"] == "target loss"
     return {"time_to_loss_ratio": round(seed_seconds / seconds, 2) if got_there else None,
             "project_time_to_loss_seconds": round(seconds, 2) if got_there else None,
@@ -173,7 +179,18 @@ def time_to_loss(dims: dict, train_data: batching.Encoded, heldout: batching.Enc
             "project_time_to_loss_epochs": round(reached["steps"] / batches_per_epoch(train_data, max_tokens,
                                                                                         device), 2),
             "project_time_to_loss_heldout": round(heldout_loss(model, heldout, dims, device), 4),
-            "learning_rate": reached["learning_rate"]}
+            "learning_rate": reached["learning_rate"], "validations": reached["validations"]}
+
+
+def unigram_loss(train: batching.Encoded, heldout: batching.Encoded, vocab: int) -> float:
+    """Held-out loss (nats per target token, </s> included) of the best model that ignores its source: each token
+    at its frequency among the training targets, add-half smoothed over the vocabulary."""
+    import numpy as np
+
+    counts = np.bincount(np.concatenate([np.asarray(t) for t in train.targets]), minlength=vocab) + 0.5
+    log_p = np.log(counts / counts.sum())
+    tokens = np.concatenate([np.asarray(t) for t in heldout.targets])
+    return float(-log_p[tokens].mean())
 
 
 def heldout_loss(model, data: batching.Encoded, dims: dict, device) -> float:
@@ -212,6 +229,8 @@ def main() -> None:
                         help="comma-separated token budgets to run the time-to-quality run at as well")
     parser.add_argument("--compare-beta2", default="",
                         help="comma-separated Adam β2 values to run the time-to-quality run with as well")
+    parser.add_argument("--compare-lr", default="",
+                        help="comma-separated peak learning rates to run the time-to-quality run with as well")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -239,23 +258,27 @@ def main() -> None:
             by_batch[str(tokens_per_batch)] = time_to_loss(dims, train_data, heldout, device, precision,
                                                            tokens_per_batch, args.max_epochs, seed_loss,
                                                            seed_seconds)
-        by_beta2 = {beta2: time_to_loss(dims, train_data, heldout, device, precision, max_tokens, args.max_epochs,
-                                        seed_loss, seed_seconds, adam_beta2=float(beta2))
-                    for beta2 in (b.strip() for b in args.compare_beta2.split(",")) if beta2}
+        by_setting = {name: {value: time_to_loss(dims, train_data, heldout, device, precision, max_tokens,
+                                                 args.max_epochs, seed_loss, seed_seconds,
+                                                 overrides={field: float(value)})
+                             for value in (v.strip() for v in values.split(",")) if value}
+                      for name, field, values in (("beta2", "adam_beta2", args.compare_beta2),
+                                                  ("lr", "learning_rate", args.compare_lr))}
         to_loss = {**{k: v for k, v in by_batch[str(max_tokens)].items() if k != "learning_rate"},
                    **({"time_to_loss_by_batch": by_batch} if len(by_batch) > 1 else {}),
-                   **({"time_to_loss_by_beta2": by_beta2} if by_beta2 else {})}
+                   **{f"time_to_loss_by_{name}": runs for name, runs in by_setting.items() if runs}}
 
     result = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
-        "model": "tiny" if args.tiny else "opus-mt-en-de shape (d512, 6+6, vocab 58101)",
+        "model": "tiny" if args.tiny else "opus-mt-en-de shape (d512, 6+6, vocab 58101, swish, scaled embeddings)",
         "pairs": pairs, "tokens": tokens,
         "seed_seconds": round(seed_seconds, 2), "project_seconds": round(project_seconds, 2),
         "seed_tokens_per_s": round(tokens / seed_seconds, 1),
         "project_tokens_per_s": round(tokens / project_seconds, 1),
         "ratio": round(seed_seconds / project_seconds, 2),
         "seed_loss": round(seed_loss, 4), "project_loss": round(project_loss, 4),
-        "initial_loss": round(initial_loss, 4), "seed_steps": math.ceil(pairs / 16),
+        "initial_loss": round(initial_loss, 4),
+        "unigram_loss": round(unigram_loss(train_data, heldout, dims["vocab_size"]), 4), "seed_steps": math.ceil(pairs / 16),
         "project_steps": report["steps"], "project_precision": report["precision"],
         "project_max_tokens_per_batch": report["tokens_per_batch"],
         "project_learning_rate": report["learning_rate"], **to_loss,

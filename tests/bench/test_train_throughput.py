@@ -1,5 +1,7 @@
 """The training benchmark's smoke mode: it runs both paths and reports every figure (no timing asserts)."""
 
+import pytest
+
 from support.runs import tiny_bench
 
 
@@ -19,3 +21,35 @@ def test_tiny_benchmark_reports_both_paths():
     assert figures["time_to_loss_ratio"] is not None and figures["time_to_loss_ratio"] > 0
     assert figures["project_time_to_loss_heldout"] <= figures["seed_loss"] + 0.05
     assert figures["project_time_to_loss_seconds"] > 0 and figures["project_time_to_loss_steps"] > 0
+
+
+def test_the_unigram_loss_is_what_a_model_blind_to_its_source_scores():
+    """`unigram_loss` is read against the held-out losses, so it must count as they do (nats per target token,
+    </s> included): a model whose decoder outputs nothing but the training targets' log-frequencies as its
+    logits' bias scores exactly it through the bench's own held-out loss."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    from support.runs import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    from train_throughput import TINY, build_model, heldout_loss, synthetic_pairs, unigram_loss
+
+    vocab = TINY["vocab_size"]
+    train, heldout = synthetic_pairs(200, vocab, seed=1), synthetic_pairs(40, vocab, seed=2)
+    blind = unigram_loss(train, heldout, vocab)
+    counts = np.bincount(np.concatenate([np.asarray(t) for t in train.targets]), minlength=vocab) + 0.5
+    model = build_model(TINY)
+    with torch.no_grad():  # the decoder's last layer norm outputs zeros: the logits are the bias alone
+        norm = model.model.decoder.layers[-1].final_layer_norm
+        norm.weight.zero_()
+        norm.bias.zero_()
+        model.final_logits_bias.copy_(torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)[None])
+    assert heldout_loss(model.eval(), heldout, TINY, torch.device("cpu")) == pytest.approx(blind, abs=1e-4)
+    # By hand, on two training targets and one held-out target.
+    from tasks.train.batching import Encoded
+
+    by_hand = unigram_loss(Encoded([[5, 0], [6, 0]], [[1, 1, 0], [2, 0]]), Encoded([[5, 0]], [[1, 0]]), 4)
+    assert by_hand == pytest.approx(-np.log(2.5 / 7))  # counts 2, 2, 1, 0 for ids 0-3, each + 0.5
