@@ -179,7 +179,9 @@ def time_to_loss(dims: dict, train_data: batching.Encoded, heldout: batching.Enc
             "project_time_to_loss_epochs": round(reached["steps"] / batches_per_epoch(train_data, max_tokens,
                                                                                         device), 2),
             "project_time_to_loss_heldout": round(heldout_loss(model, heldout, dims, device), 4),
-            "learning_rate": reached["learning_rate"], "validations": reached["validations"]}
+            "learning_rate": reached["learning_rate"], "warmup_steps": reached["warmup_steps"],
+            "scheduled_steps": reached["scheduled_steps"],
+            "validations": reached["validations"]}
 
 
 def unigram_loss(train: batching.Encoded, heldout: batching.Encoded, vocab: int) -> float:
@@ -231,6 +233,9 @@ def main() -> None:
                         help="comma-separated Adam β2 values to run the time-to-quality run with as well")
     parser.add_argument("--compare-lr", default="",
                         help="comma-separated peak learning rates to run the time-to-quality run with as well")
+    parser.add_argument("--compare-warmup", default="",
+                        help="comma-separated warmups (a share of the steps if below 1, else steps) to run the "
+                             "time-to-quality run with as well")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -263,7 +268,8 @@ def main() -> None:
                                                  overrides={field: float(value)})
                              for value in (v.strip() for v in values.split(",")) if value}
                       for name, field, values in (("beta2", "adam_beta2", args.compare_beta2),
-                                                  ("lr", "learning_rate", args.compare_lr))}
+                                                  ("lr", "learning_rate", args.compare_lr),
+                                                  ("warmup", "warmup_steps", args.compare_warmup))}
         to_loss = {**{k: v for k, v in by_batch[str(max_tokens)].items() if k != "learning_rate"},
                    **({"time_to_loss_by_batch": by_batch} if len(by_batch) > 1 else {}),
                    **{f"time_to_loss_by_{name}": runs for name, runs in by_setting.items() if runs}}

@@ -205,9 +205,12 @@ class PipelineParams(BaseModel):
         "step's tokens over 512, at most 5e-4 (4.9e-4 at a GPU's 12,288 tokens). The seed recipe's 2e-5 is for "
         "16-sentence batches.", gt=0, le=1)
     weight_decay: float = _field(0.01, "Weight decay", _TRAIN, "AdamW weight decay.", ge=0, le=1)
-    warmup_steps: float = _field(0.05, "Warmup", _TRAIN,
-                                 "Linear warmup: a share of all steps if below 1, else a number of steps.", ge=0,
-                                 le=MAX_STEPS)
+    warmup_steps: float | None = _field(
+        None, "Warmup", _TRAIN,
+        "Linear warmup: a share of all steps if below 1, else a number of steps. Empty: automatic, following the "
+        "peak learning rate: 5 % of the steps at 1e-4 or less, 5 % per 1e-4 above it, at most 25 % (24.5 % at a "
+        "GPU's 4.9e-4: post-norm models such as opus-mt trained from scratch at such rates with a short warmup "
+        "learn to ignore their source).", ge=0, le=MAX_STEPS)
     max_tokens_per_batch: int = _field(
         0, "Tokens per batch", _TRAIN,
         "Token budget of one optimizer batch per device (padded source or target tokens × sentences); "

@@ -163,6 +163,7 @@ def body(config: RunConfig, records: RunRecords, *, release_tag: str, in_review:
         "`provenance/`; scores and the gate's decision in `eval/`.")
     outcome = [("learning rate used", training.get("learning_rate")),
                ("tokens per batch used", training.get("tokens_per_batch")),
+               ("warmup steps used", training.get("warmup_steps")),
                ("best step", training.get("best_step")), ("best validation loss", training.get("best_validation_loss")),
                ("train pairs", training.get("train_pairs"))]
     hyper = _flatten(training.get("settings", {})) + [(k, v) for k, v in outcome if v is not None]

@@ -26,7 +26,7 @@ DECISION = {"decision": "promote", "promote": True, "reasons": ["BLEU gain +4.40
                        {"name": "general_regression", "value": -0.4, "threshold": 1.0, "passed": True,
                         "reason": "general-domain BLEU −0.40, within 1.0 | allowed"}]}
 PROVENANCE = {"files": 3, "manifest_sha256": "ab" * 32, "test_split_sha256": "cd" * 32}
-TRAINING = {"best_step": 900, "best_validation_loss": 1.234,
+TRAINING = {"best_step": 900, "best_validation_loss": 1.234, "warmup_steps": 245,
             "settings": {"source_lang": "en", "loop": {"learning_rate": 0.0001, "max_tokens_per_batch": 12288}}}
 
 
@@ -68,6 +68,7 @@ def test_body_shows_scores_gate_data_training_and_how_to_pin_the_release(tmp_pat
     assert "| champion | 33.00 | 60.10 | 52.30 |" in text and "| **this model** | 34.50 | 61.00 | 50.90 |" in text
     assert "| general_regression | -0.4 | 1 | pass | general-domain BLEU −0.40, within 1.0 \\| allowed |" in text
     assert "| learning_rate | 0.0001 |" in text and "| best step | 900 |" in text
+    assert "| warmup steps used | 245 |" in text  # the automatic warmup, as the loop resolved it
     assert 'pipeline("translation", model="my-org/opus-mt-en-de-legal", revision="run-20261127-0a1b2c3d")' in text
     assert f"`{SIGNATURES['ter']}`" in text and "num_beams=4, max_length=128" in text
 

@@ -203,6 +203,30 @@ def test_the_automatic_learning_rate_follows_the_tokens_of_a_step(tiny_model, tm
         assert max(g["lr"] for g in run.optimizer.param_groups) <= expected
 
 
+@pytest.mark.parametrize("peak, share", [
+    (2e-5, 0.05),  # the seed recipe's rate: the usual 5 %
+    (1e-4, 0.05),  # the CPU's automatic rate: unchanged
+    (2e-4, 0.10),
+    # A GPU's automatic 4.9e-4: 0.245, where 5 % left a model trained from scratch blind to its source.
+    (1e-4 * 24 ** 0.5, 0.05 * 24 ** 0.5),
+    (1e-3, 0.25),  # capped
+])
+def test_the_automatic_warmup_follows_the_peak_rate(tiny_model, tmp_path, peak, share):
+    assert trainloop.auto_warmup(peak) == pytest.approx(share)
+    run, _ = _setup(tiny_model, tmp_path, learning_rate=peak, num_train_epochs=3, max_steps=40)  # warmup: auto
+    assert run.total_steps == 40 and run.warmup == int(share * 40)
+    assert [run._lr_factor(step) for step in range(run.warmup)] == pytest.approx(
+        [(step + 1) / run.warmup for step in range(run.warmup)])
+    assert _train(run)["warmup_steps"] == run.warmup  # what the training report (and the model card) say
+
+
+def test_an_explicit_warmup_wins_over_the_automatic_one(tiny_model, tmp_path):
+    run, _ = _setup(tiny_model, tmp_path, learning_rate=5e-4, warmup_steps=0.05, num_train_epochs=3, max_steps=40)
+    assert run.warmup == 2
+    run, _ = _setup(tiny_model, tmp_path, learning_rate=5e-4, warmup_steps=3, num_train_epochs=3, max_steps=40)
+    assert run.warmup == 3
+
+
 def test_a_set_learning_rate_is_used_as_it_is(tiny_model, tmp_path):
     run, _ = _setup(tiny_model, tmp_path, learning_rate=3e-3, max_tokens_per_batch=12288, max_steps=2)
     assert _train(run)["learning_rate"] == 3e-3
