@@ -50,8 +50,8 @@ LIMITS = {"train": 270, "eval": 110, "alignment": 50, "profile": 50}
 # The train bench's time to the seed's loss at the automatic batch, and at this smaller one for comparison (on
 # the GPU the 4,096-token batch was measured on 2026-12-04: the same plateau). The plateau was the unigram loss
 # (the loss of a model that ignores its source) under the automatic rate (4.9e-4 and 2.8e-4) with 5 % warmup; on
-# CPU a 6+6-layer model reproduced it, and a warmup that follows the rate (24.5 % at 4.9e-4, now the default) left
-# it. So the time-to-quality run is repeated with the old 5 % warmup: the same rate, only the warmup differs.
+# CPU a 6+6-layer model reproduced it, and longer warmups left it (the default now follows the rate: 36 % at
+# 4.9e-4). So the time-to-quality run is repeated with the old 5 % warmup: the same rate, only the warmup differs.
 COMPARE_BATCHES = {"tiny": "256", "full": ""}
 COMPARE_WARMUP = "0.05"
 

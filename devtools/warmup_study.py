@@ -6,7 +6,7 @@ learning rate, warmup) pairs on the same data; for each, the held-out loss every
 read against the source-blind (unigram) loss. On the H200 the bench's runs stopped at that loss; this is the
 CPU-sized reproduction behind the automatic warmup (tasks/train/loop.auto_warmup, README "On a GPU"):
 
-    python -m devtools.warmup_study   # the README's table: five runs, about 8 minutes each on 2 CPU cores
+    python -m devtools.warmup_study   # the README's table: nine runs, about 8 minutes each on 2 CPU cores
 
 A run is RATE:WARMUP, the warmup a share of the steps (below 1), a number of steps, or `auto` (the loop's
 default, following the rate). fp32 on CPU. The last line of stdout is one JSON object: the source-blind loss,
@@ -29,7 +29,8 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 import train_throughput as bench  # noqa: E402
 from tasks.train import loop as trainloop  # noqa: E402
 
-RUNS = "4.9e-4:0.05,4.9e-4:auto,2.8e-4:auto,2.8e-4:0.05,1e-4:0.05"
+RUNS = ",".join(["4.9e-4:0.05", "4.9e-4:0.245", "4.9e-4:0.25", "4.9e-4:0.35", "4.9e-4:auto", "4.9e-4:0.5",
+                 "2.8e-4:0.14", "2.8e-4:0.05", "1e-4:0.05"])  # the README's table
 DIMS = {"vocab_size": 8000, "d_model": 256, "layers": 6, "heads": 4, "ffn_dim": 1024}
 
 

@@ -208,8 +208,8 @@ class PipelineParams(BaseModel):
     warmup_steps: float | None = _field(
         None, "Warmup", _TRAIN,
         "Linear warmup: a share of all steps if below 1, else a number of steps. Empty: automatic, following the "
-        "peak learning rate: 5 % of the steps at 1e-4 or less, 5 % per 1e-4 above it, at most 25 % (24.5 % at a "
-        "GPU's 4.9e-4: post-norm models such as opus-mt trained from scratch at such rates with a short warmup "
+        "peak learning rate: 5 % of the steps at 1e-4 or less, 8 % more per 1e-4 above it, at most 40 % (36 % at "
+        "a GPU's 4.9e-4: post-norm models such as opus-mt trained from scratch at such rates with a short warmup "
         "learn to ignore their source).", ge=0, le=MAX_STEPS)
     max_tokens_per_batch: int = _field(
         0, "Tokens per batch", _TRAIN,

@@ -73,17 +73,17 @@ def auto_learning_rate(tokens_per_step: int) -> float:
     return min(AUTO_LR_MAX, AUTO_LR * math.sqrt(max(tokens_per_step, 1) / AUTO_LR_TOKENS))
 
 
-# The automatic warmup, a share of all steps: AUTO_WARMUP at a peak rate of AUTO_LR or less, growing with the peak
-# rate, at most AUTO_WARMUP_MAX (0.245 at a GPU's 4.9e-4). A 6+6-layer post-norm model trained from scratch at 4.9e-4
-# with 5 % warmup sat at the loss of a model blind to its source for 250 of 550 steps and ended at 4.79 (the
-# source-blind loss: 4.90), where 24.5 % and 25 % warmup took it to 4.65 and 4.45, and 1e-4 to 4.64; at 2.8e-4,
-# 14 % warmup ended at 4.24 and 5 % at 4.61 (python -m devtools.warmup_study). Fine-tuning the demo's base model
-# at 4.9e-4 ended at the same held-out loss with either warmup (2.583 and 2.585). README, "On a GPU".
-AUTO_WARMUP, AUTO_WARMUP_MAX = 0.05, 0.25
+# The automatic warmup, a share of all steps: AUTO_WARMUP at a peak rate of AUTO_LR or less, AUTO_WARMUP_SLOPE more
+# per AUTO_LR above it, at most AUTO_WARMUP_MAX (0.36 at a GPU's 4.9e-4). A 6+6-layer post-norm model trained from
+# scratch at 4.9e-4 (python -m devtools.warmup_study, 550 steps) sat at the loss of a model blind to its source
+# (4.90) with 5 % warmup and ended at 4.79; with 25 % at 4.45, 35 % 3.58, 36 % 3.99, 50 % 3.74. At 2.8e-4, 14 %
+# ended at 4.24 and 5 % at 4.61. Fine-tuning the demo's base model at 4.9e-4 ended at the same held-out loss with
+# 5, 25 or 50 % warmup (2.585, 2.583, 2.577). README, "On a GPU".
+AUTO_WARMUP, AUTO_WARMUP_SLOPE, AUTO_WARMUP_MAX = 0.05, 0.08, 0.4
 
 
 def auto_warmup(peak_learning_rate: float) -> float:
-    return min(AUTO_WARMUP_MAX, AUTO_WARMUP * max(1.0, peak_learning_rate / AUTO_LR))
+    return min(AUTO_WARMUP_MAX, AUTO_WARMUP + AUTO_WARMUP_SLOPE * max(0.0, peak_learning_rate / AUTO_LR - 1))
 
 
 # Bigger CPU batches run as micro-batches of this size: one 12288-token batch ran at half the speed.
