@@ -19,15 +19,12 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 import train_throughput as bench  # noqa: E402
-from tasks.train import loop as trainloop  # noqa: E402
 
 RUNS = ",".join(["4.9e-4:0.05", "4.9e-4:0.245", "4.9e-4:0.25", "4.9e-4:0.35", "4.9e-4:auto", "4.9e-4:0.5",
                  "2.8e-4:0.14", "2.8e-4:0.05", "1e-4:0.05"])  # the README's table
@@ -35,21 +32,15 @@ DIMS = {"vocab_size": 8000, "d_model": 256, "layers": 6, "heads": 4, "ffn_dim": 
 
 
 def one_run(dims: dict, train, heldout, rate: float, warmup: float | None, tokens: int, epochs: float) -> dict:
+    """The bench's project run (run config defaults, a validation every quarter epoch) at this rate and warmup."""
     import torch
 
-    device = torch.device("cpu")
-    settings = trainloop.LoopSettings(
-        learning_rate=rate, weight_decay=0.01, num_train_epochs=epochs, max_tokens_per_batch=tokens,
-        warmup_steps=warmup, early_stopping_patience=0, precision="fp32", checkpoint_every_steps=10**9,
-        eval_every_steps=max(1, bench.batches_per_epoch(train, tokens, device) // 4), log_every_steps=10**9)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch:
-        report = trainloop.train(bench.build_model(dims), train, heldout, settings, pad_id=dims["vocab_size"] - 1,
-                                 decoder_start_id=dims["vocab_size"] - 1,
-                                 checkpoints=trainloop.CheckpointDir(Path(scratch)), device=device)
+    seconds, _, report = bench.run_project(dims, train, torch.device("cpu"), "fp32", tokens, epochs=epochs,
+                                           validation=heldout,
+                                           overrides={"learning_rate": rate, "warmup_steps": warmup})
     return {"best": report["best_validation_loss"], "best_step": report["best_step"],
             "warmup_steps": report["warmup_steps"], "scheduled_steps": report["scheduled_steps"],
-            "seconds": round(time.perf_counter() - started, 1), "validations": report["validations"]}
+            "seconds": round(seconds, 1), "validations": report["validations"]}
 
 
 def study(dims: dict, runs: str, pairs: int, tokens: int, epochs: float) -> dict:
