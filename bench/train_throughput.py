@@ -131,15 +131,16 @@ def run_seed(dims: dict, data: batching.Encoded, device):
 
 def run_project(dims: dict, data: batching.Encoded, device, precision: str, max_tokens: int, *,
                 epochs: float = 1, validation: batching.Encoded | None = None, target_loss: float = 0.0,
-                overrides: dict | None = None):
+                overrides: dict | None = None, model_seed: int = 0):
     """The project's training loop with the run config's defaults; returns (seconds, model, the loop's report).
 
     Without `validation`: `epochs` epochs, no validation. With it and a `target_loss`: until the validation loss
     reaches the target (a validation every quarter epoch), for at most `epochs` epochs. `overrides`: loop settings
-    to change from the run config's defaults (a comparison's learning rate or Adam β2).
+    to change from the run config's defaults (a comparison's learning rate or Adam β2); `model_seed`: the
+    initial weights'.
     """
     defaults = PipelineParams()
-    model = build_model(dims)
+    model = build_model(dims, model_seed)
     pad = dims["vocab_size"] - 1
     settings = trainloop.LoopSettings(
         learning_rate=defaults.learning_rate or 0, weight_decay=defaults.weight_decay, num_train_epochs=epochs,

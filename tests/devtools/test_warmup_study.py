@@ -20,3 +20,13 @@ def test_each_run_trains_with_its_own_rate_and_warmup():
     for run in runs.values():  # a validation every quarter epoch, the best among them
         assert len(run["validations"]) >= 8 and run["best"] == min(loss for _, loss in run["validations"])
     assert 0 < found["unigram_loss"] < math.log(TINY["vocab_size"])  # a source-blind model beats a uniform one
+
+
+def test_seeds_repeat_each_run_from_other_weights_and_orders():
+    found = warmup_study.study(TINY, "1e-3:auto", pairs=120, tokens=256, epochs=1, seeds="0,1")
+    runs = found["runs"]
+    assert sorted(runs) == ["1e-3:auto", "1e-3:auto/s1"]  # seed 0 keeps the table's key
+    again = warmup_study.study(TINY, "1e-3:auto", pairs=120, tokens=256, epochs=1)["runs"]["1e-3:auto"]
+    assert again["validations"] == runs["1e-3:auto"]["validations"]  # seed 0 is the default run, repeatable
+    assert runs["1e-3:auto/s1"]["validations"] != runs["1e-3:auto"]["validations"]
+    assert runs["1e-3:auto/s1"]["scheduled_steps"] == runs["1e-3:auto"]["scheduled_steps"]
