@@ -23,10 +23,17 @@ On a lent machine (../shared/GPU.md: Python 3.12 and torch with CUDA are there, 
 folders: `.cache/demo/base-model` and `.whl/`, the wheels the machine lacks, downloaded here with
 `pip download --no-deps --only-binary :all: --python-version 3.12 -d .whl` for transformers 5.23.0,
 datasets 5.2.0, pydantic 2.14.4 (with pydantic_core, annotated_types, typing_inspection, typing_extensions),
-polib, regex, fsspec, dill, multiprocess, zstandard and fasttext-predict 0.9.2.4. Then, in one call:
+polib, regex, fsspec, dill, multiprocess, zstandard and fasttext-predict 0.9.2.4. Then two calls, as one call
+may run 10 minutes and the parts' limits below add up to 8 (timeout_s 560 for the first, ~240 for the second),
+each starting with the install (seconds on a warm machine):
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .whl/*.whl
-    python3 bench/gpu.py --out $OUT && python3 -m pytest -q tests/gpu   # the kill-and-resume test needs ~110 s
+    python3 bench/gpu.py --out $OUT         # first call
+    python3 -m pytest -q tests/gpu          # second call; the kill-and-resume test takes ~110 s
+
+A part that fails or runs past its limit keeps the figures it printed before (the train bench prints them after
+its throughput and after each time-to-quality run), with the error beside them; bench-gpu.json in the output
+folder is rewritten after each part, so a call cut short still brings back the parts done.
 """
 
 from __future__ import annotations
@@ -57,19 +64,37 @@ COMPARE_WARMUP = "0.05"
 
 
 def _run(name: str, argv: list[str], limit: int) -> dict:
-    """One benchmark as a process; its last stdout line is its JSON. On failure, the error in its place."""
+    """One benchmark as a process; its last stdout line is its JSON. On failure or past its time limit, the error
+    in its place, with the figures of the last JSON line it printed before (the train bench prints one after each
+    part), so a run cut short keeps what it measured."""
     started = time.monotonic()
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {**os.environ, "PYTHONPATH": path}
     try:
-        done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=limit,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get(
-                                  "PYTHONPATH", "")]).rstrip(os.pathsep)})
-    except subprocess.TimeoutExpired:
-        return {"error": f"{name} ran past its {limit} s"}
+        done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=limit, env=env)
+    except subprocess.TimeoutExpired as late:
+        stdout = late.stdout.decode(errors="replace") if isinstance(late.stdout, bytes) else late.stdout or ""
+        return {**_last_figures(stdout), "error": f"{name} ran past its {limit} s"}
     if done.returncode != 0:
-        return {"error": f"{name} failed ({done.returncode}): {done.stderr.strip()[-1500:]}"}
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+        return {**_last_figures(done.stdout),
+                "error": f"{name} failed ({done.returncode}): {done.stderr.strip()[-1500:]}"}
+    figures = _last_figures(done.stdout)
+    if not figures:
+        return {"error": f"{name} printed no figures: {done.stdout.strip()[-500:]}"}
     figures["wall_seconds"] = round(time.monotonic() - started, 1)
     return figures
+
+
+def _last_figures(stdout: str) -> dict:
+    """The last line of `stdout` that is a JSON object ({} if none)."""
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            figures = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(figures, dict):
+            return figures
+    return {}
 
 
 def demo_test(scratch: Path, sentences: int = 1000) -> str:

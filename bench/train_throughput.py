@@ -35,7 +35,8 @@ gone below it in one epoch).
                                      [--no-time-to-loss] [--max-epochs N] [--compare-batches N,N]
                                      [--compare-beta2 B,B] [--compare-lr R,R]
 
-The last line printed is one JSON object with the figures.
+The last line printed is one JSON object with the figures. One is printed after the throughput and after each
+time-to-quality run as well, each holding every figure so far: a run stopped part-way keeps what it measured.
 """
 
 from __future__ import annotations
@@ -216,9 +217,7 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
-    import torch
-
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run with a tiny model")
     parser.add_argument("--pairs", type=int, help="training pairs (default: 48 tiny, 640 CPU, 16000 GPU)")
@@ -237,14 +236,41 @@ def main() -> None:
     parser.add_argument("--compare-warmup", default="",
                         help="comma-separated warmups (a share of the steps if below 1, else steps) to run the "
                              "time-to-quality run with as well")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def time_to_loss_runs(args: argparse.Namespace, run):
+    """The time-to-quality runs, the default first; yields the figures so far after each run. `run(max_tokens,
+    overrides)` is one run's figures. The default run's figures sit at the top level, each comparison under
+    `time_to_loss_by_<what>`, keyed by its value."""
+    by_batch = {str(args.max_tokens): run(args.max_tokens, None)}
+    figures = {k: v for k, v in by_batch[str(args.max_tokens)].items() if k != "learning_rate"}
+    yield figures
+    for tokens_per_batch in (int(t) for t in args.compare_batches.split(",") if t.strip()):
+        by_batch[str(tokens_per_batch)] = run(tokens_per_batch, None)
+        figures["time_to_loss_by_batch"] = by_batch
+        yield figures
+    for name, field, values in (("beta2", "adam_beta2", args.compare_beta2), ("lr", "learning_rate", args.compare_lr),
+                                ("warmup", "warmup_steps", args.compare_warmup)):
+        for value in (v.strip() for v in values.split(",")):
+            if value:
+                runs = figures.setdefault(f"time_to_loss_by_{name}", {})
+                runs[value] = run(args.max_tokens, {field: float(value)})
+                yield figures
+
+
+def main() -> None:
+    """Prints the figures as a JSON line after each part (the throughput, then each time-to-quality run), each
+    line holding all figures so far: a run stopped part-way (bench/gpu.py's time limit) keeps what it measured."""
+    import torch
+
+    args = _arguments()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dims = TINY if args.tiny else OPUS_MT
     pairs = args.pairs or (48 if args.tiny else 16000 if device.type == "cuda" else 640)
-    max_tokens = args.max_tokens or (512 if args.tiny else PipelineParams().max_tokens_per_batch)
-    if max_tokens == 0:  # the run config's automatic batch, as the loop would choose it on this device
-        max_tokens = trainloop.AUTO_TOKENS_PER_BATCH.get(device.type, trainloop.AUTO_TOKENS_PER_BATCH["cuda"])
+    args.max_tokens = args.max_tokens or (512 if args.tiny else PipelineParams().max_tokens_per_batch)
+    if args.max_tokens == 0:  # the run config's automatic batch, as the loop would choose it on this device
+        args.max_tokens = trainloop.AUTO_TOKENS_PER_BATCH.get(device.type, trainloop.AUTO_TOKENS_PER_BATCH["cuda"])
     precision = args.precision or ("bf16" if _native_bf16(device) else "auto")
     train_data = synthetic_pairs(pairs, dims["vocab_size"], seed=1)
     heldout = synthetic_pairs(max(16, pairs // 10), dims["vocab_size"], seed=2)
@@ -254,27 +280,9 @@ def main() -> None:
     seed_seconds, seed_model = run_seed(dims, train_data, device)
     seed_loss = heldout_loss(seed_model, heldout, dims, device)
     del seed_model
-    project_seconds, project_model, report = run_project(dims, train_data, device, precision, max_tokens)
+    project_seconds, project_model, report = run_project(dims, train_data, device, precision, args.max_tokens)
     project_loss = heldout_loss(project_model, heldout, dims, device)
     del project_model
-    to_loss = {}
-    if not args.no_time_to_loss:
-        by_batch = {}
-        for tokens_per_batch in [max_tokens, *(int(t) for t in args.compare_batches.split(",") if t.strip())]:
-            by_batch[str(tokens_per_batch)] = time_to_loss(dims, train_data, heldout, device, precision,
-                                                           tokens_per_batch, args.max_epochs, seed_loss,
-                                                           seed_seconds)
-        by_setting = {name: {value: time_to_loss(dims, train_data, heldout, device, precision, max_tokens,
-                                                 args.max_epochs, seed_loss, seed_seconds,
-                                                 overrides={field: float(value)})
-                             for value in (v.strip() for v in values.split(",")) if value}
-                      for name, field, values in (("beta2", "adam_beta2", args.compare_beta2),
-                                                  ("lr", "learning_rate", args.compare_lr),
-                                                  ("warmup", "warmup_steps", args.compare_warmup))}
-        to_loss = {**{k: v for k, v in by_batch[str(max_tokens)].items() if k != "learning_rate"},
-                   **({"time_to_loss_by_batch": by_batch} if len(by_batch) > 1 else {}),
-                   **{f"time_to_loss_by_{name}": runs for name, runs in by_setting.items() if runs}}
-
     result = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
         "model": "tiny" if args.tiny else "opus-mt-en-de shape (d512, 6+6, vocab 58101, swish, scaled embeddings)",
@@ -289,9 +297,18 @@ def main() -> None:
         "seed_steps": math.ceil(pairs / 16),
         "project_steps": report["steps"], "project_precision": report["precision"],
         "project_max_tokens_per_batch": report["tokens_per_batch"],
-        "project_learning_rate": report["learning_rate"], **to_loss,
+        "project_learning_rate": report["learning_rate"],
     }
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
+    if args.no_time_to_loss:
+        return
+
+    def run(max_tokens: int, overrides: dict | None) -> dict:
+        return time_to_loss(dims, train_data, heldout, device, precision, max_tokens, args.max_epochs, seed_loss,
+                            seed_seconds, overrides=overrides)
+
+    for figures in time_to_loss_runs(args, run):
+        print(json.dumps({**result, **figures}), flush=True)
 
 
 if __name__ == "__main__":

@@ -23,3 +23,46 @@ def test_tiny_gpu_bench_runs_every_part_and_writes_the_profile(tmp_path):
     assert 0 < figures["train"]["unigram_loss"] < figures["train"]["initial_loss"]
     assert "Name" in (tmp_path / "profile.txt").read_text()
     assert json.loads((tmp_path / "bench-gpu.json").read_text())["train"] == figures["train"]
+
+
+def _gpu_bench_module():
+    import sys
+
+    from support.runs import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    import gpu
+
+    return gpu
+
+
+def _script(tmp_path, body: str) -> str:
+    path = tmp_path / "part.py"
+    path.write_text("import json, sys, time\n" + body)
+    return str(path)
+
+
+def test_a_part_past_its_time_limit_keeps_the_figures_it_printed(tmp_path):
+    """A lease is 15 minutes: the train bench running past its limit in its last comparison must not take the
+    throughput and time-to-quality figures it printed before with it."""
+    gpu = _gpu_bench_module()
+    script = _script(tmp_path, 'print(json.dumps({"ratio": 3.1}), flush=True)\n'
+                               'print("a log line", flush=True)\n'
+                               'print(json.dumps({"ratio": 3.1, "time_to_loss_ratio": 7.2}), flush=True)\n'
+                               'time.sleep(60)\n'
+                               'print(json.dumps({"never": True}))\n')
+    figures = gpu._run("train", [script], limit=3)
+    assert figures == {"ratio": 3.1, "time_to_loss_ratio": 7.2, "error": "train ran past its 3 s"}
+
+
+def test_a_part_that_fails_keeps_its_figures_and_says_why(tmp_path):
+    gpu = _gpu_bench_module()
+    script = _script(tmp_path, 'print(json.dumps({"ratio": 3.1}), flush=True)\n'
+                               'raise SystemExit("CUDA out of memory in the comparison run")\n')
+    figures = gpu._run("train", [script], limit=30)
+    assert figures["ratio"] == 3.1
+    assert figures["error"].startswith("train failed (1)") and "CUDA out of memory" in figures["error"]
+    silent = gpu._run("eval", [_script(tmp_path, 'print("no figures here")\n')], limit=30)
+    assert silent == {"error": "eval printed no figures: no figures here"}
+    nothing = gpu._run("eval", [_script(tmp_path, 'sys.exit(3)\n')], limit=30)
+    assert nothing["error"].startswith("eval failed (3)") and set(nothing) == {"error"}

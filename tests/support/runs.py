@@ -191,9 +191,23 @@ def kill_once_checkpointed(cfg: config.RunConfig, within: float) -> int:
 
 def tiny_bench(script: str, *args: str, timeout: int = 600) -> dict:
     """Run `bench/<script> --tiny [args]` as CI runs it and return the figures of its last line (one JSON object)."""
+    return tiny_bench_lines(script, *args, timeout=timeout)[-1]
+
+
+def tiny_bench_lines(script: str, *args: str, timeout: int = 600) -> list[dict]:
+    """The JSON objects `bench/<script> --tiny [args]` printed, one a line, in order (other lines skipped: the
+    seed's Trainer prints its metrics as a Python dict). The last line must be one."""
     import json
 
     done = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script), "--tiny", *args], env=cli_env(),
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    figures = []
+    for line in lines:
+        try:
+            figures.append(json.loads(line))
+        except ValueError:
+            continue
+    assert figures and figures[-1] == json.loads(lines[-1])
+    return figures
