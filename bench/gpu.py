@@ -2,10 +2,11 @@
 seed's loss), evaluation against the seed's decoding, the alignment screen's pairs/s, and a profile of ten
 training steps. Meant for one lent H200 in at most 8 minutes; it runs anywhere (on CPU the figures are CPU's).
 
-Each benchmark runs as its own process with its own time limit, so one that fails or overruns costs its own
-figures only (its error is reported in their place). Workloads:
+Each benchmark runs as its own process with its own time limit, so one that fails or overruns costs only the
+figures it had not printed yet (its error is reported beside the others). Workloads:
 
-- train: bench/train_throughput.py's defaults (opus-mt-en-de shape, 16,000 pairs on a GPU, time to loss on);
+- train: bench/train_throughput.py's defaults (opus-mt-en-de shape, 16,000 pairs on a GPU, time to loss on),
+  and the time to loss again at 4,096 tokens a batch and with the old 5 % warmup (COMPARE_BATCHES below);
 - eval: bench/eval_throughput.py on the demo's base model (7.7 M parameters, trained on real catalog strings)
   and 1,000 of the demo's domain catalog pairs when .cache/demo/base-model exists (`make demo` or the
   alignment tests build it; carry it to a lent GPU), else its own default model;
@@ -54,12 +55,13 @@ DEMO_MODEL = REPO / ".cache" / "demo" / "base-model"
 # Seconds each part may take on the GPU (8 minutes in all, with room for start-up). Measured on an H200
 # (2026-12-04): train 244 s (with the comparison batch), eval 99 s, alignment 30 s, profile ~20 s.
 LIMITS = {"train": 270, "eval": 110, "alignment": 50, "profile": 50}
-# The train bench's time to the seed's loss at the automatic batch, and at this smaller one for comparison (on
-# the GPU the 4,096-token batch was measured on 2026-12-04: the same plateau). The plateau was the unigram loss
-# (the loss of a model that ignores its source) under the automatic rate (4.9e-4 and 2.8e-4) with 5 % warmup; on
-# CPU a 6+6-layer model reproduced it, and longer warmups left it (the default now follows the rate: 36 % at
-# 4.9e-4). So the time-to-quality run is repeated with the old 5 % warmup: the same rate, only the warmup differs.
-COMPARE_BATCHES = {"tiny": "256", "full": ""}
+# The train bench's time to the seed's loss at the automatic batch, then at a smaller one (its learning rate and
+# warmup following it, as the run config's would), then with the old 5 % warmup at the automatic batch, each in
+# turn while the train part's time lasts. The plateau at the unigram loss (a model that ignores its source) seen on
+# 2026-12-04 (12,288 and 4,096 tokens, 5 % warmup) came from the warmup on a CPU proxy; there, leaving it took about
+# as many updates at 512, 1,024 and 4,096 tokens a batch (python -m devtools.warmup_study --tokens N), so the time
+# to quality is that many steps' time, and the smaller batch's steps may cost the GPU less than the tokens say.
+COMPARE_BATCHES = {"tiny": "256", "full": "4096"}
 COMPARE_WARMUP = "0.05"
 
 

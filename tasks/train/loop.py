@@ -60,7 +60,10 @@ class LoopSettings:
 # loss of 8.38 with 2048 against 9.04 with 12288 (the seed recipe: 8.43). Fine-tuning within a time budget
 # wants more updates still: bench/train_budget.py (3 min, demo base model) ended at a held-out loss of 2.51
 # with 2048 and 2.43 with 1024, where a plain loop with 32-sentence batches reached 2.39; with 512 it reaches
-# 2.33 (2,402 updates) against the plain loop's 2.37 in the same run.
+# 2.33 (2,402 updates) against the plain loop's 2.37 in the same run. From scratch, too, the number of updates
+# more than the tokens decides when a model leaves the source-blind plateau (a CPU proxy: 150-330 updates with
+# 512 to 4,096 tokens a batch; README "On a GPU"): whether 12,288 is the GPU's best batch for time to quality
+# waits on make bench-gpu's run at 4,096.
 AUTO_TOKENS_PER_BATCH = {"cuda": 12288, "cpu": 512}
 # The automatic peak learning rate: AUTO_LR at AUTO_LR_TOKENS tokens per optimizer step (the CPU's batch, where
 # 1e-4 was measured good for fine-tuning: bench/train_budget.py), scaled with the square root of the step's
