@@ -57,18 +57,19 @@ DEMO_MODEL = REPO / ".cache" / "demo" / "base-model"
 LIMITS = {"train": 270, "eval": 110, "alignment": 50, "profile": 50}
 # The train bench's time to the seed's loss at the automatic batch, then at a smaller one (its learning rate and
 # warmup following it, as the run config's would), then with the old 5 % warmup at the automatic batch, each in
-# turn while the train part's time lasts. The plateau at the unigram loss (a model that ignores its source) seen on
-# 2026-12-04 (12,288 and 4,096 tokens, 5 % warmup) came from the warmup on a CPU proxy; there, leaving it took about
-# as many updates at 512, 1,024 and 4,096 tokens a batch (python -m devtools.warmup_study --tokens N), so the time
-# to quality is that many steps' time, and the smaller batch's steps may cost the GPU less than the tokens say.
+# turn while the train part's time lasts. A CPU proxy traced the plateau seen on 2026-12-04 (at the unigram loss,
+# that of a model that ignores its source; 12,288 and 4,096 tokens, 5 % warmup) to the short warmup, and there
+# leaving the plateau took about as many updates with 512, 1,024 and 4,096 tokens a batch (python -m
+# devtools.warmup_study --tokens N): the time to quality is that many steps' time, and a smaller batch's steps may
+# cost the GPU less than its tokens say.
 COMPARE_BATCHES = {"tiny": "256", "full": "4096"}
 COMPARE_WARMUP = "0.05"
 
 
 def _run(name: str, argv: list[str], limit: int) -> dict:
     """One benchmark as a process; its last stdout line is its JSON. On failure or past its time limit, the error
-    in its place, with the figures of the last JSON line it printed before (the train bench prints one after each
-    part), so a run cut short keeps what it measured."""
+    beside the figures of the last JSON line it printed (the train bench prints one after each part), so a run cut
+    short keeps what it measured."""
     started = time.monotonic()
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env = {**os.environ, "PYTHONPATH": path}
