@@ -31,6 +31,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from tasks import hardware  # noqa: E402
+
+if __name__ == "__main__":
+    hardware.preload_tcmalloc()  # measured with the allocator the steps run with (python -m tasks)
+
 from tasks.data import alignment, textnorm  # noqa: E402
 from tasks.evaluate.likelihood import PairScorer  # noqa: E402
 from tasks.train import batching  # noqa: E402
@@ -124,7 +129,8 @@ def main() -> None:
         seed_s = time.perf_counter() - started
 
     figures = {
-        "device": scorer.device.type, "precision": scorer.precision, "model": str(model), "pairs": len(pairs),
+        "device": scorer.device.type, "allocator": hardware.allocator(), "precision": scorer.precision,
+        "model": str(model), "pairs": len(pairs),
         "pairings": len(pairings), "seed_seconds": round(seed_s, 2), "project_seconds": round(project_s, 2),
         "seed_pairs_per_s": round(len(pairs) / seed_s, 1), "project_pairs_per_s": round(len(pairs) / project_s, 1),
         "ratio": round(seed_s / project_s, 2),

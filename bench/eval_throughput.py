@@ -35,9 +35,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from tasks import hardware  # noqa: E402
+
+if __name__ == "__main__":
+    hardware.preload_tcmalloc()  # measured with the allocator the steps run with (python -m tasks)
+
 from support.corpora import digit_pairs  # noqa: E402  (the tests' synthetic task, shared on purpose)
 from support.models import build_digits_model, train_digits_model  # noqa: E402
-from tasks import hardware  # noqa: E402
 from tasks.evaluate import decoding, engines, scoring  # noqa: E402
 from tasks.evaluate.transformers_engine import TransformersDecoder  # noqa: E402
 from tasks.io.pairs import read_pairs  # noqa: E402
@@ -145,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     n = len(sources)
     result = {
         "device": device_name(),
+        "allocator": hardware.allocator(),
         "model": str(model),
         "sentences": n,
         "num_beams": 4,

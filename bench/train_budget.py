@@ -31,6 +31,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from tasks import hardware  # noqa: E402
+
+if __name__ == "__main__":
+    hardware.preload_tcmalloc()  # measured with the allocator the steps run with (python -m tasks)
+
 from tasks.config import PipelineParams  # noqa: E402
 from tasks.data import textnorm  # noqa: E402
 from tasks.io import formats  # noqa: E402
@@ -151,6 +156,7 @@ def main() -> None:
     project_loss = heldout_loss(project_model, held_out, device)
     print(json.dumps({
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
+        "allocator": hardware.allocator(),
         "model": "tiny digits" if args.tiny else "demo base model", "train_pairs": len(train_pairs),
         "held_out_pairs": len(held_out_pairs), "budget_s": seconds, "plain_batch_sentences": PLAIN_BATCH,
         "plain_steps": plain_steps, "project_steps": report["steps"],

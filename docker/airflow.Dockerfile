@@ -6,6 +6,9 @@ ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_IMAGE}
 
 USER root
+# tcmalloc, which `python -m tasks` preloads (the local launcher's steps run here, on CPU): tasks/hardware.py.
+RUN apt-get update && apt-get install -y --no-install-recommends libtcmalloc-minimal4 \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt requirements-train.txt /opt/mt/
 USER airflow
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \

@@ -15,6 +15,10 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HOME=/home/mt/.cache/huggingface \
     TOKENIZERS_PARALLELISM=false
 
+# tcmalloc, which `python -m tasks` preloads: glibc's malloc hands large freed blocks back to the kernel and
+# every step faults them in again (tasks/hardware.py).
+RUN apt-get update && apt-get install -y --no-install-recommends libtcmalloc-minimal4 \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements-train.txt /tmp/requirements-train.txt
 RUN pip install --no-cache-dir -r /tmp/requirements-train.txt && rm /tmp/requirements-train.txt
 # CTranslate2 dlopens libcublas.so.12 by name; where torch brought cuBLAS as a pip package, that folder is on

@@ -4,7 +4,8 @@ This is the entrypoint of the training image and of the local launcher. The step
 the run directory; its summary goes to the log, and the last line of stdout is that summary as JSON.
 
 On a machine with several GPUs, `train` re-executes itself under torchrun with one process per GPU, so
-training is data-parallel with no change to the command, the image or the launcher.
+training is data-parallel with no change to the command, the image or the launcher. Before that, where
+tcmalloc is installed and nothing is preloaded, it starts itself over with tcmalloc (tasks/hardware.py says why).
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ import os
 import sys
 from typing import Mapping
 
-from tasks import config
-from tasks.steps import STEPS
+from tasks import hardware
+
+if __name__ == "__main__":
+    hardware.preload_tcmalloc()  # before the heavier imports below, which a new start would do again
+
+from tasks import config  # noqa: E402
+from tasks.steps import STEPS  # noqa: E402
 
 # Set by torchrun in every process it starts: their presence means "already data-parallel".
 TORCHRUN_ENV = ("LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID")
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     # One progress stream in the task log: the other data-parallel ranks report only problems.
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tasks").info("memory allocator: %s", hardware.allocator())
     if STEPS[args.step].data_parallel:
         command = data_parallel_command(args.step, argv, os.environ, _visible_gpus())
         if command:

@@ -1,14 +1,62 @@
-"""What the machine offers to a step: how many CPUs it may use, and which device trains and decodes.
+"""What the machine offers to a step: how many CPUs it may use, and which memory allocator serves it.
 
 Containers and CPU pinning give a process fewer CPUs than the machine has, so the count comes from the
 process's affinity mask where the OS has one (Linux), not from `os.cpu_count()`.
+
+`python -m tasks` starts itself over with tcmalloc preloaded where tcmalloc is installed (Debian and Ubuntu:
+`apt-get install libtcmalloc-minimal4`; both images have it). glibc's malloc gives every freed block above
+32 MiB back to the kernel, so each vocabulary-sized tensor a training step allocates (opus-mt: 58,101 × 512,
+119 MB in fp32: the head's weight in the matmul precision, its gradient, the embeddings' gradients, the loss's
+chunk buffers) comes back as fresh pages that the kernel zeroes on first touch; tcmalloc keeps freed memory
+for reuse. On 2 CPU cores the train bench's epoch took 37.9 s with glibc's malloc and 30.6 s with tcmalloc,
+the seed recipe's 166.9 s and 124.8 s (README, "The memory allocator"). A deployment that sets LD_PRELOAD
+itself (to jemalloc, or empty to keep glibc's malloc) is left as it is.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import sys
+from typing import Mapping
+
+# Where Debian and Ubuntu (libtcmalloc-minimal4) and Red Hat (gperftools-libs) install tcmalloc.
+TCMALLOC = ("/usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib64/libtcmalloc_minimal.so.4")
+# tcmalloc reports every allocation above 1 GiB on stderr, and a large model's weights are such allocations.
+TCMALLOC_QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40)}
+ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
 
 
 def usable_cpus() -> int:
     """CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def tcmalloc_env(env: Mapping[str, str], patterns: tuple[str, ...] = TCMALLOC,
+                 platform: str = sys.platform) -> dict[str, str] | None:
+    """`env` with tcmalloc preloaded, or None to run with the environment as it is: off Linux, where tcmalloc
+    is not installed, or where LD_PRELOAD is set already (by the deployment, or by an earlier start)."""
+    if not platform.startswith("linux") or "LD_PRELOAD" in env:
+        return None
+    found = sorted(path for pattern in patterns for path in glob.glob(pattern))
+    return {**env, "LD_PRELOAD": found[0], **TCMALLOC_QUIET} if found else None
+
+
+def preload_tcmalloc() -> None:
+    """Start this same command over (same interpreter, options and arguments) with tcmalloc preloaded, where
+    `tcmalloc_env` says so; else return. Call it before anything heavy is imported: the work done so far is
+    done again."""
+    env = tcmalloc_env(os.environ)
+    if env is not None:
+        os.execve(sys.executable, sys.orig_argv, env)
+
+
+def allocator() -> str:
+    """The memory allocator this process really runs with: a preloaded one found among its mapped libraries, else
+    the C library's malloc."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            mapped = maps.read()
+    except OSError:
+        mapped = ""
+    return next((name for name in ALLOCATORS if f"lib{name}" in mapped), "malloc")
