@@ -181,7 +181,9 @@ def main() -> None:
         train, evaluation = results.get("train", {}), results.get("eval", {})
         headline = {"device": train.get("device"), "train_ratio": train.get("ratio"),
                     "time_to_loss_ratio": train.get("time_to_loss_ratio"),
-                    "project_tokens_per_s": train.get("project_tokens_per_s"), "eval_ratio": evaluation.get("ratio"),
+                    "project_tokens_per_s": train.get("project_tokens_per_s"),
+                    "project_share_of_matmul_peak": train.get("project_share_of_matmul_peak"),
+                    "eval_ratio": evaluation.get("ratio"),
                     "eval_engine": evaluation.get("project_engine"),
                     "alignment_pairs_per_s": results.get("alignment", {}).get("project_pairs_per_s"),
                     "gpu_busy_share": results.get("profile", {}).get("gpu_busy_share"),

@@ -18,6 +18,12 @@ after the same tokens can be compared. `unigram_loss` is the held-out loss of th
 source (each target token scored by its frequency among the training targets): a loss at that level means
 the model has learnt which words targets use, not how they follow from their sources.
 
+Arithmetic: `training_tflop` is the matrix arithmetic an epoch's real tokens need (`training_flops`, checked
+against PyTorch's FLOP counter), `seed_model_tflops` and `project_model_tflops` its rate over each path's epoch
+time, and `project_share_of_matmul_peak` the project's rate over `matmul_peak_tflops`, what one large matrix
+product reaches on the device in the project's precision (issue 19's goal 1, 430k tokens/s on an H200, is
+about 12 % of that chip's bf16 datasheet peak).
+
 Time to quality (on by default; `--no-time-to-loss` skips it): a fresh model trains with the project's loop and
 the run config's defaults until its validation loss on the held-out pairs reaches the seed recipe's one-epoch
 loss, for as many epochs as that takes (at most `--max-epochs`, over which the learning rate is scheduled), with
@@ -191,6 +197,38 @@ def time_to_loss(dims: dict, train_data: batching.Encoded, heldout: batching.Enc
             "validations": reached["validations"]}
 
 
+def training_flops(dims: dict, data: batching.Encoded) -> float:
+    """The matrix arithmetic of one training pass over `data`'s real tokens (padding excluded): forward and
+    backward, the backward twice the forward. Each source token passes the encoder's projections and feed-forward
+    layers and the decoder's cross-attention keys and values; each target token the decoder's layers and the
+    output head; attention scores and their weighted sums grow with both lengths. A figure of work done, the
+    same for every path over the same data, so its rate shows how near a path runs to the device's peak."""
+    d, ffn, layers, vocab = dims["d_model"], dims["ffn_dim"], dims["layers"], dims["vocab_size"]
+    forward = 0
+    for source, target in zip(data.sources, data.targets):
+        s, t = len(source), len(target)
+        encoder = s * (4 * d * d + 2 * d * ffn + 2 * d * d) + 2 * s * s * d  # + cross-attention keys, values
+        decoder = t * (4 * d * d + 2 * d * d + 2 * d * ffn) + 2 * t * t * d + 2 * t * s * d
+        forward += 2 * (layers * (encoder + decoder) + t * d * vocab)
+    return 3.0 * forward
+
+
+def matmul_peak_tflops(device, dtype, size: int) -> float:
+    """What one square matrix product of `size` achieves on `device` in `dtype`: the rate the training paths'
+    arithmetic is read against (a measured ceiling, not the datasheet's)."""
+    import torch
+
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    runs = 3 if device.type == "cpu" else 20
+    torch.mm(a, b)
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(runs):
+        torch.mm(a, b)
+    _sync(device)
+    return 2 * size**3 * runs / (time.perf_counter() - started) / 1e12
+
+
 def unigram_loss(train: batching.Encoded, heldout: batching.Encoded, vocab: int) -> float:
     """Held-out loss (nats per target token, </s> included) of the best model that ignores its source: each token
     at its frequency among the training targets, add-half smoothed over the vocabulary."""
@@ -207,6 +245,25 @@ def heldout_loss(model, data: batching.Encoded, dims: dict, device) -> float:
     settings = trainloop.LoopSettings(learning_rate=0, weight_decay=0, num_train_epochs=1, max_tokens_per_batch=4096)
     return trainloop.evaluate_loss(model.to(device), data, settings, pad, pad, device,
                                    choose_precision(device, "fp32"))
+
+
+def arithmetic(dims: dict, data: batching.Encoded, device, precision: str, seed_seconds: float,
+               project_seconds: float, tiny: bool) -> dict:
+    """Each path's rate of model arithmetic (`training_flops` over its epoch time) and the project's share of what
+    one large matrix product reaches on the device in the project's precision."""
+    import torch
+
+    flops = training_flops(dims, data)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    peak = matmul_peak_tflops(device, dtype, 256 if tiny else 2048 if device.type == "cpu" else 8192)
+    project = flops / project_seconds / 1e12
+    return {"training_tflop": _digits(flops / 1e12), "seed_model_tflops": _digits(flops / seed_seconds / 1e12),
+            "project_model_tflops": _digits(project), "matmul_peak_tflops": _digits(peak),
+            "project_share_of_matmul_peak": _digits(project / peak)}
+
+
+def _digits(x: float) -> float:
+    return float(f"{x:.4g}")
 
 
 def _native_bf16(device) -> bool:
@@ -305,6 +362,8 @@ def main() -> None:
         "project_max_tokens_per_batch": report["tokens_per_batch"],
         "project_learning_rate": report["learning_rate"],
     }
+    result.update(arithmetic(dims, train_data, device, report["precision"], seed_seconds, project_seconds,
+                             tiny=args.tiny))
     print(json.dumps(result), flush=True)
     if args.no_time_to_loss:
         return

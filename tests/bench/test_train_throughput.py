@@ -15,6 +15,9 @@ def test_tiny_benchmark_reports_both_paths():
     # seconds to 0.01 s, too coarse to recompute it from a tiny run's times).
     speedup = figures["project_tokens_per_s"] / figures["seed_tokens_per_s"]
     assert abs(figures["ratio"] - speedup) <= 0.01 * speedup + 0.006
+    # The same arithmetic over each path's time: the rates differ as the speeds do, and the peak is above both.
+    assert figures["project_model_tflops"] / figures["seed_model_tflops"] == pytest.approx(speedup, rel=0.01)
+    assert 0 < figures["project_share_of_matmul_peak"] < 1 and figures["training_tflop"] > 0
     # The tiny model starts near ln(vocab) = 6.9 and must not diverge on either path.
     assert 0 < figures["seed_loss"] < 7.5 and 0 < figures["project_loss"] < 7.5
     # Time to quality: the project trained until its held-out loss reached the seed's, and the ratio is the
@@ -58,3 +61,33 @@ def test_the_unigram_loss_is_what_a_model_blind_to_its_source_scores():
 
     by_hand = unigram_loss(Encoded([[5, 0], [6, 0]], [[1, 1, 0], [2, 0]]), Encoded([[5, 0]], [[1, 0]]), 4)
     assert by_hand == pytest.approx(-np.log(2.5 / 7))  # counts 2, 2, 1, 0 for ids 0-3, each + 0.5
+
+
+def test_the_arithmetic_counted_is_what_pytorch_counts_for_a_training_pass():
+    """`training_flops` (the work behind the model-TFLOP/s figures) against PyTorch's own FLOP counter over one
+    real forward and backward pass of the bench's model, pair by pair (a batch of one has no padding). Attention
+    runs as the reference kernel's matrix products, which the counter sees (fused kernels it does not)."""
+    import sys
+
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from support.runs import REPO_ROOT
+    from tasks.train.batching import Encoded
+
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    from train_throughput import TINY, build_model, synthetic_pairs, training_flops
+
+    dims = {**TINY, "layers": 3}  # unequal widths and depth catch a misplaced factor
+    model, pad = build_model(dims), dims["vocab_size"] - 1
+    data = synthetic_pairs(4, dims["vocab_size"], seed=3)
+    counted = 0
+    for source, target in zip(data.sources, data.targets):
+        with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
+            loss = model(input_ids=torch.tensor([source]), decoder_input_ids=torch.tensor([[pad, *target[:-1]]]),
+                         labels=torch.tensor([target])).loss
+            loss.backward()
+        counted += counter.get_total_flops()
+    assert training_flops(dims, data) == pytest.approx(counted, rel=1e-6)
+    assert training_flops(dims, Encoded(data.sources[:2], data.targets[:2])) < training_flops(dims, data)
