@@ -39,8 +39,9 @@ if __name__ == "__main__":
 from tasks.config import PipelineParams  # noqa: E402
 from tasks.data import textnorm  # noqa: E402
 from tasks.io import formats  # noqa: E402
-from tasks.train import batching  # noqa: E402
+from tasks.train import automatic, batching, passes  # noqa: E402
 from tasks.train import loop as trainloop  # noqa: E402
+from tasks.train.precision import choose_precision  # noqa: E402
 
 PLAIN_BATCH = 32
 MAX_CHARS = 100  # as the demo keeps them: the budget goes to sentences, not to a few long help texts
@@ -129,10 +130,8 @@ def run_project(model_dir: Path, data: batching.Encoded, held_out: batching.Enco
 
 
 def heldout_loss(model, data: batching.Encoded, device) -> float:
-    settings = trainloop.LoopSettings(learning_rate=0, weight_decay=0, num_train_epochs=1, max_tokens_per_batch=4096)
-    return trainloop.evaluate_loss(model.to(device), data, settings, model.config.pad_token_id,
-                                   model.config.decoder_start_token_id, device,
-                                   trainloop.choose_precision(device, "fp32"))
+    return passes.evaluate_loss(model.to(device), data, model.config.pad_token_id, model.config.decoder_start_token_id,
+                                device, choose_precision(device, "fp32"), max_tokens_per_batch=4096)
 
 
 def main() -> None:
@@ -149,7 +148,7 @@ def main() -> None:
     data, held_out = encode(model_dir, train_pairs), encode(model_dir, held_out_pairs)
 
     initial = heldout_loss(load(model_dir), held_out, device)
-    plain_steps, plain_model = run_plain(model_dir, data, seconds, trainloop.AUTO_LR, device)
+    plain_steps, plain_model = run_plain(model_dir, data, seconds, automatic.AUTO_LR, device)
     plain_loss = heldout_loss(plain_model, held_out, device)
     del plain_model
     report, project_model = run_project(model_dir, data, held_out, seconds, device)

@@ -64,7 +64,7 @@ if __name__ == "__main__":
     hardware.preload_tcmalloc()  # measured with the allocator the steps run with (python -m tasks)
 
 from tasks.config import PipelineParams  # noqa: E402
-from tasks.train import batching  # noqa: E402
+from tasks.train import automatic, batching, passes  # noqa: E402
 from tasks.train import loop as trainloop  # noqa: E402
 from tasks.train.precision import choose_precision  # noqa: E402
 
@@ -242,9 +242,8 @@ def unigram_loss(train: batching.Encoded, heldout: batching.Encoded, vocab: int)
 
 def heldout_loss(model, data: batching.Encoded, dims: dict, device) -> float:
     pad = dims["vocab_size"] - 1
-    settings = trainloop.LoopSettings(learning_rate=0, weight_decay=0, num_train_epochs=1, max_tokens_per_batch=4096)
-    return trainloop.evaluate_loss(model.to(device), data, settings, pad, pad, device,
-                                   choose_precision(device, "fp32"))
+    return passes.evaluate_loss(model.to(device), data, pad, pad, device, choose_precision(device, "fp32"),
+                                max_tokens_per_batch=4096)
 
 
 def arithmetic(dims: dict, data: batching.Encoded, device, precision: str, seed_seconds: float,
@@ -332,7 +331,7 @@ def main() -> None:
     pairs = args.pairs or (48 if args.tiny else 16000 if device.type == "cuda" else 640)
     args.max_tokens = args.max_tokens or (512 if args.tiny else PipelineParams().max_tokens_per_batch)
     if args.max_tokens == 0:  # the run config's automatic batch, as the loop would choose it on this device
-        args.max_tokens = trainloop.AUTO_TOKENS_PER_BATCH.get(device.type, trainloop.AUTO_TOKENS_PER_BATCH["cuda"])
+        args.max_tokens = automatic.AUTO_TOKENS_PER_BATCH.get(device.type, automatic.AUTO_TOKENS_PER_BATCH["cuda"])
     precision = args.precision or ("bf16" if _native_bf16(device) else "auto")
     train_data = synthetic_pairs(pairs, dims["vocab_size"], seed=1)
     heldout = synthetic_pairs(max(16, pairs // 10), dims["vocab_size"], seed=2)

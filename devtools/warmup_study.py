@@ -4,7 +4,7 @@ The train bench's synthetic pairs and model (bench/train_throughput.py: opus-mt'
 scaled embeddings) at a size 2 CPU cores train in minutes, trained by the project's loop under several (peak
 learning rate, warmup) pairs on the same data; for each, the held-out loss every quarter epoch and the best one,
 read against the source-blind (unigram) loss. On the H200 the bench's runs stopped at that loss; this is the
-CPU-sized reproduction behind the automatic warmup (tasks/train/loop.auto_warmup, README "On a GPU"):
+CPU-sized reproduction behind the automatic warmup (tasks/train/automatic.auto_warmup, README "On a GPU"):
 
     python -m devtools.warmup_study   # the README's table: nine runs, about 8 minutes each on 2 CPU cores
 

@@ -9,17 +9,16 @@ with tokens/s and ETA, and resumption from the last checkpoint after a crash or 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
-from tasks.train import batching, feed, tokenloss
+from tasks.train import automatic, batching, feed, tokenloss
 from tasks.train.checkpoints import STATE, CheckpointDir
-from tasks.train.precision import (MAX_CONSECUTIVE_OVERFLOWS, Precision, autocast, choose_precision,
-                                   shape_agnostic_attention)
+from tasks.train.distributed import sum_over_ranks
+from tasks.train.passes import evaluate_loss, forward_backward
+from tasks.train.precision import MAX_CONSECUTIVE_OVERFLOWS, Precision, choose_precision, shape_agnostic_attention
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +35,12 @@ class NonFiniteTraining(RuntimeError):
 
 @dataclass(frozen=True)
 class LoopSettings:
-    learning_rate: float  # 0: automatic, following the batch (auto_learning_rate)
+    learning_rate: float  # 0: automatic, following the batch (tasks/train/automatic.py)
     weight_decay: float
     num_train_epochs: float
-    max_tokens_per_batch: int
+    max_tokens_per_batch: int  # 0: automatic, following the device
     max_sentences_per_batch: int = 512
-    warmup_steps: float | None = None  # None: automatic, following the peak rate (auto_warmup); < 1: a share
+    warmup_steps: float | None = None  # None: automatic, following the peak rate; < 1: a share
     adam_beta2: float = 0.98  # Marian's and fairseq's choice for transformers; Trainer's 0.999 adapts slower
     max_steps: int = 0  # > 0 caps training whatever the epochs say
     max_seconds: float = 0  # > 0: a time budget over all attempts; training then stops and keeps its best
@@ -52,46 +51,6 @@ class LoopSettings:
     precision: str = "auto"
     seed: int = 42
     log_every_steps: int = 20
-
-
-# Tokens per optimizer batch when the run config says 0. A GPU needs big batches to stay busy; on CPU the
-# throughput is flat in batch size (bench/train_throughput.py: 1047, 1043, 1037 tokens/s at 2048, 4096,
-# 12288), so small batches give more updates per token for free: the CPU bench's epoch ended at a held-out
-# loss of 8.38 with 2048 against 9.04 with 12288 (the seed recipe: 8.43). Fine-tuning within a time budget
-# wants more updates still: bench/train_budget.py (3 min, demo base model) ended at a held-out loss of 2.51
-# with 2048 and 2.43 with 1024, where a plain loop with 32-sentence batches reached 2.39; with 512 it reaches
-# 2.33 (2,402 updates) against the plain loop's 2.37 in the same run. From scratch, too, the number of updates
-# more than the tokens decides when a model leaves the source-blind plateau (a CPU proxy: 150-330 updates with
-# 512 to 4,096 tokens a batch; README "On a GPU"): whether 12,288 is the GPU's best batch for time to quality
-# waits on make bench-gpu's run at 4,096.
-AUTO_TOKENS_PER_BATCH = {"cuda": 12288, "cpu": 512}
-# The automatic peak learning rate: AUTO_LR at AUTO_LR_TOKENS tokens per optimizer step (the CPU's batch, where
-# 1e-4 was measured good for fine-tuning: bench/train_budget.py), scaled with the square root of the step's
-# tokens (the gradient's noise falls with the batch, so a larger step stays stable; Adam's usual rule), at most
-# AUTO_LR_MAX, a common peak for transformer-base sized models with warmup. A GPU's 12,288 tokens get 4.9e-4.
-AUTO_LR, AUTO_LR_TOKENS, AUTO_LR_MAX = 1e-4, 512, 5e-4
-
-
-def auto_learning_rate(tokens_per_step: int) -> float:
-    return min(AUTO_LR_MAX, AUTO_LR * math.sqrt(max(tokens_per_step, 1) / AUTO_LR_TOKENS))
-
-
-# The automatic warmup, a share of all steps: AUTO_WARMUP at a peak rate of AUTO_LR or less, AUTO_WARMUP_SLOPE more
-# per AUTO_LR above it, at most AUTO_WARMUP_MAX (0.36 at a GPU's 4.9e-4). A 6+6-layer post-norm model trained from
-# scratch at 4.9e-4 (python -m devtools.warmup_study, 550 steps) sat at the loss of a model blind to its source (4.90)
-# with 5 % warmup and ended at 4.79; with 25 % at 4.45, 35 % 3.58, 36 % 3.99, 50 % 3.74. Two more seeds: 5 % stalled
-# at 4.78 and 4.79, 36 % ended at 3.75 and 4.48. At 2.8e-4, 5 % ended at 4.61, 4.35, 4.51 over three seeds, the rule's
-# 19 % at 4.15, 4.33, 4.21 (14 % at 4.24). Fine-tuning the demo's base model at 4.9e-4 ended at the same held-out loss
-# with 5, 25 or 50 % warmup (2.585, 2.583, 2.577). README, "On a GPU".
-AUTO_WARMUP, AUTO_WARMUP_SLOPE, AUTO_WARMUP_MAX = 0.05, 0.08, 0.4
-
-
-def auto_warmup(peak_learning_rate: float) -> float:
-    return min(AUTO_WARMUP_MAX, AUTO_WARMUP + AUTO_WARMUP_SLOPE * max(0.0, peak_learning_rate / AUTO_LR - 1))
-
-
-# Bigger CPU batches run as micro-batches of this size: one 12288-token batch ran at half the speed.
-CPU_MICRO_BATCH_TOKENS = 2048
 
 
 @dataclass
@@ -108,69 +67,6 @@ class Progress:
     seconds: float = 0.0  # spent training, over every attempt (a resumed run continues the budget)
     validations: list = field(default_factory=list)  # [step, validation loss] at each validation, in order
 
-
-def _forward_backward(net, pieces: list[feed.Piece], device, precision: Precision, scaler, world_size: int):
-    """Gradients of the batch's mean token loss, accumulated over its micro-batches; returns that loss, on the
-    device (reading it would wait for the step).
-
-    `net` is a `tokenloss.token_loss_module` (or its data-parallel wrapper). Each micro-batch's mean loss is
-    weighted by its share of the batch's target tokens, so the gradient is the one the whole batch would
-    give. Data-parallel ranks synchronize gradients on the last piece only.
-    """
-    import torch
-
-    total = max(sum(piece.target_tokens for piece in pieces), 1)
-    loss = torch.zeros((), device=device)
-    for k, piece in enumerate(pieces):
-        quiet = net.no_sync() if world_size > 1 and k < len(pieces) - 1 else contextlib.nullcontext()
-        with quiet:
-            with autocast(device, precision):
-                piece_loss = net(**piece.to(device)) * (piece.target_tokens / total)
-            scaler.scale(piece_loss).backward()
-        loss = loss + piece_loss.detach().float()
-    return loss
-
-
-def evaluate_loss(model, data: batching.Encoded, settings: LoopSettings, pad_id: int, start_id: int,
-                  device, precision: Precision, rank: int = 0, world_size: int = 1) -> float:
-    """Mean cross-entropy per target token over the whole validation set.
-
-    Through the fused head without gradients (tokenloss.target_log_probs): no vocabulary-wide logits, and the
-    sum stays on the device until the end. Data-parallel ranks each score a share of the batches and add up
-    the sums, so every rank gets the same number and takes the same early-stopping decision (a rank that
-    stopped alone would hang the rest).
-    """
-    import torch
-
-    model.eval()
-    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
-    multiple = batching.pad_multiple(device)
-    batches = batching.make_batches(data, settings.max_tokens_per_batch, settings.max_sentences_per_batch,
-                                    seed=0, epoch=0, shuffle=False, multiple=multiple)
-    pin = device.type == "cuda"
-    with torch.inference_mode():
-        for batch in batches[rank::world_size]:
-            (piece,) = feed.prepare(data, batch, 0, pad_id, start_id, multiple, pin)
-            with autocast(device, precision):
-                total -= tokenloss.target_log_probs(model, **piece.to(device)).sum(dtype=torch.float64)
-            count += piece.target_tokens
-    total = total.item()
-    if world_size > 1:
-        total, count = _sum_over_ranks([total, float(count)])
-    model.train()
-    return total / max(count, 1)
-
-
-def _sum_over_ranks(values: list[float], op: str = "sum") -> list[float]:
-    """All-reduce `values` across data-parallel ranks: their sum, or with op="max" the largest."""
-    import torch
-    import torch.distributed as dist
-
-    # NCCL reduces only CUDA tensors; gloo only CPU ones.
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
-    return tensor.tolist()
 
 
 def train(model, train_data: batching.Encoded, val_data: batching.Encoded, settings: LoopSettings, *,
@@ -195,14 +91,7 @@ class _Training:
         import torch
 
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if settings.max_tokens_per_batch == 0:
-            auto = AUTO_TOKENS_PER_BATCH.get(self.device.type, AUTO_TOKENS_PER_BATCH["cuda"])
-            settings = replace(settings, max_tokens_per_batch=auto)
-        if settings.learning_rate == 0:  # every worker's batch makes one step: the step's tokens decide
-            settings = replace(settings,
-                               learning_rate=auto_learning_rate(settings.max_tokens_per_batch * world_size))
-        if settings.warmup_steps is None:
-            settings = replace(settings, warmup_steps=auto_warmup(settings.learning_rate))
+        settings = automatic.fill_in(settings, self.device.type, world_size)
         self.model, self.train_data, self.val_data, self.settings = model, train_data, val_data, settings
         self.pad_id, self.decoder_start_id, self.checkpoints = pad_id, decoder_start_id, checkpoints
         self.rank, self.world_size = rank, world_size
@@ -221,7 +110,7 @@ class _Training:
         self.progress, self.best_state, self.resumed_from, self.stopped = Progress(), None, None, False
         # On CPU a big batch runs as micro-batches with accumulated gradients: the same optimizer steps, but
         # activations (above all the vocabulary-sized logits) that stay in cache-friendly sizes.
-        self.micro_tokens = CPU_MICRO_BATCH_TOKENS if self.device.type == "cpu" else 0
+        self.micro_tokens = automatic.CPU_MICRO_BATCH_TOKENS if self.device.type == "cpu" else 0
 
     def _batches(self, epoch: int) -> list[list[int]]:
         s = self.settings
@@ -330,7 +219,7 @@ class _Training:
         """
         import torch
 
-        loss = _forward_backward(self.net, pieces, self.device, self.precision, self.scaler, self.world_size)
+        loss = forward_backward(self.net, pieces, self.device, self.precision, self.scaler, self.world_size)
         self.scaler.unscale_(self.optimizer)  # records fp16's overflow for scaler.update; a no-op otherwise
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         # failing: the loss, or outside fp16 the gradient, is not finite; fp16's overflowing gradients are the
@@ -452,7 +341,7 @@ class _Training:
         if budget and not self.stopped and self.world_size > 1:
             # Each rank has its own clock: data-parallel ranks must stop at the same step and plan the same
             # schedule (one that stopped alone would hang the rest), so they all go by the slowest clock.
-            elapsed = _sum_over_ranks([elapsed], op="max")[0]
+            elapsed = sum_over_ranks([elapsed], op="max")[0]
         progress.seconds = self.seconds_before + elapsed
         if not budget or self.stopped:
             return
@@ -487,8 +376,11 @@ class _Training:
 
     def _validate(self) -> None:
         progress = self.progress
-        val_loss = evaluate_loss(self.model, self.val_data, self.settings, self.pad_id, self.decoder_start_id,
-                                 self.device, self.precision, self.rank, self.world_size)
+        s = self.settings
+        val_loss = evaluate_loss(self.model, self.val_data, self.pad_id, self.decoder_start_id, self.device,
+                                 self.precision, max_tokens_per_batch=s.max_tokens_per_batch,
+                                 max_sentences_per_batch=s.max_sentences_per_batch, rank=self.rank,
+                                 world_size=self.world_size)
         if val_loss < progress.best_loss:
             progress.best_loss, progress.best_step = val_loss, progress.step
             progress.evals_without_improvement = 0
@@ -537,31 +429,3 @@ def _duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
         f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def distributed_context():
-    """(rank, world_size, device) from torchrun's environment; (0, 1, None) in a single process."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return 0, 1, None
-    import torch
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world_size, device
-
-
-def leave_distributed() -> None:
-    """Wait until every rank is done (rank 0 saves last), then tear the process group down cleanly."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()

@@ -24,7 +24,7 @@ from tasks.config import RunConfig
 from tasks.data import replay
 from tasks.io import storage
 from tasks.io.pairs import read_pairs, write_pairs
-from tasks.train import adaptation, batching, families, loop
+from tasks.train import adaptation, batching, distributed, families, loop
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
     """Train from `base_model` and save the best model with its tokenizer; the report file is written last."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # heavy: only the steps that need a model
 
-    rank, world_size, device = loop.distributed_context()
+    rank, world_size, device = distributed.distributed_context()
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSeq2SeqLM.from_pretrained(base_model)
     family = families.prepare(model, tokenizer, settings.source_lang, settings.target_lang)
@@ -158,7 +158,7 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
     if rank == 0:
         _save(adaptation.for_saving(trainee), tokenizer, output_dir, report)
     if world_size > 1:
-        loop.leave_distributed()
+        distributed.leave_distributed()
     return report
 
 

@@ -3,7 +3,7 @@
 import json
 
 from support.runs import tiny_bench
-from tasks.train import loop as trainloop
+from tasks.train import automatic
 
 
 def test_tiny_gpu_bench_runs_every_part_and_writes_the_profile(tmp_path):
@@ -18,13 +18,13 @@ def test_tiny_gpu_bench_runs_every_part_and_writes_the_profile(tmp_path):
     by_warmup = figures["train"]["time_to_loss_by_warmup"]["0.05"]
     assert by_warmup["project_time_to_loss_steps"] > 0
     assert by_warmup["warmup_steps"] == int(0.05 * by_warmup["scheduled_steps"])
-    assert figures["train"]["warmup_steps"] == int(trainloop.auto_warmup(figures["train"]["project_learning_rate"])
+    assert figures["train"]["warmup_steps"] == int(automatic.auto_warmup(figures["train"]["project_learning_rate"])
                                                    * figures["train"]["scheduled_steps"])
     assert 0 < figures["train"]["unigram_loss"] < figures["train"]["initial_loss"]
     # ... and times a smaller batch to the same loss, its rate and warmup following it as the run config's would.
     smaller = figures["train"]["time_to_loss_by_batch"]["256"]
-    assert smaller["learning_rate"] == trainloop.auto_learning_rate(256)
-    assert smaller["warmup_steps"] == int(trainloop.auto_warmup(smaller["learning_rate"]) * smaller["scheduled_steps"])
+    assert smaller["learning_rate"] == automatic.auto_learning_rate(256)
+    assert smaller["warmup_steps"] == int(automatic.auto_warmup(smaller["learning_rate"]) * smaller["scheduled_steps"])
     assert "Name" in (tmp_path / "profile.txt").read_text()
     assert json.loads((tmp_path / "bench-gpu.json").read_text())["train"] == figures["train"]
 

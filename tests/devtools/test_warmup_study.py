@@ -4,7 +4,7 @@ automatic one following the rate), on the same data, read against the same sourc
 import math
 
 from devtools import warmup_study
-from tasks.train import loop as trainloop
+from tasks.train import automatic
 
 TINY = {"vocab_size": 300, "d_model": 32, "layers": 2, "heads": 2, "ffn_dim": 64}
 
@@ -14,7 +14,7 @@ def test_each_run_trains_with_its_own_rate_and_warmup():
     runs = found["runs"]
     scheduled = runs["1e-3:auto"]["scheduled_steps"]
     assert scheduled > 8 and all(run["scheduled_steps"] == scheduled for run in runs.values())
-    assert runs["1e-3:auto"]["warmup_steps"] == int(trainloop.auto_warmup(1e-3) * scheduled) > 0
+    assert runs["1e-3:auto"]["warmup_steps"] == int(automatic.auto_warmup(1e-3) * scheduled) > 0
     assert runs["1e-3:0.05"]["warmup_steps"] == int(0.05 * scheduled)
     assert runs["1e-3:3"]["warmup_steps"] == 3
     for run in runs.values():  # a validation every quarter epoch, the best among them

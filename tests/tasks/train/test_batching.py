@@ -68,7 +68,7 @@ def test_accumulated_micro_batches_give_the_whole_batchs_gradient(tiny_model):
     from transformers import AutoModelForSeq2SeqLM
 
     from tasks.train import feed, tokenloss
-    from tasks.train import loop as trainloop
+    from tasks.train import passes
     from tasks.train.precision import choose_precision
 
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
@@ -87,7 +87,7 @@ def test_accumulated_micro_batches_give_the_whole_batchs_gradient(tiny_model):
     def gradients(micro_tokens):
         model.zero_grad(set_to_none=True)
         pieces = feed.prepare(data, batch, micro_tokens, pad, pad, multiple=1)
-        loss = trainloop._forward_backward(net, pieces, device, precision, scaler, 1)
+        loss = passes.forward_backward(net, pieces, device, precision, scaler, 1)
         return loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     whole_loss, whole = gradients(0)

@@ -75,7 +75,7 @@ def test_fp16_loss_scaling_skips_a_step_whose_gradients_overflow_and_lowers_the_
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
-    from tasks.train import loop, tokenloss
+    from tasks.train import passes, tokenloss
 
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
     net, cpu, fp16 = tokenloss.token_loss_module(model), torch.device("cpu"), Precision("fp16", "simulated")
@@ -83,7 +83,7 @@ def test_fp16_loss_scaling_skips_a_step_whose_gradients_overflow_and_lowers_the_
     pieces = _fp16_batch(model)
 
     def step(scaler):
-        loss = loop._forward_backward(net, pieces, cpu, fp16, scaler, 1)
+        loss = passes.forward_backward(net, pieces, cpu, fp16, scaler, 1)
         scaler.unscale_(optimizer)
         scaler.step(optimizer)
         scaler.update()
@@ -109,7 +109,7 @@ def test_activations_that_overflow_fp16_end_in_fp32_not_in_nan(tiny_model):
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
-    from tasks.train import loop, tokenloss
+    from tasks.train import passes, tokenloss
     from tasks.train.precision import MAX_CONSECUTIVE_OVERFLOWS
 
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
@@ -122,13 +122,13 @@ def test_activations_that_overflow_fp16_end_in_fp32_not_in_nan(tiny_model):
     precision = Precision("fp16", "simulated")
     for _ in range(MAX_CONSECUTIVE_OVERFLOWS):
         scaler = torch.amp.GradScaler("cpu", enabled=precision.needs_scaler)
-        loss = loop._forward_backward(net, pieces, cpu, precision, scaler, 1)
+        loss = passes.forward_backward(net, pieces, cpu, precision, scaler, 1)
         assert not torch.isfinite(loss)
         model.zero_grad(set_to_none=True)
         precision = precision.after_overflow(f"loss {loss.item()}")
     assert precision.name == "fp32" and not precision.needs_scaler
     scaler = torch.amp.GradScaler("cpu", enabled=precision.needs_scaler)
-    assert torch.isfinite(loop._forward_backward(net, pieces, cpu, precision, scaler, 1))
+    assert torch.isfinite(passes.forward_backward(net, pieces, cpu, precision, scaler, 1))
 
 
 def test_attention_leaves_cudnn_out_on_cuda_only():

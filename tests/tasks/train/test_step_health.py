@@ -12,6 +12,7 @@ import pytest
 
 from support.corpora import digit_pairs
 from tasks.train import batching, feed
+from tasks.train import automatic
 from tasks.train import loop as trainloop
 from tasks.train.precision import Precision
 
@@ -44,7 +45,7 @@ def _train(run):
 
 def _poison(monkeypatch, calls_to_spoil: set[int]):
     """Make chosen forward/backward calls (1-based) give a NaN loss and NaN gradients, as an overflow would."""
-    real, calls = trainloop._forward_backward, collections.Counter()
+    real, calls = trainloop.forward_backward, collections.Counter()
 
     def spoiled(net, pieces, *args):
         loss = real(net, pieces, *args)
@@ -56,7 +57,7 @@ def _poison(monkeypatch, calls_to_spoil: set[int]):
             return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(trainloop, "_forward_backward", spoiled)
+    monkeypatch.setattr(trainloop, "forward_backward", spoiled)
     return calls
 
 
@@ -195,7 +196,7 @@ def test_prefetch_hands_over_every_batch_in_order_and_stops_when_left_early(tiny
 ])
 def test_the_automatic_learning_rate_follows_the_tokens_of_a_step(tiny_model, tmp_path, tokens, world_size,
                                                                    expected):
-    assert trainloop.auto_learning_rate(tokens * world_size) == pytest.approx(expected)
+    assert automatic.auto_learning_rate(tokens * world_size) == pytest.approx(expected)
     if world_size == 1:  # what a run with learning_rate 0 (the run config's empty) trains with and reports
         run, _ = _setup(tiny_model, tmp_path, learning_rate=0, max_tokens_per_batch=tokens, max_steps=2)
         report = _train(run)
@@ -212,7 +213,7 @@ def test_the_automatic_learning_rate_follows_the_tokens_of_a_step(tiny_model, tm
     (1e-3, 0.4),  # capped
 ])
 def test_the_automatic_warmup_follows_the_peak_rate(tiny_model, tmp_path, peak, share):
-    assert trainloop.auto_warmup(peak) == pytest.approx(share)
+    assert automatic.auto_warmup(peak) == pytest.approx(share)
     run, _ = _setup(tiny_model, tmp_path, learning_rate=peak, num_train_epochs=3, max_steps=40)  # warmup: auto
     assert run.total_steps == 40 and run.warmup == int(share * 40)
     assert [run._lr_factor(step) for step in range(run.warmup)] == pytest.approx(

@@ -7,6 +7,7 @@ from support.corpora import digit_pairs
 from support.runs import cli, cli_env, kill_once_checkpointed, make_run, write_splits
 from tasks import layout
 from tasks.io import storage
+from tasks.train import automatic
 from tasks.train import loop as trainloop
 from tasks.train import step as train
 
@@ -76,7 +77,7 @@ def test_an_automatic_batch_size_is_chosen_for_the_device_and_reported(tmp_path,
                    early_stopping_patience=0)
     write_splits(cfg, tmp_path, train=digit_pairs(300, seed=5), validation=digit_pairs(20, seed=6))
     report = train.run(cfg)
-    assert report["tokens_per_batch"] == trainloop.AUTO_TOKENS_PER_BATCH["cpu"] == 512
+    assert report["tokens_per_batch"] == automatic.AUTO_TOKENS_PER_BATCH["cpu"] == 512
     assert report["settings"]["loop"]["max_tokens_per_batch"] == 0  # the run config keeps saying "automatic"
 
 
