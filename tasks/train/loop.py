@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from tasks.train import automatic, batching, feed, tokenloss
 from tasks.train.checkpoints import STATE, CheckpointDir
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 MAX_NONFINITE_IN_A_ROW = 25
 # Steps between looks at what the device counted (skipped steps, the loss): each look waits for the device.
 SETTLE_EVERY_STEPS = 16
+# Settings whose automatic value (this marker) follows the device and the number of workers. The first attempt
+# chooses them; a resumed one keeps its choice, or the saved position would be read against other batches.
+CHOSEN_ONCE = {"max_tokens_per_batch": 0, "learning_rate": 0, "warmup_steps": None}
 
 
 class NonFiniteTraining(RuntimeError):
@@ -91,6 +94,7 @@ class _Training:
         import torch
 
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.requested = settings
         settings = automatic.fill_in(settings, self.device.type, world_size)
         self.model, self.train_data, self.val_data, self.settings = model, train_data, val_data, settings
         self.pad_id, self.decoder_start_id, self.checkpoints = pad_id, decoder_start_id, checkpoints
@@ -129,6 +133,7 @@ class _Training:
         self.eval_every = s.eval_every_steps or self.batches_per_epoch
         self.warmup = int(s.warmup_steps * self.total_steps) if s.warmup_steps < 1 else int(s.warmup_steps)
         self.planned_steps = self.total_steps  # what epochs and max_steps allow; a time budget may end sooner
+        self.budget_ends_schedule = False  # the budget moved the last step earlier: reaching it spends the budget
 
     def _optimizer(self) -> None:
         import torch
@@ -168,6 +173,7 @@ class _Training:
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = Progress(**state["progress"])
         self.best_state = state.get("best_model")
+        self._continue_the_plan(state)
         # An fp16 run that fell back to fp32 stays there, and fp16's calibrated loss scale is kept.
         if state.get("precision", self.precision.name) != self.precision.name:
             self.precision = Precision(state["precision"], "as before the interruption")
@@ -177,6 +183,28 @@ class _Training:
             self.scaler.load_state_dict(state["scaler"])
         log.info("resuming from %s at step %d (epoch %d, batch %d)", self.resumed_from.name, self.progress.step,
                  self.progress.epoch, self.progress.batch_in_epoch)
+
+    def _continue_the_plan(self, state: dict) -> None:
+        """The resumed run goes on with the first attempt's plan: its automatic batch and rates, and the schedule
+        a time budget had fitted (so the learning rate goes on decaying where it was)."""
+        workers = state.get("world_size", self.world_size)
+        if workers != self.world_size:
+            raise ValueError(
+                f"checkpoint {self.resumed_from.name} was written by {workers} data-parallel worker(s) and this "
+                f"attempt has {self.world_size}: its position in the epoch would point at other batches. Resume on "
+                f"{workers} GPU(s), or remove the run's {self.resumed_from.parent.name}/ to train from the start.")
+        saved = state.get("settings") or {}
+        kept = {name: saved[name] for name, auto in CHOSEN_ONCE.items() if getattr(self.requested, name) == auto
+                and saved.get(name, auto) not in (auto, getattr(self.settings, name))}
+        if kept:
+            log.info("keeping the first attempt's automatic choices: %s",
+                     ", ".join(f"{name} {value:g}" for name, value in kept.items()))
+            self.settings = replace(self.settings, **kept)
+            self._schedule()
+        schedule = state.get("schedule")
+        if schedule and schedule["planned_steps"] == self.planned_steps:
+            self.total_steps, self.warmup = schedule["total_steps"], schedule["warmup"]
+            self.budget_ends_schedule = schedule["budget_ends_schedule"]
 
     def log_plan(self) -> None:
         log.info("training: %d pairs, %d batches per epoch (≤ %d tokens each%s), %d steps, warmup %d, peak "
@@ -189,7 +217,6 @@ class _Training:
                      _duration(self.progress.seconds))
         self.started = self.window_start = time.monotonic()
         self.seconds_before, self.stop_reason = self.progress.seconds, None
-        self.budget_ends_schedule = False  # the budget moved the last step earlier: reaching it spends the budget
         self.window_tokens, self.steps_at_start = 0, self.progress.step
         self.running_loss, self.running_steps = 0.0, 0
 
@@ -347,6 +374,7 @@ class _Training:
             return
         if progress.seconds >= budget:
             if not validated:
+                self._settle()  # skipped steps give their place back first: the validation's step is the real one
                 self._validate()
             log.info("time budget of %s spent at step %d: stopping with the best model (step %d)",
                      _duration(budget), progress.step, progress.best_step)
@@ -405,7 +433,11 @@ class _Training:
             self.checkpoints.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                                    "progress": asdict(self.progress), "best_model": self.best_state,
                                    "precision": self.precision.name, "scaler": self.scaler.state_dict(),
-                                   "settings": asdict(self.settings)}, self.progress.step)
+                                   "settings": asdict(self.settings), "world_size": self.world_size,
+                                   "schedule": {"planned_steps": self.planned_steps, "total_steps": self.total_steps,
+                                                "warmup": self.warmup,
+                                                "budget_ends_schedule": self.budget_ends_schedule}},
+                                  self.progress.step)
 
     def finish(self) -> dict:
         self._settle()

@@ -143,7 +143,8 @@ def test_fp16_keeps_its_calibrated_loss_scale_through_overflows_and_restarts(tin
 def test_the_loop_reads_nothing_back_from_the_device_per_step(tiny_model, tmp_path, monkeypatch):
     """On a GPU each read of a tensor's value (item, bool, tolist, float, int) waits for every queued kernel.
     The loop's own code may read once every SETTLE_EVERY_STEPS steps; on CPU those reads are counted here.
-    (transformers' attention-mask helpers read the padding mask on each forward; they are not the loop's.)"""
+    (transformers' decoder asks once per forward pass whether its all-ones mask is all ones: not the
+    loop's; tests/tasks/train/test_tokenloss.py counts those.)"""
     import torch
 
     reads = collections.Counter()
@@ -231,3 +232,57 @@ def test_an_explicit_warmup_wins_over_the_automatic_one(tiny_model, tmp_path):
 def test_a_set_learning_rate_is_used_as_it_is(tiny_model, tmp_path):
     run, _ = _setup(tiny_model, tmp_path, learning_rate=3e-3, max_tokens_per_batch=12288, max_steps=2)
     assert _train(run)["learning_rate"] == 3e-3
+
+
+def test_a_restart_goes_on_with_the_schedule_a_time_budget_fitted(tiny_model, tmp_path):
+    """A budget shortens the schedule (and its warmup) in memory; a killed run's retry must not go back to the
+    full plan, or its learning rate jumps back up the warmup until the budget is re-estimated."""
+    run, _ = _setup(tiny_model, tmp_path, learning_rate=1e-3, warmup_steps=0.4, num_train_epochs=3)
+    full = run.total_steps
+    run.progress.step, run.total_steps, run.warmup, run.budget_ends_schedule = 12, 20, 8, True  # as a budget fits
+    fitted_rate = run._learning_rate()
+    run._checkpoint()
+    again, _ = _setup(tiny_model, tmp_path, learning_rate=1e-3, warmup_steps=0.4, num_train_epochs=3)
+    assert again.total_steps == full
+    again.resume()
+    assert (again.total_steps, again.warmup, again.budget_ends_schedule) == (20, 8, True)
+    assert again._learning_rate() == pytest.approx(fitted_rate)
+
+
+def test_a_restart_on_other_hardware_keeps_the_first_attempts_automatic_batch_and_rates(tiny_model, tmp_path,
+                                                                                        monkeypatch):
+    """The automatic batch follows the device, the rate follows the batch: a retry landing on another kind of
+    machine would otherwise read the saved position in the epoch against other batches."""
+    monkeypatch.setitem(automatic.AUTO_TOKENS_PER_BATCH, "cpu", 128)  # the first attempt's machine
+    run, _ = _setup(tiny_model, tmp_path, learning_rate=0, max_tokens_per_batch=0, num_train_epochs=2)
+    first = (run.settings.max_tokens_per_batch, run.settings.learning_rate, run.batches_per_epoch, run.warmup)
+    run.progress.step, run.progress.batch_in_epoch = 5, 5
+    run._checkpoint()
+    monkeypatch.setitem(automatic.AUTO_TOKENS_PER_BATCH, "cpu", 512)  # the retry's
+    again, _ = _setup(tiny_model, tmp_path, learning_rate=0, max_tokens_per_batch=0, num_train_epochs=2)
+    assert again.settings.max_tokens_per_batch == 512 and again.batches_per_epoch < first[2]
+    again.resume()
+    assert (again.settings.max_tokens_per_batch, again.settings.learning_rate, again.batches_per_epoch,
+            again.warmup) == first
+    assert first[1] == pytest.approx(automatic.auto_learning_rate(128))
+
+
+def test_a_restart_with_another_number_of_workers_says_so(tiny_model, tmp_path, monkeypatch):
+    run, _ = _setup(tiny_model, tmp_path)
+    monkeypatch.setattr(run, "world_size", 2)  # as if two data-parallel workers had written it
+    run._checkpoint()
+    again, _ = _setup(tiny_model, tmp_path)
+    with pytest.raises(ValueError, match=r"written by 2 data-parallel worker\(s\) and this attempt has 1.*"
+                                         r"Resume on 2 GPU\(s\), or remove the run's checkpoints/"):
+        again.resume()
+
+
+def test_when_the_budget_runs_out_the_last_validation_carries_the_real_step(tiny_model, tmp_path, monkeypatch):
+    """Skipped steps are counted on the device and given back at the next look; the budget's final validation
+    must look first, or it records a step the report never reached."""
+    run, _ = _setup(tiny_model, tmp_path, max_seconds=6.5, num_train_epochs=3)
+    monkeypatch.setattr(trainloop.time, "monotonic", lambda: float(run.progress.step))  # a second a step
+    _poison(monkeypatch, {3, 4})
+    report = _train(run)
+    assert report["stopped_by"] == "time budget"
+    assert report["validations"][-1][0] == report["steps"] == report["best_step"] == 5
