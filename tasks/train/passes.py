@@ -16,7 +16,8 @@ def forward_backward(net, pieces: list[feed.Piece], device, precision: Precision
 
     `net` is a `tokenloss.token_loss_module` (or its data-parallel wrapper). Each micro-batch's mean loss is
     weighted by its share of the batch's target tokens, so the gradient is the one the whole batch would
-    give. Data-parallel ranks synchronize gradients on the last piece only.
+    give. Data-parallel ranks synchronize gradients on the last piece only, and their average weighs each
+    rank's batch alike whatever its number of target tokens (token-budget batches hold similar numbers).
     """
     import torch
 

@@ -190,6 +190,17 @@ def _attention_kernels(device):
     return sdpa_kernel([SDPBackend.MATH])
 
 
+def _hidden(body, input_ids, attention_mask, decoder_input_ids):
+    """The decoder's last hidden states. Under SDPA the source mask goes in as (batch, 1, 1, source) booleans,
+    which transformers' mask helpers pass through as they are: given the 2-D mask, they ask whether it holds
+    any padding (`mask.all()`) in the encoder and again for cross-attention, reads that wait for the GPU to
+    finish all it was given. Eager attention adds its mask to the scores, so it keeps the 2-D one."""
+    if attention_mask is not None and attention_mask.ndim == 2 and body.config._attn_implementation == "sdpa":
+        attention_mask = attention_mask[:, None, None, :].bool()
+    return body(input_ids=input_ids, attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids).last_hidden_state
+
+
 def _gathered(hidden, labels, target_rows):
     """The rows of hidden states and labels at the real target positions (`target_rows` from
     batching.collate); without it, a boolean mask (which a GPU syncs on to size)."""
@@ -213,8 +224,7 @@ def target_log_probs(model, input_ids, attention_mask, decoder_input_ids, labels
             logits, wanted = _gathered(logits, labels, target_rows)
             return torch.log_softmax(logits.float(), dim=-1).gather(1, wanted[:, None]).squeeze(1)
         body, weight, bias = fused
-        hidden = body(input_ids=input_ids, attention_mask=attention_mask,
-                      decoder_input_ids=decoder_input_ids).last_hidden_state
+        hidden = _hidden(body, input_ids, attention_mask, decoder_input_ids)
         rows, wanted = _gathered(hidden, labels, target_rows)
         return head_log_probs(rows, weight, None if bias is None else bias.view(-1), wanted)
 
@@ -240,8 +250,7 @@ def token_loss_module(model):
                                   decoder_input_ids=decoder_input_ids, labels=labels).loss
             body, weight, bias = fused
             with _attention_kernels(input_ids.device):
-                hidden = body(input_ids=input_ids, attention_mask=attention_mask,
-                              decoder_input_ids=decoder_input_ids).last_hidden_state
+                hidden = _hidden(body, input_ids, attention_mask, decoder_input_ids)
             rows, wanted = _gathered(hidden, labels, target_rows)
             # The count is known on the host when the batch says where its tokens are: no sync to learn it.
             count = max(target_rows.numel(), 1) if target_rows is not None else (labels != -100).sum().clamp(min=1)

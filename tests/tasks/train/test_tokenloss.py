@@ -175,3 +175,52 @@ def test_target_log_probs_are_the_models_own(family, tiny_model):
     want = want[batch["labels"] != -100]
     assert got.shape == want.shape == (int((batch["labels"] != -100).sum()),)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _count_reads(monkeypatch):
+    """Every read of a tensor's value, from any code: on a GPU each one waits for all queued kernels. (The fused
+    head asks whether a bias is all zeros on CPU only, in _padded_head; on a GPU it never asks.)"""
+    import collections
+    import traceback
+
+    import torch
+
+    reads = collections.Counter()
+    for name in ("item", "__bool__", "tolist", "__float__", "__int__"):
+        real = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _real=real, _name=name, **kwargs):
+            caller = traceback.extract_stack(limit=2)[0]
+            if caller.name != "_padded_head":
+                reads[f"{_name} {caller.filename.rsplit('/', 1)[-1]}:{caller.name}"] += 1
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    return reads
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_a_padded_batch_trains_with_one_read_of_the_device_and_the_models_own_loss(attention, tiny_model,
+                                                                                   monkeypatch):
+    """Given the 2-D source mask, transformers asks whether it holds padding (a read) in the encoder and again in
+    cross-attention; under SDPA the fused loss hands it over in the shape SDPA takes, which is not looked into.
+    What is left is the decoder's own question (is its all-ones mask all ones?), whose yes lets SDPA take its
+    causal kernel. Eager attention adds its mask to the scores and keeps the 2-D one."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model, attn_implementation=attention)
+    model.eval()
+    batch = _batch(model, [3, 9, 4, 15, 7])
+    assert not batch["attention_mask"].all()
+    own = model(**_own(batch)).loss.item()
+    net = tokenloss.token_loss_module(model)
+    reads = _count_reads(monkeypatch)
+    loss = net(**batch)
+    loss.backward()
+    if attention == "sdpa":
+        assert reads == {"__bool__ masking_utils.py:_ignore_causal_mask_sdpa": 1}, reads
+    monkeypatch.undo()
+    assert loss.item() == pytest.approx(own, rel=1e-5)
+    with torch.no_grad():
+        assert -tokenloss.target_log_probs(model, **batch).mean().item() == pytest.approx(own, rel=1e-5)
