@@ -129,7 +129,7 @@ def test_a_time_budget_fits_the_schedule_both_ways_as_the_pace_becomes_known(mon
         settings=SimpleNamespace(max_seconds=100.0, warmup_steps=0.1), stopped=False, stop_reason=None,
         progress=SimpleNamespace(step=0, seconds=0.0, best_step=0), seconds_before=0.0, started=0.0,
         steps_at_start=0, total_steps=1000, planned_steps=1000, warmup=100, budget_ends_schedule=False,
-        world_size=1, _validate=lambda: None)
+        world_size=1, _validate=lambda: None, _settle=lambda: None)
 
     def at(step, seconds, validated=True):
         run.progress.step, clock.now = step, seconds
@@ -159,7 +159,7 @@ run = SimpleNamespace(
     settings=SimpleNamespace(max_seconds=100.0, warmup_steps=0.1), stopped=False, stop_reason=None,
     progress=SimpleNamespace(step=0, seconds=0.0, best_step=0), seconds_before=0.0, started=0.0,
     steps_at_start=0, total_steps=1000, planned_steps=1000, warmup=100, budget_ends_schedule=False,
-    world_size=dist.get_world_size(), _validate=lambda: None)
+    world_size=dist.get_world_size(), _validate=lambda: None, _settle=lambda: None)
 seen = []
 for step in range(1, 1001):
     run.progress.step, clock.now = step, step * (0.30 if rank == 0 else 0.31)  # rank 1 runs a bit slow
