@@ -128,21 +128,22 @@ def profile(tiny: bool, out: Path) -> dict:
     pad = dims["vocab_size"] - 1
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
 
-    def steps(n: int, checkpoints: Path):
+    def steps(n: int, checkpoints: Path, model):
         settings = trainloop.LoopSettings(learning_rate=0, weight_decay=0.01, num_train_epochs=100,
                                           max_tokens_per_batch=512 if tiny else 12288, max_steps=n,
                                           early_stopping_patience=0, eval_every_steps=10**9,
                                           checkpoint_every_steps=10**9, log_every_steps=10**9,
                                           precision="bf16" if device.type == "cuda" else "auto")
-        model = build_model(dims).to(device)  # moved before profiling: its weights' copies are no step's work
         return trainloop.train(model, data, validation, settings, pad_id=pad, decoder_start_id=pad,
                                checkpoints=trainloop.CheckpointDir(checkpoints), device=device)
 
     with tempfile.TemporaryDirectory() as scratch:
-        steps(3, Path(scratch) / "warm")
+        steps(3, Path(scratch) / "warm", build_model(dims).to(device))
+        # Built and moved before the profiler starts: its random initialization and weight uploads are no step's work.
+        model = build_model(dims).to(device)
         with torch_profile(activities=activities) as prof:
             started = time.perf_counter()
-            steps(10, Path(scratch) / "profiled")
+            steps(10, Path(scratch) / "profiled", model)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             wall = time.perf_counter() - started
