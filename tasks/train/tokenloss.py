@@ -191,14 +191,25 @@ def _attention_kernels(device):
 
 
 def _hidden(body, input_ids, attention_mask, decoder_input_ids):
-    """The decoder's last hidden states. Under SDPA the source mask goes in as (batch, 1, 1, source) booleans,
-    which transformers' mask helpers pass through as they are: given the 2-D mask, they ask whether it holds
-    any padding (`mask.all()`) in the encoder and again for cross-attention, reads that wait for the GPU to
-    finish all it was given. Eager attention adds its mask to the scores, so it keeps the 2-D one."""
-    if attention_mask is not None and attention_mask.ndim == 2 and body.config._attn_implementation == "sdpa":
-        attention_mask = attention_mask[:, None, None, :].bool()
-    return body(input_ids=input_ids, attention_mask=attention_mask,
-                decoder_input_ids=decoder_input_ids).last_hidden_state
+    """The decoder's last hidden states, reading nothing back from the device under SDPA.
+
+    Given a 2-D source mask, transformers asks whether it holds any padding (`mask.all()`) in the encoder and
+    again for cross-attention, and the decoder asks the same of the all-ones mask it makes for itself: each
+    question waits for the GPU to finish all it was given, so the host could never prepare a step while the
+    last one runs. Masks already shaped for SDPA, (batch, 1, query, key) booleans that broadcast, are passed
+    through as they are: the source mask as (batch, 1, 1, source), the decoder's as its causal triangle. Eager
+    attention adds its mask to the scores, so it keeps the 2-D one.
+    """
+    import torch
+
+    decoder_mask = None
+    if body.config._attn_implementation == "sdpa":
+        if attention_mask is not None and attention_mask.ndim == 2:
+            attention_mask = attention_mask[:, None, None, :].bool()
+        length = decoder_input_ids.shape[1]
+        decoder_mask = torch.ones(length, length, dtype=torch.bool, device=decoder_input_ids.device).tril()[None, None]
+    return body(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=decoder_mask).last_hidden_state
 
 
 def _gathered(hidden, labels, target_rows):

@@ -1,5 +1,6 @@
 """What only a CUDA device can show: the train and evaluate steps through `python -m tasks` in bf16, the padded
-fused head in bf16 against fp64 logits, and a training killed mid-run that resumes on the GPU.
+fused head in bf16 against fp64 logits, training steps that never wait for the GPU, and a training killed mid-run
+that resumes on the GPU.
 
 Skipped where torch sees no CUDA device (CI has none); `make test` on a GPU machine runs them.
 """
@@ -88,3 +89,40 @@ def test_a_killed_training_resumes_on_cuda(tmp_path, tiny_model):
     report = train.result(cfg)
     assert report["resumed_from_step"] >= saved and report["steps"] == 2000
     assert report["device"].startswith("cuda") and report["precision"] == "bf16"
+
+
+def test_training_steps_never_wait_for_the_gpu(tmp_path, tiny_model):
+    """CUDA's sync debug mode raises at any operation that waits for the device (a value read back, a blocking
+    copy): steps on padded batches, from pinned memory, must queue their work and return. The loop's look every
+    SETTLE_EVERY_STEPS steps is the one wait it allows, outside these steps."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from tasks.train import batching, feed
+    from tasks.train import loop as trainloop
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
+    pairs = digit_pairs(400, seed=3)
+    data = batching.encode(tokenizer, [s for s, _ in pairs], [t for _, t in pairs], 32, 32)
+    settings = trainloop.LoopSettings(learning_rate=1e-3, weight_decay=0.01, num_train_epochs=1,
+                                      max_tokens_per_batch=256, precision="bf16")
+    run = trainloop._Training(model, data, data, settings, pad_id=model.config.pad_token_id,
+                              decoder_start_id=model.config.decoder_start_token_id,
+                              checkpoints=trainloop.CheckpointDir(tmp_path / "checkpoints"),
+                              device=torch.device("cuda"), rank=0, world_size=1)
+    run.log_plan()
+    batches = [feed.prepare(data, batch, 0, run.pad_id, run.decoder_start_id, run.multiple, pin=True)
+               for batch in run._batches(0)[:8]]
+    assert any(not piece.tensors["attention_mask"].all() for pieces in batches for piece in pieces)
+    for pieces in batches[:2]:  # the first steps set up cuBLAS and the allocator
+        assert run._step(pieces)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for pieces in batches[2:]:
+            assert run._step(pieces)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    run._settle()
+    assert run.running_steps == len(batches) and run.progress.step == 0  # no step was skipped
