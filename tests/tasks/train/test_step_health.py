@@ -5,12 +5,11 @@ and the loop reads nothing back from the device per step."""
 from __future__ import annotations
 
 import collections
-import traceback
-from pathlib import Path
 
 import pytest
 
 from support.corpora import digit_pairs
+from support.reads import count_reads
 from tasks.train import batching, feed
 from tasks.train import automatic
 from tasks.train import loop as trainloop
@@ -142,26 +141,10 @@ def test_fp16_keeps_its_calibrated_loss_scale_through_overflows_and_restarts(tin
 
 def test_the_loop_reads_nothing_back_from_the_device_per_step(tiny_model, tmp_path, monkeypatch):
     """On a GPU each read of a tensor's value (item, bool, tolist, float, int) waits for every queued kernel.
-    The loop's own code may read once every SETTLE_EVERY_STEPS steps; on CPU those reads are counted here.
-    (transformers' decoder asks once per forward pass whether its all-ones mask is all ones: not the
-    loop's; tests/tasks/train/test_tokenloss.py counts those.)"""
-    import torch
-
-    reads = collections.Counter()
-    ours = str(Path(trainloop.__file__).parent)
-
-    for name in ("item", "__bool__", "tolist", "__float__", "__int__"):
-        real = getattr(torch.Tensor, name)
-
-        def counting(self, *args, _real=real, _name=name, **kwargs):
-            caller = traceback.extract_stack(limit=2)[0]
-            # _padded_head asks whether a bias is all zeros on CPU only; on a GPU it never asks.
-            if caller.filename.startswith(ours) and caller.name != "_padded_head":
-                reads[f"{_name} {Path(caller.filename).name}:{caller.lineno}"] += 1
-            return _real(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counting)
+    The loop may read once every SETTLE_EVERY_STEPS steps, and once for the validation at the end; every other
+    read, from any code (transformers' mask helpers included), is counted here on CPU."""
     run, _ = _setup(tiny_model, tmp_path, num_train_epochs=3)
+    reads = count_reads(monkeypatch)
     report = _train(run)
     steps = report["steps"]
     assert steps >= 5 * trainloop.SETTLE_EVERY_STEPS

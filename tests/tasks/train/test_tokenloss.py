@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from support.reads import count_reads
 from tasks.train import batching, tokenloss
 
 
@@ -177,28 +178,6 @@ def test_target_log_probs_are_the_models_own(family, tiny_model):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def _count_reads(monkeypatch):
-    """Every read of a tensor's value, from any code: on a GPU each one waits for all queued kernels. (The fused
-    head asks whether a bias is all zeros on CPU only, in _padded_head; on a GPU it never asks.)"""
-    import collections
-    import traceback
-
-    import torch
-
-    reads = collections.Counter()
-    for name in ("item", "__bool__", "tolist", "__float__", "__int__"):
-        real = getattr(torch.Tensor, name)
-
-        def counting(self, *args, _real=real, _name=name, **kwargs):
-            caller = traceback.extract_stack(limit=2)[0]
-            if caller.name != "_padded_head":
-                reads[f"{_name} {caller.filename.rsplit('/', 1)[-1]}:{caller.name}"] += 1
-            return _real(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counting)
-    return reads
-
-
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_a_padded_batch_trains_without_reading_the_device_and_with_the_models_own_loss(attention, tiny_model,
                                                                                        monkeypatch):
@@ -215,7 +194,7 @@ def test_a_padded_batch_trains_without_reading_the_device_and_with_the_models_ow
     assert not batch["attention_mask"].all()
     own = model(**_own(batch)).loss.item()
     net = tokenloss.token_loss_module(model)
-    reads = _count_reads(monkeypatch)
+    reads = count_reads(monkeypatch)
     loss = net(**batch)
     loss.backward()
     if attention == "sdpa":
