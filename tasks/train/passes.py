@@ -11,24 +11,33 @@ from tasks.train.precision import Precision, autocast
 
 
 def forward_backward(net, pieces: list[feed.Piece], device, precision: Precision, scaler, world_size: int):
-    """Gradients of the batch's mean token loss, accumulated over its micro-batches; returns that loss, on the
-    device (reading it would wait for the step).
+    """Gradients of the mean token loss over the step's target tokens, accumulated over its micro-batches;
+    returns this rank's mean token loss, on the device (reading it would wait for the step).
 
     `net` is a `tokenloss.token_loss_module` (or its data-parallel wrapper). Each micro-batch's mean loss is
     weighted by its share of the batch's target tokens, so the gradient is the one the whole batch would
-    give. Data-parallel ranks synchronize gradients on the last piece only, and their average weighs each
-    rank's batch alike whatever its number of target tokens (token-budget batches hold similar numbers).
+    give. With data-parallel ranks the step is all ranks' batches: they add up their token counts (on the
+    device, without waiting for it) and weigh their losses by their share of that sum, times the number of
+    ranks that the gradients' average then divides by; so a token weighs the same whichever rank saw it, as
+    in one batch. Gradients are synchronized on the last piece only.
     """
     import torch
 
     total = max(sum(piece.target_tokens for piece in pieces), 1)
+    to_step = None  # this rank's weight in the step's mean, with several ranks
+    if world_size > 1:
+        import torch.distributed as dist
+
+        all_tokens = torch.tensor(float(total), dtype=torch.float32, device=device)
+        dist.all_reduce(all_tokens)
+        to_step = total * world_size / all_tokens
     loss = torch.zeros((), device=device)
     for k, piece in enumerate(pieces):
         quiet = net.no_sync() if world_size > 1 and k < len(pieces) - 1 else contextlib.nullcontext()
         with quiet:
             with autocast(device, precision):
                 piece_loss = net(**piece.to(device)) * (piece.target_tokens / total)
-            scaler.scale(piece_loss).backward()
+            scaler.scale(piece_loss if to_step is None else piece_loss * to_step).backward()
         loss = loss + piece_loss.detach().float()
     return loss
 
