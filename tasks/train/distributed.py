@@ -43,4 +43,3 @@ def sum_over_ranks(values: list[float], op: str = "sum") -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return tensor.tolist()
-

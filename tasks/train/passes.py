@@ -28,7 +28,7 @@ def forward_backward(net, pieces: list[feed.Piece], device, precision: Precision
     if world_size > 1:
         import torch.distributed as dist
 
-        all_tokens = torch.tensor(float(total), dtype=torch.float32, device=device)
+        all_tokens = torch.full((), float(total), device=device)  # a fill: torch.tensor would copy and wait
         dist.all_reduce(all_tokens)
         to_step = total * world_size / all_tokens
     loss = torch.zeros((), device=device)
@@ -71,4 +71,3 @@ def evaluate_loss(model, data: batching.Encoded, pad_id: int, start_id: int, dev
         total, count = distributed.sum_over_ranks([total, float(count)])
     model.train()
     return total / max(count, 1)
-
