@@ -51,10 +51,11 @@ def _padded_head(weight, bias, dtype, pad_to: int):
     return padded, shift
 
 
-def _chunked_forward(h, w, shift, labels, chunk: int, with_grad: bool = True):
+def _chunked_forward(h, w, shift, labels, chunk: int, with_grad: bool = True, ignore: bool = False):
     """(log-probability of each row's label, softmax − onehot per row, gradient of the summed loss with
     respect to `h`), a chunk of rows at a time; `h` and `w` are already in the matmul precision. Without
-    `with_grad` only the log-probabilities are computed (validation, scoring)."""
+    `with_grad` only the log-probabilities are computed (validation, scoring). With `ignore`, rows whose label
+    is negative (padding's -100) count for nothing: log-probability 0, no gradient."""
     import torch
 
     rows, vocab, device, dtype = h.shape[0], w.shape[0], h.device, h.dtype
@@ -72,6 +73,9 @@ def _chunked_forward(h, w, shift, labels, chunk: int, with_grad: bool = True):
     for start in range(0, rows, chunk):
         stop = min(start + chunk, rows)
         n, target = stop - start, labels[start:stop]
+        if ignore:
+            keep = target >= 0
+            target = target.clamp(min=0)
         torch.mm(h[start:stop], w.t(), out=raw[:n])
         if not full:
             scores[:n].copy_(raw[:n])
@@ -81,6 +85,8 @@ def _chunked_forward(h, w, shift, labels, chunk: int, with_grad: bool = True):
         picked = picked_all[start:stop]
         torch.gather(logp[:n], 1, target[:, None], out=picked[:, None])
         if not with_grad:
+            if ignore:
+                picked.mul_(keep)
             continue
         p = probs[start:stop]
         if full:
@@ -90,6 +96,9 @@ def _chunked_forward(h, w, shift, labels, chunk: int, with_grad: bool = True):
             p.copy_(scores[:n])
         # The target's entry is computed in full precision, then rounded once.
         p[torch.arange(n, device=device), target] = (picked.exp() - 1.0).to(dtype)
+        if ignore:
+            p.mul_(keep[:, None])
+            picked.mul_(keep)
         torch.mm(p, w, out=grad_hidden[start:stop])
     return picked_all, probs, grad_hidden
 
@@ -107,11 +116,11 @@ def _autograd_function():
         """
 
         @staticmethod
-        def forward(ctx, hidden, weight, bias, labels, dtype, chunk, pad_to):
+        def forward(ctx, hidden, weight, bias, labels, dtype, chunk, pad_to, ignore):
             with torch.autocast(hidden.device.type, enabled=False):
                 h = hidden.to(dtype)
                 w, shift = _padded_head(weight, bias, dtype, pad_to)
-                picked, probs, grad_hidden = _chunked_forward(h, w, shift, labels, chunk)
+                picked, probs, grad_hidden = _chunked_forward(h, w, shift, labels, chunk, ignore=ignore)
             ctx.saved = (probs, h, grad_hidden)
             ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype, picked.dtype)
             ctx.vocab = weight.shape[0]
@@ -130,7 +139,8 @@ def _autograd_function():
                 grad_weight = torch.mm(probs.t(), (h.to(acc) * scale).to(h.dtype)).to(weight_dtype)
             if ctx.needs_input_grad[2]:
                 grad_bias = (probs.sum(0, dtype=acc) * scale).to(bias_dtype)
-            return (grad_hidden.to(acc) * scale).to(hidden_dtype), grad_weight, grad_bias, None, None, None, None
+            return (grad_hidden.to(acc) * scale).to(hidden_dtype), grad_weight, grad_bias, None, None, None, None, \
+                None
 
     return HeadCrossEntropy
 
@@ -143,17 +153,19 @@ def _matmul_dtype(hidden):
 
 
 def head_cross_entropy(hidden, weight, bias, labels, dtype=None, chunk: int | None = None,
-                       pad_to: int | None = None):
+                       pad_to: int | None = None, ignore: bool = False):
     """Summed cross-entropy of `labels` under logits `hidden @ weight.T (+ bias)`, chunked by rows.
 
     `dtype` is the matmul precision (default: autocast's where it is on, else hidden's); softmax and the
     loss are always fp32, as autocast would do them. `pad_to`: the vocabulary is padded to a multiple of it
-    (default: HEAD_PAD for the device).
+    (default: HEAD_PAD for the device). `ignore`: rows labelled -100 (padding) add nothing, which lets a
+    batch be scored whole, in shapes that do not depend on how many of its tokens are real.
     """
     device_type = hidden.device.type
     chunk = chunk or CHUNK_ROWS.get(device_type, CHUNK_ROWS["cuda"])
     pad_to = pad_to or HEAD_PAD.get(device_type, HEAD_PAD["cuda"])
-    return _autograd_function().apply(hidden, weight, bias, labels, dtype or _matmul_dtype(hidden), chunk, pad_to)
+    return _autograd_function().apply(hidden, weight, bias, labels, dtype or _matmul_dtype(hidden), chunk, pad_to,
+                                      ignore)
 
 
 def head_log_probs(hidden, weight, bias, labels, chunk: int | None = None, pad_to: int | None = None):
@@ -262,10 +274,15 @@ def token_loss_module(model):
             body, weight, bias = fused
             with _attention_kernels(input_ids.device):
                 hidden = _hidden(body, input_ids, attention_mask, decoder_input_ids)
+            bias = None if bias is None else bias.view(-1)
+            if target_rows is None:
+                # Every position, padding weighing nothing: shapes fixed by the batch's, and nothing read back
+                # (what a CUDA graph replays, tasks/train/graphs.py).
+                count = (labels >= 0).sum().clamp(min=1)
+                return head_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, bias, labels.reshape(-1),
+                                          ignore=True) / count
             rows, wanted = _gathered(hidden, labels, target_rows)
             # The count is known on the host when the batch says where its tokens are: no sync to learn it.
-            count = max(target_rows.numel(), 1) if target_rows is not None else (labels != -100).sum().clamp(min=1)
-            total = head_cross_entropy(rows, weight, None if bias is None else bias.view(-1), wanted)
-            return total / count
+            return head_cross_entropy(rows, weight, bias, wanted) / max(target_rows.numel(), 1)
 
     return TokenLoss(model)

@@ -203,3 +203,36 @@ def test_a_padded_batch_trains_without_reading_the_device_and_with_the_models_ow
     assert loss.item() == pytest.approx(own, rel=1e-5)
     with torch.no_grad():
         assert -tokenloss.target_log_probs(model, **batch).mean().item() == pytest.approx(own, rel=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_batch_scored_whole_gives_the_loss_and_gradients_of_its_real_tokens(precision, tiny_model, monkeypatch):
+    """Without `target_rows` the loss scores every position, padding weighing nothing: no shape then depends on how
+    many of the batch's tokens are real, which a CUDA graph's replays need (tasks/train/graphs.py). Same loss and
+    gradients as the real tokens gathered, and nothing read back from the device."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
+    model.eval()  # no dropout, so both losses see the same network; gradients still flow
+    batch = _batch(model, [3, 9, 4, 15, 7, 20, 11])
+    assert (batch["labels"] == -100).any()
+    net = tokenloss.token_loss_module(model)
+
+    def loss_and_grads(inputs: dict):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = net(**inputs)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    gathered_loss, gathered = loss_and_grads(batch)
+    reads = count_reads(monkeypatch)
+    whole_loss, whole = loss_and_grads(_own(batch))
+    assert not reads, reads
+    monkeypatch.undo()
+    assert whole_loss.item() == pytest.approx(gathered_loss.item(), rel=1e-5)
+    assert whole.keys() == gathered.keys()
+    rtol, atol = {"fp32": (1e-4, 1e-6), "bf16": (1e-2, 1e-4)}[precision]
+    for name in gathered:
+        torch.testing.assert_close(whole[name], gathered[name], rtol=rtol, atol=atol, msg=name)
