@@ -231,6 +231,11 @@ class PipelineParams(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = _field(
         "auto", "Precision", _TRAIN,
         "auto: bf16 on GPUs that support it, guarded fp16 on older GPUs, fp32 on CPUs (bf16 there only on request).")
+    cuda_graphs: bool = _field(
+        False, "CUDA graphs", _TRAIN,
+        "On one CUDA GPU, record a training step once per batch shape and replay it, so the host no longer issues "
+        "each of its thousands of operations (bf16 or fp32; fp16, several GPUs and CPUs train as before). Off "
+        "until measured on a GPU: make bench-gpu compares both.")
     max_source_length: int = _field(128, "Max source tokens", _TRAIN,
                                     "Longer sources are truncated for training and decoding.", ge=8, le=4096)
     max_target_length: int = _field(128, "Max target tokens", _TRAIN,

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from tasks.train import automatic, batching, feed, tokenloss
 from tasks.train.checkpoints import STATE, CheckpointDir
 from tasks.train.distributed import sum_over_ranks
+from tasks.train.graphs import StepGraphs
 from tasks.train.passes import evaluate_loss, forward_backward
 from tasks.train.precision import MAX_CONSECUTIVE_OVERFLOWS, Precision, choose_precision, shape_agnostic_attention
 
@@ -52,6 +53,7 @@ class LoopSettings:
     target_loss: float = 0.0  # > 0: stop once the validation loss is this low (time-to-quality benchmarks)
     checkpoint_every_steps: int = 200
     precision: str = "auto"
+    cuda_graphs: bool = False  # replay steps as CUDA graphs, one per batch shape (tasks/train/graphs.py)
     seed: int = 42
     log_every_steps: int = 20
 
@@ -152,6 +154,13 @@ class _Training:
         # (a non-finite loss, or gradient outside fp16), the longest such run, and the applied steps' summed loss.
         self.health = torch.zeros(4, dtype=torch.float32, device=self.device)
         self.unsettled, self.careful = 0, False
+        self.graphs = None
+        if self.settings.cuda_graphs:
+            if self.device.type == "cuda" and self.world_size == 1:
+                self.graphs = StepGraphs(self._update, self.optimizer, self.device)
+            else:
+                log.info("cuda_graphs: not used on %s with %d worker(s) (one CUDA device only)", self.device,
+                         self.world_size)
 
     def _lr_factor(self, step: int) -> float:
         """Linear warmup, then linear decay to zero at the last step (which a time budget may move earlier)."""
@@ -246,31 +255,11 @@ class _Training:
         """
         import torch
 
-        loss = forward_backward(self.net, pieces, self.device, self.precision, self.scaler, self.world_size)
-        self.scaler.unscale_(self.optimizer)  # records fp16's overflow for scaler.update; a no-op otherwise
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        # failing: the loss, or outside fp16 the gradient, is not finite; fp16's overflowing gradients are the
-        # loss scale calibrating itself, skipped without counting against the precision.
-        loss_ok = torch.isfinite(loss)
-        failing = (~loss_ok if self.precision.needs_scaler else ~(loss_ok & torch.isfinite(norm))).float()
-        skipped = (~(loss_ok & torch.isfinite(norm))).float()
-        if self.world_size > 1:
-            # Data-parallel ranks skip a batch together or not at all: one rank skipping its step while the
-            # others go on would leave their weights apart.
-            import torch.distributed as dist
-
-            both = torch.stack([skipped, failing])
-            dist.all_reduce(both, op=dist.ReduceOp.MAX)
-            skipped, failing = both.unbind()
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._learning_rate()
-        self.optimizer.found_inf = skipped  # the fused kernel leaves weights and moments alone when it is 1
-        try:
-            self.optimizer.step()
-        finally:
-            del self.optimizer.found_inf
+        if self.graphs is not None:
+            loss, norm, loss_ok, skipped, failing = self.graphs.step(pieces, self._learning_rate(), self.precision)
+        else:
+            loss, norm, loss_ok, skipped, failing = self._update(pieces, self._learning_rate())
         self.scaler.update()  # fp16: the scale halves after an overflow and grows after a run of good steps
-        self.optimizer.zero_grad(set_to_none=True)
         if self.careful:
             if bool(failing):
                 return self._not_finite(f"loss {loss.item()}" if not bool(loss_ok) else f"gradient norm {float(norm)}")
@@ -287,6 +276,38 @@ class _Training:
         loss_sum.add_(torch.where(skipped > 0, 0.0, loss))
         self.unsettled += 1
         return True
+
+    def _update(self, pieces: list[feed.Piece], learning_rate, cache: bool = True):
+        """The step's device work, reading nothing back (what a CUDA graph records): gradients, clipping, the
+        finiteness check, and the update, which the fused optimizer skips on the device when it is not finite.
+        Returns (loss, gradient norm, loss finite, skipped, failing) as device tensors."""
+        import torch
+
+        loss = forward_backward(self.net, pieces, self.device, self.precision, self.scaler, self.world_size, cache)
+        self.scaler.unscale_(self.optimizer)  # records fp16's overflow for scaler.update; a no-op otherwise
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        # failing: the loss, or outside fp16 the gradient, is not finite; fp16's overflowing gradients are the
+        # loss scale calibrating itself, skipped without counting against the precision.
+        loss_ok = torch.isfinite(loss)
+        failing = (~loss_ok if self.precision.needs_scaler else ~(loss_ok & torch.isfinite(norm))).float()
+        skipped = (~(loss_ok & torch.isfinite(norm))).float()
+        if self.world_size > 1:
+            # Data-parallel ranks skip a batch together or not at all: one rank skipping its step while the
+            # others go on would leave their weights apart.
+            import torch.distributed as dist
+
+            both = torch.stack([skipped, failing])
+            dist.all_reduce(both, op=dist.ReduceOp.MAX)
+            skipped, failing = both.unbind()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        self.optimizer.found_inf = skipped  # the fused kernel leaves weights and moments alone when it is 1
+        try:
+            self.optimizer.step()
+        finally:
+            del self.optimizer.found_inf
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss, norm, loss_ok, skipped, failing
 
     def _settle(self) -> None:
         """Read what the device counted since the last look (one sync). Skipped steps give their place in the
@@ -333,6 +354,8 @@ class _Training:
         if self.precision.name != "fp32":
             log.warning("falling back to fp32 after %s in %s", why, self.precision.name)
             self.precision = Precision("fp32", f"fallback after {why} in {self.precision.name}")
+            if self.graphs is not None:
+                self.graphs.forget()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
         self.careful = True
 
@@ -454,6 +477,7 @@ class _Training:
                 "early_stopped": self.stop_reason == "early stopping",
                 "stopped_by": self.stop_reason or ("time budget" if self.budget_ends_schedule else "steps"),
                 "seconds_total": round(progress.seconds, 1), "world_size": self.world_size,
+                "cuda_graphs": self.graphs.summary() if self.graphs is not None else None,
                 "validations": progress.validations}
 
 

@@ -10,7 +10,8 @@ from tasks.train import batching, distributed, feed, tokenloss
 from tasks.train.precision import Precision, autocast
 
 
-def forward_backward(net, pieces: list[feed.Piece], device, precision: Precision, scaler, world_size: int):
+def forward_backward(net, pieces: list[feed.Piece], device, precision: Precision, scaler, world_size: int,
+                     cache: bool = True):
     """Gradients of the mean token loss over the step's target tokens, accumulated over its micro-batches;
     returns this rank's mean token loss, on the device (reading it would wait for the step).
 
@@ -19,7 +20,7 @@ def forward_backward(net, pieces: list[feed.Piece], device, precision: Precision
     give. With data-parallel ranks the step is all ranks' batches: they add up their token counts (on the
     device, without waiting for it) and weigh their losses by their share of that sum, times the number of
     ranks that the gradients' average then divides by; so a token weighs the same whichever rank saw it, as
-    in one batch. Gradients are synchronized on the last piece only.
+    in one batch. Gradients are synchronized on the last piece only. `cache`: autocast's (precision.autocast).
     """
     import torch
 
@@ -35,7 +36,7 @@ def forward_backward(net, pieces: list[feed.Piece], device, precision: Precision
     for k, piece in enumerate(pieces):
         quiet = net.no_sync() if world_size > 1 and k < len(pieces) - 1 else contextlib.nullcontext()
         with quiet:
-            with autocast(device, precision):
+            with autocast(device, precision, cache):
                 piece_loss = net(**piece.to(device)) * (piece.target_tokens / total)
             scaler.scale(piece_loss if to_step is None else piece_loss * to_step).backward()
         loss = loss + piece_loss.detach().float()

@@ -102,9 +102,10 @@ def shape_agnostic_attention(device) -> None:
         torch.backends.cuda.enable_cudnn_sdp(False)
 
 
-def autocast(device, precision: Precision):
+def autocast(device, precision: Precision, cache: bool = True):
+    """`cache`: keep each weight's cast for the whole region (off inside a CUDA graph capture, as PyTorch asks)."""
     import torch
 
     if precision.name == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=precision.dtype)
+    return torch.autocast(device.type, dtype=precision.dtype, cache_enabled=cache)

@@ -47,7 +47,8 @@ class TrainSettings:
             warmup_steps=config.warmup_steps, max_steps=config.max_steps, eval_every_steps=config.eval_every_steps,
             max_seconds=(config.max_train_minutes or 0) * 60,
             early_stopping_patience=config.early_stopping_patience,
-            checkpoint_every_steps=config.checkpoint_every_steps, precision=config.precision, seed=config.seed)
+            checkpoint_every_steps=config.checkpoint_every_steps, precision=config.precision,
+            cuda_graphs=config.cuda_graphs, seed=config.seed)
         adapt = adaptation.AdaptSettings(method=config.adaptation, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
                                          lora_dropout=config.lora_dropout, lora_targets=config.lora_targets)
         return cls(config.source_lang, config.target_lang, config.max_source_length, config.max_target_length,

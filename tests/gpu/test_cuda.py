@@ -91,10 +91,12 @@ def test_a_killed_training_resumes_on_cuda(tmp_path, tiny_model):
     assert report["device"].startswith("cuda") and report["precision"] == "bf16"
 
 
-def test_training_steps_never_wait_for_the_gpu(tmp_path, tiny_model):
+@pytest.mark.parametrize("graphs", [False, True], ids=["steps", "graph-replays"])
+def test_training_steps_never_wait_for_the_gpu(tmp_path, tiny_model, graphs):
     """CUDA's sync debug mode raises at any operation that waits for the device (a value read back, a blocking
     copy): steps on padded batches, from pinned memory, must queue their work and return. The loop's look every
-    SETTLE_EVERY_STEPS steps is the one wait it allows, outside these steps."""
+    SETTLE_EVERY_STEPS steps is the one wait it allows, outside these steps. With CUDA graphs, capturing a shape
+    waits once (torch.cuda.graph synchronizes first); its replays must not."""
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -106,7 +108,7 @@ def test_training_steps_never_wait_for_the_gpu(tmp_path, tiny_model):
     pairs = digit_pairs(400, seed=3)
     data = batching.encode(tokenizer, [s for s, _ in pairs], [t for _, t in pairs], 32, 32)
     settings = trainloop.LoopSettings(learning_rate=1e-3, weight_decay=0.01, num_train_epochs=1,
-                                      max_tokens_per_batch=256, precision="bf16")
+                                      max_tokens_per_batch=256, precision="bf16", cuda_graphs=graphs)
     run = trainloop._Training(model, data, data, settings, pad_id=model.config.pad_token_id,
                               decoder_start_id=model.config.decoder_start_token_id,
                               checkpoints=trainloop.CheckpointDir(tmp_path / "checkpoints"),
@@ -117,6 +119,9 @@ def test_training_steps_never_wait_for_the_gpu(tmp_path, tiny_model):
     assert any(not piece.tensors["attention_mask"].all() for pieces in batches for piece in pieces)
     for pieces in batches[:2]:  # the first steps set up cuBLAS and the allocator
         assert run._step(pieces)
+    if graphs:  # every shape captured: from here on each step is a replay
+        for pieces in batches[2:]:
+            assert run._step(pieces)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -125,4 +130,49 @@ def test_training_steps_never_wait_for_the_gpu(tmp_path, tiny_model):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     run._settle()
-    assert run.running_steps == len(batches) and run.progress.step == 0  # no step was skipped
+    steps = len(batches) + (len(batches) - 2 if graphs else 0)
+    assert run.running_steps == steps and run.progress.step == 0  # no step was skipped
+    if graphs:
+        summary = run.graphs.summary()
+        assert summary["off"] is None and summary["eager"] == 1, summary
+        # each step but the first is a replay: a shape's first step is captured, then replayed
+        assert summary["replayed"] == steps - 1 and summary["captured"] == summary["shapes"] >= 2, summary
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_steps_replayed_as_cuda_graphs_train_like_ordinary_steps(tmp_path, tiny_model, precision):
+    """With `cuda_graphs` each batch shape's step is recorded once and replayed: the same training as ordinary
+    steps (without dropout, so both runs see the same network), nearly every step a replay, one graph per
+    shape. In fp32 the weights agree closely; in bf16 the held-out loss."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from tasks.train import batching
+    from tasks.train import loop as trainloop
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    pairs = digit_pairs(800, seed=4)
+    data = batching.encode(tokenizer, [s for s, _ in pairs[:700]], [t for _, t in pairs[:700]], 32, 32)
+    heldout = batching.encode(tokenizer, [s for s, _ in pairs[700:]], [t for _, t in pairs[700:]], 32, 32)
+    reports, weights = [], []
+    for graphs in (False, True):
+        model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model, dropout=0.0, attention_dropout=0.0,
+                                                      activation_dropout=0.0)
+        settings = trainloop.LoopSettings(learning_rate=1e-3, weight_decay=0.01, num_train_epochs=4,
+                                          max_tokens_per_batch=256, early_stopping_patience=0,
+                                          precision=precision, cuda_graphs=graphs)
+        reports.append(trainloop.train(model, data, heldout, settings, pad_id=model.config.pad_token_id,
+                                       decoder_start_id=model.config.decoder_start_token_id,
+                                       checkpoints=trainloop.CheckpointDir(tmp_path / str(graphs)),
+                                       device=torch.device("cuda")))
+        weights.append({name: value.float().cpu() for name, value in model.state_dict().items()})
+    ordinary, graphed = reports
+    summary = graphed["cuda_graphs"]
+    assert ordinary["cuda_graphs"] is None and summary["off"] is None, summary
+    assert summary["captured"] == summary["shapes"] >= 2 and summary["eager"] == 1, summary
+    assert summary["replayed"] + summary["eager"] == graphed["steps"] == ordinary["steps"]
+    assert graphed["best_validation_loss"] == pytest.approx(ordinary["best_validation_loss"],
+                                                            rel=1e-3 if precision == "fp32" else 3e-2)
+    if precision == "fp32":  # the two differ only in the order the loss adds its tokens up
+        ordinary_weights, graphed_weights = (torch.cat([w.flatten() for w in run.values()]) for run in weights)
+        assert (graphed_weights - ordinary_weights).norm() < 1e-3 * ordinary_weights.norm()

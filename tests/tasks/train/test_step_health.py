@@ -269,3 +269,58 @@ def test_when_the_budget_runs_out_the_last_validation_carries_the_real_step(tiny
     report = _train(run)
     assert report["stopped_by"] == "time budget"
     assert report["validations"][-1][0] == report["steps"] == report["best_step"] == 5
+
+
+def test_cuda_graphs_asked_for_without_a_cuda_device_train_as_before(tiny_model, tmp_path, caplog):
+    """A run config may ask for CUDA graphs (`cuda_graphs`) and land on a CPU worker: it trains as it would
+    have, says why the graphs are not used, and the report shows none."""
+    import logging
+
+    import torch
+
+    reports, weights = [], []
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        with caplog.at_level(logging.INFO, logger="tasks.train.loop"):
+            run, model = _setup(tiny_model, tmp_path / str(graphs), cuda_graphs=graphs)
+            reports.append(_train(run))
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert reports[1]["cuda_graphs"] is None and reports[0]["cuda_graphs"] is None
+    assert "cuda_graphs: not used on cpu" in caplog.text
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_the_step_a_cuda_graph_records_trains_as_the_ordinary_step(tiny_model, tmp_path):
+    """What tasks/train/graphs.py records and replays: the loop's device work for a step, run on input tensors
+    kept per batch shape (the batch copied in, every position scored, padding weighing nothing) and with the
+    learning rate as a tensor filled before each step. Run as such on CPU, it trains as the ordinary steps do."""
+    import torch
+
+    runs = []
+    for recorded in (False, True):
+        torch.manual_seed(0)
+        run, model = _setup(tiny_model, tmp_path / str(recorded), max_tokens_per_batch=256, precision="bf16")
+        for module in model.modules():  # no dropout: both runs see the same network
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        run.log_plan()
+        learning_rate, kept, losses = torch.zeros(()), {}, []
+        for batch in run._batches(0)[:10]:
+            (piece,) = feed.prepare(run.train_data, batch, 0, run.pad_id, run.decoder_start_id, run.multiple)
+            if recorded:
+                tensors = {name: value for name, value in piece.tensors.items() if name != "target_rows"}
+                inputs = kept.setdefault(tuple((name, tuple(v.shape)) for name, v in tensors.items()),
+                                         {name: torch.empty_like(value) for name, value in tensors.items()})
+                for name, value in tensors.items():
+                    inputs[name].copy_(value)
+                learning_rate.fill_(run._learning_rate())
+                loss = run._update([feed.Piece(inputs, 1)], learning_rate, False)[0]
+            else:
+                loss = run._update([piece], run._learning_rate())[0]
+            run.progress.step += 1
+            losses.append(loss.item())
+        assert not recorded or 1 < len(kept) < 10  # some shapes came back
+        runs.append((losses, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (ordinary_losses, ordinary), (recorded_losses, recorded) = runs
+    assert recorded_losses == pytest.approx(ordinary_losses, rel=1e-4)
+    assert (recorded - ordinary).norm() < 1e-4 * ordinary.norm()

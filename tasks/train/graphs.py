@@ -1,0 +1,125 @@
+"""Training steps replayed as CUDA graphs, one graph per batch shape (the run config's `cuda_graphs`).
+
+A training step of a 6+6-layer Marian model issues some 4,000 operations: forward, backward, autocast's casts,
+clipping, the fused optimizer (counted with a dispatch counter on CPU, `python -m devtools.step_ops`). The host
+spends microseconds on each, so on a fast GPU the host sets the pace, not the GPU: on an H200 the GPU was busy
+5 % of the time (bench/gpu.py's profile). A CUDA graph records the step's device work once, then issues all of
+it with one call.
+
+A graph replays fixed shapes at fixed addresses, so:
+- there is one graph per batch shape. Batches of similar-length pairs, their lengths rounded to multiples of 8,
+  come in few shapes: 14 over the 450 batches of the GPU bench's 16,000 pairs and 10 epochs;
+- each graph reads its batch from its own input tensors, which the batch is copied into before a replay;
+- the loss scores every position, padding weighing nothing (tokenloss's path without `target_rows`), so no
+  shape depends on how many of the batch's tokens are real;
+- the learning rate is a tensor on the device, filled before each replay.
+
+The first step runs as before, on the stream that graphs are captured on: it creates the optimizer's state and
+the libraries' workspaces, which a capture must not allocate. A step that cannot be replayed also runs as
+before: several micro-batches, fp16 with its loss scaler, a shape past MAX_GRAPHS. When a capture fails, the
+run says why once and goes on without graphs. A replay reads nothing back; the loop looks at its outputs as it
+looks at an ordinary step's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tasks.train import feed
+from tasks.train.precision import Precision
+
+log = logging.getLogger(__name__)
+
+MAX_GRAPHS = 32  # shapes given a graph; each keeps its inputs and outputs, the rest of its memory is shared
+
+
+class StepGraphs:
+    """Runs `update(pieces, learning_rate, cache)` (the loop's device work for one step, which returns its
+    outputs as device tensors) as a replayed CUDA graph where it can."""
+
+    def __init__(self, update, optimizer, device):
+        import torch
+
+        self.update, self.optimizer, self.device = update, optimizer, device
+        self.stream = torch.cuda.Stream(device)
+        self.pool = torch.cuda.graph_pool_handle()
+        self.learning_rate = torch.zeros((), dtype=torch.float32, device=device)
+        self.graphs: dict[tuple, tuple] = {}
+        self.warm = False
+        self.off = ""  # why graphs are no longer used, after a failed capture
+        self.counts = {"captured": 0, "replayed": 0, "eager": 0}
+
+    def step(self, pieces: list[feed.Piece], learning_rate: float, precision: Precision):
+        if len(pieces) != 1 or precision.needs_scaler or self.off:
+            self.counts["eager"] += 1
+            return self.update(pieces, learning_rate, True)
+        tensors = {name: value for name, value in pieces[0].tensors.items() if name != "target_rows"}
+        whole = [feed.Piece(tensors, 1)]  # one piece: its share of the step's tokens is 1, whatever its count
+        if not self.warm:
+            self.warm = True
+            self.counts["eager"] += 1
+            return self._warm_up(whole, learning_rate)
+        key = (precision.name, *((name, tuple(value.shape)) for name, value in tensors.items()))
+        entry = self.graphs.get(key) or (self._capture(key, tensors) if len(self.graphs) < MAX_GRAPHS else None)
+        if entry is None:
+            self.counts["eager"] += 1
+            return self.update(whole, learning_rate, True)
+        inputs, outputs, graph = entry
+        for name, value in tensors.items():
+            inputs[name].copy_(value, non_blocking=True)
+        self.learning_rate.fill_(learning_rate)
+        graph.replay()
+        self.counts["replayed"] += 1
+        return outputs
+
+    def forget(self) -> None:
+        """Drop every graph (the precision changed: they were captured under the old one)."""
+        self.graphs.clear()
+
+    def summary(self) -> dict:
+        return {**self.counts, "shapes": len(self.graphs), "off": self.off or None}
+
+    def _warm_up(self, pieces: list[feed.Piece], learning_rate: float):
+        """The first step, on the capture stream. Waiting for it once keeps the outputs it allocated there from
+        being reused by that stream while the loop still reads them on its own."""
+        import torch
+
+        current = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(current)
+        with torch.cuda.stream(self.stream):
+            outputs = self.update(pieces, learning_rate, True)
+        current.wait_stream(self.stream)
+        torch.cuda.synchronize(self.device)
+        return outputs
+
+    def _capture(self, key: tuple, tensors: dict):
+        """Record one step of this shape (nothing runs while recording); None when the capture failed."""
+        import torch
+
+        inputs = {name: torch.empty(value.shape, dtype=value.dtype, device=self.device)
+                  for name, value in tensors.items()}
+        graph = torch.cuda.CUDAGraph()
+        groups = self.optimizer.param_groups
+        saved = [(group["lr"], group["capturable"]) for group in groups]
+        for group in groups:
+            group["capturable"] = True  # the optimizer refuses to be captured otherwise
+        current = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(current)
+        try:
+            # thread_local: the batch-preparing thread pins memory meanwhile, which global mode would forbid.
+            with torch.cuda.graph(graph, pool=self.pool, stream=self.stream, capture_error_mode="thread_local"):
+                outputs = self.update([feed.Piece(inputs, 1)], self.learning_rate, False)
+        except Exception as err:  # noqa: BLE001 - the run goes on without graphs, and says why
+            self.off = f"capturing a step of shape {dict(key[1:])} failed: {type(err).__name__}: {err}"
+            log.warning("CUDA graphs off for the rest of training: %s", self.off)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.graphs.clear()
+            return None
+        finally:
+            for group, (lr, capturable) in zip(groups, saved):
+                group["lr"], group["capturable"] = lr, capturable
+            current.wait_stream(self.stream)
+        self.graphs[key] = (inputs, outputs, graph)
+        self.counts["captured"] += 1
+        log.info("CUDA graph %d captured for batches of shape %s", len(self.graphs), dict(key[1:]))
+        return self.graphs[key]
