@@ -6,19 +6,21 @@ Each benchmark runs as its own process with its own time limit, so one that fail
 figures it had not printed yet (its error is reported beside the others). Workloads:
 
 - train: bench/train_throughput.py's defaults (opus-mt-en-de shape, 16,000 pairs on a GPU, time to loss on),
-  and the time to loss again at 4,096 tokens a batch and with the old 5 % warmup (COMPARE_BATCHES below);
+  its epoch again with CUDA graphs and once more without (`--compare-graphs`), and the time to loss again at
+  4,096 tokens a batch and with the old 5 % warmup (COMPARE_BATCHES below);
 - eval: bench/eval_throughput.py on the demo's base model (7.7 M parameters, trained on real catalog strings)
   and 1,000 of the demo's domain catalog pairs when .cache/demo/base-model exists (`make demo` or the
   alignment tests build it; carry it to a lent GPU), else its own default model;
 - alignment: bench/alignment_screen.py on the same model and 3,000 demo catalog pairs (built when missing);
 - profile: torch.profiler over 10 project training steps (opus-mt shape, 3,000 pairs): the share of wall time
   the GPU computed, copies between host and device by kind, and the ten busiest kernels, written in full to
-  profile.txt in the output folder.
+  profile.txt in the output folder; then the same with CUDA graphs (profile_graphs, profile-graphs.txt).
 
     python bench/gpu.py [--tiny] [--out DIR]
 
-The last line is one JSON object: the headline figures (train_ratio, time_to_loss_ratio, eval_ratio,
-alignment_pairs_per_s, gpu_busy_share) and each benchmark's own JSON under its name.
+The last line is one JSON object: the headline figures (train_ratio, graphs_ratio, graphs_speedup,
+time_to_loss_ratio, eval_ratio, alignment_pairs_per_s, gpu_busy_share, gpu_busy_share_graphs) and each
+benchmark's own JSON under its name.
 
 On a lent machine (../shared/GPU.md: Python 3.12 and torch with CUDA are there, no network), carry two ignored
 folders: `.cache/demo/base-model` and `.whl/`, the wheels the machine lacks, downloaded here with
@@ -53,8 +55,9 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 DEMO_MODEL = REPO / ".cache" / "demo" / "base-model"
 # Seconds each part may take on the GPU (8 minutes in all, with room for start-up). Measured on an H200
-# (2026-12-04): train 244 s (with the comparison batch), eval 99 s, alignment 30 s, profile ~20 s.
-LIMITS = {"train": 270, "eval": 110, "alignment": 50, "profile": 50}
+# (2026-12-04): train 244 s (with the comparison batch), eval 99 s, alignment 30 s, profile ~20 s; the train
+# part has 30 s more for the epochs with and without CUDA graphs.
+LIMITS = {"train": 300, "eval": 110, "alignment": 50, "profile": 50}
 # The train bench's time to the seed's loss at the automatic batch, then at a smaller one (its learning rate and
 # warmup following it, as the run config's would), then with the old 5 % warmup at the automatic batch, each in
 # turn while the train part's time lasts. A CPU proxy traced the plateau seen on 2026-12-04 (at the unigram loss,
@@ -111,8 +114,9 @@ def demo_test(scratch: Path, sentences: int = 1000) -> str:
     return str(path)
 
 
-def profile(tiny: bool, out: Path) -> dict:
-    """Ten project training steps under torch.profiler, after three to warm up."""
+def profile(tiny: bool, out: Path, graphs: bool = False) -> dict:
+    """Ten project training steps under torch.profiler, after three to warm up; `graphs`: replayed as CUDA
+    graphs (the ten steps then include their captures, one per batch shape)."""
     import torch
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -133,7 +137,8 @@ def profile(tiny: bool, out: Path) -> dict:
                                           max_tokens_per_batch=512 if tiny else 12288, max_steps=n,
                                           early_stopping_patience=0, eval_every_steps=10**9,
                                           checkpoint_every_steps=10**9, log_every_steps=10**9,
-                                          precision="bf16" if device.type == "cuda" else "auto")
+                                          precision="bf16" if device.type == "cuda" else "auto",
+                                          cuda_graphs=graphs)
         return trainloop.train(model, data, validation, settings, pad_id=pad, decoder_start_id=pad,
                                checkpoints=trainloop.CheckpointDir(checkpoints), device=device)
 
@@ -157,13 +162,13 @@ def profile(tiny: bool, out: Path) -> dict:
     sort_by = "device_time_total" if device.type == "cuda" else "cpu_time_total"
     table = prof.key_averages().table(sort_by=sort_by, row_limit=40)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "profile.txt").write_text(table + "\n")
+    (out / ("profile-graphs.txt" if graphs else "profile.txt")).write_text(table + "\n")
     top = sorted(prof.key_averages(), key=lambda a: getattr(a, sort_by), reverse=True)[:10]
     return {"device": str(device), "wall_seconds": round(wall, 3), "steps": 10,
             "gpu_busy_seconds": round(busy, 3), "gpu_busy_share": round(busy / wall, 3) if kernels else None,
             "copies": copies, "top": [{"name": a.key[:80], "ms": round(getattr(a, sort_by) / 1e3, 2),
                                        "calls": a.count} for a in top],
-            "table": str(out / "profile.txt")}
+            "table": str(out / ("profile-graphs.txt" if graphs else "profile.txt"))}
 
 
 def main() -> None:
@@ -180,7 +185,9 @@ def main() -> None:
         """Each part's figures are written as soon as they exist: a run cut short keeps what it measured."""
         results[name] = figures
         train, evaluation = results.get("train", {}), results.get("eval", {})
+        graphs = train.get("graphs") or {}
         headline = {"device": train.get("device"), "train_ratio": train.get("ratio"),
+                    "graphs_ratio": graphs.get("ratio"), "graphs_speedup": graphs.get("speedup"),
                     "time_to_loss_ratio": train.get("time_to_loss_ratio"),
                     "project_tokens_per_s": train.get("project_tokens_per_s"),
                     "project_share_of_matmul_peak": train.get("project_share_of_matmul_peak"),
@@ -188,24 +195,26 @@ def main() -> None:
                     "eval_engine": evaluation.get("project_engine"),
                     "alignment_pairs_per_s": results.get("alignment", {}).get("project_pairs_per_s"),
                     "gpu_busy_share": results.get("profile", {}).get("gpu_busy_share"),
+                    "gpu_busy_share_graphs": results.get("profile_graphs", {}).get("gpu_busy_share"),
                     "seconds": round(time.monotonic() - started, 1), "tiny": args.tiny}
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench-gpu.json").write_text(json.dumps({**headline, **results}, indent=2) + "\n")
         results["_line"] = json.dumps({**headline, **{k: v for k, v in results.items() if k != "_line"}})
 
     compare = COMPARE_BATCHES["tiny" if args.tiny else "full"]
-    record("train", _run("train", ["bench/train_throughput.py", *tiny, "--compare-batches", compare,
-                                   "--compare-warmup", COMPARE_WARMUP], LIMITS["train"]))
+    record("train", _run("train", ["bench/train_throughput.py", *tiny, "--compare-graphs", "--compare-batches",
+                                   compare, "--compare-warmup", COMPARE_WARMUP], LIMITS["train"]))
     with tempfile.TemporaryDirectory() as scratch:
         model = [] if args.tiny or not DEMO_MODEL.exists() else ["--model", str(DEMO_MODEL),
                                                                  "--test", demo_test(Path(scratch))]
         record("eval", _run("eval", ["bench/eval_throughput.py", *tiny, *model], LIMITS["eval"]))
     screen_model = ["--model", str(DEMO_MODEL)] if not args.tiny and DEMO_MODEL.exists() else []
     record("alignment", _run("alignment", ["bench/alignment_screen.py", *tiny, *screen_model], LIMITS["alignment"]))
-    try:
-        record("profile", profile(args.tiny, args.out))
-    except Exception as err:  # noqa: BLE001 - reported in the figures' place
-        record("profile", {"error": f"profile failed: {err}"})
+    for name, graphs in (("profile", False), ("profile_graphs", True)):
+        try:
+            record(name, profile(args.tiny, args.out, graphs))
+        except Exception as err:  # noqa: BLE001 - reported in the figures' place
+            record(name, {"error": f"profile failed: {err}"})
     print(results["_line"])
 
 if __name__ == "__main__":

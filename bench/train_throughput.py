@@ -37,9 +37,14 @@ the automatic one under `time_to_loss_by_lr`: suspects for the held-out loss pla
 the unigram loss, with the automatic rate's 2.8e-4 to 4.9e-4; at the fixed 1e-4 before, 2,048-token batches had
 gone below it in one epoch).
 
+`--compare-graphs` (CUDA only) runs the throughput epoch again with steps replayed as CUDA graphs (the run
+config's `cuda_graphs`, tasks/train/graphs.py), then once more without, so that both are measured in a warm
+process: `graphs` holds their times, `speedup` (the second ordinary epoch's time over the graphs' epoch's), the
+graphs' ratio to the seed, their held-out loss and how many steps were replayed.
+
     python bench/train_throughput.py [--tiny] [--pairs N] [--precision auto|fp32|bf16] [--max-tokens N]
                                      [--no-time-to-loss] [--max-epochs N] [--compare-batches N,N]
-                                     [--compare-beta2 B,B] [--compare-lr R,R]
+                                     [--compare-beta2 B,B] [--compare-lr R,R] [--compare-graphs]
 
 The last line printed is one JSON object with the figures. One is printed after the throughput and after each
 time-to-quality run as well, each holding every figure so far: a run stopped part-way keeps what it measured.
@@ -297,7 +302,23 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--compare-warmup", default="",
                         help="comma-separated warmups (a share of the steps if below 1, else steps) to run the "
                              "time-to-quality run with as well")
+    parser.add_argument("--compare-graphs", action="store_true",
+                        help="on CUDA, the throughput epoch again with CUDA graphs, and again without")
     return parser.parse_args()
+
+
+def graphs_comparison(dims: dict, data: batching.Encoded, heldout: batching.Encoded, device, precision: str,
+                      max_tokens: int, seed_seconds: float) -> dict:
+    """The throughput epoch with steps replayed as CUDA graphs, then an ordinary one, both in a warm process."""
+    if device.type != "cuda":
+        return {"skipped": "CUDA graphs need a CUDA device"}
+    seconds, model, report = run_project(dims, data, device, precision, max_tokens, overrides={"cuda_graphs": True})
+    loss = heldout_loss(model, heldout, dims, device)
+    del model
+    eager_seconds = run_project(dims, data, device, precision, max_tokens)[0]
+    return {"seconds": round(seconds, 2), "tokens_per_s": round(data.tokens() / seconds, 1),
+            "ratio": round(seed_seconds / seconds, 2), "eager_again_seconds": round(eager_seconds, 2),
+            "speedup": round(eager_seconds / seconds, 2), "loss": round(loss, 4), "steps": report["cuda_graphs"]}
 
 
 def time_to_loss_runs(args: argparse.Namespace, run):
@@ -364,6 +385,10 @@ def main() -> None:
     result.update(arithmetic(dims, train_data, device, report["precision"], seed_seconds, project_seconds,
                              tiny=args.tiny))
     print(json.dumps(result), flush=True)
+    if args.compare_graphs:
+        result["graphs"] = graphs_comparison(dims, train_data, heldout, device, precision, args.max_tokens,
+                                             seed_seconds)
+        print(json.dumps(result), flush=True)
     if args.no_time_to_loss:
         return
 
