@@ -8,7 +8,7 @@ from tasks.train import automatic
 
 def test_tiny_gpu_bench_runs_every_part_and_writes_the_profile(tmp_path):
     figures = tiny_bench("gpu.py", "--out", str(tmp_path))
-    for part in ("train", "eval", "alignment", "profile"):
+    for part in ("train", "eval", "alignment", "profile", "profile_graphs"):
         assert "error" not in figures[part], figures[part]
     for key in ("train_ratio", "time_to_loss_ratio", "eval_ratio", "alignment_pairs_per_s", "project_tokens_per_s"):
         assert figures[key] is not None and figures[key] > 0, key
@@ -25,6 +25,12 @@ def test_tiny_gpu_bench_runs_every_part_and_writes_the_profile(tmp_path):
     smaller = figures["train"]["time_to_loss_by_batch"]["256"]
     assert smaller["learning_rate"] == automatic.auto_learning_rate(256)
     assert smaller["warmup_steps"] == int(automatic.auto_warmup(smaller["learning_rate"]) * smaller["scheduled_steps"])
+    # CUDA graphs against ordinary steps: measured on a GPU, said so elsewhere; the graphs' profile is written.
+    assert figures["train"]["graphs"] == {"skipped": "CUDA graphs need a CUDA device"}
+    assert figures["graphs_ratio"] is None and (tmp_path / "profile-graphs.txt").exists()
+    # ... and the project's engine at a second decoding batch size.
+    assert figures["eval_ratio_by_batch_sentences"]["64"] > 0
+    assert figures["eval"]["by_batch_sentences"]["64"]["identical_outputs_vs_transformers"] > 0
     table = (tmp_path / "profile.txt").read_text()
     assert "Name" in table
     # Only steps are profiled: the model is built and moved before (its random init and weight uploads are not
