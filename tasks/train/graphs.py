@@ -17,8 +17,9 @@ A graph replays fixed shapes at fixed addresses, so:
 The first step runs as before, on the stream that graphs are captured on: it creates the optimizer's state and
 the libraries' workspaces, which a capture must not allocate. A step that cannot be replayed also runs as
 before: several micro-batches, fp16 with its loss scaler, a shape past MAX_GRAPHS. When a capture fails, the
-run says why once and goes on without graphs. A replay reads nothing back; the loop looks at its outputs as it
-looks at an ordinary step's.
+run says why once and goes on without graphs. The loop does not use graphs on several GPUs, or with
+LayerDrop (which layers to skip is drawn on the host: a graph would skip the same ones at every replay). A
+replay reads nothing back; the loop looks at its outputs as it looks at an ordinary step's.
 """
 
 from __future__ import annotations
@@ -110,8 +111,12 @@ class StepGraphs:
             with torch.cuda.graph(graph, pool=self.pool, stream=self.stream, capture_error_mode="thread_local"):
                 outputs = self.update([feed.Piece(inputs, 1)], self.learning_rate, False)
         except Exception as err:  # noqa: BLE001 - the run goes on without graphs, and says why
+            # A failed capture_end leaves the capture stream current and may keep the graphs' memory reserved.
+            torch.cuda.set_stream(current)
             self.off = f"capturing a step of shape {dict(key[1:])} failed: {type(err).__name__}: {err}"
-            log.warning("CUDA graphs off for the rest of training: %s", self.off)
+            log.warning("CUDA graphs off for the rest of training: %s (%.1f GiB reserved on the GPU; a retry with "
+                        "cuda_graphs off frees what the graphs held)", self.off,
+                        torch.cuda.memory_reserved(self.device) / 2**30)
             self.optimizer.zero_grad(set_to_none=True)
             self.graphs.clear()
             return None

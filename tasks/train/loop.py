@@ -156,11 +156,17 @@ class _Training:
         self.unsettled, self.careful = 0, False
         self.graphs = None
         if self.settings.cuda_graphs:
-            if self.device.type == "cuda" and self.world_size == 1:
-                self.graphs = StepGraphs(self._update, self.optimizer, self.device)
-            else:
+            config = self.model.config
+            # LayerDrop draws on the host which layers to skip: a graph would replay one draw for ever.
+            layerdrop = max(getattr(config, "encoder_layerdrop", 0) or 0, getattr(config, "decoder_layerdrop", 0) or 0)
+            if layerdrop:
+                log.warning("cuda_graphs: not used with LayerDrop (%g): a graph would skip the same layers each time",
+                            layerdrop)
+            elif self.device.type != "cuda" or self.world_size != 1:
                 log.info("cuda_graphs: not used on %s with %d worker(s) (one CUDA device only)", self.device,
                          self.world_size)
+            else:
+                self.graphs = StepGraphs(self._update, self.optimizer, self.device)
 
     def _lr_factor(self, step: int) -> float:
         """Linear warmup, then linear decay to zero at the last step (which a time budget may move earlier)."""
@@ -354,8 +360,8 @@ class _Training:
         if self.precision.name != "fp32":
             log.warning("falling back to fp32 after %s in %s", why, self.precision.name)
             self.precision = Precision("fp32", f"fallback after {why} in {self.precision.name}")
-            if self.graphs is not None:
-                self.graphs.forget()
+        if self.graphs is not None:  # recorded in the precision left behind (_not_finite may have switched already)
+            self.graphs.forget()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
         self.careful = True
 

@@ -290,6 +290,17 @@ def test_cuda_graphs_asked_for_without_a_cuda_device_train_as_before(tiny_model,
     assert torch.equal(weights[0], weights[1])
 
 
+def test_cuda_graphs_are_not_used_with_layerdrop(tiny_model, tmp_path, caplog):
+    """LayerDrop draws on the host which layers a step skips: a recorded step would skip the same ones for ever."""
+    import logging
+
+    run, model = _setup(tiny_model, tmp_path, cuda_graphs=True)
+    model.config.encoder_layerdrop = 0.1
+    with caplog.at_level(logging.INFO, logger="tasks.train.loop"):
+        run._optimizer()
+    assert run.graphs is None and "not used with LayerDrop (0.1)" in caplog.text
+
+
 def test_the_step_a_cuda_graph_records_trains_as_the_ordinary_step(tiny_model, tmp_path):
     """What tasks/train/graphs.py records and replays: the loop's device work for a step, run on input tensors
     kept per batch shape (the batch copied in, every position scored, padding weighing nothing) and with the
