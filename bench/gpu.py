@@ -6,8 +6,8 @@ Each benchmark runs as its own process with its own time limit, so one that fail
 figures it had not printed yet (its error is reported beside the others). Workloads:
 
 - train: bench/train_throughput.py's defaults (opus-mt-en-de shape, 16,000 pairs on a GPU, time to loss on),
-  its epoch again with CUDA graphs and once more without (`--compare-graphs`), and the time to loss again at
-  4,096 tokens a batch and with the old 5 % warmup (COMPARE_BATCHES below);
+  its epoch again with CUDA graphs and once more without, the time to loss with graphs (`--compare-graphs`),
+  and the time to loss again at 4,096 tokens a batch and with the old 5 % warmup (COMPARE_BATCHES below);
 - eval: bench/eval_throughput.py on the demo's base model (7.7 M parameters, trained on real catalog strings)
   and 1,000 of the demo's domain catalog pairs when .cache/demo/base-model exists (`make demo` or the
   alignment tests build it; carry it to a lent GPU), else its own default model; and the project's engine
@@ -20,8 +20,8 @@ figures it had not printed yet (its error is reported beside the others). Worklo
     python bench/gpu.py [--tiny] [--out DIR]
 
 The last line is one JSON object: the headline figures (train_ratio, graphs_ratio, graphs_speedup,
-time_to_loss_ratio, eval_ratio, alignment_pairs_per_s, gpu_busy_share, gpu_busy_share_graphs) and each
-benchmark's own JSON under its name.
+time_to_loss_ratio, time_to_loss_ratio_graphs, eval_ratio, alignment_pairs_per_s, gpu_busy_share,
+gpu_busy_share_graphs) and each benchmark's own JSON under its name.
 
 On a lent machine (../shared/GPU.md: Python 3.12 and torch with CUDA are there, no network), carry two ignored
 folders: `.cache/demo/base-model` and `.whl/`, the wheels the machine lacks, downloaded here with
@@ -192,10 +192,11 @@ def main() -> None:
         """Each part's figures are written as soon as they exist: a run cut short keeps what it measured."""
         results[name] = figures
         train, evaluation = results.get("train", {}), results.get("eval", {})
-        graphs = train.get("graphs") or {}
+        graphs, graphs_to_loss = train.get("graphs") or {}, train.get("time_to_loss_with_graphs") or {}
         headline = {"device": train.get("device"), "train_ratio": train.get("ratio"),
                     "graphs_ratio": graphs.get("ratio"), "graphs_speedup": graphs.get("speedup"),
                     "time_to_loss_ratio": train.get("time_to_loss_ratio"),
+                    "time_to_loss_ratio_graphs": graphs_to_loss.get("time_to_loss_ratio"),
                     "project_tokens_per_s": train.get("project_tokens_per_s"),
                     "project_share_of_matmul_peak": train.get("project_share_of_matmul_peak"),
                     "eval_ratio": evaluation.get("ratio"),

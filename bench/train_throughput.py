@@ -40,7 +40,8 @@ gone below it in one epoch).
 `--compare-graphs` (CUDA only) runs the throughput epoch again with steps replayed as CUDA graphs (the run
 config's `cuda_graphs`, tasks/train/graphs.py), then once more without, so that both are measured in a warm
 process: `graphs` holds their times, `speedup` (the second ordinary epoch's time over the graphs' epoch's), the
-graphs' ratio to the seed, their held-out loss and how many steps were replayed.
+graphs' ratio to the seed, their held-out loss and how many steps were replayed. The time-to-quality run is
+then repeated with graphs too, right after the default one (`time_to_loss_with_graphs`).
 
     python bench/train_throughput.py [--tiny] [--pairs N] [--precision auto|fp32|bf16] [--max-tokens N]
                                      [--no-time-to-loss] [--max-epochs N] [--compare-batches N,N]
@@ -198,7 +199,7 @@ def time_to_loss(dims: dict, train_data: batching.Encoded, heldout: batching.Enc
                                                                                         device), 2),
             "project_time_to_loss_heldout": round(heldout_loss(model, heldout, dims, device), 4),
             "learning_rate": reached["learning_rate"], "warmup_steps": reached["warmup_steps"],
-            "scheduled_steps": reached["scheduled_steps"],
+            "scheduled_steps": reached["scheduled_steps"], "cuda_graphs": reached["cuda_graphs"],
             "validations": reached["validations"]}
 
 
@@ -326,8 +327,11 @@ def time_to_loss_runs(args: argparse.Namespace, run):
     overrides)` is one run's figures. The default run's figures sit at the top level, each comparison under
     `time_to_loss_by_<what>`, keyed by its value."""
     by_batch = {str(args.max_tokens): run(args.max_tokens, None)}
-    figures = {k: v for k, v in by_batch[str(args.max_tokens)].items() if k != "learning_rate"}
+    figures = {k: v for k, v in by_batch[str(args.max_tokens)].items() if k not in ("learning_rate", "cuda_graphs")}
     yield figures
+    if args.compare_graphs and args.cuda:
+        figures["time_to_loss_with_graphs"] = run(args.max_tokens, {"cuda_graphs": True})
+        yield figures
     for tokens_per_batch in (int(t) for t in args.compare_batches.split(",") if t.strip()):
         by_batch[str(tokens_per_batch)] = run(tokens_per_batch, None)
         figures["time_to_loss_by_batch"] = by_batch
@@ -348,6 +352,7 @@ def main() -> None:
 
     args = _arguments()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.cuda = device.type == "cuda"
     dims = TINY if args.tiny else OPUS_MT
     pairs = args.pairs or (48 if args.tiny else 16000 if device.type == "cuda" else 640)
     args.max_tokens = args.max_tokens or (512 if args.tiny else PipelineParams().max_tokens_per_batch)
