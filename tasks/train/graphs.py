@@ -34,6 +34,21 @@ log = logging.getLogger(__name__)
 MAX_GRAPHS = 32  # shapes given a graph; each keeps its inputs and outputs, the rest of its memory is shared
 
 
+def step_graphs(update, optimizer, model, device, world_size: int) -> "StepGraphs | None":
+    """The graphs for a run that asks for them, or None (and why, in the log) where they cannot be used."""
+    config = model.config
+    # LayerDrop draws on the host which layers to skip: a graph would replay one draw for ever.
+    layerdrop = max(getattr(config, "encoder_layerdrop", 0) or 0, getattr(config, "decoder_layerdrop", 0) or 0)
+    if layerdrop:
+        log.warning("cuda_graphs: not used with LayerDrop (%g): a graph would skip the same layers each time",
+                    layerdrop)
+        return None
+    if device.type != "cuda" or world_size != 1:
+        log.info("cuda_graphs: not used on %s with %d worker(s) (one CUDA device only)", device, world_size)
+        return None
+    return StepGraphs(update, optimizer, device)
+
+
 class StepGraphs:
     """Runs `update(pieces, learning_rate, cache)` (the loop's device work for one step, which returns its
     outputs as device tensors) as a replayed CUDA graph where it can."""

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from tasks.train import automatic, batching, feed, tokenloss
 from tasks.train.checkpoints import STATE, CheckpointDir
 from tasks.train.distributed import sum_over_ranks
-from tasks.train.graphs import StepGraphs
+from tasks.train.graphs import step_graphs
 from tasks.train.passes import evaluate_loss, forward_backward
 from tasks.train.precision import MAX_CONSECUTIVE_OVERFLOWS, Precision, choose_precision, shape_agnostic_attention
 
@@ -154,19 +154,8 @@ class _Training:
         # (a non-finite loss, or gradient outside fp16), the longest such run, and the applied steps' summed loss.
         self.health = torch.zeros(4, dtype=torch.float32, device=self.device)
         self.unsettled, self.careful = 0, False
-        self.graphs = None
-        if self.settings.cuda_graphs:
-            config = self.model.config
-            # LayerDrop draws on the host which layers to skip: a graph would replay one draw for ever.
-            layerdrop = max(getattr(config, "encoder_layerdrop", 0) or 0, getattr(config, "decoder_layerdrop", 0) or 0)
-            if layerdrop:
-                log.warning("cuda_graphs: not used with LayerDrop (%g): a graph would skip the same layers each time",
-                            layerdrop)
-            elif self.device.type != "cuda" or self.world_size != 1:
-                log.info("cuda_graphs: not used on %s with %d worker(s) (one CUDA device only)", self.device,
-                         self.world_size)
-            else:
-                self.graphs = StepGraphs(self._update, self.optimizer, self.device)
+        self.graphs = step_graphs(self._update, self.optimizer, self.model, self.device, self.world_size) \
+            if self.settings.cuda_graphs else None
 
     def _lr_factor(self, step: int) -> float:
         """Linear warmup, then linear decay to zero at the last step (which a time budget may move earlier)."""

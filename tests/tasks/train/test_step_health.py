@@ -281,7 +281,7 @@ def test_cuda_graphs_asked_for_without_a_cuda_device_train_as_before(tiny_model,
     reports, weights = [], []
     for graphs in (False, True):
         torch.manual_seed(0)
-        with caplog.at_level(logging.INFO, logger="tasks.train.loop"):
+        with caplog.at_level(logging.INFO, logger="tasks.train.graphs"):
             run, model = _setup(tiny_model, tmp_path / str(graphs), cuda_graphs=graphs)
             reports.append(_train(run))
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
@@ -296,7 +296,7 @@ def test_cuda_graphs_are_not_used_with_layerdrop(tiny_model, tmp_path, caplog):
 
     run, model = _setup(tiny_model, tmp_path, cuda_graphs=True)
     model.config.encoder_layerdrop = 0.1
-    with caplog.at_level(logging.INFO, logger="tasks.train.loop"):
+    with caplog.at_level(logging.INFO, logger="tasks.train.graphs"):
         run._optimizer()
     assert run.graphs is None and "not used with LayerDrop (0.1)" in caplog.text
 
