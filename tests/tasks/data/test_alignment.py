@@ -134,12 +134,12 @@ def test_a_demo_base_model_stopped_short_of_its_steps_is_refused_not_cached(tmp_
 @pytest.mark.parametrize("share", [0.0, 0.1, 0.3, 0.55])
 def test_the_demo_catalogs_with_rotated_targets(tmp_path, request, share, dual):
     """The demo's small base model (BLEU 9 on this domain), 3,000 catalog pairs through validate, screened one way
-    or both ways (`dual`: with the same recipe's de → en model as alignment_reverse_models). Measured on two builds
-    of the models (README, 'The alignment screen': the same recipe pretrained on two machines whose CPU kernels
-    round differently): of the rotated pairs that reach the screen, one way catches 67/52 %, 72/74 % and 80/82 %
-    at 10 %, 30 % and 55 % rotated, both ways 70/58 %, 82/78 % and 85/83 %, at a cost of 2.1-4.7 % of the untouched
-    ones in the batches that pass; the 55 % batch fails. The issue's goal, 90 % caught, is not reached with these
-    models; the floors keep what both builds reach, with room for a third."""
+    or both ways (`dual`: with the same recipe's de → en model as alignment_reverse_models). Measured on three
+    builds of the models (README, 'The alignment screen': the same recipe pretrained on machines whose CPU kernels
+    round differently): of the rotated pairs that reach the screen, one way catches 67/52/55 %, 72/74/76 % and
+    80/82/85 % at 10 %, 30 % and 55 % rotated, both ways 70/58/62 %, 82/78/77 % and 85/83/81 %, at a cost of
+    1.6-4.7 % of the untouched ones in the batches that pass; the 55 % batch fails. The issue's goal, 90 % caught,
+    is not reached with these models; the floors keep what every build reaches, with room for another."""
     model = request.getfixturevalue("demo_base_model")
     reverse = {"alignment_reverse_models": {"de": str(request.getfixturevalue("demo_reverse_model"))}} if dual else {}
     pairs, rotated = rotate_targets(demo_catalog_pairs(), share)
@@ -165,9 +165,9 @@ def test_the_demo_catalogs_with_rotated_targets(tmp_path, request, share, dual):
     assert recall >= floor, (recall, lost)
     if share < 0.55:
         assert error is None and lost <= 0.05, (recall, lost)
-    else:  # the batch fails, naming its file: nothing of it trains, and 6-7 % of its true pairs are flagged too
+    else:  # the batch fails, naming its file: nothing of it trains, and 4-8.4 % of its true pairs are flagged too
         assert error is not None and "catalog.jsonl" in str(error) and "misaligned" in str(error)
-        assert lost <= 0.08, (recall, lost)
+        assert lost <= 0.1, (recall, lost)
 
 
 def test_replayed_general_pairs_are_screened_before_they_join_the_mix(tmp_path, digits_translator):
