@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from tasks import layout
+from tasks import cost, layout
 from tasks.config import RunConfig
 from tasks.io import storage
 
@@ -22,6 +22,7 @@ def summarize_run(config: RunConfig) -> dict:
     manifest = stored(layout.PULL_MANIFEST) or {"objects": [], "message": "nothing pulled"}
     validation, scores = stored(layout.VALIDATION_REPORT), stored(layout.SCORES)
     decision, published = stored(layout.GATE), stored(layout.PUBLISH)
+    trained = stored(layout.TRAIN_REPORT)
     summary = {
         "run_id": config.run_id,
         "run_dir": config.run_dir,
@@ -43,6 +44,9 @@ def summarize_run(config: RunConfig) -> dict:
         "p_value": decision.get("p_values", {}).get("candidate_vs_base"),
         "decision": decision.get("decision"),
         "reasons": decision.get("reasons", []),
+        "screening": cost.screening(validation),
+        "training": cost.training(trained),
+        "decoding": cost.decoding(scores),
         "report": config.uri(layout.REPORT) if storage.exists(config.uri(layout.REPORT)) else None,
         "published": _published(published),
     }
@@ -74,6 +78,7 @@ def format_summary(s: dict) -> list[str]:
         f"{s['rows_rejected']} rejected, {s['rows_deduplicated']} duplicates"
         + (f"; with {s['carried_kept']} pairs carried from {s['carried_objects']} earlier object(s): "
            f"{s['training_pairs']} to split and train on" if s.get("carried_objects") else ""),
+        *(f"{what}: {s[what]}" for what in ("screening", "training", "decoding") if s.get(what)),
         f"BLEU on {s['test_sentences']} test sentences: base {num(s['base_bleu'])} → candidate "
         f"{num(s['candidate_bleu'])} (gain {num(s['bleu_gain'], '{:+.2f}')}{p_value}){champion}"
         + ("" if s.get("distinct_outputs") is None else f"; distinct outputs {s['distinct_outputs']:.0%}"),

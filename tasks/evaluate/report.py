@@ -13,7 +13,7 @@ import logging
 
 from sacrebleu.metrics import BLEU
 
-from tasks import layout
+from tasks import cost, layout
 from tasks.config import RunConfig
 from tasks.evaluate import scoring
 from tasks.io import storage
@@ -104,13 +104,16 @@ def write_report(config: RunConfig) -> str:
     storage.write_bytes(config.uri(layout.REPORT_PLOT), plot(deltas, by_length, roles))
     samples = changed_most(sources, references, hyps["base"], hyps["candidate"], sentence["base"],
                            sentence["candidate"])
-    text = render(config, scores, decision, by_length, samples)
+    text = render(config, scores, decision, by_length, samples,
+                  training=storage.read_json_or(config.uri(layout.TRAIN_REPORT)) or {},
+                  validation=storage.read_json_or(config.uri(layout.VALIDATION_REPORT)) or {})
     storage.write_text(config.uri(layout.REPORT), text)
     log.info("report: %s", config.uri(layout.REPORT))
     return config.uri(layout.REPORT)
 
 
-def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict], samples: list[dict]) -> str:
+def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict], samples: list[dict],
+           training: dict | None = None, validation: dict | None = None) -> str:
     sig, dec = scores["candidate"]["signatures"], scores["decoding"]
     champion = scores.get("champion")
     lines = [
@@ -151,6 +154,11 @@ def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict
     for k, s in enumerate(samples, 1):
         lines += [f"{k}. Δ chrF {s['delta_chrf']:+.2f}", f"   - source: {s['source']}",
                   f"   - reference: {s['reference']}", f"   - base: {s['base']}", f"   - candidate: {s['candidate']}"]
+    spent = [f"- {what}: {line}" for what, line in (("screening", cost.screening(validation or {})),
+                                                    ("training", cost.training(training or {})),
+                                                    ("decoding", cost.decoding(scores))) if line]
+    if spent:
+        lines += ["", "## What this run cost", "", *spent]
     lines += ["", "## Recompute any number", "", "From the run directory's `eval/` folder:", "", "```sh",
               "sacrebleu test.ref -i test.candidate.hyp -m bleu chrf ter -w 2",
               "sacrebleu test.ref -i test.base.hyp test.candidate.hyp -m bleu chrf ter --paired-bs -w 2",

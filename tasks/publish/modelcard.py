@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from tasks import cost
 from tasks.config import RunConfig
 from tasks.evaluate import scoring
 
@@ -165,7 +166,7 @@ def body(config: RunConfig, records: RunRecords, *, release_tag: str, in_review:
                ("tokens per batch used", training.get("tokens_per_batch")),
                ("warmup steps used", training.get("warmup_steps")),
                ("best step", training.get("best_step")), ("best validation loss", training.get("best_validation_loss")),
-               ("train pairs", training.get("train_pairs"))]
+               ("train pairs", training.get("train_pairs")), ("compute", cost.training(training))]
     hyper = _flatten(training.get("settings", {})) + [(k, v) for k, v in outcome if v is not None]
     sections.append("## Training\n\n" + _table(["setting", "value"], hyper))
     revision = "" if in_review else f', revision="{release_tag}"'

@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+from tasks.cost import duration
 from tasks.train import automatic, batching, feed, tokenloss
 from tasks.train.checkpoints import STATE, CheckpointDir
 from tasks.train.distributed import sum_over_ranks
@@ -217,8 +218,8 @@ class _Training:
                  f", in micro-batches of ≤ {self.micro_tokens}" if self.micro_tokens else "", self.total_steps,
                  self.warmup, self.settings.learning_rate, self.device)
         if self.settings.max_seconds:
-            log.info("time budget: %s, %s of it spent before", _duration(self.settings.max_seconds),
-                     _duration(self.progress.seconds))
+            log.info("time budget: %s, %s of it spent before", duration(self.settings.max_seconds),
+                     duration(self.progress.seconds))
         self.started = self.window_start = time.monotonic()
         self.seconds_before, self.stop_reason = self.progress.seconds, None
         self.window_tokens, self.steps_at_start = 0, self.progress.step
@@ -395,7 +396,7 @@ class _Training:
                 self._settle()  # skipped steps give their place back first: the validation's step is the real one
                 self._validate()
             log.info("time budget of %s spent at step %d: stopping with the best model (step %d)",
-                     _duration(budget), progress.step, progress.best_step)
+                     duration(budget), progress.step, progress.best_step)
             self.stopped, self.stop_reason = True, "time budget"
             return
         done_here = progress.step - self.steps_at_start
@@ -417,7 +418,7 @@ class _Training:
         per_step = (now - self.started) / max(progress.step - self.steps_at_start, 1)
         log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tokens/s  ETA %s", progress.step, self.total_steps,
                  progress.epoch, self.running_loss / max(self.running_steps, 1), self._learning_rate(), rate,
-                 _duration(per_step * (self.total_steps - progress.step)))
+                 duration(per_step * (self.total_steps - progress.step)))
         self.running_loss, self.running_steps, self.window_tokens, self.window_start = 0.0, 0, 0, now
 
     def _validate(self) -> None:
@@ -475,8 +476,3 @@ class _Training:
                 "cuda_graphs": self.graphs.summary() if self.graphs is not None else None,
                 "validations": progress.validations}
 
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s"

@@ -5,7 +5,7 @@ import json
 
 import yaml
 
-from tasks import layout
+from tasks import config, cost, layout, summary
 from tasks.io import storage
 
 
@@ -52,7 +52,19 @@ def test_a_better_candidate_is_published_with_its_metrics(dag, run_conf, hub_con
     # The gate's report and the first run's champion lookup are in the run directory.
     assert storage.read_json(f"{run_dir}/champion.json") == {
         "found": False, "reason": "nothing published at mlops/digits-en-de yet", "registry_revision": None}
-    assert "## Promotion gate: PROMOTE" in storage.read_text(f"{run_dir}/report.md")
+    report = storage.read_text(f"{run_dir}/report.md")
+    assert "## Promotion gate: PROMOTE" in report
+    # What training cost, from the train report of the training that ran: in the summary, report.md and the card.
+    trained = storage.read_json(f"{run_dir}/{layout.TRAIN_REPORT}")
+    spent = cost.training(trained)
+    assert trained["seconds_total"] > 0 and f"{trained['steps']} steps" in spent and "on 1 × cpu, " in spent
+    assert f"{trained['tokens_seen']:,} tokens" in spent and f"- training: {spent}\n" in report
+    assert f"| compute | {spent} |" in card
+    summarized = summary.summarize_run(config.load(run_dir))
+    assert summarized["training"] == spent and summarized["decoding"] == cost.decoding(
+        storage.read_json(f"{run_dir}/{layout.SCORES}"))
+    assert f"- decoding: {summarized['decoding']}" in report and " s by the candidate" in summarized["decoding"]
+    assert summarized["screening"] is None and "- screening:" not in report  # these runs screen nothing
 
 
 def _extra_link(dag_run, task_id: str, name: str) -> str:

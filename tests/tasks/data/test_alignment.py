@@ -7,7 +7,7 @@ import pytest
 
 from support.corpora import demo_catalog_pairs, digit_pairs, rotate_targets, write_jsonl
 from support.runs import accounted, make_run, validate_files
-from tasks import layout
+from tasks import layout, summary
 from tasks.data import alignment, consumed, textnorm
 from tasks.io import storage
 
@@ -64,6 +64,8 @@ def test_rotated_targets_are_rejected_as_misaligned_with_every_row_accounted_for
     screen = report["alignment"]
     assert screen["screened"] == len(pairs) and screen["misaligned"] == len(caught) == report["rejected"]
     assert screen["histogram"]["pairs"] and sum(screen["histogram"]["wrong_pairings"]) == len(pairs)
+    # What the screen cost, as the run's summary and report.md say it.
+    assert summary.summarize_run(cfg)["screening"] == f"600 new pairs scored in {screen['seconds']:.1f} s on cpu, fp32"
     assert storage.read_bytes(cfg.uri(layout.ALIGNMENT_PLOT)).startswith(b"\x89PNG")  # the histogram, drawn
     assert report["reasons"]["misaligned"]["examples"][0]["detail"].startswith("margin ")
     # Neither the run's training data nor the cleaned copy later runs carry holds a misaligned pair.

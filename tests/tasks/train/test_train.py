@@ -5,7 +5,7 @@ from pathlib import Path
 
 from support.corpora import digit_pairs
 from support.runs import cli, cli_env, kill_once_checkpointed, make_run, write_splits
-from tasks import layout
+from tasks import cost, layout
 from tasks.io import storage
 from tasks.train import automatic
 from tasks.train import loop as trainloop
@@ -55,6 +55,10 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model
     assert report["steps"] == 300
     _assert_validation_curve(report, every=20)  # the validations before the kill are in the resumed run's report
     assert f"resuming from step-{report['resumed_from_step']:08d}" in retry.stderr
+    # What training cost counts the killed attempt's time up to its checkpoint, and says the run was resumed.
+    assert report["seconds_total"] > report["seconds"] > 0
+    assert cost.training(report).startswith("300 steps ") and \
+        cost.training(report).endswith(f"; resumed at step {report['resumed_from_step']}")
 
 
 def test_training_on_s3_mirrors_checkpoints_and_model(tmp_path, tiny_model, s3):

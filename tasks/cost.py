@@ -1,0 +1,56 @@
+"""What a run's compute cost, in words, for the steps that run where a GPU may be: training (wall time, GPU time,
+steps, tokens/s), the alignment screen in validation, and each model's translation of the test set. Read back from
+train_report.json, validation_report.json and scores.json, so the run's summary, report.md and the model card say
+what every weekly retrain cost without anyone opening its logs.
+"""
+
+from __future__ import annotations
+
+
+def duration(seconds: float) -> str:
+    """`1h02m` or `3m12s`."""
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def training(report: dict) -> str | None:
+    """One line on what training cost (over every attempt of a resumed run), or None when the report predates
+    these figures or there is none."""
+    seconds = report.get("seconds_total")
+    if seconds is None or not report.get("steps"):
+        return None
+    workers, kind = int(report.get("world_size") or 1), str(report.get("device", "an unknown device")).split(":")[0]
+    device_time = f": {duration(seconds * workers)} of GPU time" if kind == "cuda" else ""
+    tokens = report.get("tokens_seen") or 0
+    line = (f"{report['steps']} steps ({report.get('epochs_completed', 0)} full epochs) in {duration(seconds)} on "
+            f"{workers} × {kind}, {report.get('precision', 'unknown precision')}{device_time}; {tokens:,} tokens, "
+            f"{tokens / max(seconds, 1e-9):,.0f} tokens/s")
+    if report.get("resumed_from_step") is not None:
+        line += f"; resumed at step {report['resumed_from_step']}"
+    if graphs := report.get("cuda_graphs"):
+        line += (f"; CUDA graphs (last attempt): {graphs['replayed']} steps replayed from {graphs['shapes']} "
+                 f"graphs, {graphs['eager']} ordinary" + (f", then off: {graphs['off']}" if graphs.get("off") else ""))
+    return line
+
+
+def decoding(scores: dict, roles: tuple[str, ...] = ("base", "candidate", "champion")) -> str | None:
+    """One line on how long each model took to translate the domain test set, or None when not measured."""
+    timed = [(role, scores[role]["seconds"]) for role in roles if (scores.get(role) or {}).get("seconds") is not None]
+    if not timed:
+        return None
+    how = scores.get("decoding") or {}
+    engine = f" ({how['engine']} on {how['device']}, {how['precision']})" if {"engine", "device", "precision"} <= \
+        how.keys() else ""
+    return (f"{scores.get('test_sentences', '?')} test sentences in "
+            + ", ".join(f"{seconds:.1f} s by the {role}" for role, seconds in timed) + engine)
+
+
+def screening(validation: dict) -> str | None:
+    """One line on what the alignment screen cost in validation, or None when it did not run."""
+    screen = validation.get("alignment") or {}
+    if screen.get("seconds") is None:
+        return None
+    where = f" on {screen['device']}, {screen['precision']}" if {"device", "precision"} <= screen.keys() else ""
+    both = " and back" if screen.get("reverse_model") else ""
+    return f"{screen['screened']:,} new pairs scored{both} in {screen['seconds']:.1f} s{where}"

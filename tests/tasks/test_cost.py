@@ -1,0 +1,60 @@
+"""What a run cost, as its summary, report.md and model card say it (tasks/cost.py)."""
+
+from tasks import cost
+
+
+def _report(**changes) -> dict:
+    report = {"steps": 450, "epochs_completed": 10, "tokens_seen": 4_000_000, "seconds_total": 600.0,
+              "precision": "bf16", "device": "cuda:0", "world_size": 1, "resumed_from_step": None,
+              "cuda_graphs": None}
+    return {**report, **changes}
+
+
+def test_training_on_gpus_counts_each_gpu_for_the_whole_training():
+    line = cost.training(_report(world_size=4, seconds_total=3725.0, tokens_seen=7_450_000))
+    assert line.startswith("450 steps (10 full epochs) in 1h02m on 4 × cuda, bf16: 4h08m of GPU time; ")
+    assert line.endswith("7,450,000 tokens, 2,000 tokens/s")
+
+
+def test_training_on_cpu_has_no_gpu_time_and_says_where_a_resumed_run_went_on():
+    line = cost.training(_report(device="cpu", precision="fp32", seconds_total=192.4, resumed_from_step=200))
+    assert line == ("450 steps (10 full epochs) in 3m12s on 1 × cpu, fp32; 4,000,000 tokens, 20,790 tokens/s; "
+                    "resumed at step 200")
+
+
+def test_training_says_how_cuda_graphs_ran_and_why_they_stopped():
+    graphs = {"captured": 14, "replayed": 430, "eager": 6, "shapes": 14, "off": None}
+    assert cost.training(_report(cuda_graphs=graphs)).endswith(
+        "; CUDA graphs (last attempt): 430 steps replayed from 14 graphs, 6 ordinary")
+    off = {**graphs, "shapes": 0, "off": "capturing a step of shape {...} failed: RuntimeError: boom"}
+    assert cost.training(_report(cuda_graphs=off)).endswith(
+        "6 ordinary, then off: capturing a step of shape {...} failed: RuntimeError: boom")
+
+
+def test_a_report_without_the_figures_costs_nothing_to_say():
+    assert cost.training({}) is None
+    assert cost.training({"best_step": 250, "train_pairs": 1200}) is None  # a report from before the figures
+    assert cost.training(_report(steps=0)) is None
+
+
+def test_decoding_lists_each_timed_model_and_the_engine():
+    scores = {"test_sentences": 599, "base": {"seconds": 7.13}, "candidate": {"seconds": 7.0}, "champion": None,
+              "decoding": {"engine": "ctranslate2", "device": "cuda", "precision": "int8_float16"}}
+    assert cost.decoding(scores) == ("599 test sentences in 7.1 s by the base, 7.0 s by the candidate "
+                                     "(ctranslate2 on cuda, int8_float16)")
+    assert cost.decoding({"test_sentences": 599, "base": {"bleu": 3.1}}) is None
+
+
+def test_durations_read_as_minutes_or_hours():
+    assert [cost.duration(s) for s in (0, 59.9, 192, 3599, 3600, 3725, 90000)] == \
+        ["0m00s", "0m59s", "3m12s", "59m59s", "1h00m", "1h02m", "25h00m"]
+
+
+def test_screening_says_how_many_pairs_the_screen_scored_where_and_how_long():
+    screen = {"screened": 6434, "unscreened": 3, "misaligned": 126, "seconds": 23.04, "device": "cpu",
+              "precision": "fp32", "model": "base"}
+    assert cost.screening({"alignment": screen}) == "6,434 new pairs scored in 23.0 s on cpu, fp32"
+    assert cost.screening({"alignment": {**screen, "reverse_model": "rev", "device": "cuda", "precision": "bf16"}}) \
+        == "6,434 new pairs scored and back in 23.0 s on cuda, bf16"
+    assert cost.screening({"alignment": {"skipped": "alignment_screen is off"}}) is None
+    assert cost.screening({}) is None
