@@ -15,16 +15,16 @@ def duration(seconds: float) -> str:
 
 
 def training(report: dict) -> str | None:
-    """One line on what training cost (over every attempt of a resumed run), or None when the report predates
-    these figures or there is none."""
-    seconds = report.get("seconds_total")
-    if seconds is None or not report.get("steps"):
+    """One line on what training cost: the loop's wall time, validations included, over every attempt of a resumed
+    run (loading the model and saving it are outside it); None when the report predates these figures or there is
+    none."""
+    if (wall := training_time(report)) is None:
         return None
-    workers, kind = int(report.get("world_size") or 1), str(report.get("device", "an unknown device")).split(":")[0]
+    seconds, workers, kind = report["seconds_total"], int(report.get("world_size") or 1), _device_kind(report)
     device_time = f": {duration(seconds * workers)} of GPU time" if kind == "cuda" else ""
     tokens = report.get("tokens_seen") or 0
-    line = (f"{report['steps']} steps ({report.get('epochs_completed', 0)} full epochs) in {duration(seconds)} on "
-            f"{workers} × {kind}, {report.get('precision', 'unknown precision')}{device_time}; {tokens:,} tokens, "
+    line = (f"{report['steps']} steps ({report.get('epochs_completed', 0)} full epochs) in {wall}, "
+            f"{report.get('precision', 'unknown precision')}{device_time}; {tokens:,} tokens, "
             f"{tokens / max(seconds, 1e-9):,.0f} tokens/s")
     if report.get("resumed_from_step") is not None:
         line += f"; resumed at step {report['resumed_from_step']}"
@@ -34,9 +34,22 @@ def training(report: dict) -> str | None:
     return line
 
 
-def decoding(scores: dict, roles: tuple[str, ...] = ("base", "candidate", "champion")) -> str | None:
+def training_time(report: dict) -> str | None:
+    """Training's wall time and where it ran (`3m12s on 1 × cuda`), or None: the promotion history's column."""
+    seconds = report.get("seconds_total")
+    if seconds is None or not report.get("steps"):
+        return None
+    return f"{duration(seconds)} on {int(report.get('world_size') or 1)} × {_device_kind(report)}"
+
+
+def _device_kind(report: dict) -> str:
+    return str(report.get("device", "an unknown device")).split(":")[0]
+
+
+def decoding(scores: dict) -> str | None:
     """One line on how long each model took to translate the domain test set, or None when not measured."""
-    timed = [(role, scores[role]["seconds"]) for role in roles if (scores.get(role) or {}).get("seconds") is not None]
+    timed = [(role, scores[role]["seconds"]) for role in ("base", "candidate", "champion")
+             if (scores.get(role) or {}).get("seconds") is not None]
     if not timed:
         return None
     how = scores.get("decoding") or {}

@@ -2,7 +2,8 @@
 
 Every run directory `{artifact_root}/{dag_id}/{run}/` (and each pair of a multi-language run,
 `.../pairs/{src}-{tgt}/`) already holds what a reviewer asks about: config.json, validation_report.json,
-eval/scores.json, gate.json, publish.json and, when the evaluation wrote one, report.md. Rows are built
+model/train_report.json (what training cost), eval/scores.json, gate.json, publish.json and, when the evaluation
+wrote one, report.md. Rows are built
 from whatever is present, so a failed run or an older run layout still shows, with blanks where a step
 never ran. Nothing here imports Airflow: the history page (history_app.py) serves it.
 """
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tasks import layout
+from tasks import cost, layout
 from tasks.io import storage
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -35,6 +36,8 @@ class Row:
     bleu_champion: float | None = None
     gain: float | None = None
     p_value: float | None = None
+    training: str | None = None  # wall time and where (`3m12s on 1 × cuda`); the whole cost line as its tooltip
+    training_cost: str | None = None
     decision: str | None = None
     reasons: list[str] = field(default_factory=list)
     revision: str | None = None
@@ -88,9 +91,10 @@ def read_row(root: str, run_path: str) -> Row | None:
     multi = "/pairs/" in run_path
     row = Row(pipeline=f"{dag_id} ({pair})" if multi else dag_id, dag_id=dag_id, pair=pair,
               run_id=config.get("run_id") or run_path.split("/")[1], run_path=run_path)
-    manifest, validation, scores, decision, published = (
+    manifest, validation, scores, decision, published, trained = (
         _read(storage.join(run_dir, name)) for name in
-        (layout.PULL_MANIFEST, layout.VALIDATION_REPORT, layout.SCORES, layout.GATE, layout.PUBLISH))
+        (layout.PULL_MANIFEST, layout.VALIDATION_REPORT, layout.SCORES, layout.GATE, layout.PUBLISH,
+         layout.TRAIN_REPORT))
     row.date = manifest.get("pulled_at") or _date_from_run_id(row.run_id)
     row.rows_in, row.rows_kept = validation.get("rows_in"), validation.get("kept")
     row.bleu_base, row.bleu_candidate = _bleu(scores, "base"), _bleu(scores, "candidate")
@@ -99,6 +103,7 @@ def read_row(root: str, run_path: str) -> Row | None:
     row.gain = bleu.get("gain")
     row.bleu_champion = row.bleu_champion if row.bleu_champion is not None else bleu.get("champion")
     row.p_value = p_value(decision) if decision else None
+    row.training, row.training_cost = cost.training_time(trained), cost.training(trained)
     row.decision = decision.get("decision")
     row.reasons = list(decision.get("reasons") or [])
     if published.get("published"):

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from tasks import config as run_config
-from tasks import layout
+from tasks import cost, layout
 from tasks.config import RunConfig
 from tasks.data import replay
 from tasks.evaluate import decoding, engines, scoring
@@ -116,7 +116,7 @@ def run(config: RunConfig) -> dict:
     point = {"fraction": spec["fraction"], "domain_train_pairs": trained["domain_train_pairs"],
              "train_pairs": trained["train_pairs"], "test_sentences": len(sources), **scores,
              "steps": trained["steps"], "best_validation_loss": trained["best_validation_loss"],
-             "train_seconds": trained["seconds"]}
+             "train_seconds": trained["seconds"], "training": cost.training_time(trained)}
     log.info("learning-curve point %g: %d domain pairs → BLEU %.2f, chrF %.2f", point["fraction"],
              point["domain_train_pairs"], point["bleu"], point["chrf"])
     storage.write_json(config.uri(layout.CURVE_POINT_RESULT), point)
@@ -132,7 +132,7 @@ def _end_points(config: RunConfig) -> list[dict]:
     if trained and scores.get("candidate"):
         pairs = trained.get("domain_train_pairs", trained.get("train_pairs"))
         rows.append({"fraction": 1.0, "domain_train_pairs": pairs, "model": "candidate",
-                     **_metrics(scores["candidate"])})
+                     **_metrics(scores["candidate"]), "training": cost.training_time(trained)})
     return rows
 
 
@@ -165,10 +165,10 @@ def _number(value: float | None) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| share of train split | domain pairs | BLEU | chrF | model |", "|---:|---:|---:|---:|---|"]
+    lines = ["| share of train split | domain pairs | BLEU | chrF | model | training |", "|---:|---:|---:|---:|---|---|"]
     for r in rows:
         lines.append(f"| {r['fraction']:.0%} | {r['domain_train_pairs']} | {_number(r['bleu'])} | "
-                     f"{_number(r['chrf'])} | {r['model']} |")
+                     f"{_number(r['chrf'])} | {r['model']} | {r.get('training') or '–'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -148,12 +148,14 @@ def test_the_promotion_history_page_in_a_browser(runs, live_airflow, browser, ui
     assert frame.locator("svg.bleu-chart circle").count() == 3
     refused = frame.locator(f"tr:has-text('{manual_id}')")
     assert "refuse" in refused.inner_text() and "min_bleu_gain 100.0" in refused.inner_text()
+    assert " on 1 × cpu" in refused.inner_text()  # the training column: what the run's training cost, and where
     assert "run-" in frame.locator(f"section:has-text('(en-nl)') tr:has-text('{data_id}')").inner_text()
     screenshot(ui, "promotion-history", readme=False, full_page=True)
     refused.locator("a.report").click()
     frame.locator("h1", has_text="Report").wait_for(timeout=30_000)
     report = frame.locator("body").inner_text()
     assert manual_id in report and "gate.json" in report and "min_bleu_gain 100.0" in report
+    assert "What this run cost" in report and "training: " in report and " tokens/s" in report
     with live.api() as api:  # the JSON answers the same user (here the admin: every pipeline)
         pipelines = api.get("/mt-history/api/history").json()
     assert sorted(pipelines) == ["translation_finetune", f"{PIPELINE} (en-de)", f"{PIPELINE} (en-nl)"]

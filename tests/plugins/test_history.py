@@ -24,6 +24,11 @@ def _run(root, run_id, *, gain=None, decision=None, published=None, pair=None, c
     return run_dir
 
 
+TRAINED = {"steps": 450, "epochs_completed": 10, "tokens_seen": 4_000_000, "seconds_total": 725.0, "precision": "bf16",
+           "device": "cuda:0", "world_size": 2, "resumed_from_step": None,
+           "cuda_graphs": {"captured": 3, "replayed": 446, "eager": 1, "shapes": 3, "off": 'a "quoted" <reason>'}}
+
+
 @pytest.fixture
 def store(tmp_path):
     _run(tmp_path, "scheduled__2026-11-20T00:00:00+00:00", gain=0.4, decision="refuse")
@@ -32,6 +37,8 @@ def store(tmp_path):
     _run(tmp_path, "manual__2026-11-28T08:00:00+00:00")  # failed before the gate: config only
     storage.write_json(storage.join(str(tmp_path), DAG, "scheduled__2026-11-27T00_00_00_00_00", "model",
                                     "config.json"), {"model_type": "marian"})  # a model's config is no run
+    storage.write_json(storage.join(str(tmp_path), DAG, "scheduled__2026-11-27T00_00_00_00_00", "model",
+                                    "train_report.json"), TRAINED)
     storage.write_json(storage.join(str(tmp_path), "_watcher", "state.json"), {"announced": {}})
     return tmp_path
 
@@ -42,6 +49,8 @@ def test_rows_come_from_whatever_each_run_left(store):
     refused, promoted, failed = rows
     assert (refused.bleu_base, refused.bleu_candidate, refused.gain) == (10.0, 10.4, 0.4)
     assert (promoted.p_value, promoted.revision, promoted.rows_kept) == (0.01, "0123456789ab", 100)
+    assert promoted.training == "12m05s on 2 × cuda" and "24m10s of GPU time" in promoted.training_cost
+    assert refused.training is None and refused.training_cost is None  # no train report: a blank, not an error
     assert promoted.release_url == "http://hub/org/m/commit/0123"
     assert failed.date == "2026-11-28T08:00:00" and failed.bleu_candidate is None
 
@@ -64,6 +73,9 @@ def test_page_and_report_render_every_row_and_the_chart(store):
     html = history_app.table(rows)
     assert html.count('class="report"') == 3 and "+2.50" in html and "0.01" in html and "0123456789ab" in html
     assert html.index("manual__") < html.index("scheduled__2026-11-27") < html.index("scheduled__2026-11-20")
+    # The training column: wall time and where, the whole cost line (escaped) as its tooltip.
+    assert "<th>training</th>" in html and '>12m05s on 2 × cuda</td>' in html
+    assert 'then off: a &#34;quoted&#34; &lt;reason&gt;"' in html and "<reason>" not in html
     found = history.report(str(store), f"{DAG}/scheduled__2026-11-27T00_00_00_00_00")
     assert found["records"]["gate.json"]["decision"] == "promote" and found["report_md"] is None
 

@@ -7,10 +7,11 @@ import pytest
 
 from support.corpora import digit_pairs
 from support.runs import make_run, write_splits
-from tasks import config, layout
+from tasks import config, cost, layout
 from tasks.io import storage
 from tasks.io.pairs import read_pairs
 from tasks.train import curve
+from tasks.train import step as train
 
 PAIRS = [(f"sentence {i}", f"Satz {i}") for i in range(400)]
 
@@ -56,13 +57,20 @@ def test_a_learning_curve_fans_out_into_points_then_a_table_and_a_plot(tmp_path,
     # The end points come from the run's own evaluation and training, when they have finished.
     storage.write_json(cfg.uri(layout.SCORES),
                        {"base": {"bleu": 1.5, "chrf": 12.0}, "candidate": {"bleu": 48.25, "chrf": 70.0}})
-    storage.write_json(cfg.uri(layout.TRAIN_REPORT), {"domain_train_pairs": 400, "train_pairs": 400})
+    storage.write_json(cfg.uri(layout.TRAIN_REPORT), {"domain_train_pairs": 400, "train_pairs": 400, "steps": 90,
+                                                      "seconds_total": 192.0, "device": "cuda:0", "world_size": 1})
     summary = curve.summarize(cfg)
     rows = storage.read_json(cfg.uri(layout.CURVE_JSON))["points"]
     assert [(r["model"], r["domain_train_pairs"]) for r in rows] == \
         [("base", 0), ("curve point", 100), ("curve point", 200), ("candidate", 400)]
     table = storage.read_text(cfg.uri(layout.CURVE_MD))
-    assert "| 0% | 0 | 1.50 | 12.00 | base |" in table and "| 100% | 400 | 48.25 | 70.00 | candidate |" in table
+    assert "| 0% | 0 | 1.50 | 12.00 | base | – |" in table
+    assert "| 100% | 400 | 48.25 | 70.00 | candidate | 3m12s on 1 × cuda |" in table
+    # Each point's training, as its own train report has it: what the curve cost beside the candidate.
+    for point, point_dir in zip(points, point_dirs):
+        trained = train.result(config.load(point_dir))
+        assert point["training"] == f"{cost.duration(trained['seconds_total'])} on 1 × cpu"
+        assert f"| {point['bleu']:.2f} | {point['chrf']:.2f} | curve point | {point['training']} |" in table
     assert f"| 25% | 100 | {points[0]['bleu']:.2f} |" in table
     assert storage.read_bytes(cfg.uri(layout.CURVE_PNG)).startswith(b"\x89PNG")
     assert summary["points"] == 4
