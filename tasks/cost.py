@@ -2,9 +2,30 @@
 steps, tokens/s), the alignment screen in validation, and each model's translation of the test set. Read back from
 train_report.json, validation_report.json and scores.json, so the run's summary, report.md and the model card say
 what every weekly retrain cost without anyone opening its logs.
+
+A record a line cannot read (an older report, a hand-edited or hostile file in the artifact store) gives None: a
+line about cost never fails the step that writes a report, nor the promotion history page that reads every run.
 """
 
 from __future__ import annotations
+
+import functools
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def _or_none(describe):
+    """`describe(record)`, or None (logged) when the record does not hold what it should."""
+    @functools.wraps(describe)
+    def guarded(record):
+        try:
+            return describe(record)
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as err:
+            log.warning("%s: cannot read the record (%s: %s); the line is left out", describe.__name__,
+                        type(err).__name__, err)
+            return None
+    return guarded
 
 
 def duration(seconds: float) -> str:
@@ -14,18 +35,20 @@ def duration(seconds: float) -> str:
         f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+@_or_none
 def training(report: dict) -> str | None:
     """One line on what training cost: the loop's wall time, validations included, over every attempt of a resumed
-    run (loading the model and saving it are outside it); None when the report predates these figures or there is
-    none."""
+    run up to its last checkpoint (what a killed attempt spent after it, and loading and saving the model, are
+    outside it); None when the report predates these figures or there is none. On several GPUs the tokens are one
+    rank's times the ranks: about right, marked ≈."""
     if (wall := training_time(report)) is None:
         return None
     seconds, workers, kind = report["seconds_total"], int(report.get("world_size") or 1), _device_kind(report)
     device_time = f": {duration(seconds * workers)} of GPU time" if kind == "cuda" else ""
-    tokens = report.get("tokens_seen") or 0
+    tokens, about = int(report.get("tokens_seen") or 0), "≈" if workers > 1 else ""
     line = (f"{report['steps']} steps ({report.get('epochs_completed', 0)} full epochs) in {wall}, "
-            f"{report.get('precision', 'unknown precision')}{device_time}; {tokens:,} tokens, "
-            f"{tokens / max(seconds, 1e-9):,.0f} tokens/s")
+            f"{report.get('precision', 'unknown precision')}{device_time}; {about}{tokens:,} tokens, "
+            f"{about}{tokens / max(seconds, 1e-9):,.0f} tokens/s")
     if report.get("resumed_from_step") is not None:
         line += f"; resumed at step {report['resumed_from_step']}"
     if graphs := report.get("cuda_graphs"):
@@ -34,6 +57,7 @@ def training(report: dict) -> str | None:
     return line
 
 
+@_or_none
 def training_time(report: dict) -> str | None:
     """Training's wall time and where it ran (`3m12s on 1 × cuda`), or None: the promotion history's column."""
     seconds = report.get("seconds_total")
@@ -46,6 +70,7 @@ def _device_kind(report: dict) -> str:
     return str(report.get("device", "an unknown device")).split(":")[0]
 
 
+@_or_none
 def decoding(scores: dict) -> str | None:
     """One line on how long each model took to translate the domain test set, or None when not measured."""
     timed = [(role, scores[role]["seconds"]) for role in ("base", "candidate", "champion")
@@ -59,6 +84,7 @@ def decoding(scores: dict) -> str | None:
             + ", ".join(f"{seconds:.1f} s by the {role}" for role, seconds in timed) + engine)
 
 
+@_or_none
 def screening(validation: dict) -> str | None:
     """One line on what the alignment screen cost in validation, or None when it did not run."""
     screen = validation.get("alignment") or {}

@@ -116,7 +116,7 @@ def run(config: RunConfig) -> dict:
     point = {"fraction": spec["fraction"], "domain_train_pairs": trained["domain_train_pairs"],
              "train_pairs": trained["train_pairs"], "test_sentences": len(sources), **scores,
              "steps": trained["steps"], "best_validation_loss": trained["best_validation_loss"],
-             "train_seconds": trained["seconds"], "training": cost.training_time(trained)}
+             "train_seconds": trained["seconds_total"], "training": cost.training_time(trained)}
     log.info("learning-curve point %g: %d domain pairs → BLEU %.2f, chrF %.2f", point["fraction"],
              point["domain_train_pairs"], point["bleu"], point["chrf"])
     storage.write_json(config.uri(layout.CURVE_POINT_RESULT), point)

@@ -58,7 +58,8 @@ def test_a_better_candidate_is_published_with_its_metrics(dag, run_conf, hub_con
     trained = storage.read_json(f"{run_dir}/{layout.TRAIN_REPORT}")
     spent = cost.training(trained)
     assert trained["seconds_total"] > 0 and f"{trained['steps']} steps" in spent and "on 1 × cpu, " in spent
-    assert f"{trained['tokens_seen']:,} tokens" in spent and f"- training: {spent}\n" in report
+    assert f"{trained['tokens_seen']:,} tokens, {trained['tokens_seen'] / trained['seconds_total']:,.0f} tokens/s" \
+        in spent and f"- training: {spent}\n" in report
     assert f"| compute | {spent} |" in card
     summarized = summary.summarize_run(config.load(run_dir))
     assert summarized["training"] == spent and summarized["decoding"] == cost.decoding(

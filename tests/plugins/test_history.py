@@ -80,6 +80,17 @@ def test_page_and_report_render_every_row_and_the_chart(store):
     assert found["records"]["gate.json"]["decision"] == "promote" and found["report_md"] is None
 
 
+def test_a_train_report_the_page_cannot_read_leaves_a_blank_not_a_broken_page(tmp_path):
+    """Anyone who can write a run directory can write its train report: the page still serves every run."""
+    for day, trained in (("20", ["not", "a", "report"]), ("21", {**TRAINED, "cuda_graphs": {"replayed": 1}}),
+                         ("22", {**TRAINED, "seconds_total": float("nan")})):
+        run_dir = _run(tmp_path, f"scheduled__2026-11-{day}T00:00:00+00:00", gain=1.5, decision="promote")
+        storage.write_json(storage.join(run_dir, "model", "train_report.json"), trained)
+    rows = history.collect(str(tmp_path))[DAG]
+    assert [(r.training, r.training_cost) for r in rows] == [(None, None), ("12m05s on 2 × cuda", None), (None, None)]
+    assert history_app.table(rows).count('class="report"') == 3
+
+
 @pytest.mark.parametrize("run_path", ["../etc", f"{DAG}/../../etc", f"{DAG}/nope", "_watcher/state.json"])
 def test_the_report_reads_only_known_run_directories(store, run_path):
     with pytest.raises(FileNotFoundError):

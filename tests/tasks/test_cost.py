@@ -1,5 +1,7 @@
 """What a run cost, as its summary, report.md and model card say it (tasks/cost.py)."""
 
+import pytest
+
 from tasks import cost
 
 
@@ -13,7 +15,7 @@ def _report(**changes) -> dict:
 def test_training_on_gpus_counts_each_gpu_for_the_whole_training():
     line = cost.training(_report(world_size=4, seconds_total=3725.0, tokens_seen=7_450_000))
     assert line.startswith("450 steps (10 full epochs) in 1h02m on 4 × cuda, bf16: 4h08m of GPU time; ")
-    assert line.endswith("7,450,000 tokens, 2,000 tokens/s")
+    assert line.endswith("≈7,450,000 tokens, ≈2,000 tokens/s")  # one rank's tokens × ranks: about right
 
 
 def test_training_on_cpu_has_no_gpu_time_and_says_where_a_resumed_run_went_on():
@@ -58,3 +60,25 @@ def test_screening_says_how_many_pairs_the_screen_scored_where_and_how_long():
         == "6,434 new pairs scored and back in 23.0 s on cuda, bf16"
     assert cost.screening({"alignment": {"skipped": "alignment_screen is off"}}) is None
     assert cost.screening({}) is None
+
+
+@pytest.mark.parametrize("report", [
+    {**_report(), "cuda_graphs": {"replayed": 1}},  # graph counts without their other keys
+    {**_report(), "seconds_total": float("nan")},
+    {**_report(), "seconds_total": "600", "steps": 3},
+    {**_report(), "world_size": "two"},
+    {**_report(), "tokens_seen": "many"},
+    ["not", "a", "report"],
+])
+def test_a_record_the_line_cannot_read_gives_no_line_rather_than_an_error(report, caplog):
+    assert cost.training(report) is None
+    assert "cannot read the record" in caplog.text
+
+
+@pytest.mark.parametrize("describe, record", [
+    (cost.decoding, {"candidate": {"seconds": "slow"}}),
+    (cost.screening, {"alignment": {"seconds": 3.0}}),  # no count of screened pairs
+    (cost.training_time, {"steps": 3, "seconds_total": float("inf")}),
+])
+def test_every_line_leaves_out_what_it_cannot_read(describe, record):
+    assert describe(record) is None

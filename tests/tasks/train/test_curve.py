@@ -70,6 +70,7 @@ def test_a_learning_curve_fans_out_into_points_then_a_table_and_a_plot(tmp_path,
     for point, point_dir in zip(points, point_dirs):
         trained = train.result(config.load(point_dir))
         assert point["training"] == f"{cost.duration(trained['seconds_total'])} on 1 × cpu"
+        assert point["train_seconds"] == trained["seconds_total"]  # every attempt's, as the training column's
         assert f"| {point['bleu']:.2f} | {point['chrf']:.2f} | curve point | {point['training']} |" in table
     assert f"| 25% | 100 | {points[0]['bleu']:.2f} |" in table
     assert storage.read_bytes(cfg.uri(layout.CURVE_PNG)).startswith(b"\x89PNG")
