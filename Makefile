@@ -6,13 +6,15 @@
 # make airflow: the Airflow UI with this DAG loaded (airflow standalone, project-local AIRFLOW_HOME)
 # make bench-tiny : every benchmark in its seconds-long smoke mode
 # make bench-gpu : every GPU figure in one run (bench/gpu.py, ≤ 8 minutes on one H200; see ../shared/GPU.md)
+# make gpu-kit : what a lent GPU machine lacks, to carry there: .whl/ (wheels at this checkout's versions, for its
+#   Python 3.12) and .cache/demo/base-model (devtools/gpu_kit.py)
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 
-.PHONY: demo test test-live screenshots airflow bench-tiny bench-gpu clean
+.PHONY: demo test test-live screenshots airflow bench-tiny bench-gpu gpu-kit clean
 
 $(VENV)/.installed: requirements.txt requirements-train.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,9 @@ $(VENV)/.installed: requirements.txt requirements-train.txt
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
+
+gpu-kit: $(VENV)/.installed
+	$(PY) -m devtools.gpu_kit
 
 demo: $(VENV)/.installed
 	$(PY) -m demo.run

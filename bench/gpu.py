@@ -24,10 +24,9 @@ time_to_loss_ratio, time_to_loss_ratio_graphs, eval_ratio, alignment_pairs_per_s
 gpu_busy_share_graphs) and each benchmark's own JSON under its name.
 
 On a lent machine (../shared/GPU.md: Python 3.12 and torch with CUDA are there, no network), carry two ignored
-folders: `.cache/demo/base-model` and `.whl/`, the wheels the machine lacks, downloaded here with
-`pip download --no-deps --only-binary :all: --python-version 3.12 -d .whl` for transformers 5.23.0,
-datasets 5.2.0, pydantic 2.14.4 (with pydantic_core, annotated_types, typing_inspection, typing_extensions),
-polib, regex, fsspec, dill, multiprocess, zstandard and fasttext-predict 0.9.2.4. Then two calls, as one call
+folders: `.cache/demo/base-model` and `.whl/`, the wheels the machine lacks (transformers, datasets, pydantic and
+its dependencies, polib, regex, fsspec, dill, multiprocess, zstandard and fasttext-predict, at this checkout's
+versions), both made here by `make gpu-kit` (devtools/gpu_kit.py: 14 wheels, 22.8 MiB). Then two calls, as one call
 may run 10 minutes and the parts' limits below add up to 8 (timeout_s 560 for the first, ~330 for the second),
 each starting with the install (seconds on a warm machine):
 
