@@ -112,8 +112,8 @@ def write_report(config: RunConfig) -> str:
     return config.uri(layout.REPORT)
 
 
-def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict], samples: list[dict],
-           training: dict | None = None, validation: dict | None = None) -> str:
+def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict], samples: list[dict], *,
+           training: dict, validation: dict) -> str:
     sig, dec = scores["candidate"]["signatures"], scores["decoding"]
     champion = scores.get("champion")
     lines = [
@@ -154,8 +154,8 @@ def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict
     for k, s in enumerate(samples, 1):
         lines += [f"{k}. Δ chrF {s['delta_chrf']:+.2f}", f"   - source: {s['source']}",
                   f"   - reference: {s['reference']}", f"   - base: {s['base']}", f"   - candidate: {s['candidate']}"]
-    spent = [f"- {what}: {line}" for what, line in (("screening", cost.screening(validation or {})),
-                                                    ("training", cost.training(training or {})),
+    spent = [f"- {what}: {line}" for what, line in (("screening", cost.screening(validation)),
+                                                    ("training", cost.training(training)),
                                                     ("decoding", cost.decoding(scores))) if line]
     if spent:
         lines += ["", "## What this run cost", "", *spent]

@@ -64,7 +64,7 @@ def test_rotated_targets_are_rejected_as_misaligned_with_every_row_accounted_for
     screen = report["alignment"]
     assert screen["screened"] == len(pairs) and screen["misaligned"] == len(caught) == report["rejected"]
     assert screen["histogram"]["pairs"] and sum(screen["histogram"]["wrong_pairings"]) == len(pairs)
-    # What the screen cost, as the run's summary and report.md say it.
+    # What the screen cost, as the run's summary says it.
     assert summary.summarize_run(cfg)["screening"] == f"600 new pairs scored in {screen['seconds']:.1f} s on cpu, fp32"
     assert storage.read_bytes(cfg.uri(layout.ALIGNMENT_PLOT)).startswith(b"\x89PNG")  # the histogram, drawn
     assert report["reasons"]["misaligned"]["examples"][0]["detail"].startswith("margin ")
