@@ -1,7 +1,9 @@
 """What a run's compute cost, in words, for the steps that run where a GPU may be: training (wall time, GPU time,
 steps, tokens/s), the alignment screen in validation, and each model's translation of the test set. Read back from
 train_report.json, validation_report.json and scores.json, so the run's summary, report.md and the model card say
-what every weekly retrain cost without anyone opening its logs.
+what every weekly retrain cost without anyone opening its logs. What the steps cannot see of themselves (each try's
+time from launch to end, a killed one's included, and the GPUs its pod reserved) comes from the launcher's
+launches.json: that is the bill.
 
 A record a line cannot read (an older report, a hand-edited or hostile file in the artifact store) gives None: a
 line about cost never fails the step that writes a report, nor the promotion history page that reads every run.
@@ -9,6 +11,7 @@ line about cost never fails the step that writes a report, nor the promotion his
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 
@@ -18,9 +21,9 @@ log = logging.getLogger(__name__)
 def _or_none(describe):
     """`describe(record)`, or None (logged) when the record does not hold what it should."""
     @functools.wraps(describe)
-    def guarded(record):
+    def guarded(record, *more):
         try:
-            return describe(record)
+            return describe(record, *more)
         except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as err:
             log.warning("%s: cannot read the record (%s: %s); the line is left out", describe.__name__,
                         type(err).__name__, err)
@@ -58,12 +61,42 @@ def training(report: dict) -> str | None:
 
 
 @_or_none
-def training_time(report: dict) -> str | None:
-    """Training's wall time and where it ran (`3m12s on 1 × cuda`), or None: the promotion history's column."""
+def training_time(report: dict, launched: dict | None = None) -> str | None:
+    """Training's time and where it ran (`3m12s on 1 × cuda`), or None: the promotion history's column. The time is
+    the train step's from launch to end over every try where the launcher recorded them (`14m02s on 2 × cuda,
+    3 tries`), the loop's otherwise."""
     seconds = report.get("seconds_total")
     if seconds is None or not report.get("steps"):
         return None
-    return f"{duration(seconds)} on {int(report.get('world_size') or 1)} × {_device_kind(report)}"
+    tries = (launched or {}).get("train") or []
+    if tries:
+        seconds = sum(float(launch["seconds"]) for launch in tries)
+    return (f"{duration(seconds)} on {int(report.get('world_size') or 1)} × {_device_kind(report)}"
+            + (f", {len(tries)} tries" if len(tries) > 1 else ""))
+
+
+@_or_none
+def launches(launched: dict) -> str | None:
+    """One line on how long each GPU step held its machine, from launch to end over all its tries (waiting for a
+    node and pulling the image included; a killed or timed-out try whole), and the GPU time the pods or containers
+    reserved: what a bill counts. None when nothing was recorded. The local launcher reserves nothing: its steps
+    run on the Airflow worker's own devices."""
+    steps = sorted(((step, tries) for step, tries in launched.items() if tries), key=lambda item: item[1][0]["started"])
+    if not steps:
+        return None
+    parts, total, reserved, local = [], 0.0, 0.0, False
+    for step, tries in steps:
+        seconds = [float(launch["seconds"]) for launch in tries]
+        stopped = collections.Counter(launch["outcome"] for launch in tries if launch["outcome"] != "succeeded")
+        how = ", ".join(f"{count} {outcome}" for outcome, count in stopped.items())
+        parts.append(f"{step} {duration(sum(seconds))}" + (f" over {len(tries)} tries" if len(tries) > 1 else "")
+                     + (f" ({how})" if how else ""))
+        total += sum(seconds)
+        reserved += sum(s * int(launch["gpus"]) for s, launch in zip(seconds, tries) if launch.get("gpus"))
+        local = local or any(launch["launcher"] == "local" for launch in tries)
+    return (", ".join(parts) + f": {duration(total)} from launch to end"
+            + (f", {duration(reserved)} of GPU time reserved" if reserved else "")
+            + (" (local launcher: on the Airflow worker's own devices)" if local else ""))
 
 
 def _device_kind(report: dict) -> str:

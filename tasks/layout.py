@@ -15,6 +15,7 @@ holds what each step wrote, in the order the steps run:
     release_gate.json           release_gate: were the run's languages released together
     publish.json                publish
     curve/f<share>/             learning-curve points, each a run directory of its own
+    launches.json               the launcher, after each try of a GPU step: seconds from launch to end, GPUs
 
 The state area, `{artifact_root}/{dag_id}/state/{src}-{tgt}-{hash of data_uri}/`, holds what carries over from
 run to run of one pipeline: the objects consumed so far (consumed.json), their cleaned copies (shards/) and the frozen
@@ -60,6 +61,7 @@ CURVE = "curve"
 CURVE_POINT_SPEC = "curve_point.json"  # in a point's run directory: its share and the run it belongs to
 CURVE_POINT_RESULT = "curve_point_result.json"
 CURVE_JSON, CURVE_MD, CURVE_PNG = "learning_curve.json", "learning_curve.md", "learning_curve.png"
+LAUNCHES = "launches.json"  # every try of each GPU step, by the launcher (plugins/mt_airflow/launcher.py)
 
 # --- pipeline state area
 CONSUMED = "consumed.json"

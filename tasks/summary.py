@@ -22,7 +22,7 @@ def summarize_run(config: RunConfig) -> dict:
     manifest = stored(layout.PULL_MANIFEST) or {"objects": [], "message": "nothing pulled"}
     validation, scores = stored(layout.VALIDATION_REPORT), stored(layout.SCORES)
     decision, published = stored(layout.GATE), stored(layout.PUBLISH)
-    trained = stored(layout.TRAIN_REPORT)
+    trained, launched = stored(layout.TRAIN_REPORT), stored(layout.LAUNCHES)
     summary = {
         "run_id": config.run_id,
         "run_dir": config.run_dir,
@@ -47,6 +47,7 @@ def summarize_run(config: RunConfig) -> dict:
         "screening": cost.screening(validation),
         "training": cost.training(trained),
         "decoding": cost.decoding(scores),
+        "launches": cost.launches(launched),
         "report": config.uri(layout.REPORT) if storage.exists(config.uri(layout.REPORT)) else None,
         "published": _published(published),
     }
@@ -78,7 +79,7 @@ def format_summary(s: dict) -> list[str]:
         f"{s['rows_rejected']} rejected, {s['rows_deduplicated']} duplicates"
         + (f"; with {s['carried_kept']} pairs carried from {s['carried_objects']} earlier object(s): "
            f"{s['training_pairs']} to split and train on" if s.get("carried_objects") else ""),
-        *(f"{what}: {s[what]}" for what in ("screening", "training", "decoding") if s.get(what)),
+        *(f"{what}: {s[what]}" for what in ("screening", "training", "decoding", "launches") if s.get(what)),
         f"BLEU on {s['test_sentences']} test sentences: base {num(s['base_bleu'])} → candidate "
         f"{num(s['candidate_bleu'])} (gain {num(s['bleu_gain'], '{:+.2f}')}{p_value}){champion}"
         + ("" if s.get("distinct_outputs") is None else f"; distinct outputs {s['distinct_outputs']:.0%}"),

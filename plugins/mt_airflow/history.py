@@ -2,8 +2,8 @@
 
 Every run directory `{artifact_root}/{dag_id}/{run}/` (and each pair of a multi-language run,
 `.../pairs/{src}-{tgt}/`) already holds what a reviewer asks about: config.json, validation_report.json,
-model/train_report.json (what training cost), eval/scores.json, gate.json, publish.json and, when the evaluation
-wrote one, report.md. Rows are built from whatever is present, so a failed run or an older run layout still
+model/train_report.json and launches.json (what training cost, and each try of a GPU step), eval/scores.json,
+gate.json, publish.json and, when the evaluation wrote one, report.md. Rows are built from whatever is present, so a failed run or an older run layout still
 shows, with blanks where a step never ran. Nothing here imports Airflow: the history page (history_app.py) serves
 it.
 """
@@ -36,7 +36,7 @@ class Row:
     bleu_champion: float | None = None
     gain: float | None = None
     p_value: float | None = None
-    training: str | None = None  # wall time and where (`3m12s on 1 × cuda`); the whole cost line as its tooltip
+    training: str | None = None  # time and where (`3m12s on 1 × cuda`); the cost lines as its tooltip (tasks/cost.py)
     training_cost: str | None = None
     decision: str | None = None
     reasons: list[str] = field(default_factory=list)
@@ -91,10 +91,10 @@ def read_row(root: str, run_path: str) -> Row | None:
     multi = "/pairs/" in run_path
     row = Row(pipeline=f"{dag_id} ({pair})" if multi else dag_id, dag_id=dag_id, pair=pair,
               run_id=config.get("run_id") or run_path.split("/")[1], run_path=run_path)
-    manifest, validation, scores, decision, published, trained = (
+    manifest, validation, scores, decision, published, trained, launched = (
         _read(storage.join(run_dir, name)) for name in
         (layout.PULL_MANIFEST, layout.VALIDATION_REPORT, layout.SCORES, layout.GATE, layout.PUBLISH,
-         layout.TRAIN_REPORT))
+         layout.TRAIN_REPORT, layout.LAUNCHES))
     row.date = manifest.get("pulled_at") or _date_from_run_id(row.run_id)
     row.rows_in, row.rows_kept = validation.get("rows_in"), validation.get("kept")
     row.bleu_base, row.bleu_candidate = _bleu(scores, "base"), _bleu(scores, "candidate")
@@ -103,7 +103,9 @@ def read_row(root: str, run_path: str) -> Row | None:
     row.gain = bleu.get("gain")
     row.bleu_champion = row.bleu_champion if row.bleu_champion is not None else bleu.get("champion")
     row.p_value = p_value(decision) if decision else None
-    row.training, row.training_cost = cost.training_time(trained), cost.training(trained)
+    row.training = cost.training_time(trained, launched)
+    row.training_cost = "; the steps, from launch to end: ".join(
+        line for line in (cost.training(trained), cost.launches(launched)) if line) or None
     row.decision = decision.get("decision")
     row.reasons = list(decision.get("reasons") or [])
     if published.get("published"):
@@ -152,5 +154,6 @@ def report(root: str, run_path: str, readable: Callable[[set[str]], set[str]] = 
     except FileNotFoundError:
         written = None
     records = {name: _read(storage.join(run_dir, name)) for name in
-               (layout.GATE, layout.SCORES, layout.VALIDATION_REPORT, layout.PUBLISH, layout.PULL_MANIFEST)}
+               (layout.GATE, layout.SCORES, layout.VALIDATION_REPORT, layout.PUBLISH, layout.PULL_MANIFEST,
+                layout.LAUNCHES)}
     return {"row": read_row(root, run_path), "report_md": written, "records": records}

@@ -13,6 +13,10 @@ arguments: Docker appends its `command` to the ENTRYPOINT, and the pod sets the 
 A killed or timed-out task stops its work: `on_kill` reaches the pod or container operator built at run
 time, or the local subprocess with every process it started (torchrun's workers). How long a GPU step may
 run (`execution_timeout`) is the one setting read when the DAG is parsed, through `execution_timeout()`.
+
+Every try of a step, failed, killed or timed out included, is recorded in the run directory's launches.json: its
+seconds from launch to end and the GPUs its pod or container reserved. That is what a retry's bill counts, and
+what the step's own reports cannot know (a killed attempt writes nothing after its last checkpoint).
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 import psutil
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
 LAUNCHERS = ("local", "docker", "kubernetes")
 # Variables the container needs to reach the artifact store and the Hub (and the data-parallel process
@@ -242,6 +247,26 @@ def stop_process_tree(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> 
         proc.wait()
 
 
+def record_launch(run_dir: str, step: str, launch: dict, log) -> None:
+    """Add one try of `step` to the run directory's launches.json (a try recorded twice keeps its last record).
+    Never fails the task: a store that cannot be written loses the record, which the log keeps."""
+    from tasks import layout
+    from tasks.io import storage
+
+    def add(record):  # what is not a record of tries (a hand-edited file) is replaced, not kept failing
+        record = record if isinstance(record, dict) else {}
+        tries = record.get(step) if isinstance(record.get(step), list) else []
+        tries = [t for t in tries if isinstance(t, dict) and (launch["try"] is None or t.get("try") != launch["try"])]
+        return {**record, step: [*tries, launch]}
+
+    log.info("step %r, try %s: %s after %.1f s from launch to end", step, launch["try"], launch["outcome"],
+             launch["seconds"])
+    try:
+        storage.update_json(storage.join(run_dir, layout.LAUNCHES), add)
+    except Exception as err:  # noqa: BLE001 - a lost record of the cost must not fail (or hide) the step's result
+        log.warning("could not record this launch in %s: %s: %s", run_dir, type(err).__name__, err)
+
+
 class RunStepOperator(BaseOperator):
     """Run a pipeline step in its container (or a local subprocess) and return the step's stored summary."""
 
@@ -255,6 +280,7 @@ class RunStepOperator(BaseOperator):
         self.launcher = launcher
         self._delegate: BaseOperator | None = None  # the pod or container operator running now, for on_kill
         self._process: subprocess.Popen | None = None  # the local step running now, for on_kill
+        self._killed = False
 
     def build_delegate(self, settings: LaunchSettings | None = None) -> BaseOperator:
         """The provider operator for a container launcher. Built at execute time, so it sees the settings of
@@ -268,15 +294,28 @@ class RunStepOperator(BaseOperator):
             raise AirflowException(f"unknown launcher {self.launcher!r}; choose one of {LAUNCHERS}")
         self.log.info("running step %r with the %s launcher: %s", self.step, self.launcher,
                       " ".join(step_command(self.step, self.run_dir)))
+        launch = {"try": getattr(context.get("ti"), "try_number", None), "launcher": self.launcher, "gpus": None,
+                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        started, self._killed = time.monotonic(), False
         try:
             if self.launcher == "local":
                 self.run_local()
             else:
-                self._delegate = self.build_delegate()
+                settings = LaunchSettings.from_env()
+                launch["gpus"] = settings.gpus
+                self._delegate = self.build_delegate(settings)
                 self._delegate.execute(context)
-        except AirflowException as failed:
-            self._fail_for_good_if_decided(failed)
+            launch["outcome"] = "succeeded"
+        except BaseException as failed:
+            launch["outcome"] = "timed out" if isinstance(failed, AirflowTaskTimeout) else \
+                "killed" if self._killed else "failed"
+            launch["error"] = f"{type(failed).__name__}: {failed}"[:500]
+            if isinstance(failed, AirflowException):
+                self._fail_for_good_if_decided(failed)
             raise
+        finally:
+            record_launch(self.run_dir, self.step, {**launch, "seconds": round(time.monotonic() - started, 1)},
+                          self.log)
         return self.stored_result()
 
     def _fail_for_good_if_decided(self, failed: AirflowException) -> None:
@@ -297,6 +336,7 @@ class RunStepOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """Called by Airflow when the task is killed or times out: stop the pod, container or subprocess."""
+        self._killed = True
         if self._delegate is not None:
             self.log.info("stopping the %s of step %r", self.launcher, self.step)
             self._delegate.on_kill()

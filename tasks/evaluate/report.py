@@ -106,14 +106,15 @@ def write_report(config: RunConfig) -> str:
                            sentence["candidate"])
     text = render(config, scores, decision, by_length, samples,
                   training=storage.read_json_or(config.uri(layout.TRAIN_REPORT)) or {},
-                  validation=storage.read_json_or(config.uri(layout.VALIDATION_REPORT)) or {})
+                  validation=storage.read_json_or(config.uri(layout.VALIDATION_REPORT)) or {},
+                  launched=storage.read_json_or(config.uri(layout.LAUNCHES)) or {})
     storage.write_text(config.uri(layout.REPORT), text)
     log.info("report: %s", config.uri(layout.REPORT))
     return config.uri(layout.REPORT)
 
 
 def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict], samples: list[dict], *,
-           training: dict, validation: dict) -> str:
+           training: dict, validation: dict, launched: dict) -> str:
     sig, dec = scores["candidate"]["signatures"], scores["decoding"]
     champion = scores.get("champion")
     lines = [
@@ -156,7 +157,9 @@ def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict
                   f"   - reference: {s['reference']}", f"   - base: {s['base']}", f"   - candidate: {s['candidate']}"]
     spent = [f"- {what}: {line}" for what, line in (("screening", cost.screening(validation)),
                                                     ("training", cost.training(training)),
-                                                    ("decoding", cost.decoding(scores))) if line]
+                                                    ("decoding", cost.decoding(scores)),
+                                                    ("the steps, from launch to end", cost.launches(launched)))
+             if line]
     if spent:
         lines += ["", "## What this run cost", "", *spent]
     lines += ["", "## Recompute any number", "", "From the run directory's `eval/` folder:", "", "```sh",

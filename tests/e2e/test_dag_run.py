@@ -66,6 +66,14 @@ def test_a_better_candidate_is_published_with_its_metrics(dag, run_conf, hub_con
         storage.read_json(f"{run_dir}/{layout.SCORES}"))
     assert f"- decoding: {summarized['decoding']}" in report and " s by the candidate" in summarized["decoding"]
     assert summarized["screening"] is None and "- screening:" not in report  # these runs screen nothing
+    # Each GPU step's try, recorded by the launcher that ran it, whole: the loop and the step's own work inside.
+    launched = storage.read_json(f"{run_dir}/{layout.LAUNCHES}")
+    assert {step: [(t["try"], t["launcher"], t["gpus"], t["outcome"]) for t in tries]
+            for step, tries in launched.items()} == {step: [(1, "local", None, "succeeded")]
+                                                     for step in ("validate", "train", "evaluate")}
+    assert launched["train"][0]["seconds"] > trained["seconds_total"]
+    assert summarized["launches"] == cost.launches(launched) and summarized["launches"].startswith("validate ")
+    assert f"- the steps, from launch to end: {summarized['launches']}\n" in report
 
 
 def _extra_link(dag_run, task_id: str, name: str) -> str:

@@ -156,6 +156,8 @@ def test_the_promotion_history_page_in_a_browser(runs, live_airflow, browser, ui
     report = frame.locator("body").inner_text()
     assert manual_id in report and "gate.json" in report and "min_bleu_gain 100.0" in report
     assert "What this run cost" in report and "training: " in report and " tokens/s" in report
+    # The launcher's record of each try, as the scheduler ran it: the bill's line and the record itself.
+    assert "the steps, from launch to end: validate " in report and "launches.json" in report
     with live.api() as api:  # the JSON answers the same user (here the admin: every pipeline)
         pipelines = api.get("/mt-history/api/history").json()
     assert sorted(pipelines) == ["translation_finetune", f"{PIPELINE} (en-de)", f"{PIPELINE} (en-nl)"]

@@ -91,6 +91,21 @@ def test_a_train_report_the_page_cannot_read_leaves_a_blank_not_a_broken_page(tm
     assert history_app.table(rows).count('class="report"') == 3
 
 
+def test_the_column_bills_every_try_of_the_train_step_once_the_launcher_recorded_them(tmp_path):
+    run = "scheduled__2026-12-04T00:00:00+00:00"
+    run_dir = _run(tmp_path, run, gain=1.5, decision="promote")
+    storage.write_json(storage.join(run_dir, "model", "train_report.json"), TRAINED)
+    launch = {"try": 1, "launcher": "kubernetes", "gpus": 2, "started": "2026-12-04T00:10:00+00:00"}
+    storage.write_json(storage.join(run_dir, "launches.json"), {
+        "train": [{**launch, "outcome": "killed", "seconds": 300.0}, {**launch, "try": 2, "outcome": "succeeded",
+                                                                      "seconds": 542.0}]})
+    (row,) = history.collect(str(tmp_path))[DAG]
+    assert row.training == "14m02s on 2 × cuda, 2 tries"  # the killed try's 5 minutes were billed too
+    assert row.training_cost.endswith("; the steps, from launch to end: train 14m02s over 2 tries (1 killed): "
+                                      "14m02s from launch to end, 28m04s of GPU time reserved")
+    assert history.report(str(tmp_path), f"{DAG}/{storage.safe_name(run)}")["records"]["launches.json"]["train"]
+
+
 @pytest.mark.parametrize("run_path", ["../etc", f"{DAG}/../../etc", f"{DAG}/nope", "_watcher/state.json"])
 def test_the_report_reads_only_known_run_directories(store, run_path):
     with pytest.raises(FileNotFoundError):

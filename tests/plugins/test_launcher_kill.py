@@ -1,5 +1,6 @@
 """A killed or timed-out task stops its work: the pod or container operator built at run time gets on_kill,
-and the local launcher's step dies with every process it started (as torchrun's workers would be)."""
+and the local launcher's step dies with every process it started (as torchrun's workers would be). Each such try
+is in the run directory's launches.json, with its time: a bill counts it."""
 
 import threading
 import time
@@ -9,6 +10,8 @@ import pytest
 
 from mt_airflow import launcher
 from mt_airflow.launcher import RunStepOperator
+from tasks import layout
+from tasks.io import storage
 
 # A step that starts a worker of its own (as torchrun does), says both pids, and would run for ten minutes.
 STEP = """
@@ -28,6 +31,8 @@ class TaskLog:
         if self.lines[-1].startswith("pids "):
             self.pids = [int(pid) for pid in self.lines[-1].split()[1:]]
             self.pids_seen.set()
+
+    warning = info
 
 
 @pytest.fixture
@@ -54,7 +59,8 @@ def gone(pid: int, within_s: float = 10.0) -> bool:
 def test_on_kill_stops_the_local_step_and_the_processes_it_started(task_log, tmp_path):
     op = RunStepOperator(task_id="train", step="train", run_dir=str(tmp_path))
     failure = []
-    running = threading.Thread(target=lambda: failure.append(pytest.raises(Exception, op.run_local)))
+    context = {"ti": type("TI", (), {"try_number": 2})()}
+    running = threading.Thread(target=lambda: failure.append(pytest.raises(Exception, op.execute, context)))
     running.start()
     assert task_log.pids_seen.wait(60), task_log.lines
     assert all(psutil.pid_exists(pid) for pid in task_log.pids)
@@ -66,6 +72,9 @@ def test_on_kill_stops_the_local_step_and_the_processes_it_started(task_log, tmp
     assert "was stopped by signal" in str(failure[0].value)
     assert all(gone(pid) for pid in task_log.pids)
     op.on_kill()  # a second kill (a timeout and then a SIGTERM) finds nothing left to do
+    (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
+    assert (launch["try"], launch["launcher"], launch["gpus"], launch["outcome"]) == (2, "local", None, "killed")
+    assert "was stopped by signal" in launch["error"] and 0 <= launch["seconds"] < 60
 
 
 def test_an_execution_timeout_stops_the_local_step_before_the_task_fails(task_log, tmp_path):
@@ -76,9 +85,11 @@ def test_an_execution_timeout_stops_the_local_step_before_the_task_fails(task_lo
     started = time.monotonic()
     with pytest.raises(AirflowTaskTimeout):
         with timeout(5):  # Airflow's own execution_timeout mechanism (SIGALRM in the task process)
-            op.run_local()
+            op.execute({})
     assert time.monotonic() - started < 5 + launcher.STOP_GRACE_S + 5  # not waiting for the 600 s step
     assert all(gone(pid) for pid in task_log.pids)
+    (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
+    assert launch["outcome"] == "timed out" and 5 <= launch["seconds"] < 5 + launcher.STOP_GRACE_S + 5
 
 
 class Delegate:
@@ -96,14 +107,40 @@ class Delegate:
 
 
 @pytest.mark.parametrize("launcher_name", ["kubernetes", "docker"])
-def test_on_kill_reaches_the_operator_built_at_run_time(monkeypatch, launcher_name):
-    op = RunStepOperator(task_id="train", step="train", run_dir="s3://runs/r1", launcher=launcher_name)
+def test_on_kill_reaches_the_operator_built_at_run_time(monkeypatch, launcher_name, tmp_path):
+    monkeypatch.setenv("MT_GPUS", "4")
+    op = RunStepOperator(task_id="train", step="train", run_dir=str(tmp_path), launcher=launcher_name)
     delegate = Delegate(op)
     monkeypatch.setattr(RunStepOperator, "build_delegate", lambda self, settings=None: delegate)
     with pytest.raises(RuntimeError, match="pod deleted"):
         op.execute({})
     assert delegate.killed
+    # The pod reserved the deployment's 4 GPUs for as long as it ran: the try is billed though it was killed.
+    (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
+    assert (launch["launcher"], launch["gpus"], launch["outcome"], launch["error"]) == (
+        launcher_name, 4, "killed", "RuntimeError: pod deleted")
 
 
 def test_on_kill_before_anything_started_does_nothing():
     RunStepOperator(task_id="train", step="train", run_dir="s3://runs/r1", launcher="kubernetes").on_kill()
+
+
+def test_each_try_is_added_once_and_a_store_that_cannot_be_written_fails_nothing(tmp_path, caplog):
+    import logging
+
+    log = logging.getLogger("launch-test")
+    tries = [{"try": 1, "outcome": "failed", "seconds": 12.0}, {"try": 2, "outcome": "killed", "seconds": 30.0},
+             {"try": 2, "outcome": "killed", "seconds": 31.5}]  # the same try recorded again: its last record
+    for launch in tries:
+        launcher.record_launch(str(tmp_path), "train", launch, log)
+    launcher.record_launch(str(tmp_path), "evaluate", {"try": 1, "outcome": "succeeded", "seconds": 5.0}, log)
+    assert storage.read_json(str(tmp_path / layout.LAUNCHES)) == {"train": [tries[0], tries[2]],
+                                                                   "evaluate": [{"try": 1, "outcome": "succeeded",
+                                                                                 "seconds": 5.0}]}
+    storage.write_json(str(tmp_path / layout.LAUNCHES), {"train": "hand-edited", "evaluate": [1, None]})
+    launcher.record_launch(str(tmp_path), "train", tries[0], log)
+    launcher.record_launch(str(tmp_path), "evaluate", tries[1], log)
+    assert storage.read_json(str(tmp_path / layout.LAUNCHES)) == {"train": [tries[0]], "evaluate": [tries[1]]}
+    (tmp_path / "a-file").write_text("not a folder")
+    launcher.record_launch(str(tmp_path / "a-file"), "train", tries[0], log)
+    assert "could not record this launch" in caplog.text

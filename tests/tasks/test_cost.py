@@ -82,3 +82,40 @@ def test_a_record_the_line_cannot_read_gives_no_line_rather_than_an_error(report
 ])
 def test_every_line_leaves_out_what_it_cannot_read(describe, record):
     assert describe(record) is None
+
+
+def _launch(seconds, outcome="succeeded", launcher="kubernetes", gpus=2, started="2026-12-06T08:00:00+00:00"):
+    return {"try": None, "launcher": launcher, "gpus": gpus, "started": started, "outcome": outcome,
+            "seconds": seconds}
+
+
+def test_launches_bill_every_try_of_every_step_in_the_order_they_ran():
+    launched = {"evaluate": [_launch(70.0, started="2026-12-06T09:00:00+00:00")],
+                "validate": [_launch(31.0, started="2026-12-06T07:00:00+00:00")],
+                "train": [_launch(300.0, "killed"), _launch(3600.0, "timed out"), _launch(1242.4)]}
+    assert cost.launches(launched) == (
+        "validate 0m31s, train 1h25m over 3 tries (1 killed, 1 timed out), evaluate 1m10s: 1h27m from launch to end, "
+        "2h54m of GPU time reserved")
+
+
+def test_the_local_launcher_reserves_no_gpu_and_says_so():
+    line = cost.launches({"train": [_launch(50.8, launcher="local", gpus=None)], "validate": []})
+    assert line == "train 0m50s: 0m50s from launch to end (local launcher: on the Airflow worker's own devices)"
+    assert cost.launches({}) is None
+
+
+@pytest.mark.parametrize("launched", [
+    {"train": [{"seconds": 3.0}]},  # no start, no outcome
+    {"train": [_launch("slow")]},
+    {"train": [_launch(3.0, gpus="two")]},
+    ["not", "a", "record"],
+])
+def test_launches_the_line_cannot_read_give_no_line(launched):
+    assert cost.launches(launched) is None
+
+
+def test_the_history_column_counts_the_train_step_from_launch_to_end_over_every_try():
+    launched = {"train": [_launch(300.0, "killed"), _launch(542.0)]}
+    assert cost.training_time(_report(seconds_total=600.0), launched) == "14m02s on 1 × cuda, 2 tries"
+    assert cost.training_time(_report(seconds_total=600.0), {"train": [_launch(642.0)]}) == "10m42s on 1 × cuda"
+    assert cost.training_time(_report(seconds_total=600.0), {}) == "10m00s on 1 × cuda"  # no record: the loop's
