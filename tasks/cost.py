@@ -105,7 +105,9 @@ def _device_kind(report: dict) -> str:
 
 @_or_none
 def decoding(scores: dict) -> str | None:
-    """One line on how long each model took to translate the domain test set, or None when not measured."""
+    """One line on how long each model took to translate the domain test set, and where the evaluate step's time
+    went (opening the models: loading, converting to CTranslate2 and checking the conversion; decoding every test
+    set; scoring), or None when not measured."""
     timed = [(role, scores[role]["seconds"]) for role in ("base", "candidate", "champion")
              if (scores.get(role) or {}).get("seconds") is not None]
     if not timed:
@@ -113,8 +115,11 @@ def decoding(scores: dict) -> str | None:
     how = scores.get("decoding") or {}
     engine = f" ({how['engine']} on {how['device']}, {how['precision']})" if {"engine", "device", "precision"} <= \
         how.keys() else ""
+    phases = scores.get("step_seconds") or {}
+    spent = (f"; the step: {phases['opening']:.1f} s opening the models, {phases['decoding']:.1f} s decoding every "
+             f"set, {phases['scoring']:.1f} s scoring") if phases else ""
     return (f"{scores.get('test_sentences', '?')} test sentences in "
-            + ", ".join(f"{seconds:.1f} s by the {role}" for role, seconds in timed) + engine)
+            + ", ".join(f"{seconds:.1f} s by the {role}" for role, seconds in timed) + engine + spent)
 
 
 @_or_none

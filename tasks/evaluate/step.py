@@ -7,7 +7,8 @@ stored with its signature. eval/ holds the text behind each number, one sentence
 
     eval/test.src  test.ref  test.{base,candidate,champion}.hyp  test.{role}.sentences.jsonl
     eval/general.* the same for the general-domain set, when the run has one (base and candidate only)
-    eval/scores.json   written last: its presence marks the step done
+    eval/scores.json   written last: its presence marks the step done; `step_seconds` says where the step's time
+                       went (opening the models: loading, converting, checking; decoding every set; scoring)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 from tasks import layout
@@ -137,8 +139,9 @@ def run(config: RunConfig) -> dict:
         candidate = {"uri": config.uri(layout.MODEL), "fingerprint": digest.of_folder(Path(models["candidate"][0]))}
         log.info("scoring %s on %s with %s", sorted(models),
                  {name: len(pairs[0]) for name, pairs in sets.items()}, settings.describe())
-        hypotheses, speed, engine = _decode_all(config, settings, sets, models, scratch)
+        hypotheses, speed, engine, phases = _decode_all(config, settings, sets, models, scratch)
 
+    scoring_started = time.perf_counter()
     scores = scores_from(hypotheses, {name: refs for name, (_, refs) in sets.items()}, config.target_lang,
                          labels={r: m[1] for r, m in models.items()},
                          sources={name: srcs for name, (srcs, _) in sets.items()}, speed=speed,
@@ -148,13 +151,20 @@ def run(config: RunConfig) -> dict:
         log.info("%-9s BLEU %6.2f  chrF %6.2f  TER %6.2f  outputs %s", role, scores[role]["bleu"],
                  scores[role]["chrf"], scores[role]["ter"], scores[role]["outputs"])
     _write_files(config, sets, hypotheses)
+    # Where the step's time went, beside the decoding itself: what a GPU is reserved for but does not do.
+    scores["step_seconds"] = {**phases, "scoring": round(time.perf_counter() - scoring_started, 2)}
+    log.info("seconds spent: %s", scores["step_seconds"])
     storage.write_json(config.uri(layout.SCORES), scores)  # last: its presence marks the step done
     return scores
 
 
 def _decode_all(config: RunConfig, settings: decoding.DecodeSettings, sets: dict, models: dict, scratch: Path):
-    """Every model's translations of every test set: (hypotheses by set and role, speed by role, engine)."""
+    """Every model's translations of every test set: (hypotheses by set and role, speed by role, engine, seconds
+    spent opening the models (loading, converting and checking them) and decoding every set)."""
+    opening_started = time.perf_counter()
     decoders = open_decoders(models, settings, config, scratch, probe=sets[TEST])
+    phases = {"opening": round(time.perf_counter() - opening_started, 2)}
+    decoding_started = time.perf_counter()
     engine = next(iter(decoders.values())).describe()
     hypotheses: dict[str, dict[str, list[str]]] = {name: {} for name in sets}
     speed = {}
@@ -168,7 +178,7 @@ def _decode_all(config: RunConfig, settings: decoding.DecodeSettings, sets: dict
                 speed[role] = {"seconds": round(seconds, 2),
                                "sentences_per_s": round(len(sources) / max(seconds, 1e-9), 1)}
         log.info("%-9s decoded by %s in %.1fs", role, decoder.describe(), speed[role]["seconds"])
-    return hypotheses, speed, engine
+    return hypotheses, speed, engine, {**phases, "decoding": round(time.perf_counter() - decoding_started, 2)}
 
 
 def _write_files(config: RunConfig, sets: dict, hypotheses: dict) -> None:

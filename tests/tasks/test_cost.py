@@ -45,6 +45,10 @@ def test_decoding_lists_each_timed_model_and_the_engine():
     assert cost.decoding(scores) == ("599 test sentences in 7.1 s by the base, 7.0 s by the candidate "
                                      "(ctranslate2 on cuda, int8_float16)")
     assert cost.decoding({"test_sentences": 599, "base": {"bleu": 3.1}}) is None
+    phases = {"opening": 6.77, "decoding": 3.04, "scoring": 2.88}
+    assert cost.decoding({**scores, "step_seconds": phases}).endswith(
+        "(ctranslate2 on cuda, int8_float16); the step: 6.8 s opening the models, 3.0 s decoding every set, "
+        "2.9 s scoring")
 
 
 def test_durations_read_as_minutes_or_hours():
@@ -77,6 +81,7 @@ def test_a_record_the_line_cannot_read_gives_no_line_rather_than_an_error(report
 
 @pytest.mark.parametrize("describe, record", [
     (cost.decoding, {"candidate": {"seconds": "slow"}}),
+    (cost.decoding, {"candidate": {"seconds": 3.0}, "step_seconds": {"opening": 1.0}}),
     (cost.screening, {"alignment": {"seconds": 3.0}}),  # no count of screened pairs
     (cost.training_time, {"steps": 3, "seconds_total": float("inf")}),
 ])
