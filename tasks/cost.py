@@ -61,18 +61,24 @@ def training(report: dict) -> str | None:
 
 
 @_or_none
-def training_time(report: dict, launched: dict | None = None) -> str | None:
-    """Training's time and where it ran (`3m12s on 1 × cuda`), or None: the promotion history's column. The time is
-    the train step's from launch to end over every try where the launcher recorded them (`14m02s on 2 × cuda,
-    3 tries`), the loop's otherwise."""
+def training_time(report: dict, tries: list | None = None) -> str | None:
+    """Training's time and where it ran (`3m12s on 1 × cuda`), or None: the promotion history's column and the
+    learning curve's. The time is the step's from launch to end over every try where the launcher recorded them
+    (`tries`, from launches.json: `14m02s on 2 × cuda, 3 tries`), the loop's otherwise."""
     seconds = report.get("seconds_total")
     if seconds is None or not report.get("steps"):
         return None
-    tries = (launched or {}).get("train") or []
+    tries = tries or []
     if tries:
         seconds = sum(float(launch["seconds"]) for launch in tries)
     return (f"{duration(seconds)} on {int(report.get('world_size') or 1)} × {_device_kind(report)}"
             + (f", {len(tries)} tries" if len(tries) > 1 else ""))
+
+
+def tries(launched, step: str) -> list | None:
+    """The launcher's records of `step`'s tries in a launches.json, or None when it holds none it can read."""
+    found = launched.get(step) if isinstance(launched, dict) else None
+    return found if isinstance(found, list) else None
 
 
 @_or_none

@@ -50,9 +50,10 @@ class Row:
 
 def _read(uri: str) -> dict:
     try:
-        return storage.read_json_or(uri, {})
+        record = storage.read_json_or(uri, {})
     except ValueError:  # a half-written or foreign file must not break the page
         return {}
+    return record if isinstance(record, dict) else {}  # nor a file that is JSON but no record (a list, a number)
 
 
 def _bleu(scores: dict, role: str) -> float | None:
@@ -103,7 +104,7 @@ def read_row(root: str, run_path: str) -> Row | None:
     row.gain = bleu.get("gain")
     row.bleu_champion = row.bleu_champion if row.bleu_champion is not None else bleu.get("champion")
     row.p_value = p_value(decision) if decision else None
-    row.training = cost.training_time(trained, launched)
+    row.training = cost.training_time(trained, cost.tries(launched, "train"))
     row.training_cost = "; the steps, from launch to end: ".join(
         line for line in (cost.training(trained), cost.launches(launched)) if line) or None
     row.decision = decision.get("decision")

@@ -132,8 +132,19 @@ def _end_points(config: RunConfig) -> list[dict]:
     if trained and scores.get("candidate"):
         pairs = trained.get("domain_train_pairs", trained.get("train_pairs"))
         rows.append({"fraction": 1.0, "domain_train_pairs": pairs, "model": "candidate",
-                     **_metrics(scores["candidate"]), "training": cost.training_time(trained)})
+                     **_metrics(scores["candidate"]), "training": _training(config.run_dir, "train")})
     return rows
+
+
+def _training(run_dir: str, step: str) -> str | None:
+    """What a point's (or the candidate's) training cost: its step from launch to end over every try, where the
+    launcher recorded them (a point's launch scores its model too), or the training loop's time."""
+    trained = storage.read_json_or(storage.join(run_dir, layout.TRAIN_REPORT)) or {}
+    try:
+        launched = storage.read_json_or(storage.join(run_dir, layout.LAUNCHES))
+    except ValueError:  # a record garbled by hand: the loop's time then
+        launched = None
+    return cost.training_time(trained, cost.tries(launched, step))
 
 
 def _metrics(scored: dict | None) -> dict:
@@ -149,7 +160,8 @@ def summarize(config: RunConfig) -> dict:
         point = storage.join(point_dir(config, fraction), layout.CURVE_POINT_RESULT)
         if not storage.exists(point):
             raise FileNotFoundError(f"learning-curve point {fraction:g} has no result: {point}")
-        rows.append({**storage.read_json(point), "model": "curve point"})
+        rows.append({**storage.read_json(point), "model": "curve point",
+                     "training": _training(point_dir(config, fraction), "curve")})
     rows = sorted(rows + _end_points(config), key=lambda r: (r["domain_train_pairs"], r["model"] != "curve point"))
     storage.write_json(config.uri(layout.CURVE_JSON), {"test_split": config.uri(layout.split_file("test")),
                                                       "points": rows})

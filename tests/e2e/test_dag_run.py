@@ -113,6 +113,13 @@ def test_a_learning_curve_fans_out_beside_the_candidate(dag, run_conf, hub_conne
     assert half == round(everything * 0.5)
     assert storage.exists(f"{run_dir}/learning_curve.png") and storage.exists(f"{run_dir}/learning_curve.md")
     assert storage.exists(f"{run_dir}/curve/f0.5/model/model.safetensors")
+    # What each model cost, as the launcher billed it: the point's launch (training and scoring), the candidate's.
+    point_tries = storage.read_json(f"{run_dir}/curve/f0.5/{layout.LAUNCHES}")["curve"]
+    (candidate_try,) = storage.read_json(f"{run_dir}/{layout.LAUNCHES}")["train"]
+    assert [(t["try"], t["launcher"], t["outcome"]) for t in point_tries] == [(1, "local", "succeeded")]
+    assert rows[1]["training"] == f"{cost.duration(point_tries[0]['seconds'])} on 1 × cpu"
+    assert rows[2]["training"] == f"{cost.duration(candidate_try['seconds'])} on 1 × cpu"
+    assert point_tries[0]["seconds"] > rows[1]["train_seconds"]  # the launch holds the loop, and more
 
 
 def test_a_worse_candidate_is_refused_and_nothing_is_published(dag, run_conf, hub_connection, s3, tmp_path,

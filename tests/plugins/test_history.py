@@ -80,12 +80,15 @@ def test_page_and_report_render_every_row_and_the_chart(store):
     assert found["records"]["gate.json"]["decision"] == "promote" and found["report_md"] is None
 
 
-def test_a_train_report_the_page_cannot_read_leaves_a_blank_not_a_broken_page(tmp_path):
+def test_records_the_page_cannot_read_leave_a_blank_not_a_broken_page(tmp_path):
     """Anyone who can write a run directory can write its train report: the page still serves every run."""
     for day, trained in (("20", ["not", "a", "report"]), ("21", {**TRAINED, "cuda_graphs": {"replayed": 1}}),
                          ("22", {**TRAINED, "seconds_total": float("nan")})):
         run_dir = _run(tmp_path, f"scheduled__2026-11-{day}T00:00:00+00:00", gain=1.5, decision="promote")
         storage.write_json(storage.join(run_dir, "model", "train_report.json"), trained)
+        if day == "20":  # records that are JSON but no records at all
+            storage.write_json(storage.join(run_dir, "launches.json"), ["not", "a", "record"])
+            storage.write_json(storage.join(run_dir, "pull_manifest.json"), 42)
     rows = history.collect(str(tmp_path))[DAG]
     assert [(r.training, r.training_cost) for r in rows] == [(None, None), ("12m05s on 2 × cuda", None), (None, None)]
     assert history_app.table(rows).count('class="report"') == 3

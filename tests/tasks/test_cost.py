@@ -120,7 +120,7 @@ def test_launches_the_line_cannot_read_give_no_line(launched):
 
 
 def test_the_history_column_counts_the_train_step_from_launch_to_end_over_every_try():
-    launched = {"train": [_launch(300.0, "killed"), _launch(542.0)]}
-    assert cost.training_time(_report(seconds_total=600.0), launched) == "14m02s on 1 × cuda, 2 tries"
-    assert cost.training_time(_report(seconds_total=600.0), {"train": [_launch(642.0)]}) == "10m42s on 1 × cuda"
-    assert cost.training_time(_report(seconds_total=600.0), {}) == "10m00s on 1 × cuda"  # no record: the loop's
+    tries = [_launch(300.0, "killed"), _launch(542.0)]
+    assert cost.training_time(_report(seconds_total=600.0), tries) == "14m02s on 1 × cuda, 2 tries"
+    assert cost.training_time(_report(seconds_total=600.0), [_launch(642.0)]) == "10m42s on 1 × cuda"
+    assert cost.training_time(_report(seconds_total=600.0), None) == "10m00s on 1 × cuda"  # no record: the loop's
