@@ -2,7 +2,7 @@
 steps, tokens/s), the alignment screen in validation, and each model's translation of the test set. Read back from
 train_report.json, validation_report.json and scores.json, so the run's summary, report.md and the model card say
 what every weekly retrain cost without anyone opening its logs. What the steps cannot see of themselves (each try's
-time from launch to end, a killed one's included, and the GPUs its pod reserved) comes from the launcher's
+time from launch to end, a killed one's included, and the GPUs its pod requested) comes from the launcher's
 launches.json: that is the bill.
 
 A record a line cannot read (an older report, a hand-edited or hostile file in the artifact store) gives None: a
@@ -14,6 +14,8 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+
+from tasks.io import storage
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def _or_none(describe):
 
 def duration(seconds: float) -> str:
     """`1h02m` or `3m12s`."""
-    seconds = int(seconds)
+    seconds = round(seconds)
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
         f"{seconds // 60}m{seconds % 60:02d}s"
 
@@ -64,15 +66,32 @@ def training(report: dict) -> str | None:
 def training_time(report: dict, tries: list | None = None) -> str | None:
     """Training's time and where it ran (`3m12s on 1 × cuda`), or None: the promotion history's column and the
     learning curve's. The time is the step's from launch to end over every try where the launcher recorded them
-    (`tries`, from launches.json: `14m02s on 2 × cuda, 3 tries`), the loop's otherwise."""
-    seconds = report.get("seconds_total")
-    if seconds is None or not report.get("steps"):
+    (`tries`, from launches.json: `14m02s on 2 × cuda, 3 tries`), the loop's otherwise. Tries that gave no model
+    still cost: `31m05s, 2 tries, no model`."""
+    launched = _launched_seconds(tries)
+    if report.get("seconds_total") is None or not report.get("steps"):
+        return None if launched is None else \
+            f"{duration(launched)}, {len(tries)} {'try' if len(tries) == 1 else 'tries'}, no model"
+    more = f", {len(tries)} tries" if launched is not None and len(tries) > 1 else ""
+    return (f"{duration(report['seconds_total'] if launched is None else launched)} on "
+            f"{int(report.get('world_size') or 1)} × {_device_kind(report)}{more}")
+
+
+def _launched_seconds(tries: list | None) -> float | None:
+    """The seconds of every recorded try, or None when there are none it can read (the loop's time then)."""
+    try:
+        return sum(float(launch["seconds"]) for launch in tries) if tries else None
+    except (KeyError, TypeError, ValueError):
         return None
-    tries = tries or []
-    if tries:
-        seconds = sum(float(launch["seconds"]) for launch in tries)
-    return (f"{duration(seconds)} on {int(report.get('world_size') or 1)} × {_device_kind(report)}"
-            + (f", {len(tries)} tries" if len(tries) > 1 else ""))
+
+
+def read_launches(uri: str) -> dict:
+    """The launcher's launches.json at `uri`, or {} when there is none or it holds no record (garbled by hand)."""
+    try:
+        record = storage.read_json_or(uri)
+    except ValueError:
+        record = None
+    return record if isinstance(record, dict) else {}
 
 
 def tries(launched, step: str) -> list | None:
@@ -83,14 +102,14 @@ def tries(launched, step: str) -> list | None:
 
 @_or_none
 def launches(launched: dict) -> str | None:
-    """One line on how long each GPU step held its machine, from launch to end over all its tries (waiting for a
-    node and pulling the image included; a killed or timed-out try whole), and the GPU time the pods or containers
-    reserved: what a bill counts. None when nothing was recorded. The local launcher reserves nothing: its steps
-    run on the Airflow worker's own devices."""
+    """One line on how long each GPU step ran, from launch to end over all its tries (a killed or timed-out try
+    whole; waiting for a node and pulling the image included), and the GPU time its pods or containers requested
+    over that time: what a bill counts, at most (a pod waiting for a node to be added holds no GPU yet). None when
+    nothing was recorded. The local launcher requests nothing: its steps run on the Airflow worker's devices."""
     steps = sorted(((step, tries) for step, tries in launched.items() if tries), key=lambda item: item[1][0]["started"])
     if not steps:
         return None
-    parts, total, reserved, local = [], 0.0, 0.0, False
+    parts, total, requested, local = [], 0.0, 0.0, False
     for step, tries in steps:
         seconds = [float(launch["seconds"]) for launch in tries]
         stopped = collections.Counter(launch["outcome"] for launch in tries if launch["outcome"] != "succeeded")
@@ -98,10 +117,10 @@ def launches(launched: dict) -> str | None:
         parts.append(f"{step} {duration(sum(seconds))}" + (f" over {len(tries)} tries" if len(tries) > 1 else "")
                      + (f" ({how})" if how else ""))
         total += sum(seconds)
-        reserved += sum(s * int(launch["gpus"]) for s, launch in zip(seconds, tries) if launch.get("gpus"))
+        requested += sum(s * int(launch["gpus"]) for s, launch in zip(seconds, tries) if launch.get("gpus"))
         local = local or any(launch["launcher"] == "local" for launch in tries)
     return (", ".join(parts) + f": {duration(total)} from launch to end"
-            + (f", {duration(reserved)} of GPU time reserved" if reserved else "")
+            + (f", {duration(requested)} of GPU time requested" if requested else "")
             + (" (local launcher: on the Airflow worker's own devices)" if local else ""))
 
 
@@ -112,8 +131,9 @@ def _device_kind(report: dict) -> str:
 @_or_none
 def decoding(scores: dict) -> str | None:
     """One line on how long each model took to translate the domain test set, and where the evaluate step's time
-    went (opening the models: loading, converting to CTranslate2 and checking the conversion; decoding every test
-    set; scoring), or None when not measured."""
+    went (fetching the candidate and champion from the store; opening the models: loading, a Hub model's download
+    included, converting to CTranslate2 and checking the conversion; decoding every test set; scoring and writing
+    the results), or None when not measured."""
     timed = [(role, scores[role]["seconds"]) for role in ("base", "candidate", "champion")
              if (scores.get(role) or {}).get("seconds") is not None]
     if not timed:
@@ -122,8 +142,9 @@ def decoding(scores: dict) -> str | None:
     engine = f" ({how['engine']} on {how['device']}, {how['precision']})" if {"engine", "device", "precision"} <= \
         how.keys() else ""
     phases = scores.get("step_seconds") or {}
-    spent = (f"; the step: {phases['opening']:.1f} s opening the models, {phases['decoding']:.1f} s decoding every "
-             f"set, {phases['scoring']:.1f} s scoring") if phases else ""
+    spent = (f"; the step: {phases['fetching']:.1f} s fetching and {phases['opening']:.1f} s opening the models, "
+             f"{phases['decoding']:.1f} s decoding every set, {phases['scoring']:.1f} s scoring and writing the "
+             "results") if phases else ""
     return (f"{scores.get('test_sentences', '?')} test sentences in "
             + ", ".join(f"{seconds:.1f} s by the {role}" for role, seconds in timed) + engine + spent)
 

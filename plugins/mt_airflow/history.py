@@ -105,8 +105,9 @@ def read_row(root: str, run_path: str) -> Row | None:
     row.bleu_champion = row.bleu_champion if row.bleu_champion is not None else bleu.get("champion")
     row.p_value = p_value(decision) if decision else None
     row.training = cost.training_time(trained, cost.tries(launched, "train"))
-    row.training_cost = "; the steps, from launch to end: ".join(
-        line for line in (cost.training(trained), cost.launches(launched)) if line) or None
+    launches = cost.launches(launched)
+    row.training_cost = "; ".join(line for line in (cost.training(trained), launches and
+                                                    f"the steps, from launch to end: {launches}") if line) or None
     row.decision = decision.get("decision")
     row.reasons = list(decision.get("reasons") or [])
     if published.get("published"):

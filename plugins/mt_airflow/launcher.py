@@ -15,7 +15,7 @@ time, or the local subprocess with every process it started (torchrun's workers)
 run (`execution_timeout`) is the one setting read when the DAG is parsed, through `execution_timeout()`.
 
 Every try of a step, failed, killed or timed out included, is recorded in the run directory's launches.json: its
-seconds from launch to end and the GPUs its pod or container reserved. That is what a retry's bill counts, and
+seconds from launch to end and the GPUs its pod or container requested. That is what a retry's bill counts, and
 what the step's own reports cannot know (a killed attempt writes nothing after its last checkpoint).
 """
 
@@ -247,12 +247,22 @@ def stop_process_tree(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> 
         proc.wait()
 
 
+def _timed_out(failed: BaseException | None) -> bool:
+    """Whether Airflow's execution timeout is behind `failed`: raised as such, or replaced by an error a pod or
+    container operator raised while cleaning up after it."""
+    seen = set()
+    while failed is not None and id(failed) not in seen:
+        if isinstance(failed, AirflowTaskTimeout):
+            return True
+        seen.add(id(failed))
+        failed = failed.__cause__ or failed.__context__
+    return False
+
+
 def record_launch(run_dir: str, step: str, launch: dict, log) -> None:
     """Add one try of `step` to the run directory's launches.json (a try recorded twice keeps its last record).
-    Never fails the task: a store that cannot be written loses the record, which the log keeps."""
-    from tasks import layout
-    from tasks.io import storage
-
+    Never fails the task nor replaces its error: a store that cannot be written loses the record, which the log
+    keeps; so does an execution timeout that fires while it is written."""
     def add(record):  # what is not a record of tries (a hand-edited file) is replaced, not kept failing
         record = record if isinstance(record, dict) else {}
         tries = record.get(step) if isinstance(record.get(step), list) else []
@@ -262,8 +272,15 @@ def record_launch(run_dir: str, step: str, launch: dict, log) -> None:
     log.info("step %r, try %s: %s after %.1f s from launch to end", step, launch["try"], launch["outcome"],
              launch["seconds"])
     try:
-        storage.update_json(storage.join(run_dir, layout.LAUNCHES), add)
-    except Exception as err:  # noqa: BLE001 - a lost record of the cost must not fail (or hide) the step's result
+        from tasks import layout
+        from tasks.io import storage
+
+        uri = storage.join(run_dir, layout.LAUNCHES)
+        try:
+            storage.update_json(uri, add)
+        except ValueError:  # not JSON at all: nothing in it can be kept
+            storage.write_json(uri, add(None))
+    except (Exception, AirflowTaskTimeout) as err:  # noqa: BLE001 - a lost record must not fail the step
         log.warning("could not record this launch in %s: %s: %s", run_dir, type(err).__name__, err)
 
 
@@ -305,11 +322,19 @@ class RunStepOperator(BaseOperator):
                 launch["gpus"] = settings.gpus
                 self._delegate = self.build_delegate(settings)
                 self._delegate.execute(context)
-            launch["outcome"] = "succeeded"
+            launch["outcome"] = "killed" if self._killed else "succeeded"  # a pod operator may return when killed
         except BaseException as failed:
-            launch["outcome"] = "timed out" if isinstance(failed, AirflowTaskTimeout) else \
-                "killed" if self._killed else "failed"
+            timed_out = _timed_out(failed)
+            launch["outcome"] = "timed out" if timed_out else "killed" if self._killed else "failed"
             launch["error"] = f"{type(failed).__name__}: {failed}"[:500]
+            if timed_out and not isinstance(failed, AirflowTaskTimeout) and not self._killed:
+                # The pod and Docker operators clean up after the timeout and raise an error of their own, so
+                # Airflow never sees the timeout and never calls on_kill: the pod would keep its GPUs.
+                self.log.warning("step %r ran past its execution_timeout: stopping its %s", self.step, self.launcher)
+                try:
+                    self.on_kill()
+                except Exception as err:  # noqa: BLE001 - the step's own error is the one to raise
+                    self.log.warning("stopping the %s failed: %s: %s", self.launcher, type(err).__name__, err)
             if isinstance(failed, AirflowException):
                 self._fail_for_good_if_decided(failed)
             raise

@@ -8,7 +8,9 @@ stored with its signature. eval/ holds the text behind each number, one sentence
     eval/test.src  test.ref  test.{base,candidate,champion}.hyp  test.{role}.sentences.jsonl
     eval/general.* the same for the general-domain set, when the run has one (base and candidate only)
     eval/scores.json   written last: its presence marks the step done; `step_seconds` says where the step's time
-                       went (opening the models: loading, converting, checking; decoding every set; scoring)
+                       went: fetching the candidate and the champion from the store; opening the models (loading,
+                       a Hub model's download included, converting, checking); decoding every set; scoring and
+                       writing these files
 """
 
 from __future__ import annotations
@@ -134,9 +136,11 @@ def run(config: RunConfig) -> dict:
         if (general := _read_set(config, layout.GENERAL_TEST, scratch)) is not None:
             sets[GENERAL] = general
         lookup = _champion_lookup(config)
+        fetching_started = time.perf_counter()
         models = _models(config, lookup, scratch)
         # What the gate decides on is bound to these exact weights: publish checks it uploads the same ones.
         candidate = {"uri": config.uri(layout.MODEL), "fingerprint": digest.of_folder(Path(models["candidate"][0]))}
+        fetching = round(time.perf_counter() - fetching_started, 2)
         log.info("scoring %s on %s with %s", sorted(models),
                  {name: len(pairs[0]) for name, pairs in sets.items()}, settings.describe())
         hypotheses, speed, engine, phases = _decode_all(config, settings, sets, models, scratch)
@@ -152,7 +156,8 @@ def run(config: RunConfig) -> dict:
                  scores[role]["chrf"], scores[role]["ter"], scores[role]["outputs"])
     _write_files(config, sets, hypotheses)
     # Where the step's time went, beside the decoding itself: what a GPU is reserved for but does not do.
-    scores["step_seconds"] = {**phases, "scoring": round(time.perf_counter() - scoring_started, 2)}
+    scores["step_seconds"] = {"fetching": fetching, **phases,
+                              "scoring": round(time.perf_counter() - scoring_started, 2)}
     log.info("seconds spent: %s", scores["step_seconds"])
     storage.write_json(config.uri(layout.SCORES), scores)  # last: its presence marks the step done
     return scores

@@ -105,7 +105,7 @@ def test_the_column_bills_every_try_of_the_train_step_once_the_launcher_recorded
     (row,) = history.collect(str(tmp_path))[DAG]
     assert row.training == "14m02s on 2 × cuda, 2 tries"  # the killed try's 5 minutes were billed too
     assert row.training_cost.endswith("; the steps, from launch to end: train 14m02s over 2 tries (1 killed): "
-                                      "14m02s from launch to end, 28m04s of GPU time reserved")
+                                      "14m02s from launch to end, 28m04s of GPU time requested")
     assert history.report(str(tmp_path), f"{DAG}/{storage.safe_name(run)}")["records"]["launches.json"]["train"]
 
 

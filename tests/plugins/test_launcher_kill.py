@@ -115,10 +115,54 @@ def test_on_kill_reaches_the_operator_built_at_run_time(monkeypatch, launcher_na
     with pytest.raises(RuntimeError, match="pod deleted"):
         op.execute({})
     assert delegate.killed
-    # The pod reserved the deployment's 4 GPUs for as long as it ran: the try is billed though it was killed.
+    # The pod requested the deployment's 4 GPUs for as long as it ran: the try is billed though it was killed.
     (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
     assert (launch["launcher"], launch["gpus"], launch["outcome"], launch["error"]) == (
         launcher_name, 4, "killed", "RuntimeError: pod deleted")
+
+
+class CleaningUpDelegate(Delegate):
+    """As the pod operator is: a timeout inside its execute meets its own cleanup, which raises an error of its own
+    (the pod "returned a failure"), so Airflow sees no timeout and would never call on_kill."""
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import AirflowException
+
+        try:
+            time.sleep(30)
+        finally:
+            raise AirflowException("Pod train-kubernetes returned a failure")
+
+
+class ReturningDelegate(Delegate):
+    """As the pod operator is once killed: it skips its cleanup and returns."""
+
+    def execute(self, context):
+        self.owner.on_kill()
+
+
+def test_a_timeout_the_pod_operator_hides_still_stops_the_pod_and_is_billed_as_one(monkeypatch, tmp_path):
+    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.execution_time.timeout import timeout
+
+    op = RunStepOperator(task_id="train", step="train", run_dir=str(tmp_path), launcher="kubernetes")
+    delegate = CleaningUpDelegate(op)
+    monkeypatch.setattr(RunStepOperator, "build_delegate", lambda self, settings=None: delegate)
+    with pytest.raises(AirflowException, match="returned a failure"):  # the operator's own error stays the error
+        with timeout(1):
+            op.execute({})
+    assert delegate.killed  # the pod is stopped, not left holding its GPUs for the retry's
+    (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
+    assert launch["outcome"] == "timed out" and 1 <= launch["seconds"] < 5
+
+
+def test_a_pod_operator_that_returns_once_killed_is_billed_as_killed(monkeypatch, tmp_path):
+    op = RunStepOperator(task_id="train", step="train", run_dir=str(tmp_path), launcher="kubernetes")
+    monkeypatch.setattr(RunStepOperator, "build_delegate", lambda self, settings=None: ReturningDelegate(op))
+    with pytest.raises(FileNotFoundError):  # then reading the step's result fails: it never wrote one
+        op.execute({})
+    (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
+    assert launch["outcome"] == "killed"
 
 
 def test_on_kill_before_anything_started_does_nothing():
@@ -141,6 +185,9 @@ def test_each_try_is_added_once_and_a_store_that_cannot_be_written_fails_nothing
     launcher.record_launch(str(tmp_path), "train", tries[0], log)
     launcher.record_launch(str(tmp_path), "evaluate", tries[1], log)
     assert storage.read_json(str(tmp_path / layout.LAUNCHES)) == {"train": [tries[0]], "evaluate": [tries[1]]}
+    (tmp_path / layout.LAUNCHES).write_text("{not json")  # garbled: replaced, or no try would ever be recorded
+    launcher.record_launch(str(tmp_path), "train", tries[0], log)
+    assert storage.read_json(str(tmp_path / layout.LAUNCHES)) == {"train": [tries[0]]}
     (tmp_path / "a-file").write_text("not a folder")
     launcher.record_launch(str(tmp_path / "a-file"), "train", tries[0], log)
     assert "could not record this launch" in caplog.text

@@ -45,15 +45,15 @@ def test_decoding_lists_each_timed_model_and_the_engine():
     assert cost.decoding(scores) == ("599 test sentences in 7.1 s by the base, 7.0 s by the candidate "
                                      "(ctranslate2 on cuda, int8_float16)")
     assert cost.decoding({"test_sentences": 599, "base": {"bleu": 3.1}}) is None
-    phases = {"opening": 6.77, "decoding": 3.04, "scoring": 2.88}
+    phases = {"fetching": 0.41, "opening": 6.77, "decoding": 3.04, "scoring": 2.88}
     assert cost.decoding({**scores, "step_seconds": phases}).endswith(
-        "(ctranslate2 on cuda, int8_float16); the step: 6.8 s opening the models, 3.0 s decoding every set, "
-        "2.9 s scoring")
+        "(ctranslate2 on cuda, int8_float16); the step: 0.4 s fetching and 6.8 s opening the models, 3.0 s decoding "
+        "every set, 2.9 s scoring and writing the results")
 
 
 def test_durations_read_as_minutes_or_hours():
-    assert [cost.duration(s) for s in (0, 59.9, 192, 3599, 3600, 3725, 90000)] == \
-        ["0m00s", "0m59s", "3m12s", "59m59s", "1h00m", "1h02m", "25h00m"]
+    assert [cost.duration(s) for s in (0, 59.4, 59.6, 192, 3599, 3600, 3725, 90000)] == \
+        ["0m00s", "0m59s", "1m00s", "3m12s", "59m59s", "1h00m", "1h02m", "25h00m"]  # rounded: parts add up
 
 
 def test_screening_says_how_many_pairs_the_screen_scored_where_and_how_long():
@@ -100,12 +100,12 @@ def test_launches_bill_every_try_of_every_step_in_the_order_they_ran():
                 "train": [_launch(300.0, "killed"), _launch(3600.0, "timed out"), _launch(1242.4)]}
     assert cost.launches(launched) == (
         "validate 0m31s, train 1h25m over 3 tries (1 killed, 1 timed out), evaluate 1m10s: 1h27m from launch to end, "
-        "2h54m of GPU time reserved")
+        "2h54m of GPU time requested")
 
 
 def test_the_local_launcher_reserves_no_gpu_and_says_so():
     line = cost.launches({"train": [_launch(50.8, launcher="local", gpus=None)], "validate": []})
-    assert line == "train 0m50s: 0m50s from launch to end (local launcher: on the Airflow worker's own devices)"
+    assert line == "train 0m51s: 0m51s from launch to end (local launcher: on the Airflow worker's own devices)"
     assert cost.launches({}) is None
 
 
@@ -124,3 +124,17 @@ def test_the_history_column_counts_the_train_step_from_launch_to_end_over_every_
     assert cost.training_time(_report(seconds_total=600.0), tries) == "14m02s on 1 × cuda, 2 tries"
     assert cost.training_time(_report(seconds_total=600.0), [_launch(642.0)]) == "10m42s on 1 × cuda"
     assert cost.training_time(_report(seconds_total=600.0), None) == "10m00s on 1 × cuda"  # no record: the loop's
+    assert cost.training_time(_report(seconds_total=600.0), [{"seconds": "slow"}]) == "10m00s on 1 × cuda"
+    # Tries that gave no model (no train report) still cost their time.
+    assert cost.training_time({}, [_launch(1200.0, "failed"), _launch(665.0, "timed out")]) == \
+        "31m05s, 2 tries, no model"
+    assert cost.training_time({}, [_launch(60.0, "failed")]) == "1m00s, 1 try, no model"
+    assert cost.training_time({}, None) is None
+
+
+def test_a_launch_record_that_is_no_record_reads_as_none(tmp_path):
+    for text in ("not json {", "[1, 2]", "42"):
+        (tmp_path / "launches.json").write_text(text)
+        assert cost.read_launches(str(tmp_path / "launches.json")) == {}
+    assert cost.read_launches(str(tmp_path / "missing.json")) == {}
+    assert cost.tries({"train": "hand-edited"}, "train") is None and cost.tries([1], "train") is None
