@@ -3,9 +3,9 @@
 Every run directory `{artifact_root}/{dag_id}/{run}/` (and each pair of a multi-language run,
 `.../pairs/{src}-{tgt}/`) already holds what a reviewer asks about: config.json, validation_report.json,
 model/train_report.json and launches.json (what training cost, and each try of a GPU step), eval/scores.json,
-gate.json, publish.json and, when the evaluation wrote one, report.md. Rows are built from whatever is present, so a failed run or an older run layout still
-shows, with blanks where a step never ran. Nothing here imports Airflow: the history page (history_app.py) serves
-it.
+gate.json, publish.json and, when the evaluation wrote one, report.md. Rows are built from whatever is present, so
+a failed run or an older run layout still shows, with blanks where a step never ran. Nothing here imports Airflow:
+the history page (history_app.py) serves it.
 """
 
 from __future__ import annotations
