@@ -15,8 +15,6 @@ import collections
 import functools
 import logging
 
-from tasks.io import storage
-
 log = logging.getLogger(__name__)
 
 
@@ -83,15 +81,6 @@ def _launched_seconds(tries: list | None) -> float | None:
         return sum(float(launch["seconds"]) for launch in tries) if tries else None
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def read_launches(uri: str) -> dict:
-    """The launcher's launches.json at `uri`, or {} when there is none or it holds no record (garbled by hand)."""
-    try:
-        record = storage.read_json_or(uri)
-    except ValueError:
-        record = None
-    return record if isinstance(record, dict) else {}
 
 
 def tries(launched, step: str) -> list | None:

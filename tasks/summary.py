@@ -22,7 +22,7 @@ def summarize_run(config: RunConfig) -> dict:
     manifest = stored(layout.PULL_MANIFEST) or {"objects": [], "message": "nothing pulled"}
     validation, scores = stored(layout.VALIDATION_REPORT), stored(layout.SCORES)
     decision, published = stored(layout.GATE), stored(layout.PUBLISH)
-    trained, launched = stored(layout.TRAIN_REPORT), cost.read_launches(config.uri(layout.LAUNCHES))
+    trained, launched = stored(layout.TRAIN_REPORT), storage.read_record(config.uri(layout.LAUNCHES))
     summary = {
         "run_id": config.run_id,
         "run_dir": config.run_dir,

@@ -48,14 +48,6 @@ class Row:
         return asdict(self)
 
 
-def _read(uri: str) -> dict:
-    try:
-        record = storage.read_json_or(uri, {})
-    except ValueError:  # a half-written or foreign file must not break the page
-        return {}
-    return record if isinstance(record, dict) else {}  # nor a file that is JSON but no record (a list, a number)
-
-
 def _bleu(scores: dict, role: str) -> float | None:
     value = (scores.get(role) or {}).get("bleu")
     return value if isinstance(value, (int, float)) else None
@@ -84,7 +76,7 @@ def read_row(root: str, run_path: str) -> Row | None:
     from mt_airflow.outcome import p_value
 
     run_dir = storage.join(root, *run_path.split("/"))
-    config = _read(storage.join(run_dir, layout.CONFIG))
+    config = storage.read_record(storage.join(run_dir, layout.CONFIG))
     if not config or config.get("target_langs"):  # a multi-language run's results live in its pairs
         return None
     dag_id = config.get("dag_id") or run_path.split("/")[0]
@@ -93,7 +85,7 @@ def read_row(root: str, run_path: str) -> Row | None:
     row = Row(pipeline=f"{dag_id} ({pair})" if multi else dag_id, dag_id=dag_id, pair=pair,
               run_id=config.get("run_id") or run_path.split("/")[1], run_path=run_path)
     manifest, validation, scores, decision, published, trained, launched = (
-        _read(storage.join(run_dir, name)) for name in
+        storage.read_record(storage.join(run_dir, name)) for name in
         (layout.PULL_MANIFEST, layout.VALIDATION_REPORT, layout.SCORES, layout.GATE, layout.PUBLISH,
          layout.TRAIN_REPORT, layout.LAUNCHES))
     row.date = manifest.get("pulled_at") or _date_from_run_id(row.run_id)
@@ -155,7 +147,7 @@ def report(root: str, run_path: str, readable: Callable[[set[str]], set[str]] = 
         written = storage.read_text(storage.join(run_dir, layout.REPORT))
     except FileNotFoundError:
         written = None
-    records = {name: _read(storage.join(run_dir, name)) for name in
+    records = {name: storage.read_record(storage.join(run_dir, name)) for name in
                (layout.GATE, layout.SCORES, layout.VALIDATION_REPORT, layout.PUBLISH, layout.PULL_MANIFEST,
                 layout.LAUNCHES)}
     return {"row": read_row(root, run_path), "report_md": written, "records": records}

@@ -107,7 +107,7 @@ def write_report(config: RunConfig) -> str:
     text = render(config, scores, decision, by_length, samples,
                   training=storage.read_json_or(config.uri(layout.TRAIN_REPORT)) or {},
                   validation=storage.read_json_or(config.uri(layout.VALIDATION_REPORT)) or {},
-                  launched=cost.read_launches(config.uri(layout.LAUNCHES)))
+                  launched=storage.read_record(config.uri(layout.LAUNCHES)))
     storage.write_text(config.uri(layout.REPORT), text)
     log.info("report: %s", config.uri(layout.REPORT))
     return config.uri(layout.REPORT)

@@ -143,6 +143,16 @@ def read_json_or(uri: str, default: Any = None) -> Any:
         return default
 
 
+def read_record(uri: str) -> dict:
+    """The JSON object at `uri`, or {} when there is none or what is there is no object (half-written, garbled or
+    hand-edited: a list, a number): for readers that show what a run left and must not fail on one bad file."""
+    try:
+        record = read_json_or(uri, {})
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def write_bytes(uri: str, data: bytes) -> str:
     if is_s3(uri):
         bucket, key = _split_s3(uri)

@@ -140,7 +140,7 @@ def _training(run_dir: str, step: str) -> str | None:
     """What a point's (or the candidate's) training cost: its step from launch to end over every try, where the
     launcher recorded them (a point's launch scores its model too), or the training loop's time."""
     trained = storage.read_json_or(storage.join(run_dir, layout.TRAIN_REPORT)) or {}
-    return cost.training_time(trained, cost.tries(cost.read_launches(storage.join(run_dir, layout.LAUNCHES)), step))
+    return cost.training_time(trained, cost.tries(storage.read_record(storage.join(run_dir, layout.LAUNCHES)), step))
 
 
 def _metrics(scored: dict | None) -> dict:

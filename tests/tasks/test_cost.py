@@ -133,8 +133,10 @@ def test_the_history_column_counts_the_train_step_from_launch_to_end_over_every_
 
 
 def test_a_launch_record_that_is_no_record_reads_as_none(tmp_path):
+    from tasks.io import storage
+
     for text in ("not json {", "[1, 2]", "42"):
         (tmp_path / "launches.json").write_text(text)
-        assert cost.read_launches(str(tmp_path / "launches.json")) == {}
-    assert cost.read_launches(str(tmp_path / "missing.json")) == {}
+        assert storage.read_record(str(tmp_path / "launches.json")) == {}
+    assert storage.read_record(str(tmp_path / "missing.json")) == {}
     assert cost.tries({"train": "hand-edited"}, "train") is None and cost.tries([1], "train") is None
