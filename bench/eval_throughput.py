@@ -23,8 +23,14 @@ config's `eval_batch_size`, 256 by default; the token budget widened to let them
 ratio and outputs identical to the reference under `by_batch_sentences`. On a GPU, beam search is paced by the
 host (a read of the device at each decoding step), so fewer, larger batches may decode faster.
 
+Scoring is timed too (`scoring`): the three paths' outputs scored as the evaluate step scores a base model, a
+candidate and a champion (BLEU, chrF and TER per system and per sentence, two paired bootstrap tests), by the
+step's scoring (tasks/evaluate/scoring.py: each system's statistics extracted once) and by one sacrebleu call per
+figure (tests/support/sacrebleu_calls.py, how the step scored before 2026-12-06), with whether every figure is
+the same. On a GPU this CPU work is time the evaluate step holds the GPU for.
+
 The last line of stdout is one JSON object: device, seed_sentences_per_s, project_sentences_per_s, ratio
-(project ÷ seed speed), bleu_delta_vs_transformers (project BLEU − transformers BLEU), and more.
+(project ÷ seed speed), bleu_delta_vs_transformers (project BLEU − transformers BLEU), scoring, and more.
 """
 
 from __future__ import annotations
@@ -47,8 +53,10 @@ if __name__ == "__main__":
     hardware.preload_tcmalloc()  # measured with the allocator the steps run with (python -m tasks)
 
 from support.corpora import digit_pairs  # noqa: E402  (the tests' synthetic task, shared on purpose)
+from support import sacrebleu_calls  # noqa: E402
 from support.models import build_digits_model, train_digits_model  # noqa: E402
 from tasks.evaluate import decoding, engines, scoring  # noqa: E402
+from tasks.evaluate import step as evaluate_step  # noqa: E402
 from tasks.evaluate.transformers_engine import TransformersDecoder  # noqa: E402
 from tasks.io.pairs import read_pairs  # noqa: E402
 
@@ -173,6 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
         "bleu_project": bleu(project_hyps),
         "bleu_delta_vs_transformers": round(bleu(project_hyps) - bleu(transformers_hyps), 2),
         "identical_outputs_vs_transformers": sum(a == b for a, b in zip(project_hyps, transformers_hyps)),
+        "scoring": scoring_comparison({"base": seed_hyps, "candidate": project_hyps, "champion": transformers_hyps},
+                                      references),
         "tiny": args.tiny,
     }
     for sentences in (int(v) for v in args.compare_sentences.split(",") if v.strip()):
@@ -180,6 +190,28 @@ def main(argv: list[str] | None = None) -> dict:
             model, settings, sentences, sources, transformers_hyps, seed_s)
     print(json.dumps(result), flush=True)
     return result
+
+
+def scoring_comparison(outputs: dict[str, list[str]], references: list[str]) -> dict:
+    """The evaluate step's scoring of three systems on one test set, against one sacrebleu call per figure."""
+    hypotheses = {role: [scoring.as_line(h) for h in hyps] for role, hyps in outputs.items()}
+    started = time.perf_counter()
+    per_sentence: dict = {}
+    ours = evaluate_step.score_set(hypotheses, references, "de", per_sentence=per_sentence)
+    project_s = time.perf_counter() - started
+    started = time.perf_counter()
+    plain = {role: (sacrebleu_calls.corpus(hyps, references, "de"), sacrebleu_calls.sentences(hyps, references, "de"))
+             for role, hyps in hypotheses.items()}
+    tests = {other: sacrebleu_calls.paired_bootstrap(hypotheses[other], hypotheses["candidate"], references, "de")
+             for other in ("base", "champion")}
+    plain_s = time.perf_counter() - started
+    same = all(ours[role][name] == round(corpus[name][0].score, 2) and per_sentence[role] == [
+        {k: round(v, 2) for k, v in row.items()} for row in sentences]
+        for role, (corpus, sentences) in plain.items() for name in scoring.METRICS)
+    same = same and all(ours["significance"][f"candidate_vs_{other}"][name]["p_value"] == round(
+        float(test[name][1].p_value), 4) for other, test in tests.items() for name in scoring.METRICS)
+    return {"systems": len(hypotheses), "project_s": round(project_s, 2), "sacrebleu_calls_s": round(plain_s, 2),
+            "ratio": round(plain_s / max(project_s, 1e-9), 2), "same_figures": same}
 
 
 def batch_comparison(model: Path, settings: decoding.DecodeSettings, sentences: int, sources: list[str],

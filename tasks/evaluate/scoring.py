@@ -7,19 +7,19 @@ CLI run on the files in eval/ gives the same numbers:
     sacrebleu test.ref -i test.candidate.hyp -m bleu chrf ter -w 2
     sacrebleu test.ref -i test.base.hyp test.candidate.hyp -m bleu chrf ter --paired-bs -w 2
 
-The bootstrap's seed is sacrebleu's own default (SACREBLEU_SEED=12345), pinned here whatever the environment
-says, so the CLI reproduces the p-values too.
+The bootstrap draws its resamples as sacrebleu does, with sacrebleu's own default seed (SACREBLEU_SEED=12345)
+whatever the environment says, so the CLI reproduces the p-values and intervals too. Each system's per-sentence
+statistics are extracted once and serve its corpus scores, its sentence scores and every test it takes part in
+(`TestSet`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-from typing import Iterator, Sequence
+from typing import Sequence
 
+import numpy as np
 from sacrebleu.metrics import BLEU, CHRF, TER
-from sacrebleu.significance import PairedTest
+from sacrebleu.significance import _compute_p_value, estimate_ci
 
 METRICS = ("bleu", "chrf", "ter")
 BOOTSTRAP_RESAMPLES = 1000
@@ -32,9 +32,12 @@ def as_line(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ").rstrip()
 
 
-def make_metrics(target_lang: str) -> dict:
-    """The metric objects, keyed like METRICS. BLEU picks its tokenizer from the target language (zh, ja, ko)."""
-    return {"bleu": BLEU(trg_lang=target_lang), "chrf": CHRF(), "ter": TER()}
+def make_metrics(target_lang: str, references: Sequence[str]) -> dict:
+    """The metric objects, keyed like METRICS, with the references prepared (tokenized, their n-grams counted).
+    BLEU picks its tokenizer from the target language (zh, ja, ko)."""
+    documents = [list(references)]
+    return {"bleu": BLEU(trg_lang=target_lang, references=documents), "chrf": CHRF(references=documents),
+            "ter": TER(references=documents)}
 
 
 def _rounded(value: float) -> float:
@@ -43,66 +46,98 @@ def _rounded(value: float) -> float:
 
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[str], target_lang: str) -> dict:
     """{"bleu": …, "chrf": …, "ter": …, "signatures": {metric: signature}} for one system."""
-    _check_lengths(hypotheses, references)
-    result: dict = {"signatures": {}}
-    for name, metric in make_metrics(target_lang).items():
-        result[name] = _rounded(metric.corpus_score(list(hypotheses), [list(references)]).score)
-        result["signatures"][name] = str(metric.get_signature())
-    return result
+    return TestSet(references, target_lang).system(hypotheses).corpus_scores()
 
 
-def sentence_scores(hypotheses: Sequence[str], references: Sequence[str], target_lang: str) -> list[dict]:
-    """Per-sentence scores; sentence BLEU uses effective order, as `sacrebleu --sentence-level` does."""
-    _check_lengths(hypotheses, references)
-    metrics = make_metrics(target_lang)
-    metrics["bleu"] = BLEU(trg_lang=target_lang, effective_order=True)
-    return [{name: _rounded(metric.sentence_score(hyp, [ref]).score) for name, metric in metrics.items()}
-            for hyp, ref in zip(hypotheses, references)]
+class TestSet:
+    """One test set's references, prepared once for every metric, and the bootstrap's resamples of it.
+
+    Each system's per-sentence statistics are extracted once (`system`), and its corpus scores, sentence scores
+    and bootstrap resamples are all computed from them: the same arithmetic as sacrebleu's `corpus_score`,
+    `sentence_score` and `PairedTest`, which extract them again for every call (TER's edit distances most of the
+    time). tests/tasks/evaluate/test_scoring.py holds every figure equal to sacrebleu's own calls."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, references: Sequence[str], target_lang: str):
+        _check_lengths(references, references)
+        self.references = list(references)
+        self.metrics = make_metrics(target_lang, self.references)
+        # Sentence BLEU uses effective order, as `sacrebleu --sentence-level` does; its statistics are the same.
+        self.sentence_bleu = BLEU(trg_lang=target_lang, effective_order=True)
+        self._counts: np.ndarray | None = None
+
+    def system(self, hypotheses: Sequence[str]) -> "System":
+        _check_lengths(hypotheses, self.references)
+        return System(self, {name: metric._extract_corpus_statistics(list(hypotheses), None)
+                             for name, metric in self.metrics.items()})
+
+    def resample_counts(self) -> np.ndarray:
+        """How often each sentence is drawn in each bootstrap resample: sacrebleu's draws (the same seeded
+        generator and call), as a resamples × sentences matrix, so a resample's statistics are one product."""
+        if self._counts is None:
+            size = len(self.references)
+            drawn = np.random.default_rng(BOOTSTRAP_SEED).choice(size, size=(BOOTSTRAP_RESAMPLES, size), replace=True)
+            rows = np.arange(BOOTSTRAP_RESAMPLES)[:, None] * size
+            self._counts = np.bincount((rows + drawn).ravel(), minlength=BOOTSTRAP_RESAMPLES * size).reshape(
+                BOOTSTRAP_RESAMPLES, size).astype(np.float64)
+        return self._counts
+
+    def paired_bootstrap(self, baseline: tuple[str, "System"], system: tuple[str, "System"]) -> dict:
+        """sacrebleu's paired bootstrap test of `system` against `baseline` on every metric.
+
+        Returns {metric: {"baseline": s, "system": s, "delta": system − baseline, "p_value": p,
+        "baseline_ci": ±, "system_ci": ±}, "signatures": {metric: signature with the test's settings}}.
+        The test is two-sided: p is the chance of a difference this large between two equally good systems.
+        """
+        result: dict = {"signatures": {}}
+        for name, metric in self.metrics.items():
+            base, other = baseline[1].score(name), system[1].score(name)
+            base_resamples, other_resamples = baseline[1].resampled(name), system[1].resampled(name)
+            differences = np.abs(other_resamples - base_resamples)
+            p_value = _compute_p_value(differences - differences.mean(), abs(base.score - other.score))
+            result[name] = {"baseline": _rounded(base.score), "system": _rounded(other.score),
+                            "delta": _rounded(other.score - base.score), "p_value": round(float(p_value), 4),
+                            "baseline_ci": _rounded(estimate_ci(base_resamples)[1]),
+                            "system_ci": _rounded(estimate_ci(other_resamples)[1])}
+            signature = metric.get_signature()
+            signature.update("seed", str(BOOTSTRAP_SEED))
+            signature.update("bs", BOOTSTRAP_RESAMPLES)
+            result["signatures"][name] = str(signature)
+        return result
 
 
-@contextlib.contextmanager
-def _pinned_seed() -> Iterator[None]:
-    # sacrebleu reads its bootstrap seed from the environment when a test is set up; pin it for that moment.
-    # Its INFO lines (one per metric and system) would drown the step's own log, so they are held back too.
-    previous = os.environ.get("SACREBLEU_SEED")
-    os.environ["SACREBLEU_SEED"] = str(BOOTSTRAP_SEED)
-    sacrebleu_log = logging.getLogger("sacrebleu")
-    level = sacrebleu_log.level
-    sacrebleu_log.setLevel(max(level, logging.WARNING))
-    try:
-        yield
-    finally:
-        sacrebleu_log.setLevel(level)
-        if previous is None:
-            os.environ.pop("SACREBLEU_SEED", None)
-        else:
-            os.environ["SACREBLEU_SEED"] = previous
+class System:
+    """One system's per-sentence statistics on a TestSet, for every metric, and what is computed from them."""
 
+    def __init__(self, test_set: TestSet, statistics: dict[str, list]):
+        self.test_set, self.statistics = test_set, statistics
+        self._resampled: dict[str, np.ndarray] = {}
 
-def paired_bootstrap(baseline: tuple[str, Sequence[str]], system: tuple[str, Sequence[str]],
-                     references: Sequence[str], target_lang: str) -> dict:
-    """sacrebleu's paired bootstrap test of `system` against `baseline` on every metric.
+    def score(self, name: str):
+        return self.test_set.metrics[name]._aggregate_and_compute(self.statistics[name])
 
-    Returns {metric: {"baseline": s, "system": s, "delta": system − baseline, "p_value": p,
-    "baseline_ci": ±, "system_ci": ±}, "signatures": {metric: signature with the test's settings}}.
-    The test is two-sided: p is the chance of a difference this large between two equally good systems.
-    """
-    _check_lengths(baseline[1], references)
-    _check_lengths(system[1], references)
-    metrics = make_metrics(target_lang)
-    with _pinned_seed():
-        test = PairedTest([(baseline[0], list(baseline[1])), (system[0], list(system[1]))], metrics,
-                          references=[list(references)], test_type="bs", n_samples=BOOTSTRAP_RESAMPLES)
-        signatures, table = test()
-    result: dict = {"signatures": {}}
-    # sacrebleu names the columns after the metric (BLEU, chrF2, TER), in the order the metrics were given.
-    for name, column in zip(metrics, [k for k in table if k != "System"]):
-        base, other = table[column]
-        result[name] = {"baseline": _rounded(base.score), "system": _rounded(other.score),
-                        "delta": _rounded(other.score - base.score), "p_value": round(float(other.p_value), 4),
-                        "baseline_ci": _rounded(base.ci), "system_ci": _rounded(other.ci)}
-        result["signatures"][name] = str(signatures[column])
-    return result
+    def corpus_scores(self) -> dict:
+        result: dict = {"signatures": {}}
+        for name, metric in self.test_set.metrics.items():
+            result[name] = _rounded(self.score(name).score)
+            result["signatures"][name] = str(metric.get_signature())
+        return result
+
+    def sentence_scores(self) -> list[dict]:
+        metrics = {**self.test_set.metrics, "bleu": self.test_set.sentence_bleu}
+        return [{name: _rounded(metrics[name]._aggregate_and_compute([self.statistics[name][i]]).score)
+                 for name in METRICS} for i in range(len(self.test_set.references))]
+
+    def resampled(self, name: str) -> np.ndarray:
+        """The metric's score on each bootstrap resample, from float32 sums as sacrebleu computes them (the
+        statistics are whole numbers, so the product and sacrebleu's float32 sums give the same values)."""
+        if name not in self._resampled:
+            metric = self.test_set.metrics[name]
+            sums = (self.test_set.resample_counts() @ np.array(self.statistics[name], dtype=np.float64))
+            self._resampled[name] = np.array([metric._compute_score_from_stats(row).score
+                                              for row in sums.astype(np.float32)])
+        return self._resampled[name]
 
 
 def _check_lengths(hypotheses: Sequence[str], references: Sequence[str]) -> None:

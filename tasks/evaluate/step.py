@@ -83,10 +83,15 @@ def open_decoders(models: dict[str, tuple[str, str]], settings: decoding.DecodeS
 
 
 def score_set(hypotheses: dict[str, list[str]], references: list[str], target_lang: str,
-              sources: list[str] | None = None) -> dict:
+              sources: list[str] | None = None, per_sentence: dict | None = None) -> dict:
     """Scores of each role on one test set, with 95% intervals and the candidate's paired tests, and (given the
-    sources) what the outputs look like (tasks/evaluate/outputs.py)."""
-    scores = {role: scoring.corpus_scores(hyps, references, target_lang) for role, hyps in hypotheses.items()}
+    sources) what the outputs look like (tasks/evaluate/outputs.py). Given `per_sentence`, each role's sentence
+    scores go there, from the same statistics."""
+    test_set = scoring.TestSet(references, target_lang)
+    systems = {role: test_set.system(hyps) for role, hyps in hypotheses.items()}
+    scores = {role: system.corpus_scores() for role, system in systems.items()}
+    if per_sentence is not None:
+        per_sentence.update({role: system.sentence_scores() for role, system in systems.items()})
     if sources is not None:
         for role, hyps in hypotheses.items():
             scores[role]["outputs"] = outputs.statistics(hyps, sources)
@@ -96,8 +101,7 @@ def score_set(hypotheses: dict[str, list[str]], references: list[str], target_la
     significance = {}
     for other in ("base", "champion"):
         if other in hypotheses:
-            test = scoring.paired_bootstrap((other, hypotheses[other]), ("candidate", hypotheses["candidate"]),
-                                            references, target_lang)
+            test = test_set.paired_bootstrap((other, systems[other]), ("candidate", systems["candidate"]))
             significance[f"candidate_vs_{other}"] = test
             scores[other]["ci"] = {m: test[m]["baseline_ci"] for m in scoring.METRICS}
             scores["candidate"].setdefault("ci", {m: test[m]["system_ci"] for m in scoring.METRICS})
@@ -107,9 +111,11 @@ def score_set(hypotheses: dict[str, list[str]], references: list[str], target_la
 def scores_from(hypotheses: dict[str, dict[str, list[str]]], references: dict[str, list[str]], target_lang: str,
                 *, labels: dict[str, str], sources: dict[str, list[str]] | None = None, speed: dict | None = None,
                 decoding: dict | None = None, champion_lookup: dict | None = None,
-                candidate_model: dict | None = None) -> dict:
-    """scores.json from the hypotheses of each test set (test, and general if present) and model role."""
-    results = {name: score_set(hypotheses[name], references[name], target_lang, (sources or {}).get(name))
+                candidate_model: dict | None = None, per_sentence: dict | None = None) -> dict:
+    """scores.json from the hypotheses of each test set (test, and general if present) and model role; given
+    `per_sentence`, the sentence scores of each set and role go there."""
+    results = {name: score_set(hypotheses[name], references[name], target_lang, (sources or {}).get(name),
+                               None if per_sentence is None else per_sentence.setdefault(name, {}))
                for name in hypotheses}
     test = results[TEST]
     scores = {"test_sentences": test["sentences"], "decoding": decoding or {}, "champion": None,
@@ -146,15 +152,16 @@ def run(config: RunConfig) -> dict:
         hypotheses, speed, engine, phases = _decode_all(config, settings, sets, models, scratch)
 
     scoring_started = time.perf_counter()
+    per_sentence: dict = {}
     scores = scores_from(hypotheses, {name: refs for name, (_, refs) in sets.items()}, config.target_lang,
                          labels={r: m[1] for r, m in models.items()},
                          sources={name: srcs for name, (srcs, _) in sets.items()}, speed=speed,
                          decoding={**settings.describe(), **engine}, champion_lookup=lookup,
-                         candidate_model=candidate)
+                         candidate_model=candidate, per_sentence=per_sentence)
     for role in models:
         log.info("%-9s BLEU %6.2f  chrF %6.2f  TER %6.2f  outputs %s", role, scores[role]["bleu"],
                  scores[role]["chrf"], scores[role]["ter"], scores[role]["outputs"])
-    _write_files(config, sets, hypotheses)
+    _write_files(config, sets, hypotheses, per_sentence)
     # Where the step's time went, beside the decoding itself: what a GPU is reserved for but does not do.
     scores["step_seconds"] = {"fetching": fetching, **phases,
                               "scoring": round(time.perf_counter() - scoring_started, 2)}
@@ -186,7 +193,7 @@ def _decode_all(config: RunConfig, settings: decoding.DecodeSettings, sets: dict
     return hypotheses, speed, engine, {**phases, "decoding": round(time.perf_counter() - decoding_started, 2)}
 
 
-def _write_files(config: RunConfig, sets: dict, hypotheses: dict) -> None:
+def _write_files(config: RunConfig, sets: dict, hypotheses: dict, per_sentence: dict) -> None:
     def lines(texts) -> str:
         return "".join(t + "\n" for t in texts)
 
@@ -195,6 +202,5 @@ def _write_files(config: RunConfig, sets: dict, hypotheses: dict) -> None:
         storage.write_text(config.uri(layout.eval_file(name, "ref")), lines(references))
         for role, hyps in hypotheses[name].items():
             storage.write_text(config.uri(layout.hypotheses(name, role)), lines(hyps))
-            per_sentence = scoring.sentence_scores(hyps, references, config.target_lang)
             storage.write_text(config.uri(layout.sentence_scores(name, role)),
-                               lines(json.dumps(s) for s in per_sentence))
+                               lines(json.dumps(s) for s in per_sentence[name][role]))

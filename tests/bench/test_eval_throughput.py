@@ -10,3 +10,6 @@ def test_tiny_benchmark_reports_every_figure(tmp_path):
     assert figures["sentences"] == 24 and figures["seed_sentences_per_s"] > 0 and figures["project_sentences_per_s"] > 0
     assert figures["project_engine"] == "ctranslate2 (fp32)"  # the tiny Marian model converts faithfully
     assert figures["bleu_delta_vs_transformers"] == round(figures["bleu_project"] - figures["bleu_transformers"], 2)
+    scored = figures["scoring"]
+    assert scored["systems"] == 3 and scored["same_figures"] is True  # the step's scoring equals sacrebleu's calls
+    assert scored["project_s"] > 0 and scored["sacrebleu_calls_s"] > 0

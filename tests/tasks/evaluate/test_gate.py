@@ -15,7 +15,7 @@ import pytest
 from support.corpora import digit_pairs
 from support.runs import make_run
 from tasks import config, layout
-from tasks.evaluate import gate, scoring
+from tasks.evaluate import gate
 from tasks.evaluate import step as evaluate
 from tasks.io import storage
 
@@ -173,15 +173,16 @@ def test_the_step_writes_gate_json_logs_the_table_and_writes_the_report(tmp_path
     cfg = make_run(tmp_path, min_test_sentences=10)
     refs = list(_references(40))
     hyps = {"base": _system(tuple(refs), 2), "candidate": _system(tuple(refs), 10)}
+    per_sentence: dict = {}
     scores = evaluate.scores_from({"test": hyps}, {"test": refs}, "de", labels={"base": "b", "candidate": "c"},
                                   sources={"test": list(_sources(40))},
                                   decoding={"engine": "ctranslate2", "device": "cpu", "precision": "int8",
                                             "num_beams": 4, "length_limit": "min(256, 2 × src + 10)",
-                                            "max_sentences": 256, "max_tokens": 16384})
+                                            "max_sentences": 256, "max_tokens": 16384}, per_sentence=per_sentence)
     for role, lines in hyps.items():
         storage.write_text(cfg.uri(layout.hypotheses("test", role)), "\n".join(lines) + "\n")
         storage.write_text(cfg.uri(layout.sentence_scores("test", role)), "".join(
-            json.dumps(s) + "\n" for s in scoring.sentence_scores(lines, refs, "de")))
+            json.dumps(s) + "\n" for s in per_sentence["test"][role]))
     storage.write_text(cfg.uri(layout.EVAL, "test.src"), "".join(f"source {i}\n" for i in range(40)))
     storage.write_text(cfg.uri(layout.EVAL, "test.ref"), "\n".join(refs) + "\n")
     storage.write_json(cfg.uri(layout.SCORES), scores)
