@@ -2,8 +2,8 @@
 steps, tokens/s), the alignment screen in validation, and each model's translation of the test set. Read back from
 train_report.json, validation_report.json and scores.json, so the run's summary, report.md and the model card say
 what every weekly retrain cost without anyone opening its logs. What the steps cannot see of themselves (each try's
-time from launch to end, a killed one's included, and the GPUs its pod requested) comes from the launcher's
-launches.json: that is the bill.
+time from launch to end, a killed one's included, the GPUs its pod requested, and how long the pod waited for a
+node and then held it) comes from the launcher's launches.json: that is the bill.
 
 A record a line cannot read (an older report, a hand-edited or hostile file in the artifact store) gives None: a
 line about cost never fails the step that writes a report, nor the promotion history page that reads every run.
@@ -92,13 +92,14 @@ def tries(launched, step: str) -> list | None:
 @_or_none
 def launches(launched: dict) -> str | None:
     """One line on how long each GPU step ran, from launch to end over all its tries (a killed or timed-out try
-    whole; waiting for a node and pulling the image included), and the GPU time its pods or containers requested
-    over that time: what a bill counts, at most (a pod waiting for a node to be added holds no GPU yet). None when
-    nothing was recorded. The local launcher requests nothing: its steps run on the Airflow worker's devices."""
+    whole; waiting for a node and pulling the image included), and the GPU time its pods or containers took: GPUs ×
+    the time each pod was on its node, as its status said (`held`, the time it waited for a node left out), else ×
+    the time from launch to end (`requested`: at most what was held). None when nothing was recorded. The local
+    launcher requests nothing: its steps run on the Airflow worker's devices."""
     steps = sorted(((step, tries) for step, tries in launched.items() if tries), key=lambda item: item[1][0]["started"])
     if not steps:
         return None
-    parts, total, requested, local = [], 0.0, 0.0, False
+    parts, total, gpu, local = [], 0.0, _GpuTime(), False
     for step, tries in steps:
         seconds = [float(launch["seconds"]) for launch in tries]
         stopped = collections.Counter(launch["outcome"] for launch in tries if launch["outcome"] != "succeeded")
@@ -106,11 +107,37 @@ def launches(launched: dict) -> str | None:
         parts.append(f"{step} {duration(sum(seconds))}" + (f" over {len(tries)} tries" if len(tries) > 1 else "")
                      + (f" ({how})" if how else ""))
         total += sum(seconds)
-        requested += sum(s * int(launch["gpus"]) for s, launch in zip(seconds, tries) if launch.get("gpus"))
+        for launch in tries:
+            gpu.add(launch)
         local = local or any(launch["launcher"] == "local" for launch in tries)
-    return (", ".join(parts) + f": {duration(total)} from launch to end"
-            + (f", {duration(requested)} of GPU time requested" if requested else "")
+    return (", ".join(parts) + f": {duration(total)} from launch to end" + gpu.describe()
             + (" (local launcher: on the Airflow worker's own devices)" if local else ""))
+
+
+class _GpuTime:
+    """The GPU seconds of the tries that requested GPUs: held on a node where the pod's timings were recorded,
+    requested from launch to end where they were not."""
+
+    def __init__(self):
+        self.seconds, self.waiting, self.all_held, self.any = 0.0, 0.0, True, False
+
+    def add(self, launch: dict) -> None:
+        if not launch.get("gpus"):
+            return
+        pod, gpus = launch.get("pod"), int(launch["gpus"])
+        self.any = True
+        if isinstance(pod, dict) and pod.get("on_node_s") is not None:
+            self.seconds += gpus * float(pod["on_node_s"])
+            self.waiting += float(pod.get("waiting_s") or 0)
+        else:
+            self.seconds += gpus * float(launch["seconds"])
+            self.all_held = False
+
+    def describe(self) -> str:
+        if not self.any:
+            return ""
+        waited = f" ({duration(self.waiting)} waiting for a node left out)" if self.waiting >= 0.5 else ""
+        return f", {duration(self.seconds)} of GPU time {'held' if self.all_held else 'requested'}{waited}"
 
 
 def _device_kind(report: dict) -> str:

@@ -16,7 +16,9 @@ run (`execution_timeout`) is the one setting read when the DAG is parsed, throug
 
 Every try of a step, failed, killed or timed out included, is recorded in the run directory's launches.json: its
 seconds from launch to end and the GPUs its pod or container requested. That is what a retry's bill counts, and
-what the step's own reports cannot know (a killed attempt writes nothing after its last checkpoint).
+what the step's own reports cannot know (a killed attempt writes nothing after its last checkpoint). A pod's try
+also records, from the pod's own status, how long it waited for a node (a GPU node the autoscaler adds can take
+minutes) and how long it then held its node's GPUs (`pod_times`).
 """
 
 from __future__ import annotations
@@ -269,8 +271,9 @@ def record_launch(run_dir: str, step: str, launch: dict, log) -> None:
         tries = [t for t in tries if isinstance(t, dict) and (launch["try"] is None or t.get("try") != launch["try"])]
         return {**record, step: [*tries, launch]}
 
-    log.info("step %r, try %s: %s after %.1f s from launch to end", step, launch["try"], launch["outcome"],
-             launch["seconds"])
+    log.info("step %r, try %s: %s after %.1f s from launch to end%s", step, launch["try"], launch["outcome"],
+             launch["seconds"], "; its pod waited {waiting_s} s for a node and held it {on_node_s} s".format(
+                 **launch["pod"]) if launch.get("pod") else "")
     try:
         from tasks import layout
         from tasks.io import storage
@@ -282,6 +285,30 @@ def record_launch(run_dir: str, step: str, launch: dict, log) -> None:
             storage.write_json(uri, add(None))
     except (Exception, AirflowTaskTimeout) as err:  # noqa: BLE001 - a lost record must not fail the step
         log.warning("could not record this launch in %s: %s: %s", run_dir, type(err).__name__, err)
+
+
+def pod_times(pod, launched: datetime, now: datetime) -> dict | None:
+    """{"waiting_s": for a node, "on_node_s": from being placed on one to its containers' end (or `now`, where they
+    have not ended: a pod stopped as the try ends)} of a pod as the Kubernetes API returns it; None when it says too
+    little. A pod the retry reattached to counts from this try's launch: its earlier time was its first try's."""
+    created = pod.metadata.creation_timestamp
+    if created is None:
+        return None
+    created = max(created, launched)
+    scheduled = next((c.last_transition_time for c in pod.status.conditions or []
+                      if c.type == "PodScheduled" and c.status == "True" and c.last_transition_time), None)
+    if scheduled is None:  # never placed: it held no GPU
+        return {"waiting_s": round(max((now - created).total_seconds(), 0.0), 1), "on_node_s": 0.0}
+    scheduled = max(scheduled, created)
+    ended = [s.state.terminated.finished_at for s in pod.status.container_statuses or []
+             if s.state and s.state.terminated and s.state.terminated.finished_at]
+    end = max(ended) if ended and len(ended) == len(pod.status.container_statuses) else now
+    return {"waiting_s": round((scheduled - created).total_seconds(), 1),
+            "on_node_s": round(max((end - scheduled).total_seconds(), 0.0), 1)}
+
+
+def _pod_ended(pod) -> bool:
+    return getattr(pod.status, "phase", None) in ("Succeeded", "Failed")
 
 
 class RunStepOperator(BaseOperator):
@@ -339,9 +366,23 @@ class RunStepOperator(BaseOperator):
                 self._fail_for_good_if_decided(failed)
             raise
         finally:
-            record_launch(self.run_dir, self.step, {**launch, "seconds": round(time.monotonic() - started, 1)},
-                          self.log)
+            launch["seconds"] = round(time.monotonic() - started, 1)
+            if self.launcher == "kubernetes" and (pod := self._pod_times(launch["started"])) is not None:
+                launch["pod"] = pod
+            record_launch(self.run_dir, self.step, launch, self.log)
         return self.stored_result()
+
+    def _pod_times(self, started: str) -> dict | None:
+        """`pod_times` of this try's pod: the pod operator's last look at it where the pod had ended by then, else a
+        fresh read (a pod stopped as the try ends). None when neither can be had; never an error."""
+        try:
+            pod = getattr(self._delegate, "remote_pod", None)
+            if pod is None or not _pod_ended(pod):
+                pod = self._delegate.pod_manager.read_pod(pod or self._delegate.pod)
+            return pod_times(pod, datetime.fromisoformat(started), datetime.now(timezone.utc))
+        except (Exception, AirflowTaskTimeout) as err:  # noqa: BLE001 - the bill then counts from launch to end
+            self.log.info("no pod timings for this try (%s: %s)", type(err).__name__, err)
+            return None
 
     def _fail_for_good_if_decided(self, failed: AirflowException) -> None:
         """A step that failed after storing its result failed on what it decided (validate: the batch is not

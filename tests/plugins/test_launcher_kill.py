@@ -4,6 +4,7 @@ is in the run directory's launches.json, with its time: a bill counts it."""
 
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import psutil
 import pytest
@@ -191,3 +192,94 @@ def test_each_try_is_added_once_and_a_store_that_cannot_be_written_fails_nothing
     (tmp_path / "a-file").write_text("not a folder")
     launcher.record_launch(str(tmp_path / "a-file"), "train", tries[0], log)
     assert "could not record this launch" in caplog.text
+
+
+LAUNCHED = datetime(2026, 12, 6, 8, 0, 0, tzinfo=timezone.utc)
+
+
+def _pod(created_s=0.0, scheduled_s=None, finished_s=(), phase="Running"):
+    """A pod as the Kubernetes API returns it: created, placed on a node and its containers ended so many seconds
+    after LAUNCHED (None: not yet)."""
+    from kubernetes.client import models as k8s
+
+    at = lambda s: LAUNCHED + timedelta(seconds=s)  # noqa: E731
+    conditions = [k8s.V1PodCondition(type="PodScheduled", status="False", last_transition_time=at(created_s))]
+    if scheduled_s is not None:
+        conditions = [k8s.V1PodCondition(type="PodScheduled", status="True", last_transition_time=at(scheduled_s)),
+                      k8s.V1PodCondition(type="Ready", status="True", last_transition_time=at(scheduled_s + 50))]
+    statuses = [k8s.V1ContainerStatus(name=f"c{i}", image="i", image_id="", ready=False, restart_count=0,
+                                      state=k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(
+                                          exit_code=0, finished_at=at(s))) if s is not None else
+                                      k8s.V1ContainerState(running=k8s.V1ContainerStateRunning(started_at=at(1))))
+                for i, s in enumerate(finished_s)]
+    return k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="train-kubernetes", namespace="mt", creation_timestamp=at(created_s)),
+                     status=k8s.V1PodStatus(phase=phase, conditions=conditions, container_statuses=statuses or None))
+
+
+@pytest.mark.parametrize("pod, now_s, times", [
+    # Waited 5 minutes for the autoscaler's node, then ran 20 minutes: the GPU was held for those 20.
+    (_pod(2, 302, (1502,), "Succeeded"), 1510, {"waiting_s": 300.0, "on_node_s": 1200.0}),
+    # Two containers: held until the last one ended.
+    (_pod(2, 12, (100, 400), "Failed"), 410, {"waiting_s": 10.0, "on_node_s": 388.0}),
+    # Still running as the try ends (it is being stopped): held until now.
+    (_pod(2, 12, (None,)), 612, {"waiting_s": 10.0, "on_node_s": 600.0}),
+    # Never placed: it waited the whole try and held no GPU.
+    (_pod(2, None, ()), 900, {"waiting_s": 898.0, "on_node_s": 0.0}),
+    # A pod a retry reattached to (created an hour before this try): counted from this try's launch.
+    (_pod(-3600, -3500, (600,), "Succeeded"), 610, {"waiting_s": 0.0, "on_node_s": 600.0}),
+])
+def test_a_pods_status_says_how_long_it_waited_for_a_node_and_held_it(pod, now_s, times):
+    assert launcher.pod_times(pod, LAUNCHED, LAUNCHED + timedelta(seconds=now_s)) == times
+
+
+class PodDelegate(Delegate):
+    """A pod operator whose pod failed after `remote_pod` (its last look) was taken; `fresh` is what reading the
+    pod again returns (an exception: the pod is gone)."""
+
+    def __init__(self, owner, remote_pod, fresh):
+        super().__init__(owner)
+        self.remote_pod, self.pod = remote_pod, remote_pod
+        self.pod_manager = self
+        self.fresh, self.reads = fresh, 0
+
+    def read_pod(self, pod):
+        self.reads += 1
+        if isinstance(self.fresh, Exception):
+            raise self.fresh
+        return self.fresh
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import AirflowException
+
+        raise AirflowException("Pod train-kubernetes returned a failure")
+
+
+def _started_now(pod):
+    """`pod` with its times moved to now, as if this try had launched it."""
+    shift = datetime.now(timezone.utc).replace(microsecond=0) - LAUNCHED
+    pod.metadata.creation_timestamp += shift
+    for c in pod.status.conditions:
+        c.last_transition_time += shift
+    for c in pod.status.container_statuses or []:
+        if c.state.terminated:
+            c.state.terminated.finished_at += shift
+    return pod
+
+
+@pytest.mark.parametrize("remote_pod, fresh, reads, recorded", [
+    (_pod(0, 300, (1500,), "Failed"), None, 0, {"waiting_s": 300.0, "on_node_s": 1200.0}),  # its last look: ended
+    (_pod(0, None, (), "Pending"), _pod(0, 30, (90,), "Failed"), 1, {"waiting_s": 30.0, "on_node_s": 60.0}),
+    (_pod(0, None, (), "Pending"), RuntimeError("404 pod not found"), 1, None),  # stale and gone: nothing claimed
+])
+def test_each_pod_try_records_what_its_pod_said(monkeypatch, tmp_path, remote_pod, fresh, reads, recorded):
+    from airflow.sdk.exceptions import AirflowException
+
+    monkeypatch.setenv("MT_GPUS", "2")
+    op = RunStepOperator(task_id="train", step="train", run_dir=str(tmp_path), launcher="kubernetes")
+    delegate = PodDelegate(op, _started_now(remote_pod), fresh if fresh is None or isinstance(fresh, Exception)
+                           else _started_now(fresh))
+    monkeypatch.setattr(RunStepOperator, "build_delegate", lambda self, settings=None: delegate)
+    with pytest.raises(AirflowException, match="returned a failure"):  # the step's own error, whatever the record
+        op.execute({})
+    (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
+    assert (launch["outcome"], launch["gpus"], launch.get("pod"), delegate.reads) == ("failed", 2, recorded, reads)

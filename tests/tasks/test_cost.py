@@ -103,6 +103,25 @@ def test_launches_bill_every_try_of_every_step_in_the_order_they_ran():
         "2h54m of GPU time requested")
 
 
+def test_pods_that_said_when_they_reached_a_node_bill_the_gpu_time_they_held():
+    def on_node(seconds, waiting_s, on_node_s, outcome="succeeded"):
+        return {**_launch(seconds, outcome), "pod": {"waiting_s": waiting_s, "on_node_s": on_node_s}}
+
+    # Training waited 5 minutes for the autoscaler's node, then held its 2 GPUs for 20; its retry found one at once.
+    launched = {"validate": [{**on_node(40.0, 2.0, 37.0), "started": "2026-12-06T07:00:00+00:00"}],
+                "train": [on_node(1500.0, 300.0, 1200.0, "failed"), on_node(610.0, 0.0, 600.0)]}
+    assert cost.launches(launched) == (
+        "validate 0m40s, train 35m10s over 2 tries (1 failed): 35m50s from launch to end, "
+        "1h01m of GPU time held (5m02s waiting for a node left out)")
+    # A try whose pod said nothing (its status could not be read) counts from launch to end: at most what it held.
+    launched["train"].append(_launch(100.0))
+    assert cost.launches(launched).endswith("1h04m of GPU time requested (5m02s waiting for a node left out)")
+    # A pod never placed on a node held no GPU.
+    assert cost.launches({"train": [on_node(900.0, 895.0, 0.0, "failed")]}) == (
+        "train 15m00s (1 failed): 15m00s from launch to end, 0m00s of GPU time held "
+        "(14m55s waiting for a node left out)")
+
+
 def test_the_local_launcher_reserves_no_gpu_and_says_so():
     line = cost.launches({"train": [_launch(50.8, launcher="local", gpus=None)], "validate": []})
     assert line == "train 0m51s: 0m51s from launch to end (local launcher: on the Airflow worker's own devices)"
@@ -113,6 +132,7 @@ def test_the_local_launcher_reserves_no_gpu_and_says_so():
     {"train": [{"seconds": 3.0}]},  # no start, no outcome
     {"train": [_launch("slow")]},
     {"train": [_launch(3.0, gpus="two")]},
+    {"train": [{**_launch(3.0), "pod": {"on_node_s": "long"}}]},
     ["not", "a", "record"],
 ])
 def test_launches_the_line_cannot_read_give_no_line(launched):
