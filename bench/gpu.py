@@ -20,8 +20,8 @@ figures it had not printed yet (its error is reported beside the others). Worklo
     python bench/gpu.py [--tiny] [--out DIR]
 
 The last line is one JSON object: the headline figures (train_ratio, graphs_ratio, graphs_speedup,
-time_to_loss_ratio, time_to_loss_ratio_graphs, eval_ratio, alignment_pairs_per_s, gpu_busy_share,
-gpu_busy_share_graphs) and each benchmark's own JSON under its name.
+time_to_loss_ratio, time_to_loss_ratio_graphs, eval_ratio, eval_scoring_ratio, alignment_pairs_per_s,
+gpu_busy_share, gpu_busy_share_graphs) and each benchmark's own JSON under its name.
 
 On a lent machine (../shared/GPU.md: Python 3.12 and torch with CUDA are there, no network), carry two ignored
 folders: `.cache/demo/base-model` and `.whl/`, the wheels the machine lacks (transformers, datasets, pydantic and
@@ -201,6 +201,7 @@ def main() -> None:
                     "project_share_of_matmul_peak": train.get("project_share_of_matmul_peak"),
                     "eval_ratio": evaluation.get("ratio"),
                     "eval_engine": evaluation.get("project_engine"),
+                    "eval_scoring_ratio": (evaluation.get("scoring") or {}).get("ratio"),
                     "eval_ratio_by_batch_sentences": {n: run.get("ratio") for n, run in
                                                       evaluation.get("by_batch_sentences", {}).items()},
                     "alignment_pairs_per_s": results.get("alignment", {}).get("project_pairs_per_s"),

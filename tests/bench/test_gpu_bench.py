@@ -10,7 +10,8 @@ def test_tiny_gpu_bench_runs_every_part_and_writes_the_profile(tmp_path):
     figures = tiny_bench("gpu.py", "--out", str(tmp_path))
     for part in ("train", "eval", "alignment", "profile", "profile_graphs"):
         assert "error" not in figures[part], figures[part]
-    for key in ("train_ratio", "time_to_loss_ratio", "eval_ratio", "alignment_pairs_per_s", "project_tokens_per_s"):
+    for key in ("train_ratio", "time_to_loss_ratio", "eval_ratio", "eval_scoring_ratio", "alignment_pairs_per_s",
+                "project_tokens_per_s"):
         assert figures[key] is not None and figures[key] > 0, key
     assert figures["profile"]["steps"] == 10 and figures["profile"]["top"]
     # The next lease compares the old 5 % warmup with the automatic one (which follows the peak rate) at the
