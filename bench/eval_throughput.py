@@ -208,10 +208,16 @@ def scoring_comparison(outputs: dict[str, list[str]], references: list[str]) -> 
     same = all(ours[role][name] == round(corpus[name][0].score, 2) and per_sentence[role] == [
         {k: round(v, 2) for k, v in row.items()} for row in sentences]
         for role, (corpus, sentences) in plain.items() for name in scoring.METRICS)
-    same = same and all(ours["significance"][f"candidate_vs_{other}"][name]["p_value"] == round(
-        float(test[name][1].p_value), 4) for other, test in tests.items() for name in scoring.METRICS)
+    same = same and all(_same_test(ours["significance"][f"candidate_vs_{other}"][name], *test[name][:2])
+                        for other, test in tests.items() for name in scoring.METRICS)
     return {"systems": len(hypotheses), "project_s": round(project_s, 2), "sacrebleu_calls_s": round(plain_s, 2),
             "ratio": round(plain_s / max(project_s, 1e-9), 2), "same_figures": same}
+
+
+def _same_test(stored: dict, baseline, system) -> bool:
+    """Whether a stored paired test says what sacrebleu's Results say: p-value and both intervals."""
+    return (stored["p_value"], stored["baseline_ci"], stored["system_ci"]) == (
+        round(float(system.p_value), 4), round(baseline.ci, 2), round(system.ci, 2))
 
 
 def batch_comparison(model: Path, settings: decoding.DecodeSettings, sentences: int, sources: list[str],

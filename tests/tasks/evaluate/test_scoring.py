@@ -113,3 +113,12 @@ def test_a_chinese_target_is_tokenized_as_sacrebleu_does():
 def test_mismatched_or_empty_sets_are_refused(hyps, references, message):
     with pytest.raises(ValueError, match=message):
         scoring.TestSet(references, "de").system(hyps)
+
+
+@pytest.mark.parametrize("size", [1, 7, 2001])
+def test_the_resamples_drawn_in_chunks_are_sacrebleus_one_draw(size):
+    test_set = scoring.TestSet([f"sentence {i}" for i in range(size)], "de")
+    drawn = np.random.default_rng(scoring.BOOTSTRAP_SEED).choice(size, size=(scoring.BOOTSTRAP_RESAMPLES, size),
+                                                                 replace=True)
+    expected = np.stack([np.bincount(row, minlength=size) for row in drawn])
+    assert np.array_equal(test_set.resample_counts(), expected)
