@@ -82,9 +82,14 @@ def check(value: str, env: Mapping[str, str] = os.environ) -> str:
     return value
 
 
+def is_hub_model(value: str) -> bool:
+    """Whether a model setting names a Hub model (else a place: a local folder or the store)."""
+    return not (value.startswith(("/", "s3://", ".")) or "://" in value or "\\" in value)
+
+
 def check_model(value: str, env: Mapping[str, str] = os.environ) -> str:
     """A Hub model id (namespace/name or name), or a local model folder under the allowed roots."""
-    if value.startswith(("/", "s3://")) or "://" in value or "\\" in value or value.startswith("."):
+    if not is_hub_model(value):
         return check(value, env)
     try:
         validate_repo_id(value)

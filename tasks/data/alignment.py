@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from tasks import hub_models
 from tasks.data import screening, textnorm
 from tasks.evaluate.likelihood import PairScorer
 
@@ -281,12 +282,14 @@ def apply(config, batch, clean_path: Path, rejects_path: Path, caches: dict[str,
 def judge(config, sources: Sequence[str], targets: Sequence[str]) -> Screened:
     """Screen pairs with the run's base model, its reverse model when one is configured for the target language,
     and the run's settings (validation's new rows, the general-domain test set, replayed general pairs)."""
-    scorer = PairScorer(config.base_model, config.source_lang, config.target_lang,
+    location, label = hub_models.local_copy(config, config.base_model)
+    scorer = PairScorer(location, config.source_lang, config.target_lang, label=label,
                         max_source_length=config.max_source_length, max_target_length=config.max_target_length)
-    reverse_model = (config.alignment_reverse_models or {}).get(config.target_lang)
-    reverse = PairScorer(reverse_model, config.target_lang, config.source_lang,
-                         max_source_length=config.max_target_length,
-                         max_target_length=config.max_source_length) if reverse_model else None
+    reverse = None
+    if reverse_model := (config.alignment_reverse_models or {}).get(config.target_lang):
+        location, label = hub_models.local_copy(config, reverse_model)
+        reverse = PairScorer(location, config.target_lang, config.source_lang, label=label,
+                             max_source_length=config.max_target_length, max_target_length=config.max_source_length)
     return screen(scorer, sources, targets, config.alignment_min_margin, reverse)
 
 

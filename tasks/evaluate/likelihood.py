@@ -26,11 +26,12 @@ GPU_MAX_TOKENS = 32768
 
 class PairScorer:
     def __init__(self, model_dir: str, source_lang: str, target_lang: str, *, max_source_length: int = 128,
-                 max_target_length: int = 128, max_tokens: int | None = None):
+                 max_target_length: int = 128, max_tokens: int | None = None, label: str | None = None):
+        """`label`: what the reports call the model (a Hub model's `name@commit`), else its folder."""
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        self.model_dir = str(model_dir)
+        self.model_dir, self.label = str(model_dir), label or str(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         model = AutoModelForSeq2SeqLM.from_pretrained(self.model_dir)
         self.family = families.prepare(model, self.tokenizer, source_lang, target_lang)
@@ -73,5 +74,5 @@ class PairScorer:
         return scores
 
     def describe(self) -> dict:
-        return {"model": self.model_dir, "device": self.device.type, "precision": self.precision,
+        return {"model": self.label, "device": self.device.type, "precision": self.precision,
                 "family": self.family.name, "max_tokens_per_batch": self.max_tokens}

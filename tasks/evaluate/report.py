@@ -119,7 +119,7 @@ def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict
     champion = scores.get("champion")
     lines = [
         f"# {config.dag_id} · run `{config.run_id}`: {decision['decision'].upper()}", "",
-        f"- base model: `{config.base_model}`",
+        f"- base model: `{scores['base']['model']}`",
         f"- candidate: `{scores['candidate']['model']}`",
         "- champion: " + (f"`{champion['model']}`" if champion else
                            f"none ({(scores.get('champion_lookup') or {}).get('reason', 'not looked up')})"),

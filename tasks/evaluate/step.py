@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks import layout
+from tasks import hub_models, layout
 from tasks.config import RunConfig
 from tasks.evaluate import champion, decoding, engines, outputs, scoring
 from tasks.io import digest, storage
@@ -48,7 +48,7 @@ def _champion_lookup(config: RunConfig) -> dict:
 
 def _models(config: RunConfig, found: dict, scratch: Path) -> dict[str, tuple[str, str]]:
     """role → (local model folder or Hub id, label); `found` is the champion step's record."""
-    models = {"base": (config.base_model, config.base_model),
+    models = {"base": hub_models.local_copy(config, config.base_model),
               "candidate": (str(storage.local_dir_for(config.uri(layout.MODEL), scratch / "candidate")),
                             config.uri(layout.MODEL))}
     if found["found"]:

@@ -134,6 +134,8 @@ def body(config: RunConfig, records: RunRecords, *, release_tag: str, in_review:
     validation, training = records.validation, records.training
     base = config.base_model
     base_link = f"[{base}](https://huggingface.co/{base})" if hub_model_id(base) else f"a local model (`{base}`)"
+    if hub_model_id(base) and (revision := provenance.get("base_model_revision")):
+        base_link += f" at commit [`{revision[:12]}`](https://huggingface.co/{base}/tree/{revision})"
     signatures = scores.get("candidate", {}).get("signatures", {})
     sections = [
         f"# {config.hub_repo_id.split('/')[-1]}",

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tasks import layout
+from tasks import hub_models, layout
 from tasks.config import RunConfig
 from tasks.evaluate import gate
 from tasks.io import digest, storage
@@ -129,6 +129,7 @@ def stage(config: RunConfig, scratch: Path, release: Release) -> Path:
         if storage.exists(config.uri(name)):
             storage.download(config.uri(name), folder / where / name.rsplit("/", 1)[-1])
     manifest = storage.read_json_or(config.uri(layout.PULL_MANIFEST), {})
+    base_revision = hub_models.pinned_revisions(config).get(config.base_model)
     records = modelcard.RunRecords(
         scores=storage.read_json(config.uri(layout.SCORES)),
         decision=gate.verified_decision(config),
@@ -137,7 +138,8 @@ def stage(config: RunConfig, scratch: Path, release: Release) -> Path:
         provenance={"files": len(manifest.get("objects", [])),
                     "retracted": sorted(manifest.get("retractions", {})),
                     "manifest_sha256": _sha256(config.uri(layout.PULL_MANIFEST)),
-                    "test_split_sha256": _sha256(config.uri(layout.split_file("test")))},
+                    "test_split_sha256": _sha256(config.uri(layout.split_file("test"))),
+                    **({"base_model_revision": base_revision} if base_revision else {})},
     )
     card = modelcard.build(config, records, release_tag=release.run_tag, in_review=release.create_pr)
     card.save(folder / "README.md")

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from tasks import config as run_config
-from tasks import cost, layout
+from tasks import cost, hub_models, layout
 from tasks.config import RunConfig
 from tasks.data import replay
 from tasks.evaluate import decoding, engines, scoring
@@ -61,6 +61,7 @@ def plan(config: RunConfig) -> list[str]:
         point = RunConfig(**{**config.model_dump(), "run_dir": point_dir(config, fraction),
                              "learning_curve_fractions": [], "init_from": "base"})
         run_config.save(point)
+        hub_models.carry_over(config, point)  # the point starts from the commit of the base its run trained from
         if not storage.exists(point.uri(layout.CURVE_POINT_SPEC)):
             storage.write_json(point.uri(layout.CURVE_POINT_SPEC), {"fraction": fraction, "run_dir": config.run_dir})
         dirs.append(point.run_dir)

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tasks import layout
+from tasks import hub_models, layout
 from tasks.config import RunConfig
 from tasks.data import replay
 from tasks.io import storage
@@ -107,7 +107,8 @@ def starting_model(config: RunConfig, scratch: Path) -> tuple[str, str]:
             return str(storage.local_dir_for(found["model_uri"], scratch / "champion")), f"champion {found['label']}"
         log.info("init_from champion, but there is none yet (%s): starting from %s", found["reason"],
                  config.base_model)
-    return config.base_model, f"base {config.base_model}"
+    location, label = hub_models.local_copy(config, config.base_model)
+    return location, f"base {label}"
 
 
 def training_objects(config: RunConfig) -> list[dict]:

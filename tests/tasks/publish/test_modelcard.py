@@ -30,10 +30,10 @@ TRAINING = {"best_step": 900, "best_validation_loss": 1.234, "warmup_steps": 245
             "settings": {"source_lang": "en", "loop": {"learning_rate": 0.0001, "max_tokens_per_batch": 12288}}}
 
 
-def _card(tmp_path, scores=SCORES, **params):
+def _card(tmp_path, scores=SCORES, provenance=PROVENANCE, **params):
     cfg = make_run(tmp_path, hub_repo_id="my-org/opus-mt-en-de-legal", **params)
     records = modelcard.RunRecords(scores=scores, decision=DECISION, validation={"rows_in": 10, "kept": 9},
-                                   training=TRAINING, provenance=PROVENANCE)
+                                   training=TRAINING, provenance=provenance)
     return cfg, modelcard.build(cfg, records, release_tag="run-20261127-0a1b2c3d", in_review=False)
 
 
@@ -123,3 +123,13 @@ def test_the_card_lists_what_was_retracted(tmp_path):
     text = str(modelcard.build(cfg, records, release_tag="run-20261127-0a1b2c3d", in_review=False))
     assert "| retracted (never trained on) | `s3://d/in/vendor-x/`, `s3://d/in/week3/bad.tsv` |" in text
     assert "| retracted (never trained on) | none |" in str(_card(tmp_path / "plain")[1])
+
+
+def test_the_card_links_the_commit_of_the_base_model_the_run_pinned(tmp_path):
+    commit = "0123456789abcdef" * 2 + "01234567"
+    _, card = _card(tmp_path, provenance={**PROVENANCE, "base_model_revision": commit})
+    assert (f"fine-tuned from [Helsinki-NLP/opus-mt-en-de](https://huggingface.co/Helsinki-NLP/opus-mt-en-de) at "
+            f"commit [`{commit[:12]}`](https://huggingface.co/Helsinki-NLP/opus-mt-en-de/tree/{commit})") in str(card)
+    assert _metadata(card)["mt_retrain"]["base_model_revision"] == commit
+    _, unpinned = _card(tmp_path / "unpinned")  # a run from before the pins: the model's page, no commit
+    assert "opus-mt-en-de) on fresh" in str(unpinned)

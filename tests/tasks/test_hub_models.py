@@ -1,0 +1,99 @@
+"""A run loads one commit of each Hub model it names, whatever the Hub does meanwhile: through the real
+huggingface_hub client against the local Hub server."""
+
+from pathlib import Path
+
+import pytest
+
+from support.runs import make_run
+from tasks import hub_models, layout
+from tasks.io import storage
+
+WEIGHTS_AND_SIDES = ["config.json", "generation_config.json", "source.spm", "target.spm", "tokenizer_config.json",
+                     "vocab.json"]
+
+
+@pytest.mark.parametrize("files, kept", [
+    # opus-mt repositories hold the weights four times over; one copy is loaded.
+    (["README.md", ".gitattributes", "pytorch_model.bin", "tf_model.h5", "rust_model.ot", "flax_model.msgpack",
+      "model.safetensors", *WEIGHTS_AND_SIDES, "onnx/model.onnx"], sorted([*WEIGHTS_AND_SIDES, "model.safetensors"])),
+    (["pytorch_model.bin", "tf_model.h5", "training_args.bin", *WEIGHTS_AND_SIDES],
+     sorted([*WEIGHTS_AND_SIDES, "pytorch_model.bin"])),
+    (["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+      "config.json", "sentencepiece.bpe.model"],
+     ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+      "model.safetensors.index.json", "sentencepiece.bpe.model"]),
+])
+def test_only_what_loading_needs_is_downloaded(files, kept):
+    assert hub_models.model_files(files) == kept
+
+
+@pytest.fixture
+def base_on_hub(hub, api, tiny_model, monkeypatch, request):
+    """The tiny model as a Hub repository of its own (one per test: the Hugging Face cache is shared)."""
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", "hf_reader")
+    repo = f"org/base-{request.node.name.split('[')[0][-40:].replace('_', '-')}"
+    api.create_repo(repo)
+    api.upload_folder(folder_path=str(tiny_model), repo_id=repo)
+    return repo, api.model_info(repo).sha
+
+
+def _change_upstream(api, repo):
+    api.upload_file(path_or_fileobj=b'{"changed": "upstream"}', path_in_repo="generation_config.json", repo_id=repo)
+    return api.model_info(repo).sha
+
+
+def test_a_run_loads_the_commit_its_first_step_pinned_while_the_hub_moves_on(tmp_path, base_on_hub, api, tiny_model):
+    repo, first = base_on_hub
+    run = make_run(tmp_path / "run", base_model=repo)
+    folder, label = hub_models.local_copy(run, repo)  # e.g. validate's alignment screen
+    assert label == f"{repo}@{first[:12]}" and Path(folder).name == first
+    assert sorted(p.name for p in Path(folder).iterdir()) == hub_models.model_files(
+        [p.name for p in Path(tiny_model).iterdir()])
+    pinned = storage.read_json(run.uri(layout.HUB_REVISIONS))[repo]
+    assert pinned["revision"] == first and "model.safetensors" in pinned["files"]
+
+    second = _change_upstream(api, repo)  # the base model is updated on the Hub while the run goes on
+    assert second != first
+    again, label = hub_models.local_copy(run, repo)  # train, evaluate, a retry: the same commit
+    assert label == f"{repo}@{first[:12]}"
+    assert Path(again, "generation_config.json").read_bytes() == (tiny_model / "generation_config.json").read_bytes()
+    assert hub_models.pinned_revisions(run) == {repo: first}
+
+    point = make_run(tmp_path / "point", base_model=repo)  # a learning-curve point of the run
+    hub_models.carry_over(run, point)
+    assert hub_models.local_copy(point, repo)[1] == f"{repo}@{first[:12]}"
+    later = make_run(tmp_path / "later", base_model=repo)  # next week's run takes the new commit
+    assert hub_models.local_copy(later, repo)[1] == f"{repo}@{second[:12]}"
+
+
+@pytest.mark.parametrize("garbled", [{"revision": "main", "files": ["config.json"]},
+                                     {"revision": "a" * 40, "files": ["../../etc/passwd"]},
+                                     {"revision": "a" * 40, "files": []}, "not a pin"])
+def test_a_pin_that_is_not_a_commit_and_model_files_is_made_again(tmp_path, base_on_hub, garbled):
+    repo, first = base_on_hub
+    run = make_run(tmp_path / "run", base_model=repo)
+    storage.write_json(run.uri(layout.HUB_REVISIONS), {repo: garbled, "other/model": garbled})
+    assert hub_models.local_copy(run, repo)[1] == f"{repo}@{first[:12]}"
+    assert hub_models.pinned_revisions(run) == {repo: first}
+
+
+def test_offline_the_cached_copy_is_pinned(tmp_path, base_on_hub, api, monkeypatch):
+    from huggingface_hub import constants
+
+    from huggingface_hub import snapshot_download
+
+    repo, first = base_on_hub
+    snapshot_download(repo, endpoint=api.endpoint, token="hf_reader")  # cached by name, as an image bakes it in
+    _change_upstream(api, repo)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    run = make_run(tmp_path / "run", base_model=repo)
+    folder, label = hub_models.local_copy(run, repo)
+    assert label == f"{repo}@{first[:12]}" and Path(folder).name == first
+
+
+def test_a_local_model_is_loaded_as_it_is(tmp_path, tiny_model):
+    run = make_run(tmp_path / "run", base_model=str(tiny_model))
+    assert hub_models.local_copy(run, str(tiny_model)) == (str(tiny_model), str(tiny_model))
+    assert not storage.exists(run.uri(layout.HUB_REVISIONS))
