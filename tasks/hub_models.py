@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from huggingface_hub import HfApi, constants, snapshot_download
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.file_download import repo_folder_name
 
 from tasks import layout, locations
 from tasks.config import RunConfig
@@ -35,10 +37,11 @@ _SIDE_FILES = (".json", ".spm", ".model", ".txt")
 
 def model_files(files: list[str]) -> list[str]:
     """The files of a Hub model repository that loading it needs: configs, tokenizer files and the safetensors
-    weights, or the PyTorch .bin weights where there are none."""
+    weights (`model.safetensors`, or its shards beside their index), or the PyTorch ones where there are none; a
+    variant such as model.fp16.safetensors alone is not what from_pretrained loads."""
     top = [f for f in files if "/" not in f]
-    weights = [f for f in top if f.endswith(".safetensors")] or \
-        [f for f in top if f.startswith("pytorch_model") and f.endswith((".bin", ".bin.index.json"))]
+    weights = [f for f in top if re.fullmatch(r"model(-\d+-of-\d+)?\.safetensors", f)] or \
+        [f for f in top if re.fullmatch(r"pytorch_model(-\d+-of-\d+)?\.bin", f)]
     return sorted({*(f for f in top if f.endswith(_SIDE_FILES)), *weights})
 
 
@@ -74,13 +77,37 @@ def pin(config: RunConfig, name: str) -> dict:
 
 
 def _current(name: str) -> tuple[str, list[str]]:
-    """The commit the Hub's main branch of `name` points to, and its files; offline (HF_HUB_OFFLINE, a model
-    baked into the image's cache), the cached copy's."""
+    """The commit the Hub's main branch of `name` points to, and its files. Offline (HF_HUB_OFFLINE: a model baked
+    into the image's cache) or where the Hub cannot be reached, the cached copy's: what loading by name used then."""
     if constants.HF_HUB_OFFLINE:
-        folder = Path(snapshot_download(name))  # the snapshot main pointed to when it was cached
-        return folder.name, [p.name for p in folder.iterdir()]
-    info = HfApi(endpoint=_endpoint(), token=_token()).model_info(name)
+        return _cached(name)
+    try:
+        info = HfApi(endpoint=_endpoint(), token=_token()).model_info(name)
+    except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError):
+        raise  # the model is not there, or not for this token: no cached copy makes that right
+    except Exception as err:  # noqa: BLE001 - the Hub down or unreachable: the cached copy, if there is one
+        try:
+            found = _cached(name)
+        except FileNotFoundError:
+            raise err from None
+        log.warning("the Hub could not say which commit %s is at (%s: %s); pinning the cached copy %s",
+                    name, type(err).__name__, err, found[0])
+        return found
     return info.sha, [s.rfilename for s in info.siblings or []]
+
+
+def _cached(name: str) -> tuple[str, list[str]]:
+    """The commit and files of the copy of `name` in the Hugging Face cache: the one main pointed to when it was
+    downloaded by name, else the only one there. Its files are listed from the snapshot folder itself (the cache
+    may hold only the files loading needed)."""
+    folder = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=name, repo_type="model")
+    main = folder / "refs" / "main"
+    snapshots = sorted(p.name for p in (folder / "snapshots").glob("*") if p.is_dir())
+    commit = main.read_text().strip() if main.is_file() else snapshots[0] if len(snapshots) == 1 else None
+    if commit is None or not (folder / "snapshots" / commit).is_dir():
+        raise FileNotFoundError(f"Hub model {name}: no copy in the Hugging Face cache ({folder}) to pin "
+                                f"({len(snapshots)} snapshots, no refs/main)")
+    return commit, [p.name for p in (folder / "snapshots" / commit).iterdir()]
 
 
 def _endpoint() -> str | None:
@@ -99,8 +126,15 @@ def local_copy(config: RunConfig, name: str) -> tuple[str, str]:
     if not locations.is_hub_model(name):
         return name, name
     pinned = pin(config, name)
-    folder = snapshot_download(name, revision=pinned["revision"], allow_patterns=pinned["files"],
-                               endpoint=_endpoint(), token=_token())
+    try:
+        folder = snapshot_download(name, revision=pinned["revision"], allow_patterns=pinned["files"],
+                                   endpoint=_endpoint(), token=_token())
+    except RevisionNotFoundError as err:
+        raise RevisionNotFoundError(
+            f"Hub model {name}: commit {pinned['revision']}, pinned for this run in "
+            f"{config.uri(layout.HUB_REVISIONS)}, is no longer on the Hub (was the branch force-pushed?). This run "
+            "cannot load the model it started with; remove that entry to let it pin the current one, knowing its "
+            f"steps then load different commits. ({err})", response=err.response) from err
     return folder, f"{name}@{pinned['revision'][:12]}"
 
 

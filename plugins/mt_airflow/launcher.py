@@ -52,6 +52,8 @@ TIMEOUT_ENV = {"train": ("MT_TRAIN_TIMEOUT_HOURS", 24.0), "curve": ("MT_TRAIN_TI
                "evaluate": ("MT_EVALUATE_TIMEOUT_HOURS", 6.0), "validate": ("MT_VALIDATE_TIMEOUT_HOURS", 6.0)}
 # The Airflow supervisor SIGKILLs a task process 5 s after its SIGTERM; on_kill must be done by then.
 STOP_GRACE_S = 3.0
+# Seconds the launcher waits for the Kubernetes API when it reads a pod's timings after its try.
+POD_READ_TIMEOUT_S = 10
 _BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
@@ -196,6 +198,9 @@ def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchS
         get_logs=True,
         on_finish_action="delete_succeeded_pod",
         do_xcom_push=False,
+        # The launcher runs the operator's execute inside its own and cannot resume a deferred one (it has no
+        # trigger_reentry), so a deployment's `default_deferrable = True` must not reach it.
+        deferrable=False,
         labels={"app.kubernetes.io/name": "mt-retrain", "mt-retrain/step": step},
         **kwargs,
     )
@@ -287,23 +292,22 @@ def record_launch(run_dir: str, step: str, launch: dict, log) -> None:
         log.warning("could not record this launch in %s: %s: %s", run_dir, type(err).__name__, err)
 
 
-def pod_times(pod, launched: datetime, now: datetime) -> dict | None:
+def pod_times(pod, now: datetime) -> dict | None:
     """{"waiting_s": for a node, "on_node_s": from being placed on one to its containers' end (or `now`, where they
     have not ended: a pod stopped as the try ends)} of a pod as the Kubernetes API returns it; None when it says too
-    little. A pod the retry reattached to counts from this try's launch: its earlier time was its first try's."""
+    little. A pod a retry reattached to counts whole: the pod operator reattaches only to a pod still running, whose
+    own try ended without a record (its worker died)."""
     created = pod.metadata.creation_timestamp
     if created is None:
         return None
-    created = max(created, launched)
     scheduled = next((c.last_transition_time for c in pod.status.conditions or []
                       if c.type == "PodScheduled" and c.status == "True" and c.last_transition_time), None)
     if scheduled is None:  # never placed: it held no GPU
         return {"waiting_s": round(max((now - created).total_seconds(), 0.0), 1), "on_node_s": 0.0}
-    scheduled = max(scheduled, created)
     ended = [s.state.terminated.finished_at for s in pod.status.container_statuses or []
              if s.state and s.state.terminated and s.state.terminated.finished_at]
     end = max(ended) if ended and len(ended) == len(pod.status.container_statuses) else now
-    return {"waiting_s": round((scheduled - created).total_seconds(), 1),
+    return {"waiting_s": round(max((scheduled - created).total_seconds(), 0.0), 1),
             "on_node_s": round(max((end - scheduled).total_seconds(), 0.0), 1)}
 
 
@@ -367,19 +371,22 @@ class RunStepOperator(BaseOperator):
             raise
         finally:
             launch["seconds"] = round(time.monotonic() - started, 1)
-            if self.launcher == "kubernetes" and (pod := self._pod_times(launch["started"])) is not None:
+            if self.launcher == "kubernetes" and (pod := self._pod_times()) is not None:
                 launch["pod"] = pod
             record_launch(self.run_dir, self.step, launch, self.log)
         return self.stored_result()
 
-    def _pod_times(self, started: str) -> dict | None:
-        """`pod_times` of this try's pod: the pod operator's last look at it where the pod had ended by then, else a
-        fresh read (a pod stopped as the try ends). None when neither can be had; never an error."""
+    def _pod_times(self) -> dict | None:
+        """`pod_times` of this try's pod: the pod operator's last look at it where the pod had ended by then, else one
+        fresh read, bounded (it may come after the execution timeout, which no longer interrupts anything). None
+        when neither can be had; never an error."""
         try:
             pod = getattr(self._delegate, "remote_pod", None)
             if pod is None or not _pod_ended(pod):
-                pod = self._delegate.pod_manager.read_pod(pod or self._delegate.pod)
-            return pod_times(pod, datetime.fromisoformat(started), datetime.now(timezone.utc))
+                pod = pod or self._delegate.pod
+                pod = self._delegate.client.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
+                                                                _request_timeout=POD_READ_TIMEOUT_S)
+            return pod_times(pod, datetime.now(timezone.utc))
         except (Exception, AirflowTaskTimeout) as err:  # noqa: BLE001 - the bill then counts from launch to end
             self.log.info("no pod timings for this try (%s: %s)", type(err).__name__, err)
             return None

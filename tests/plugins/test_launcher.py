@@ -2,7 +2,9 @@
 /dev/shm, wait long enough for a GPU node, and pass secrets by reference."""
 
 import json
+import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from mt_airflow import launcher
 from mt_airflow.launcher import LaunchSettings, RunStepOperator
+from support.runs import REPO_ROOT as REPO
 
 RUN_DIR = "s3://artifacts/translation_finetune/manual__1"
 EXECUTED = ["python", "-m", "tasks", "train", "--run-dir", RUN_DIR]  # what every launcher must run
@@ -117,6 +120,19 @@ def test_the_pod_gets_a_memory_backed_dev_shm_and_time_to_find_a_gpu_node():
     op = _operator().build_delegate(sized)
     assert op.build_pod_request_obj(dry_run=True).spec.volumes[0].empty_dir.size_limit == "64Gi"
     assert op.startup_timeout_seconds == 3600
+
+
+def test_the_pod_operator_runs_in_the_launcher_even_where_operators_defer_by_default():
+    """The launcher runs the operator's execute inside its own and has no trigger_reentry to resume a deferred one.
+    The provider reads `default_deferrable` when it is imported: a worker whose deployment sets it, here."""
+    code = ("from mt_airflow.launcher import LaunchSettings, RunStepOperator\n"
+            "op = RunStepOperator(task_id='train', step='train', run_dir='s3://b/r', launcher='kubernetes')\n"
+            "print(op.build_delegate(LaunchSettings()).deferrable)")
+    env = {**os.environ, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "False"
 
 
 def test_the_docker_container_gets_the_same_dev_shm_size():

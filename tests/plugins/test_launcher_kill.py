@@ -225,11 +225,11 @@ def _pod(created_s=0.0, scheduled_s=None, finished_s=(), phase="Running"):
     (_pod(2, 12, (None,)), 612, {"waiting_s": 10.0, "on_node_s": 600.0}),
     # Never placed: it waited the whole try and held no GPU.
     (_pod(2, None, ()), 900, {"waiting_s": 898.0, "on_node_s": 0.0}),
-    # A pod a retry reattached to (created an hour before this try): counted from this try's launch.
-    (_pod(-3600, -3500, (600,), "Succeeded"), 610, {"waiting_s": 0.0, "on_node_s": 600.0}),
+    # A pod a retry reattached to (created an hour before this try, whose worker died unrecorded): counted whole.
+    (_pod(-3600, -3500, (600,), "Succeeded"), 610, {"waiting_s": 100.0, "on_node_s": 4100.0}),
 ])
 def test_a_pods_status_says_how_long_it_waited_for_a_node_and_held_it(pod, now_s, times):
-    assert launcher.pod_times(pod, LAUNCHED, LAUNCHED + timedelta(seconds=now_s)) == times
+    assert launcher.pod_times(pod, LAUNCHED + timedelta(seconds=now_s)) == times
 
 
 class PodDelegate(Delegate):
@@ -239,11 +239,11 @@ class PodDelegate(Delegate):
     def __init__(self, owner, remote_pod, fresh):
         super().__init__(owner)
         self.remote_pod, self.pod = remote_pod, remote_pod
-        self.pod_manager = self
-        self.fresh, self.reads = fresh, 0
+        self.client = self  # the operator's CoreV1Api
+        self.fresh, self.reads = fresh, []
 
-    def read_pod(self, pod):
-        self.reads += 1
+    def read_namespaced_pod(self, name, namespace, _request_timeout=None):
+        self.reads.append((name, namespace, _request_timeout))
         if isinstance(self.fresh, Exception):
             raise self.fresh
         return self.fresh
@@ -282,4 +282,5 @@ def test_each_pod_try_records_what_its_pod_said(monkeypatch, tmp_path, remote_po
     with pytest.raises(AirflowException, match="returned a failure"):  # the step's own error, whatever the record
         op.execute({})
     (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
-    assert (launch["outcome"], launch["gpus"], launch.get("pod"), delegate.reads) == ("failed", 2, recorded, reads)
+    assert (launch["outcome"], launch["gpus"], launch.get("pod")) == ("failed", 2, recorded)
+    assert delegate.reads == [("train-kubernetes", "mt", launcher.POD_READ_TIMEOUT_S)] * reads  # one bounded read

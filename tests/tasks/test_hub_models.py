@@ -1,6 +1,7 @@
 """A run loads one commit of each Hub model it names, whatever the Hub does meanwhile: through the real
 huggingface_hub client against the local Hub server."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def base_on_hub(hub, api, tiny_model, monkeypatch, request):
     """The tiny model as a Hub repository of its own (one per test: the Hugging Face cache is shared)."""
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setenv("HF_TOKEN", "hf_reader")
-    repo = f"org/base-{request.node.name.split('[')[0][-40:].replace('_', '-')}"
+    repo = "org/base-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.split("[")[0][-40:]).strip("-")
     api.create_repo(repo)
     api.upload_folder(folder_path=str(tiny_model), repo_id=repo)
     return repo, api.model_info(repo).sha
@@ -97,3 +98,41 @@ def test_a_local_model_is_loaded_as_it_is(tmp_path, tiny_model):
     run = make_run(tmp_path / "run", base_model=str(tiny_model))
     assert hub_models.local_copy(run, str(tiny_model)) == (str(tiny_model), str(tiny_model))
     assert not storage.exists(run.uri(layout.HUB_REVISIONS))
+
+
+@pytest.mark.parametrize("files", [["README.md", "pytorch_model.bin", "model.fp16.safetensors", "config.json"]])
+def test_a_weights_variant_alone_is_not_taken_for_the_weights(files):
+    assert hub_models.model_files(files) == ["config.json", "pytorch_model.bin"]
+
+
+def test_offline_a_cache_holding_only_what_loading_needed_is_pinned(tmp_path, base_on_hub, api, monkeypatch):
+    """The cache an earlier run's download left (the model files only, no refs/main) while the repository holds
+    more: offline, that copy is pinned and loaded."""
+    from huggingface_hub import constants
+
+    repo, first = base_on_hub
+    hub_models.local_copy(make_run(tmp_path / "earlier", base_model=repo), repo)
+    api.upload_file(path_or_fileobj=b"tensorflow weights", path_in_repo="tf_model.h5", repo_id=repo)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    folder, label = hub_models.local_copy(make_run(tmp_path / "run", base_model=repo), repo)
+    assert label == f"{repo}@{first[:12]}" and (Path(folder) / "config.json").exists()
+
+
+def test_a_hub_that_cannot_be_reached_pins_the_cached_copy_and_an_uncached_model_fails(tmp_path, base_on_hub,
+                                                                                     monkeypatch):
+    repo, first = base_on_hub
+    hub_models.local_copy(make_run(tmp_path / "earlier", base_model=repo), repo)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    assert hub_models.local_copy(make_run(tmp_path / "run", base_model=repo), repo)[1] == f"{repo}@{first[:12]}"
+    with pytest.raises(Exception) as failed:
+        hub_models.local_copy(make_run(tmp_path / "other", base_model="org/never-cached"), "org/never-cached")
+    assert not isinstance(failed.value, FileNotFoundError)  # the Hub's own error, not the cache's
+
+
+def test_a_pinned_commit_that_left_the_hub_fails_saying_so(tmp_path, base_on_hub):
+    repo, _ = base_on_hub
+    run = make_run(tmp_path / "run", base_model=repo)
+    storage.write_json(run.uri(layout.HUB_REVISIONS), {repo: {"revision": "f" * 40, "files": ["config.json"]}})
+    with pytest.raises(Exception, match="is no longer on the Hub") as failed:
+        hub_models.local_copy(run, repo)
+    assert "hub_revisions.json" in str(failed.value)
