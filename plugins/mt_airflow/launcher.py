@@ -362,6 +362,8 @@ class RunStepOperator(BaseOperator):
                 # The pod and Docker operators clean up after the timeout and raise an error of their own, so
                 # Airflow never sees the timeout and never calls on_kill: the pod would keep its GPUs.
                 self.log.warning("step %r ran past its execution_timeout: stopping its %s", self.step, self.launcher)
+                if self.launcher == "kubernetes":
+                    launch["pod"] = self._pod_times()  # while the pod is still there to be read
                 try:
                     self.on_kill()
                 except Exception as err:  # noqa: BLE001 - the step's own error is the one to raise
@@ -371,8 +373,10 @@ class RunStepOperator(BaseOperator):
             raise
         finally:
             launch["seconds"] = round(time.monotonic() - started, 1)
-            if self.launcher == "kubernetes" and (pod := self._pod_times()) is not None:
-                launch["pod"] = pod
+            if self.launcher == "kubernetes" and launch.get("pod") is None:
+                launch["pod"] = self._pod_times()
+            if launch.get("pod") is None:
+                launch.pop("pod", None)
             record_launch(self.run_dir, self.step, launch, self.log)
         return self.stored_result()
 

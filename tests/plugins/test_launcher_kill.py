@@ -284,3 +284,37 @@ def test_each_pod_try_records_what_its_pod_said(monkeypatch, tmp_path, remote_po
     (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
     assert (launch["outcome"], launch["gpus"], launch.get("pod")) == ("failed", 2, recorded)
     assert delegate.reads == [("train-kubernetes", "mt", launcher.POD_READ_TIMEOUT_S)] * reads  # one bounded read
+
+
+class TimingOutPodDelegate(PodDelegate):
+    """As the pod operator is at its execution timeout: its cleanup raises an error of its own while the pod still
+    runs; once stopped (on_kill), the pod is gone and cannot be read."""
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import AirflowException
+
+        try:
+            time.sleep(30)
+        finally:
+            raise AirflowException("Pod train-kubernetes returned a failure")
+
+    def on_kill(self):
+        super().on_kill()
+        self.fresh = RuntimeError("404 pod not found")
+
+
+def test_a_pod_stopped_at_its_timeout_is_read_before_it_is_stopped(monkeypatch, tmp_path):
+    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.execution_time.timeout import timeout
+
+    monkeypatch.setenv("MT_GPUS", "2")
+    op = RunStepOperator(task_id="train", step="train", run_dir=str(tmp_path), launcher="kubernetes")
+    running = _started_now(_pod(0, 0, (None,)))
+    delegate = TimingOutPodDelegate(op, _started_now(_pod(0, None, (), "Pending")), running)
+    monkeypatch.setattr(RunStepOperator, "build_delegate", lambda self, settings=None: delegate)
+    with pytest.raises(AirflowException, match="returned a failure"):
+        with timeout(1):
+            op.execute({})
+    assert delegate.killed and len(delegate.reads) == 1  # read once, before the pod was stopped
+    (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
+    assert launch["outcome"] == "timed out" and 0.5 <= launch["pod"]["on_node_s"] <= launch["seconds"] + 2
