@@ -61,7 +61,7 @@ CURVE = "curve"
 CURVE_POINT_SPEC = "curve_point.json"  # in a point's run directory: its share and the run it belongs to
 CURVE_POINT_RESULT = "curve_point_result.json"
 CURVE_JSON, CURVE_MD, CURVE_PNG = "learning_curve.json", "learning_curve.md", "learning_curve.png"
-LAUNCHES = "launches.json"  # every try of each GPU step, by the launcher (plugins/mt_airflow/launcher.py)
+LAUNCHES = "launches.json"  # every try of each GPU step, by the launcher (plugins/mt_airflow/launches.py)
 HUB_REVISIONS = "hub_revisions.json"  # the commit of each Hub model the run loads, pinned by the first step to load it
 
 # --- pipeline state area

@@ -14,11 +14,8 @@ A killed or timed-out task stops its work: `on_kill` reaches the pod or containe
 time, or the local subprocess with every process it started (torchrun's workers). How long a GPU step may
 run (`execution_timeout`) is the one setting read when the DAG is parsed, through `execution_timeout()`.
 
-Every try of a step, failed, killed or timed out included, is recorded in the run directory's launches.json: its
-seconds from launch to end and the GPUs its pod or container requested. That is what a retry's bill counts, and
-what the step's own reports cannot know (a killed attempt writes nothing after its last checkpoint). A pod's try
-also records, from the pod's own status, how long it waited for a node (a GPU node the autoscaler adds can take
-minutes) and how long it then held its node's GPUs (`pod_times`).
+Every try of a step, failed, killed or timed out included, is recorded in the run directory's launches.json
+(mt_airflow/launches.py): what a retry's bill counts, and what the step's own reports cannot know.
 """
 
 from __future__ import annotations
@@ -37,6 +34,8 @@ import psutil
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
+from mt_airflow import launches
+
 LAUNCHERS = ("local", "docker", "kubernetes")
 # Variables the container needs to reach the artifact store and the Hub (and the data-parallel process
 # count, when a deployment overrides one per GPU); values are copied from the worker.
@@ -52,8 +51,6 @@ TIMEOUT_ENV = {"train": ("MT_TRAIN_TIMEOUT_HOURS", 24.0), "curve": ("MT_TRAIN_TI
                "evaluate": ("MT_EVALUATE_TIMEOUT_HOURS", 6.0), "validate": ("MT_VALIDATE_TIMEOUT_HOURS", 6.0)}
 # The Airflow supervisor SIGKILLs a task process 5 s after its SIGTERM; on_kill must be done by then.
 STOP_GRACE_S = 3.0
-# Seconds the launcher waits for the Kubernetes API when it reads a pod's timings after its try.
-POD_READ_TIMEOUT_S = 10
 _BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
@@ -254,67 +251,6 @@ def stop_process_tree(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> 
         proc.wait()
 
 
-def _timed_out(failed: BaseException | None) -> bool:
-    """Whether Airflow's execution timeout is behind `failed`: raised as such, or replaced by an error a pod or
-    container operator raised while cleaning up after it."""
-    seen = set()
-    while failed is not None and id(failed) not in seen:
-        if isinstance(failed, AirflowTaskTimeout):
-            return True
-        seen.add(id(failed))
-        failed = failed.__cause__ or failed.__context__
-    return False
-
-
-def record_launch(run_dir: str, step: str, launch: dict, log) -> None:
-    """Add one try of `step` to the run directory's launches.json (a try recorded twice keeps its last record).
-    Never fails the task nor replaces its error: a store that cannot be written loses the record, which the log
-    keeps; so does an execution timeout that fires while it is written."""
-    def add(record):  # what is not a record of tries (a hand-edited file) is replaced, not kept failing
-        record = record if isinstance(record, dict) else {}
-        tries = record.get(step) if isinstance(record.get(step), list) else []
-        tries = [t for t in tries if isinstance(t, dict) and (launch["try"] is None or t.get("try") != launch["try"])]
-        return {**record, step: [*tries, launch]}
-
-    log.info("step %r, try %s: %s after %.1f s from launch to end%s", step, launch["try"], launch["outcome"],
-             launch["seconds"], "; its pod waited {waiting_s} s for a node and held it {on_node_s} s".format(
-                 **launch["pod"]) if launch.get("pod") else "")
-    try:
-        from tasks import layout
-        from tasks.io import storage
-
-        uri = storage.join(run_dir, layout.LAUNCHES)
-        try:
-            storage.update_json(uri, add)
-        except ValueError:  # not JSON at all: nothing in it can be kept
-            storage.write_json(uri, add(None))
-    except (Exception, AirflowTaskTimeout) as err:  # noqa: BLE001 - a lost record must not fail the step
-        log.warning("could not record this launch in %s: %s: %s", run_dir, type(err).__name__, err)
-
-
-def pod_times(pod, now: datetime) -> dict | None:
-    """{"waiting_s": for a node, "on_node_s": from being placed on one to its containers' end (or `now`, where they
-    have not ended: a pod stopped as the try ends)} of a pod as the Kubernetes API returns it; None when it says too
-    little. A pod a retry reattached to counts whole: the pod operator reattaches only to a pod still running, whose
-    own try ended without a record (its worker died)."""
-    created = pod.metadata.creation_timestamp
-    if created is None:
-        return None
-    scheduled = next((c.last_transition_time for c in pod.status.conditions or []
-                      if c.type == "PodScheduled" and c.status == "True" and c.last_transition_time), None)
-    if scheduled is None:  # never placed: it held no GPU
-        return {"waiting_s": round(max((now - created).total_seconds(), 0.0), 1), "on_node_s": 0.0}
-    ended = [s.state.terminated.finished_at for s in pod.status.container_statuses or []
-             if s.state and s.state.terminated and s.state.terminated.finished_at]
-    end = max(ended) if ended and len(ended) == len(pod.status.container_statuses) else now
-    return {"waiting_s": round(max((scheduled - created).total_seconds(), 0.0), 1),
-            "on_node_s": round(max((end - scheduled).total_seconds(), 0.0), 1)}
-
-
-def _pod_ended(pod) -> bool:
-    return getattr(pod.status, "phase", None) in ("Succeeded", "Failed")
-
-
 class RunStepOperator(BaseOperator):
     """Run a pipeline step in its container (or a local subprocess) and return the step's stored summary."""
 
@@ -355,7 +291,7 @@ class RunStepOperator(BaseOperator):
                 self._delegate.execute(context)
             launch["outcome"] = "killed" if self._killed else "succeeded"  # a pod operator may return when killed
         except BaseException as failed:
-            timed_out = _timed_out(failed)
+            timed_out = launches.timed_out(failed)
             launch["outcome"] = "timed out" if timed_out else "killed" if self._killed else "failed"
             launch["error"] = f"{type(failed).__name__}: {failed}"[:500]
             if timed_out and not isinstance(failed, AirflowTaskTimeout) and not self._killed:
@@ -377,7 +313,7 @@ class RunStepOperator(BaseOperator):
                 launch["pod"] = self._pod_times()
             if launch.get("pod") is None:
                 launch.pop("pod", None)
-            record_launch(self.run_dir, self.step, launch, self.log)
+            launches.record_launch(self.run_dir, self.step, launch, self.log)
         return self.stored_result()
 
     def _pod_times(self) -> dict | None:
@@ -386,11 +322,11 @@ class RunStepOperator(BaseOperator):
         when neither can be had; never an error."""
         try:
             pod = getattr(self._delegate, "remote_pod", None)
-            if pod is None or not _pod_ended(pod):
+            if pod is None or not launches.pod_ended(pod):
                 pod = pod or self._delegate.pod
                 pod = self._delegate.client.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
-                                                                _request_timeout=POD_READ_TIMEOUT_S)
-            return pod_times(pod, datetime.now(timezone.utc))
+                                                                _request_timeout=launches.POD_READ_TIMEOUT_S)
+            return launches.pod_times(pod, datetime.now(timezone.utc))
         except (Exception, AirflowTaskTimeout) as err:  # noqa: BLE001 - the bill then counts from launch to end
             self.log.info("no pod timings for this try (%s: %s)", type(err).__name__, err)
             return None

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import psutil
 import pytest
 
-from mt_airflow import launcher
+from mt_airflow import launcher, launches
 from mt_airflow.launcher import RunStepOperator
 from tasks import layout
 from tasks.io import storage
@@ -177,20 +177,20 @@ def test_each_try_is_added_once_and_a_store_that_cannot_be_written_fails_nothing
     tries = [{"try": 1, "outcome": "failed", "seconds": 12.0}, {"try": 2, "outcome": "killed", "seconds": 30.0},
              {"try": 2, "outcome": "killed", "seconds": 31.5}]  # the same try recorded again: its last record
     for launch in tries:
-        launcher.record_launch(str(tmp_path), "train", launch, log)
-    launcher.record_launch(str(tmp_path), "evaluate", {"try": 1, "outcome": "succeeded", "seconds": 5.0}, log)
+        launches.record_launch(str(tmp_path), "train", launch, log)
+    launches.record_launch(str(tmp_path), "evaluate", {"try": 1, "outcome": "succeeded", "seconds": 5.0}, log)
     assert storage.read_json(str(tmp_path / layout.LAUNCHES)) == {"train": [tries[0], tries[2]],
                                                                    "evaluate": [{"try": 1, "outcome": "succeeded",
                                                                                  "seconds": 5.0}]}
     storage.write_json(str(tmp_path / layout.LAUNCHES), {"train": "hand-edited", "evaluate": [1, None]})
-    launcher.record_launch(str(tmp_path), "train", tries[0], log)
-    launcher.record_launch(str(tmp_path), "evaluate", tries[1], log)
+    launches.record_launch(str(tmp_path), "train", tries[0], log)
+    launches.record_launch(str(tmp_path), "evaluate", tries[1], log)
     assert storage.read_json(str(tmp_path / layout.LAUNCHES)) == {"train": [tries[0]], "evaluate": [tries[1]]}
     (tmp_path / layout.LAUNCHES).write_text("{not json")  # garbled: replaced, or no try would ever be recorded
-    launcher.record_launch(str(tmp_path), "train", tries[0], log)
+    launches.record_launch(str(tmp_path), "train", tries[0], log)
     assert storage.read_json(str(tmp_path / layout.LAUNCHES)) == {"train": [tries[0]]}
     (tmp_path / "a-file").write_text("not a folder")
-    launcher.record_launch(str(tmp_path / "a-file"), "train", tries[0], log)
+    launches.record_launch(str(tmp_path / "a-file"), "train", tries[0], log)
     assert "could not record this launch" in caplog.text
 
 
@@ -229,7 +229,7 @@ def _pod(created_s=0.0, scheduled_s=None, finished_s=(), phase="Running"):
     (_pod(-3600, -3500, (600,), "Succeeded"), 610, {"waiting_s": 100.0, "on_node_s": 4100.0}),
 ])
 def test_a_pods_status_says_how_long_it_waited_for_a_node_and_held_it(pod, now_s, times):
-    assert launcher.pod_times(pod, LAUNCHED + timedelta(seconds=now_s)) == times
+    assert launches.pod_times(pod, LAUNCHED + timedelta(seconds=now_s)) == times
 
 
 class PodDelegate(Delegate):
@@ -283,20 +283,14 @@ def test_each_pod_try_records_what_its_pod_said(monkeypatch, tmp_path, remote_po
         op.execute({})
     (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
     assert (launch["outcome"], launch["gpus"], launch.get("pod")) == ("failed", 2, recorded)
-    assert delegate.reads == [("train-kubernetes", "mt", launcher.POD_READ_TIMEOUT_S)] * reads  # one bounded read
+    assert delegate.reads == [("train-kubernetes", "mt", launches.POD_READ_TIMEOUT_S)] * reads  # one bounded read
 
 
 class TimingOutPodDelegate(PodDelegate):
     """As the pod operator is at its execution timeout: its cleanup raises an error of its own while the pod still
     runs; once stopped (on_kill), the pod is gone and cannot be read."""
 
-    def execute(self, context):
-        from airflow.sdk.exceptions import AirflowException
-
-        try:
-            time.sleep(30)
-        finally:
-            raise AirflowException("Pod train-kubernetes returned a failure")
+    execute = CleaningUpDelegate.execute
 
     def on_kill(self):
         super().on_kill()
