@@ -149,5 +149,5 @@ def report(root: str, run_path: str, readable: Callable[[set[str]], set[str]] = 
         written = None
     records = {name: storage.read_record(storage.join(run_dir, name)) for name in
                (layout.GATE, layout.SCORES, layout.VALIDATION_REPORT, layout.PUBLISH, layout.PULL_MANIFEST,
-                layout.LAUNCHES)}
+                layout.LAUNCHES, layout.HUB_REVISIONS)}
     return {"row": read_row(root, run_path), "report_md": written, "records": records}

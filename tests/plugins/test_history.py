@@ -109,6 +109,15 @@ def test_the_column_bills_every_try_of_the_train_step_once_the_launcher_recorded
     assert history.report(str(tmp_path), f"{DAG}/{storage.safe_name(run)}")["records"]["launches.json"]["train"]
 
 
+def test_the_report_page_shows_the_hub_commits_the_run_loaded(tmp_path):
+    run = "scheduled__2026-12-06T00:00:00+00:00"
+    run_dir = _run(tmp_path, run, gain=1.5, decision="promote")
+    pinned = {"Helsinki-NLP/opus-mt-en-de": {"revision": "0123456789abcdef" * 2 + "01234567",
+                                             "files": ["config.json", "pytorch_model.bin"]}}
+    storage.write_json(storage.join(run_dir, "hub_revisions.json"), pinned)
+    assert history.report(str(tmp_path), f"{DAG}/{storage.safe_name(run)}")["records"]["hub_revisions.json"] == pinned
+
+
 @pytest.mark.parametrize("run_path", ["../etc", f"{DAG}/../../etc", f"{DAG}/nope", "_watcher/state.json"])
 def test_the_report_reads_only_known_run_directories(store, run_path):
     with pytest.raises(FileNotFoundError):
