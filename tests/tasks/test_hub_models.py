@@ -136,3 +136,23 @@ def test_a_pinned_commit_that_left_the_hub_fails_saying_so(tmp_path, base_on_hub
     with pytest.raises(Exception, match="is no longer on the Hub") as failed:
         hub_models.local_copy(run, repo)
     assert "hub_revisions.json" in str(failed.value)
+
+
+def test_train_and_evaluate_load_the_commit_the_run_pinned(tmp_path, base_on_hub, api):
+    """What really runs: the train step fine-tunes the pinned commit, and evaluate scores that commit as the base
+    though the Hub moved on in between."""
+    from support.corpora import digit_pairs
+    from support.runs import write_splits
+    from tasks.evaluate import step as evaluate
+    from tasks.train import step as train
+
+    repo, first = base_on_hub
+    run = make_run(tmp_path / "run", base_model=repo, max_steps=2, max_tokens_per_batch=512)
+    pairs = digit_pairs(300, seed=5)
+    write_splits(run, tmp_path, train=pairs[:200], validation=pairs[200:250], test=pairs[250:])
+    report = train.run(run)
+    assert report["init_from"] == f"base {repo}@{first[:12]}"
+    assert Path(report["base_model"]).name == first  # loaded from the pinned snapshot
+    _change_upstream(api, repo)
+    base_folder, base_label = evaluate._models(run, {"found": False}, tmp_path / "scratch")["base"]
+    assert (Path(base_folder).name, base_label) == (first, f"{repo}@{first[:12]}")
