@@ -147,9 +147,9 @@ def _device_kind(report: dict) -> str:
 @_or_none
 def decoding(scores: dict) -> str | None:
     """One line on how long each model took to translate the domain test set, and where the evaluate step's time
-    went (fetching the candidate and champion from the store; opening the models: loading, a Hub model's download
-    included, converting to CTranslate2 and checking the conversion; decoding every test set; scoring and writing
-    the results), or None when not measured."""
+    went (fetching the models: the candidate and champion from the store, the base model's pinned commit from the
+    Hub; opening them: loading, converting to CTranslate2 and checking the conversion; decoding every test set;
+    scoring and writing the results), or None when not measured."""
     timed = [(role, scores[role]["seconds"]) for role in ("base", "candidate", "champion")
              if (scores.get(role) or {}).get("seconds") is not None]
     if not timed:

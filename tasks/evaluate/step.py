@@ -8,9 +8,9 @@ stored with its signature. eval/ holds the text behind each number, one sentence
     eval/test.src  test.ref  test.{base,candidate,champion}.hyp  test.{role}.sentences.jsonl
     eval/general.* the same for the general-domain set, when the run has one (base and candidate only)
     eval/scores.json   written last: its presence marks the step done; `step_seconds` says where the step's time
-                       went: fetching the candidate and the champion from the store; opening the models (loading,
-                       a Hub model's download included, converting, checking); decoding every set; scoring and
-                       writing these files
+                       went: fetching the models (the candidate and the champion from the store, the base model's
+                       pinned commit from the Hub); opening them (loading, converting, checking); decoding every
+                       set; scoring and writing these files
 """
 
 from __future__ import annotations
