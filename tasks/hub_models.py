@@ -138,15 +138,18 @@ def local_copy(config: RunConfig, name: str) -> tuple[str, str]:
     return folder, f"{name}@{pinned['revision'][:12]}"
 
 
+def _pins(record) -> dict[str, dict]:
+    """The valid pins of a hub_revisions.json record (anything else in it is left out)."""
+    return {name: found for name, found in (record if isinstance(record, dict) else {}).items() if _valid(found)}
+
+
 def pinned_revisions(config: RunConfig) -> dict[str, str]:
     """Hub model → the commit this run pinned it at (what the model card links)."""
-    return {name: found["revision"] for name, found in storage.read_record(config.uri(layout.HUB_REVISIONS)).items()
-            if _valid(found)}
+    return {name: found["revision"]
+            for name, found in _pins(storage.read_record(config.uri(layout.HUB_REVISIONS))).items()}
 
 
 def carry_over(parent: RunConfig, child: RunConfig) -> None:
     """Give a run made from another (a learning-curve point) the other's pins, so it loads the same commits."""
-    pins = {k: v for k, v in storage.read_record(parent.uri(layout.HUB_REVISIONS)).items() if _valid(v)}
-    if pins:
-        storage.update_json(child.uri(layout.HUB_REVISIONS), lambda record: {
-            **pins, **{k: v for k, v in (record if isinstance(record, dict) else {}).items() if _valid(v)}})
+    if pins := _pins(storage.read_record(parent.uri(layout.HUB_REVISIONS))):
+        storage.update_json(child.uri(layout.HUB_REVISIONS), lambda record: {**pins, **_pins(record)})

@@ -298,8 +298,8 @@ class RunStepOperator(BaseOperator):
                 # The pod and Docker operators clean up after the timeout and raise an error of their own, so
                 # Airflow never sees the timeout and never calls on_kill: the pod would keep its GPUs.
                 self.log.warning("step %r ran past its execution_timeout: stopping its %s", self.step, self.launcher)
-                if self.launcher == "kubernetes":
-                    launch["pod"] = self._pod_times()  # while the pod is still there to be read
+                if self.launcher == "kubernetes" and (pod := self._pod_times()) is not None:
+                    launch["pod"] = pod  # read while the pod is still there to be read
                 try:
                     self.on_kill()
                 except Exception as err:  # noqa: BLE001 - the step's own error is the one to raise
@@ -309,10 +309,8 @@ class RunStepOperator(BaseOperator):
             raise
         finally:
             launch["seconds"] = round(time.monotonic() - started, 1)
-            if self.launcher == "kubernetes" and launch.get("pod") is None:
-                launch["pod"] = self._pod_times()
-            if launch.get("pod") is None:
-                launch.pop("pod", None)
+            if self.launcher == "kubernetes" and "pod" not in launch and (pod := self._pod_times()) is not None:
+                launch["pod"] = pod
             launches.record_launch(self.run_dir, self.step, launch, self.log)
         return self.stored_result()
 
