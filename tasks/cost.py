@@ -161,8 +161,10 @@ def decoding(scores: dict) -> str | None:
     spent = (f"; the step: {phases['fetching']:.1f} s fetching and {phases['opening']:.1f} s opening the models, "
              f"{phases['decoding']:.1f} s decoding every set, {phases['scoring']:.1f} s scoring and writing the "
              "results") if phases else ""
+    kept = [role for role in ("base", "champion") if (scores.get(role) or {}).get("reused_from")]
+    reused = f" (the {' and '.join(kept)} kept from an earlier run, not decoded again)" if kept else ""
     return (f"{scores.get('test_sentences', '?')} test sentences in "
-            + ", ".join(f"{seconds:.1f} s by the {role}" for role, seconds in timed) + engine + spent)
+            + ", ".join(f"{seconds:.1f} s by the {role}" for role, seconds in timed) + reused + engine + spent)
 
 
 @_or_none

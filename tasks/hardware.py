@@ -15,9 +15,12 @@ itself (to jemalloc, or empty to keep glibc's malloc) is left as it is.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import platform
 import sys
+from pathlib import Path
 from typing import Mapping
 
 # Where Debian and Ubuntu (libtcmalloc-minimal4) and Red Hat (gperftools-libs) install tcmalloc.
@@ -30,6 +33,33 @@ ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
 def usable_cpus() -> int:
     """CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# CPU features whose kernels round differently (a product in AVX-512 or AMX is not summed as in AVX2).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def processor(device: str) -> dict:
+    """What a computation on `device` ("cpu" or "cuda") runs on, as far as its numbers depend on it: the GPU's
+    model, compute capability and CUDA libraries, or the CPU's model, features and the CPUs this process may use."""
+    if device == "cuda":
+        try:
+            import torch
+
+            major, minor = torch.cuda.get_device_capability()
+            return {"gpu": torch.cuda.get_device_name(), "capability": f"{major}.{minor}",
+                    "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+        except Exception as err:  # noqa: BLE001 - an engine may reach a GPU that torch cannot
+            return {"gpu": f"unknown ({type(err).__name__})"}
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    return {"cpu": model, "features": [f for f in CPU_FEATURES if f in flags], "cpus": usable_cpus()}
 
 
 def tcmalloc_env(env: Mapping[str, str], patterns: tuple[str, ...] = TCMALLOC,

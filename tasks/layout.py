@@ -18,8 +18,8 @@ holds what each step wrote, in the order the steps run:
     launches.json               the launcher, after each try of a GPU step: seconds from launch to end, GPUs
 
 The state area, `{artifact_root}/{dag_id}/state/{src}-{tgt}-{hash of data_uri}/`, holds what carries over from
-run to run of one pipeline: the objects consumed so far (consumed.json), their cleaned copies (shards/) and the frozen
-test set.
+run to run of one pipeline: the objects consumed so far (consumed.json), their cleaned copies (shards/), the frozen
+test set, and the translations of it that later runs reuse (decoded/).
 
 Names are '/'-separated paths relative to the run directory, for `RunConfig.uri(...)`. No step imports another
 step for a file name: they all come from here.
@@ -68,6 +68,7 @@ HUB_REVISIONS = "hub_revisions.json"  # the commit of each Hub model the run loa
 CONSUMED = "consumed.json"
 TEST_SET = "test_set.jsonl"
 TEST_SET_META = "test_set.json"  # written last: its presence means the frozen set is complete
+DECODED = "decoded"  # models' translations of the frozen sets, for later runs to reuse (tasks/evaluate/reuse.py)
 
 # --- test sets and model roles in eval/
 TEST = "test"

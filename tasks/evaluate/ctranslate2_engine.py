@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tasks import hardware
-from tasks.evaluate.decoding import Decoder, DecodeSettings, EngineUnavailable
+from tasks.evaluate.decoding import LIBRARIES, Decoder, DecodeSettings, EngineUnavailable
 from tasks.train import families
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ def _device_and_compute_type() -> tuple[str, str, str]:
 
 class CTranslate2Decoder(Decoder):
     engine = "ctranslate2"
+    libraries = (*LIBRARIES, "ctranslate2", "nvidia-cublas-cu12")  # CTranslate2 brings its kernels, cuBLAS on GPU
 
     def __init__(self, model_dir: str, settings: DecodeSettings, source_lang: str, target_lang: str, *,
                  work_dir: Path, probe: tuple[Sequence[str], Sequence[str]] | None = None):

@@ -22,11 +22,27 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from typing import Sequence
 
+from tasks import hardware
 from tasks.train import batching
 
 log = logging.getLogger(__name__)
+
+# What every engine's translations depend on beside the model and the settings: the tokenizers and the model code.
+LIBRARIES = ("transformers", "tokenizers", "sentencepiece", "torch")
+
+
+def library_versions(names: Sequence[str]) -> dict[str, str | None]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
 
 @dataclass(frozen=True)
 class DecodeSettings:
@@ -70,6 +86,7 @@ class Decoder:
     """Length-sorted, token-budget batches through an engine; subclasses implement `_load` and `_decode`."""
 
     engine = "base"
+    libraries = LIBRARIES
 
     def __init__(self, model_dir: str, settings: DecodeSettings, source_lang: str, target_lang: str):
         self.model_dir, self.settings = str(model_dir), settings
@@ -109,4 +126,5 @@ class Decoder:
 
     def describe(self) -> dict:
         return {"engine": self.engine, "device": self.device, "precision": self.precision,
-                "family": self.family.name}
+                "family": self.family.name, "versions": library_versions(self.libraries),
+                "hardware": hardware.processor(self.device)}

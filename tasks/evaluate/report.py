@@ -113,6 +113,14 @@ def write_report(config: RunConfig) -> str:
     return config.uri(layout.REPORT)
 
 
+def _kept(scores: dict) -> str:
+    """Which models' translations were kept from an earlier run instead of decoded (tasks/evaluate/reuse.py)."""
+    kept = [f"the {role}'s from `{scores[role]['reused_from']}`" for role in layout.ROLES
+            if (scores.get(role) or {}).get("reused_from")]
+    return f" Kept from an earlier run with the same model, sentences, settings and engine: {', '.join(kept)}." \
+        if kept else ""
+
+
 def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict], samples: list[dict], *,
            training: dict, validation: dict, launched: dict) -> str:
     sig, dec = scores["candidate"]["signatures"], scores["decoding"]
@@ -133,7 +141,7 @@ def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict
         f"{dec['length_limit']}, batches of ≤ {dec['max_sentences']} sentences / {dec['max_tokens']} tokens "
         "sorted by length; speed: " + (", ".join(f"{r} {scores[r]['sentences_per_s']} sentences/s"
                                                  for r in layout.ROLES if (scores.get(r) or {}).get("sentences_per_s"))
-                                       or "not measured") + ".", "",
+                                       or "not measured") + "." + _kept(scores), "",
     ]
     if general := scores.get("general"):
         lines += [f"## General-domain test set ({general['sentences']} sentences): forgetting", "",

@@ -2,15 +2,18 @@
 them with sacrebleu (BLEU, chrF, TER) and test the differences with the paired bootstrap.
 
 Every model decodes with the same settings and the same engine (tasks/evaluate/decoding.py), and every number is
-stored with its signature. eval/ holds the text behind each number, one sentence per line, so the
+stored with its signature. The base model's and the champion's translations are usually the same as in an earlier
+run of the pipeline (the same weights on the same frozen sentences, with the same settings and engine): they are
+then taken from the pipeline's kept decodes instead of decoded again (tasks/evaluate/reuse.py; `reused_from` in
+scores.json names the run that decoded them). The candidate always decodes. eval/ holds the text behind each number, one sentence per line, so the
 `sacrebleu` CLI recomputes any of them (see tasks/evaluate/scoring.py):
 
     eval/test.src  test.ref  test.{base,candidate,champion}.hyp  test.{role}.sentences.jsonl
     eval/general.* the same for the general-domain set, when the run has one (base and candidate only)
     eval/scores.json   written last: its presence marks the step done; `step_seconds` says where the step's time
                        went: fetching the models (the candidate and the champion from the store, the base model's
-                       pinned commit from the Hub); opening them (loading, converting, checking); decoding every
-                       set; scoring and writing these files
+                       pinned commit from the Hub); opening them (fingerprinting, loading, converting,
+                       checking); decoding every set; scoring and writing these files
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from tasks import hub_models, layout
 from tasks.config import RunConfig
-from tasks.evaluate import champion, decoding, engines, outputs, scoring
+from tasks.evaluate import champion, decoding, engines, outputs, reuse, scoring
 from tasks.io import digest, storage
 from tasks.io.pairs import read_pairs
 
@@ -66,20 +69,31 @@ def _read_set(config: RunConfig, name: str, scratch: Path) -> tuple[list[str], l
 
 
 def open_decoders(models: dict[str, tuple[str, str]], settings: decoding.DecodeSettings, config: RunConfig,
-                  scratch: Path, probe: tuple[list[str], list[str]]) -> dict[str, decoding.Decoder]:
-    """One decoder per model, all on the same engine: if any model cannot use CTranslate2, none does."""
-    def open_all(s: decoding.DecodeSettings) -> dict[str, decoding.Decoder]:
-        return {role: engines.open_decoder(location, s, config.source_lang, config.target_lang,
-                                            work_dir=scratch / f"ct2-{role}", probe=probe)
-                for role, (location, _) in models.items()}
+                  scratch: Path, probe: tuple[list[str], list[str]], find=None
+                  ) -> tuple[dict[str, decoding.Decoder], dict[str, dict]]:
+    """A decoder for each model that must translate, all on the same engine: if any model cannot use CTranslate2,
+    none does. The candidate always translates, and its engine is the one the others match: `find(role, engine)`
+    gives a role's kept translations for that engine (tasks/evaluate/reuse.py), or None; a role with them gets no
+    decoder. Returns (decoders, kept translations by role)."""
+    def open_one(role: str, s: decoding.DecodeSettings) -> decoding.Decoder:
+        return engines.open_decoder(models[role][0], s, config.source_lang, config.target_lang,
+                                    work_dir=scratch / f"ct2-{role}", probe=probe)
 
-    decoders = open_all(settings)
+    def open_all(s: decoding.DecodeSettings) -> tuple[dict[str, decoding.Decoder], dict[str, dict]]:
+        decoders = {"candidate": open_one("candidate", s)}
+        engine = decoders["candidate"].describe()
+        kept = {role: found for role in models
+                if role != "candidate" and find is not None and (found := find(role, engine)) is not None}
+        decoders.update({role: open_one(role, s) for role in models if role not in decoders and role not in kept})
+        return decoders, kept
+
+    decoders, kept = open_all(settings)
     used = {d.engine for d in decoders.values()}
     if len(used) > 1:
         log.warning("models would decode with different engines %s; decoding all with transformers so the "
                     "comparison stays fair", sorted(used))
-        decoders = open_all(dataclasses.replace(settings, engine="transformers"))
-    return decoders
+        decoders, kept = open_all(dataclasses.replace(settings, engine="transformers"))
+    return decoders, kept
 
 
 def score_set(hypotheses: dict[str, list[str]], references: list[str], target_lang: str,
@@ -170,26 +184,43 @@ def run(config: RunConfig) -> dict:
     return scores
 
 
+def sets_of(role: str, sets: dict) -> list[str]:
+    """The sets a role translates: the champion only the domain test set (forgetting is measured against the base
+    model only)."""
+    return [name for name in sets if not (name == GENERAL and role == "champion")]
+
+
 def _decode_all(config: RunConfig, settings: decoding.DecodeSettings, sets: dict, models: dict, scratch: Path):
-    """Every model's translations of every test set: (hypotheses by set and role, speed by role, engine, seconds
-    spent opening the models (loading, converting and checking them) and decoding every set)."""
+    """Every model's translations of every test set, decoded or kept from an earlier run (tasks/evaluate/reuse.py):
+    (hypotheses by set and role, speed by role, engine, seconds spent opening the models (loading, converting and
+    checking them) and decoding every set)."""
     opening_started = time.perf_counter()
-    decoders = open_decoders(models, settings, config, scratch, probe=sets[TEST])
+    fingerprints = {role: reuse.model_fingerprint(Path(location)) for role, (location, _) in models.items()}
+    kept = reuse.KeptDecodes(config, settings, {name: sources for name, (sources, _) in sets.items()})
+    decoders, reused = open_decoders(
+        models, settings, config, scratch, probe=sets[TEST],
+        find=lambda role, engine: kept.find(fingerprints[role], sets_of(role, sets), engine))
     phases = {"opening": round(time.perf_counter() - opening_started, 2)}
     decoding_started = time.perf_counter()
-    engine = next(iter(decoders.values())).describe()
+    engine = decoders["candidate"].describe()
     hypotheses: dict[str, dict[str, list[str]]] = {name: {} for name in sets}
     speed = {}
-    for role, decoder in decoders.items():
-        for name, (sources, _) in sets.items():
-            if name == GENERAL and role == "champion":
-                continue  # forgetting is measured against the base model only
-            hyps, seconds = decoder.timed_translate(sources)
+    for role in models:
+        if role in reused:
+            for name, entry in reused[role].items():
+                hypotheses[name][role] = entry["hypotheses"]
+            speed[role] = {"reused_from": reused[role][TEST]["run_dir"]}
+            log.info("%-9s translations kept from %s, decoded there by the same model and engine", role,
+                     speed[role]["reused_from"])
+            continue
+        for name in sets_of(role, sets):
+            hyps, seconds = decoders[role].timed_translate(sets[name][0])
             hypotheses[name][role] = [scoring.as_line(h) for h in hyps]
+            kept.keep(fingerprints[role], name, decoders[role].describe(), hypotheses[name][role], seconds)
             if name == TEST:
                 speed[role] = {"seconds": round(seconds, 2),
-                               "sentences_per_s": round(len(sources) / max(seconds, 1e-9), 1)}
-        log.info("%-9s decoded by %s in %.1fs", role, decoder.describe(), speed[role]["seconds"])
+                               "sentences_per_s": round(len(sets[name][0]) / max(seconds, 1e-9), 1)}
+        log.info("%-9s decoded by %s in %.1fs", role, decoders[role].describe(), speed[role]["seconds"])
     return hypotheses, speed, engine, {**phases, "decoding": round(time.perf_counter() - decoding_started, 2)}
 
 
