@@ -27,7 +27,9 @@ RUN python -c "import nvidia.cublas, pathlib; print(pathlib.Path(list(nvidia.cub
         > /etc/ld.so.conf.d/nvidia-cublas.conf 2>/dev/null && ldconfig \
     || (rm -f /etc/ld.so.conf.d/nvidia-cublas.conf; echo "no pip cuBLAS: using the system loader path")
 
-RUN useradd --create-home --uid 10001 mt
+# The user the launchers expect (IMAGE_UID in plugins/mt_airflow/launcher.py), and the folder where they mount the
+# shared cache of Hub models (MODEL_CACHE_PATH): a new Docker volume copies its owner from here.
+RUN useradd --create-home --uid 10001 mt && mkdir -p /cache/hf-hub && chown mt:mt /cache/hf-hub
 WORKDIR /app
 COPY --chown=mt:mt tasks/ /app/tasks/
 USER 10001

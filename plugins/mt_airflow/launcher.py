@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +50,10 @@ ENTRYPOINT = ("python", "-m", "tasks")
 # Generous: a timeout is there to end a hung step, not to race a slow one.
 TIMEOUT_ENV = {"train": ("MT_TRAIN_TIMEOUT_HOURS", 24.0), "curve": ("MT_TRAIN_TIMEOUT_HOURS", 24.0),
                "evaluate": ("MT_EVALUATE_TIMEOUT_HOURS", 6.0), "validate": ("MT_VALIDATE_TIMEOUT_HOURS", 6.0)}
+# Where a pod or container mounts the shared cache of Hub models (MT_MODEL_CACHE), and the user of the training
+# image (docker/train.Dockerfile; tests/plugins/test_launcher.py checks that they agree), who must write there.
+MODEL_CACHE_PATH = "/cache/hf-hub"
+IMAGE_UID = 10001
 # The Airflow supervisor SIGKILLs a task process 5 s after its SIGTERM; on_kill must be done by then.
 STOP_GRACE_S = 3.0
 _BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -132,6 +137,9 @@ class LaunchSettings:
     # /dev/shm of the training container: torchrun/NCCL and DataLoader workers share memory through it, and
     # a container's default is 64 MB. Memory-backed: what is written there counts as the pod's memory.
     shm_size: str = "16Gi"
+    # Hub models downloaded by one step's pod, kept for the next ones: a PersistentVolumeClaim (ReadWriteMany) for
+    # the kubernetes launcher, a volume for the docker one. None: every pod downloads what it loads.
+    model_cache: str | None = None
 
     @classmethod
     def from_env(cls) -> "LaunchSettings":
@@ -154,11 +162,27 @@ class LaunchSettings:
             memory_request=env("MT_MEMORY_REQUEST", base.memory_request),
             startup_timeout_s=_number_env("MT_K8S_STARTUP_TIMEOUT", base.startup_timeout_s),
             shm_size=env("MT_SHM_SIZE", base.shm_size),
+            model_cache=_volume_env("MT_MODEL_CACHE"),
         )
+
+
+def _volume_env(name: str) -> str | None:
+    """A PersistentVolumeClaim's or Docker volume's name from the environment: a DNS-1123 name suits both."""
+    value = os.environ.get(name) or None
+    if value is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value):
+        raise AirflowException(f"{name} must name a PersistentVolumeClaim or a Docker volume (lowercase letters, "
+                               f"digits, '-' and '.'), not {value!r}")
+    return value
 
 
 def passthrough_env() -> dict[str, str]:
     return {name: os.environ[name] for name in PASSTHROUGH_ENV if os.environ.get(name)}
+
+
+def container_env(settings: LaunchSettings) -> dict[str, str]:
+    """The step's environment in a pod or container: the worker's passthrough variables, and the shared model
+    cache's place when there is one (huggingface_hub keeps downloads in HF_HUB_CACHE)."""
+    return {**passthrough_env(), **({"HF_HUB_CACHE": MODEL_CACHE_PATH} if settings.model_cache else {})}
 
 
 def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchSettings, **kwargs):
@@ -168,6 +192,13 @@ def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchS
     from kubernetes.client import models as k8s
 
     gpu = {"nvidia.com/gpu": str(settings.gpus)} if settings.gpus else {}
+    volumes = [k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
+                                                                          size_limit=settings.shm_size))]
+    mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
+    if settings.model_cache:
+        volumes.append(k8s.V1Volume(name="model-cache", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+            claim_name=settings.model_cache)))
+        mounts.append(k8s.V1VolumeMount(name="model-cache", mount_path=MODEL_CACHE_PATH))
     return KubernetesPodOperator(
         task_id=task_id,
         name=task_id.replace("_", "-"),
@@ -176,15 +207,18 @@ def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchS
         # Both set: the pod's argv does not depend on what an image tagged by someone else declares.
         cmds=list(ENTRYPOINT),
         arguments=step_arguments(step, run_dir),
-        env_vars=[k8s.V1EnvVar(name=k, value=v) for k, v in passthrough_env().items()],
+        env_vars=[k8s.V1EnvVar(name=k, value=v) for k, v in container_env(settings).items()],
         secrets=[Secret("env", None, settings.secret_name)],
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": settings.cpu_request, "memory": settings.memory_request, **gpu},
             limits=gpu,
         ),
-        volumes=[k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
-                                                                               size_limit=settings.shm_size))],
-        volume_mounts=[k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")],
+        volumes=volumes,
+        volume_mounts=mounts,
+        # The image's user writes to the cache: the volume's group becomes its own, checked at its root only
+        # (a recursive change of a full cache would delay every pod).
+        security_context=k8s.V1PodSecurityContext(fs_group=IMAGE_UID, fs_group_change_policy="OnRootMismatch")
+        if settings.model_cache else None,
         node_selector=settings.node_selector or None,
         tolerations=[k8s.V1Toleration(**t) for t in settings.tolerations],
         service_account_name=settings.service_account,
@@ -206,7 +240,7 @@ def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchS
 def docker_operator(task_id: str, step: str, run_dir: str, settings: LaunchSettings, **kwargs):
     """The DockerOperator that runs the step in the training image with `settings.gpus` GPUs."""
     from airflow.providers.docker.operators.docker import DockerOperator
-    from docker.types import DeviceRequest
+    from docker.types import DeviceRequest, Mount
 
     return DockerOperator(
         task_id=task_id,
@@ -214,7 +248,10 @@ def docker_operator(task_id: str, step: str, run_dir: str, settings: LaunchSetti
         command=step_arguments(step, run_dir),  # Docker runs the image's ENTRYPOINT followed by this
         docker_url=settings.docker_url,
         network_mode=settings.docker_network,
-        environment=passthrough_env(),
+        environment=container_env(settings),
+        # A named volume starts as a copy of the image's folder there, owned by the image's user.
+        mounts=[Mount(target=MODEL_CACHE_PATH, source=settings.model_cache, type="volume")]
+        if settings.model_cache else None,
         private_environment={k: os.environ[k] for k in SECRET_ENV if os.environ.get(k)},
         device_requests=[DeviceRequest(count=settings.gpus, capabilities=[["gpu"]])] if settings.gpus else None,
         shm_size=quantity_bytes(settings.shm_size),

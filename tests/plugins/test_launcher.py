@@ -162,13 +162,51 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("MT_K8S_TOLERATIONS", '[{"key": "gpu", "operator": "Equal", "value": "yes"}]')
     monkeypatch.setenv("MT_K8S_STARTUP_TIMEOUT", "2700")
     monkeypatch.setenv("MT_SHM_SIZE", "32Gi")
+    monkeypatch.setenv("MT_MODEL_CACHE", "mt-retrain-models")
     s = LaunchSettings.from_env()
+    assert s.model_cache == "mt-retrain-models"
     assert (s.image, s.gpus, s.node_selector) == ("img:2", 8, {"pool": "h200"})
     assert s.tolerations == [{"key": "gpu", "operator": "Equal", "value": "yes"}]
     assert (s.startup_timeout_s, s.shm_size) == (2700, "32Gi")
 
 
+def test_the_pod_keeps_hub_models_on_the_shared_cache_claim():
+    cached = LaunchSettings(model_cache="mt-retrain-models")
+    pod = _operator().build_delegate(cached).build_pod_request_obj(dry_run=True)
+    container = pod.spec.containers[0]
+    mounts = {m.name: m.mount_path for m in container.volume_mounts}
+    assert mounts == {"dshm": "/dev/shm", "model-cache": "/cache/hf-hub"}
+    (volume,) = [v for v in pod.spec.volumes if v.name == "model-cache"]
+    assert volume.persistent_volume_claim.claim_name == "mt-retrain-models"
+    assert {e.name: e.value for e in container.env}["HF_HUB_CACHE"] == "/cache/hf-hub"
+    # The image's user may write there, and a full cache is not walked at every start.
+    context = pod.spec.security_context
+    assert (context.fs_group, context.fs_group_change_policy) == (launcher.IMAGE_UID, "OnRootMismatch")
+    # Without one, nothing of it is in the pod.
+    plain = _operator().build_delegate(LaunchSettings()).build_pod_request_obj(dry_run=True)
+    assert [v.name for v in plain.spec.volumes] == ["dshm"] and not plain.spec.security_context
+    assert "HF_HUB_CACHE" not in {e.name for e in plain.spec.containers[0].env or []}
+
+
+def test_the_container_keeps_hub_models_on_the_shared_cache_volume():
+    op = _operator(launcher_name="docker").build_delegate(LaunchSettings(model_cache="mt-retrain-hf-models"))
+    (mount,) = op.mounts
+    assert (mount["Type"], mount["Source"], mount["Target"]) == ("volume", "mt-retrain-hf-models", "/cache/hf-hub")
+    assert op.environment["HF_HUB_CACHE"] == "/cache/hf-hub"
+    plain = _operator(launcher_name="docker").build_delegate(LaunchSettings())
+    assert plain.mounts == [] and "HF_HUB_CACHE" not in plain.environment
+
+
+def test_the_image_user_owns_the_folder_the_cache_is_mounted_on():
+    """A new Docker volume copies the owner of the image's folder; the pod's fsGroup is the image's user."""
+    (line,) = [line for line in DOCKERFILE.read_text().splitlines() if "useradd" in line]
+    assert f"--uid {launcher.IMAGE_UID} mt" in line
+    assert f"mkdir -p {launcher.MODEL_CACHE_PATH} && chown mt:mt {launcher.MODEL_CACHE_PATH}" in line
+
+
 @pytest.mark.parametrize("name, value, message", [
+    ("MT_MODEL_CACHE", "/mnt/models", "MT_MODEL_CACHE must name a PersistentVolumeClaim or a Docker volume"),
+    ("MT_MODEL_CACHE", "Models", "MT_MODEL_CACHE must name a PersistentVolumeClaim or a Docker volume"),
     ("MT_K8S_STARTUP_TIMEOUT", "30m", "MT_K8S_STARTUP_TIMEOUT must be a whole number > 0, not '30m'"),
     ("MT_K8S_STARTUP_TIMEOUT", "0", "MT_K8S_STARTUP_TIMEOUT must be a whole number > 0, not '0'"),
 ])

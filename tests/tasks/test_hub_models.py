@@ -1,12 +1,15 @@
 """A run loads one commit of each Hub model it names, whatever the Hub does meanwhile: through the real
 huggingface_hub client against the local Hub server."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from support.runs import make_run
+from support.runs import cli_env, make_run
 from tasks import hub_models, layout
 from tasks.io import storage
 
@@ -156,3 +159,29 @@ def test_train_and_evaluate_load_the_commit_the_run_pinned(tmp_path, base_on_hub
     _change_upstream(api, repo)
     base_folder, base_label = evaluate._models(run, {"found": False}, tmp_path / "scratch")["base"]
     assert (Path(base_folder).name, base_label) == (first, f"{repo}@{first[:12]}")
+
+
+def test_pods_sharing_the_model_cache_download_once_and_go_on_through_a_hub_outage(tmp_path, base_on_hub):
+    """Two steps of a run in pods that mount the same model cache (MT_MODEL_CACHE, which the launcher mounts as
+    HF_HUB_CACHE), each with a home of its own: the first downloads the pinned commit there, the second loads it from
+    there while the Hub cannot be reached. A pod without that cache fails the same way the Hub does."""
+    repo, first = base_on_hub
+    run = make_run(tmp_path / "run", base_model=repo)
+    code = ("import sys\nfrom tasks import config, hub_models\n"
+            "print(hub_models.local_copy(config.load(sys.argv[1]), sys.argv[2])[0])")
+
+    def pod(name: str, cache: Path, endpoint: str) -> subprocess.CompletedProcess:
+        env = {**cli_env(), "HF_HOME": str(tmp_path / name), "HF_HUB_CACHE": str(cache), "HF_ENDPOINT": endpoint}
+        return subprocess.run([sys.executable, "-c", code, run.run_dir, repo], env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    shared = tmp_path / "shared-cache"
+    validate = pod("validate-pod", shared, os.environ["HF_ENDPOINT"])
+    assert validate.returncode == 0, validate.stderr[-2000:]
+    folder = Path(validate.stdout.split()[-1])
+    assert shared in folder.parents and folder.name == first and (folder / "model.safetensors").is_file()
+    train = pod("train-pod", shared, "http://127.0.0.1:9")  # nothing listens there: the Hub is down
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert train.stdout.split()[-1] == str(folder)
+    alone = pod("evaluate-pod", tmp_path / "own-cache", "http://127.0.0.1:9")
+    assert alone.returncode != 0 and "cannot find the appropriate snapshot folder" in alone.stderr
