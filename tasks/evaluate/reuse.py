@@ -3,8 +3,8 @@
 Every week the evaluate step translates the frozen test set with three models, and two of them did the same work
 in an earlier run: the base model (the same pinned commit on the same sentences) and the champion (last week's
 candidate, published since). Their translations are the same when everything that decides them is the same, so
-the step keeps each model's translations of each set in the pipeline's state area (`decoded/<key>.json`), under a
-key made of exactly that:
+the step keeps each model's translations of each set in the pipeline's state area
+(`decoded/<model fingerprint>/<key>.json`), under a key made of exactly that:
 
 - the model: the SHA-256 of its folder, every file but the two a release adds (the model card `README.md` and
   `release.json`, which loading never reads), so a champion is found under the decode it had as a candidate;
@@ -17,11 +17,15 @@ key made of exactly that:
   translations (DECODING_CODE), so a fix to any of them decodes afresh.
 
 A key matches or it does not: a new base commit, a new test set, another beam size, another library version,
-another GPU model or a change to the decoding code all decode afresh. The candidate is always decoded. An entry that cannot be read,
-or whose key or sentence count is not what was asked for, is decoded again, with a warning. Each decode is kept
-once done, whatever the run's outcome later: it is a fact about the model and the sentences, not about the run.
-Entries are trusted as the frozen test set is: only the pipeline's workers should write the artifact store.
-Deleting `decoded/` makes the next run decode everything again.
+another GPU model or a change to the decoding code all decode afresh. The candidate is always decoded. An entry
+that cannot be read, or is not one line per sentence under its own key, is decoded again, with a warning. Each
+decode is kept once done, whatever the run's outcome later: it is a fact about the model and the sentences, not
+about the run. Entries are trusted as the frozen test set is: only the pipeline's workers should write the
+artifact store. Deleting `decoded/` makes the next run decode everything again.
+
+Only this run's three models can be next week's base and champion, so once it has decoded, the step deletes the
+kept translations of every other model (`prune`): the store stays at three models' translations, whatever the
+number of weeks.
 """
 
 from __future__ import annotations
@@ -80,8 +84,9 @@ class KeptDecodes:
                 "engine": {k: v for k, v in engine.items() if k != "family"}}
 
     def uri(self, key: dict) -> str:
-        return self.config.state_uri(layout.DECODED, digest.of_bytes(json.dumps(key, sort_keys=True).encode())
-                                     + ".json")
+        """decoded/<model fingerprint>/<SHA-256 of the key>.json: one folder per model, for `prune`."""
+        return self.config.state_uri(layout.DECODED, key["model"],
+                                     digest.of_bytes(json.dumps(key, sort_keys=True).encode()) + ".json")
 
     def find(self, model: str, names: Sequence[str], engine: dict) -> dict[str, dict] | None:
         """The kept entries of every set in `names` for this model and engine, or None unless all are kept."""
@@ -121,3 +126,22 @@ class KeptDecodes:
             storage.write_json(self.uri(key), entry)
         except Exception as err:  # noqa: BLE001 - the run's own results do not depend on it
             log.warning("could not keep the %s translations for later runs (%s: %s)", name, type(err).__name__, err)
+
+    def prune(self, models: set[str]) -> None:
+        """Delete the kept translations of every model but `models`, this run's: next week's base model is this
+        week's (or a new commit, decoded anyway), and its champion this week's candidate or champion. So the store
+        holds three models' translations, not every candidate's since the pipeline began. A run of the same pipeline
+        going on at the same time may lose its own: that costs a decode, as does any failure here."""
+        prefix = self.config.state_uri(layout.DECODED)
+        try:
+            stale = [o for o in storage.list_objects(prefix) if o.relpath.split("/", 1)[0] not in models]
+            for stored in stale:
+                storage.delete(stored.uri)
+        except Exception as err:  # noqa: BLE001 - the run's own results do not depend on it
+            if not isinstance(err, FileNotFoundError):
+                log.warning("could not prune %s (%s: %s)", prefix, type(err).__name__, err)
+            return
+        if stale:
+            log.info("pruned the kept translations of %d other models from %s",
+                     len({o.relpath.split("/", 1)[0] for o in stale}), prefix)
+

@@ -5,8 +5,8 @@ Every model decodes with the same settings and the same engine (tasks/evaluate/d
 stored with its signature. The base model's and the champion's translations are usually the same as in an earlier
 run of the pipeline (the same weights on the same frozen sentences, with the same settings and engine): they are
 then taken from the pipeline's kept decodes instead of decoded again (tasks/evaluate/reuse.py; `reused_from` in
-scores.json names the run that decoded them). The candidate always decodes. eval/ holds the text behind each number, one sentence per line, so the
-`sacrebleu` CLI recomputes any of them (see tasks/evaluate/scoring.py):
+scores.json names the run that decoded them). The candidate always decodes. eval/ holds the text behind each
+number, one sentence per line, so the `sacrebleu` CLI recomputes any of them (see tasks/evaluate/scoring.py):
 
     eval/test.src  test.ref  test.{base,candidate,champion}.hyp  test.{role}.sentences.jsonl
     eval/general.* the same for the general-domain set, when the run has one (base and candidate only)
@@ -192,8 +192,8 @@ def sets_of(role: str, sets: dict) -> list[str]:
 
 def _decode_all(config: RunConfig, settings: decoding.DecodeSettings, sets: dict, models: dict, scratch: Path):
     """Every model's translations of every test set, decoded or kept from an earlier run (tasks/evaluate/reuse.py):
-    (hypotheses by set and role, speed by role, engine, seconds spent opening the models (loading, converting and
-    checking them) and decoding every set)."""
+    (hypotheses by set and role, speed by role, engine, seconds spent opening the models (fingerprinting, loading,
+    converting and checking them) and decoding every set)."""
     opening_started = time.perf_counter()
     fingerprints = {role: reuse.model_fingerprint(Path(location)) for role, (location, _) in models.items()}
     kept = reuse.KeptDecodes(config, settings, {name: sources for name, (sources, _) in sets.items()})
@@ -221,6 +221,7 @@ def _decode_all(config: RunConfig, settings: decoding.DecodeSettings, sets: dict
                 speed[role] = {"seconds": round(seconds, 2),
                                "sentences_per_s": round(len(sets[name][0]) / max(seconds, 1e-9), 1)}
         log.info("%-9s decoded by %s in %.1fs", role, decoders[role].describe(), speed[role]["seconds"])
+    kept.prune(set(fingerprints.values()))
     return hypotheses, speed, engine, {**phases, "decoding": round(time.perf_counter() - decoding_started, 2)}
 
 

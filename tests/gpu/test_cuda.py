@@ -51,6 +51,11 @@ def test_train_and_evaluate_steps_run_on_cuda_in_bf16(tmp_path, tiny_model):
     assert done.returncode == 0, done.stderr[-3000:]
     scores = json.loads(Path(cfg.uri(layout.SCORES)).read_text())
     assert scores["candidate"]["bleu"] > scores["base"]["bleu"] + 20
+    # The GPU it decoded on is part of what a later run's kept translations must match (tasks/evaluate/reuse.py).
+    import torch
+
+    hardware = scores["decoding"]["hardware"]
+    assert hardware["gpu"] == torch.cuda.get_device_name() and hardware["cuda"] == torch.version.cuda
 
 
 def test_the_padded_fused_head_in_bf16_matches_fp64_logits():

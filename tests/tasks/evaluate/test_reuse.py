@@ -122,6 +122,7 @@ def test_kept_translations_are_what_a_fresh_decode_gives(weeks, tiny_model, digi
 def test_what_changes_the_translations_decodes_again(weeks, tiny_model, digits_translator, tmp_path, monkeypatch,
                                                      change, decoded):
     root, (_, scores1, _), _ = weeks
+    shutil.copytree(root / "artifacts", tmp_path / "artifacts")  # the pipeline after week 2, for this case alone
     params, test, champion, card = {}, TEST, digits_translator, "# the model card\n"
     if change == "another beam size":
         params["num_beams"] = 3
@@ -130,22 +131,25 @@ def test_what_changes_the_translations_decodes_again(weeks, tiny_model, digits_t
         params["decode_engine"] = "transformers"
     elif change == "another ctranslate2 version":
         real = decoding.library_versions
-        monkeypatch.setattr(decoding, "library_versions",
-                            lambda names: {**real(names), **({"ctranslate2": "9.9.9"} if "ctranslate2" in names else {})})
+
+        def upgraded(names):
+            return {**real(names), **({"ctranslate2": "9.9.9"} if "ctranslate2" in names else {})}
+
+        monkeypatch.setattr(decoding, "library_versions", upgraded)
     elif change == "another CPU":
         real_processor = hardware.processor
         monkeypatch.setattr(hardware, "processor", lambda device: {**real_processor(device), "cpus": 96})
     elif change == "one test sentence changed":
         test = [("nine nine nine", "neun neun neun"), *TEST[1:]]
     elif change == "a champion file changed":
-        champion = tmp_path / "champion-changed"
+        champion = tmp_path / "models" / "champion-changed"
         shutil.copytree(digits_translator, champion)
         generation = champion / "generation_config.json"
         generation.write_text(generation.read_text() + "\n")
     else:
         card = "# a new card: the card is not read when the model loads\n"
-    _, scores, opened = _week(root, f"run-{change.replace(' ', '-')}", tiny_model, tiny_model, champion=champion,
-                              test=test, card=card, **params)
+    _, scores, opened = _week(tmp_path, "run-3", tiny_model, tiny_model, champion=champion, test=test, card=card,
+                              **params)
     assert sorted(opened) == decoded
     assert ("reused_from" in scores["base"]) is ("tiny-digits" not in decoded)
     assert ("reused_from" in scores["champion"]) is ("champion" not in decoded)
@@ -154,7 +158,7 @@ def test_what_changes_the_translations_decodes_again(weeks, tiny_model, digits_t
 def _entries(cfg, base: Path) -> dict[tuple[str, str], Path]:
     """(role, set) → the kept entry of week 1: the base's and the candidate's, on the test and the general set."""
     entries = {}
-    for path in Path(cfg.state_uri(layout.DECODED)).glob("*.json"):
+    for path in Path(cfg.state_uri(layout.DECODED)).rglob("*.json"):
         entry = json.loads(path.read_text())
         role = "base" if entry["key"]["model"] == reuse.model_fingerprint(base) else "candidate"
         entries[role, "test" if len(entry["hypotheses"]) == len(TEST) else "general"] = path
@@ -203,6 +207,36 @@ def test_when_one_model_cannot_use_ctranslate2_none_uses_what_it_kept(tmp_path, 
     _, scores3, opened = _week(tmp_path, "run-3", tiny_model, digits_translator, champion=tiny_m2m100)
     assert scores3["decoding"]["engine"] == "transformers" and "reused_from" in scores3["base"]
     assert "reused_from" in scores3["champion"] and "tiny-digits" not in opened
+
+
+def _kept_models(cfg) -> set[str]:
+    """The models with kept translations (an emptied local folder may stay behind: it holds nothing)."""
+    return {p.parent.name for p in Path(cfg.state_uri(layout.DECODED)).rglob("*.json")}
+
+
+def test_only_the_runs_own_models_stay_kept(tmp_path, tiny_model, digits_translator):
+    """Week 1 promotes A; week 2's candidate B is refused; week 3 compares C with A. Each week keeps the
+    translations of its own three models only, which is all the next week can use."""
+    fingerprint = {name: reuse.model_fingerprint(folder) for name, folder in
+                   (("base", tiny_model), ("A", digits_translator))}
+    candidate_b, candidate_c = tmp_path / "B", tmp_path / "C"
+    for folder, mark in ((candidate_b, "b"), (candidate_c, "c")):  # other weights, as far as the key can tell
+        shutil.copytree(digits_translator, folder)
+        (folder / "train_report.json").write_text(json.dumps({"candidate": mark}))
+        fingerprint[folder.name] = reuse.model_fingerprint(folder)
+    cfg1, _, _ = _week(tmp_path, "run-1", tiny_model, digits_translator)
+    assert _kept_models(cfg1) == {fingerprint["base"], fingerprint["A"]}
+    foreign = Path(cfg1.state_uri(layout.DECODED), "f" * 64, "0" * 64 + ".json")  # a model no run uses any more
+    foreign.parent.mkdir()
+    foreign.write_text("{}")
+    writing = Path(cfg1.state_uri(layout.DECODED), fingerprint["base"], ".x.json.123.tmp")  # another run writing
+    writing.write_text("{")
+    _week(tmp_path, "run-2", tiny_model, candidate_b, champion=digits_translator)
+    assert _kept_models(cfg1) == {fingerprint["base"], fingerprint["A"], fingerprint["B"]}
+    assert writing.exists()
+    _, scores3, opened = _week(tmp_path, "run-3", tiny_model, candidate_c, champion=digits_translator)
+    assert opened == ["model"] and scores3["champion"]["reused_from"] == cfg1.run_dir
+    assert _kept_models(cfg1) == {fingerprint["base"], fingerprint["A"], fingerprint["C"]}
 
 
 def test_the_code_that_decodes_is_part_of_the_key(tmp_path, monkeypatch):
