@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -97,17 +98,40 @@ def _current(name: str) -> tuple[str, list[str]]:
 
 
 def _cached(name: str) -> tuple[str, list[str]]:
-    """The commit and files of the copy of `name` in the Hugging Face cache: the one main pointed to when it was
-    downloaded by name, else the only one there. Its files are listed from the snapshot folder itself (the cache
-    may hold only the files loading needed)."""
+    """The commit and files of a complete copy of `name` in the Hugging Face cache (its configs and weights: a pod
+    killed while downloading leaves a snapshot without them): the one main pointed to when it was downloaded by
+    name, else the newest there (downloads of a pinned commit do not record main). Its files are listed from the
+    snapshot folder itself (the cache may hold only the files loading needed)."""
     folder = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=name, repo_type="model")
     main = folder / "refs" / "main"
-    snapshots = sorted(p.name for p in (folder / "snapshots").glob("*") if p.is_dir())
-    commit = main.read_text().strip() if main.is_file() else snapshots[0] if len(snapshots) == 1 else None
-    if commit is None or not (folder / "snapshots" / commit).is_dir():
-        raise FileNotFoundError(f"Hub model {name}: no copy in the Hugging Face cache ({folder}) to pin "
-                                f"({len(snapshots)} snapshots, no refs/main)")
-    return commit, [p.name for p in (folder / "snapshots" / commit).iterdir()]
+    complete = {p.name: files for p in (folder / "snapshots").glob("*")
+                if p.is_dir() and _complete(files := [f.name for f in p.iterdir()])}
+    by_age = sorted(complete, key=lambda c: (folder / "snapshots" / c).stat().st_mtime)
+    commit = main.read_text().strip() if main.is_file() else by_age[-1] if by_age else None
+    if commit not in complete:
+        main_says = f"refs/main names {commit}" if main.is_file() else "no refs/main"
+        raise FileNotFoundError(f"Hub model {name}: no complete copy in the Hugging Face cache ({folder}) to pin "
+                                f"({len(complete)} complete snapshots, {main_says})")
+    return commit, complete[commit]
+
+
+def _complete(files: list[str]) -> bool:
+    """A copy a model loads from: its config and one copy of its weights."""
+    return "config.json" in files and any(f.endswith((".safetensors", ".bin")) for f in model_files(files))
+
+
+def _cache_dir() -> str | None:
+    """Where downloads go: None for huggingface_hub's cache (HF_HUB_CACHE, the shared model cache of a pod that
+    mounts one, README "MT_MODEL_CACHE"), unless this process cannot write there (a share whose root the image's
+    user does not own): then a cache of the process's own, with a warning, rather than a failed step."""
+    shared = Path(constants.HF_HUB_CACHE)
+    existing = next(p for p in (shared, *shared.parents) if p.exists())
+    if os.access(existing, os.W_OK | os.X_OK):
+        return None
+    own = Path(tempfile.gettempdir()) / f"hf-hub-{os.getuid()}"
+    log.warning("the model cache %s cannot be written by uid %d: downloading into %s instead, which the next step "
+                "does not share; make the cache's root writable by the image's user", shared, os.getuid(), own)
+    return str(own)
 
 
 def _endpoint() -> str | None:
@@ -128,7 +152,7 @@ def local_copy(config: RunConfig, name: str) -> tuple[str, str]:
     pinned = pin(config, name)
     try:
         folder = snapshot_download(name, revision=pinned["revision"], allow_patterns=pinned["files"],
-                                   endpoint=_endpoint(), token=_token())
+                                   endpoint=_endpoint(), token=_token(), cache_dir=_cache_dir())
     except RevisionNotFoundError as err:
         raise RevisionNotFoundError(
             f"Hub model {name}: commit {pinned['revision']}, pinned for this run in "

@@ -185,3 +185,48 @@ def test_pods_sharing_the_model_cache_download_once_and_go_on_through_a_hub_outa
     assert train.stdout.split()[-1] == str(folder)
     alone = pod("evaluate-pod", tmp_path / "own-cache", "http://127.0.0.1:9")
     assert alone.returncode != 0 and "cannot find the appropriate snapshot folder" in alone.stderr
+
+
+def test_a_copy_a_killed_download_left_is_not_pinned(tmp_path, base_on_hub, monkeypatch):
+    """A pod killed while downloading leaves a snapshot of config and tokenizer files without the weights. With the
+    Hub down, a new run must not pin that: every step would load a model without weights."""
+    repo, _ = base_on_hub
+    folder, _ = hub_models.local_copy(make_run(tmp_path / "killed", base_model=repo), repo)
+    (Path(folder) / "model.safetensors").unlink()
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    run = make_run(tmp_path / "run", base_model=repo)
+    with pytest.raises(Exception) as failed:
+        hub_models.local_copy(run, repo)
+    assert not isinstance(failed.value, FileNotFoundError)  # the Hub's own error: no copy was fit to pin
+    assert not storage.exists(run.uri(layout.HUB_REVISIONS))
+
+
+def test_with_the_hub_down_the_newest_complete_copy_is_pinned(tmp_path, base_on_hub, api, monkeypatch):
+    """Pinned downloads record no refs/main, so a shared cache holds one snapshot per commit runs pinned."""
+    repo, _ = base_on_hub
+    hub_models.local_copy(make_run(tmp_path / "week-1", base_model=repo), repo)
+    second = _change_upstream(api, repo)
+    hub_models.local_copy(make_run(tmp_path / "week-2", base_model=repo), repo)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert hub_models.local_copy(make_run(tmp_path / "week-3", base_model=repo), repo)[1] == f"{repo}@{second[:12]}"
+
+
+def test_a_model_cache_this_user_cannot_write_is_passed_over_with_a_warning(tmp_path, base_on_hub, monkeypatch,
+                                                                         caplog):
+    """A shared cache whose root the image's user does not own (fsGroup does not reach most ReadWriteMany shares):
+    the step downloads into a cache of its own and says what to fix, instead of failing."""
+    import logging
+    import tempfile
+
+    from huggingface_hub import constants
+
+    repo, first = base_on_hub
+    shared, real_access = Path(constants.HF_HUB_CACHE), os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) not in (shared, *shared.parents)
+                        and real_access(path, mode))  # as root, every folder is writable
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="tasks.hub_models"):
+        folder, label = hub_models.local_copy(make_run(tmp_path / "run", base_model=repo), repo)
+    assert label == f"{repo}@{first[:12]}" and Path(folder).is_relative_to(tmp_path / f"hf-hub-{os.getuid()}")
+    assert (Path(folder) / "model.safetensors").is_file()
+    assert "cannot be written by uid" in caplog.text and "make the cache's root writable" in caplog.text
