@@ -13,6 +13,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     HF_HOME=/home/mt/.cache/huggingface \
+    HF_HUB_CACHE=/cache/hf-hub \
     TOKENIZERS_PARALLELISM=false
 
 # tcmalloc, which `python -m tasks` preloads: glibc's malloc hands large freed blocks back to the kernel and
@@ -27,8 +28,9 @@ RUN python -c "import nvidia.cublas, pathlib; print(pathlib.Path(list(nvidia.cub
         > /etc/ld.so.conf.d/nvidia-cublas.conf 2>/dev/null && ldconfig \
     || (rm -f /etc/ld.so.conf.d/nvidia-cublas.conf; echo "no pip cuBLAS: using the system loader path")
 
-# The user the launchers expect (IMAGE_UID in plugins/mt_airflow/launcher.py), and the folder where they mount the
-# shared cache of Hub models (MODEL_CACHE_PATH): a new Docker volume copies its owner from here.
+# The user the launchers expect (IMAGE_UID in plugins/mt_airflow/launcher.py), and the Hub cache (HF_HUB_CACHE),
+# where they mount the shared cache of Hub models (MODEL_CACHE_PATH): a new Docker volume starts as a copy of this
+# folder, owner and any model baked in here included; a Kubernetes claim mounted there hides what the image holds.
 RUN useradd --create-home --uid 10001 mt && mkdir -p /cache/hf-hub && chown mt:mt /cache/hf-hub
 WORKDIR /app
 COPY --chown=mt:mt tasks/ /app/tasks/

@@ -162,17 +162,23 @@ class LaunchSettings:
             memory_request=env("MT_MEMORY_REQUEST", base.memory_request),
             startup_timeout_s=_number_env("MT_K8S_STARTUP_TIMEOUT", base.startup_timeout_s),
             shm_size=env("MT_SHM_SIZE", base.shm_size),
-            model_cache=_volume_env("MT_MODEL_CACHE"),
+            model_cache=env("MT_MODEL_CACHE") or base.model_cache,
         )
 
 
-def _volume_env(name: str) -> str | None:
-    """A PersistentVolumeClaim's or Docker volume's name from the environment: a DNS-1123 name suits both."""
-    value = os.environ.get(name) or None
-    if value is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value):
-        raise AirflowException(f"{name} must name a PersistentVolumeClaim or a Docker volume (lowercase letters, "
-                               f"digits, '-' and '.'), not {value!r}")
-    return value
+# What MT_MODEL_CACHE may name: a PersistentVolumeClaim (a DNS-1123 subdomain), or a Docker volume.
+VOLUME_NAMES = {"kubernetes": (r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", "a PersistentVolumeClaim (lowercase letters, "
+                               "digits, '-' and '.')"),
+                "docker": (r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", "a Docker volume (letters, digits, '_', '.' and '-')")}
+
+
+def model_cache(settings: LaunchSettings, launcher: str) -> str | None:
+    """MT_MODEL_CACHE, once it is shown to be a name the launcher can mount."""
+    pattern, what = VOLUME_NAMES[launcher]
+    if settings.model_cache is not None and not re.fullmatch(pattern, settings.model_cache):
+        raise AirflowException(f"MT_MODEL_CACHE must name {what} for the {launcher} launcher, not "
+                               f"{settings.model_cache!r}")
+    return settings.model_cache
 
 
 def passthrough_env() -> dict[str, str]:
@@ -192,12 +198,13 @@ def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchS
     from kubernetes.client import models as k8s
 
     gpu = {"nvidia.com/gpu": str(settings.gpus)} if settings.gpus else {}
+    cache = model_cache(settings, "kubernetes")
     volumes = [k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
                                                                           size_limit=settings.shm_size))]
     mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
-    if settings.model_cache:
+    if cache:
         volumes.append(k8s.V1Volume(name="model-cache", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
-            claim_name=settings.model_cache)))
+            claim_name=cache)))
         mounts.append(k8s.V1VolumeMount(name="model-cache", mount_path=MODEL_CACHE_PATH))
     return KubernetesPodOperator(
         task_id=task_id,
@@ -218,7 +225,7 @@ def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchS
         # The image's user writes to the cache: the volume's group becomes its own, checked at its root only
         # (a recursive change of a full cache would delay every pod).
         security_context=k8s.V1PodSecurityContext(fs_group=IMAGE_UID, fs_group_change_policy="OnRootMismatch")
-        if settings.model_cache else None,
+        if cache else None,
         node_selector=settings.node_selector or None,
         tolerations=[k8s.V1Toleration(**t) for t in settings.tolerations],
         service_account_name=settings.service_account,
@@ -242,6 +249,7 @@ def docker_operator(task_id: str, step: str, run_dir: str, settings: LaunchSetti
     from airflow.providers.docker.operators.docker import DockerOperator
     from docker.types import DeviceRequest, Mount
 
+    cache = model_cache(settings, "docker")
     return DockerOperator(
         task_id=task_id,
         image=settings.image,
@@ -250,8 +258,7 @@ def docker_operator(task_id: str, step: str, run_dir: str, settings: LaunchSetti
         network_mode=settings.docker_network,
         environment=container_env(settings),
         # A named volume starts as a copy of the image's folder there, owned by the image's user.
-        mounts=[Mount(target=MODEL_CACHE_PATH, source=settings.model_cache, type="volume")]
-        if settings.model_cache else None,
+        mounts=[Mount(target=MODEL_CACHE_PATH, source=cache, type="volume")] if cache else None,
         private_environment={k: os.environ[k] for k in SECRET_ENV if os.environ.get(k)},
         device_requests=[DeviceRequest(count=settings.gpus, capabilities=[["gpu"]])] if settings.gpus else None,
         shm_size=quantity_bytes(settings.shm_size),

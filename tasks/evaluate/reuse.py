@@ -23,16 +23,16 @@ decode is kept once done, whatever the run's outcome later: it is a fact about t
 about the run. Entries are trusted as the frozen test set is: only the pipeline's workers should write the
 artifact store. Deleting `decoded/` makes the next run decode everything again.
 
-Only this run's three models can be next week's base and champion, so once it has decoded, the step deletes the
-kept translations of every other model (`prune`): the store stays at three models' translations, whatever the
-number of weeks.
+Each run notes in its three models' folders that it used them (`used.json`), and once it has decoded, deletes
+the folders of the models no run used for KEEP_DAYS days (`prune`): mostly candidates that were never promoted.
+So the store holds the models of the last five weeks' runs, whatever the number of weeks.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -45,6 +45,8 @@ from tasks.io import digest, storage
 log = logging.getLogger(__name__)
 
 RELEASE_ADDITIONS = ("README.md", "release.json")  # what a published release holds beyond the trained model's folder
+USED = "used.json"  # in each model's folder: when a run last used its kept translations
+KEEP_DAYS = 35  # five weekly runs: a model no run used for so long is deleted (`prune`)
 # The project's modules whose code decides a translation, beside the model, the settings and the libraries: the
 # batches and their padding, the engines' search and ranking, the families' prefixes and language codes, the
 # clean-up of each output line.
@@ -127,21 +129,47 @@ class KeptDecodes:
         except Exception as err:  # noqa: BLE001 - the run's own results do not depend on it
             log.warning("could not keep the %s translations for later runs (%s: %s)", name, type(err).__name__, err)
 
-    def prune(self, models: set[str]) -> None:
-        """Delete the kept translations of every model but `models`, this run's: next week's base model is this
-        week's (or a new commit, decoded anyway), and its champion this week's candidate or champion. So the store
-        holds three models' translations, not every candidate's since the pipeline began. A run of the same pipeline
-        going on at the same time may lose its own: that costs a decode, as does any failure here."""
+    def mark_used(self, models: set[str]) -> None:
+        """Note in each model's folder that this run uses it (decoded/<model>/used.json), before any of its
+        translations are looked up or kept: `prune` keeps the models some run used lately."""
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for model in models:
+            try:
+                storage.write_json(self.config.state_uri(layout.DECODED, model, USED), {"used": now,
+                                                                                        "run_dir": self.config.run_dir})
+            except Exception as err:  # noqa: BLE001 - then `prune` may delete them: a decode, nothing more
+                log.warning("could not mark the kept translations of %s as used (%s: %s)", model, type(err).__name__,
+                            err)
+
+    def prune(self) -> None:
+        """Delete the kept translations of the models no run of the pipeline used for KEEP_DAYS (their folder's
+        used.json; a folder without one is not this step's). Next week's base model and champion are among this
+        week's three, so what is deleted is mostly candidates that were never promoted; a reproduction or a run
+        of the pipeline going on at the same time keeps its models, and deletes none of the others'. Any failure
+        here costs a later run a decode, nothing more."""
         prefix = self.config.state_uri(layout.DECODED)
         try:
-            stale = [o for o in storage.list_objects(prefix) if o.relpath.split("/", 1)[0] not in models]
-            for stored in stale:
-                storage.delete(stored.uri)
+            folders: dict[str, list[storage.StoredObject]] = {}
+            for stored in storage.list_objects(prefix):
+                folders.setdefault(stored.relpath.split("/", 1)[0], []).append(stored)
+            stale = [model for model, objects in folders.items() if not self._used_lately(prefix, model, objects)]
+            for model in stale:
+                for stored in folders[model]:
+                    storage.delete(stored.uri)
         except Exception as err:  # noqa: BLE001 - the run's own results do not depend on it
             if not isinstance(err, FileNotFoundError):
                 log.warning("could not prune %s (%s: %s)", prefix, type(err).__name__, err)
             return
         if stale:
-            log.info("pruned the kept translations of %d other models from %s",
-                     len({o.relpath.split("/", 1)[0] for o in stale}), prefix)
+            log.info("deleted the kept translations of %d models no run used for %d days from %s", len(stale),
+                     KEEP_DAYS, prefix)
 
+    @staticmethod
+    def _used_lately(prefix: str, model: str, objects: list) -> bool:
+        if not any(o.relpath == f"{model}/{USED}" for o in objects):
+            return False
+        try:
+            used = datetime.fromisoformat(storage.read_json(storage.join(prefix, model, USED))["used"])
+        except Exception:  # noqa: BLE001 - a garbled mark: the folder goes, a decode at most
+            return False
+        return datetime.now(timezone.utc) - used < timedelta(days=KEEP_DAYS)

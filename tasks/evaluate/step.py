@@ -197,6 +197,7 @@ def _decode_all(config: RunConfig, settings: decoding.DecodeSettings, sets: dict
     opening_started = time.perf_counter()
     fingerprints = {role: reuse.model_fingerprint(Path(location)) for role, (location, _) in models.items()}
     kept = reuse.KeptDecodes(config, settings, {name: sources for name, (sources, _) in sets.items()})
+    kept.mark_used(set(fingerprints.values()))
     decoders, reused = open_decoders(
         models, settings, config, scratch, probe=sets[TEST],
         find=lambda role, engine: kept.find(fingerprints[role], sets_of(role, sets), engine))
@@ -221,7 +222,7 @@ def _decode_all(config: RunConfig, settings: decoding.DecodeSettings, sets: dict
                 speed[role] = {"seconds": round(seconds, 2),
                                "sentences_per_s": round(len(sets[name][0]) / max(seconds, 1e-9), 1)}
         log.info("%-9s decoded by %s in %.1fs", role, decoders[role].describe(), speed[role]["seconds"])
-    kept.prune(set(fingerprints.values()))
+    kept.prune()
     return hypotheses, speed, engine, {**phases, "decoding": round(time.perf_counter() - decoding_started, 2)}
 
 

@@ -202,11 +202,25 @@ def test_the_image_user_owns_the_folder_the_cache_is_mounted_on():
     (line,) = [line for line in DOCKERFILE.read_text().splitlines() if "useradd" in line]
     assert f"--uid {launcher.IMAGE_UID} mt" in line
     assert f"mkdir -p {launcher.MODEL_CACHE_PATH} && chown mt:mt {launcher.MODEL_CACHE_PATH}" in line
+    assert f"HF_HUB_CACHE={launcher.MODEL_CACHE_PATH} " in DOCKERFILE.read_text()  # what the image bakes in is there
+
+
+@pytest.mark.parametrize("launcher_name, name, message", [
+    ("kubernetes", "/mnt/models", "MT_MODEL_CACHE must name a PersistentVolumeClaim .* for the kubernetes launcher"),
+    ("kubernetes", "stack_models", "MT_MODEL_CACHE must name a PersistentVolumeClaim .* for the kubernetes launcher"),
+    ("docker", "/mnt/models", "MT_MODEL_CACHE must name a Docker volume .* for the docker launcher, not '/mnt/models'"),
+])
+def test_a_cache_name_the_launcher_cannot_mount_is_refused(launcher_name, name, message):
+    with pytest.raises(Exception, match=message):
+        _operator(launcher_name=launcher_name).build_delegate(LaunchSettings(model_cache=name))
+
+
+def test_a_compose_volume_name_is_a_docker_volume():
+    cached = LaunchSettings(model_cache="mt-retrain_hf-models")  # how compose names a volume it manages
+    assert _operator(launcher_name="docker").build_delegate(cached).mounts[0]["Source"] == "mt-retrain_hf-models"
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("MT_MODEL_CACHE", "/mnt/models", "MT_MODEL_CACHE must name a PersistentVolumeClaim or a Docker volume"),
-    ("MT_MODEL_CACHE", "Models", "MT_MODEL_CACHE must name a PersistentVolumeClaim or a Docker volume"),
     ("MT_K8S_STARTUP_TIMEOUT", "30m", "MT_K8S_STARTUP_TIMEOUT must be a whole number > 0, not '30m'"),
     ("MT_K8S_STARTUP_TIMEOUT", "0", "MT_K8S_STARTUP_TIMEOUT must be a whole number > 0, not '0'"),
 ])

@@ -5,6 +5,7 @@ would change their translations decodes afresh."""
 import json
 import logging
 import shutil
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,8 @@ def _entries(cfg, base: Path) -> dict[tuple[str, str], Path]:
     """(role, set) → the kept entry of week 1: the base's and the candidate's, on the test and the general set."""
     entries = {}
     for path in Path(cfg.state_uri(layout.DECODED)).rglob("*.json"):
+        if path.name == reuse.USED:
+            continue
         entry = json.loads(path.read_text())
         role = "base" if entry["key"]["model"] == reuse.model_fingerprint(base) else "candidate"
         entries[role, "test" if len(entry["hypotheses"]) == len(TEST) else "general"] = path
@@ -211,12 +214,12 @@ def test_when_one_model_cannot_use_ctranslate2_none_uses_what_it_kept(tmp_path, 
 
 def _kept_models(cfg) -> set[str]:
     """The models with kept translations (an emptied local folder may stay behind: it holds nothing)."""
-    return {p.parent.name for p in Path(cfg.state_uri(layout.DECODED)).rglob("*.json")}
+    return {p.parent.name for p in Path(cfg.state_uri(layout.DECODED)).rglob("*.json") if p.name != reuse.USED}
 
 
-def test_only_the_runs_own_models_stay_kept(tmp_path, tiny_model, digits_translator):
-    """Week 1 promotes A; week 2's candidate B is refused; week 3 compares C with A. Each week keeps the
-    translations of its own three models only, which is all the next week can use."""
+def test_models_no_run_used_for_five_weeks_are_deleted(tmp_path, tiny_model, digits_translator):
+    """Week 1 promotes A; week 2's candidate B is refused; week 3 compares C with A. Every week keeps what the
+    last five weeks' runs used, and deletes the rest: B once no run has used it for 35 days."""
     fingerprint = {name: reuse.model_fingerprint(folder) for name, folder in
                    (("base", tiny_model), ("A", digits_translator))}
     candidate_b, candidate_c = tmp_path / "B", tmp_path / "C"
@@ -225,18 +228,25 @@ def test_only_the_runs_own_models_stay_kept(tmp_path, tiny_model, digits_transla
         (folder / "train_report.json").write_text(json.dumps({"candidate": mark}))
         fingerprint[folder.name] = reuse.model_fingerprint(folder)
     cfg1, _, _ = _week(tmp_path, "run-1", tiny_model, digits_translator)
+    kept = Path(cfg1.state_uri(layout.DECODED))
     assert _kept_models(cfg1) == {fingerprint["base"], fingerprint["A"]}
-    foreign = Path(cfg1.state_uri(layout.DECODED), "f" * 64, "0" * 64 + ".json")  # a model no run uses any more
+    assert json.loads((kept / fingerprint["A"] / reuse.USED).read_text())["run_dir"] == cfg1.run_dir
+    foreign = kept / ("f" * 64) / ("0" * 64 + ".json")  # translations no run marked as used
     foreign.parent.mkdir()
     foreign.write_text("{}")
-    writing = Path(cfg1.state_uri(layout.DECODED), fingerprint["base"], ".x.json.123.tmp")  # another run writing
+    writing = foreign.parent / ".x.json.123.tmp"  # a write going on: hidden files are never listed, nor deleted
     writing.write_text("{")
     _week(tmp_path, "run-2", tiny_model, candidate_b, champion=digits_translator)
     assert _kept_models(cfg1) == {fingerprint["base"], fingerprint["A"], fingerprint["B"]}
-    assert writing.exists()
+    assert not foreign.exists() and writing.exists()
     _, scores3, opened = _week(tmp_path, "run-3", tiny_model, candidate_c, champion=digits_translator)
     assert opened == ["model"] and scores3["champion"]["reused_from"] == cfg1.run_dir
-    assert _kept_models(cfg1) == {fingerprint["base"], fingerprint["A"], fingerprint["C"]}
+    assert _kept_models(cfg1) == {fingerprint[m] for m in ("base", "A", "B", "C")}  # B was used two weeks ago
+    used = kept / fingerprint["B"] / reuse.USED
+    long_ago = datetime.now(timezone.utc) - timedelta(days=reuse.KEEP_DAYS + 1)
+    used.write_text(json.dumps({**json.loads(used.read_text()), "used": long_ago.isoformat()}))
+    _week(tmp_path, "run-4", tiny_model, candidate_c, champion=digits_translator)
+    assert _kept_models(cfg1) == {fingerprint[m] for m in ("base", "A", "C")}
 
 
 def test_the_code_that_decodes_is_part_of_the_key(tmp_path, monkeypatch):
