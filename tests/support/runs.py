@@ -32,6 +32,28 @@ def write_splits(cfg: config.RunConfig, scratch: Path, **splits) -> None:
         storage.upload_file(path, cfg.uri(layout.split_file(name)))
 
 
+def ready_to_evaluate(root: Path, run_id: str, base: Path, candidate: Path, champion: Path | None = None, *,
+                      test: list, general: list, card: str = "# the model card\n", **params) -> config.RunConfig:
+    """A run of the pipeline under `root` as the steps before evaluate leave it: its splits, the trained model, and
+    the champion step's record. A champion is placed as that step leaves a published release: with the release's
+    card and record."""
+    import json
+    import shutil
+
+    cfg = make_run(root / "artifacts", run_id=run_id, base_model=str(base), **params)
+    write_splits(cfg, root / run_id, test=test, general_test=general)
+    shutil.copytree(candidate, cfg.uri(layout.MODEL))
+    if champion is None:
+        storage.write_json(cfg.uri(layout.CHAMPION_RECORD), {"found": False, "reason": "nothing published yet"})
+        return cfg
+    shutil.copytree(champion, cfg.uri(layout.CHAMPION))
+    Path(cfg.uri(layout.CHAMPION), "README.md").write_text("---\nlicense: apache-2.0\n---\n" + card)
+    Path(cfg.uri(layout.CHAMPION), "release.json").write_text(json.dumps({"run_id": "run-1"}))
+    storage.write_json(cfg.uri(layout.CHAMPION_RECORD), {"found": True, "label": "org/digits@run-1",
+                                                         "model_uri": cfg.uri(layout.CHAMPION)})
+    return cfg
+
+
 def cli_env() -> dict:
     """Environment for `python -m tasks ...` subprocesses: the repo importable, the offline Hub settings."""
     env = dict(os.environ)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from support.corpora import digit_pairs
-from support.runs import make_run, write_splits
+from support.runs import make_run, ready_to_evaluate
 from tasks import cost, hardware, layout
 from tasks.evaluate import decoding, engines, gate, reuse
 from tasks.evaluate import step as evaluate
@@ -25,19 +25,9 @@ SETTINGS = {"num_beams": 2, "max_source_length": 32, "min_test_sentences": 10}
 def _week(root: Path, run_id: str, base: Path, candidate: Path, champion: Path | None = None, test=TEST,
           card: str = "# the model card\n", **params) -> tuple:
     """One evaluate run of the pipeline under `root`: returns (config, scores, the model folders it opened: the
-    base's own name, `model` for the candidate, `champion`). A champion is placed as the champion step leaves a
-    published release: with the release's card and record."""
-    cfg = make_run(root / "artifacts", run_id=run_id, base_model=str(base), **{**SETTINGS, **params})
-    write_splits(cfg, root / run_id, test=test, general_test=GENERAL)
-    shutil.copytree(candidate, cfg.uri(layout.MODEL))
-    if champion is None:
-        storage.write_json(cfg.uri(layout.CHAMPION_RECORD), {"found": False, "reason": "nothing published yet"})
-    else:
-        shutil.copytree(champion, cfg.uri(layout.CHAMPION))
-        Path(cfg.uri(layout.CHAMPION), "README.md").write_text("---\nlicense: apache-2.0\n---\n" + card)
-        Path(cfg.uri(layout.CHAMPION), "release.json").write_text(json.dumps({"run_id": "run-1"}))
-        storage.write_json(cfg.uri(layout.CHAMPION_RECORD), {"found": True, "label": "org/digits@run-1",
-                                                             "model_uri": cfg.uri(layout.CHAMPION)})
+    base's own name, `model` for the candidate, `champion`)."""
+    cfg = ready_to_evaluate(root, run_id, base, candidate, champion, test=test, general=GENERAL, card=card,
+                            **{**SETTINGS, **params})
     opened = []
     real = engines.open_decoder
 
