@@ -116,8 +116,10 @@ def _cached(name: str) -> tuple[str, list[str]]:
 
 
 def _complete(files: list[str]) -> bool:
-    """A copy a model loads from: its config and one copy of its weights."""
-    return "config.json" in files and any(f.endswith((".safetensors", ".bin")) for f in model_files(files))
+    """A copy a model loads from: its config and one copy of its weights, every shard of them."""
+    weights = [f for f in model_files(files) if f.endswith((".safetensors", ".bin"))]
+    shards = {int(found.group(1)) for f in weights if (found := re.search(r"-of-(\d+)\.", f))}
+    return "config.json" in files and bool(weights) and all(len(weights) == total for total in shards)
 
 
 def _cache_dir() -> str | None:

@@ -201,6 +201,19 @@ def test_a_copy_a_killed_download_left_is_not_pinned(tmp_path, base_on_hub, monk
     assert not storage.exists(run.uri(layout.HUB_REVISIONS))
 
 
+@pytest.mark.parametrize("files, complete", [
+    (["config.json", "model.safetensors", "source.spm"], True),
+    (["config.json", "source.spm", "tokenizer_config.json"], False),  # killed before the weights
+    (["model.safetensors"], False),
+    (["config.json", "model-00001-of-00002.safetensors", "model.safetensors.index.json"], False),  # one shard of two
+    (["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+      "model.safetensors.index.json"], True),
+    (["config.json", "pytorch_model.bin"], True),
+])
+def test_a_copy_is_complete_with_its_config_and_every_weights_shard(files, complete):
+    assert hub_models._complete(files) is complete
+
+
 def test_with_the_hub_down_the_newest_complete_copy_is_pinned(tmp_path, base_on_hub, api, monkeypatch):
     """Pinned downloads record no refs/main, so a shared cache holds one snapshot per commit runs pinned."""
     repo, _ = base_on_hub
