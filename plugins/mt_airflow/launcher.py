@@ -309,6 +309,7 @@ class RunStepOperator(BaseOperator):
         self._delegate: BaseOperator | None = None  # the pod or container operator running now, for on_kill
         self._process: subprocess.Popen | None = None  # the local step running now, for on_kill
         self._killed = False
+        self._pod_read, self._pod = False, None  # this try's pod times, once read (`_read_pod`)
 
     def build_delegate(self, settings: LaunchSettings | None = None) -> BaseOperator:
         """The provider operator for a container launcher. Built at execute time, so it sees the settings of
@@ -324,7 +325,7 @@ class RunStepOperator(BaseOperator):
                       " ".join(step_command(self.step, self.run_dir)))
         launch = {"try": getattr(context.get("ti"), "try_number", None), "launcher": self.launcher, "gpus": None,
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        started, self._killed = time.monotonic(), False
+        started, self._killed, self._pod_read, self._pod = time.monotonic(), False, False, None
         try:
             if self.launcher == "local":
                 self.run_local()
@@ -342,8 +343,6 @@ class RunStepOperator(BaseOperator):
                 # The pod and Docker operators clean up after the timeout and raise an error of their own, so
                 # Airflow never sees the timeout and never calls on_kill: the pod would keep its GPUs.
                 self.log.warning("step %r ran past its execution_timeout: stopping its %s", self.step, self.launcher)
-                if self.launcher == "kubernetes" and (pod := self._pod_times()) is not None:
-                    launch["pod"] = pod  # read while the pod is still there to be read
                 try:
                     self.on_kill()
                 except Exception as err:  # noqa: BLE001 - the step's own error is the one to raise
@@ -353,25 +352,30 @@ class RunStepOperator(BaseOperator):
             raise
         finally:
             launch["seconds"] = round(time.monotonic() - started, 1)
-            if self.launcher == "kubernetes" and "pod" not in launch and (pod := self._pod_times()) is not None:
+            if self.launcher == "kubernetes" and (pod := self._read_pod(launches.POD_READ_TIMEOUT_S)) is not None:
                 launch["pod"] = pod
             launches.record_launch(self.run_dir, self.step, launch, self.log)
         return self.stored_result()
 
-    def _pod_times(self) -> dict | None:
-        """`pod_times` of this try's pod: the pod operator's last look at it where the pod had ended by then, else one
-        fresh read, bounded (it may come after the execution timeout, which no longer interrupts anything). None
-        when neither can be had; never an error."""
+    def _read_pod(self, timeout_s: float) -> dict | None:
+        """`pod_times` of this try's pod, read once a try: by on_kill just before it deletes the pod (once deleted,
+        the pod is soon gone and the try would be billed as requested), else as the try ends. The pod operator's
+        last look at it where the pod had ended by then, else one fresh read within `timeout_s` (it may come after
+        the execution timeout, which no longer interrupts anything). None when neither can be had; never an
+        error."""
+        if self._pod_read:
+            return self._pod
+        self._pod_read = True
         try:
             pod = getattr(self._delegate, "remote_pod", None)
             if pod is None or not launches.pod_ended(pod):
                 pod = pod or self._delegate.pod
                 pod = self._delegate.client.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
-                                                                _request_timeout=launches.POD_READ_TIMEOUT_S)
-            return launches.pod_times(pod, datetime.now(timezone.utc))
+                                                                _request_timeout=timeout_s)
+            self._pod = launches.pod_times(pod, datetime.now(timezone.utc))
         except (Exception, AirflowTaskTimeout) as err:  # noqa: BLE001 - the bill then counts from launch to end
             self.log.info("no pod timings for this try (%s: %s)", type(err).__name__, err)
-            return None
+        return self._pod
 
     def _fail_for_good_if_decided(self, failed: AirflowException) -> None:
         """A step that failed after storing its result failed on what it decided (validate: the batch is not
@@ -393,6 +397,8 @@ class RunStepOperator(BaseOperator):
         """Called by Airflow when the task is killed or times out: stop the pod, container or subprocess."""
         self._killed = True
         if self._delegate is not None:
+            if self.launcher == "kubernetes" and getattr(self._delegate, "pod", None) is not None:
+                self._read_pod(launches.KILL_POD_READ_TIMEOUT_S)
             self.log.info("stopping the %s of step %r", self.launcher, self.step)
             self._delegate.on_kill()
         if self._process is not None and self._process.poll() is None:

@@ -14,6 +14,9 @@ from airflow.sdk.exceptions import AirflowTaskTimeout
 
 # Seconds the launcher waits for the Kubernetes API when it reads a pod's timings after its try.
 POD_READ_TIMEOUT_S = 10
+# ... and when it reads them in on_kill, just before the pod is deleted (once deleted, it is soon gone): the Airflow
+# supervisor SIGKILLs the task 5 s after its SIGTERM, and the delete and the try's record must fit in them too.
+KILL_POD_READ_TIMEOUT_S = 1.5
 
 
 def timed_out(failed: BaseException | None) -> bool:

@@ -309,6 +309,31 @@ def test_a_pod_stopped_at_its_timeout_is_read_before_it_is_stopped(monkeypatch, 
     with pytest.raises(AirflowException, match="returned a failure"):
         with timeout(1):
             op.execute({})
-    assert delegate.killed and len(delegate.reads) == 1  # read once, before the pod was stopped
+    # Read once, before the pod was stopped, within the time on_kill has.
+    assert delegate.killed and delegate.reads == [("train-kubernetes", "mt", launches.KILL_POD_READ_TIMEOUT_S)]
     (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
     assert launch["outcome"] == "timed out" and 0.5 <= launch["pod"]["on_node_s"] <= launch["seconds"] + 2
+
+
+class KilledPodDelegate(TimingOutPodDelegate):
+    """As the pod operator is when Airflow kills the task (a user marks it failed; SIGTERM): on_kill deletes the pod
+    while it runs, and the operator returns."""
+
+    execute = ReturningDelegate.execute
+
+
+def test_a_pod_airflow_kills_is_read_before_it_is_deleted_and_billed_for_what_it_held(monkeypatch, tmp_path):
+    monkeypatch.setenv("MT_GPUS", "2")
+    op = RunStepOperator(task_id="train", step="train", run_dir=str(tmp_path), launcher="kubernetes")
+    # Placed on a node 40 s after its creation, 100 s ago, and running when killed.
+    running = _started_now(_pod(-140, -100, (None,)))
+    delegate = KilledPodDelegate(op, _started_now(_pod(-140, None, (), "Pending")), running)
+    monkeypatch.setattr(RunStepOperator, "build_delegate", lambda self, settings=None: delegate)
+    with pytest.raises(FileNotFoundError):  # it wrote no result
+        op.execute({})
+    assert delegate.killed and delegate.reads == [("train-kubernetes", "mt", launches.KILL_POD_READ_TIMEOUT_S)]
+    (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
+    assert launch["outcome"] == "killed" and launch["pod"]["waiting_s"] == 40.0
+    assert 100 <= launch["pod"]["on_node_s"] <= 105
+    op.on_kill()  # Airflow may call on_kill again once the try has ended: the try's record is written, no new read
+    assert len(delegate.reads) == 1
