@@ -17,6 +17,9 @@ import logging
 
 log = logging.getLogger(__name__)
 
+# The train step's time beside its loop (train_report.json's `step_seconds`), in the order it spends it.
+TRAIN_PHASES = (("loading", "loading the model"), ("tokenizing", "tokenizing the pairs"), ("saving", "saving it"))
+
 
 def _or_none(describe):
     """`describe(record)`, or None (logged) when the record does not hold what it should."""
@@ -42,8 +45,8 @@ def duration(seconds: float) -> str:
 def training(report: dict) -> str | None:
     """One line on what training cost: the loop's wall time, validations included, over every attempt of a resumed
     run up to its last checkpoint (what a killed attempt spent after it, and loading and saving the model, are
-    outside it); None when the report predates these figures or there is none. On several GPUs the tokens are one
-    rank's times the ranks: about right, marked ≈."""
+    outside it, and the last attempt's are listed beside it); None when the report predates these figures or there is
+    none. On several GPUs the tokens are one rank's times the ranks: about right, marked ≈."""
     if (wall := training_time(report)) is None:
         return None
     seconds, workers, kind = report["seconds_total"], int(report.get("world_size") or 1), _device_kind(report)
@@ -57,6 +60,9 @@ def training(report: dict) -> str | None:
     if graphs := report.get("cuda_graphs"):
         line += (f"; CUDA graphs (last attempt): {graphs['replayed']} steps replayed from {graphs['shapes']} "
                  f"graphs, {graphs['eager']} ordinary" + (f", then off: {graphs['off']}" if graphs.get("off") else ""))
+    phases = report.get("step_seconds") or {}
+    if said := [f"{float(phases[name]):.1f} s {what}" for name, what in TRAIN_PHASES if name in phases]:
+        line += "; beside the loop (last attempt): " + ", ".join(said)
     return line
 
 

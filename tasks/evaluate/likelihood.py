@@ -48,7 +48,8 @@ class PairScorer:
 
     def encode(self, sources: Sequence[str], targets: Sequence[str]) -> batching.Encoded:
         return batching.encode(self.tokenizer, self.family.source_texts(list(sources)), list(targets),
-                               self.max_source_length, self.max_target_length)
+                               self.max_source_length, self.max_target_length,
+                               workers=batching.encode_workers(self.tokenizer, len(sources)))
 
     def score(self, data: batching.Encoded, pairs: Sequence[tuple[int, int]]) -> list[float]:
         """For each (source index, target index) of `data`: the target's mean log-probability per token

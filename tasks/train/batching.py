@@ -12,12 +12,21 @@ the padded tokens real).
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 from dataclasses import dataclass
 
 import numpy as np
 
+from tasks import hardware
+
 PAD_MULTIPLE = 8  # tensor cores want dimensions divisible by 8
+ENCODE_CHUNK = 4096  # pairs per tokenizer call (and per piece of work for `encode`'s workers)
+# Below this many pairs, starting tokenizer processes (a second or two each: Python, then transformers as the
+# tokenizer is unpickled) costs more than it saves: a slow (Python) tokenizer encodes some 11,000 pairs a second.
+PARALLEL_MIN_PAIRS = 50_000
+MAX_ENCODE_WORKERS = 16
+_worker_encoder = None  # (tokenizer, limits) in an `encode` worker process
 
 
 def pad_multiple(device) -> int:
@@ -49,17 +58,46 @@ class Encoded:
 
 
 def encode(tokenizer, sources: list[str], targets: list[str], max_source_length: int, max_target_length: int,
-           chunk: int = 4096) -> Encoded:
-    src_ids: list[list[int]] = []
-    tgt_ids: list[list[int]] = []
+           workers: int = 1) -> Encoded:
+    """Token ids of every pair, in order; in `workers` processes when more than one (`encode_workers`), each with
+    a copy of `tokenizer` as the caller prepared it, so the ids are the same whatever the number of workers."""
+    limits = (max_source_length, max_target_length)
+    chunks = [(sources[start:start + ENCODE_CHUNK], targets[start:start + ENCODE_CHUNK])
+              for start in range(0, len(sources), ENCODE_CHUNK)]
+    if workers > 1 and len(chunks) > 1:
+        # spawn, not fork: the caller may hold threads (boto3's, a process group's) and their locks.
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(min(workers, len(chunks)), initializer=_start_encoder, initargs=(tokenizer, limits)) as pool:
+            parts = pool.map(_encode_in_worker, chunks, chunksize=1)
+    else:
+        parts = [_encode_chunk(tokenizer, limits, chunk) for chunk in chunks]
+    return Encoded([ids for part in parts for ids in part[0]], [ids for part in parts for ids in part[1]])
+
+
+def encode_workers(tokenizer, pairs: int, processes_here: int = 1) -> int:
+    """How many processes `encode` should tokenize `pairs` pairs in: one for a small corpus or a fast (Rust)
+    tokenizer, which already encodes a batch on several threads; else this process's share of the CPUs
+    (`processes_here`: the training processes on this machine, which each tokenize at once)."""
+    if pairs < PARALLEL_MIN_PAIRS or getattr(tokenizer, "is_fast", False):
+        return 1
+    return max(1, min(hardware.usable_cpus() // max(processes_here, 1), MAX_ENCODE_WORKERS))
+
+
+def _encode_chunk(tokenizer, limits: tuple[int, int], chunk: tuple[list[str], list[str]]):
     # Two calls, each side with its own limit: one call applies `max_length` to both, so a longer target limit
     # had no effect and a shorter one was a slice that cut off the end-of-sentence token.
-    for start in range(0, len(sources), chunk):
-        src_ids.extend(tokenizer(sources[start:start + chunk], max_length=max_source_length,
-                                 truncation=True)["input_ids"])
-        tgt_ids.extend(tokenizer(text_target=targets[start:start + chunk], max_length=max_target_length,
-                                 truncation=True)["input_ids"])
-    return Encoded(src_ids, tgt_ids)
+    sources, targets = chunk
+    return (tokenizer(sources, max_length=limits[0], truncation=True)["input_ids"],
+            tokenizer(text_target=targets, max_length=limits[1], truncation=True)["input_ids"])
+
+
+def _start_encoder(tokenizer, limits: tuple[int, int]) -> None:
+    global _worker_encoder
+    _worker_encoder = (tokenizer, limits)
+
+
+def _encode_in_worker(chunk: tuple[list[str], list[str]]):
+    return _encode_chunk(*_worker_encoder, chunk)
 
 
 def make_batches(data: Encoded, max_tokens: int, max_sentences: int, seed: int, epoch: int,

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -141,11 +143,16 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # heavy: only the steps that need a model
 
     rank, world_size, device = distributed.distributed_context()
+    started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSeq2SeqLM.from_pretrained(base_model)
     family = families.prepare(model, tokenizer, settings.source_lang, settings.target_lang)
+    # Where the step's time goes beside the loop: what a GPU is held for but does not compute in.
+    step_seconds = {"loading": round(time.perf_counter() - started, 2)}
+    started = time.perf_counter()
     encoded = {name: _encode(tokenizer, family, path, settings)
                for name, path in (("train", train_file), ("validation", validation_file))}
+    step_seconds["tokenizing"] = round(time.perf_counter() - started, 2)
     trainee = adaptation.apply(model, settings.adaptation)
     counts = adaptation.parameter_counts(trainee)
     log.info("fine-tuning %s (%s family, %.1fM parameters, %s: %.2fM trainable) on %d pairs, %d validation pairs",
@@ -156,7 +163,8 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
                          checkpoints=checkpoints, device=device, rank=rank, world_size=world_size)
     report = {"base_model": base_model, "family": family.name, "train_pairs": len(encoded["train"]),
               "validation_pairs": len(encoded["validation"]), **(extra_report or {}), **outcome,
-              "adaptation": settings.adaptation.method, **counts, "settings": asdict(settings), "saved": rank == 0}
+              "adaptation": settings.adaptation.method, **counts, "settings": asdict(settings), "saved": rank == 0,
+              "step_seconds": step_seconds}
     if rank == 0:
         _save(adaptation.for_saving(trainee), tokenizer, output_dir, report)
     if world_size > 1:
@@ -166,14 +174,20 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
 
 def _encode(tokenizer, family: families.Family, path: Path, settings: TrainSettings) -> batching.Encoded:
     sources, targets = read_pairs(path, settings.source_lang, settings.target_lang)
+    # With torchrun, each of this machine's training processes tokenizes the corpus at the same time.
+    workers = batching.encode_workers(tokenizer, len(sources), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if workers > 1:
+        log.info("tokenizing %d pairs in %d processes", len(sources), workers)
     return batching.encode(tokenizer, family.source_texts(sources), targets, settings.max_source_length,
-                           settings.max_target_length)
+                           settings.max_target_length, workers=workers)
 
 
 def _save(model, tokenizer, output_dir: Path, report: dict) -> None:
+    started = time.perf_counter()
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+    report["step_seconds"]["saving"] = round(time.perf_counter() - started, 2)
     (output_dir / layout.TRAIN_REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")  # last: marks it done
     log.info("saved the best model (step %d, validation loss %.4f) to %s", report["best_step"],
              report["best_validation_loss"], output_dir)

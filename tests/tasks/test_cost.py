@@ -33,6 +33,16 @@ def test_training_says_how_cuda_graphs_ran_and_why_they_stopped():
         "6 ordinary, then off: capturing a step of shape {...} failed: RuntimeError: boom")
 
 
+def test_training_says_where_the_step_spent_its_time_beside_the_loop():
+    phases = {"loading": 3.21, "tokenizing": 41.5, "saving": 1.04}
+    assert cost.training(_report(step_seconds=phases)).endswith(
+        "tokens/s; beside the loop (last attempt): 3.2 s loading the model, 41.5 s tokenizing the pairs, 1.0 s "
+        "saving it")
+    # A process that saved nothing (another rank's report) lists what it timed.
+    assert cost.training(_report(step_seconds={"loading": 3.21, "tokenizing": 41.5})).endswith(
+        "41.5 s tokenizing the pairs")
+
+
 def test_a_report_without_the_figures_costs_nothing_to_say():
     assert cost.training({}) is None
     assert cost.training({"best_step": 250, "train_pairs": 1200}) is None  # a report from before the figures

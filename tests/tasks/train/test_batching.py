@@ -110,3 +110,42 @@ def test_each_side_is_truncated_by_its_own_limit_and_keeps_its_end_of_sentence(t
     assert data.sources[0][-1] == data.targets[0][-1] == tokenizer.eos_token_id
     short = batching.encode(tokenizer, [long_text], [long_text], max_source_length=20, max_target_length=6)
     assert len(short.targets[0]) == 6 and short.targets[0][-1] == tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("model_fixture, target_lang", [("tiny_model", "de"), ("tiny_m2m100", "de"),
+                                                         ("tiny_m2m100", "ru")])
+def test_tokenizing_in_worker_processes_gives_the_same_ids_as_in_one(request, monkeypatch, model_fixture,
+                                                                      target_lang):
+    """Each worker gets the tokenizer as the caller prepared it: for M2M100 the language codes the family set, which
+    a tokenizer loaded afresh in the worker would not have (a wrong target code in every label)."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from support.corpora import digit_pairs
+
+    folder = request.getfixturevalue(model_fixture)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    from tasks.train import families
+
+    families.prepare(AutoModelForSeq2SeqLM.from_pretrained(folder), tokenizer, "en", target_lang)
+    pairs = digit_pairs(300, seed=5)
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    monkeypatch.setattr(batching, "ENCODE_CHUNK", 32)  # 10 pieces of work for 3 workers, out of order
+    alone = batching.encode(tokenizer, sources, targets, 16, 6)
+    parallel = batching.encode(tokenizer, sources, targets, 16, 6, workers=3)
+    assert parallel == alone and len(parallel) == 300
+    assert max(map(len, parallel.targets)) == 6 and parallel.targets[0][-1] == tokenizer.eos_token_id
+    if model_fixture == "tiny_m2m100":
+        assert {ids[0] for ids in parallel.targets} == {tokenizer.get_lang_id(target_lang)}
+
+
+def test_only_a_large_corpus_and_a_slow_tokenizer_are_tokenized_in_several_processes(monkeypatch):
+    from tasks import hardware
+
+    slow, fast = type("Slow", (), {"is_fast": False})(), type("Fast", (), {"is_fast": True})()
+    monkeypatch.setattr(hardware, "usable_cpus", lambda: 64)
+    assert batching.encode_workers(slow, batching.PARALLEL_MIN_PAIRS - 1) == 1  # starting them would cost more
+    assert batching.encode_workers(fast, 10**7) == 1  # a Rust tokenizer uses several threads already
+    assert batching.encode_workers(slow, 10**6) == batching.MAX_ENCODE_WORKERS
+    assert batching.encode_workers(slow, 10**6, processes_here=8) == 8  # 8 training processes share the CPUs
+    monkeypatch.setattr(hardware, "usable_cpus", lambda: 3)
+    assert batching.encode_workers(slow, 10**6, processes_here=8) == 1

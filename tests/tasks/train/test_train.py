@@ -57,8 +57,10 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model
     assert f"resuming from step-{report['resumed_from_step']:08d}" in retry.stderr
     # What training cost counts the killed attempt's time up to its checkpoint, and says the run was resumed.
     assert report["seconds_total"] > report["seconds"] > 0
-    assert cost.training(report).startswith("300 steps ") and \
-        cost.training(report).endswith(f"; resumed at step {report['resumed_from_step']}")
+    line = cost.training(report)
+    assert line.startswith("300 steps ") and f"; resumed at step {report['resumed_from_step']};" in line
+    # And what the step spent beside the loop: the retry's loading, tokenizing and saving.
+    assert set(report["step_seconds"]) == {"loading", "tokenizing", "saving"} and "s tokenizing the pairs" in line
 
 
 def test_training_on_s3_mirrors_checkpoints_and_model(tmp_path, tiny_model, s3):
