@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from typing import IO, Iterable
+from typing import IO, Iterable, Mapping
 
 from tasks.data import filters, screening
 
@@ -36,7 +36,9 @@ def _short(text: str | None) -> str | None:
 
 
 class Batch:
-    def __init__(self, leakage_keys: frozenset[int], clean: IO[str], rejects: IO[str]):
+    def __init__(self, leakage_keys: Mapping[int, str], clean: IO[str], rejects: IO[str]):
+        """`leakage_keys`: the source keys of the test sets (each with the name of its set) that training must
+        never see."""
         self.leakage_keys, self.clean, self.rejects = leakage_keys, clean, rejects
         self.files: dict[str, dict] = {}
         self.carried: dict[str, dict] = {}
@@ -70,7 +72,7 @@ class Batch:
             if not reasons and cache is not None:
                 cache.write(record + "\n")
             if not reasons and source_key in self.leakage_keys:
-                reasons = (("leakage", "source is in the frozen test set"),)
+                reasons = (("leakage", f"source is in {self.leakage_keys[source_key]}"),)
             if reasons:
                 counts["rejected"] += 1
                 self._reject(name, line, source, target, reasons)
@@ -82,7 +84,7 @@ class Batch:
 
     def take_carried(self, name: str, records: Iterable[str], source_lang: str, target_lang: str) -> None:
         """The cleaned copy of an object consumed by an earlier run: no filters again, but duplicates and
-        leakage are judged against this run's corpus and frozen test set."""
+        leakage are judged against this run's corpus and test sets."""
         counts, index = self.carried.setdefault(name, dict.fromkeys(CARRIED_COUNTS, 0)), self._index(name)
         for record in records:
             line, source, target, _, pair_key, exact_key, source_key, record, source_words, target_words = \
@@ -90,7 +92,8 @@ class Batch:
             counts["rows"] += 1
             if source_key in self.leakage_keys:
                 counts["leakage"] += 1
-                self._write_reject(name, line, source, target, (("leakage", "source is in the frozen test set"),))
+                self._write_reject(name, line, source, target,
+                                   (("leakage", f"source is in {self.leakage_keys[source_key]}"),))
             elif self._keep(name, index, line, source, target, pair_key, exact_key, record, source_words,
                             target_words):
                 counts["kept"] += 1

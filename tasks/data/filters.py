@@ -258,7 +258,8 @@ OTHER_REASONS = {
     "obsolete": "a PO entry kept only as history (`#~`)",
     "misaligned": "the base model finds its target no likelier under its own source than under sources of similar "
                   "length, by a calibrated margin (the alignment screen, tasks/data/alignment.py)",
-    "leakage": "its source is in the frozen test set: training on it would inflate the test scores",
+    "leakage": "its source is in the frozen test set, or in the general-domain test set (general_eval_uri): "
+               "training on it would inflate the test scores, or hide forgetting",
     "duplicate": "the same pair as an earlier kept one, after normalization (case, spacing, Unicode forms)",
 }
 

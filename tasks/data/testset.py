@@ -4,7 +4,8 @@ It lives in the pipeline's state area (`RunConfig.state_dir`), not in a run dire
 holds the pairs, and `test_set.json` their SHA-256, count and the run that froze them. The metadata file is
 written last, so its presence means the set is complete. A later run copies the pairs to its own
 splits/test.jsonl after checking the hash, and validation removes from training every pair whose source is
-in it (leakage).
+in it (leakage), or in the general-domain test set (`general_eval_uri`), whose forgetting check would otherwise be
+measured on sentences the candidate learned (`held_out_keys`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
-from tasks.data import textnorm
+from tasks.data import replay, textnorm
 from tasks.io import digest, storage
 
 log = logging.getLogger(__name__)
 
+FROZEN_TEST_SET = "the frozen test set"
+GENERAL_TEST_SET = "the general-domain test set (general_eval_uri)"
 
 
 class FrozenTestSetError(RuntimeError):
@@ -55,6 +58,17 @@ def source_keys(config: RunConfig, scratch: Path) -> frozenset[int]:
     with fetch(config, scratch / layout.TEST_SET).open(encoding="utf-8") as fh:
         return frozenset(textnorm.source_key(json.loads(line)["translation"][config.source_lang])
                          for line in fh)
+
+
+def held_out_keys(config: RunConfig, scratch: Path) -> dict[int, str]:
+    """Keys of the sources training must never see, each with the test set that holds it: the frozen test set's
+    (none before the first run has frozen one), and the general-domain test set's, read as it is (before split
+    screens it: every sentence it may keep)."""
+    keys = dict.fromkeys(source_keys(config, scratch), FROZEN_TEST_SET)
+    if config.general_eval_uri:
+        for source, _ in replay.read_parallel(config.general_eval_uri, config.source_lang, config.target_lang):
+            keys.setdefault(textnorm.source_key(source), GENERAL_TEST_SET)
+    return keys
 
 
 def freeze(config: RunConfig, pairs: Path, count: int) -> dict:

@@ -28,6 +28,8 @@ import logging
 import tempfile
 from collections import Counter
 from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
 
 from tasks import layout
 from tasks.config import RunConfig
@@ -63,7 +65,7 @@ def run(config: RunConfig) -> dict:
             caches = {key: scratch / "caches" / f"{number}.jsonl"
                       for number, (key, _) in enumerate(rescreen + files)}
             report = screen_files(config, files, scratch / layout.CLEAN, scratch / layout.REJECTS,
-                                  testset.source_keys(config, scratch), carried=carried, rescreen=rescreen,
+                                  testset.held_out_keys(config, scratch), carried=carried, rescreen=rescreen,
                                   caches=caches)
             report["rules"] = {"fingerprint": rules, **screening.rules(config)}
             storage.upload_file(scratch / layout.CLEAN, config.uri(layout.CLEAN))
@@ -102,7 +104,7 @@ def data_files(folder: Path) -> list[tuple[str, Path]]:
 
 
 def screen_files(config: RunConfig, files: list[tuple[str, Path]], clean_path: Path, rejects_path: Path,
-                 leakage_keys: frozenset[int] = frozenset(), *, carried: list[tuple[str, Path]] = (),
+                 leakage_keys: Mapping[int, str] = MappingProxyType({}), *, carried: list[tuple[str, Path]] = (),
                  rescreen: list[tuple[str, Path]] = (), caches: dict[str, Path] | None = None) -> dict:
     """Read, screen, deduplicate and write every row of `files` (after the carried cleaned copies, then the
     carried copies to screen again); return the report. With `caches`, each readable file's rows (and each

@@ -119,6 +119,24 @@ def test_the_general_domain_set_is_validated_into_its_own_split(tmp_path):
     assert len(rejects) == 2
 
 
+def test_domain_data_holding_general_test_sentences_does_not_train_on_them(tmp_path):
+    """A careless drop that holds the general-domain test set: training on it would hide forgetting (the check's
+    BLEU measured on sentences the candidate learned). Each such row is refused as leakage, naming the set."""
+    general_pairs = _pairs(40, word="report")
+    write_tsv(tmp_path / "general" / "news.tsv", general_pairs)
+    # In the drop with other case and spacing.
+    drop = _pairs(200) + [(f"  {s.upper()}", t) for s, t in general_pairs]
+    cfg = _validated_run(tmp_path, "run-1", drop, general_eval_uri=str(tmp_path / "general"))
+    split.run(cfg)
+    trained = _sources(sum((_split_lines(cfg, name) for name in ("train", "validation")), []))
+    assert len(trained) + len(_split_lines(cfg, "test")) == 200
+    assert not {s.casefold() for s in trained} & {s.casefold() for s, _ in general_pairs}
+    report, _, rejects = accounted(cfg)
+    assert report["leakage"] == 40
+    assert {r["reasons"][0]["detail"] for r in rejects} == {f"source is in {testset.GENERAL_TEST_SET}"}
+    assert len(_split_lines(cfg, layout.GENERAL_TEST)) == 40  # the check itself keeps every sentence
+
+
 def test_an_unusable_general_domain_set_fails_with_its_uri(tmp_path):
     general = tmp_path / "general.tsv"
     general.write_text("en\tfr\nHello\tBonjour\n")
