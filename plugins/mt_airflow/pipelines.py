@@ -234,8 +234,31 @@ def parse(document: Any) -> tuple[list[Pipeline], list[BrokenEntry]]:
                                       f"{_label(index, raw)}: fields domain/source_lang/target: DAG id "
                                       f"{pipeline.dag_id} is already used by pipeline #{taken.index + 1}"))
             continue
+        if clash := next(((p, shared) for p in good if (shared := destinations(p) & destinations(pipeline))), None):
+            broken.append(BrokenEntry(index, _stand_in_id(index, raw), _shared_destination(index, raw, *clash)))
+            continue
         good.append(pipeline)
     return good, broken
+
+
+def destinations(pipeline: Pipeline) -> set[tuple[str, ...]]:
+    """Where the pipeline publishes, one model per target language (plugins/mt_airflow/pairs.py names them): the
+    Hub's repositories (their names are case-insensitive there), or a local registry's folders."""
+    params = pipeline.params
+    repos = [f"{params['hub_repo_id']}-{t}" for t in params["target_langs"]] if params.get("target_langs") \
+        else [params["hub_repo_id"]]
+    if params.get("publish_target") == "local":
+        return {("local", str(params.get("registry_uri") or "").rstrip("/"), repo) for repo in repos}
+    return {("hub", repo.casefold()) for repo in repos}
+
+
+def _shared_destination(index: int, raw: Any, other: Pipeline, shared: set[tuple[str, ...]]) -> str:
+    """Two pipelines publishing to one repository would each gate their candidate against the other's champion
+    on their own test set, and take turns replacing each other's model."""
+    where = ", ".join(sorted(d[-1] for d in shared))
+    return (f"{_label(index, raw)}: field hub_repo_id: it publishes to {where}, as pipeline #{other.index + 1} "
+            f"({other.domain!r}) does: each would judge its model against the other's and replace it; give each "
+            "pipeline its own hub_repo_id")
 
 
 def load(path: Path) -> tuple[list[Pipeline], list[BrokenEntry]]:

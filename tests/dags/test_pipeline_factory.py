@@ -99,11 +99,35 @@ def test_ids_derive_from_domain_and_languages_and_must_be_unique():
     assert len(broken) == 1 and "already used by pipeline #1" in broken[0].message
 
 
+def test_two_pipelines_never_publish_to_the_same_repository():
+    """Each would gate its candidate against the other's champion, on its own test set, and replace it."""
+    medical = {**GOOD, "domain": "medical"}  # GOOD's hub_repo_id
+    shouting = {**GOOD, "domain": "law", "hub_repo_id": "ORG/opus-mt-en-de-legal"}  # the Hub ignores case
+    support = {**GOOD, "domain": "support", "target_lang": None, "target_langs": ["de", "nl"],
+               "hub_repo_id": "org/opus-mt-en-de"}  # publishes to org/opus-mt-en-de-de and -nl
+    clashing = {**GOOD, "domain": "it", "hub_repo_id": "org/opus-mt-en-de-nl"}
+    good, broken = pipelines.parse({"pipelines": [GOOD, medical, shouting, support, clashing]})
+    assert [p.domain for p in good] == ["legal", "support"]
+    assert [b.index for b in broken] == [1, 2, 4]
+    assert broken[0].message == (
+        "pipeline #2 ('medical'): field hub_repo_id: it publishes to org/opus-mt-en-de-legal, as pipeline #1 "
+        "('legal') does: each would judge its model against the other's and replace it; give each pipeline its own "
+        "hub_repo_id")
+    assert "publishes to org/opus-mt-en-de-nl, as pipeline #4 ('support') does" in broken[2].message
+    # Local registries: the same repository in two registries is two places; in one, the same place.
+    local = {"publish_target": "local", "registry_uri": "s3://models/registry"}
+    good, broken = pipelines.parse({"pipelines": [
+        {**GOOD, "params": local}, {**medical, "params": {**local, "registry_uri": "s3://models/other"}},
+        {**GOOD, "domain": "law", "params": {**local, "registry_uri": "s3://models/registry/"}}]})
+    assert [p.domain for p in good] == ["legal", "medical"] and [b.index for b in broken] == [2]
+
+
 def test_each_target_language_can_have_its_own_base_model():
     multi = {**GOOD, "domain": "support", "target_lang": None, "target_langs": ["de", "nl"],
              "base_model": {"de": "Helsinki-NLP/opus-mt-en-de", "nl": "Helsinki-NLP/opus-mt-en-nl"}}
     single = {**GOOD, "base_model": {"de": "Helsinki-NLP/opus-mt-en-de"}}
-    shared = {**multi, "domain": "shared", "base_model": "facebook/nllb-200-distilled-600M"}
+    shared = {**multi, "domain": "shared", "base_model": "facebook/nllb-200-distilled-600M",
+              "hub_repo_id": "org/nllb-en-shared"}
     (support, legal, nllb), broken = pipelines.parse({"pipelines": [multi, single, shared]})
     assert broken == []
     assert support.params["base_model"] == "Helsinki-NLP/opus-mt-en-de"
@@ -152,7 +176,8 @@ def test_with_s3_notifications_for_every_watched_prefix_the_watcher_lists_daily(
 
     def watcher(folder=REPO / "dags"):
         dag = (DagBag(dag_folder=str(folder)) if folder == REPO / "dags" else
-               _bag(folder, {"pipelines": [GOOD, {**GOOD, "domain": "local", "data_uri": str(tmp_path / "in")}]})
+               _bag(folder, {"pipelines": [GOOD, {**GOOD, "domain": "local", "data_uri": str(tmp_path / "in"),
+                                                            "hub_repo_id": "org/opus-mt-en-de-local"}]})
                ).dags["translation_data_watcher"]
         return dag.timetable.expression, dag.description
 
