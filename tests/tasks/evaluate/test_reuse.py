@@ -268,3 +268,23 @@ def test_a_store_that_cannot_keep_them_costs_a_decode_not_the_run(tmp_path, tiny
     assert opened == ["model", "tiny-digits"]
     assert scores["candidate"]["bleu"] > scores["base"]["bleu"]
     assert "could not keep the test translations for later runs" in caplog.text
+
+
+def test_pruning_on_s3_deletes_only_the_folders_of_models_no_run_used_lately(s3):
+    """The same rule where the state area is an S3 prefix: objects are listed, not folders walked."""
+    s3.create_bucket(Bucket="runs")
+    cfg = make_run("s3://runs/artifacts")
+    kept = reuse.KeptDecodes(cfg, decoding.DecodeSettings.from_config(cfg), {"test": ["one"]})
+    recent, old, unmarked = "a" * 64, "b" * 64, "c" * 64
+    kept.mark_used({recent, old})
+    long_ago = datetime.now(timezone.utc) - timedelta(days=reuse.KEEP_DAYS + 1)
+    storage.write_json(cfg.state_uri(layout.DECODED, old, reuse.USED), {"used": long_ago.isoformat()})
+    for model in (recent, old, unmarked):
+        for entry in ("1" * 64, "2" * 64):
+            storage.write_json(cfg.state_uri(layout.DECODED, model, f"{entry}.json"), {"hypotheses": []})
+    elsewhere = cfg.state_uri("test_set.json")  # beside decoded/: never the prune's
+    storage.write_json(elsewhere, {})
+    kept.prune()
+    left = {o.relpath.split("/")[0] for o in storage.list_objects(cfg.state_uri(layout.DECODED))}
+    assert left == {recent}
+    assert len(storage.list_objects(cfg.state_uri(layout.DECODED, recent))) == 3 and storage.exists(elsewhere)
