@@ -7,7 +7,8 @@ A refused candidate is a normal outcome, not an error: the run succeeds and publ
 1. test_set_size       the test split has at least `min_test_sentences` sentences
 2. bleu_gain           BLEU(candidate) − BLEU(base) ≥ `min_bleu_gain`
 3. gain_significant    paired bootstrap p-value of that difference < `alpha`
-4. champion_regression BLEU(candidate) − BLEU(champion) ≥ −`max_champion_regression` (passes with no champion)
+4. champion_regression BLEU(candidate) − BLEU(champion) ≥ −`max_champion_regression` (passes with no champion;
+                       fails when the champion lookup found one that the scores do not hold)
 5. beats_champion      only with `require_beat_champion`: a gain over the champion, significant at `alpha`
 6. min_bleu            BLEU(candidate) ≥ `min_bleu`
 7. degenerate_outputs  the candidate's test outputs are not degenerate: distinct outputs ≥ `min_distinct_outputs`,
@@ -130,8 +131,12 @@ def _output_checks(scores: dict, config: RunConfig) -> list[Check]:
 
 def _champion_checks(scores: dict, config: RunConfig, candidate: float) -> list[Check]:
     champion = scores.get("champion")
+    lookup = scores.get("champion_lookup") or {}
+    if champion is None and lookup.get("found"):  # publishing would replace a model never compared against
+        return [Check("champion_regression", None, -config.max_champion_regression, False,
+                      f"the champion {lookup.get('label')} was looked up but not scored: nothing to compare against")]
     if champion is None:
-        why = (scores.get("champion_lookup") or {}).get("reason", "no champion")
+        why = lookup.get("reason", "no champion")
         return [Check("champion_regression", None, -config.max_champion_regression, True,
                       f"no champion ({why}): nothing to regress against")] + \
             ([Check("beats_champion", None, config.alpha, True, "no champion to beat")]
@@ -248,7 +253,9 @@ def verified_decision(config: RunConfig) -> dict:
                                  f"{decision.get('scores_sha256')}, {config.uri(layout.SCORES)} is {found}): "
                                  "refusing to publish; run the gate step again")
     again = decide(json.loads(scores_bytes), config, found)
-    if again["decision"] != decision["decision"]:
-        raise UnverifiedDecision(f"{config.uri(layout.GATE)} says {decision['decision']}, but this run's scores "
-                                 f"and config decide {again['decision']}: refusing to publish")
+    # Both fields: publish acts on `promote`, people read `decision`.
+    if (again["decision"], again["promote"]) != (decision["decision"], decision.get("promote")):
+        raise UnverifiedDecision(f"{config.uri(layout.GATE)} says {decision['decision']} (promote: "
+                                 f"{decision.get('promote')}), but this run's scores and config decide "
+                                 f"{again['decision']}: refusing to publish")
     return decision

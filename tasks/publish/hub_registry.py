@@ -9,6 +9,10 @@ create_tag, list_repo_refs or the discussions listing. `_call`
 - scrubs the token from any error it lets through.
 A commit is retried as "look for this run's release, then commit": when an attempt's answer is lost after
 the Hub applied it (a 504 from a proxy, a reset connection), the next attempt finds the release and stops.
+
+A release commit holds exactly the staged release: it also deletes every file of its parent commit that the
+release lacks, so main never serves the previous release's weights (model.safetensors beside a new release's
+shards) or its eval/ and provenance/ records under the new card.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils import httpx
 
@@ -43,6 +47,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+KEPT_FILES = frozenset({".gitattributes"})  # the repository's git settings (LFS patterns), not a release's files
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack")  # with config.json: a model from_pretrained loads
 
 
 class HubAccessError(PermissionError):
@@ -72,6 +78,17 @@ def _is_transient(err: BaseException) -> bool:
         return status in TRANSIENT_STATUS
     return isinstance(err, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError,
                             ConnectionError, TimeoutError))
+
+
+def _files(info) -> set[str]:
+    """The paths of every file in a model_info's revision."""
+    return {s.rfilename for s in info.siblings or []}
+
+
+def _holds_model(info) -> bool:
+    """Whether a model_info's revision serves a model: config.json and weights at its top level."""
+    top = {name for name in _files(info) if "/" not in name}
+    return "config.json" in top and any(name.endswith(WEIGHT_SUFFIXES) for name in top)
 
 
 def retry_after_s(err: BaseException) -> float | None:
@@ -133,9 +150,12 @@ class HubRegistry(Registry):
 
     def latest(self) -> PublishedRevision | None:
         main = self._main()
-        tag = self._release_tag(main) if main else None
-        if tag is None:
-            return None  # nothing published yet (the first run has no champion), or nothing of this workflow
+        if main is None:
+            return None  # nothing published yet: the first run has no champion
+        if (tag := self._release_tag(main)) is None:
+            # A model on main that this workflow did not publish (uploaded by hand) is what users are served:
+            # the champion all the same (run_tag None), so no release replaces it uncompared.
+            return self._revision(None, main.sha, tagged=False) if _holds_model(main) else None
         tags = self._call("list_repo_refs", lambda: self.api.list_repo_refs(self.repo_id), need="read").tags
         return self._revision(tag, main.sha, tagged=any(t.name == tag for t in tags))
 
@@ -154,7 +174,7 @@ class HubRegistry(Registry):
 
     def _release_tag(self, main) -> str | None:
         """The run tag of the release at `main` (a model_info), or None when it holds no release of this workflow."""
-        if RELEASE_FILE not in {s.rfilename for s in main.siblings or []}:
+        if RELEASE_FILE not in _files(main):
             return None
         with tempfile.TemporaryDirectory(prefix="mt-release-") as scratch:
             path = self._call("download", lambda: self.api.hf_hub_download(
@@ -166,19 +186,20 @@ class HubRegistry(Registry):
         tag = self._release_tag(main)
         return RegistryMovedError(self.repo_id, release, f"{main.sha} (release {tag})" if tag else main.sha)
 
-    def _parent(self, release: Release) -> str:
-        """The commit the release builds on: main as the gate's champion lookup saw it (or, when it saw no release,
-        main now, if it still holds none). Checked before any upload; the Hub checks it again at the commit."""
+    def _parent(self, release: Release):
+        """The model_info of the commit the release builds on: main as the gate's champion lookup saw it (or, when
+        the repository did not exist then, main now, if it still serves no model). Checked before any upload; the
+        Hub checks it again at the commit."""
         main = self._main()
         if release.expected_head is None:
-            moved = self._release_tag(main) is not None
+            moved = _holds_model(main) or self._release_tag(main) is not None
         else:
             moved = main.sha != release.expected_head
         if moved:
             raise self._moved(release)
-        return main.sha
+        return main
 
-    def _revision(self, tag: str, sha: str, *, tagged: bool, pr_url: str | None = None) -> PublishedRevision:
+    def _revision(self, tag: str | None, sha: str, *, tagged: bool, pr_url: str | None = None) -> PublishedRevision:
         return PublishedRevision(target=self.target, repo_id=self.repo_id, run_tag=tag, revision=sha,
                                  url=pr_url or f"{self.endpoint}/{self.repo_id}/commit/{sha}",
                                  endpoint=self.endpoint, pr_url=pr_url, tagged=tagged)
@@ -208,11 +229,14 @@ class HubRegistry(Registry):
                       for p in sorted(folder.rglob("*")) if p.is_file() and p.relative_to(folder) != Path(RELEASE_FILE)]
         operations.append(CommitOperationAdd(path_in_repo=RELEASE_FILE, path_or_fileobj=release.manifest()))
         parent = self._parent(release)
+        staged = {op.path_in_repo for op in operations}
+        operations += [CommitOperationDelete(path_in_repo=name)
+                       for name in sorted(_files(parent) - staged - KEPT_FILES)]
         # create_commit checks README.md's metadata with the endpoint's /api/validate-yaml before uploading.
         try:
             info = self.api.create_commit(self.repo_id, operations, commit_message=release.title,
                                           commit_description=release.description, create_pr=release.create_pr,
-                                          parent_commit=parent)
+                                          parent_commit=parent.sha)
         except HfHubHTTPError as err:
             if _status(err) == 412:  # "A commit has happened since": main moved after _parent looked
                 raise self._moved(release) from None

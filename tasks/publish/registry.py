@@ -13,8 +13,8 @@ Two implementations share one interface (`targets.open_registry` picks one for a
   `{registry_uri}/{repo_id}/versions/<run tag>/` side by side, plus `index.json` naming the current one.
 
 `latest()` answers "which model is the champion now" (on the Hub: what main serves, whose release.json names
-the run, so a merged review PR counts; locally: index.json's current), and `download()` fetches it for the
-next run's gate.
+the run, so a merged review PR counts, or a model uploaded there by hand; locally: index.json's current), and
+`download()` fetches it for the next run's gate.
 
 A release replaces only the model its gate compared against. The champion step records what the registry
 served then (`current_revision()`: main's commit id on the Hub, index.json's current run tag locally, None when
@@ -126,7 +126,7 @@ class PublishedRevision:
 
     target: str  # "hub" | "local"
     repo_id: str
-    run_tag: str
+    run_tag: str | None  # None: a model on the Hub's main that this workflow did not publish (no release.json)
     revision: str  # Hub: the commit id; local: the version folder's name (the run tag)
     url: str  # where a person looks at it: the commit, the pull request, or the version folder
     endpoint: str  # the Hub endpoint, or the registry URI of a local registry
@@ -162,7 +162,9 @@ class Registry(ABC):
 
     @abstractmethod
     def latest(self) -> PublishedRevision | None:
-        """The champion: the release the registry serves now (Hub: main; local: index.json's current)."""
+        """The champion: the release the registry serves now (Hub: main; local: index.json's current). On the Hub,
+        a model main serves without this workflow's release.json (uploaded by hand) is the champion too, with
+        run_tag None; None when the registry serves no model."""
 
     @abstractmethod
     def download(self, revision: PublishedRevision, local_dir: Path) -> Path:

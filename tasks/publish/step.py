@@ -120,11 +120,12 @@ def stage(config: RunConfig, scratch: Path, release: Release) -> Path:
     """A folder with exactly what the release holds: model, tokenizer, card, eval/ and provenance/."""
     model_dir = storage.local_dir_for(config.uri(layout.MODEL), scratch / "download")
     evaluated = (storage.read_json(config.uri(layout.SCORES)).get("candidate_model") or {}).get("fingerprint")
-    if digest.of_folder(model_dir) != evaluated:
-        raise UnverifiedModel(f"{config.uri(layout.MODEL)} is not the model that was evaluated (fingerprint "
-                              f"{digest.of_folder(model_dir)}, scores.json names {evaluated}): refusing to publish")
     folder = scratch / "upload"
     shutil.copytree(model_dir, folder)
+    # The copy is what gets uploaded, so the copy is what must be the evaluated model.
+    if (staged := digest.of_folder(folder)) != evaluated:
+        raise UnverifiedModel(f"{config.uri(layout.MODEL)} is not the model that was evaluated (fingerprint "
+                              f"{staged}, scores.json names {evaluated}): refusing to publish")
     for name, where in RELEASED_RECORDS:
         if storage.exists(config.uri(name)):
             storage.download(config.uri(name), folder / where / name.rsplit("/", 1)[-1])

@@ -69,8 +69,9 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
                       promote: bool = True, champion_source=None, **params) -> config.RunConfig:
     """A run directory as the steps before publish leave it: a trained model, scores, the gate's decision,
     the release gate's verdict, the pull manifest, the validation report and the test split. Scores are made up; their shape is real.
-    The champion lookup is the champion step's, from `champion_source` (a registry), when one is given; else
-    the lookup of a first run, which saw nothing published."""
+    The champion lookup is the champion step's, from `champion_source` (a registry), when one is given (a
+    champion it finds is scored below the candidate, as evaluate would score it); else the lookup of a first run,
+    which saw nothing published."""
     import json
     import shutil
     import tempfile
@@ -99,13 +100,15 @@ def make_promoted_run(root: Path | str, model_dir: Path, run_id: str = "manual__
     candidate = {"bleu": 61.7, "chrf": 80.2, "ter": 30.5, "signatures": signatures, "outputs": outputs}
     if not promote:
         candidate = {**base}
+    champion_scores = {"bleu": 58.2, "chrf": 78.0, "ter": 33.1, "signatures": signatures, "outputs": outputs,
+                       "model": lookup["label"]} if lookup["found"] else None
     test = {m: {"baseline": base[m], "system": candidate[m], "delta": round(candidate[m] - base[m], 2),
                 "p_value": 0.001 if promote else 1.0, "baseline_ci": 1.5, "system_ci": 2.0}
             for m in ("bleu", "chrf", "ter")}
     with tempfile.TemporaryDirectory() as scratch:
         fingerprint = digest.of_folder(storage.local_dir_for(model_uri, Path(scratch) / "model"))
     scores = {"test_sentences": 150, "decoding": {"num_beams": 2, "max_length": 32},
-              "base": base, "candidate": candidate, "champion": None,
+              "base": base, "candidate": candidate, "champion": champion_scores,
               "champion_lookup": lookup,
               "significance": {"candidate_vs_base": {**test, "signatures": {
                   "bleu": signatures["bleu"] + "|bs:1000|seed:12345"}}},

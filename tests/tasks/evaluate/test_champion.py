@@ -1,15 +1,18 @@
 """The champion lookup: what the run's registry serves now, through the real huggingface_hub client against the
 local Hub server, and from a local registry."""
 
+from pathlib import Path
+
 import pytest
 
 from support.runs import make_promoted_run, make_run
 from tasks import layout
-from tasks.evaluate import champion
+from tasks.evaluate import champion, reuse
 from tasks.io import storage
 from tasks.publish import registry
 from tasks.publish import step as publish
 from tasks.publish.hub_registry import HubAccessError, HubRegistry, RetryPolicy
+from tasks.train import step as train_step
 
 TOKEN = "hf_writer"
 REPO = "org/champ"
@@ -42,15 +45,41 @@ def test_the_published_release_is_copied_into_the_run_and_pinned(tmp_path, hub, 
     assert len(hub.requests) == requests
 
 
-def test_a_repository_with_no_release_of_this_workflow_has_no_champion(tmp_path, hub, api, tiny_model):
+def test_a_model_uploaded_by_hand_to_main_is_the_champion_all_the_same(tmp_path, hub, api, tiny_model):
     api.create_repo("org/hand-made")
     api.upload_folder(repo_id="org/hand-made", folder_path=str(tiny_model), commit_message="uploaded by hand")
-    cfg = make_run(tmp_path, hub_repo_id="org/hand-made")
+    main = hub.branches("org/hand-made")["main"]
+    cfg = make_run(tmp_path, hub_repo_id="org/hand-made", init_from="champion")
     record = champion.run(cfg, token=TOKEN, endpoint=hub.url)
-    # What main serves is recorded all the same: publishing builds on it, and on nothing newer.
-    assert record == {"found": False, "reason": "nothing published at org/hand-made yet",
-                      "registry_revision": hub.branches("org/hand-made")["main"]}
-    assert not storage.exists(cfg.uri(layout.CHAMPION, "config.json"))
+    # Users are served it: the gate compares the candidate with it, and publishing builds on exactly it.
+    assert record == {"found": True, "label": f"org/hand-made@{main} (not released by this pipeline)",
+                      "run_tag": None, "revision": main, "url": f"{hub.url}/org/hand-made/commit/{main}",
+                      "model_uri": cfg.uri(layout.CHAMPION), "registry_revision": main}
+    assert storage.read_bytes(cfg.uri(layout.CHAMPION, "model.safetensors")) == \
+        (tiny_model / "model.safetensors").read_bytes()
+    # Its kept translations are those of its files, and init_from: champion continues from it, saying whose it is.
+    assert reuse.model_fingerprint(Path(cfg.uri(layout.CHAMPION))) == reuse.model_fingerprint(tiny_model)
+    assert train_step.starting_model(cfg, tmp_path / "scratch") == (cfg.uri(layout.CHAMPION),
+                                                                    f"champion {record['label']}")
+
+
+def test_a_main_that_serves_no_model_has_no_champion_and_says_so(tmp_path, hub, api):
+    api.create_repo("org/card-only")
+    api.upload_file(path_or_fileobj=b"# soon\n", path_in_repo="README.md", repo_id="org/card-only")
+    main = hub.branches("org/card-only")["main"]
+    record = champion.run(make_run(tmp_path, hub_repo_id="org/card-only"), token=TOKEN, endpoint=hub.url)
+    assert record == {"found": False, "registry_revision": main, "reason": f"org/card-only@{main} serves no model "
+                      "(no config.json with weights at its top level): nothing to compare against"}
+
+
+def test_a_retry_clears_what_an_earlier_attempt_left_in_champion(tmp_path, hub, released, tiny_model):
+    cfg = make_run(tmp_path / "now", hub_repo_id=REPO)
+    storage.write_bytes(cfg.uri(layout.CHAMPION, "model-00001-of-00002.safetensors"), b"another release's shard")
+    storage.write_bytes(cfg.uri(layout.CHAMPION, "model.safetensors"), b"another release's weights")
+    assert champion.run(cfg, source=_hub(hub))["found"]
+    assert not storage.exists(cfg.uri(layout.CHAMPION, "model-00001-of-00002.safetensors"))
+    assert storage.read_bytes(cfg.uri(layout.CHAMPION, "model.safetensors")) == \
+        (tiny_model / "model.safetensors").read_bytes()
 
 
 def test_the_first_run_has_no_champion_and_says_why(tmp_path, hub):

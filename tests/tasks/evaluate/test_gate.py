@@ -13,11 +13,12 @@ import logging
 import pytest
 
 from support.corpora import digit_pairs
-from support.runs import make_run
+from support.runs import make_promoted_run, make_run
 from tasks import config, layout
 from tasks.evaluate import gate
 from tasks.evaluate import step as evaluate
 from tasks.io import storage
+from tasks.publish import step as publish
 
 PERFECT = 0
 
@@ -195,3 +196,24 @@ def test_the_step_writes_gate_json_logs_the_table_and_writes_the_report(tmp_path
     assert "| candidate | " in report and "## Promotion gate: PROMOTE" in report
     assert (tmp_path / "test_dag" / "run-1" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert gate.run(cfg) == decision  # a retry reads the stored decision
+
+
+def test_a_champion_that_was_looked_up_but_not_scored_refuses():
+    # Publishing would replace the served model with one never compared against it.
+    scores = {**json.loads(_scores()), "champion_lookup": {"found": True, "label": "org/model@abc123"}}
+    result = gate.decide(scores, _config())
+    assert result["decision"] == "refuse" and result["promote"] is False
+    assert [c["name"] for c in result["checks"] if not c["passed"]] == ["champion_regression"]
+    assert "the champion org/model@abc123 was looked up but not scored" in result["reasons"][0]
+
+
+def test_publish_trusts_promote_only_when_it_agrees_with_the_decision(tmp_path, tiny_model):
+    cfg = make_promoted_run(tmp_path / "art", tiny_model, promote=False, publish_target="local",
+                            registry_uri=str(tmp_path / "registry"))
+    stored = storage.read_json(cfg.uri(layout.GATE))
+    storage.write_json(cfg.uri(layout.GATE), {**stored, "promote": True})  # the right hash, the decision kept
+    with pytest.raises(gate.UnverifiedDecision, match="promote: True"):
+        gate.verified_decision(cfg)
+    with pytest.raises(gate.UnverifiedDecision):
+        publish.run(cfg)
+    assert not (tmp_path / "registry").exists()

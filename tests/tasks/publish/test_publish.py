@@ -5,15 +5,17 @@ Injected failures carry "Retry-After: 0" (or use a 10 ms backoff), so retries co
 """
 
 import logging
+import shutil
 import traceback
 from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, snapshot_download
 
 from devtools.local_hub import LocalHub
 from support.runs import make_promoted_run
 from tasks import layout
+from tasks.io import storage
 from tasks.publish import registry, release
 from tasks.publish import step as publish
 from tasks.publish.hub_registry import HubAccessError, HubRegistry, RetryPolicy
@@ -314,3 +316,85 @@ def test_a_published_run_still_finds_its_release_after_main_moved_on(hub, tmp_pa
     first = publish.run(cfg, registry=hub_registry(hub))
     publish.run(looked_up(hub, tmp_path, tiny_model, RUNS[1]), registry=hub_registry(hub))
     assert publish_again(cfg, hub) == first  # its own release is found, not taken for a move
+
+
+# --- a release holds exactly its own files --------------------------------------------------------------------
+def sharded_and_changed(tiny_model, folder):
+    """tiny_model's files with other weights, saved in shards (a bigger model, or another max_shard_size)."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    shutil.copytree(tiny_model, folder)
+    (folder / "model.safetensors").unlink()
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(1.5)
+    model.save_pretrained(folder, max_shard_size="100KB")
+    return folder
+
+
+def same_weights(folder, other) -> bool:
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    expected = AutoModelForSeq2SeqLM.from_pretrained(other).state_dict()
+    return all(torch.equal(weights, expected[name])
+               for name, weights in AutoModelForSeq2SeqLM.from_pretrained(folder).state_dict().items())
+
+
+@pytest.mark.parametrize("create_pr", [False, True])
+def test_a_release_deletes_the_files_of_the_previous_one_that_it_lacks(hub, tmp_path, tiny_model, create_pr):
+    first = looked_up(hub, tmp_path, tiny_model, RUNS[0])
+    storage.write_text(first.uri(layout.REPORT), "# the first run's report\n")
+    publish.run(first, registry=hub_registry(hub))
+    HfApi(endpoint=hub.url, token=TOKEN).upload_file(  # as the Hub writes one into every new repository
+        path_or_fileobj=b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n", path_in_repo=".gitattributes",
+        repo_id=REPO, commit_message="Add .gitattributes")
+    second_model = sharded_and_changed(tiny_model, tmp_path / "sharded")
+    second = publish.run(looked_up(hub, tmp_path, second_model, RUNS[1], create_pr=create_pr),
+                         registry=hub_registry(hub))  # no report.md this time
+
+    served = hub.files(REPO, second["revision"])  # main, or the pull request's head
+    assert "model.safetensors" not in served and "eval/report.md" not in served
+    assert {p.name for p in second_model.iterdir()} <= set(served) and ".gitattributes" in served
+    assert (hub.branches(REPO)["main"] == second["revision"]) is not create_pr
+    local = snapshot_download(REPO, revision=second["revision"], endpoint=hub.url, token=TOKEN,
+                              local_dir=str(tmp_path / "served"))
+    assert same_weights(local, second_model)  # not the first release's model.safetensors
+
+
+def test_a_model_uploaded_by_hand_is_compared_before_a_release_replaces_it(hub, tmp_path, tiny_model):
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api.create_repo(REPO)
+    api.upload_folder(repo_id=REPO, folder_path=str(tiny_model), commit_message="production model, by hand")
+    by_hand = hub.branches(REPO)["main"]
+    cfg = looked_up(hub, tmp_path, tiny_model, RUNS[0])
+    champion_check = next(c for c in storage.read_json(cfg.uri(layout.GATE))["checks"]
+                          if c["name"] == "champion_regression")
+    assert champion_check["value"] is not None and f"{REPO}@{by_hand} (not released" in champion_check["reason"]
+    published = publish.run(cfg, registry=hub_registry(hub))
+    assert hub.commits(REPO)[1]["oid"] == by_hand and hub.branches(REPO)["main"] == published["revision"]
+
+
+def test_a_first_release_is_refused_when_a_model_was_uploaded_by_hand_since_the_lookup(hub, tmp_path, tiny_model):
+    late = looked_up(hub, tmp_path, tiny_model, RUNS[0])  # the repository did not exist: no champion
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api.create_repo(REPO)
+    api.upload_folder(repo_id=REPO, folder_path=str(tiny_model), commit_message="production model, by hand")
+    with pytest.raises(registry.RegistryMovedError, match="against no release"):
+        publish.run(late, registry=hub_registry(hub))
+    assert hub.commits(REPO)[0]["title"] == "production model, by hand"
+
+
+def test_the_staged_copy_is_what_must_be_the_evaluated_model(run_config, tmp_path, monkeypatch):
+    copytree = shutil.copytree
+
+    def copy_then_change(source, target):  # the model changed while it was copied: the copy is what goes up
+        copytree(source, target)
+        (Path(target) / "config.json").write_text((Path(target) / "config.json").read_text() + " ")
+
+    monkeypatch.setattr(publish.shutil, "copytree", copy_then_change)
+    release_ = publish.make_release(run_config, storage.read_json(run_config.uri(layout.GATE)))
+    with pytest.raises(publish.UnverifiedModel, match="not the model that was evaluated"):
+        publish.stage(run_config, tmp_path / "stage", release_)
