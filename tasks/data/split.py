@@ -54,12 +54,17 @@ def run(config: RunConfig) -> dict:
         log.info("split already done for this run: %s", config.uri(layout.SPLIT_REPORT))
         return done
 
+    # What validate judged unusable stays so when its failed task is marked success by hand.
+    validate.fail_if_unusable(storage.read_json(config.uri(layout.VALIDATION_REPORT)), config.uri(layout.REJECTS))
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        frozen = testset.is_frozen(config)
+        meta = testset.metadata(config) if testset.is_frozen(config) else None
+        # A set this run froze is its own first split again (an attempt that failed after freezing it): the retry
+        # splits as that attempt did. Taken as an earlier run's, its sentences would go to train, unchecked (this
+        # run's validation ran before any set was frozen).
+        frozen = meta is not None and meta.get("frozen_by") != config.run_id
         counts = _split_clean(config, scratch, frozen)
         if frozen:
-            meta = testset.metadata(config)
             shutil.copyfile(testset.fetch(config, scratch / layout.TEST_SET), scratch / "test.jsonl")
             counts["test"] = meta["pairs"]
             log.info("test split: the frozen set of %d pairs from run %s", meta["pairs"], meta["frozen_by"])
@@ -90,20 +95,28 @@ def run(config: RunConfig) -> dict:
 def _split_clean(config: RunConfig, scratch: Path, test_frozen: bool) -> dict[str, int]:
     clean = storage.local_file_for(config.uri(layout.CLEAN), scratch / layout.CLEAN)
     names = ("train", "validation") if test_frozen else SPLITS
+    held_out = testset.source_keys(config, scratch) if test_frozen else frozenset()
     counts = dict.fromkeys(SPLITS, 0)
     outs = {name: (scratch / f"{name}.jsonl").open("w", encoding="utf-8") for name in names}
     source_lang, tf, vf = config.source_lang, config.test_fraction, config.validation_fraction
-    loads = json.loads
+    loads, leaked = json.loads, 0
     try:
         with clean.open(encoding="utf-8") as fh:
             for line in fh:
-                source = loads(line)["translation"][source_lang]
-                name = assign_bucket(textnorm.bucket(source), tf, vf, test_frozen)
+                key = textnorm.source_key(loads(line)["translation"][source_lang])
+                leaked += key in held_out
+                name = assign_bucket(textnorm.bucket_of(key), tf, vf, test_frozen)
                 outs[name].write(line)
                 counts[name] += 1
     finally:
         for fh in outs.values():
             fh.close()
+    if leaked:  # validated before another run froze the set: validation could not remove them as leakage
+        raise validate.BadBatchError(
+            f"{config.uri(layout.CLEAN)} holds {leaked} sentences of the frozen test set "
+            f"{config.state_uri(layout.TEST_SET)}, which run {testset.metadata(config)['frozen_by']} froze after "
+            "this run's validation: training on them would inflate the test scores. Trigger a new run: its "
+            "validation removes them as leakage.")
     return counts
 
 

@@ -33,4 +33,9 @@ def source_key(source: str) -> int:
 
 def bucket(source: str) -> float:
     """A stable number in [0, 1) for a source sentence, the same for all its normalized duplicates."""
-    return source_key(source) / 2**64
+    return bucket_of(source_key(source))
+
+
+def bucket_of(key: int) -> float:
+    """`bucket` of the sentence whose `source_key` is `key`."""
+    return key / 2**64

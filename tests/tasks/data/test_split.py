@@ -76,6 +76,53 @@ def test_the_first_run_freezes_the_test_set_and_later_runs_reuse_it(tmp_path):
     assert split.run(second) == report2  # a retry returns the stored result
 
 
+def test_a_retry_after_the_first_run_froze_its_test_set_splits_as_the_first_attempt_did(tmp_path, monkeypatch):
+    """An attempt that froze the test set and then failed (a reset connection, a killed worker): its retry must not
+    take the set for an earlier run's and send every one of its sentences to train."""
+    cfg = _validated_run(tmp_path, "run-1", _pairs(200))
+    upload = storage.upload_file
+
+    def reset_once(local, uri, *args, **kwargs):
+        if uri.endswith("train.jsonl") and not reset_once.done:
+            reset_once.done = True
+            raise ConnectionResetError("connection reset by peer")
+        return upload(local, uri, *args, **kwargs)
+
+    reset_once.done = False
+    monkeypatch.setattr(storage, "upload_file", reset_once)
+    with pytest.raises(ConnectionResetError):
+        split.run(cfg)
+    assert testset.is_frozen(cfg) and not storage.exists(cfg.uri(layout.SPLIT_REPORT))
+    frozen = [json.loads(line) for line in storage.read_text(cfg.state_uri(layout.TEST_SET)).splitlines()]
+    report = split.run(cfg)
+    assert _split_lines(cfg, "test") == frozen and report["counts"]["test"] == len(frozen)
+    assert not _sources(_split_lines(cfg, "train") + _split_lines(cfg, "validation")) & _sources(frozen)
+    assert report["frozen_test_set"]["frozen_by"] == "run-1"
+
+
+def test_a_run_validated_before_another_froze_the_test_set_is_refused_not_trained_on_it(tmp_path):
+    """Two first runs at once (a backfill beside the scheduled run): the second validated before the first froze
+    the set, so its validation could not remove the set's sentences as leakage."""
+    first = _validated_run(tmp_path, "run-1", _pairs(200))
+    second = _validated_run(tmp_path, "run-2", _pairs(200))
+    split.run(first)
+    with pytest.raises(validate.BadBatchError, match=r"clean.jsonl holds \d+ sentences of the frozen test set .*"
+                                                     r"which run run-1 froze after this run's validation"):
+        split.run(second)
+    assert not storage.exists(second.uri(layout.split_file("train")))
+
+
+def test_a_batch_validate_judged_unusable_is_not_split_when_its_task_is_marked_success(tmp_path):
+    cfg = make_run(tmp_path / "artifacts", min_clean_pairs=500, test_fraction=0.2, validation_fraction=0.2)
+    put_raw(cfg, write_jsonl(tmp_path / "batch.jsonl", _pairs(200)))
+    with pytest.raises(validate.BadBatchError, match="only 200 usable pairs"):
+        validate.run(cfg)
+    # Someone marks the failed validate task success in the UI: split runs next, on clean.jsonl all the same.
+    with pytest.raises(validate.BadBatchError, match=r"bad batch: only 200 usable pairs .*min_clean_pairs = 500"):
+        split.run(cfg)
+    assert not testset.is_frozen(cfg) and not storage.exists(cfg.uri(layout.split_file("train")))
+
+
 def test_a_tampered_frozen_test_set_is_refused(tmp_path):
     first = _validated_run(tmp_path, "run-1", _pairs(100))
     split.run(first)
