@@ -46,6 +46,7 @@ class ConfigError(ValueError):
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 # Params that name a place, checked against the deployment's rules (tasks/locations.py).
 LOCATIONS = ("data_uri", "data_snapshot", "retract_data", "general_eval_uri", "replay_data_uri", "registry_uri")
+READ_AS_DATA = ("data_uri", "general_eval_uri", "replay_data_uri")  # what a local registry must keep apart from
 # Checked at the trigger by the Params' schema, as a JSON-schema `format` named in words (what is allowed and the
 # setting that governs it) whose check is the regular expression (plugins/mt_airflow/params.py registers it), and
 # by a validator here that says why. Each: () -> (words, regular expression).
@@ -547,6 +548,10 @@ def build(params: dict[str, Any], *, dag_id: str, run_id: str, artifact_root: st
         raise ConfigError(_explain(err)) from None
     clashes = [f"  - {name}: {value!r}: {why}" for name in LOCATIONS
                for value in _as_list(getattr(params, name)) if (why := locations.overlap(value, artifact_root))]
+    if params.publish_target == "local" and params.registry_uri:
+        clashes += [f"  - registry_uri: {params.registry_uri!r}: {why}" for name in READ_AS_DATA
+                    for value in _as_list(getattr(params, name))
+                    if (why := locations.registry_overlap(params.registry_uri, name, value))]
     if clashes:
         raise ConfigError("invalid run configuration:\n" + "\n".join(clashes))
     state_dir = state_dir_for(artifact_root, dag_id, params.data_uri, params.source_lang, params.target_lang)

@@ -150,13 +150,29 @@ def _as_prefix(place: str) -> str:
     return text.rstrip("/") + "/"
 
 
+def nested(place: str, other: str) -> str | None:
+    """"inside" when `place` lies in `other` (or is it), "contains" when it holds `other`, else None."""
+    inner, outer = _as_prefix(place), _as_prefix(other)
+    return "inside" if inner.startswith(outer) else "contains" if outer.startswith(inner) else None
+
+
 def overlap(place: str, store: str) -> str | None:
     """Why `place` cannot be used beside the artifact store `store`, or None when they keep apart."""
-    inner, outer = _as_prefix(place), _as_prefix(store)
-    if inner.startswith(outer):
+    how = nested(place, store)
+    if how == "inside":
         return ("it lies inside the artifact store (MT_ARTIFACT_ROOT " + store + "), where every pipeline's runs, "
                 "frozen test sets and cleaned copies are kept: name a place outside it")
-    if outer.startswith(inner):
+    if how == "contains":
         return ("it contains the artifact store (MT_ARTIFACT_ROOT " + store + "): pulling from it would read the "
                 "pipelines' own files as data; name a place that does not hold the store")
     return None
+
+
+def registry_overlap(registry: str, name: str, data: str) -> str | None:
+    """Why a local registry at `registry` cannot be used beside `name`'s place `data`, read as data, or None."""
+    how = nested(registry, data)
+    if how is None:
+        return None
+    where = "lies inside" if how == "inside" else "contains"
+    return (f"it {where} {name} {data}: the releases published there (config.json, index.json, eval/*.json) would "
+            "be pulled as data, and every later run reading it would fail on them; name a place apart")

@@ -26,8 +26,9 @@ class LocalRegistry(Registry):
     """A folder or S3 prefix laid out as `{root}/{repo_id}/versions/<run tag>/…` plus `{root}/{repo_id}/index.json`.
 
     A version folder is complete once its release.json exists (written last), and published once index.json
-    lists it. index.json is rewritten whole by one writer at a time: the DAG runs one publish per repo at once
-    (max_active_runs=1); several DAGs publishing to one repo need the Hub's commits instead.
+    lists it. index.json is changed by compare-and-swap (`storage.update_json`: a file lock locally, a conditional
+    write on S3), so of two publishes at once that both checked the same champion, one indexes its release and the
+    other finds the registry moved, as on the Hub.
     """
 
     target = "local"
@@ -79,13 +80,18 @@ class LocalRegistry(Registry):
         if not storage.exists(done_marker):  # else a crash hit between copying and indexing: copy nothing again
             storage.upload_tree(folder, version_uri)
             storage.write_bytes(done_marker, release.manifest())
-        index = self._index()
-        self._check_unmoved(release, index)  # again: copying a model takes a while
-        index["versions"].append({"run_tag": release.run_tag, "dag_id": release.dag_id, "run_id": release.run_id,
-                                  "title": release.title,
-                                  "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        index["current"] = release.run_tag
-        storage.write_json(storage.join(self.repo_uri, INDEX_FILE), index)
+        def add(index: dict | None) -> dict:
+            # Checked again, and written only if the index is still the one checked (compare-and-swap): copying a
+            # model takes a while, and a release that another publish indexed meanwhile must not be dropped.
+            index = index or self._index()
+            self._check_unmoved(release, index)
+            index["versions"].append({"run_tag": release.run_tag, "dag_id": release.dag_id, "run_id": release.run_id,
+                                      "title": release.title,
+                                      "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            index["current"] = release.run_tag
+            return index
+
+        index = storage.update_json(storage.join(self.repo_uri, INDEX_FILE), add)
         log.info("published %s to %s", release.run_tag, version_uri)
         return self._revision(index["versions"][-1])
 

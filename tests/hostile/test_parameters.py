@@ -137,6 +137,22 @@ def test_no_place_may_lie_inside_or_around_the_artifact_store(tmp_path, store, f
         config.build(values, dag_id="d", run_id="r", artifact_root=store)
 
 
+@pytest.mark.parametrize("field, value, registry, words", [
+    # Published releases inside a data prefix: every later run would pull config.json, index.json, eval/*.json.
+    ("data_uri", "s3://data/legal/", "s3://data/legal/registry", "lies inside data_uri s3://data/legal/"),
+    ("data_uri", "s3://data/legal/", "s3://data/", "contains data_uri s3://data/legal/"),
+    ("general_eval_uri", "s3://data/general/", "s3://data/general/models", "lies inside general_eval_uri"),
+    ("replay_data_uri", "s3://data/replay/", "s3://data/replay", "lies inside replay_data_uri"),
+])
+def test_a_local_registry_keeps_apart_from_every_place_read_as_data(field, value, registry, words):
+    values = {"data_uri": "s3://data/other/", field: value, "publish_target": "local", "registry_uri": registry}
+    with pytest.raises(config.ConfigError, match=f"registry_uri: '{registry}': it {words}.* pulled as data"):
+        config.build(values, dag_id="d", run_id="r", artifact_root="s3://artifacts/runs")
+    config.build({**values, "publish_target": "hub"}, dag_id="d", run_id="r", artifact_root="s3://artifacts/runs")
+    config.build({**values, "registry_uri": "s3://models/registry"}, dag_id="d", run_id="r",
+                 artifact_root="s3://artifacts/runs")  # apart: fine
+
+
 def test_a_link_into_the_artifact_store_is_seen_through(tmp_path):
     (tmp_path / "store").mkdir()
     (tmp_path / "data").mkdir()

@@ -148,3 +148,31 @@ def test_local_registry_refuses_to_replace_a_version_the_gate_never_saw(tmp_path
     index = storage.read_json(storage.join(uri, REPO, local_registry.INDEX_FILE))
     assert index["current"] == other["run_tag"] and [v["run_tag"] for v in index["versions"]] == [other["run_tag"]]
     assert not storage.exists(storage.join(uri, REPO, "versions", registry.run_tag("test_dag", late.run_id)))
+
+
+def test_of_two_local_publishes_at_once_one_is_indexed_and_the_other_finds_the_registry_moved(s3, tmp_path,
+                                                                                              tiny_model):
+    """Both checked the same champion (none); the second indexes its release between the first's last check and
+    its write. Rewriting index.json whole dropped the second's release from the index, though its files stayed."""
+    s3.create_bucket(Bucket="models")
+    uri = "s3://models/registry"
+    local = local_registry.LocalRegistry(uri, REPO)
+    params = {"hub_repo_id": REPO, "publish_target": "local", "registry_uri": uri, "champion_source": local}
+    first = make_promoted_run(tmp_path / "art", tiny_model, run_id="manual__2026-11-20T06:00:00+00:00", **params)
+    second = make_promoted_run(tmp_path / "art", tiny_model, run_id="manual__2026-11-20T07:00:00+00:00", **params)
+    check, landed = local_registry.LocalRegistry._check_unmoved, []
+
+    def second_lands_meanwhile(self, release, index):
+        if release.run_id == first.run_id and not landed and index.get("versions") == [] and \
+                storage.exists(storage.join(uri, REPO, "versions", release.run_tag, registry.RELEASE_FILE)):
+            landed.append(publish.run(second))  # after the first copied its files, before it indexes them
+        return check(self, release, index)
+
+    local_registry.LocalRegistry._check_unmoved = second_lands_meanwhile
+    try:
+        with pytest.raises(registry.RegistryMovedError, match=f"now serves {registry.run_tag('test_dag', second.run_id)}"):
+            publish.run(first)
+    finally:
+        local_registry.LocalRegistry._check_unmoved = check
+    index = storage.read_json(storage.join(uri, REPO, local_registry.INDEX_FILE))
+    assert landed and [v["run_tag"] for v in index["versions"]] == [landed[0]["run_tag"]] == [index["current"]]
