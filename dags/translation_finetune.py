@@ -76,9 +76,10 @@ PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 @task(**IO_RETRIES)
 @transient_only
 def prepare(params=None, dag_run=None, triggering_asset_events=None) -> list[str]:
-    from mt_airflow import artifact_root, pairs, watch
+    from mt_airflow import artifact_root, pairs, refuse_backfill, watch
     from tasks import config
 
+    refuse_backfill(dag_run.run_type)
     values = dict(params)
     if announced := watch.new_keys(triggering_asset_events):
         # Not a snapshot: the run pulls every object not consumed yet, so the announced keys and any a failed

@@ -6,3 +6,17 @@ import os
 def artifact_root() -> str:
     """Where run directories live (MT_ARTIFACT_ROOT), read when a task or a request needs it."""
     return os.environ.get("MT_ARTIFACT_ROOT") or os.path.join(os.environ.get("AIRFLOW_HOME", "."), "artifacts")
+
+
+def refuse_backfill(run_type: str) -> None:
+    """A backfill is refused: Airflow runs its runs beside the scheduled ones and beside each other (it counts
+    `max_active_runs` per backfill, up to its own limit), and a retrain pulls what is new now, not what was new at
+    a past date, so each run would train on the same data, two first runs could each freeze a test set, and all but
+    one would fail to publish. A run that fails this way is not retried."""
+    if str(run_type) == "backfill":
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(
+            "backfill runs are refused: a retrain pulls the data that is new now, whatever the run's date, and a "
+            "backfill's runs would run at once, beside the scheduled run, on the same data. Trigger one run instead "
+            "(Trigger DAG); the pipeline's schedule and data watcher start the others.")

@@ -227,6 +227,27 @@ def test_a_run_started_by_new_data_pulls_what_is_unconsumed_not_a_snapshot_of_th
     events = {"asset": [SimpleNamespace(extra={"new_keys": ["s3://data/en-de/new.jsonl"]})]}
     values = {**PipelineParams().model_dump(), "data_uri": "s3://data/en-de/"}
     (run_dir,) = dag.get_task("prepare").python_callable(
-        params=values, dag_run=SimpleNamespace(dag_id="translation_finetune", run_id="asset_triggered__1"),
+        params=values, dag_run=SimpleNamespace(dag_id="translation_finetune", run_id="asset_triggered__1",
+                                               run_type="asset_triggered"),
         triggering_asset_events=events)
     assert config.load(run_dir).data_snapshot == []  # pull goes incremental: everything not consumed yet
+
+
+def test_a_backfill_run_is_refused_before_it_writes_anything(dag, tmp_path, monkeypatch):
+    """Airflow runs a backfill's runs at once, beside the scheduled run (max_active_runs counts per backfill), and
+    each would pull the same new data: two first runs could each freeze a test set and train on the other's."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.utils.types import DagRunType
+
+    monkeypatch.setenv("MT_ARTIFACT_ROOT", str(tmp_path))
+    values = {**PipelineParams().model_dump(), "data_uri": "s3://data/en-de/"}
+    prepare = dag.get_task("prepare").python_callable
+    with pytest.raises(AirflowFailException, match="backfill runs are refused: .* Trigger one run instead"):
+        prepare(params=values, dag_run=SimpleNamespace(dag_id="translation_finetune", run_id="backfill__2026-12-01",
+                                                       run_type=DagRunType.BACKFILL_JOB))
+    assert list(tmp_path.iterdir()) == []
+    for kind in (DagRunType.SCHEDULED, DagRunType.MANUAL, DagRunType.ASSET_TRIGGERED):
+        prepare(params=values, dag_run=SimpleNamespace(dag_id="translation_finetune", run_id=f"{kind}__1",
+                                                       run_type=kind))
