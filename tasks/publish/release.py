@@ -33,7 +33,13 @@ def decide(configs: list[RunConfig]) -> dict:
     """{released, message, refused: {pair: reasons}, decisions: {pair: decision}}, also written per language."""
     reached = {pair_name(cfg): d for cfg in configs if (d := gate.result(cfg)) is not None}
     refused = {name: d["reasons"] for name, d in reached.items() if not d["promote"]}
-    if not reached:
+    # A language short of its gate is one that pulled nothing new (its steps skipped), else a step of it failed and
+    # was marked success by hand, or is cleared and running again: its data is undecided, so nothing is released.
+    undecided = [pair_name(cfg) for cfg in configs if pair_name(cfg) not in reached and not _nothing_new(cfg)]
+    if undecided:
+        refused.update({name: ["it pulled new data but did not reach its gate (a failed step marked success?)"]
+                        for name in undecided})
+    if not reached and not undecided:
         message = "no language reached its gate (nothing new was pulled): nothing to release"
     elif refused:
         message = "not every language passed its gate: " + "; ".join(
@@ -46,6 +52,11 @@ def decide(configs: list[RunConfig]) -> dict:
         storage.write_json(cfg.uri(layout.RELEASE_GATE), outcome)
     log.info("release gate: %s", message)
     return outcome
+
+
+def _nothing_new(config: RunConfig) -> bool:
+    """Whether the language's pull found nothing new (what makes its steps skip)."""
+    return bool((storage.read_json_or(config.uri(layout.PULL_MANIFEST)) or {}).get("nothing_new"))
 
 
 def not_consumable(config: RunConfig) -> str | None:

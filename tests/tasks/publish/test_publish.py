@@ -237,6 +237,26 @@ def test_publish_reads_the_release_gates_verdict_itself(hub, tmp_path, tiny_mode
     assert hub.requests == [] and publish.result(cfg) is None
 
 
+def test_a_language_that_pulled_new_data_but_has_no_gate_decision_holds_the_release_back(hub, tmp_path,
+                                                                                          tiny_model):
+    """A language whose validate failed and was marked success by hand (its later steps then ran on a batch judged
+    bad, or not at all) has no decision: the release gate must not take it for one that had nothing new."""
+    cfg = make_promoted_run(tmp_path / "artifacts", tiny_model, hub_repo_id=REPO)
+    other = make_promoted_run(tmp_path / "artifacts-nl", tiny_model, hub_repo_id=REPO, run_id=cfg.run_id,
+                              target_lang="nl")
+    Path(other.uri(layout.GATE)).unlink()
+    outcome = release.decide([cfg, other])
+    assert outcome["released"] is False and outcome["message"] == (
+        "not every language passed its gate: en-nl: it pulled new data but did not reach its gate (a failed step "
+        "marked success?)")
+    assert publish.run(cfg, registry=hub_registry(hub))["published"] is False and hub.requests == []
+    # A language whose pull found nothing new skipped its steps: the others are released.
+    manifest = storage.read_json(other.uri(layout.PULL_MANIFEST))
+    storage.write_json(other.uri(layout.PULL_MANIFEST), {**manifest, "nothing_new": True})
+    assert release.decide([cfg, other]) == {"released": True, "message": "released: en-de", "refused": {},
+                                            "decisions": {"en-de": "promote"}}
+
+
 def test_no_gate_decision_means_no_publish(hub, run_config):
     Path(run_config.uri("gate.json")).unlink()
     outcome = publish.run(run_config, registry=hub_registry(hub))
