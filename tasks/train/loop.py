@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -25,7 +26,9 @@ from tasks.train.precision import MAX_CONSECUTIVE_OVERFLOWS, Precision, choose_p
 log = logging.getLogger(__name__)
 
 # Batches in a row whose loss or gradient is not finite before training gives up (fp16 falls back to fp32 after
-# precision.MAX_CONSECUTIVE_OVERFLOWS of them first, and the count starts again there).
+# precision.MAX_CONSECUTIVE_OVERFLOWS of them first, and the count starts again there). Also the most steps in a
+# row fp16 may skip for its loss scale, whatever the loss: 25 halvings take the default scale of 65,536 to 0.002,
+# which no calibration needs, so fp16 falls back to fp32 there.
 MAX_NONFINITE_IN_A_ROW = 25
 # Steps between looks at what the device counted (skipped steps, the loss): each look waits for the device.
 SETTLE_EVERY_STEPS = 16
@@ -72,6 +75,7 @@ class Progress:
     tokens_seen: int = 0
     seconds: float = 0.0  # spent training, over every attempt (a resumed run continues the budget)
     validations: list = field(default_factory=list)  # [step, validation loss] at each validation, in order
+    stopped_by: str | None = None  # early stopping, target loss or time budget: a resumed run stops there too
 
 
 
@@ -96,6 +100,9 @@ class _Training:
                  pad_id: int, decoder_start_id: int, checkpoints: CheckpointDir, device, rank: int, world_size: int):
         import torch
 
+        if not len(val_data):
+            raise ValueError("the validation set is empty: training needs validation pairs to choose the best "
+                             "model and to stop early (look at the validation split and the data that made it)")
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.requested = settings
         settings = automatic.fill_in(settings, self.device.type, world_size)
@@ -114,7 +121,8 @@ class _Training:
         self.multiple = batching.pad_multiple(self.device)
         self._schedule()
         self._optimizer()
-        self.progress, self.best_state, self.resumed_from, self.stopped = Progress(), None, None, False
+        self.progress, self.best_state, self.resumed_from = Progress(), None, None
+        self.stopped, self.stop_reason = False, None
         # On CPU a big batch runs as micro-batches with accumulated gradients: the same optimizer steps, but
         # activations (above all the vocabulary-sized logits) that stay in cache-friendly sizes.
         self.micro_tokens = automatic.CPU_MICRO_BATCH_TOKENS if self.device.type == "cpu" else 0
@@ -152,9 +160,10 @@ class _Training:
                                            fused=True)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
         # What the device counts between looks (see _settle): skipped steps, the current run of failing steps
-        # (a non-finite loss, or gradient outside fp16), the longest such run, and the applied steps' summed loss.
-        self.health = torch.zeros(4, dtype=torch.float32, device=self.device)
-        self.unsettled, self.careful = 0, False
+        # (a non-finite loss, or gradient outside fp16), the longest such run, the current run of skipped steps
+        # (failing or fp16's overflows), and the applied steps' summed loss.
+        self.health = torch.zeros(5, dtype=torch.float32, device=self.device)
+        self.unsettled, self.careful, self.skips_in_a_row = 0, False, 0
         self.graphs = step_graphs(self._update, self.optimizer, self.model, self.device, self.world_size) \
             if self.settings.cuda_graphs else None
 
@@ -173,12 +182,14 @@ class _Training:
         self.resumed_from = self.checkpoints.latest()
         if self.resumed_from is None:
             return
-        state = torch.load(self.resumed_from / STATE, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain values, never arbitrary objects, from a file that may come from S3
+        state = torch.load(self.resumed_from / STATE, map_location="cpu", weights_only=True)
+        self._continue_the_plan(state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = Progress(**state["progress"])
         self.best_state = state.get("best_model")
-        self._continue_the_plan(state)
+        self._restore_random_states(state)
         # An fp16 run that fell back to fp32 stays there, and fp16's calibrated loss scale is kept.
         if state.get("precision", self.precision.name) != self.precision.name:
             self.precision = Precision(state["precision"], "as before the interruption")
@@ -188,10 +199,20 @@ class _Training:
             self.scaler.load_state_dict(state["scaler"])
         log.info("resuming from %s at step %d (epoch %d, batch %d)", self.resumed_from.name, self.progress.step,
                  self.progress.epoch, self.progress.batch_in_epoch)
+        if self.progress.stopped_by:
+            log.info("training had stopped there (%s): keeping that decision", self.progress.stopped_by)
+            self.stopped, self.stop_reason = True, self.progress.stopped_by
 
     def _continue_the_plan(self, state: dict) -> None:
         """The resumed run goes on with the first attempt's plan: its automatic batch and rates, and the schedule
         a time budget had fitted (so the learning rate goes on decaying where it was)."""
+        written_on = state.get("device_type", self.device.type)
+        if written_on != self.device.type:
+            raise ValueError(
+                f"checkpoint {self.resumed_from.name} was written on {written_on} and this attempt runs on "
+                f"{self.device.type}: batches are padded and computed otherwise there, so its position in the epoch "
+                f"would point at other batches. Resume on {written_on}, or remove the run's "
+                f"{self.resumed_from.parent.name}/ to train from the start.")
         workers = state.get("world_size", self.world_size)
         if workers != self.world_size:
             raise ValueError(
@@ -221,7 +242,7 @@ class _Training:
             log.info("time budget: %s, %s of it spent before", duration(self.settings.max_seconds),
                      duration(self.progress.seconds))
         self.started = self.window_start = time.monotonic()
-        self.seconds_before, self.stop_reason = self.progress.seconds, None
+        self.seconds_before, self.handled_step = self.progress.seconds, self.progress.step
         self.window_tokens, self.steps_at_start = 0, self.progress.step
         self.running_loss, self.running_steps = 0.0, 0
 
@@ -233,14 +254,16 @@ class _Training:
                            pad_id=self.pad_id, start_id=self.decoder_start_id, multiple=self.multiple,
                            pin=self.device.type == "cuda") as batches:
             for batch, pieces in batches:
-                if not self._step(pieces):
+                if self._step(pieces):
+                    self._after_step(batch)
+                else:  # skipped while careful: no step, but the time still counts
                     progress.batch_in_epoch += 1
-                    continue
-                self._after_step(batch)
+                    self._keep_the_budget(validated=False)
                 if self.stopped or progress.step >= self.total_steps:
-                    return
-        progress.epoch += 1
-        progress.batch_in_epoch = 0
+                    break
+        if progress.batch_in_epoch >= len(mine):  # also when training ends on the epoch's last batch
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
 
     def _step(self, pieces: list[feed.Piece]) -> bool:
         """One optimizer step; False (and no update) when its loss or gradient is known not to be finite.
@@ -257,17 +280,19 @@ class _Training:
             loss, norm, loss_ok, skipped, failing = self._update(pieces, self._learning_rate())
         self.scaler.update()  # fp16: the scale halves after an overflow and grows after a run of good steps
         if self.careful:
+            if not bool(skipped):
+                self.careful, self.precision.overflows, self.skips_in_a_row = False, 0, 0
+                self.running_loss += loss.item()
+                self.running_steps += 1
+                return True
+            self._skipped_in_a_row(self.skips_in_a_row + 1)
             if bool(failing):
                 return self._not_finite(f"loss {loss.item()}" if not bool(loss_ok) else f"gradient norm {float(norm)}")
-            if bool(skipped):
-                return False
-            self.careful, self.precision.overflows = False, 0
-            self.running_loss += loss.item()
-            self.running_steps += 1
-            return True
-        skips, streak, longest, loss_sum = self.health.unbind()
+            return False
+        skips, streak, longest, run, loss_sum = self.health.unbind()
         streak.mul_(failing).add_(failing)  # (streak + 1) × failing: 0 again after a step that did not fail
         torch.maximum(longest, streak, out=longest)
+        run.mul_(skipped).add_(skipped)
         skips.add_(skipped)
         loss_sum.add_(torch.where(skipped > 0, 0.0, loss))
         self.unsettled += 1
@@ -307,11 +332,12 @@ class _Training:
 
     def _settle(self) -> None:
         """Read what the device counted since the last look (one sync). Skipped steps give their place in the
-        step count and the schedule back; a run of them in fp16 or bf16 falls back to fp32, and while the
-        last steps are still failing the loop turns careful."""
+        step count and the schedule back; a run of failing ones in fp16 or bf16 falls back to fp32, and while
+        the last steps are still skipped the loop turns careful."""
         if not self.unsettled:
             return
-        skipped, streak, longest, loss_sum = (int(v) if i < 3 else v for i, v in enumerate(self.health.tolist()))
+        counted = self.health.tolist()
+        skipped, streak, longest, run, loss_sum = *(int(v) for v in counted[:4]), counted[4]
         self.health.zero_()
         steps, self.unsettled = self.unsettled, 0
         self.running_loss += loss_sum
@@ -326,8 +352,18 @@ class _Training:
         self.precision.overflows = streak
         if longest >= MAX_CONSECUTIVE_OVERFLOWS and self.precision.name != "fp32":
             self._fall_back(f"{longest} non-finite steps in a row")
-        elif streak:
+        elif run:  # still skipping (failing steps are skipped too): count on, step by step, from this run
             self.careful = True
+            self._skipped_in_a_row(run)
+
+    def _skipped_in_a_row(self, count: int) -> None:
+        """fp16 skips a step whose gradient overflows and halves its loss scale. MAX_NONFINITE_IN_A_ROW such
+        steps are no calibration: the gradient is not finite at any scale, so fp32 takes over (and fails training
+        if it goes on). A run within one look's steps is shorter than that (SETTLE_EVERY_STEPS is less); the look
+        that finds the last steps skipped passes its run on to the careful steps that follow."""
+        self.skips_in_a_row = count
+        if count >= MAX_NONFINITE_IN_A_ROW and self.precision.needs_scaler:
+            self._fall_back(f"{count} skipped steps in a row")
 
     def _not_finite(self, what: str) -> bool:
         """Skip the batch; fail when training keeps producing nothing finite, rather than loop forever."""
@@ -353,7 +389,7 @@ class _Training:
         if self.graphs is not None:  # recorded in the precision left behind (_not_finite may have switched already)
             self.graphs.forget()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
-        self.careful = True
+        self.careful, self.skips_in_a_row = True, 0
 
     def _after_step(self, batch: list[int]) -> None:
         progress, settings = self.progress, self.settings
@@ -369,6 +405,10 @@ class _Training:
         if due(SETTLE_EVERY_STEPS) or due(settings.log_every_steps) or due(self.eval_every) or \
                 due(settings.checkpoint_every_steps) or progress.step >= self.total_steps:
             self._settle()  # the step count may go back: skipped steps are done again
+        if progress.step <= self.handled_step:  # back on a step already logged, validated or checkpointed
+            self._keep_the_budget(validated=False)
+            return
+        self.handled_step = progress.step
         last = progress.step == self.total_steps
         if due(settings.log_every_steps) or last:
             self._log_progress()
@@ -423,6 +463,8 @@ class _Training:
 
     def _validate(self) -> None:
         progress = self.progress
+        if progress.validations and progress.validations[-1][0] == progress.step:
+            return  # the same weights: skipped steps gave the count back after this step's validation
         s = self.settings
         val_loss = evaluate_loss(self.model, self.val_data, self.pad_id, self.decoder_start_id, self.device,
                                  self.precision, max_tokens_per_batch=s.max_tokens_per_batch,
@@ -448,15 +490,46 @@ class _Training:
             self.stopped, self.stop_reason = True, "early stopping"
 
     def _checkpoint(self) -> None:
+        generators = self._random_states()  # every rank's: a collective, so before rank 0 alone saves
         if self.rank == 0:
             self.checkpoints.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                   "progress": asdict(self.progress), "best_model": self.best_state,
+                                   "progress": asdict(replace(self.progress, stopped_by=self.stop_reason)),
+                                   "best_model": self.best_state, "random": generators,
                                    "precision": self.precision.name, "scaler": self.scaler.state_dict(),
                                    "settings": asdict(self.settings), "world_size": self.world_size,
+                                   "device_type": self.device.type,
                                    "schedule": {"planned_steps": self.planned_steps, "total_steps": self.total_steps,
                                                 "warmup": self.warmup,
                                                 "budget_ends_schedule": self.budget_ends_schedule}},
                                   self.progress.step)
+
+    def _random_states(self) -> list[dict]:
+        """Each rank's random generators (dropout draws from torch's), so that a resumed run draws what the
+        uninterrupted one would have. Plain tensors and tuples: the checkpoint loads with weights_only."""
+        import torch
+
+        mine = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
+        if self.world_size == 1:
+            return [mine]
+        import torch.distributed as dist
+
+        every = [None] * self.world_size
+        dist.all_gather_object(every, mine)
+        return every
+
+    def _restore_random_states(self, state: dict) -> None:
+        import torch
+
+        if not state.get("random"):
+            log.info("checkpoint %s holds no random generator states (written before they were kept): dropout "
+                     "goes on from the seed, not as the interrupted run would have", self.resumed_from.name)
+            return
+        mine = state["random"][self.rank]
+        torch.set_rng_state(mine["torch"])
+        random.setstate(mine["python"])
+        if mine["cuda"] is not None:  # every device's, as far as this machine has them
+            torch.cuda.set_rng_state_all(mine["cuda"][:torch.cuda.device_count()])
 
     def finish(self) -> dict:
         self._settle()

@@ -153,7 +153,7 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
     encoded = {name: _encode(tokenizer, family, path, settings)
                for name, path in (("train", train_file), ("validation", validation_file))}
     step_seconds["tokenizing"] = round(time.perf_counter() - started, 2)
-    trainee = adaptation.apply(model, settings.adaptation)
+    trainee = _adapted(model, settings)
     counts = adaptation.parameter_counts(trainee)
     log.info("fine-tuning %s (%s family, %.1fM parameters, %s: %.2fM trainable) on %d pairs, %d validation pairs",
              base_model, family.name, counts["total_parameters"] / 1e6, settings.adaptation.method,
@@ -170,6 +170,14 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
     if world_size > 1:
         distributed.leave_distributed()
     return report
+
+
+def _adapted(model, settings: TrainSettings):
+    """The model to train, seeded first: LoRA draws its initial matrices when it is applied, before the loop."""
+    import torch
+
+    torch.manual_seed(settings.loop.seed)
+    return adaptation.apply(model, settings.adaptation)
 
 
 def _encode(tokenizer, family: families.Family, path: Path, settings: TrainSettings) -> batching.Encoded:

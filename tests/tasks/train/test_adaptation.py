@@ -91,3 +91,17 @@ def test_lora_training_saves_a_plain_merged_model_and_resumes(tiny_model, tmp_pa
 
     resumed = fine_tune(6, "model-resumed")  # the same LoRA-wrapped model continues from step 4
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 6
+
+
+def test_loras_initial_matrices_follow_the_seed(tiny_model):
+    """peft draws them when the adaptation is applied, before the loop seeds torch: a rerun with the same seed
+    must start from the same adapters."""
+    import torch
+
+    def first_adapter(seed: int, state_before: int):
+        torch.manual_seed(state_before)  # whatever drew from torch's generator before
+        trainee = train._adapted(_load(tiny_model), _settings(seed=seed))
+        return next(p.detach().clone() for name, p in trainee.named_parameters() if "lora_A" in name)
+
+    assert torch.equal(first_adapter(7, state_before=1), first_adapter(7, state_before=2))
+    assert not torch.equal(first_adapter(7, state_before=1), first_adapter(8, state_before=1))
