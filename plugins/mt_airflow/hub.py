@@ -3,6 +3,12 @@
 The token comes from an Airflow connection (password field; `extra` may hold {"endpoint": "https://..."}),
 falling back to the worker's `HF_TOKEN`. Either way it is registered with Airflow's secret masker before
 anything can log it.
+
+Which connection a run reads is a trigger Param (`hub_conn_id`), and trigger users are not token holders: a run
+naming any connection (a warehouse database's) would send its password to the Hub endpoint as a bearer token.
+So only the connections the deployment lists in `MT_HUB_CONN_IDS` (comma-separated; unset: `huggingface_default`
+only) may be a token source, checked before the connection is read. A deployment that keeps its Hub token in a
+connection of another name lists it there (e.g. `MT_HUB_CONN_IDS=huggingface_default,hub_prod`).
 """
 
 from __future__ import annotations
@@ -11,8 +17,22 @@ import os
 from dataclasses import dataclass
 
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.log import mask_secret
+
+ALLOWED_CONNECTIONS_ENV = "MT_HUB_CONN_IDS"
+DEFAULT_CONNECTION = "huggingface_default"
+
+
+class HubConnectionNotAllowed(AirflowFailException):
+    """The run names a connection the deployment does not allow as a Hub token source (fails without retries)."""
+
+
+def allowed_connections() -> list[str]:
+    """The connections this deployment lets runs use as a Hub token source: `MT_HUB_CONN_IDS`, comma-separated;
+    unset or empty: the default connection only."""
+    listed = [name.strip() for name in os.environ.get(ALLOWED_CONNECTIONS_ENV, "").split(",")]
+    return [name for name in listed if name] or [DEFAULT_CONNECTION]
 
 
 @dataclass(frozen=True)
@@ -28,7 +48,7 @@ class HubCredentials:
 
 class HuggingFaceHubHook(BaseHook):
     conn_name_attr = "hf_conn_id"
-    default_conn_name = "huggingface_default"
+    default_conn_name = DEFAULT_CONNECTION
     conn_type = "generic"
     hook_name = "Hugging Face Hub"
 
@@ -37,6 +57,11 @@ class HuggingFaceHubHook(BaseHook):
         self.hf_conn_id = hf_conn_id
 
     def get_credentials(self) -> HubCredentials:
+        if self.hf_conn_id not in (allowed := allowed_connections()):
+            raise HubConnectionNotAllowed(
+                f"hub_conn_id {self.hf_conn_id!r} is not a Hub token source this deployment allows "
+                f"({ALLOWED_CONNECTIONS_ENV}: {', '.join(allowed)}); its password is not read or sent. Name an "
+                f"allowed connection, or ask the deployment to add this one to {ALLOWED_CONNECTIONS_ENV}")
         try:
             conn = self.get_connection(self.hf_conn_id)
         except AirflowNotFoundException:

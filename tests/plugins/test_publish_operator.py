@@ -31,6 +31,7 @@ def _operator(cfg):
 
 def test_publish_uses_the_connection_and_links_to_the_commit(hub, tmp_path, tiny_model, monkeypatch):
     _connection(monkeypatch, hub, conn_id="hub_prod")
+    monkeypatch.setenv("MT_HUB_CONN_IDS", "huggingface_default,hub_prod")  # the deployment allows it (mt_airflow.hub)
     cfg = make_promoted_run(tmp_path / "art", tiny_model, hub_repo_id=REPO, hub_conn_id="hub_prod")
     operator = _operator(cfg)
     assert PublishedModelLink().get_link(operator, ti_key=None) == ""  # nothing published yet
