@@ -3,13 +3,14 @@
 
 Every 10 minutes, for each data prefix that a retraining pipeline watches (the main `translation_finetune` once
 the deployment names its prefix in `MT_DATA_URI`, and every `dags/pipelines.yaml` entry with `watch_data: true`),
-list the prefix and compare it with what was announced before (`{MT_ARTIFACT_ROOT}/_watcher/`). When data files
-are new or changed, the task emits an event on the prefix's Asset with `extra = {"new_keys": [...], "data_uri":
-...}`; every DAG scheduled on that Asset starts a run that trains on what it has not consumed, those keys
-included. A key that some pipeline on the prefix still has not consumed (its run failed) is announced again a day
-later, then after two, four, and at most every seven days (`announced_again` in the extra). When nothing is due
-the task is **skipped** and emits nothing, so a quiet prefix starts no retraining. The weekly schedule of each
-pipeline remains as a fallback. With no prefix to watch, the watcher is not scheduled at all.
+list the prefix (each language's `{data_uri}/{src}-{tgt}/` for a pipeline with several target languages) and
+compare it with what was announced before (`{MT_ARTIFACT_ROOT}/_watcher/`). When data files are new or changed,
+the task emits an event on the prefix's Asset with `extra = {"new_keys": [...], "data_uri": ...}`; every DAG
+scheduled on that Asset starts a run that trains on what it has not consumed, those keys included. A key that
+some pipeline on the prefix still has not consumed (its run failed) is announced again a day later, then after
+two, four, and at most every seven days (`announced_again` in the extra). When nothing is due the task is
+**skipped** and emits nothing, so a quiet prefix starts no retraining. The weekly schedule of each pipeline
+remains as a fallback. With no prefix to watch, the watcher is not scheduled at all.
 
 A listing is cheap (one paginated LIST per prefix) and the pipelines' state is read only when a key is new or an
 unconsumed one is due (a new key every pipeline consumed already is recorded, not announced), so this runs on a
@@ -26,6 +27,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import dag, task
 
+from mt_airflow.pairs import data_prefixes
 from mt_airflow.pipelines import MAIN_DAG_ID, load, main_pipeline
 from tasks.config import PipelineParams
 
@@ -34,19 +36,21 @@ EVERY_TEN_MINUTES = "*/10 * * * *"
 EVERY_DAY = "0 0 * * *"  # its tick is the one plugins/mt_airflow/watch.listed_now lets list an evented prefix
 
 
-def watched_prefixes(path: Path = PIPELINES_FILE) -> dict[str, list[tuple[str, str, str]]]:
-    """Each watched data prefix → the pipelines that retrain on its announcements, one (dag_id, source, target)
-    per language: the main pipeline's, when the deployment names its prefix, and those of the valid, watched
-    entries (broken entries are shown by translation_finetune.py, not here)."""
+def watched_prefixes(path: Path = PIPELINES_FILE) -> dict[str, list[tuple[str, str, str, str]]]:
+    """Each watched data prefix → the pipelines that retrain on its announcements, one (dag_id, source, target,
+    the prefix its runs pull) per language: a pair of a multi-language pipeline pulls `{data_uri}/{src}-{tgt}/`
+    (mt_airflow.pairs). The main pipeline's, when the deployment names its prefix, and those of the valid,
+    watched entries (broken entries are shown by translation_finetune.py, not here)."""
     good, _ = load(path)
     main, defaults = main_pipeline(), PipelineParams()
-    prefixes: dict[str, list[tuple[str, str, str]]] = {}
+    prefixes: dict[str, list[tuple[str, str, str, str]]] = {}
     if main.data_uri:
-        prefixes[main.data_uri] = [(MAIN_DAG_ID, defaults.source_lang, defaults.target_lang)]
+        prefixes[main.data_uri] = [(MAIN_DAG_ID, defaults.source_lang, defaults.target_lang, main.data_uri)]
     for pipeline in (p for p in good if p.watch_data):
-        targets = pipeline.params.get("target_langs") or [pipeline.params["target_lang"]]
+        source, params = pipeline.params["source_lang"], pipeline.params
+        pulled = data_prefixes(pipeline.data_uri, source, params.get("target_lang"), params.get("target_langs"))
         prefixes.setdefault(pipeline.data_uri, []).extend(
-            (pipeline.dag_id, pipeline.params["source_lang"], target) for target in targets)
+            (pipeline.dag_id, source, target, prefix) for target, prefix in pulled.items())
     return prefixes
 
 
@@ -94,7 +98,7 @@ def translation_data_watcher():
             if not watch.listed_now(data_uri, dag_run.run_type, dag_run.logical_date):
                 raise AirflowSkipException(f"S3 notifications announce new data under {data_uri}: listed daily")
             state = watch.state_uri(artifact_root(), data_uri)
-            found = watch.find(data_uri, state, watch.consumed_states(artifact_root(), data_uri, pipelines))
+            found = watch.find(data_uri, state, watch.consumed_states(artifact_root(), pipelines))
             if not found.due:
                 watch.remember(state, found)  # the keys every pipeline has consumed since: never looked up again
                 raise AirflowSkipException(f"nothing new under {data_uri}")

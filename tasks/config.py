@@ -463,6 +463,9 @@ class RunConfig(PipelineParams):
     run_id: str
     run_dir: str
     state_dir: str
+    # For one language pair of a run with several target languages (plugins/mt_airflow/pairs.py): how many the run
+    # has. A language with no data yet then has nothing new instead of failing them all (tasks/data/pull.py).
+    languages_in_run: int = 1
 
     def uri(self, *parts: str) -> str:
         return storage.join(self.run_dir, *parts)

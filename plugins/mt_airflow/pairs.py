@@ -23,6 +23,19 @@ def pair_name(config: RunConfig) -> str:
     return f"{config.source_lang}-{config.target_lang}"
 
 
+def pair_data_uri(data_uri: str, source_lang: str, target_lang: str) -> str:
+    """Where a pair of a multi-language run reads its data: `{data_uri}/{src}-{tgt}/`. The runs pull it and the
+    watcher lists it (and finds the pair's consumed state by it), so both must build it here."""
+    return storage.join(data_uri, f"{source_lang}-{target_lang}") + "/"
+
+
+def data_prefixes(data_uri: str, source_lang: str, target_lang: str, target_langs: list[str] | None) -> dict[str, str]:
+    """Each target language → the data prefix its runs pull: its pair's with `target_langs`, else `data_uri`."""
+    if not target_langs:
+        return {target_lang: data_uri}
+    return {target: pair_data_uri(data_uri, source_lang, target) for target in target_langs}
+
+
 def expand(config: RunConfig) -> list[RunConfig]:
     """The run's pairs as run configs, in the order of `target_langs` (or the run itself)."""
     if not config.target_langs:
@@ -30,7 +43,7 @@ def expand(config: RunConfig) -> list[RunConfig]:
     pairs = []
     for target in config.target_langs:
         name = f"{config.source_lang}-{target}"
-        data_uri = storage.join(config.data_uri, name) + "/"
+        data_uri = pair_data_uri(config.data_uri, config.source_lang, target)
         changes = {
             "target_lang": target,
             "target_langs": [],
@@ -40,6 +53,7 @@ def expand(config: RunConfig) -> list[RunConfig]:
             "hub_repo_id": f"{config.hub_repo_id}-{target}",
             "base_model": config.target_base_models.get(target, config.base_model),
             "target_base_models": {},
+            "languages_in_run": len(config.target_langs),
         }
         pairs.append(sub_run(config, f"{PAIRS}/{name}", **changes))
     return pairs

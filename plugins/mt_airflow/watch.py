@@ -19,6 +19,10 @@ it was last announced, how often, and whether every pipeline retraining on the p
 - a new key that every pipeline has consumed already (a scheduled run took it first, or S3's notification
   announced it) is recorded as settled, not announced: its run would pull nothing.
 
+A pipeline with several target languages pulls each pair's own prefix, `{data_uri}/{src}-{tgt}/`, and keeps
+each pair's consumed state under it (mt_airflow.pairs builds both for the runs and for `consumed_states`): the
+watcher lists those prefixes and settles a key once every pair that pulls it has consumed it.
+
 The state is written after the event is set and before the task succeeds: a failure in between announces the
 keys once more rather than losing them.
 
@@ -82,11 +86,15 @@ def state_uri(artifact_root: str, data_uri: str) -> str:
     return storage.join(artifact_root, STATE_DIR, storage.safe_name(data_uri) + ".json")
 
 
-def consumed_states(artifact_root: str, data_uri: str, pipelines: list[tuple[str, str, str]]) -> list[str]:
-    """Where each pipeline retraining on `data_uri` records what it consumed: one consumed.json per
-    (dag_id, source language, target language)."""
-    return [storage.join(config.state_dir_for(artifact_root, dag_id, data_uri, source, target), layout.CONSUMED)
-            for dag_id, source, target in pipelines]
+def consumed_states(artifact_root: str, pipelines: list[tuple[str, str, str, str]]) -> dict[str, list[str]]:
+    """Where the pipelines retraining on a watched prefix record what they consumed, by the prefix each pulls
+    (a pair of a multi-language pipeline pulls `{data_uri}/{src}-{tgt}/` and keeps its state under that prefix,
+    mt_airflow.pairs): prefix → one consumed.json per (dag_id, source language, target language, prefix)."""
+    states: dict[str, list[str]] = {}
+    for dag_id, source, target, prefix in pipelines:
+        state_dir = config.state_dir_for(artifact_root, dag_id, prefix, source, target)
+        states.setdefault(prefix, []).append(storage.join(state_dir, layout.CONSUMED))
+    return states
 
 
 @dataclass
@@ -115,11 +123,33 @@ def _due(seen: dict, now: datetime) -> bool:
     return now - datetime.fromisoformat(seen["at"]) >= wait
 
 
-def find(data_uri: str, state: str, consumed_by: list[str] = (), now: datetime | None = None) -> Found:
-    """The data files under `data_uri` to announce now, and the announced ones that have been consumed."""
+def _under(uri: str, prefix: str) -> bool:
+    return uri.startswith(prefix.rstrip("/") + "/")
+
+
+def _data_files(data_uri: str, prefixes: list[str]) -> list[storage.StoredObject]:
+    """What pull would take under each prefix, once each. A pair's folder that does not exist yet holds nothing."""
+    found: dict[str, storage.StoredObject] = {}
+    for prefix in prefixes:
+        try:
+            listed = storage.list_objects(prefix, hidden=True)
+        except FileNotFoundError:
+            if prefix.rstrip("/") == data_uri.rstrip("/"):
+                raise
+            listed = []
+        found.update((o.uri, o) for o in pull.classify(listed).data)
+    return list(found.values())
+
+
+def find(data_uri: str, state: str, consumed_by: dict[str, list[str]] | None = None,
+         now: datetime | None = None) -> Found:
+    """The data files to announce now, and the announced ones that have been consumed. `consumed_by` (from
+    `consumed_states`): the prefixes the pipelines pull, each listed, and where they record what they consumed;
+    none: `data_uri` is listed and every new key announced once."""
     now = now or datetime.now(timezone.utc)
     announced = _announced(state)
-    data = pull.classify(storage.list_objects(data_uri, hidden=True)).data  # what pull would take
+    consumed_by = consumed_by or {}
+    data = _data_files(data_uri, list(consumed_by) or [data_uri])
     new = {o.uri: o.etag for o in data if announced.get(o.uri, {}).get("etag") != o.etag}
     waiting = {o.uri: o.etag for o in data if o.uri not in new and not announced[o.uri].get("settled")
                and _due(announced[o.uri], now)}
@@ -127,10 +157,11 @@ def find(data_uri: str, state: str, consumed_by: list[str] = (), now: datetime |
     if (new or waiting) and consumed_by:
         # A new key that every pipeline consumed already (a scheduled or manual run took it first, or S3's
         # notification announced it) is settled, not announced: its run would pull nothing.
-        states = [storage.read_json_or(uri) or {} for uri in consumed_by]
+        states = {uri: storage.read_json_or(uri) or {} for uris in consumed_by.values() for uri in uris}
         for uri, etag in {**new, **waiting}.items():
+            pulled_by = [states[s] for prefix, uris in consumed_by.items() if _under(uri, prefix) for s in uris]
             if all(s.get("objects", {}).get(uri, {}).get("etag") == etag
-                   or consumed.retracted_by(uri, s.get("retracted", {})) for s in states):
+                   or consumed.retracted_by(uri, s.get("retracted", {})) for s in pulled_by):
                 found.settled[uri] = etag
                 found.new.pop(uri, None)
             elif uri in waiting:

@@ -150,8 +150,7 @@ def run(config: RunConfig) -> dict:
         return done
     mode = "snapshot" if config.data_snapshot else "full" if config.force_full_retrain else "incremental"
     retractions, dropped_now = consumed_state.retract(config)
-    listing = classify(_snapshot(config) if mode == "snapshot" else storage.list_objects(config.data_uri,
-                                                                                           hidden=True))
+    listing = classify(_snapshot(config) if mode == "snapshot" else _listed(config))
     retracted = [{"key": o.relpath, "uri": o.uri, "retracted": r} for o in listing.data
                  if (r := consumed_state.retracted_by(o.uri, retractions)) is not None]
     listing = replace(listing, data=[o for o in listing.data if o.uri not in {r["uri"] for r in retracted}])
@@ -160,11 +159,7 @@ def run(config: RunConfig) -> dict:
     for item in retracted:
         log.info("not pulled: %s is retracted (retract_data %s)", item["key"], item["retracted"])
     consumed = consumed_state.load(config)
-    if not listing.data and (mode == "snapshot" or not consumed):
-        where = f"data_snapshot {config.data_snapshot}" if mode == "snapshot" else config.data_uri
-        reasons = "".join(f"; {i['key']}: {i['reason']}" for i in listing.ignored[:5])
-        raise NoDataError(f"{where}: no data files found (supported extensions: {sorted(formats.EXTENSIONS)}, "
-                          f"optionally compressed; {len(listing.ignored)} other object(s) ignored{reasons})")
+    no_data = _no_data(config, mode, listing) if not listing.data and (mode == "snapshot" or not consumed) else None
     # A local file's digest is read only when it must be compared; a new file is read once, as it is copied.
     changed = {o.uri for o in listing.data if o.uri in consumed and consumed[o.uri].get("etag") != o.etag}
     missing = _missing_copies(config, consumed)
@@ -189,6 +184,7 @@ def run(config: RunConfig) -> dict:
         # retract_data took out of the corpus: a corpus that lost objects is trained on again, new data or not.
         "retractions": retractions, "retracted": retracted, "retracted_consumed": dropped_now,
         "nothing_new": not fresh and not dropped_now,
+        "no_data": no_data,  # why a language of several has nothing new: no data yet and no history
     }
     # What reproduces this run's training data: every object it trains on, pinned (a snapshot trains on exactly
     # its objects, so the carried ones are listed too, at the version their copy was made from).
@@ -199,6 +195,30 @@ def run(config: RunConfig) -> dict:
     # The manifest is written last: its presence means every raw file is in place.
     storage.write_json(config.uri(layout.PULL_MANIFEST), manifest)
     return summarize(manifest)
+
+
+def _listed(config: RunConfig) -> list[storage.StoredObject]:
+    """The objects under data_uri. A language of a multi-language run whose folder does not exist yet has none."""
+    try:
+        return storage.list_objects(config.data_uri, hidden=True)
+    except FileNotFoundError:
+        if config.languages_in_run < 2:
+            raise
+        log.info("%s does not exist (yet): no data for %s-%s", config.data_uri, config.source_lang, config.target_lang)
+        return []
+
+
+def _no_data(config: RunConfig, mode: str, listing: Listing) -> str:
+    """A run with no data file to read and no consumed history fails (NoDataError), unless it is one language of a
+    run with several: that language has nothing new (its steps skip) and the others go on. Returns why."""
+    where = f"data_snapshot {config.data_snapshot}" if mode == "snapshot" else config.data_uri
+    reasons = "".join(f"; {i['key']}: {i['reason']}" for i in listing.ignored[:5])
+    found = (f"{where}: no data files found (supported extensions: {sorted(formats.EXTENSIONS)}, optionally "
+             f"compressed; {len(listing.ignored)} other object(s) ignored{reasons})")
+    if mode == "snapshot" or config.languages_in_run < 2:
+        raise NoDataError(found)
+    return (f"nothing new for {config.source_lang}-{config.target_lang}: {found}, and no earlier run consumed any; "
+            "this language is skipped, the run's other languages go on")
 
 
 def _copy(config: RunConfig, fresh: list[storage.StoredObject]) -> list[dict]:
@@ -283,6 +303,8 @@ def _message(config: RunConfig, manifest: dict) -> str:
 def _what_was_pulled(config: RunConfig, manifest: dict) -> str:
     fresh, changed, skipped = manifest["objects"], manifest["changed"], manifest["already_consumed"]
     carried = f"; {len(manifest['carried'])} consumed object(s) carried into training" if manifest["carried"] else ""
+    if manifest.get("no_data"):
+        return manifest["no_data"]
     if manifest["mode"] == "snapshot":
         return f"snapshot: {len(fresh)} object(s) as listed in data_snapshot{carried}"
     if not fresh and manifest["nothing_new"]:

@@ -75,11 +75,11 @@ def test_a_key_a_failed_run_left_unconsumed_is_announced_again_with_a_growing_pa
     de = _consumed(tmp_path / "de.json", {})  # the German pipeline's run failed: nothing consumed
     nl = _consumed(tmp_path / "nl.json", {uri: etag})  # the Dutch one consumed it
     start = datetime(2026, 12, 1, tzinfo=timezone.utc)
-    watch.remember(state, watch.find(str(data), state, [de, nl], now=start), now=start)
+    watch.remember(state, watch.find(str(data), state, {str(data): [de, nl]}, now=start), now=start)
     announced_at = []
     for hours in range(1, 24 * 40):
         now = start + timedelta(hours=hours)
-        found = watch.find(str(data), state, [de, nl], now=now)
+        found = watch.find(str(data), state, {str(data): [de, nl]}, now=now)
         if found.due:
             assert found.again == {uri: etag} and not found.new
             announced_at.append(hours)
@@ -88,14 +88,14 @@ def test_a_key_a_failed_run_left_unconsumed_is_announced_again_with_a_growing_pa
 
     _consumed(tmp_path / "de.json", {uri: etag})  # a later run of the German pipeline consumed it
     later = start + timedelta(days=60)
-    found = watch.find(str(data), state, [de, nl], now=later)
+    found = watch.find(str(data), state, {str(data): [de, nl]}, now=later)
     assert list(found.settled) == [uri] and not found.due
     watch.remember(state, found, now=later)
     # Settled: never looked up again, however long; a quiet prefix costs the listing and the watcher's own state.
     read = []
     real = storage.read_json_or
     monkeypatch.setattr(storage, "read_json_or", lambda u, *a: read.append(u) or real(u, *a))
-    quiet = watch.find(str(data), state, [de, nl], now=later + timedelta(days=365))
+    quiet = watch.find(str(data), state, {str(data): [de, nl]}, now=later + timedelta(days=365))
     watch.remember(state, quiet)  # what the DAG's task does before it skips
     assert not quiet.due and read == [state]
 
@@ -105,10 +105,10 @@ def test_a_retracted_key_is_settled_not_announced_forever(tmp_path):
     part = write_jsonl(data / "old" / "part.jsonl", digit_pairs(5))
     retracted = _consumed(tmp_path / "de.json", {}, retracted={f"{data}/old/": {"by": "run-9"}})
     start = datetime(2026, 12, 1, tzinfo=timezone.utc)
-    found = watch.find(str(data), state, [retracted], now=start)
+    found = watch.find(str(data), state, {str(data): [retracted]}, now=start)
     assert list(found.settled) == [str(part)] and not found.due  # never announced: its run would pull nothing
     watch.remember(state, found, now=start)
-    assert not watch.find(str(data), state, [retracted], now=start + timedelta(days=2)).due
+    assert not watch.find(str(data), state, {str(data): [retracted]}, now=start + timedelta(days=2)).due
 
 
 def test_a_state_written_before_announcements_were_tracked_is_read(tmp_path):
@@ -116,8 +116,8 @@ def test_a_state_written_before_announcements_were_tracked_is_read(tmp_path):
     part = write_jsonl(data / "part.jsonl", digit_pairs(5))
     storage.write_json(state, {"announced": {str(part): storage.stat(str(part)).etag}})
     consumed_it = _consumed(tmp_path / "de.json", {str(part): storage.stat(str(part)).etag})
-    assert list(watch.find(str(data), state, [consumed_it]).settled) == [str(part)]
-    assert watch.find(str(data), state, [_consumed(tmp_path / "nl.json", {})]).again  # not consumed: again
+    assert list(watch.find(str(data), state, {str(data): [consumed_it]}).settled) == [str(part)]
+    assert watch.find(str(data), state, {str(data): [_consumed(tmp_path / "nl.json", {})]}).again  # not consumed: again
 
 
 def test_a_new_key_every_pipeline_consumed_already_is_settled_not_announced(tmp_path):
@@ -128,13 +128,13 @@ def test_a_new_key_every_pipeline_consumed_already_is_settled_not_announced(tmp_
     fresh = write_jsonl(data / "w2" / "part.jsonl", digit_pairs(6))
     de = _consumed(tmp_path / "de.json", {str(taken): storage.stat(str(taken)).etag})
     nl = _consumed(tmp_path / "nl.json", {str(taken): storage.stat(str(taken)).etag})
-    found = watch.find(str(data), state, [de, nl])
+    found = watch.find(str(data), state, {str(data): [de, nl]})
     assert found.due == {str(fresh): storage.stat(str(fresh)).etag}
     assert found.settled == {str(taken): storage.stat(str(taken)).etag}
     watch.remember(state, found)
-    assert watch.find(str(data), state, [de, nl]).due == {}
+    assert watch.find(str(data), state, {str(data): [de, nl]}).due == {}
     write_jsonl(taken, digit_pairs(7))  # rewritten at the source: new data, whatever was consumed before
-    assert list(watch.find(str(data), state, [de, nl]).new) == [str(taken)]
+    assert list(watch.find(str(data), state, {str(data): [de, nl]}).new) == [str(taken)]
 
 
 def test_a_retrain_reads_the_keys_of_the_events_that_triggered_it():

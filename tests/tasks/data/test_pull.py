@@ -267,3 +267,43 @@ def test_a_pinned_local_file_is_taken_while_unchanged_and_refused_once_rewritten
     write_jsonl(incoming / "a.jsonl", digit_pairs(5, seed=2))
     with pytest.raises(pull.NoDataError, match="no longer the object pinned"):
         pull.run(make_run(tmp_path / "runs", run_id="run-3", data_uri=str(incoming), data_snapshot=pinned))
+
+
+def _languages(tmp_path, target_langs, **params):
+    """A run's pairs as prepare saves them (mt_airflow.pairs), by target language; data under tmp_path/data/."""
+    from mt_airflow import pairs
+    from tasks import config
+
+    run = make_run(tmp_path / "artifacts", data_uri=f"{tmp_path / 'data'}/", target_langs=target_langs, **params)
+    for pair in pairs.expand(run):
+        config.save(pair)
+    return {pair.target_lang: pair for pair in pairs.expand(run)}
+
+
+@pytest.mark.parametrize("folder", ["empty", "missing", "no data file"])
+def test_a_language_of_several_with_no_data_yet_has_nothing_new(tmp_path, folder):
+    """Before, it failed the pull (NoDataError; FileNotFoundError, retried as transient, for a missing local
+    folder), and release_gate never let the run's other, promoted languages publish."""
+    write_jsonl(tmp_path / "data" / "en-de" / "part.jsonl", digit_pairs(20))
+    if folder != "missing":
+        (tmp_path / "data" / "en-nl").mkdir()
+    if folder == "no data file":
+        (tmp_path / "data" / "en-nl" / "README.txt").write_text("data lands here")
+    languages = _languages(tmp_path, ["de", "nl"])
+    assert pull.run(languages["de"])["files"] == 1
+    summary = pull.run(languages["nl"])
+    assert summary["nothing_new"] is True and summary["files"] == 0
+    manifest = storage.read_json(languages["nl"].uri(layout.PULL_MANIFEST))
+    assert manifest["no_data"] == summary["message"]
+    assert manifest["no_data"].startswith(f"nothing new for en-nl: {languages['nl'].data_uri}: no data files found")
+    assert "no earlier run consumed any" in manifest["no_data"]
+
+
+@pytest.mark.parametrize("folder, error", [("empty", pull.NoDataError), ("missing", FileNotFoundError)])
+def test_a_single_pair_with_no_data_still_fails(tmp_path, folder, error):
+    if folder == "empty":
+        (tmp_path / "data" / "en-nl").mkdir(parents=True)
+    with pytest.raises(error):
+        pull.run(make_run(tmp_path / "artifacts", data_uri=f"{tmp_path / 'data' / 'en-nl'}/"))
+    with pytest.raises(error):  # a run of one target language is a single pair too
+        pull.run(_languages(tmp_path, ["nl"], run_id="run-2")["nl"])
