@@ -34,6 +34,9 @@ each starting with the install (seconds on a warm machine):
     python3 bench/gpu.py --out $OUT         # first call
     python3 -m pytest -q tests/gpu          # second call; the kill-and-resume test takes ~110 s, the CUDA graph
                                             # tests (graphed against ordinary training) about as long, untimed
+    python3 bench/tokenize_throughput.py --pairs 100000 | tail -1 > $OUT/tokenize.json   # also the second call:
+                                            # the corpus tokenized in the node's CPUs (~30 s; CPU work, outside
+                                            # the 8 minutes)
 
 A part that fails or runs past its limit keeps the figures it printed before (the train bench prints them after
 its throughput and after each time-to-quality run), with the error beside them; bench-gpu.json in the output
