@@ -13,7 +13,8 @@ def refuse_backfill(run_type: str) -> None:
     `max_active_runs` per backfill, up to its own limit), and a retrain pulls what is new now, not what was new at
     a past date, so each run would train on the same data, two first runs could each freeze a test set, and all but
     one would fail to publish. A run that fails this way is not retried."""
-    if str(run_type) == "backfill":
+    # The task SDK's DagRunType is a str enum whose str() is its name ("DagRunType.BACKFILL"): compare its value.
+    if getattr(run_type, "value", run_type) == "backfill":
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(

@@ -238,15 +238,15 @@ def test_a_backfill_run_is_refused_before_it_writes_anything(dag, tmp_path, monk
     each would pull the same new data: two first runs could each freeze a test set and train on the other's."""
     from types import SimpleNamespace
 
+    from airflow.sdk.api.datamodels._generated import DagRunType  # what a task's dag_run carries
     from airflow.sdk.exceptions import AirflowFailException
-    from airflow.utils.types import DagRunType
 
     monkeypatch.setenv("MT_ARTIFACT_ROOT", str(tmp_path))
     values = {**PipelineParams().model_dump(), "data_uri": "s3://data/en-de/"}
     prepare = dag.get_task("prepare").python_callable
     with pytest.raises(AirflowFailException, match="backfill runs are refused: .* Trigger one run instead"):
         prepare(params=values, dag_run=SimpleNamespace(dag_id="translation_finetune", run_id="backfill__2026-12-01",
-                                                       run_type=DagRunType.BACKFILL_JOB))
+                                                       run_type=DagRunType.BACKFILL))
     assert list(tmp_path.iterdir()) == []
     for kind in (DagRunType.SCHEDULED, DagRunType.MANUAL, DagRunType.ASSET_TRIGGERED):
         prepare(params=values, dag_run=SimpleNamespace(dag_id="translation_finetune", run_id=f"{kind}__1",
