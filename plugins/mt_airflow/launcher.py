@@ -343,6 +343,8 @@ class RunStepOperator(BaseOperator):
                 # The pod and Docker operators clean up after the timeout and raise an error of their own, so
                 # Airflow never sees the timeout and never calls on_kill: the pod would keep its GPUs.
                 self.log.warning("step %r ran past its execution_timeout: stopping its %s", self.step, self.launcher)
+                if self.launcher == "kubernetes":  # read while it is there, with no SIGKILL pending: the full wait
+                    self._read_pod(launches.POD_READ_TIMEOUT_S)
                 try:
                     self.on_kill()
                 except Exception as err:  # noqa: BLE001 - the step's own error is the one to raise

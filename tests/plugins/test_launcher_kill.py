@@ -309,8 +309,8 @@ def test_a_pod_stopped_at_its_timeout_is_read_before_it_is_stopped(monkeypatch, 
     with pytest.raises(AirflowException, match="returned a failure"):
         with timeout(1):
             op.execute({})
-    # Read once, before the pod was stopped, within the time on_kill has.
-    assert delegate.killed and delegate.reads == [("train-kubernetes", "mt", launches.KILL_POD_READ_TIMEOUT_S)]
+    # Read once, before the pod was stopped, with the full wait (no SIGKILL is pending at a timeout).
+    assert delegate.killed and delegate.reads == [("train-kubernetes", "mt", launches.POD_READ_TIMEOUT_S)]
     (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
     assert launch["outcome"] == "timed out" and 0.5 <= launch["pod"]["on_node_s"] <= launch["seconds"] + 2
 
