@@ -84,6 +84,8 @@ class LocalRegistry(Registry):
             # Checked again, and written only if the index is still the one checked (compare-and-swap): copying a
             # model takes a while, and a release that another publish indexed meanwhile must not be dropped.
             index = index or self._index()
+            if any(v["run_tag"] == release.run_tag for v in index["versions"]):
+                return index  # indexed already: a conditional write that landed though its answer was lost
             self._check_unmoved(release, index)
             index["versions"].append({"run_tag": release.run_tag, "dag_id": release.dag_id, "run_id": release.run_id,
                                       "title": release.title,

@@ -176,3 +176,22 @@ def test_of_two_local_publishes_at_once_one_is_indexed_and_the_other_finds_the_r
         local_registry.LocalRegistry._check_unmoved = check
     index = storage.read_json(storage.join(uri, REPO, local_registry.INDEX_FILE))
     assert landed and [v["run_tag"] for v in index["versions"]] == [landed[0]["run_tag"]] == [index["current"]]
+
+
+def test_a_local_index_write_whose_answer_was_lost_is_not_taken_for_the_registry_moving(tmp_path, tiny_model,
+                                                                                       monkeypatch):
+    """S3 applied the conditional write, the answer was lost, and the retry finds the index already naming this
+    release: that is the release done, not another one landing."""
+    uri = str(tmp_path / "registry")
+    cfg = make_promoted_run(tmp_path / "art", tiny_model, hub_repo_id=REPO, publish_target="local", registry_uri=uri,
+                            champion_source=local_registry.LocalRegistry(uri, REPO))
+    update = storage.update_json
+
+    def applied_then_retried(target, change, *args, **kwargs):
+        update(target, change, *args, **kwargs)  # landed; its answer lost
+        return update(target, change, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "update_json", applied_then_retried)
+    record = publish.run(cfg)
+    index = storage.read_json(storage.join(uri, REPO, local_registry.INDEX_FILE))
+    assert [v["run_tag"] for v in index["versions"]] == [record["run_tag"]] == [index["current"]]
