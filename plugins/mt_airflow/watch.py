@@ -160,8 +160,8 @@ def find(data_uri: str, state: str, consumed_by: dict[str, list[str]] | None = N
         states = {uri: storage.read_json_or(uri) or {} for uris in consumed_by.values() for uri in uris}
         for uri, etag in {**new, **waiting}.items():
             pulled_by = [states[s] for prefix, uris in consumed_by.items() if _under(uri, prefix) for s in uris]
-            if all(s.get("objects", {}).get(uri, {}).get("etag") == etag
-                   or consumed.retracted_by(uri, s.get("retracted", {})) for s in pulled_by):
+            if pulled_by and all(s.get("objects", {}).get(uri, {}).get("etag") == etag
+                                 or consumed.retracted_by(uri, s.get("retracted", {})) for s in pulled_by):
                 found.settled[uri] = etag
                 found.new.pop(uri, None)
             elif uri in waiting:
