@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import math
 import os
 import platform
 import sys
@@ -28,11 +29,30 @@ TCMALLOC = ("/usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib64/libtcma
 # tcmalloc reports every allocation above 1 GiB on stderr, and a large model's weights are such allocations.
 TCMALLOC_QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40)}
 ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
+# Where a container's CPU limit is (cgroup v2, then v1).
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """CPUs this process may run on: its affinity mask, and no more than its container's CPU limit (a pod's
+    `limits.cpu` is a cgroup quota, which the affinity mask does not show)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cpu_quota()
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
+
+
+def cpu_quota() -> float | None:
+    """The CPUs' worth of time the cgroup allows this process (cgroup v2 `cpu.max`, else v1's CFS quota), or None
+    where there is no limit or no cgroup to read."""
+    with contextlib.suppress(OSError, ValueError, IndexError, ZeroDivisionError):
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    with contextlib.suppress(OSError, ValueError, ZeroDivisionError):
+        quota = int(CGROUP_V1_QUOTA.read_text())
+        return None if quota <= 0 else quota / int(CGROUP_V1_PERIOD.read_text())
+    return None
 
 
 # CPU features whose kernels round differently (a product in AVX-512 or AMX is not summed as in AVX2).

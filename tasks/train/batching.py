@@ -12,13 +12,17 @@ the padded tokens real).
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import pickle
 import random
 from dataclasses import dataclass
 
 import numpy as np
 
 from tasks import hardware
+
+log = logging.getLogger(__name__)
 
 PAD_MULTIPLE = 8  # tensor cores want dimensions divisible by 8
 ENCODE_CHUNK = 4096  # pairs per tokenizer call (and per piece of work for `encode`'s workers)
@@ -64,7 +68,7 @@ def encode(tokenizer, sources: list[str], targets: list[str], max_source_length:
     limits = (max_source_length, max_target_length)
     chunks = [(sources[start:start + ENCODE_CHUNK], targets[start:start + ENCODE_CHUNK])
               for start in range(0, len(sources), ENCODE_CHUNK)]
-    if workers > 1 and len(chunks) > 1:
+    if workers > 1 and len(chunks) > 1 and _picklable(tokenizer):
         # spawn, not fork: the caller may hold threads (boto3's, a process group's) and their locks.
         context = multiprocessing.get_context("spawn")
         with context.Pool(min(workers, len(chunks)), initializer=_start_encoder, initargs=(tokenizer, limits)) as pool:
@@ -80,7 +84,19 @@ def encode_workers(tokenizer, pairs: int, processes_here: int = 1) -> int:
     (`processes_here`: the training processes on this machine, which each tokenize at once)."""
     if pairs < PARALLEL_MIN_PAIRS or getattr(tokenizer, "is_fast", False):
         return 1
-    return max(1, min(hardware.usable_cpus() // max(processes_here, 1), MAX_ENCODE_WORKERS))
+    # At most MAX_ENCODE_WORKERS on the machine in all: each worker imports transformers (some 300 MB).
+    return max(1, min(hardware.usable_cpus(), MAX_ENCODE_WORKERS) // max(processes_here, 1))
+
+
+def _picklable(tokenizer) -> bool:
+    """Whether the tokenizer can travel to the workers; one that cannot is used in this process (logged)."""
+    try:
+        pickle.dumps(tokenizer)
+        return True
+    except Exception as err:  # noqa: BLE001 - any failure to pickle: tokenize here, as before
+        log.warning("tokenizing in this process only: the tokenizer cannot be sent to workers (%s: %s)",
+                    type(err).__name__, err)
+        return False
 
 
 def _encode_chunk(tokenizer, limits: tuple[int, int], chunk: tuple[list[str], list[str]]):

@@ -45,3 +45,23 @@ def test_a_step_process_runs_with_tcmalloc_where_it_is_installed():
 def test_the_images_install_the_tcmalloc_that_the_entrypoint_preloads():
     for image in ("train.Dockerfile", "airflow.Dockerfile"):
         assert "libtcmalloc-minimal4" in (REPO / "docker" / image).read_text()
+
+
+@pytest.mark.parametrize("v2, v1, cpus", [
+    ("250000 100000\n", None, 3),  # a pod limited to 2.5 CPUs may run 3 threads' worth, no more
+    ("max 100000\n", None, "all"),  # no limit
+    (None, ("150000", "100000"), 2),  # cgroup v1
+    (None, ("-1", "100000"), "all"),
+    (None, None, "all"),  # no cgroup files: the affinity mask alone
+])
+def test_usable_cpus_keep_within_the_containers_cpu_limit(tmp_path, monkeypatch, v2, v1, cpus):
+    """A pod's `limits.cpu` is a cgroup quota: its affinity mask still shows every CPU of the node."""
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    for name, text in (("CGROUP_CPU_MAX", v2), ("CGROUP_V1_QUOTA", v1 and v1[0]), ("CGROUP_V1_PERIOD", v1 and v1[1])):
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        monkeypatch.setattr(hardware, name, path)
+    assert hardware.usable_cpus() == (64 if cpus == "all" else cpus)

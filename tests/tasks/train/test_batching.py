@@ -146,6 +146,22 @@ def test_only_a_large_corpus_and_a_slow_tokenizer_are_tokenized_in_several_proce
     assert batching.encode_workers(slow, batching.PARALLEL_MIN_PAIRS - 1) == 1  # starting them would cost more
     assert batching.encode_workers(fast, 10**7) == 1  # a Rust tokenizer uses several threads already
     assert batching.encode_workers(slow, 10**6) == batching.MAX_ENCODE_WORKERS
-    assert batching.encode_workers(slow, 10**6, processes_here=8) == 8  # 8 training processes share the CPUs
+    # 8 training processes share the machine's MAX_ENCODE_WORKERS (each worker imports transformers).
+    assert batching.encode_workers(slow, 10**6, processes_here=8) == batching.MAX_ENCODE_WORKERS // 8
     monkeypatch.setattr(hardware, "usable_cpus", lambda: 3)
     assert batching.encode_workers(slow, 10**6, processes_here=8) == 1
+
+
+def test_a_tokenizer_that_cannot_travel_to_workers_tokenizes_in_this_process(caplog):
+    class Unpicklable:
+        is_fast = False
+
+        def __reduce__(self):
+            raise TypeError("cannot pickle a handle")
+
+        def __call__(self, texts=None, text_target=None, max_length=0, truncation=True):
+            return {"input_ids": [[len(t)] for t in (texts if texts is not None else text_target)]}
+
+    data = batching.encode(Unpicklable(), ["a", "bb"] * 5000, ["c"] * 10000, 8, 8, workers=4)
+    assert data.sources[:2] == [[1], [2]] and len(data) == 10000
+    assert "tokenizing in this process only: the tokenizer cannot be sent to workers (TypeError" in caplog.text
