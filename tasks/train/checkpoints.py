@@ -3,6 +3,7 @@ worker thread, the newest two kept; a killed run resumes from the latest."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import threading
 from pathlib import Path
@@ -93,3 +94,35 @@ class CheckpointDir:
         if failed:
             name, err = failed
             raise RuntimeError(f"mirroring checkpoint {name} to the run directory failed: {err}") from err
+
+
+def random_states(device_type: str, world_size: int) -> list[dict]:
+    """Each rank's random generators (dropout draws from torch's), for a checkpoint, so that a resumed run draws
+    what the uninterrupted one would have. Plain tensors and tuples: the checkpoint loads with weights_only. With
+    several ranks a collective: every rank calls it."""
+    import torch
+
+    mine = {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if device_type == "cuda" else None}
+    if world_size == 1:
+        return [mine]
+    import torch.distributed as dist
+
+    every = [None] * world_size
+    dist.all_gather_object(every, mine)
+    return every
+
+
+def restore_random_states(states: list[dict] | None, rank: int) -> bool:
+    """Set this rank's generators as `random_states` saved them; False when the checkpoint holds none (one
+    written before they were kept)."""
+    import torch
+
+    if not states:
+        return False
+    mine = states[rank]
+    torch.set_rng_state(mine["torch"])
+    random.setstate(mine["python"])
+    if mine["cuda"] is not None:  # every device's, as far as this machine has them
+        torch.cuda.set_rng_state_all(mine["cuda"][:torch.cuda.device_count()])
+    return True

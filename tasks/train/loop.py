@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 
 from tasks.cost import duration
 from tasks.train import automatic, batching, feed, tokenloss
-from tasks.train.checkpoints import STATE, CheckpointDir
+from tasks.train.checkpoints import STATE, CheckpointDir, random_states, restore_random_states
 from tasks.train.distributed import sum_over_ranks
 from tasks.train.graphs import step_graphs
 from tasks.train.passes import evaluate_loss, forward_backward
@@ -189,7 +188,9 @@ class _Training:
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = Progress(**state["progress"])
         self.best_state = state.get("best_model")
-        self._restore_random_states(state)
+        if not restore_random_states(state.get("random"), self.rank):
+            log.info("checkpoint %s holds no random generator states (written before they were kept): dropout "
+                     "goes on from the seed, not as the interrupted run would have", self.resumed_from.name)
         # An fp16 run that fell back to fp32 stays there, and fp16's calibrated loss scale is kept.
         if state.get("precision", self.precision.name) != self.precision.name:
             self.precision = Precision(state["precision"], "as before the interruption")
@@ -490,7 +491,7 @@ class _Training:
             self.stopped, self.stop_reason = True, "early stopping"
 
     def _checkpoint(self) -> None:
-        generators = self._random_states()  # every rank's: a collective, so before rank 0 alone saves
+        generators = random_states(self.device.type, self.world_size)  # a collective: before rank 0 saves
         if self.rank == 0:
             self.checkpoints.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                                    "progress": asdict(replace(self.progress, stopped_by=self.stop_reason)),
@@ -502,34 +503,6 @@ class _Training:
                                                 "warmup": self.warmup,
                                                 "budget_ends_schedule": self.budget_ends_schedule}},
                                   self.progress.step)
-
-    def _random_states(self) -> list[dict]:
-        """Each rank's random generators (dropout draws from torch's), so that a resumed run draws what the
-        uninterrupted one would have. Plain tensors and tuples: the checkpoint loads with weights_only."""
-        import torch
-
-        mine = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
-        if self.world_size == 1:
-            return [mine]
-        import torch.distributed as dist
-
-        every = [None] * self.world_size
-        dist.all_gather_object(every, mine)
-        return every
-
-    def _restore_random_states(self, state: dict) -> None:
-        import torch
-
-        if not state.get("random"):
-            log.info("checkpoint %s holds no random generator states (written before they were kept): dropout "
-                     "goes on from the seed, not as the interrupted run would have", self.resumed_from.name)
-            return
-        mine = state["random"][self.rank]
-        torch.set_rng_state(mine["torch"])
-        random.setstate(mine["python"])
-        if mine["cuda"] is not None:  # every device's, as far as this machine has them
-            torch.cuda.set_rng_state_all(mine["cuda"][:torch.cuda.device_count()])
 
     def finish(self) -> dict:
         self._settle()

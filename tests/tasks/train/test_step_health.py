@@ -208,7 +208,7 @@ def test_a_restart_on_other_hardware_keeps_the_first_attempts_automatic_batch_an
 def test_a_restart_with_another_number_of_workers_says_so(tiny_model, tmp_path, monkeypatch):
     run, _ = tiny_loop(tiny_model, tmp_path)
     monkeypatch.setattr(run, "world_size", 2)  # as if two data-parallel workers had written it
-    monkeypatch.setattr(run, "_random_states", lambda: [])  # gathered from the ranks: none here
+    monkeypatch.setattr(trainloop, "random_states", lambda device_type, world_size: [])  # no ranks to gather from
     run._checkpoint()
     again, _ = tiny_loop(tiny_model, tmp_path)
     with pytest.raises(ValueError, match=r"written by 2 data-parallel worker\(s\) and this attempt has 1.*"
