@@ -229,7 +229,8 @@ def language(run_dir):
     this group: its steps depend only on its own earlier steps, so a language with nothing new, a failed
     validation or a refusal affects no other until the release gate."""
     # validate screens alignment with the base model: where the launcher runs models (a GPU pod), in the gpu pool.
-    steps = [pull(run_dir), RunStepOperator(run_dir=run_dir, **gpu_step("validate", **IO_RETRIES)), split(run_dir), champion(run_dir),
+    steps = [pull(run_dir), RunStepOperator(run_dir=run_dir, **gpu_step("validate", **IO_RETRIES)), split(run_dir),
+             champion(run_dir),
              RunStepOperator(run_dir=run_dir, **gpu_step("train", retries=2, retry_delay=timedelta(minutes=1))),
              RunStepOperator(run_dir=run_dir, **gpu_step("evaluate", retries=1)), gate(run_dir)]
     chain(*steps)  # champion before train: `init_from: champion` starts from it

@@ -191,13 +191,34 @@ def container_env(settings: LaunchSettings) -> dict[str, str]:
     return {**passthrough_env(), **({"HF_HUB_CACHE": MODEL_CACHE_PATH} if settings.model_cache else {})}
 
 
+def step_gpus(step: str, settings: LaunchSettings) -> int:
+    """GPUs a step's pod or container asks for: `MT_GPUS` for a data-parallel step (train: one process per GPU), at
+    most one for the others, which screen, decode or train on one device (validate, evaluate, a learning-curve
+    point): more would be held for hours, and billed, unused."""
+    from tasks.steps import STEPS
+
+    return settings.gpus if STEPS[step].data_parallel else min(settings.gpus, 1)
+
+
+def pod_security(cache: bool):
+    """The pod's security context: a user that is not root (the image's, USER 10001: no uid is forced, so a
+    platform that assigns its own still may), the runtime's default seccomp profile and, with the shared model
+    cache, the image's user as the volume's group, checked at its root only (a recursive change of a full cache
+    would delay every pod)."""
+    from kubernetes.client import models as k8s
+
+    cache_group = {"fs_group": IMAGE_UID, "fs_group_change_policy": "OnRootMismatch"} if cache else {}
+    return k8s.V1PodSecurityContext(run_as_non_root=True, seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+                                    **cache_group)
+
+
 def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchSettings, **kwargs):
-    """The KubernetesPodOperator that runs the step in the training image on `settings.gpus` GPUs."""
+    """The KubernetesPodOperator that runs the step in the training image on its GPUs (`step_gpus`)."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.providers.cncf.kubernetes.secret import Secret
     from kubernetes.client import models as k8s
 
-    gpu = {"nvidia.com/gpu": str(settings.gpus)} if settings.gpus else {}
+    gpu = {"nvidia.com/gpu": str(gpus)} if (gpus := step_gpus(step, settings)) else {}
     cache = model_cache(settings, "kubernetes")
     volumes = [k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
                                                                           size_limit=settings.shm_size))]
@@ -222,15 +243,19 @@ def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchS
         ),
         volumes=volumes,
         volume_mounts=mounts,
-        # The image's user writes to the cache: the volume's group becomes its own, checked at its root only
-        # (a recursive change of a full cache would delay every pod).
-        security_context=k8s.V1PodSecurityContext(fs_group=IMAGE_UID, fs_group_change_policy="OnRootMismatch")
-        if cache else None,
+        # What a namespace that enforces the "restricted" Pod Security Standard demands, or it refuses the pod:
+        # the step needs no privilege (GPUs come through the device plugin, /dev/shm is a volume).
+        security_context=pod_security(cache is not None),
+        container_security_context=k8s.V1SecurityContext(allow_privilege_escalation=False,
+                                                         capabilities=k8s.V1Capabilities(drop=["ALL"])),
         node_selector=settings.node_selector or None,
         tolerations=[k8s.V1Toleration(**t) for t in settings.tolerations],
         service_account_name=settings.service_account,
         kubernetes_conn_id=settings.kubernetes_conn_id,
         in_cluster=settings.in_cluster,
+        # Its own bound, the step's execution_timeout from its start: a pod whose worker died on the last try (no
+        # retry reattaches, nothing calls on_kill) would otherwise train on unwatched, holding its GPUs.
+        active_deadline_seconds=int(execution_timeout(step).total_seconds()) if step in TIMEOUT_ENV else None,
         schedule_timeout_seconds=settings.startup_timeout_s,
         startup_timeout_seconds=settings.startup_timeout_s,
         get_logs=True,
@@ -244,8 +269,13 @@ def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchS
     )
 
 
+def docker_labels(step: str, run_dir: str) -> dict[str, str]:
+    """What marks a step's container: one step of one run directory (a pair's, a learning-curve point's)."""
+    return {"mt-retrain.step": step, "mt-retrain.run-dir": run_dir}
+
+
 def docker_operator(task_id: str, step: str, run_dir: str, settings: LaunchSettings, **kwargs):
-    """The DockerOperator that runs the step in the training image with `settings.gpus` GPUs."""
+    """The DockerOperator that runs the step in the training image with its GPUs (`step_gpus`)."""
     from airflow.providers.docker.operators.docker import DockerOperator
     from docker.types import DeviceRequest, Mount
 
@@ -260,9 +290,11 @@ def docker_operator(task_id: str, step: str, run_dir: str, settings: LaunchSetti
         # A named volume starts as a copy of the image's folder there, owned by the image's user.
         mounts=[Mount(target=MODEL_CACHE_PATH, source=cache, type="volume")] if cache else None,
         private_environment={k: os.environ[k] for k in SECRET_ENV if os.environ.get(k)},
-        device_requests=[DeviceRequest(count=settings.gpus, capabilities=[["gpu"]])] if settings.gpus else None,
+        device_requests=[DeviceRequest(count=gpus, capabilities=[["gpu"]])] if (gpus := step_gpus(step, settings))
+        else None,
         shm_size=quantity_bytes(settings.shm_size),
         auto_remove="success",
+        labels=docker_labels(step, run_dir),
         mount_tmp_dir=False,
         do_xcom_push=False,
         **kwargs,
@@ -310,6 +342,7 @@ class RunStepOperator(BaseOperator):
         self._process: subprocess.Popen | None = None  # the local step running now, for on_kill
         self._killed = False
         self._pod_read, self._pod = False, None  # this try's pod times, once read (`_read_pod`)
+        self._pod_phase: str | None = None  # and its phase then
 
     def build_delegate(self, settings: LaunchSettings | None = None) -> BaseOperator:
         """The provider operator for a container launcher. Built at execute time, so it sees the settings of
@@ -326,25 +359,24 @@ class RunStepOperator(BaseOperator):
         launch = {"try": getattr(context.get("ti"), "try_number", None), "launcher": self.launcher, "gpus": None,
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         started, self._killed, self._pod_read, self._pod = time.monotonic(), False, False, None
+        self._pod_phase = None
         try:
             if self.launcher == "local":
                 self.run_local()
             else:
                 settings = LaunchSettings.from_env()
-                launch["gpus"] = settings.gpus
+                launch["gpus"] = step_gpus(self.step, settings)
                 self._delegate = self.build_delegate(settings)
+                if self.launcher == "docker":
+                    self._stop_earlier_containers()
                 self._delegate.execute(context)
             launch["outcome"] = "killed" if self._killed else "succeeded"  # a pod operator may return when killed
         except BaseException as failed:
             timed_out = launches.timed_out(failed)
             launch["outcome"] = "timed out" if timed_out else "killed" if self._killed else "failed"
             launch["error"] = f"{type(failed).__name__}: {failed}"[:500]
-            if timed_out and not isinstance(failed, AirflowTaskTimeout) and not self._killed:
-                # The pod and Docker operators clean up after the timeout and raise an error of their own, so
-                # Airflow never sees the timeout and never calls on_kill: the pod would keep its GPUs.
-                self.log.warning("step %r ran past its execution_timeout: stopping its %s", self.step, self.launcher)
-                if self.launcher == "kubernetes":  # read while it is there, with no SIGKILL pending: the full wait
-                    self._read_pod(launches.POD_READ_TIMEOUT_S)
+            if (why := self._left_running(failed, timed_out)) is not None:
+                self.log.warning("step %r %s: stopping its %s", self.step, why, self.launcher)
                 try:
                     self.on_kill()
                 except Exception as err:  # noqa: BLE001 - the step's own error is the one to raise
@@ -358,6 +390,39 @@ class RunStepOperator(BaseOperator):
                 launch["pod"] = pod
             launches.record_launch(self.run_dir, self.step, launch, self.log)
         return self.stored_result()
+
+    def _stop_earlier_containers(self) -> None:
+        """Stop a container that an earlier try of this step left running. Its worker died while it trained on
+        (the compose stack's scheduler, which runs the tasks, was recreated or killed): Airflow fails that try when
+        its heartbeat stops and retries, and the Docker operator, unlike the pod operator, never reattaches, so a
+        second container would train on the same GPU into the same run directory."""
+        labels = [f"{key}={value}" for key, value in docker_labels(self.step, self.run_dir).items()]
+        cli = self._delegate.cli
+        for found in cli.containers(filters={"label": labels, "status": "running"}):
+            self.log.warning("an earlier try of step %r left container %s running: stopping it", self.step,
+                             found["Id"][:12])
+            cli.stop(found["Id"])
+
+    def _left_running(self, failed: BaseException, timed_out: bool) -> str | None:
+        """Why this failed try's pod or container may still run, or wait for a node, though its operator gave up
+        on it (None: it does not, or Airflow stops it through on_kill).
+
+        - A timeout: the pod and Docker operators clean up after it and raise an error of their own, so Airflow
+          never sees the timeout and never calls on_kill: the pod would keep its GPUs.
+        - A pod that never started (no GPU node within MT_K8S_STARTUP_TIMEOUT, an image that cannot be pulled, a
+          missing Secret) or whose logs could not be followed: the pod operator keeps any pod that did not succeed,
+          and marks it checked, so the retry starts another: a pending one would take a GPU later and train into
+          the same run directory beside the retry's. A pod that ended (Failed) stays for `kubectl logs`.
+        """
+        if self._killed or isinstance(failed, AirflowTaskTimeout):
+            return None
+        if self.launcher == "kubernetes" and getattr(self._delegate, "pod", None) is not None:
+            self._read_pod(launches.POD_READ_TIMEOUT_S)  # while it is there, with no SIGKILL pending: the full wait
+            if timed_out or self._pod_phase not in ("Succeeded", "Failed"):
+                return "ran past its execution_timeout" if timed_out else \
+                    f"failed while its pod was {self._pod_phase or 'in an unknown phase'}"
+            return None
+        return "ran past its execution_timeout" if timed_out else None
 
     def _read_pod(self, timeout_s: float) -> dict | None:
         """`pod_times` of this try's pod, read once a try: by on_kill just before it deletes the pod (once deleted,
@@ -374,6 +439,7 @@ class RunStepOperator(BaseOperator):
                 pod = pod or self._delegate.pod
                 pod = self._delegate.client.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
                                                                 _request_timeout=timeout_s)
+            self._pod_phase = getattr(pod.status, "phase", None)
             self._pod = launches.pod_times(pod, datetime.now(timezone.utc))
         except (Exception, AirflowTaskTimeout) as err:  # noqa: BLE001 - the bill then counts from launch to end
             self.log.info("no pod timings for this try (%s: %s)", type(err).__name__, err)

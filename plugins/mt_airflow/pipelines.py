@@ -32,6 +32,7 @@ from tasks.config import PipelineParams
 MAIN_DAG_ID = "translation_finetune"
 DEFAULT_SCHEDULE = "@weekly"
 DATA_URI_ENV = "MT_DATA_URI"
+LAUNCHER_ENV = "MT_LAUNCHER"
 
 
 class PipelineEntry(BaseModel):
@@ -82,14 +83,36 @@ _HOW_TO_SCHEDULE = (
     "defaults to it. Until then it runs only when triggered, on the `data_uri` given at the trigger.")
 
 
+def deployment_defaults(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Param defaults the deployment gives every retraining DAG: `MT_LAUNCHER`, where the GPU steps run. A run
+    started by the schedule or by new data cannot choose its launcher, so without it those runs would train on
+    the worker (`local`), with no GPU, in a compose or Kubernetes deployment. A pipelines.yaml `defaults` or
+    entry still says otherwise; an unknown launcher is refused where it is used, naming the variable."""
+    value = env.get(LAUNCHER_ENV, "").strip()
+    return {"launcher": value} if value else {}
+
+
+def _launcher_problem(env: Mapping[str, str]) -> str | None:
+    launcher = deployment_defaults(env).get("launcher")
+    allowed = PipelineParams.model_fields["launcher"].annotation.__args__
+    if launcher is None or launcher in allowed:
+        return None
+    return f"{LAUNCHER_ENV}={launcher!r} is not a launcher ({', '.join(allowed)})"
+
+
 def main_pipeline(env: Mapping[str, str] = os.environ) -> MainPipeline:
     """How the main DAG is scheduled, from the deployment's environment (read at parse time, like any
     setting of the DAG processor; never a Variable or a connection)."""
     value = env.get(DATA_URI_ENV, "").strip()
     why = f"{DATA_URI_ENV} is not set" if not value else locations.problem(value, env)
+    if why is None and (bad_launcher := _launcher_problem(env)):
+        line = f"Not scheduled: {bad_launcher}. Runs only when triggered."
+        return MainPipeline(data_uri=None, schedule=None, params={}, description=line,
+                            doc_md=f"### Not scheduled yet\n\n{bad_launcher}: set it to one of them.\n\n")
     if why is None:
         line = f"Retrains weekly and on new data under {value} ({DATA_URI_ENV})."
-        return MainPipeline(data_uri=value, schedule=DEFAULT_SCHEDULE, params={"data_uri": value},
+        return MainPipeline(data_uri=value, schedule=DEFAULT_SCHEDULE,
+                            params={**deployment_defaults(env), "data_uri": value},
                             description=line, doc_md=f"**{line}**\n\n")
     if value:
         why = f"{DATA_URI_ENV}={value!r} is not allowed: {why}"
@@ -194,7 +217,9 @@ def parse_entry(index: int, raw: Any, defaults: dict[str, Any]) -> Pipeline:
     try:
         PipelineParams(**params)
     except ValidationError as err:
-        shown = {k: f"thresholds.{k}" for k in entry.thresholds} | {k: f"params.{k}" for k in entry.params}
+        from_env = "launcher" in deployment_defaults() and defaults["launcher"] == deployment_defaults()["launcher"]
+        shown = {"launcher": f"launcher (from {LAUNCHER_ENV})"} if from_env else {}
+        shown |= {k: f"thresholds.{k}" for k in entry.thresholds} | {k: f"params.{k}" for k in entry.params}
         if isinstance(entry.base_model, dict):
             shown["target_base_models"] = "base_model"  # the per-language models come from there
         messages = []
@@ -220,6 +245,7 @@ def parse(document: Any) -> tuple[list[Pipeline], list[BrokenEntry]]:
     if unknown or not isinstance(defaults, dict):
         what = f"unknown top-level key(s) {unknown}" if unknown else "'defaults' must be a mapping"
         return [], [BrokenEntry(None, f"{MAIN_DAG_ID}__invalid_file", what)]
+    defaults = {**deployment_defaults(), **defaults}
     good: list[Pipeline] = []
     broken: list[BrokenEntry] = []
     for index, raw in enumerate(document.get("pipelines") or []):

@@ -251,3 +251,23 @@ def test_a_backfill_run_is_refused_before_it_writes_anything(dag, tmp_path, monk
     for kind in (DagRunType.SCHEDULED, DagRunType.MANUAL, DagRunType.ASSET_TRIGGERED):
         prepare(params=values, dag_run=SimpleNamespace(dag_id="translation_finetune", run_id=f"{kind}__1",
                                                        run_type=kind))
+
+
+def test_runs_nobody_triggers_by_hand_train_with_the_deployments_launcher(monkeypatch):
+    """A run the schedule or new data starts takes no form: its launcher is the DAG's default, which a compose or
+    Kubernetes deployment sets with MT_LAUNCHER, or its GPU steps would run on the worker, with no GPU."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from mt_airflow.pipelines import main_pipeline
+
+    monkeypatch.setenv("MT_DATA_URI", "s3://acme-mt/en-de/incoming/")
+    monkeypatch.setenv("MT_LAUNCHER", "kubernetes")
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    assert {dag_id: bag.dags[dag_id].params["launcher"] for dag_id in bag.dag_ids
+            if dag_id.startswith("translation_finetune")} == {  # pipelines.yaml's defaults say kubernetes too
+        dag_id: "kubernetes" for dag_id in bag.dag_ids if dag_id.startswith("translation_finetune")}
+    main = main_pipeline({"MT_DATA_URI": "s3://acme-mt/en-de/incoming/", "MT_LAUNCHER": "slurm"})
+    assert (main.schedule, main.params) == (None, {})
+    assert main.description == ("Not scheduled: MT_LAUNCHER='slurm' is not a launcher (local, docker, kubernetes). "
+                                "Runs only when triggered.")

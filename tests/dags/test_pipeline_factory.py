@@ -188,3 +188,13 @@ def test_with_s3_notifications_for_every_watched_prefix_the_watcher_lists_daily(
     # A folder sends no notifications: it is still listed every 10 minutes.
     (tmp_path / "dags").mkdir()
     assert watcher(tmp_path / "dags")[0] == "*/10 * * * *"
+
+
+def test_the_deployments_launcher_is_every_pipelines_default_unless_the_file_says_otherwise(monkeypatch):
+    monkeypatch.setenv("MT_LAUNCHER", "docker")
+    (entry,), _ = pipelines.parse({"pipelines": [GOOD]})
+    (own,), _ = pipelines.parse({"defaults": {"launcher": "kubernetes"}, "pipelines": [GOOD]})
+    assert (entry.params["launcher"], own.params["launcher"]) == ("docker", "kubernetes")
+    monkeypatch.setenv("MT_LAUNCHER", "slurm")
+    _, (broken,) = pipelines.parse({"pipelines": [GOOD]})
+    assert "field launcher (from MT_LAUNCHER): Input should be 'local', 'docker' or 'kubernetes'" in broken.message

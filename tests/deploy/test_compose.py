@@ -60,5 +60,7 @@ def test_the_stack_is_complete(compose_cmd):
     assert "mc mb --ignore-existing local/translation-data local/mt-artifacts" in services["minio-init"]["command"][0]
     sockets = [v for v in services["scheduler"]["volumes"] if v["target"] == "/var/run/docker.sock"]
     assert sockets and services["scheduler"]["environment"]["MT_DOCKER_NETWORK"] == f"{stack['name']}_default"
+    # Runs nobody triggered by hand (schedule, new data) train in the training image too, not on the scheduler.
+    assert all(services[name]["environment"]["MT_LAUNCHER"] == "docker" for name in ("scheduler", "dag-processor"))
     # The training containers keep Hub models on one volume, a name the launcher takes.
     assert services["scheduler"]["environment"]["MT_MODEL_CACHE"] == "mt-retrain-hf-models"

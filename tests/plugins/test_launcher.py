@@ -184,7 +184,7 @@ def test_the_pod_keeps_hub_models_on_the_shared_cache_claim():
     assert (context.fs_group, context.fs_group_change_policy) == (launcher.IMAGE_UID, "OnRootMismatch")
     # Without one, nothing of it is in the pod.
     plain = _operator().build_delegate(LaunchSettings()).build_pod_request_obj(dry_run=True)
-    assert [v.name for v in plain.spec.volumes] == ["dshm"] and not plain.spec.security_context
+    assert [v.name for v in plain.spec.volumes] == ["dshm"] and plain.spec.security_context.fs_group is None
     assert "HF_HUB_CACHE" not in {e.name for e in plain.spec.containers[0].env or []}
 
 
@@ -261,3 +261,43 @@ def test_bad_settings_json_names_the_variable(monkeypatch):
 def test_unknown_launcher_is_refused():
     with pytest.raises(Exception, match="unknown launcher 'slurm'"):
         _operator(launcher_name="slurm").execute({})
+
+
+@pytest.mark.parametrize("cache", [None, "mt-retrain-models"])
+def test_a_namespace_that_enforces_the_restricted_pod_security_standard_admits_the_pod(cache):
+    """The checks of Kubernetes' "restricted" profile (Pod Security Admission) that a pod spec can fail: a namespace
+    labelled pod-security.kubernetes.io/enforce=restricted refuses a pod that fails any, before it exists."""
+    pod = _operator().build_delegate(LaunchSettings(model_cache=cache)).build_pod_request_obj(dry_run=True)
+    spec, (container,) = pod.spec, pod.spec.containers
+    pod_ctx, ctx = spec.security_context, container.security_context
+    assert ctx.allow_privilege_escalation is False
+    assert ctx.capabilities.drop == ["ALL"] and not ctx.capabilities.add
+    assert (ctx.run_as_non_root or pod_ctx.run_as_non_root) is True
+    assert (ctx.seccomp_profile or pod_ctx.seccomp_profile).type in ("RuntimeDefault", "Localhost")
+    assert not ctx.privileged and not spec.host_network and not spec.host_pid and not spec.host_ipc
+    assert all(v.host_path is None for v in spec.volumes)
+    assert pod_ctx.run_as_user in (None, launcher.IMAGE_UID)  # the image's user: no uid 0 forced
+
+
+@pytest.mark.parametrize("step, gpus", [("train", 8), ("validate", 1), ("evaluate", 1), ("curve", 1)])
+def test_only_the_data_parallel_step_holds_every_gpu_of_the_deployment(monkeypatch, tmp_path, step, gpus):
+    """validate, evaluate and a learning-curve point run on one device: with MT_GPUS=8 they would hold seven idle
+    GPUs for hours (and be billed for them)."""
+    from tasks.steps import STEPS
+
+    assert STEPS[step].data_parallel is (step == "train")
+    eight = LaunchSettings(gpus=8)
+    pod = _operator(step).build_delegate(eight).build_pod_request_obj(dry_run=True)
+    assert pod.spec.containers[0].resources.limits == {"nvidia.com/gpu": str(gpus)}
+    (request,) = _operator(step, "docker").build_delegate(eight).device_requests
+    assert request["Count"] == gpus
+    assert launcher.step_gpus(step, LaunchSettings(gpus=0)) == 0  # a deployment without GPUs asks for none
+
+
+def test_a_pod_whose_worker_died_cannot_outlive_its_steps_timeout(monkeypatch):
+    """On the last try nothing reattaches to the pod of a worker that died, and nothing calls on_kill: the pod's own
+    deadline ends it, at the step's timeout counted from its start (so after Airflow's, which counts its wait)."""
+    monkeypatch.setenv("MT_EVALUATE_TIMEOUT_HOURS", "2")
+    for step, seconds in (("train", 24 * 3600), ("evaluate", 2 * 3600)):
+        pod = _operator(step).build_delegate(SETTINGS).build_pod_request_obj(dry_run=True)
+        assert pod.spec.active_deadline_seconds == seconds

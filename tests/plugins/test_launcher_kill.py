@@ -98,6 +98,7 @@ class Delegate:
 
     def __init__(self, owner):
         self.owner, self.killed = owner, False
+        self.cli = FakeDocker([])  # the Docker operator's API client: no container left by an earlier try
 
     def execute(self, context):
         self.owner.on_kill()  # Airflow kills the task while the pod runs
@@ -337,3 +338,74 @@ def test_a_pod_airflow_kills_is_read_before_it_is_deleted_and_billed_for_what_it
     assert 100 <= launch["pod"]["on_node_s"] <= 105
     op.on_kill()  # Airflow may call on_kill again once the try has ended: the try's record is written, no new read
     assert len(delegate.reads) == 1
+
+
+@pytest.mark.parametrize("left, deleted", [
+    ("Pending", True),  # no GPU node within MT_K8S_STARTUP_TIMEOUT, an image it cannot pull, a missing Secret
+    ("Running", True),  # its logs could not be followed: the operator marked it checked, the retry starts another
+    ("Failed", False),  # its step failed: it holds nothing and stays for `kubectl logs`
+])
+def test_a_pod_the_pod_operator_gives_up_on_is_not_left_to_train_beside_the_retrys(monkeypatch, tmp_path, left,
+                                                                                    deleted):
+    """The real pod operator keeps every pod that did not succeed: one still pending would be placed on a GPU node
+    later and train, unwatched, into the same run directory as the retry's pod."""
+    from unittest import mock
+
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.cncf.kubernetes.utils.pod_manager import PodLaunchTimeoutException
+    from airflow.sdk.exceptions import AirflowException
+
+    created, fresh = _started_now(_pod(0, None, (), "Pending")), _started_now(_pod(0, 5, (), left))
+    client, pod_manager = mock.MagicMock(), mock.MagicMock()
+    client.read_namespaced_pod.return_value = fresh
+
+    def launch_or_follow_fails(self, pod):
+        raise PodLaunchTimeoutException("Pod took too long to be scheduled on the cluster, giving up.")
+
+    for name, value in {"get_or_create_pod": lambda self, pod_request_obj, context: created,
+                        "find_pod": lambda self, namespace, context, **kw: created,
+                        "build_pod_request_obj": lambda self, context=None: created,
+                        "await_pod_start": launch_or_follow_fails,
+                        "client": client, "pod_manager": pod_manager}.items():
+        monkeypatch.setattr(KubernetesPodOperator, name, value)
+    op = RunStepOperator(task_id="train", step="train", run_dir=str(tmp_path), launcher="kubernetes")
+    with pytest.raises(AirflowException, match="returned a failure"):
+        op.execute({"ti": mock.MagicMock(try_number=1)})
+    assert client.delete_namespaced_pod.called is deleted
+    (launch,) = storage.read_json(str(tmp_path / layout.LAUNCHES))["train"]
+    assert launch["outcome"] == "failed" and launch["pod"]["waiting_s"] == 5.0
+
+
+class FakeDocker:
+    """Docker's API as the Docker operator uses it: containers with labels; `containers` filters as the engine does
+    (every `label` filter `key=value` must match, and the status)."""
+
+    def __init__(self, running):
+        self.running, self.stopped = running, []
+
+    def containers(self, filters):
+        wanted = dict(label.split("=", 1) for label in filters["label"])
+        return [c for c in self.running if filters["status"] == "running" and c["Id"] not in self.stopped
+                and all(c["Labels"].get(k) == v for k, v in wanted.items())]
+
+    def stop(self, container_id):
+        self.stopped.append(container_id)
+
+
+def test_a_container_an_earlier_try_left_training_is_stopped_before_the_retry_starts_one(monkeypatch, tmp_path):
+    """The compose stack's scheduler runs the tasks; recreated while a container trains, it leaves that container
+    running, and the retry would start a second one on the same GPU, into the same run directory."""
+    from airflow.providers.docker.operators.docker import DockerOperator
+
+    run_dir, other = str(tmp_path / "run"), str(tmp_path / "other-run")
+    left = {"Id": "a" * 64, "Labels": launcher.docker_labels("train", run_dir)}
+    unrelated = [{"Id": "b" * 64, "Labels": launcher.docker_labels("train", other)},
+                 {"Id": "c" * 64, "Labels": launcher.docker_labels("evaluate", run_dir)}]
+    docker, started = FakeDocker([left, *unrelated]), []
+    monkeypatch.setattr(DockerOperator, "cli", property(lambda self: docker))
+    monkeypatch.setattr(DockerOperator, "execute", lambda self, context: started.append((self.labels,
+                                                                                          list(docker.stopped))))
+    monkeypatch.setattr(RunStepOperator, "stored_result", lambda self: {})
+    RunStepOperator(task_id="train", step="train", run_dir=run_dir, launcher="docker").execute({})
+    # Stopped before the new container started, which carries the labels the next try will look for.
+    assert started == [(left["Labels"], [left["Id"]])]
