@@ -227,16 +227,20 @@ def _copy(config: RunConfig, fresh: list[storage.StoredObject]) -> list[dict]:
         for obj in fresh:
             local = raw_name(obj.uri, obj.relpath)
             target_uri = config.uri(layout.RAW, local)
+            # What is recorded as consumed is the content really copied: an object rewritten since it was listed
+            # is taken with its new ETag, as it is now (a manifest that pinned the listed one reproduced other data).
             if storage.is_s3(obj.uri):
-                etag = obj.etag
-                storage.upload_file(storage.download(obj.uri, Path(scratch) / local, obj.version), target_uri)
-            else:  # what is recorded as consumed is the content really copied, from a file that is still regular
+                got = storage.download_object(obj.uri, Path(scratch) / local, obj.version)
+                etag, size = got.etag, got.size
+                storage.upload_file(Path(scratch) / local, target_uri)
+            else:  # from a file that is still regular
                 staged = Path(scratch) / local if storage.is_s3(config.run_dir) else Path(target_uri)
                 etag = storage.copy_regular_file(Path(obj.uri), staged)
+                size = staged.stat().st_size
                 if staged != Path(target_uri):
                     storage.upload_file(staged, target_uri)
-            log.info("pulled %s (%d bytes, etag %s) as raw/%s", obj.uri, obj.size, etag, local)
-            pulled.append({"uri": obj.uri, "key": obj.relpath, "etag": etag, "size": obj.size, "local": local,
+            log.info("pulled %s (%d bytes, etag %s) as raw/%s", obj.uri, size, etag, local)
+            pulled.append({"uri": obj.uri, "key": obj.relpath, "etag": etag, "size": size, "local": local,
                            **({"version": obj.version} if obj.version else {})})
     return pulled
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
-from tasks.data import alignment
+from tasks.data import alignment, textnorm
 from tasks.io import formats, storage
 
 log = logging.getLogger(__name__)
@@ -87,11 +87,13 @@ class Mix:
 
 def mix(domain: list[Pair], general: list[Pair], fraction: float, seed: int,
         exclude_sources: set[str] = frozenset()) -> Mix:
-    """The training mix: all domain pairs plus replayed general ones (a pure function: no I/O)."""
+    """The training mix: all domain pairs plus replayed general ones (a pure function: no I/O). `exclude_sources`
+    are held-out sources as textnorm.source_form writes them: the key that validation and split judge leakage by."""
     usable, seen, excluded = [], set(), 0
     for pair in general:
         key = source_key(pair[0])
-        if key in exclude_sources:
+        # Not this module's key: it folds neither NFKC, full case nor punctuation ("ﬁle"/"file", "Straße"/"STRASSE").
+        if textnorm.source_form(pair[0]) in exclude_sources:
             excluded += 1
         elif key and key not in seen:
             seen.add(key)
@@ -173,16 +175,17 @@ def _screened(config: RunConfig, mixed: Mix, domain_pairs: int) -> Mix:
 
 
 def held_out_sources(config: RunConfig) -> set[str]:
-    """Normalized sources that replay must never train on: the validation and test splits, and the
+    """Sources that replay must never train on (textnorm.source_form): the validation and test splits, and the
     general-domain test set when the run has one."""
     held_out: set[str] = set()
     for name in ("validation", "test"):
         uri = config.uri(layout.split_file(name))
         if storage.exists(uri):
-            held_out.update(source_key(s) for s, _ in read_parallel(uri, config.source_lang, config.target_lang))
+            held_out.update(textnorm.source_form(s) for s, _ in
+                            read_parallel(uri, config.source_lang, config.target_lang))
     general_eval_uri = getattr(config, "general_eval_uri", "")  # a param that arrives with the general test set
     if general_eval_uri:
-        held_out.update(source_key(s) for s, _ in
+        held_out.update(textnorm.source_form(s) for s, _ in
                         read_parallel(general_eval_uri, config.source_lang, config.target_lang))
     return held_out
 

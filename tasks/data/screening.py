@@ -39,10 +39,13 @@ RULE_SETTINGS = ("min_chars", "max_chars", "min_tokens", "max_tokens", "max_leng
 
 def rules(config) -> dict:
     """What decides which rows a cleaned copy keeps: the filters' code version, their settings, the filters
-    skipped and the language-ID model."""
+    skipped, the language-ID model, and the alignment screen's reverse model when it reads pairs both ways (named
+    only then, so the copies of pipelines without one keep their fingerprint)."""
     skipped = sorted(config.skip_filters)
-    return {"version": RULES_VERSION, **{name: getattr(config, name) for name in RULE_SETTINGS},
-            "skip_filters": skipped, "language_id": None if "wrong_language" in skipped else langid.model_id()}
+    found = {"version": RULES_VERSION, **{name: getattr(config, name) for name in RULE_SETTINGS},
+             "skip_filters": skipped, "language_id": None if "wrong_language" in skipped else langid.model_id()}
+    reverse = (config.alignment_reverse_models or {}).get(config.target_lang) if config.alignment_screen else None
+    return found | ({"alignment_reverse_model": reverse} if reverse else {})
 
 
 def rules_fingerprint(config) -> str:
@@ -108,7 +111,8 @@ def _passed(line: int, source: str, target: str, record: str) -> tuple:
     source_norm = match_key(source)
     # pair_key(source, target), inlined: the source's match key is needed twice on this hot path.
     return (line, source, target, (), key_of(f"{source_norm}\t{match_key(target)}"), key_of(f"{source}\t{target}"),
-            key_of(source_norm), record, filters.word_count(source), filters.word_count(target))
+            key_of(textnorm.source_form(source, source_norm)), record, filters.word_count(source),
+            filters.word_count(target))
 
 
 def pair_key(source: str, target: str) -> int:

@@ -29,7 +29,8 @@ from tasks.io import storage
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-KEY = "blake2b-64 of the source after NFKC, case folding and whitespace collapsing (tasks.textnorm)"
+KEY = ("blake2b-64 of the source after NFKC, case folding, punctuation as spaces and whitespace collapsing "
+       "(tasks.textnorm)")
 
 
 def assign(source: str, test_fraction: float, validation_fraction: float, test_frozen: bool = False) -> str:

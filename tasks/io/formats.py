@@ -52,13 +52,23 @@ def _refuse_non_text(head: bytes, name: str) -> None:
         raise UnreadableFile(f"{name}: binary content (NUL bytes), not text in any supported format")
 
 
+def _as_utf8(head: bytes) -> bytes:
+    """The first bytes as the sniffers read them: UTF-16 with a byte-order mark (what the readers decode) is
+    re-encoded as UTF-8, else a UTF-16 JSON Lines file has no `{` where a line starts but a `,` in its first
+    line, and was read as CSV: each JSON object cut at its comma, kept as a pair of garbage."""
+    if not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return head
+    return head[:len(head) & ~1].decode("utf-16", errors="replace").encode("utf-8")
+
+
 def detect(path: Path, name: str) -> Detected:
     with path.open("rb") as fh:
         head = fh.read(HEAD_BYTES)
     _refuse_non_text(head, name)
     suffix = Path(compression.data_name(name)).suffix.lower()
     by_extension = EXTENSIONS.get(suffix)
-    by_content = [reader for reader in READERS if reader.sniff(head)]
+    sniffed = _as_utf8(head)
+    by_content = [reader for reader in READERS if reader.sniff(sniffed)]
     if by_content and by_content[0] is by_extension:
         return Detected(by_extension, f"content and extension {suffix} agree")
     if by_content and (by_content[0].decisive_signature or by_extension is None):

@@ -88,6 +88,12 @@ def open_text(path: Path, newline: str | None = "\n") -> io.TextIOBase:
 
 
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with open_text(path) as fh:
+    """The file's lines, numbered from 1. Lines end in LF or CRLF; a file whose first HEAD_BYTES hold a CR and no LF
+    ends its lines in CR alone (a classic Mac export): read by LF, it would be one line, one rejected row for the
+    whole file's pairs. A stray CR inside a line of an LF file stays text (cleaning folds it into a space)."""
+    with path.open("rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    newline = "\r" if b"\r" in head and b"\n" not in head else "\n"
+    with open_text(path, newline=newline) as fh:
         for number, line in enumerate(fh, start=1):
             yield number, line.rstrip("\r\n")

@@ -322,22 +322,35 @@ def version_with_etag(uri: str, etag: str) -> str | None:
 
 def download(uri: str, local_path: Path, version: str | None = None) -> Path:
     """Copy the object to `local_path`; FileNotFoundError when it is not there, on S3 as on a disk."""
-    local_path.parent.mkdir(parents=True, exist_ok=True)
-    if is_s3(uri):
-        from botocore.exceptions import ClientError
-
-        bucket, key = _split_s3(uri)
-        tmp = local_path.with_name(f".{local_path.name}.part")
-        try:
-            s3_client().download_file(bucket, key, str(tmp), ExtraArgs={"VersionId": version} if version else None)
-        except ClientError as err:
-            if _missing(err):
-                raise FileNotFoundError(f"{uri}: no such object") from None
-            raise
-        os.replace(tmp, local_path)
-    else:
-        shutil.copyfile(uri, local_path)
+    download_object(uri, local_path, version)
     return local_path
+
+
+def download_object(uri: str, local_path: Path, version: str | None = None) -> StoredObject:
+    """Copy the object to `local_path` and say what was copied: the ETag and size of the bytes written, not of an
+    earlier listing (an object rewritten since is taken, and described, as it is now). FileNotFoundError when it is
+    not there, on S3 as on a disk."""
+    local_path.parent.mkdir(parents=True, exist_ok=True)
+    if not is_s3(uri):
+        shutil.copyfile(uri, local_path)
+        return _local_object(local_path, Path(uri).name)
+    # boto3's classic transfer manager (not CRT's): its future tells the ETag of what it downloaded.
+    from boto3.s3.transfer import TransferConfig, TransferManager
+    from botocore.exceptions import ClientError
+
+    bucket, key = _split_s3(uri)
+    tmp = local_path.with_name(f".{local_path.name}.part")
+    try:
+        # The transfer's HEAD gives the ETag that every GET of it is conditional on (IfMatch): what lands is that.
+        with TransferManager(s3_client(), TransferConfig()) as transfers:
+            future = transfers.download(bucket, key, str(tmp), {"VersionId": version} if version else None)
+            future.result()
+    except ClientError as err:
+        if _missing(err):
+            raise FileNotFoundError(f"{uri}: no such object") from None
+        raise
+    os.replace(tmp, local_path)
+    return StoredObject(uri, key.rsplit("/", 1)[-1], future.meta.size, future.meta.etag.strip('"'), version=version)
 
 
 def upload_file(local_path: Path, uri: str) -> str:

@@ -84,6 +84,28 @@ def test_a_file_rewritten_while_pulled_is_recorded_as_what_was_copied(tmp_path, 
     assert entry["etag"] != listed_etag and entry["etag"] == storage.stat(str(incoming / "a.jsonl")).etag
 
 
+def test_an_s3_object_rewritten_while_pulled_is_recorded_as_what_was_copied(s3, tmp_path, monkeypatch):
+    """On S3 the manifest took the listing's ETag and size for the bytes of the newer version it downloaded: its
+    `reproduce` pinned the listed version (on a versioned bucket a reproduction trained on other data), and the
+    next run took the object for changed and retrained on it."""
+    s3.create_bucket(Bucket="incoming")
+    s3.create_bucket(Bucket="artifacts")
+    s3.put_bucket_versioning(Bucket="incoming", VersioningConfiguration={"Status": "Enabled"})
+    s3.upload_file(str(write_jsonl(tmp_path / "a.jsonl", digit_pairs(10, seed=1))), "incoming", "en-de/a.jsonl")
+    listed = storage.list_objects("s3://incoming/en-de/", hidden=True)
+    monkeypatch.setattr(storage, "list_objects", lambda prefix, hidden=False: listed)
+    newer = write_jsonl(tmp_path / "b.jsonl", digit_pairs(12, seed=2))
+    s3.upload_file(str(newer), "incoming", "en-de/a.jsonl")  # rewritten after the listing
+    cfg = make_run("s3://artifacts/runs", run_id="run-1", data_uri="s3://incoming/en-de/", min_clean_pairs=1)
+    pull.run(cfg)
+    manifest = storage.read_json(cfg.uri(layout.PULL_MANIFEST))
+    (entry,) = manifest["objects"]
+    now = storage.stat("s3://incoming/en-de/a.jsonl")
+    assert entry["etag"] == now.etag != listed[0].etag and entry["size"] == now.size == newer.stat().st_size
+    assert storage.read_bytes(cfg.uri(layout.RAW, entry["local"])) == newer.read_bytes()
+    assert manifest["reproduce"]["data_snapshot"] == [f"s3://incoming/en-de/a.jsonl#etag={now.etag}"]
+
+
 def test_an_unreadable_object_is_not_consumed(tmp_path):
     incoming = tmp_path / "incoming"
     write_jsonl(incoming / "a.jsonl", digit_pairs(10, seed=1))

@@ -138,3 +138,28 @@ def test_a_batch_with_no_usable_pair_names_its_files(tmp_path):
     with pytest.raises(validate.BadBatchError) as err:
         validate.run(cfg)
     assert "only 0 usable pairs" in str(err.value) and "a.jsonl (0 kept of 1 rows, 1 rejected)" in str(err.value)
+
+
+@pytest.mark.parametrize("bom, codec", [(b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")])
+def test_utf16_json_lines_named_csv_are_read_as_json_lines_not_cut_at_commas(tmp_path, bom, codec):
+    """Content decides over a .csv name for UTF-8 JSON Lines; UTF-16 ones were sniffed as raw bytes, had no `{`
+    where a line starts, and were read as CSV: each object cut at its comma and kept as a pair of JSON garbage."""
+    cfg = _validate(tmp_path, "export.csv", bom + _jsonl_bytes(tmp_path).decode().encode(codec))
+    validate.run(cfg)
+    report, clean, _ = accounted(cfg)
+    assert report["files"]["export.csv"]["format"] == "jsonl"
+    assert [(r["translation"]["en"], r["translation"]["de"]) for r in clean] == PAIRS
+
+
+@pytest.mark.parametrize("name, text", [
+    ("mac.tsv", "".join(f"{s}\t{t}\r" for s, t in PAIRS)),
+    ("mac.jsonl", "".join(json.dumps({"translation": {"en": s, "de": t}}) + "\r" for s, t in PAIRS)),
+])
+def test_lines_ending_in_cr_alone_are_lines(tmp_path, name, text):
+    """A classic Mac export ends its lines in CR: read by LF it was one line, one rejected row for the file's 30
+    pairs, and beside other files the batch passed without them."""
+    cfg = _validate(tmp_path, name, text.encode())
+    validate.run(cfg)
+    report, clean, rejects = accounted(cfg)
+    assert report["files"][name]["rows"] == 30 and len(clean) == 30 and rejects == []
+    assert [r["line"] for r in clean] == list(range(1, 31))

@@ -11,7 +11,7 @@ import pytest
 from support.corpora import digit_pairs, write_jsonl
 from support.runs import accounted, make_run
 from tasks import layout
-from tasks.data import consumed, pull, shards, split, validate
+from tasks.data import consumed, pull, screening, shards, split, validate
 from tasks.io import storage
 
 WEEK_1 = digit_pairs(400, seed=1)
@@ -247,3 +247,15 @@ def test_a_retraction_retrains_on_what_is_left_even_with_nothing_new(two_weeks):
     assert set(report["carried"]) == {"week1.jsonl"} and report["rows_in"] == 0 and clean
     week_2_only = {s for s, _ in WEEK_2} - {s for s, _ in WEEK_1}
     assert not week_2_only & set(_clean_sources(third))
+
+
+def test_reading_pairs_both_ways_is_a_rule_of_the_cleaned_copies(tmp_path):
+    """The alignment screen's reverse model decides which rows a copy keeps, as its other settings do: switched on,
+    the copies screened one way were carried unscreened both ways, for good."""
+    def fingerprint(**params):
+        run_id = f"run-{len(list(tmp_path.rglob('config.json')))}"
+        return screening.rules_fingerprint(make_run(tmp_path, run_id=run_id, alignment_screen=True, **params))
+
+    one_way = fingerprint()
+    assert fingerprint(alignment_reverse_models={"de": "Helsinki-NLP/opus-mt-de-en"}) != one_way
+    assert fingerprint(alignment_reverse_models={}) == one_way  # none named: the fingerprint copies carry already

@@ -97,6 +97,25 @@ def test_a_run_replays_from_files_but_never_its_evaluation_sentences(tmp_path):
     assert not replayed & set(GENERAL[:50]) and GENERAL[60] not in replayed and GENERAL[70] not in replayed
 
 
+def test_replay_never_trains_on_a_held_out_sentence_in_another_unicode_form_or_case(tmp_path):
+    """Validation and split judge leakage by textnorm.source_form (NFKC, full case folding); replay compared
+    sources by NFC and lower() alone, so a general pair whose source was a test sentence written with a ligature,
+    in full-width letters, as STRASSE for Straße or in quotes was replayed into training."""
+    variants = [("ﬁle not found", "Datei nicht gefunden"), ("Ｏｐｅｎ ｔｈｅ ｍｅｎｕ", "Öffne das Menü"),
+                ("GO TO THE MAIN STRASSE", "Geh zur Hauptstraße"), ("“File not found!”", "„Datei fehlt!“")]
+    general_dir = tmp_path / "general"
+    write_jsonl(general_dir / "a.jsonl", GENERAL[:100] + variants)
+    general_eval = write_jsonl(tmp_path / "general-test.jsonl",
+                               [("File not found", "Datei fehlt"), ("Go to the main Straße", "Zur Hauptstraße")])
+    cfg = make_run(tmp_path / "artifacts", replay_data_uri=str(general_dir), replay_fraction=0.5)
+    cfg = cfg.model_copy(update={"general_eval_uri": str(general_eval)})
+    write_splits(cfg, tmp_path, train=_domain(400), validation=[GENERAL[60]], test=[("Open the menu", "Menü")])
+    path, report = train.training_mix(cfg, tmp_path / "train.jsonl", tmp_path)
+    replayed = set(list(zip(*read_pairs(path, "en", "de")))[400:])
+    assert replayed and not replayed & set(variants)
+    assert report["replay"]["general_excluded_overlap"] == 5  # the four variants and GENERAL[60]
+
+
 def test_links_in_a_replay_folder_are_skipped_not_followed(tmp_path):
     general_dir = tmp_path / "general"
     write_jsonl(general_dir / "a.jsonl", GENERAL[:30])

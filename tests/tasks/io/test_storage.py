@@ -65,3 +65,19 @@ def test_s3_client_retries_adaptively(s3):
     # Adaptive mode: client-side rate limiting plus backoff on throttling and 5xx, as S3 and MinIO ask.
     retries = storage.s3_client().meta.config.retries
     assert retries["mode"] == "adaptive" and retries["total_max_attempts"] == 9  # botocore counts the first try
+
+
+def test_an_s3_listing_goes_past_one_page_of_a_thousand_keys(s3):
+    """list_objects_v2 answers at most 1,000 keys a request: every page is read, as a folder's files all are."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    s3.create_bucket(Bucket="many")
+    keys = [f"en-de/week{n % 3}/part-{n:04d}.jsonl" for n in range(1005)] + ["en-de/.tmp/x.jsonl", "other/a.jsonl"]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: s3.put_object(Bucket="many", Key=key, Body=key.encode()), keys))
+    listed = storage.list_objects("s3://many/en-de")
+    assert [o.relpath for o in listed] == sorted(k[len("en-de/"):] for k in keys[:1005])
+    assert all(o.size == len(o.uri[len("s3://many/"):]) and o.etag for o in listed)
+    assert len(storage.list_objects("s3://many/en-de/", hidden=True)) == 1006
+    for start in range(0, len(keys), 1000):  # the s3 fixture empties one page of a bucket
+        s3.delete_objects(Bucket="many", Delete={"Objects": [{"Key": key} for key in keys[start:start + 1000]]})
