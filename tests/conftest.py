@@ -51,7 +51,8 @@ os.environ.update({
 })
 # MT_DATA_URI schedules the main DAG (dags/translation_finetune.py): tests that want it set it themselves.
 for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_ENABLE_HF_TRANSFER", "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE", "MT_DATA_URI", "MT_DATA_EVENTS_QUEUE"):
+            "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE", "MT_DATA_URI", "MT_DATA_EVENTS_QUEUE",
+            "MT_LAUNCHER", "MT_HUB_REPO_ID"):
     os.environ.pop(var, None)
 
 
@@ -101,12 +102,13 @@ def s3(s3_server, monkeypatch):
     yield client
     for bucket in client.list_buckets().get("Buckets", []):
         name = bucket["Name"]
-        for obj in client.list_objects_v2(Bucket=name).get("Contents", []):
-            client.delete_object(Bucket=name, Key=obj["Key"])
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):  # past 1,000 keys too
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=name, Key=obj["Key"])
         if client.get_bucket_versioning(Bucket=name).get("Status"):  # every version and delete marker too
-            listed = client.list_object_versions(Bucket=name)
-            for obj in listed.get("Versions", []) + listed.get("DeleteMarkers", []):
-                client.delete_object(Bucket=name, Key=obj["Key"], VersionId=obj["VersionId"])
+            for listed in client.get_paginator("list_object_versions").paginate(Bucket=name):
+                for obj in listed.get("Versions", []) + listed.get("DeleteMarkers", []):
+                    client.delete_object(Bucket=name, Key=obj["Key"], VersionId=obj["VersionId"])
         client.delete_bucket(Bucket=name)
     storage._s3_client.cache_clear()
 

@@ -21,6 +21,7 @@ Every try of a step, failed, killed or timed out included, is recorded in the ru
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -191,6 +192,24 @@ def container_env(settings: LaunchSettings) -> dict[str, str]:
     return {**passthrough_env(), **({"HF_HUB_CACHE": MODEL_CACHE_PATH} if settings.model_cache else {})}
 
 
+def k8s_tolerations(raw: Any) -> list:
+    """MT_K8S_TOLERATIONS as a pod spec writes them (`tolerationSeconds`) or as the Python client names them
+    (`toleration_seconds`); anything else is refused, naming the variable, before a pod is made."""
+    from kubernetes.client import models as k8s
+
+    fields = k8s.V1Toleration.attribute_map  # the client's name → the pod spec's
+    names = {**{spec: attr for attr, spec in fields.items()}, **{attr: attr for attr in fields}}
+    if not isinstance(raw, list):
+        raise AirflowException(f"MT_K8S_TOLERATIONS must be a JSON list of tolerations, not {raw!r}")
+    found = []
+    for toleration in raw:
+        if not isinstance(toleration, dict) or set(toleration) - set(names):
+            raise AirflowException(f"MT_K8S_TOLERATIONS: {toleration!r} is not a toleration (its fields: "
+                                   f"{', '.join(fields.values())})")
+        found.append(k8s.V1Toleration(**{names[key]: value for key, value in toleration.items()}))
+    return found
+
+
 def step_gpus(step: str, settings: LaunchSettings) -> int:
     """GPUs a step's pod or container asks for: `MT_GPUS` for a data-parallel step (train: one process per GPU), at
     most one for the others, which screen, decode or train on one device (validate, evaluate, a learning-curve
@@ -212,9 +231,53 @@ def pod_security(cache: bool):
                                     **cache_group)
 
 
+# Seconds a container may wait to be created before its pod is given up on, naming why: kubelet retries a missing
+# Secret or key (one created late still starts the pod), but the pod holds its GPUs on the node meanwhile, and the
+# pod operator itself waits the whole startup timeout (MT_K8S_STARTUP_TIMEOUT, 30 minutes) on such a pod.
+CONTAINER_CONFIG_GRACE_S = 120
+CONTAINER_CONFIG_ERRORS = ("CreateContainerConfigError", "CreateContainerError")
+
+
+def container_config_error(pod) -> str | None:
+    """Why the pod's container cannot be created (a Secret, ConfigMap or key it names is missing), or None."""
+    status = getattr(pod, "status", None)
+    for container in (getattr(status, "container_statuses", None) or []):
+        waiting = container.state.waiting if container.state else None
+        if waiting is not None and waiting.reason in CONTAINER_CONFIG_ERRORS:
+            return f"{waiting.reason}: {waiting.message or 'no message'}"
+    return None
+
+
+@functools.cache
+def step_pod_operator():
+    """KubernetesPodOperator whose wait for the pod to start gives up after CONTAINER_CONFIG_GRACE_S on a container
+    that cannot be created, with kubelet's reason (`secret "mt-retrain-secrets" not found`), instead of "took too
+    long to start" after the full startup timeout. The provider fails early only on images it cannot pull."""
+    from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import PodLaunchFailedException
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
+
+    class StepPodManager(PodManager):
+        def read_pod(self, pod):
+            remote = super().read_pod(pod)
+            why, since = container_config_error(remote), getattr(self, "_config_error_since", None)
+            self._config_error_since = (since or time.monotonic()) if why else None
+            if why and time.monotonic() - self._config_error_since >= CONTAINER_CONFIG_GRACE_S:
+                raise PodLaunchFailedException(f"the pod's container could not be created for "
+                                               f"{CONTAINER_CONFIG_GRACE_S} s ({why}): check the Secret "
+                                               "(MT_K8S_SECRET) and what the pod mounts")
+            return remote
+
+    class StepPodOperator(KubernetesPodOperator):
+        @functools.cached_property
+        def pod_manager(self) -> PodManager:
+            return StepPodManager(kube_client=self.client, callbacks=self.callbacks)
+
+    return StepPodOperator
+
+
 def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchSettings, **kwargs):
     """The KubernetesPodOperator that runs the step in the training image on its GPUs (`step_gpus`)."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.providers.cncf.kubernetes.secret import Secret
     from kubernetes.client import models as k8s
 
@@ -227,7 +290,7 @@ def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchS
         volumes.append(k8s.V1Volume(name="model-cache", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
             claim_name=cache)))
         mounts.append(k8s.V1VolumeMount(name="model-cache", mount_path=MODEL_CACHE_PATH))
-    return KubernetesPodOperator(
+    return step_pod_operator()(
         task_id=task_id,
         name=task_id.replace("_", "-"),
         namespace=settings.namespace,
@@ -249,7 +312,7 @@ def kubernetes_operator(task_id: str, step: str, run_dir: str, settings: LaunchS
         container_security_context=k8s.V1SecurityContext(allow_privilege_escalation=False,
                                                          capabilities=k8s.V1Capabilities(drop=["ALL"])),
         node_selector=settings.node_selector or None,
-        tolerations=[k8s.V1Toleration(**t) for t in settings.tolerations],
+        tolerations=k8s_tolerations(settings.tolerations),
         service_account_name=settings.service_account,
         kubernetes_conn_id=settings.kubernetes_conn_id,
         in_cluster=settings.in_cluster,

@@ -10,9 +10,10 @@ per bad one, whose message names the entry and the field. The DAG file turns eac
 small marker DAG that shows the error, so one typo hides nothing but its own pipeline (see
 dags/translation_finetune.py). A file that cannot be read or parsed at all is one broken entry.
 
-The main DAG, `translation_finetune`, is no entry: its data prefix is a deployment setting, MT_DATA_URI
-(`main_pipeline()`). Until a deployment sets it, the main DAG has no schedule and the watcher does not watch
-for it, so a fresh install never retrains, or polls, against the placeholder bucket of the form's default.
+The main DAG, `translation_finetune`, is no entry: its data prefix and its Hub repository are deployment settings,
+MT_DATA_URI and MT_HUB_REPO_ID (`main_pipeline()`). Until a deployment sets both, the main DAG has no schedule and
+the watcher does not watch for it, so a fresh install never retrains, or polls, against the placeholder bucket of
+the form's default, nor trains every week to fail publishing to its placeholder repository.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ MAIN_DAG_ID = "translation_finetune"
 DEFAULT_SCHEDULE = "@weekly"
 DATA_URI_ENV = "MT_DATA_URI"
 LAUNCHER_ENV = "MT_LAUNCHER"
+HUB_REPO_ENV = "MT_HUB_REPO_ID"
 
 
 class PipelineEntry(BaseModel):
@@ -78,9 +80,10 @@ class MainPipeline:
 
 _HOW_TO_SCHEDULE = (
     f"Set `{DATA_URI_ENV}` in the environment of the DAG processor and the workers (both parse this file) to the "
-    "data prefix to retrain on (`s3://bucket/prefix/`, or a folder under `MT_LOCAL_DATA_ROOTS`). The DAG then retrains "
-    "weekly and whenever `translation_data_watcher` announces new files there, and the form's `data_uri` "
-    "defaults to it. Until then it runs only when triggered, on the `data_uri` given at the trigger.")
+    "data prefix to retrain on (`s3://bucket/prefix/`, or a folder under `MT_LOCAL_DATA_ROOTS`), and `MT_HUB_REPO_ID` "
+    "to the Hub repository its releases go to. The DAG then retrains weekly and whenever `translation_data_watcher` "
+    "announces new files there, and the form's `data_uri` and `hub_repo_id` default to them. Until then it runs only "
+    "when triggered, on the `data_uri` given at the trigger.")
 
 
 def deployment_defaults(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
@@ -100,24 +103,39 @@ def _launcher_problem(env: Mapping[str, str]) -> str | None:
     return f"{LAUNCHER_ENV}={launcher!r} is not a launcher ({', '.join(allowed)})"
 
 
+def _publishing_problem(env: Mapping[str, str], data_uri: str) -> str | None:
+    """Why the main DAG's scheduled runs could not publish: they take no form, so without MT_HUB_REPO_ID each
+    would train and then fail at publish, every week, on the form's placeholder repository."""
+    repo = env.get(HUB_REPO_ENV, "").strip()
+    if not repo:
+        placeholder = PipelineParams.model_fields["hub_repo_id"].default
+        return f"{HUB_REPO_ENV} is not set: its runs would publish to the form's placeholder {placeholder}"
+    try:
+        PipelineParams(data_uri=data_uri, hub_repo_id=repo)
+    except ValidationError as err:
+        found = [e["msg"] for e in err.errors() if e["loc"][:1] == ("hub_repo_id",)]
+        return f"{HUB_REPO_ENV}={repo!r} is not allowed: {found[0]}" if found else None
+    return None
+
+
 def main_pipeline(env: Mapping[str, str] = os.environ) -> MainPipeline:
     """How the main DAG is scheduled, from the deployment's environment (read at parse time, like any
     setting of the DAG processor; never a Variable or a connection)."""
     value = env.get(DATA_URI_ENV, "").strip()
     why = f"{DATA_URI_ENV} is not set" if not value else locations.problem(value, env)
-    if why is None and (bad_launcher := _launcher_problem(env)):
-        line = f"Not scheduled: {bad_launcher}. Runs only when triggered."
-        return MainPipeline(data_uri=None, schedule=None, params={}, description=line,
-                            doc_md=f"### Not scheduled yet\n\n{bad_launcher}: set it to one of them.\n\n")
+    if value and why:
+        why = f"{DATA_URI_ENV}={value!r} is not allowed: {why}"
+    why = why or _launcher_problem(env) or _publishing_problem(env, value)
     if why is None:
         line = f"Retrains weekly and on new data under {value} ({DATA_URI_ENV})."
         return MainPipeline(data_uri=value, schedule=DEFAULT_SCHEDULE,
-                            params={**deployment_defaults(env), "data_uri": value},
+                            params={**deployment_defaults(env), "data_uri": value,
+                                    "hub_repo_id": env[HUB_REPO_ENV].strip()},
                             description=line, doc_md=f"**{line}**\n\n")
-    if value:
-        why = f"{DATA_URI_ENV}={value!r} is not allowed: {why}"
     line = f"Not scheduled: {why}. Runs only when triggered."
-    return MainPipeline(data_uri=None, schedule=None, params={}, description=line,
+    # A trigger by hand still runs where the deployment's other DAGs run.
+    return MainPipeline(data_uri=None, schedule=None, params={} if _launcher_problem(env) else deployment_defaults(env),
+                        description=line,
                         doc_md=f"### Not scheduled yet\n\n{why[0].upper() + why[1:]}. {_HOW_TO_SCHEDULE}\n\n")
 
 

@@ -65,9 +65,11 @@ def test_a_data_prefix_schedules_the_main_dag_weekly_and_on_new_data(monkeypatch
     from airflow.sdk import AssetOrTimeSchedule
 
     monkeypatch.setenv("MT_DATA_URI", "s3://acme-mt/en-de/incoming/")
+    monkeypatch.setenv("MT_HUB_REPO_ID", "acme/opus-mt-en-de-support")
     bag = DagBag(dag_folder=str(DAGS))
     dag = bag.dags["translation_finetune"]
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.params["hub_repo_id"] == "acme/opus-mt-en-de-support"
     assert dag.timetable.timetable.expression == "0 0 * * 0"  # @weekly
     assert dag.timetable.asset_condition.uri == "s3://acme-mt/en-de/incoming"
     assert dag.params["data_uri"] == "s3://acme-mt/en-de/incoming/"
@@ -88,6 +90,23 @@ def test_a_data_prefix_the_deployment_does_not_allow_leaves_the_main_dag_unsched
     main = main_pipeline({"MT_DATA_URI": value, "MT_LOCAL_DATA_ROOTS": "/srv/mt-data"})
     assert (main.data_uri, main.schedule, main.params) == (None, None, {})
     assert main.description.startswith(f"Not scheduled: {why}")
+
+
+def test_a_data_prefix_without_a_hub_repository_leaves_the_main_dag_unscheduled():
+    """A scheduled run takes no form: with the placeholder repository, every week would train and then fail to
+    publish (the data never consumed, so the next week trains on it again)."""
+    from mt_airflow.pipelines import main_pipeline
+
+    env = {"MT_DATA_URI": "s3://acme-mt/en-de/incoming/", "MT_LAUNCHER": "kubernetes"}
+    main = main_pipeline(env)
+    assert (main.schedule, main.params) == (None, {"launcher": "kubernetes"})  # a trigger by hand still runs there
+    assert main.description == ("Not scheduled: MT_HUB_REPO_ID is not set: its runs would publish to the form's "
+                                "placeholder my-org/opus-mt-en-de-domain. Runs only when triggered.")
+    main = main_pipeline({**env, "MT_HUB_REPO_ID": "no-slash"})
+    assert main.schedule is None and main.description.startswith("Not scheduled: MT_HUB_REPO_ID='no-slash' is not "
+                                                                  "allowed: ")
+    main = main_pipeline({**env, "MT_HUB_REPO_ID": " acme/opus-mt-en-de-support "})
+    assert (main.schedule, main.params["hub_repo_id"]) == ("@weekly", "acme/opus-mt-en-de-support")
 
 
 def test_io_steps_retry_with_backoff(dag):
@@ -261,13 +280,15 @@ def test_runs_nobody_triggers_by_hand_train_with_the_deployments_launcher(monkey
     from mt_airflow.pipelines import main_pipeline
 
     monkeypatch.setenv("MT_DATA_URI", "s3://acme-mt/en-de/incoming/")
+    monkeypatch.setenv("MT_HUB_REPO_ID", "acme/opus-mt-en-de-support")
     monkeypatch.setenv("MT_LAUNCHER", "kubernetes")
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
     assert {dag_id: bag.dags[dag_id].params["launcher"] for dag_id in bag.dag_ids
             if dag_id.startswith("translation_finetune")} == {  # pipelines.yaml's defaults say kubernetes too
         dag_id: "kubernetes" for dag_id in bag.dag_ids if dag_id.startswith("translation_finetune")}
-    main = main_pipeline({"MT_DATA_URI": "s3://acme-mt/en-de/incoming/", "MT_LAUNCHER": "slurm"})
+    main = main_pipeline({"MT_DATA_URI": "s3://acme-mt/en-de/incoming/", "MT_HUB_REPO_ID": "acme/mt",
+                          "MT_LAUNCHER": "slurm"})
     assert (main.schedule, main.params) == (None, {})
     assert main.description == ("Not scheduled: MT_LAUNCHER='slurm' is not a launcher (local, docker, kubernetes). "
                                 "Runs only when triggered.")

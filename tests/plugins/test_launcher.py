@@ -170,6 +170,59 @@ def test_settings_come_from_the_environment(monkeypatch):
     assert (s.startup_timeout_s, s.shm_size) == (2700, "32Gi")
 
 
+def test_tolerations_are_read_as_a_pod_spec_writes_them_and_anything_else_is_refused_by_name():
+    """`tolerationSeconds`, as kubectl and every manifest write it, was a TypeError when the task ran."""
+    from mt_airflow.launcher import k8s_tolerations
+
+    spec = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]
+    pod = _operator().build_delegate(LaunchSettings(tolerations=spec)).build_pod_request_obj(dry_run=True)
+    assert [(t.key, t.effect, t.toleration_seconds) for t in pod.spec.tolerations] == [("nvidia.com/gpu", "NoExecute",
+                                                                                        300)]
+    assert k8s_tolerations([{"key": "a", "toleration_seconds": 5}])[0].toleration_seconds == 5
+    for bad in ([{"key": "a", "tolerations": 5}], {"key": "a"}, ["a"]):
+        with pytest.raises(launcher.AirflowException, match="MT_K8S_TOLERATIONS"):
+            k8s_tolerations(bad)
+
+
+def _pending_pod(reason=None, message=None):
+    from kubernetes.client import models as k8s
+
+    waiting = k8s.V1ContainerState(waiting=k8s.V1ContainerStateWaiting(reason=reason, message=message))
+    return k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="p", namespace="mt-retrain"), status=k8s.V1PodStatus(
+        phase="Pending", conditions=[k8s.V1PodCondition(type="PodScheduled", status="True")],
+        container_statuses=[k8s.V1ContainerStatus(name="base", image="i", image_id="", ready=False, restart_count=0,
+                                                  state=waiting)] if reason else None))
+
+
+def test_a_container_that_cannot_be_created_fails_its_pod_in_minutes_with_kubelets_reason(monkeypatch):
+    """A missing Secret: the pod sits on a GPU node in CreateContainerConfigError, and the pod operator waited its
+    whole startup timeout (30 minutes a try) and then said only "took too long to start". The provider's own wait
+    loop runs here, on a fake API that answers as the cluster would."""
+    import time
+    from unittest import mock
+
+    from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import PodLaunchFailedException
+    from airflow.providers.cncf.kubernetes.utils.pod_manager import PodLaunchTimeoutException
+
+    monkeypatch.setattr(launcher, "CONTAINER_CONFIG_GRACE_S", 0.3)
+
+    def waiting_on(pod):
+        op = _operator().build_delegate(LaunchSettings(startup_timeout_s=1))
+        op.__dict__["client"] = client = mock.MagicMock()  # the operator's cached Kubernetes client
+        client.read_namespaced_pod.return_value = pod
+        op.startup_check_interval_seconds, op.log_events_on_startup = 0.05, False
+        started = time.monotonic()
+        with pytest.raises(Exception) as failed:
+            op.await_pod_start(pod)
+        return failed.value, time.monotonic() - started
+
+    error, waited = waiting_on(_pending_pod("CreateContainerConfigError", 'secret "mt-retrain-secrets" not found'))
+    assert isinstance(error, PodLaunchFailedException) and waited < 1
+    assert 'CreateContainerConfigError: secret "mt-retrain-secrets" not found' in str(error)
+    error, waited = waiting_on(_pending_pod())  # an image still pulling: the provider's own timeout, as before
+    assert isinstance(error, PodLaunchTimeoutException) and waited >= 1
+
+
 def test_the_pod_keeps_hub_models_on_the_shared_cache_claim():
     cached = LaunchSettings(model_cache="mt-retrain-models")
     pod = _operator().build_delegate(cached).build_pod_request_obj(dry_run=True)

@@ -351,7 +351,6 @@ def test_a_pod_the_pod_operator_gives_up_on_is_not_left_to_train_beside_the_retr
     later and train, unwatched, into the same run directory as the retry's pod."""
     from unittest import mock
 
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.providers.cncf.kubernetes.utils.pod_manager import PodLaunchTimeoutException
     from airflow.sdk.exceptions import AirflowException
 
@@ -367,7 +366,7 @@ def test_a_pod_the_pod_operator_gives_up_on_is_not_left_to_train_beside_the_retr
                         "build_pod_request_obj": lambda self, context=None: created,
                         "await_pod_start": launch_or_follow_fails,
                         "client": client, "pod_manager": pod_manager}.items():
-        monkeypatch.setattr(KubernetesPodOperator, name, value)
+        monkeypatch.setattr(launcher.step_pod_operator(), name, value)  # the launcher's KubernetesPodOperator
     op = RunStepOperator(task_id="train", step="train", run_dir=str(tmp_path), launcher="kubernetes")
     with pytest.raises(AirflowException, match="returned a failure"):
         op.execute({"ti": mock.MagicMock(try_number=1)})
