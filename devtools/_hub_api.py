@@ -62,8 +62,13 @@ def card_data(readme: str) -> dict | None:
 
 def check_model_index(data: dict | None) -> None:
     """Like the Hub, refuse a model-index that does not follow the spec (task, dataset and metrics with their
-    required keys); the client's own parser is the reference. Raises ValueError."""
+    required keys; the client's own parser is the reference), and a license it does not list. Raises ValueError."""
     from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    from tasks.config import HUB_LICENSES
+
+    if data and "license" in data and data["license"] not in HUB_LICENSES:
+        raise ValueError(f'Invalid metadata in README.md.\n- "license" must be one of [{", ".join(HUB_LICENSES)}]')
 
     if data and "model-index" in data:
         try:

@@ -39,6 +39,23 @@ FilterName = Literal["empty", "too_short", "too_long", "length_ratio", "identica
                      "numerals", "placeholders", "markup", "control_chars", "encoding"]
 
 
+# The license ids the Hub accepts in a model card's metadata: it refuses a commit whose README.md names another
+# ("Invalid metadata in README.md", e.g. for `Apache-2.0` or `gpl-2.0-or-later`), which would fail publish after the
+# run trained and passed its gate. `other` for any license not listed.
+HUB_LICENSES = (
+    "apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m", "bigscience-bloom-rail-1.0",
+    "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd", "bsd-2-clause", "bsd-3-clause",
+    "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0",
+    "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0",
+    "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cdla-sharing-1.0",
+    "cdla-permissive-1.0", "cdla-permissive-2.0", "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0", "etalab-2.0", "eupl-1.1",
+    "eupl-1.2", "agpl-3.0", "gfdl", "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1", "lgpl-3.0", "isc", "h-research",
+    "intel-research", "lppl-1.3c", "ms-pl", "apple-ascl", "apple-amlr", "mpl-2.0", "odc-by", "odbl", "openmdw-1.0",
+    "openrail++", "osl-3.0", "postgresql", "ofl-1.1", "ncsa", "unlicense", "zlib", "pddl", "lgpl-lr",
+    "deepfloyd-if-license", "fair-noncommercial-research-license", "llama2", "llama3", "llama3.1", "llama3.2",
+    "llama3.3", "llama4", "grok2-community", "gemma", "unknown", "other")
+
+
 class ConfigError(ValueError):
     """A run configuration that cannot be used; the message names every bad field and why."""
 
@@ -98,9 +115,9 @@ class PipelineParams(BaseModel):
         None, "General-domain test set", _DATA,
         "Optional file, folder or S3 prefix of general-domain pairs, validated like the fresh data into "
         "splits/general_test.jsonl, to catch catastrophic forgetting. Empty: none.")
-    source_lang: str = _field("en", "Source language", _DATA, "ISO 639-1 code of the source side.",
+    source_lang: str = _field("en", "Source language", _DATA, "ISO 639 code (two or three letters) of the source side.",
                               pattern=r"^[a-z]{2,3}$")
-    target_lang: str = _field("de", "Target language", _DATA, "ISO 639-1 code of the target side.",
+    target_lang: str = _field("de", "Target language", _DATA, "ISO 639 code (two or three letters) of the target side.",
                               pattern=r"^[a-z]{2,3}$")
     target_langs: list[LanguageCode] | None = _field(
         None, "Several target languages", _DATA,
@@ -273,7 +290,8 @@ class PipelineParams(BaseModel):
         None, "Learning curve", section=_EVAL, description=(
             "Also train on these shares of the training split (e.g. [0.1, 0.25, 0.5]), one task each, and "
             "report BLEU against data size in learning_curve.md/.png in the run directory. Smaller shares are "
-            "subsets of larger ones. The candidate is unaffected. Empty: no learning curve."))
+            "subsets of larger ones. The candidate is unaffected. At most 8 points: each is a training of its "
+            "own, on the GPU. Empty: no learning curve."), max_length=8)
 
     # --- evaluation and gate
     num_beams: int = _field(4, "Beam size", _EVAL,
@@ -333,7 +351,8 @@ class PipelineParams(BaseModel):
     max_runaway_outputs: float = _field(
         0.1, "Maximum runaway outputs", _EVAL,
         "degenerate_outputs: at most this share of test outputs in which a run of one to four words repeats "
-        "four or more times in a row (a model that loops until the length limit).", ge=0, le=1)
+        "four or more times in a row, or, in scripts written without spaces, a run of one to four characters "
+        "eight or more times (a model that loops until the length limit).", ge=0, le=1)
     max_general_regression: float = _field(
         1.0, "Allowed general-domain loss", _EVAL,
         "With a general-domain test set: the candidate may lose at most this many BLEU there against the "
@@ -348,8 +367,9 @@ class PipelineParams(BaseModel):
                               "Airflow connection whose password is the Hub token (else HF_TOKEN is used). "
                               "Its extra may set {\"endpoint\": ...} for a private Hub.", min_length=1)
     model_license: str = _field("cc-by-4.0", "License", _PUBLISH,
-                                "License of the published model (the base model's terms carry over: "
-                                "opus-mt models are CC-BY-4.0).", min_length=1)
+                                "License of the published model, as the Hub names licenses (lower case, e.g. "
+                                "cc-by-4.0, apache-2.0; other for one it does not list). The base model's terms "
+                                "carry over: opus-mt models are cc-by-4.0.", min_length=1)
     hub_private: bool = _field(True, "Private repository", _PUBLISH,
                                "Create the repository as private if it does not exist yet.")
     create_pr: bool = _field(
@@ -418,6 +438,16 @@ class PipelineParams(BaseModel):
     @classmethod
     def _hub_repo(cls, value: str) -> str:
         return locations.check_repo_id(value)
+
+    @field_validator("model_license", mode="after")
+    @classmethod
+    def _hub_license(cls, value: str) -> str:
+        if value not in HUB_LICENSES:
+            near = [name for name in HUB_LICENSES if name == value.strip().lower()]
+            raise ValueError(f"{value!r} is not a license id the Hub accepts in a model card"
+                             + (f" (did you mean {near[0]!r}?)" if near else "; use 'other' for a license it does not "
+                                                                             "list"))
+        return value
 
     @model_validator(mode="after")
     def _entries_under_data_uri(self) -> "PipelineParams":

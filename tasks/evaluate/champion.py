@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tasks import layout
 from tasks.config import RunConfig
+from tasks.evaluate import scoring
 from tasks.io import storage
 from tasks.publish import targets
 from tasks.publish.registry import PublishedRevision
@@ -37,6 +38,9 @@ def run(config: RunConfig, token: str | None = None, endpoint: str | None = None
         source: targets.Registry | None = None) -> dict:
     if (done := result(config)) is not None:
         return done
+    # The first step of the evaluation, before training: a target language whose BLEU cannot be computed here
+    # (ja and ko need sacrebleu's extras) fails the run now, not after training.
+    scoring.bleu(config.target_lang)
     if not config.push_to_hub:
         record = {"found": False, "reason": "push_to_hub is off: this run replaces no published model"}
     else:

@@ -16,7 +16,8 @@ A refused candidate is a normal outcome, not an error: the run succeeds and publ
                        repetitions ≤ `max_runaway_outputs` (tasks/evaluate/outputs.py)
 8. differs_from_champion  the candidate's outputs are not all identical to the champion's: that would publish
                        the same translations again as a new release (passes with no champion)
-9. general_regression  BLEU lost on the general-domain set ≤ `max_general_regression` (passes without one)
+9. general_regression  BLEU lost on the general-domain set ≤ `max_general_regression` (passes without one; fails
+                       when the run has `general_eval_uri` but the scores hold no general-domain score)
 
 gate.json is bound to the scores it decided on (`scores_sha256`): a gate.json that does not match this run's
 eval/scores.json is decided again, never reused, and publish checks the binding before it releases anything.
@@ -92,7 +93,11 @@ def checks(scores: dict, config: RunConfig) -> list[Check]:
     found.extend(_output_checks(scores, config))
 
     general = scores.get("general")
-    if general is None:
+    if general is None and config.general_eval_uri:  # split's general set missing (a failed split marked success)
+        found.append(Check("general_regression", None, config.max_general_regression, False,
+                           f"general_eval_uri is {config.general_eval_uri}, but the scores hold no general-domain "
+                           "score: forgetting was not measured"))
+    elif general is None:
         found.append(Check("general_regression", None, config.max_general_regression, True,
                            "no general-domain test set in this run: forgetting not measured"))
     else:

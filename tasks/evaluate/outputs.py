@@ -7,7 +7,9 @@ source, or a word repeated until the length cap. BLEU does not see that; these f
 - distinct: distinct outputs / distinct sources (a constant model scores near 0);
 - empty: outputs with no text;
 - source_copies: outputs equal to their source (untranslated), compared after collapsing spaces;
-- runaway: outputs in which a run of 1 to 4 words repeats at least RUNAWAY_REPEATS times in a row.
+- runaway: outputs in which a run of 1 to 4 words repeats at least RUNAWAY_REPEATS times in a row, or, for
+  scripts written without spaces (Chinese, Japanese, Thai), a run of 1 to 4 characters with a letter in it repeats
+  at least 2 × RUNAWAY_REPEATS times in a row (`的的的…`, `质量质量…`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
+# A run of 1–4 characters (no space), then that same run at least 2 × RUNAWAY_REPEATS − 1 more times.
+_RUNAWAY_CHARACTERS = re.compile(r"(\S{1,4}?)\1{%d,}" % (2 * RUNAWAY_REPEATS - 1))
+
+
 def is_runaway(text: str) -> bool:
-    return _RUNAWAY.search(_words(text)) is not None
+    words = _words(text)
+    return _RUNAWAY.search(words) is not None or \
+        any(any(c.isalpha() for c in run[1]) for run in _RUNAWAY_CHARACTERS.finditer(words))
 
 
 def statistics(hypotheses: Sequence[str], sources: Sequence[str]) -> dict:

@@ -11,8 +11,6 @@ import io
 import json
 import logging
 
-from sacrebleu.metrics import BLEU
-
 from tasks import cost, layout
 from tasks.config import RunConfig
 from tasks.evaluate import scoring
@@ -25,7 +23,10 @@ LENGTH_BUCKETS = ((1, 5), (6, 10), (11, 20), (21, 40), (41, None))  # source wor
 
 
 def _read_lines(config: RunConfig, name: str) -> list[str]:
-    return storage.read_text(config.uri(name)).splitlines()
+    """One item per line as eval/'s files are written and the sacrebleu CLI reads them: ended by \\n only
+    (`str.splitlines` also splits at U+2028, U+0085 and others a translation may hold, and pairs would shift)."""
+    text = storage.read_text(config.uri(name))
+    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n") if text else []
 
 
 def _read_sentence_scores(config: RunConfig, role: str) -> list[dict]:
@@ -51,8 +52,8 @@ def bleu_by_length(sources: list[str], references: list[str], systems: dict[str,
             continue
         row = {"bucket": f"{low}–{high}" if high else f"{low}+", "sentences": len(idx)}
         for role, hyps in systems.items():
-            row[role] = round(BLEU(trg_lang=target_lang).corpus_score([hyps[i] for i in idx],
-                                                                      [[references[i] for i in idx]]).score, 2)
+            row[role] = round(scoring.bleu(target_lang).corpus_score([hyps[i] for i in idx],
+                                                                     [[references[i] for i in idx]]).score, 2)
         out.append(row)
     return out
 
@@ -170,8 +171,10 @@ def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict
              if line]
     if spent:
         lines += ["", "## What this run cost", "", *spent]
+    tokenizer = scoring.BLEU_TOKENIZERS.get(config.target_lang)
+    flags = f" -tok {tokenizer}" if tokenizer else ""  # the CLI's BLEU tokenizes with 13a unless told
     lines += ["", "## Recompute any number", "", "From the run directory's `eval/` folder:", "", "```sh",
-              "sacrebleu test.ref -i test.candidate.hyp -m bleu chrf ter -w 2",
-              "sacrebleu test.ref -i test.base.hyp test.candidate.hyp -m bleu chrf ter --paired-bs -w 2",
+              f"sacrebleu test.ref -i test.candidate.hyp -m bleu chrf ter{flags} -w 2",
+              f"sacrebleu test.ref -i test.base.hyp test.candidate.hyp -m bleu chrf ter{flags} --paired-bs -w 2",
               "```", ""]
     return "\n".join(lines)

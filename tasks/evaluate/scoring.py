@@ -7,7 +7,7 @@ CLI run on the files in eval/ gives the same numbers:
     sacrebleu test.ref -i test.candidate.hyp -m bleu chrf ter -w 2
     sacrebleu test.ref -i test.base.hyp test.candidate.hyp -m bleu chrf ter --paired-bs -w 2
 
-(with `-l src-tgt` for a zh, ja or ko target: the CLI picks BLEU's tokenizer from it).
+(with `-tok <tokenizer>` where BLEU's signature names another tokenizer than 13a: `BLEU_TOKENIZERS`).
 
 The bootstrap draws its resamples as sacrebleu does, with sacrebleu's own default seed (SACREBLEU_SEED=12345)
 whatever the environment says, so the CLI reproduces the p-values and intervals too. Each system's per-sentence
@@ -35,11 +35,35 @@ def as_line(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ").rstrip()
 
 
+# BLEU's tokenizer for a target language that 13a cannot split into words. sacrebleu picks one from a language
+# code only for "zh", "ja" and "ko", and 13a for every other code: for the ISO 639-2/3 codes the config also takes
+# (zho, jpn, kor) and for languages written without spaces between words (Thai, Lao, Khmer, Burmese), 13a makes a
+# token of each phrase, and BLEU comes down to exact matches of whole phrases, blind to most of what a model
+# changes. Those are scored on characters (sacrebleu's flores200 tokenizer would have to download its model).
+BLEU_TOKENIZERS = {**dict.fromkeys(("zh", "zho", "chi", "cmn", "yue", "wuu", "lzh"), "zh"),
+                   **dict.fromkeys(("ja", "jpn"), "ja-mecab"), **dict.fromkeys(("ko", "kor"), "ko-mecab"),
+                   **dict.fromkeys(("th", "tha", "lo", "lao", "km", "khm", "my", "mya", "bur"), "char")}
+
+
+class ScoringUnavailable(RuntimeError):
+    """BLEU cannot tokenize the target language with what is installed here."""
+
+
+def bleu(target_lang: str, **options) -> BLEU:
+    """sacrebleu's BLEU with the target language's tokenizer (BLEU_TOKENIZERS, else 13a)."""
+    tokenizer = BLEU_TOKENIZERS.get(target_lang, BLEU.TOKENIZER_DEFAULT)
+    try:
+        return BLEU(tokenize=tokenizer, trg_lang=target_lang, **options)
+    except (ImportError, RuntimeError) as err:  # ja-mecab and ko-mecab need sacrebleu's extras
+        raise ScoringUnavailable(f"BLEU for target language {target_lang!r} needs the {tokenizer} tokenizer, which "
+                                 f"cannot run here ({type(err).__name__}: {str(err).strip()})") from None
+
+
 def make_metrics(target_lang: str, references: Sequence[str]) -> dict:
     """The metric objects, keyed like METRICS, with the references prepared (tokenized, their n-grams counted).
-    BLEU picks its tokenizer from the target language (zh, ja, ko)."""
+    BLEU's tokenizer follows the target language (`bleu`)."""
     documents = [list(references)]
-    return {"bleu": BLEU(trg_lang=target_lang, references=documents), "chrf": CHRF(references=documents),
+    return {"bleu": bleu(target_lang, references=documents), "chrf": CHRF(references=documents),
             "ter": TER(references=documents)}
 
 
@@ -67,7 +91,7 @@ class TestSet:
         self.references = list(references)
         self.metrics = make_metrics(target_lang, self.references)
         # Sentence BLEU uses effective order, as `sacrebleu --sentence-level` does; its statistics are the same.
-        self.sentence_bleu = BLEU(trg_lang=target_lang, effective_order=True)
+        self.sentence_bleu = bleu(target_lang, effective_order=True)
         self._counts: np.ndarray | None = None
 
     def system(self, hypotheses: Sequence[str]) -> "System":

@@ -149,6 +149,7 @@ def run(config: RunConfig) -> dict:
     if (done := result(config)) is not None:
         log.info("evaluate already done for this run")
         return done
+    scoring.bleu(config.target_lang)  # a tokenizer missing here fails now, not after three models decoded
     settings = decoding.DecodeSettings.from_config(config)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)

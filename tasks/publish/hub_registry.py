@@ -130,7 +130,16 @@ class HubRegistry(Registry):
                 log.info("run %s was already published to %s: %s; no new commit", release.run_id, self.repo_id,
                          found.url)
                 return found
-            return self._commit(folder, release)
+            try:
+                return self._commit(folder, release)
+            except RegistryMovedError:
+                # Moved by this run's own release? Another attempt of the run committed since `_find` looked (a
+                # worker taken for lost while its attempt still ran): that release is this run's, not a move.
+                if (found := self._find(release.run_tag)) is None:
+                    raise
+                log.info("run %s was published to %s by another attempt meanwhile: %s", release.run_id,
+                         self.repo_id, found.url)
+                return found
 
         published = self._call("commit", find_or_commit)
         if not published.tagged and not published.pr_url:

@@ -74,7 +74,12 @@ class LocalRegistry(Registry):
         if (found := self.find_run(release.run_tag)) is not None:
             log.info("run %s is already in the registry as %s; nothing to publish", release.run_id, found.url)
             return found
-        self._check_unmoved(release, self._index())
+        try:
+            self._check_unmoved(release, self._index())
+        except RegistryMovedError:  # by this run's own release? Another attempt of the run indexed it meanwhile
+            if (found := self.find_run(release.run_tag)) is None:
+                raise
+            return found
         version_uri = self._version_uri(release.run_tag)
         done_marker = storage.join(version_uri, RELEASE_FILE)
         if not storage.exists(done_marker):  # else a crash hit between copying and indexing: copy nothing again

@@ -305,3 +305,15 @@ def test_validate_yaml_refuses_a_model_index_the_client_cannot_read(hub, api, tm
     with pytest.raises(ValueError, match="Invalid model-index in README.md metadata"):
         api.upload_folder(repo_id=REPO, folder_path=tmp_path / "card", commit_message="Broken card")
     assert len(hub.commits(REPO)) == 1
+
+
+def test_validate_yaml_refuses_a_license_the_hub_does_not_list(hub, api, tmp_path):
+    """As the Hub does (huggingface_hub#4218): `Apache-2.0` or an SPDX `-or-later` id fails the commit."""
+    api.create_repo(REPO)
+    (tmp_path / "card").mkdir()
+    (tmp_path / "card" / "README.md").write_text("---\nlicense: Apache-2.0\n---\n")
+    with pytest.raises(ValueError, match='"license" must be one of \\[apache-2.0, mit'):
+        api.upload_folder(repo_id=REPO, folder_path=tmp_path / "card", commit_message="Bad license")
+    (tmp_path / "card" / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
+    api.upload_folder(repo_id=REPO, folder_path=tmp_path / "card", commit_message="Good license")
+    assert len(hub.commits(REPO)) == 2

@@ -39,6 +39,12 @@ def test_run_dir_is_derived_from_dag_and_run_id():
     ({"alignment_reverse_models": {"nl": "Helsinki-NLP/opus-mt-nl-en"}}, "config",
      "alignment_reverse_models names languages that are not target languages: ['nl']"),
     ({"alignment_reverse_models": {"de": "a/../b"}}, "alignment_reverse_models", "neither a Hub model id"),
+    # The Hub refuses a model card naming another license: publish would fail after training and the gate.
+    ({"model_license": "Apache-2.0"}, "model_license", "not a license id the Hub accepts in a model card (did you "
+                                                       "mean 'apache-2.0'?)"),
+    ({"model_license": "gpl-2.0-or-later"}, "model_license", "use 'other'"),
+    # Each point is a training of its own on the GPU: 200 of them cost 100 times the candidate's own training.
+    ({"learning_curve_fractions": [i / 200 for i in range(1, 201)]}, "learning_curve_fractions", "at most 8 items"),
 ])
 def test_bad_params_are_rejected_with_the_field_named(params, field, words):
     with pytest.raises(config.ConfigError) as err:

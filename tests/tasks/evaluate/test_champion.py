@@ -7,7 +7,7 @@ import pytest
 
 from support.runs import make_promoted_run, make_run
 from tasks import layout
-from tasks.evaluate import champion, reuse
+from tasks.evaluate import champion, reuse, scoring
 from tasks.io import storage
 from tasks.publish import registry
 from tasks.publish import step as publish
@@ -112,3 +112,17 @@ def test_the_current_version_of_a_local_registry(tmp_path, tiny_model):
     assert registry.tag_in(record["label"]) == released["run_tag"]
     assert storage.read_bytes(cfg.uri(layout.CHAMPION, "model.safetensors")) == \
         (tiny_model / "model.safetensors").read_bytes()
+
+
+def test_a_target_language_the_gate_cannot_score_fails_the_lookup_before_training(tmp_path, hub, monkeypatch):
+    """A Japanese target where sacrebleu's [ja] extra is missing: the run stops at the lookup, before training, not
+    in evaluate after hours of it."""
+    import sys
+
+    for name in [n for n in sys.modules if n.startswith("sacrebleu.tokenizers.tokenizer_")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "MeCab", None)
+    cfg = make_run(tmp_path, hub_repo_id=REPO, target_lang="ja")
+    with pytest.raises(scoring.ScoringUnavailable, match="'ja' needs the ja-mecab tokenizer"):
+        champion.run(cfg, source=_hub(hub))
+    assert champion.result(cfg) is None and not hub.requests

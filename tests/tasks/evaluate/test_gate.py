@@ -217,3 +217,40 @@ def test_publish_trusts_promote_only_when_it_agrees_with_the_decision(tmp_path, 
     with pytest.raises(gate.UnverifiedDecision):
         publish.run(cfg)
     assert not (tmp_path / "registry").exists()
+
+
+def test_a_run_with_a_general_domain_set_but_no_general_score_is_refused(tmp_path):
+    """split writes the general set after the others: a split that failed on it and was marked success leaves
+    evaluate nothing to measure forgetting on, and the check must not pass as if the run had no such set."""
+    cfg = _config(general_eval_uri=str(tmp_path / "general.tsv"))
+    result = gate.decide(json.loads(_scores()), cfg)
+    assert result["decision"] == "refuse"
+    assert [c["name"] for c in result["checks"] if not c["passed"]] == ["general_regression"]
+    assert "but the scores hold no general-domain score" in result["reasons"][0]
+    assert gate.decide(json.loads(_scores(general=(10, 10))), cfg)["decision"] == "promote"
+
+
+@pytest.mark.parametrize("target, flags", [("de", ""), ("zh", " -tok zh"), ("th", " -tok char")])
+def test_the_reports_sacrebleu_commands_recompute_bleu_with_the_runs_tokenizer(target, flags):
+    from tasks.evaluate import report
+
+    scores = {**json.loads(_scores()), "decoding": {"engine": "transformers", "device": "cpu", "precision": "fp32",
+                                                    "num_beams": 4, "length_limit": "min(256, …)",
+                                                    "max_sentences": 256, "max_tokens": 16384}}
+    cfg = _config(target_lang=target)
+    text = report.render(cfg, scores, gate.decide(scores, cfg), [{"bucket": "1–5", "sentences": 3, "base": 1.0,
+                                                                  "candidate": 2.0}], [],
+                         training={}, validation={}, launched={})
+    assert f"sacrebleu test.ref -i test.candidate.hyp -m bleu chrf ter{flags} -w 2\n" in text
+    assert f"test.base.hyp test.candidate.hyp -m bleu chrf ter{flags} --paired-bs -w 2\n" in text
+
+
+def test_the_report_reads_eval_files_line_by_line_as_the_cli_does(tmp_path):
+    """A translation holding U+2028 or U+0085 is one line of test.<role>.hyp; split there, every later sentence
+    of the report would sit beside another sentence's source and reference."""
+    from tasks.evaluate import report
+
+    cfg = make_run(tmp_path)
+    storage.write_text(cfg.uri(layout.hypotheses("test", "candidate")), "eins\u2028zwei\nnull\x85eins\ndrei\n")
+    assert report._read_lines(cfg, layout.hypotheses("test", "candidate")) == ["eins\u2028zwei", "null\x85eins",
+                                                                                "drei"]

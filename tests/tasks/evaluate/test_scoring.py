@@ -122,3 +122,34 @@ def test_the_resamples_drawn_in_chunks_are_sacrebleus_one_draw(size):
                                                                  replace=True)
     expected = np.stack([np.bincount(row, minlength=size) for row in drawn])
     assert np.array_equal(test_set.resample_counts(), expected)
+
+
+@pytest.mark.parametrize("target, tokenizer", [
+    ("de", "13a"), ("zh", "zh"), ("zho", "zh"), ("cmn", "zh"), ("yue", "zh"), ("th", "char"), ("tha", "char"),
+    ("km", "char"), ("my", "char"),
+])
+def test_bleu_tokenizes_as_the_target_language_is_written(target, tokenizer):
+    """sacrebleu picks a tokenizer from "zh", "ja" and "ko" only: a 3-letter code or a script without spaces between
+    words would get 13a, one token per phrase."""
+    from sacrebleu.metrics import BLEU
+
+    references = ["ฉันไปโรงเรียนทุกวัน", "เขากินข้าวที่บ้าน"] if tokenizer == "char" else ["我们今天去公园散步。", "这是测试句子。"]
+    hyps = ["ฉันไปโรงเรียนทุกวันนี้", "เขากินข้าวบ้าน"] if tokenizer == "char" else ["我们今天去公园。", "这是一个测试句子。"]
+    system = scoring.TestSet(references, target).system(hyps)
+    assert f"tok:{tokenizer}|" in system.corpus_scores()["signatures"]["bleu"]
+    assert system.score("bleu").score == BLEU(tokenize=tokenizer).corpus_score(hyps, [references]).score
+    if tokenizer == "char":  # 13a sees two whole-sentence tokens, neither matched: BLEU 0 whatever the model does
+        assert system.score("bleu").score > 40 and BLEU().corpus_score(hyps, [references]).score == 0
+
+
+@pytest.mark.parametrize("target, module", [("ja", "MeCab"), ("jpn", "MeCab"), ("ko", "mecab_ko"), ("kor", "mecab_ko")])
+def test_a_target_whose_tokenizer_is_not_installed_is_refused_with_its_name(target, module, monkeypatch):
+    import importlib
+    import sys
+
+    for name in [n for n in sys.modules if n.startswith("sacrebleu.tokenizers.tokenizer_")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # as where sacrebleu's [ja] / [ko] extras are not installed
+    importlib.invalidate_caches()
+    with pytest.raises(scoring.ScoringUnavailable, match=f"{target!r} needs the (ja|ko)-mecab tokenizer"):
+        scoring.bleu(target)

@@ -133,3 +133,15 @@ def test_the_card_links_the_commit_of_the_base_model_the_run_pinned(tmp_path):
     assert _metadata(card)["mt_retrain"]["base_model_revision"] == commit
     _, unpinned = _card(tmp_path / "unpinned")  # a run from before the pins: the model's page, no commit
     assert "opus-mt-en-de) on fresh" in str(unpinned)
+
+
+def test_a_model_that_continued_from_the_champion_says_so(tmp_path):
+    cfg = make_run(tmp_path, hub_repo_id="my-org/opus-mt-en-de-legal", init_from="champion")
+    records = modelcard.RunRecords(
+        scores=SCORES, decision=DECISION, validation={}, provenance=PROVENANCE,
+        training={**TRAINING, "init_from": "champion my-org/opus-mt-en-de-legal@run-20261120-1a2b3c4d"})
+    text = str(modelcard.build(cfg, records, release_tag="run-20261127-0a1b2c3d", in_review=False))
+    assert "this run continued training the model published before it, " \
+        "`my-org/opus-mt-en-de-legal@run-20261120-1a2b3c4d`" in text
+    _, fresh = _card(tmp_path / "fresh")
+    assert "continued training" not in str(fresh)

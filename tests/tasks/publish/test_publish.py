@@ -418,3 +418,18 @@ def test_the_staged_copy_is_what_must_be_the_evaluated_model(run_config, tmp_pat
     release_ = publish.make_release(run_config, storage.read_json(run_config.uri(layout.GATE)))
     with pytest.raises(publish.UnverifiedModel, match="not the model that was evaluated"):
         publish.stage(run_config, tmp_path / "stage", release_)
+
+
+def test_two_attempts_of_one_run_at_once_end_with_its_one_release(hub, tmp_path, tiny_model):
+    """A worker taken for lost while its publish still runs: Airflow starts another attempt of the same run. The
+    attempt whose commit the Hub refuses (its parent is no longer main) finds main moved by its own run's release:
+    that is its release, not a move."""
+    cfg = looked_up(hub, tmp_path, tiny_model, RUNS[0])
+    other = {}
+    hub.before_next("commit", lambda: other.update(publish.run(cfg, registry=hub_registry(hub))))
+
+    record = publish_again(cfg, hub)
+    assert record == other and record["published"] and record["tag"] == registry.run_tag("test_dag", RUNS[0])
+    assert statuses(hub, "commit") == [412, 200]  # this attempt's, logged on arrival, then the other's
+    assert [c["title"].split(":")[0] for c in hub.commits(REPO)[:-1]] == [record["tag"]]
+    assert hub.tags(REPO)[record["tag"]]["target"] == hub.branches(REPO)["main"] == record["revision"]

@@ -195,3 +195,27 @@ def test_a_local_index_write_whose_answer_was_lost_is_not_taken_for_the_registry
     record = publish.run(cfg)
     index = storage.read_json(storage.join(uri, REPO, local_registry.INDEX_FILE))
     assert [v["run_tag"] for v in index["versions"]] == [record["run_tag"]] == [index["current"]]
+
+
+def test_two_attempts_of_one_run_at_once_end_with_its_one_local_release(tmp_path, tiny_model, monkeypatch):
+    """Another attempt of the same run indexes its release between this attempt's look for it and its check of
+    index.json: main moved by this run's own release, which is no move."""
+    cfg = make_promoted_run(tmp_path / "art", tiny_model, publish_target="local",
+                            registry_uri=str(tmp_path / "registry"), hub_repo_id=REPO)
+    looked = local_registry.LocalRegistry.find_run
+    other: dict = {}
+
+    def find_run_while_another_attempt_publishes(self, run_tag):
+        found = looked(self, run_tag)
+        if "started" not in other:
+            other["started"] = True
+            other.update(publish.run(cfg))
+            Path(cfg.uri(layout.PUBLISH)).unlink()  # this attempt has not written its record yet
+        return found
+
+    monkeypatch.setattr(local_registry.LocalRegistry, "find_run", find_run_while_another_attempt_publishes)
+    record = publish.run(cfg)
+    other.pop("started")
+    assert record == other and record["published"]
+    index = json.loads((tmp_path / "registry" / REPO / "index.json").read_text())
+    assert [v["run_tag"] for v in index["versions"]] == [record["tag"]] and index["current"] == record["tag"]
