@@ -91,7 +91,7 @@ def seed_predict(model_dir: str, sources: list[str], references: list[str], max_
     )
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype="float32")  # as transformers 4 loaded it
     data = Dataset.from_dict({"en": sources, "de": references}).map(
         lambda b: tokenizer(b["en"], text_target=b["de"], max_length=max_source_length, truncation=True),
         batched=True, remove_columns=["en", "de"])

@@ -158,7 +158,7 @@ def profile(tiny: bool, out: Path, graphs: bool = False) -> dict:
         model = build_model(dims).to(device)
         with torch_profile(activities=activities) as prof:
             started = time.perf_counter()
-            steps(10, Path(scratch) / "profiled", model)
+            report = steps(10, Path(scratch) / "profiled", model)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             wall = time.perf_counter() - started
@@ -174,7 +174,9 @@ def profile(tiny: bool, out: Path, graphs: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / ("profile-graphs.txt" if graphs else "profile.txt")).write_text(table + "\n")
     top = sorted(prof.key_averages(), key=lambda a: getattr(a, sort_by), reverse=True)[:10]
-    return {"device": str(device), "wall_seconds": round(wall, 3), "steps": 10,
+    # What the steps really ran as: a capture that failed (under the profiler, say) leaves graphs off, and the
+    # profile would otherwise pass ordinary steps off as graph replays.
+    return {"device": str(device), "wall_seconds": round(wall, 3), "steps": 10, "cuda_graphs": report["cuda_graphs"],
             "gpu_busy_seconds": round(busy, 3), "gpu_busy_share": round(busy / wall, 3) if kernels else None,
             "copies": copies, "top": [{"name": a.key[:80], "ms": round(getattr(a, sort_by) / 1e3, 2),
                                        "calls": a.count} for a in top],
@@ -210,6 +212,7 @@ def main() -> None:
                     "alignment_pairs_per_s": results.get("alignment", {}).get("project_pairs_per_s"),
                     "gpu_busy_share": results.get("profile", {}).get("gpu_busy_share"),
                     "gpu_busy_share_graphs": results.get("profile_graphs", {}).get("gpu_busy_share"),
+                    "profile_graphs_steps": results.get("profile_graphs", {}).get("cuda_graphs"),
                     "seconds": round(time.monotonic() - started, 1), "tiny": args.tiny}
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench-gpu.json").write_text(json.dumps({**headline, **results}, indent=2) + "\n")

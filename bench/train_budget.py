@@ -39,7 +39,7 @@ if __name__ == "__main__":
 from tasks.config import PipelineParams  # noqa: E402
 from tasks.data import textnorm  # noqa: E402
 from tasks.io import formats  # noqa: E402
-from tasks.train import automatic, batching, passes  # noqa: E402
+from tasks.train import automatic, batching, families, passes  # noqa: E402
 from tasks.train import loop as trainloop  # noqa: E402
 from tasks.train.precision import choose_precision  # noqa: E402
 
@@ -85,9 +85,7 @@ def encode(model_dir: Path, pairs: list[tuple[str, str]]):
 
 
 def load(model_dir: Path):
-    from transformers import AutoModelForSeq2SeqLM
-
-    return AutoModelForSeq2SeqLM.from_pretrained(model_dir)
+    return families.load_model(str(model_dir))  # fp32, as the train step loads it
 
 
 def run_plain(model_dir: Path, data: batching.Encoded, seconds: float, lr: float, device) -> tuple[int, object]:

@@ -27,6 +27,7 @@ transformers until that is added and checked.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -103,7 +104,7 @@ class CTranslate2Decoder(Decoder):
         super().__init__(model_dir, settings, source_lang, target_lang)
 
     def _load(self) -> None:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # heavy: imported by the steps that decode
+        from transformers import AutoTokenizer  # heavy: imported by the steps that decode
 
         try:
             import ctranslate2  # heavy and optional: a worker without it decodes with transformers
@@ -113,7 +114,7 @@ class CTranslate2Decoder(Decoder):
         if not self.settings.early_stopping:
             raise EngineUnavailable("CTranslate2's beam search always stops when num_beams hypotheses have finished")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        model = AutoModelForSeq2SeqLM.from_pretrained(self.model_dir)
+        model = families.load_model(self.model_dir)  # fp32: converted as such, and the probe's reference
         self.family = families.prepare(model, self.tokenizer, self.source_lang, self.target_lang)
         if self.family.name not in CONVERTIBLE:
             raise EngineUnavailable(f"the {self.family.name} family is not converted (only {sorted(CONVERTIBLE)})")
@@ -123,7 +124,9 @@ class CTranslate2Decoder(Decoder):
         self.options = self._options_from(model.generation_config)
         if self.probe is not None:
             self.logprob_drift = self._drift(model, *self.probe)
-            if self.logprob_drift > MAX_LOGPROB_DRIFT:
+            # Not finite: the engine's log-probabilities overflowed (Marian in fp16, on GPUs without bf16), and NaN
+            # compares false with any limit.
+            if not math.isfinite(self.logprob_drift) or self.logprob_drift > MAX_LOGPROB_DRIFT:
                 raise EngineUnavailable(f"converted model disagrees with transformers: mean |Δ log p| per token "
                                         f"{self.logprob_drift:.4f} > {MAX_LOGPROB_DRIFT}")
             log.info("CTranslate2 conversion checked on %d pairs: mean |Δ log p| per token %.4f",

@@ -29,11 +29,11 @@ class PairScorer:
                  max_target_length: int = 128, max_tokens: int | None = None, label: str | None = None):
         """`label`: what the reports call the model (a Hub model's `name@commit`), else its folder."""
         import torch
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.model_dir, self.label = str(model_dir), label or str(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        model = AutoModelForSeq2SeqLM.from_pretrained(self.model_dir)
+        model = families.load_model(self.model_dir)  # fp32 weights, whatever dtype the model was saved in
         self.family = families.prepare(model, self.tokenizer, source_lang, target_lang)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         shape_agnostic_attention(device)

@@ -12,10 +12,10 @@ class TransformersDecoder(Decoder):
 
     def _load(self) -> None:
         import torch
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        model = AutoModelForSeq2SeqLM.from_pretrained(self.model_dir)
+        model = families.load_model(self.model_dir)  # fp32, then bf16 below where the GPU has it
         self.family = families.prepare(model, self.tokenizer, self.source_lang, self.target_lang)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         shape_agnostic_attention(device)

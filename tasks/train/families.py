@@ -34,6 +34,18 @@ class UnsupportedLanguage(ValueError):
     pass
 
 
+def load_model(model_dir: str):
+    """The seq2seq model in `model_dir` with fp32 weights, whatever dtype its config declares. transformers 5 loads a
+    model in its config's dtype (`dtype="auto"`): a base saved in fp16 or bf16 would train half-precision weights
+    without fp32 master weights (fp16's second moments underflow and the loss turns NaN within steps; bf16 rounds
+    small updates away and publishes a bf16 model), and decode in a precision the report does not say. Training
+    and decoding choose their precision themselves (autocast, or a cast to bf16 on a GPU)."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=torch.float32)
+
+
 @dataclass(frozen=True)
 class Family:
     name: str

@@ -425,9 +425,15 @@ class _Training:
         stop once it is spent, validating first so the best model is known."""
         progress, budget = self.progress, self.settings.max_seconds
         elapsed = time.monotonic() - self.started
+        looks = validated or progress.step % SETTLE_EVERY_STEPS == 0 or progress.step - self.steps_at_start == 10
         if budget and not self.stopped and self.world_size > 1:
             # Each rank has its own clock: data-parallel ranks must stop at the same step and plan the same
-            # schedule (one that stopped alone would hang the rest), so they all go by the slowest clock.
+            # schedule (one that stopped alone would hang the rest), so they all go by the slowest clock. Comparing
+            # clocks waits for the device (a copy in, a collective, a read back), so they compare and decide only
+            # at the steps where the loop looks anyway: the budget may run over by SETTLE_EVERY_STEPS steps.
+            if not looks:
+                progress.seconds = self.seconds_before + elapsed
+                return
             elapsed = sum_over_ranks([elapsed], op="max")[0]
         progress.seconds = self.seconds_before + elapsed
         if not budget or self.stopped:

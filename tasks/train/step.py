@@ -140,12 +140,12 @@ def _checkpoints(config: RunConfig, local: Path, remote: bool) -> loop.Checkpoin
 def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings: TrainSettings, *,
               output_dir: Path, checkpoints: loop.CheckpointDir, extra_report: dict | None = None) -> dict:
     """Train from `base_model` and save the best model with its tokenizer; the report file is written last."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # heavy: only the steps that need a model
+    from transformers import AutoTokenizer  # heavy: only the steps that need a model
 
     rank, world_size, device = distributed.distributed_context()
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = AutoModelForSeq2SeqLM.from_pretrained(base_model)
+    model = families.load_model(base_model)  # fp32 weights, whatever the base was saved in
     family = families.prepare(model, tokenizer, settings.source_lang, settings.target_lang)
     # Where the step's time goes beside the loop: what a GPU is held for but does not compute in.
     step_seconds = {"loading": round(time.perf_counter() - started, 2)}

@@ -81,3 +81,12 @@ def test_a_part_that_fails_keeps_its_figures_and_says_why(tmp_path):
     assert silent == {"error": "eval printed no figures: no figures here"}
     nothing = gpu._run("eval", [_script(tmp_path, 'sys.exit(3)\n')], limit=30)
     assert nothing["error"].startswith("eval failed (3)") and set(nothing) == {"error"}
+
+
+def test_the_graphs_profile_says_what_the_steps_ran_as(tmp_path):
+    """A capture that fails (or a device without CUDA) leaves graphs off: the profile meant for graph replays then
+    says so, instead of passing ordinary steps off as replays."""
+    gpu = _gpu_bench_module()
+    figures = gpu.profile(tiny=True, out=tmp_path, graphs=True)
+    assert figures["steps"] == 10 and "cuda_graphs" in figures
+    assert figures["cuda_graphs"] is None  # this CPU ran ordinary steps (on CUDA: captured, replayed, eager, off)

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -166,7 +167,9 @@ run = SimpleNamespace(
     progress=SimpleNamespace(step=0, seconds=0.0, best_step=0), seconds_before=0.0, started=0.0,
     steps_at_start=0, total_steps=1000, planned_steps=1000, warmup=100, budget_ends_schedule=False,
     world_size=dist.get_world_size(), _validate=lambda: None, _settle=lambda: None)
-seen = []
+seen, compared = [], []
+reduce = loop.sum_over_ranks
+loop.sum_over_ranks = lambda *args, **kwargs: compared.append(1) or reduce(*args, **kwargs)
 for step in range(1, 1001):
     run.progress.step, clock.now = step, step * (0.30 if rank == 0 else 0.31)  # rank 1 runs a bit slow
     loop._Training._keep_the_budget(run, validated=step % 10 == 0)
@@ -174,7 +177,7 @@ for step in range(1, 1001):
     if run.stopped:
         break
 with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as out:
-    json.dump({"stopped_at": step, "plans": seen}, out)
+    json.dump({"stopped_at": step, "plans": seen, "compared": len(compared)}, out)
 dist.destroy_process_group()
 '''
 
@@ -190,5 +193,31 @@ def test_data_parallel_ranks_keep_one_time_budget(tmp_path):
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["stopped_at"] == ranks[1]["stopped_at"]
     assert ranks[0]["plans"] == ranks[1]["plans"]
-    # They go by the slower clock: 100 s at 0.31 s a step.
-    assert ranks[0]["stopped_at"] == 323
+    # They go by the slower clock: 100 s at 0.31 s a step (step 323), and decide where the loop looks anyway (every
+    # SETTLE_EVERY_STEPS steps and at validations, here every 10): comparing clocks waits for the GPU, and once a
+    # step it held every step up.
+    assert ranks[0]["stopped_at"] == 330
+    assert ranks[0]["compared"] == ranks[1]["compared"] < 330 / 5
+
+
+def test_a_base_saved_in_half_precision_trains_and_is_saved_in_fp32(tmp_path, tiny_model):
+    """transformers 5 loads a model in the dtype its config declares: a base saved in fp16 trained fp16 weights
+    (Adam's second moments underflowed and the loss was NaN within 10 steps, blamed on the learning rate), and one
+    in bf16 trained and published bf16 weights while the report said fp32. Training keeps fp32 weights."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    from support.corpora import write_jsonl
+
+    base = Path(shutil.copytree(tiny_model, tmp_path / "half-base"))  # its tokenizer, then weights in fp16
+    AutoModelForSeq2SeqLM.from_pretrained(tiny_model).to(torch.float16).save_pretrained(base)
+    assert AutoModelForSeq2SeqLM.from_pretrained(base).dtype == torch.float16  # what transformers would train
+    pairs = digit_pairs(1300, seed=21)
+    settings = train.TrainSettings("en", "de", 32, 32, trainloop.LoopSettings(
+        learning_rate=3e-3, weight_decay=0.01, num_train_epochs=100, max_tokens_per_batch=512, max_steps=30,
+        warmup_steps=0.1, eval_every_steps=30, precision="fp32", checkpoint_every_steps=10**6))
+    report = train.fine_tune(str(base), write_jsonl(tmp_path / "train.jsonl", pairs[:1200]),
+                             write_jsonl(tmp_path / "validation.jsonl", pairs[1200:]), settings,
+                             output_dir=tmp_path / "model", checkpoints=trainloop.CheckpointDir(tmp_path / "ckpt"))
+    assert report["steps"] == 30 and report["best_validation_loss"] < 3.0
+    assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "model").dtype == torch.float32
