@@ -268,6 +268,9 @@ class Checks:
                     continue
                 if objects.get(obj_uri, {}).get("etag") != etag:
                     self.fail(week, f"en-{lang}: {obj_uri} is at the source but not consumed after a commit")
+        if committed and committed[-1]["gate"] == "promote":
+            # A promoted commit applies its copies, re-screened by its rules; a refused one keeps the pipeline's and
+            # adds only what was new to it, cleaned by its own rules (tasks/data/consumed.py).
             rules = self.storage.read_json(self.storage.join(committed[-1]["dir"], layout.VALIDATION_REPORT))
             stale = [u for u, e in objects.items() if e.get("rules") != rules["rules"]["fingerprint"]]
             if stale:

@@ -10,8 +10,11 @@ deleted.
 
 Validate writes the run's copies into its own run directory (`cleaned/`); `commit` copies them into the state
 area as a shard of its own before consumed.json points to it. So only a run that commits changes what later runs
-train on: a run that fails or is refused after validating (a force_full_retrain with looser filters, say) leaves
-the pipeline's copies as they were, and a copy in use is never overwritten. After it, commit merges shards when
+train on: a run that fails after validating leaves the pipeline's copies as they were, a refused one (a
+force_full_retrain with stricter filters, say) adds the objects that were new to the pipeline but keeps its copies
+of consumed ones (and its re-screened ones) out, and a copy in use is never overwritten. A retraction is final
+here too: a run that pulled a retracted object before the retraction does not consume it, and the files that
+hold retracted rows are rewritten without them at the next commit (shards.ERASE). After it, commit merges shards when
 there are too many (shards.compact), so what a run reads stays bounded however long the history.
 
 `commit` marks consumed only the objects whose rows were read (the validation report says so), and only when
@@ -51,38 +54,29 @@ def commit(config: RunConfig) -> dict:
         return {"committed": 0, "reason": "this run pulled nothing"}
     report = storage.read_json_or(config.uri(layout.VALIDATION_REPORT))
     if not manifest["objects"] and not (report or {}).get("rescreened"):
-        return {"committed": 0, "reason": "nothing new was pulled"}
+        # A retraction with nothing new still takes the retracted rows out of the state's files.
+        return {"committed": 0, "reason": "nothing new was pulled",
+                **({"shards": shards.compact(config)} if manifest.get("retracted_consumed") else {})}
     if report is None:
         return {"committed": 0, "reason": "the pulled objects were never validated, so nothing was read"}
     if manifest["mode"] == "snapshot":
         return {"committed": 0, "reason": SNAPSHOT_CONSUMES_NOTHING}
-    read = {name: counts for name, counts in report["files"].items() if name not in report["unreadable_files"]}
-    rules = report.get("rules", {}).get("fingerprint")
     index, shard = _adopt(config)
-    entries = {}
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for obj in manifest["objects"]:
-        counts = read.get(obj["key"])
-        if counts is None:
-            continue
-        entries[obj["uri"]] = {"etag": obj["etag"], "size": obj["size"], "pulled_at": manifest["pulled_at"],
-                               "consumed_by": config.run_id, "consumed_at": now, "cache": shard,
-                               "lines": index[obj["key"]], "rows": counts["rows"], "kept": counts["kept"],
-                               "rules": rules}
-    rescreened = _rescreened(config, manifest, report, index, shard, now)
-    kept_newer: list[str] = []
+    entries = _entries(config, manifest, report, index, shard, now)
+    # A refused run consumes what was new to the pipeline, but its rules (an experiment's, perhaps) never replace
+    # the copies later runs train on: rows a stricter rule dropped could not come back by screening again.
+    refused = (storage.read_json_or(config.uri(layout.GATE)) or {}).get("promote") is False
+    recopied = {o["uri"] for o in manifest["objects"] if o["key"] in manifest.get("recopied", [])}  # copy lost
+    rescreened = {} if refused else _rescreened(config, manifest, report, index, shard, now)
+    kept: dict[str, list[str]] = {}
     # Consumed objects whose cleaned copy was lost and whose source is gone: out of the corpus, on record.
     lost = {item["uri"]: item for item in manifest.get("lost", []) if item["dropped"]}
 
     def merge(current: dict | None) -> dict:
         objects = dict((current or {}).get("objects", {}))
         dropped = dict((current or {}).get("dropped", {}))
-        kept_newer.clear()
-        for uri, entry in entries.items():
-            if objects.get(uri, {}).get("pulled_at", "") > entry["pulled_at"]:
-                kept_newer.append(uri)  # a later run consumed a newer version: keep it
-            else:
-                objects[uri] = entry
+        kept.update(_merge_entries(objects, entries, (current or {}).get(RETRACTED, {}), refused, recopied))
         for uri, (before, update) in rescreened.items():
             if uri in objects and shards.place(objects[uri]) == before:
                 objects[uri] = {**objects[uri], **update}
@@ -90,16 +84,52 @@ def commit(config: RunConfig) -> dict:
             if uri in objects and shards.place(objects[uri]) == shards.place(item):  # not consumed again meanwhile
                 dropped[uri] = {**objects.pop(uri), "dropped_by": config.run_id, "dropped_at": now,
                                 "reason": item["reason"]}
-        return {**(current or {}), "objects": objects, **({"dropped": dropped} if dropped else {})}
+        erase = dict((current or {}).get(shards.ERASE, {}))
+        if kept["retracted"] or kept["held"]:  # rows in the run's shard that no entry names: rewritten without
+            erase.setdefault(shard, now)
+        return {**(current or {}), "objects": objects, **({"dropped": dropped} if dropped else {}),
+                **({shards.ERASE: erase} if erase else {})}
 
     state = storage.update_json(config.state_uri(layout.CONSUMED), merge)
     skipped = [o["key"] for o in manifest["objects"] if o["uri"] not in entries]
-    log.info("marked %d object(s) consumed in %s%s%s", len(entries) - len(kept_newer),
+    committed = len(entries) - sum(len(uris) for uris in kept.values())
+    log.info("marked %d object(s) consumed in %s%s%s%s%s", committed,
              config.state_uri(layout.CONSUMED), f"; not read, so not consumed: {skipped}" if skipped else "",
-             f"; already consumed in a newer version: {kept_newer}" if kept_newer else "")
-    return {"committed": len(entries) - len(kept_newer), "consumed_total": len(state["objects"]),
-            "not_read": skipped, "newer_kept": kept_newer, "rescreened": len(rescreened),
-            "shards": shards.compact(config, state)}
+             f"; already consumed in a newer version: {kept['newer']}" if kept["newer"] else "",
+             f"; refused: their copies stay as they were: {kept['held']}" if kept["held"] else "",
+             f"; retracted since pulled, so not consumed: {kept['retracted']}" if kept["retracted"] else "")
+    return {"committed": committed, "consumed_total": len(state["objects"]), "not_read": skipped,
+            "newer_kept": kept["newer"], "held": kept["held"], "retracted": kept["retracted"],
+            "rescreened": len(rescreened), "shards": shards.compact(config, state)}
+
+
+def _merge_entries(objects: dict, entries: dict, retractions: dict, refused: bool,
+                   recopied: set[str]) -> dict[str, list[str]]:
+    """Put this run's entries into `objects`, except those kept out, returned by why: `retracted` since this run
+    pulled them (a run cleared and re-run later: they must not come back), `newer` (a later run consumed a newer
+    version), `held` (the run was refused, and the pipeline has a copy of that very version, not a lost one)."""
+    kept: dict[str, list[str]] = {"retracted": [], "newer": [], "held": []}
+    for uri, entry in entries.items():
+        held = objects.get(uri, {})
+        if retracted_by(uri, retractions) is not None:
+            kept["retracted"].append(uri)
+        elif held.get("pulled_at", "") > entry["pulled_at"]:
+            kept["newer"].append(uri)
+        elif refused and held.get("cache") and held.get("etag") == entry["etag"] and uri not in recopied:
+            kept["held"].append(uri)
+        else:
+            objects[uri] = entry
+    return kept
+
+
+def _entries(config: RunConfig, manifest: dict, report: dict, index: dict, shard: str, now: str) -> dict[str, dict]:
+    """uri → the consumed entry of each object this run pulled and read, its copy in the run's shard."""
+    read = {name: counts for name, counts in report["files"].items() if name not in report["unreadable_files"]}
+    rules = report.get("rules", {}).get("fingerprint")
+    return {obj["uri"]: {"etag": obj["etag"], "size": obj["size"], "pulled_at": manifest["pulled_at"],
+                         "consumed_by": config.run_id, "consumed_at": now, "cache": shard,
+                         "lines": index[obj["key"]], "rows": counts["rows"], "kept": counts["kept"], "rules": rules}
+            for obj in manifest["objects"] if (counts := read.get(obj["key"])) is not None}
 
 
 def _rescreened(config: RunConfig, manifest: dict, report: dict, index: dict, shard: str,
@@ -136,14 +166,17 @@ def retract(config: RunConfig) -> tuple[dict[str, dict], list[str]]:
     def change(current: dict | None) -> dict:
         current = current or {"objects": {}}
         objects, dropped = dict(current.get("objects", {})), dict(current.get("dropped", {}))
-        retracted = dict(current.get("retracted", {}))
+        retracted, erase = dict(current.get("retracted", {})), dict(current.get(shards.ERASE, {}))
         for retraction in config.retract_data:
             retracted.setdefault(retraction, {"by": config.run_id, "at": now})
         for object_uri in sorted(objects):
             if (retraction := retracted_by(object_uri, config.retract_data)) is not None:
                 dropped[object_uri] = {**objects.pop(object_uri), "dropped_by": config.run_id, "dropped_at": now,
                                        "reason": f"{RETRACTED} (retract_data {retraction})"}
-        return {**current, "objects": objects, "dropped": dropped, "retracted": retracted}
+                if dropped[object_uri].get("cache"):  # its rows leave the state: commit rewrites that file
+                    erase.setdefault(dropped[object_uri]["cache"], now)
+        return {**current, "objects": objects, "dropped": dropped, "retracted": retracted,
+                **({shards.ERASE: erase} if erase else {})}
 
     state = storage.update_json(uri, change)
     # This run's drops, also when a retried pull finds them done already.

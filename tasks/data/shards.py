@@ -13,6 +13,9 @@ written before shards has no `lines` and owns its whole file (`objects/<name>.js
   in use (an object rewritten or screened again leaves its old lines behind), into one (`compact`), until
   MERGED_DOWN_TO are left. So a run reads at most MAX_SHARDS + 1 files however long the history, and each line
   is rewritten only when its shard is among the smallest: the cost of merging stays near the size of what is new.
+- A file that holds the rows of a retracted object (consumed.json's `erase`, set by the retraction) is merged
+  at the next commit like the smallest ones: the merge copies only the lines entries still use, so the retracted
+  rows leave the state when the old file is deleted, RETIRED_DAYS later.
 - A merged shard is not deleted at once: a run that pulled before the merge may still read it. It is recorded
   as retired and deleted by the first commit RETIRED_DAYS later that finds it still unused (`collect`).
 
@@ -40,6 +43,7 @@ OBJECTS = "objects"  # one file per object, as copies were kept before shards
 MAX_SHARDS = 16
 MERGED_DOWN_TO = 8
 RETIRED_DAYS = 7
+ERASE = "erase"  # in consumed.json: file → when it was found to hold rows of a retracted object
 
 
 class MissingCopyError(FileNotFoundError):
@@ -149,9 +153,11 @@ def compact(config: RunConfig, state: dict | None = None) -> dict:
         state = storage.read_json_or(config.state_uri(layout.CONSUMED)) or {"objects": {}}
     live = _live_lines(state["objects"])
     done = {"shards": len(live)}
+    chosen = set(state.get(ERASE, {}))  # retracted rows: rewritten without them, whatever the count
     if len(live) > MAX_SHARDS:
-        chosen = sorted(live, key=lambda cache: (live[cache], cache))[:len(live) - MERGED_DOWN_TO + 1]
-        done |= _merge(config, state["objects"], set(chosen))
+        chosen |= set(sorted(live, key=lambda cache: (live[cache], cache))[:len(live) - MERGED_DOWN_TO + 1])
+    if chosen:
+        done |= _merge(config, state["objects"], chosen)
     # Shards this merge retired are not due for a week: the state from before it names every shard that is.
     done["deleted"] = collect(config, state=state)
     return done
@@ -179,6 +185,7 @@ def _merge(config: RunConfig, objects: dict[str, dict], chosen: set[str]) -> dic
 
     def change(current: dict) -> dict:
         objects, retired = dict(current["objects"]), dict(current.get("retired", {}))
+        erase = {cache: at for cache, at in current.get(ERASE, {}).items() if cache not in chosen}
         moved.clear()
         for uri, entry in moving.items():
             if uri in objects and place(objects[uri]) == place(entry):  # not replaced meanwhile
@@ -187,7 +194,10 @@ def _merge(config: RunConfig, objects: dict[str, dict], chosen: set[str]) -> dic
         still_used = {o.get("cache") for o in objects.values()}
         # The merged-away shards; and the new one, when another merge of the same shards got there first.
         retired.update({cache: now for cache in chosen | {name} if cache not in still_used})
-        return {**current, "objects": objects, "retired": retired}
+        if len(moved) < len(moving) and name in still_used:  # rows no entry names (a retraction meanwhile?)
+            erase.setdefault(name, now)
+        rest = {key: value for key, value in current.items() if key != ERASE}
+        return {**rest, "objects": objects, "retired": retired, **({ERASE: erase} if erase else {})}
 
     storage.update_json(config.state_uri(layout.CONSUMED), change)
     log.info("merged %d shard(s) holding %d consumed object(s) into %s", len(chosen), len(moved), name)
