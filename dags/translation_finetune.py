@@ -6,9 +6,10 @@ retrains a Hugging Face seq2seq translation model on fresh domain data and publi
 measurably better:
 
 1. **prepare** validates the form's values into one run config, written to `config.json` in the run
-   directory `{MT_ARTIFACT_ROOT}/<dag id>/{run_id}/`. A run started by new data trains on exactly the
-   announced keys (`data_snapshot`). With several `target_langs`, each pair gets a sub-run of its own,
-   `pairs/<src>-<tgt>/`, and every step below runs once per pair (dynamic task mapping);
+   directory `{MT_ARTIFACT_ROOT}/<dag id>/{run_id}/`. A run started by new data pulls, like any run, every
+   object not consumed yet: the announced keys and any a failed run left. With several `target_langs`, each pair
+   gets a sub-run of its own, `pairs/<src>-<tgt>/`, and every step below runs once per pair (dynamic task
+   mapping);
 2. **pull** copies what no successful run has consumed yet from the S3 prefix or folder in `data_uri` and
    records what it took; with nothing new, the pair's run ends early (skipped, not failed);
 3. **validate** reads every supported format, applies the pair filters, screens each new pair's alignment with
@@ -76,7 +77,7 @@ PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 @task(**IO_RETRIES)
 @transient_only
 def prepare(params=None, dag_run=None, triggering_asset_events=None) -> list[str]:
-    from mt_airflow import artifact_root, pairs, refuse_backfill, watch
+    from mt_airflow import artifact_root, hub, pairs, refuse_backfill, watch
     from tasks import config
 
     refuse_backfill(dag_run.run_type)
@@ -86,6 +87,8 @@ def prepare(params=None, dag_run=None, triggering_asset_events=None) -> list[str
         # earlier run left, never one that another run consumed since the announcement.
         log.info("started by new data: %d announced object(s): %s", len(announced), ", ".join(announced[:10]))
     cfg = config.build(values, dag_id=dag_run.dag_id, run_id=dag_run.run_id, artifact_root=artifact_root())
+    if cfg.publish_target == "hub":  # now, not after pull and validate have screened the data on the GPU
+        hub.refuse_disallowed(cfg.hub_conn_id)
     config.save(cfg)
     run_pairs = pairs.expand(cfg)
     for pair in run_pairs:

@@ -56,6 +56,20 @@ HUB_LICENSES = (
     "llama3.3", "llama4", "grok2-community", "gemma", "unknown", "other")
 
 
+def pair_data_uri(data_uri: str, source_lang: str, target_lang: str) -> str:
+    """Where a pair of a multi-language run reads its data: `{data_uri}/{src}-{tgt}/`. The runs pull it and the
+    watcher lists it (and finds the pair's consumed state by it), so both must build it here."""
+    return storage.join(data_uri, f"{source_lang}-{target_lang}") + "/"
+
+
+def entries_of(uris: list[str], folder: str) -> list[str]:
+    """The entries of a data_snapshot or retract_data that concern `folder`: those in it, and a folder above it (one
+    ending in '/'), which stands for the whole of it."""
+    found = [uri if uri.startswith(folder) else folder for uri in uris
+             if uri.startswith(folder) or (uri.endswith("/") and folder.startswith(uri))]
+    return list(dict.fromkeys(found))
+
+
 class ConfigError(ValueError):
     """A run configuration that cannot be used; the message names every bad field and why."""
 
@@ -365,7 +379,9 @@ class PipelineParams(BaseModel):
                               "Model repository (namespace/name) that receives the promoted model.")
     hub_conn_id: str = _field("huggingface_default", "Hub connection", _PUBLISH,
                               "Airflow connection whose password is the Hub token (else HF_TOKEN is used). "
-                              "Its extra may set {\"endpoint\": ...} for a private Hub.", min_length=1)
+                              "Its extra may set {\"endpoint\": ...} for a private Hub. Only the connections "
+                              "the deployment lists in MT_HUB_CONN_IDS (default: huggingface_default).",
+                              min_length=1)
     model_license: str = _field("cc-by-4.0", "License", _PUBLISH,
                                 "License of the published model, as the Hub names licenses (lower case, e.g. "
                                 "cc-by-4.0, apache-2.0; other for one it does not list). The base model's terms "
@@ -456,11 +472,26 @@ class PipelineParams(BaseModel):
             outside = [uri for uri in getattr(self, name) if not uri.startswith(prefix)]
             if outside:
                 raise ValueError(f"{name} entries must lie under data_uri {self.data_uri}: {outside[:3]}")
+        if self.target_langs:
+            self._entries_in_language_folders()
         if extra := sorted(set(self.target_base_models) - set(self.target_langs)):
             raise ValueError(f"target_base_models names languages that are not in target_langs: {extra}")
         if extra := sorted(set(self.alignment_reverse_models) - {self.target_lang, *self.target_langs}):
             raise ValueError(f"alignment_reverse_models names languages that are not target languages: {extra}")
         return self
+
+    def _entries_in_language_folders(self) -> None:
+        """With target_langs each language reads its own folder, so an entry must lie in one of them, or be a folder
+        above them (it then stands for each of them): one elsewhere would silently apply to none. And a snapshot must
+        name something of every language, as a language without entries would run as usual, pulling what is new."""
+        folders = {t: pair_data_uri(self.data_uri, self.source_lang, t) for t in self.target_langs}
+        for name in ("data_snapshot", "retract_data"):
+            if stray := [uri for uri in getattr(self, name) if not any(entries_of([uri], f) for f in folders.values())]:
+                raise ValueError(f"with target_langs, {name} entries must lie in a language's folder "
+                                 f"({{data_uri}}/{self.source_lang}-<target>/) or be a folder above them: {stray[:3]}")
+        if self.data_snapshot and (missing := [t for t, f in folders.items() if not entries_of(self.data_snapshot, f)]):
+            raise ValueError(f"data_snapshot names nothing of target language(s) {missing}, which would pull what is new "
+                             "instead of reproducing: list their objects, or leave them out of target_langs")
 
     @field_validator("max_tokens_per_batch")
     @classmethod

@@ -11,6 +11,7 @@ the history page (history_app.py) serves it.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,6 +20,10 @@ from tasks import cost, layout
 from tasks.io import storage
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
+# What a row is made of, config first.
+ROW_RECORDS = (layout.CONFIG, layout.PULL_MANIFEST, layout.VALIDATION_REPORT, layout.SCORES, layout.GATE, layout.PUBLISH,
+               layout.TRAIN_REPORT, layout.LAUNCHES)
+READERS = 16  # concurrent reads of the records of runs not seen before
 
 
 @dataclass
@@ -48,6 +53,9 @@ class Row:
         return asdict(self)
 
 
+_ROWS: dict[tuple[str, str], tuple[tuple, Row | None]] = {}  # (root, run path) → (its records' ETags, its row)
+
+
 def _bleu(scores: dict, role: str) -> float | None:
     value = (scores.get(role) or {}).get("bleu")
     return value if isinstance(value, (int, float)) else None
@@ -55,12 +63,20 @@ def _bleu(scores: dict, role: str) -> float | None:
 
 def run_dirs(root: str) -> list[str]:
     """Relative paths of every run directory (and pair sub-run) with a config.json, newest layout first."""
+    return _listed(root)[0]
+
+
+def _listed(root: str) -> tuple[list[str], dict[str, str]]:
+    """The run directories, and on S3 the ETag of every object by its path under `root` (one listing tells which
+    records a run has and whether they changed; a local root is globbed, its files read as needed)."""
+    etags: dict[str, str] = {}
     if storage.is_s3(root):
-        found = [o.relpath for o in storage.list_objects(root) if o.relpath.endswith("/config.json")]
+        etags = {o.relpath: o.etag for o in storage.list_objects(root)}
+        found = [rel for rel in etags if rel.endswith("/config.json")]
     else:
         base = Path(root)
         if not base.is_dir():
-            return []
+            return [], {}
         found = [p.relative_to(base).as_posix() for pattern in ("*/*/config.json", "*/*/pairs/*/config.json")
                  for p in base.glob(pattern)]
     runs = []
@@ -69,14 +85,20 @@ def run_dirs(root: str) -> list[str]:
         if len(parts) == 2 or (len(parts) == 4 and parts[2] == "pairs"):
             if all(SAFE.match(p) for p in parts) and not parts[0].startswith("_"):
                 runs.append("/".join(parts))
-    return sorted(runs)
+    return sorted(runs), etags
 
 
-def read_row(root: str, run_path: str) -> Row | None:
+def read_row(root: str, run_path: str, etags: dict[str, str] | None = None) -> Row | None:
+    """The row of one run; with an S3 listing's `etags`, the records the listing does not show are not asked for."""
     from mt_airflow.outcome import p_value
 
     run_dir = storage.join(root, *run_path.split("/"))
-    config = storage.read_record(storage.join(run_dir, layout.CONFIG))
+
+    def read(name: str) -> dict:
+        listed = not etags or f"{run_path}/{name}" in etags
+        return storage.read_record(storage.join(run_dir, name)) if listed else {}
+
+    config = read(layout.CONFIG)
     if not config or config.get("target_langs"):  # a multi-language run's results live in its pairs
         return None
     dag_id = config.get("dag_id") or run_path.split("/")[0]
@@ -84,10 +106,7 @@ def read_row(root: str, run_path: str) -> Row | None:
     multi = "/pairs/" in run_path
     row = Row(pipeline=f"{dag_id} ({pair})" if multi else dag_id, dag_id=dag_id, pair=pair,
               run_id=config.get("run_id") or run_path.split("/")[1], run_path=run_path)
-    manifest, validation, scores, decision, published, trained, launched = (
-        storage.read_record(storage.join(run_dir, name)) for name in
-        (layout.PULL_MANIFEST, layout.VALIDATION_REPORT, layout.SCORES, layout.GATE, layout.PUBLISH,
-         layout.TRAIN_REPORT, layout.LAUNCHES))
+    manifest, validation, scores, decision, published, trained, launched = (read(name) for name in ROW_RECORDS[1:])
     row.date = manifest.get("pulled_at") or _date_from_run_id(row.run_id)
     row.rows_in, row.rows_kept = validation.get("rows_in"), validation.get("kept")
     row.bleu_base, row.bleu_candidate = _bleu(scores, "base"), _bleu(scores, "candidate")
@@ -120,21 +139,46 @@ def everyone(dag_ids: set[str]) -> set[str]:
 
 def _readable_runs(root: str, readable: Callable[[set[str]], set[str]]) -> list[str]:
     """The run directories of the DAGs that `readable` lets through (a run's folder is named by its DAG id)."""
-    found = run_dirs(root)
+    return _readable(run_dirs(root), readable)
+
+
+def _readable(found: list[str], readable: Callable[[set[str]], set[str]]) -> list[str]:
     allowed = readable({run_path.split("/")[0] for run_path in found})
     return [run_path for run_path in found if run_path.split("/")[0] in allowed]
 
 
 def collect(root: str, readable: Callable[[set[str]], set[str]] = everyone) -> dict[str, list[Row]]:
     """Rows per pipeline, oldest run first (the chart's order), of the DAGs whose runs `readable` keeps."""
+    found, etags = _listed(root)
     pipelines: dict[str, list[Row]] = {}
-    for run_path in _readable_runs(root, readable):
-        row = read_row(root, run_path)
+    for row in _rows(root, _readable(found, readable), etags):
         if row is not None:
             pipelines.setdefault(row.pipeline, []).append(row)
+    listed = set(found)
+    for known in [key for key in list(_ROWS) if key[0] == root and key[1] not in listed]:
+        _ROWS.pop(known, None)  # a run directory deleted from the store
     for rows in pipelines.values():
         rows.sort(key=lambda r: (r.date or "", r.run_id))
     return dict(sorted(pipelines.items()))
+
+
+def _rows(root: str, run_paths: list[str], etags: dict[str, str]) -> list[Row | None]:
+    """Each run's row. A year of weekly runs of many pipelines is thousands of run directories of several records
+    each: an S3 run whose records' ETags are those of its cached row is not read again, and the others are read
+    READERS at a time, so a page view costs one listing plus the requests of what changed."""
+    def key(run_path: str) -> tuple | None:
+        return tuple(etags.get(f"{run_path}/{name}") for name in ROW_RECORDS) if etags else None
+
+    keys = {run_path: key(run_path) for run_path in run_paths}
+    cached = {p: _ROWS.get((root, p)) for p in run_paths}  # requests are served in threads: read the cache once
+    rows = {p: cached[p][1] for p in run_paths if keys[p] is not None and cached[p] and cached[p][0] == keys[p]}
+    stale = [p for p in run_paths if p not in rows]
+    with ThreadPoolExecutor(READERS) as pool:
+        rows.update(zip(stale, pool.map(lambda run_path: read_row(root, run_path, etags), stale)))
+    for run_path in stale:
+        if keys[run_path] is not None:
+            _ROWS[(root, run_path)] = (keys[run_path], rows[run_path])
+    return [rows[p] for p in run_paths]
 
 
 def report(root: str, run_path: str, readable: Callable[[set[str]], set[str]] = everyone) -> dict:

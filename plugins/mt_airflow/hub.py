@@ -35,6 +35,16 @@ def allowed_connections() -> list[str]:
     return [name for name in listed if name] or [DEFAULT_CONNECTION]
 
 
+def refuse_disallowed(conn_id: str) -> None:
+    """Raise HubConnectionNotAllowed unless the deployment allows `conn_id` as a Hub token source. Checked by
+    prepare, before the run pulls and screens its data, and again where the token is read."""
+    if conn_id not in (allowed := allowed_connections()):
+        raise HubConnectionNotAllowed(
+            f"hub_conn_id {conn_id!r} is not a Hub token source this deployment allows "
+            f"({ALLOWED_CONNECTIONS_ENV}: {', '.join(allowed)}); its password is not read or sent. Name an "
+            f"allowed connection, or ask the deployment to add this one to {ALLOWED_CONNECTIONS_ENV}")
+
+
 @dataclass(frozen=True)
 class HubCredentials:
     token: str | None
@@ -57,11 +67,7 @@ class HuggingFaceHubHook(BaseHook):
         self.hf_conn_id = hf_conn_id
 
     def get_credentials(self) -> HubCredentials:
-        if self.hf_conn_id not in (allowed := allowed_connections()):
-            raise HubConnectionNotAllowed(
-                f"hub_conn_id {self.hf_conn_id!r} is not a Hub token source this deployment allows "
-                f"({ALLOWED_CONNECTIONS_ENV}: {', '.join(allowed)}); its password is not read or sent. Name an "
-                f"allowed connection, or ask the deployment to add this one to {ALLOWED_CONNECTIONS_ENV}")
+        refuse_disallowed(self.hf_conn_id)
         try:
             conn = self.get_connection(self.hf_conn_id)
         except AirflowNotFoundException:

@@ -12,9 +12,9 @@ and its `release_gate` task calls `notify_refusal` when a language's gate refuse
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import urllib.error
 import urllib.request
 from typing import Any
 from urllib.parse import quote
@@ -37,13 +37,23 @@ def webhook_url(conn) -> str:
     return f"{scheme}://{host}{port}{path}"
 
 
+def chat_text(found: dict[str, Any]) -> str:
+    """The payload as one line for chat webhooks (Slack, Mattermost, Teams' connectors), which post `text` and refuse
+    a payload without it. `&`, `<` and `>` are escaped as Slack asks: a message quotes data (a file's name in a failed
+    validation), and in Slack `<!channel>` notifies everyone and `<https://...|text>` is a link."""
+    where = f" in {found['task_id']}" if found.get("task_id") else ""
+    line = f"{found['dag_id']} run {found['run_id']}: {found['event']}{where}: {found['message']}"
+    line += f" ({found['run_url']})" if found.get("run_url") else ""
+    return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _run_url(dag_id: str, run_id: str) -> str | None:
     base = os.environ.get("AIRFLOW__API__BASE_URL")
     return f"{base.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id, safe='')}" if base else None
 
 
 class WebhookNotifier(BaseNotifier):
-    """POST {event, dag_id, run_id, task_id, message, run_url} as JSON to the connection's webhook URL."""
+    """POST {event, dag_id, run_id, task_id, message, run_url, text} as JSON to the connection's webhook URL."""
 
     template_fields = ("message",)
 
@@ -68,9 +78,10 @@ class WebhookNotifier(BaseNotifier):
         dag_id = getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", None)
         run_id = getattr(dag_run, "run_id", None) or context.get("run_id")
         message = self.message or str(context.get("exception") or context.get("reason") or "")
-        return {"event": self.event, "dag_id": dag_id, "run_id": run_id,
-                "task_id": getattr(ti, "task_id", None), "message": message,
-                "run_url": _run_url(dag_id, run_id) if dag_id and run_id else None}
+        found = {"event": self.event, "dag_id": dag_id, "run_id": run_id,
+                 "task_id": getattr(ti, "task_id", None), "message": message,
+                 "run_url": _run_url(dag_id, run_id) if dag_id and run_id else None}
+        return {**found, "text": chat_text(found)}
 
     def notify(self, context) -> None:
         from airflow.sdk import BaseHook
@@ -87,14 +98,20 @@ class WebhookNotifier(BaseNotifier):
         if conn.password:
             mask_secret(conn.password)
             headers["Authorization"] = f"Bearer {conn.password}"
+        url = webhook_url(conn)
+        mask_secret(url)  # a chat webhook's URL is its credential (Slack's ends in its token)
         body = json.dumps(self.payload(context), default=str).encode()
-        request = urllib.request.Request(webhook_url(conn), data=body, headers=headers, method="POST")
         try:
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 self.log.info("%s notification sent through %r: HTTP %s", self.event, conn_id, response.status)
-        except (urllib.error.URLError, TimeoutError) as err:
-            # A notification must not turn a refused (successful) run into a failed one, nor hide a failure.
-            self.log.error("%s notification through %r failed: %s", self.event, conn_id, err)
+        except (OSError, ValueError, http.client.HTTPException) as err:
+            # A notification must not turn a refused (successful) run into a failed one, nor hide a failure: a URL
+            # without a scheme (ValueError, InvalidURL: they quote the URL, whose path may be its token, so not
+            # logged), a receiver that hangs up (RemoteDisconnected).
+            why = ("its URL is not a valid http(s) URL: no scheme, or a space or control character in it"
+                   if isinstance(err, (ValueError, http.client.InvalidURL)) else f"{type(err).__name__}: {err}")
+            self.log.error("%s notification through %r failed: %s", self.event, conn_id, why)
 
 
 def notify_refusal(context, message: str) -> None:

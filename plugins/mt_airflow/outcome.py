@@ -53,9 +53,21 @@ def one_line(pairs: list[tuple[str, dict, dict | None]]) -> str:
     if len(pairs) == 1:
         return pair_line(*pairs[0][1:])[:NOTE_LIMIT]
     lines = [f"{name} {pair_line(decision, published)}" for name, decision, published in pairs]
-    refused = [name for name, decision, _ in pairs if decision.get("decision") != "promote"]
-    head = f"refused ({', '.join(refused)}); nothing published" if refused else "promoted all pairs"
-    return (head + " | " + " | ".join(lines))[:NOTE_LIMIT]
+    return (_head(pairs) + " | " + " | ".join(lines))[:NOTE_LIMIT]
+
+
+def _head(pairs: list[tuple[str, dict, dict | None]]) -> str:
+    """What the run did as a whole. A pair with no decision pulled nothing new (or failed before its gate): it is
+    not a refusal, and the release gate publishes the pairs that passed beside it."""
+    refused = [name for name, decision, _ in pairs if decision and decision.get("decision") != "promote"]
+    undecided = [name for name, decision, _ in pairs if not decision]
+    if not refused and not undecided:
+        return "promoted all pairs"
+    published = [name for name, _, record in pairs if record and record.get("published")]
+    parts = [f"refused ({', '.join(refused)})" if refused else "",
+             f"no decision ({', '.join(undecided)})" if undecided else "",
+             f"published ({', '.join(published)})" if published else "nothing published"]
+    return "; ".join(part for part in parts if part)
 
 
 def _summary_note(dag_run, session) -> str | None:

@@ -6,27 +6,21 @@ of tasks/ then works on a pair exactly as on a single-pair run, and the DAG maps
 pair run directories. A run without `target_langs` is its own only pair, so its layout does not change.
 
 Conventions (documented in the Param's description and the README):
-- data of a pair: `{data_uri}/{src}-{tgt}/`; a `data_snapshot` and a `retract_data` are split by that prefix;
+- data of a pair: `{data_uri}/{src}-{tgt}/`; a `data_snapshot` and a `retract_data` are split by that prefix
+  (a folder above it stands for the whole of it; an entry in no pair's folder is refused by the config);
 - Hub repository of a pair: `{hub_repo_id}-{tgt}`;
 - base model of a pair: `target_base_models[tgt]`, else `base_model`.
 """
 
 from __future__ import annotations
 
-from tasks.config import RunConfig, sub_run
-from tasks.io import storage
+from tasks.config import RunConfig, entries_of, pair_data_uri, sub_run
 
 PAIRS = "pairs"
 
 
 def pair_name(config: RunConfig) -> str:
     return f"{config.source_lang}-{config.target_lang}"
-
-
-def pair_data_uri(data_uri: str, source_lang: str, target_lang: str) -> str:
-    """Where a pair of a multi-language run reads its data: `{data_uri}/{src}-{tgt}/`. The runs pull it and the
-    watcher lists it (and finds the pair's consumed state by it), so both must build it here."""
-    return storage.join(data_uri, f"{source_lang}-{target_lang}") + "/"
 
 
 def data_prefixes(data_uri: str, source_lang: str, target_lang: str, target_langs: list[str] | None) -> dict[str, str]:
@@ -48,8 +42,8 @@ def expand(config: RunConfig) -> list[RunConfig]:
             "target_lang": target,
             "target_langs": [],
             "data_uri": data_uri,
-            "data_snapshot": [uri for uri in config.data_snapshot if uri.startswith(data_uri)],
-            "retract_data": [uri for uri in config.retract_data if uri.startswith(data_uri)],
+            "data_snapshot": entries_of(config.data_snapshot, data_uri),
+            "retract_data": entries_of(config.retract_data, data_uri),
             "hub_repo_id": f"{config.hub_repo_id}-{target}",
             "base_model": config.target_base_models.get(target, config.base_model),
             "target_base_models": {},

@@ -95,6 +95,16 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _code(text: Any) -> str:
+    """`text` as a Markdown code span, whatever it holds: fenced by one backtick more than its longest run of them
+    (CommonMark), so a data writer's key such as ``x` [Download](https://evil) <img src=…> `.jsonl`` stays text on
+    the Hub instead of becoming a link or an image in the card."""
+    text = str(text).replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     header = list(header)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -126,14 +136,14 @@ def _objects_table(objects: list[dict]) -> str:
         if len(objects) > len(listed) else ""
     return (f"Trained on {len(objects)} data object(s) ({sum(o['how'] == 'new' for o in objects)} new in this "
             "run, the others carried from earlier runs):\n\n" +
-            _table(["object", "ETag", ""], [[f"`{o['uri']}`", f"`{o['etag']}`", o["how"]] for o in listed]) + more)
+            _table(["object", "ETag", ""], [[_code(o["uri"]), _code(o["etag"]), o["how"]] for o in listed]) + more)
 
 
 def body(config: RunConfig, records: RunRecords, *, release_tag: str, in_review: bool) -> str:
     scores, decision, provenance = records.scores, records.decision, records.provenance
     validation, training = records.validation, records.training
     base = config.base_model
-    base_link = f"[{base}](https://huggingface.co/{base})" if hub_model_id(base) else f"a local model (`{base}`)"
+    base_link = f"[{base}](https://huggingface.co/{base})" if hub_model_id(base) else f"a local model ({_code(base)})"
     if hub_model_id(base) and (revision := provenance.get("base_model_revision")):
         base_link += f" at commit [`{revision[:12]}`](https://huggingface.co/{base}/tree/{revision})"
     started = str(training.get("init_from") or "")  # train's label: "base <model>" or "champion <release>"
@@ -157,13 +167,13 @@ def body(config: RunConfig, records: RunRecords, *, release_tag: str, in_review:
                     + _table(["check", "value", "threshold", "verdict", "reason"], checks))
     sections.append(
         "## Training data\n\n" + _table(["", ""], [
-            ["source", f"`{config.data_uri}`"],
+            ["source", _code(config.data_uri)],
             ["files pulled", provenance.get("files", "n/a")],
             ["pull manifest sha256", f"`{provenance.get('manifest_sha256', 'n/a')}`"],
             ["test split sha256", f"`{provenance.get('test_split_sha256', 'n/a')}`"],
             ["rows read / kept", f"{validation.get('rows_in', 'n/a')} / {validation.get('kept', 'n/a')}"],
             ["rejected / duplicates", f"{validation.get('rejected', 'n/a')} / {validation.get('deduplicated', 'n/a')}"],
-            ["retracted (never trained on)", ", ".join(f"`{r}`" for r in provenance.get("retracted") or []) or "none"],
+            ["retracted (never trained on)", ", ".join(_code(r) for r in provenance.get("retracted") or []) or "none"],
         ]) + "\n\n" + _objects_table(training.get("training_objects") or []) +
         "\n\nThe manifest (every object with its ETag and size) and the validation report are in "
         "`provenance/`; scores and the gate's decision in `eval/`.")

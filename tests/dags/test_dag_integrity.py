@@ -252,6 +252,26 @@ def test_a_run_started_by_new_data_pulls_what_is_unconsumed_not_a_snapshot_of_th
     assert config.load(run_dir).data_snapshot == []  # pull goes incremental: everything not consumed yet
 
 
+def test_a_hub_connection_the_deployment_does_not_allow_is_refused_before_the_run_starts(dag, tmp_path, monkeypatch):
+    """It was refused only where the token is read, the champion step, after pull and validate (whose alignment
+    screen runs on a GPU) had run."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    from mt_airflow.hub import HubConnectionNotAllowed
+
+    monkeypatch.setenv("MT_ARTIFACT_ROOT", str(tmp_path / "runs"))
+    monkeypatch.delenv("MT_HUB_CONN_IDS", raising=False)
+    values = {**PipelineParams().model_dump(), "data_uri": "s3://data/en-de/", "hub_conn_id": "warehouse_db"}
+    prepare = dag.get_task("prepare").python_callable
+    run = SimpleNamespace(dag_id="translation_finetune", run_id="manual__1", run_type=DagRunType.MANUAL)
+    with pytest.raises(HubConnectionNotAllowed, match="'warehouse_db' is not a Hub token source"):
+        prepare(params=values, dag_run=run)
+    assert list(tmp_path.iterdir()) == []
+    prepare(params={**values, "publish_target": "local", "registry_uri": str(tmp_path / "registry")}, dag_run=run)
+
+
 def test_a_backfill_run_is_refused_before_it_writes_anything(dag, tmp_path, monkeypatch):
     """Airflow runs a backfill's runs at once, beside the scheduled run (max_active_runs counts per backfill), and
     each would pull the same new data: two first runs could each freeze a test set and train on the other's."""

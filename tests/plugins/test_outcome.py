@@ -20,9 +20,16 @@ IN_REVIEW = {"published": True, "revision": "abc123", "pr_url": "https://hub/org
     ([("en-de", REFUSE, None)], "refused: BLEU gain +0.40 < min_bleu_gain 1.0"),
     ([("en-de", PROMOTE, None)], "passed the gate: +2.3 BLEU, not published"),
     ([("en-de", {}, None)], "no decision: the run ended before the gate"),
-    ([("en-de", PROMOTE, RELEASED), ("en-nl", REFUSE, None)],
-     "refused (en-nl); nothing published | en-de promoted: +2.3 BLEU → rev abc123def456 | "
+    ([("en-de", PROMOTE, None), ("en-nl", REFUSE, None)],  # the release gate held en-de back
+     "refused (en-nl); nothing published | en-de passed the gate: +2.3 BLEU, not published | "
      "en-nl refused: BLEU gain +0.40 < min_bleu_gain 1.0"),
+    # a pair with nothing new is no refusal, and the release gate published the pair that passed beside it
+    ([("en-de", PROMOTE, RELEASED), ("en-nl", {}, None)],
+     "no decision (en-nl); published (en-de) | en-de promoted: +2.3 BLEU → rev abc123def456 | "
+     "en-nl no decision: the run ended before the gate"),
+    ([("en-de", {}, None), ("en-nl", {}, None)],
+     "no decision (en-de, en-nl); nothing published | en-de no decision: the run ended before the gate | "
+     "en-nl no decision: the run ended before the gate"),
     ([("en-de", PROMOTE, RELEASED), ("en-nl", PROMOTE, RELEASED)],
      "promoted all pairs | en-de promoted: +2.3 BLEU → rev abc123def456 | en-nl promoted: +2.3 BLEU → rev abc123def456"),
 ])

@@ -38,7 +38,21 @@ def test_each_target_language_gets_its_own_data_repository_and_run_directory(tmp
     assert nl.state_dir == config.state_dir_for(str(tmp_path), "d", "s3://data/support/en-nl/", "en", "nl")
 
 
+def test_a_folder_above_the_languages_stands_for_each_of_them(tmp_path):
+    """Retracting the whole data folder of a multi-language pipeline matched no language's folder and was ignored."""
+    de, nl = pairs.expand(_cfg(tmp_path, target_langs=["de", "nl"], retract_data=["s3://data/support/"],
+                               data_snapshot=["s3://data/support/", "s3://data/support/en-de/b.tsv"]))
+    assert (de.retract_data, nl.retract_data) == (["s3://data/support/en-de/"], ["s3://data/support/en-nl/"])
+    assert (de.data_snapshot, nl.data_snapshot) == (["s3://data/support/en-de/", "s3://data/support/en-de/b.tsv"],
+                                                    ["s3://data/support/en-nl/"])
+
+
 @pytest.mark.parametrize("params, message", [
+    # A language without snapshot entries ran as usual, pulling, publishing and consuming what was new.
+    ({"target_langs": ["de", "nl"], "data_snapshot": ["s3://data/support/en-de/w1.jsonl"]},
+     r"data_snapshot names nothing of target language\(s\) \['nl'\]"),
+    ({"target_langs": ["de", "nl"], "retract_data": ["s3://data/support/en-fr/x.jsonl"]},
+     "retract_data entries must lie in a language's folder"),
     ({"target_langs": ["en"]}, "holds source_lang"),
     ({"target_langs": ["de", "de"]}, "repeats a language"),
     ({"target_langs": ["DE"]}, "target_langs.0"),
@@ -165,8 +179,58 @@ def test_a_refusal_is_posted_and_a_dead_receiver_does_not_raise(monkeypatch):
         dead_url = receiver.url
     assert receiver.received[0]["json"] == {
         "event": "refusal", "dag_id": "translation_finetune", "run_id": "manual__1", "task_id": "release_gate",
-        "message": "en-nl: BLEU gain +0.40 < min_bleu_gain 1.0", "run_url": None}
+        "message": "en-nl: BLEU gain +0.40 < min_bleu_gain 1.0", "run_url": None,
+        "text": "translation_finetune run manual__1: refusal in release_gate: en-nl: BLEU gain +0.40 &lt; "
+                "min_bleu_gain 1.0"}
     monkeypatch.setenv("AIRFLOW_CONN_MT_WEBHOOK", json.dumps({"conn_type": "http", "extra": {"url": dead_url}}))
     notify.notify_refusal(context, "nobody listens")  # logged, not raised: a refusal stays a success
     monkeypatch.delenv("AIRFLOW_CONN_MT_WEBHOOK")
     notify.notify_refusal(context, "no connection at all")
+
+
+def _hang_up_receiver():
+    """A receiver that reads the request and closes the connection without answering."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            client.recv(65536)
+            client.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("url", ["hooks.example.com/services/T0/B0/TOKEN1234", "hang-up"])  # pasted without a scheme
+def test_a_webhook_that_cannot_be_reached_neither_fails_the_task_nor_logs_its_url(url, monkeypatch, capsys):
+    context = {"dag_run": SimpleNamespace(dag_id="translation_finetune", run_id="manual__1"),
+               "ti": SimpleNamespace(task_id="release_gate")}
+    server = _hang_up_receiver()
+    if url == "hang-up":
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/services/T0/B0/TOKEN1234"
+    monkeypatch.setenv("AIRFLOW_CONN_MT_WEBHOOK", json.dumps({"conn_type": "http", "extra": {"url": url}}))
+    try:
+        notify.notify_refusal(context, "en-nl refused")  # a refusal stays a success whatever the receiver does
+    finally:
+        server.close()
+    logged = "".join(capsys.readouterr())
+    assert "TOKEN1234" not in logged and "notification through 'mt_webhook' failed" in logged
+
+
+def test_a_chat_webhook_gets_a_text_line_whose_data_cannot_ping_or_link(monkeypatch):
+    """Slack and Mattermost refuse a payload without `text`; a file name in a message must not become `<!channel>`
+    or a link there."""
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example/")
+    context = {"dag_run": SimpleNamespace(dag_id="translation_finetune", run_id="manual__2026+00:00"),
+               "ti": SimpleNamespace(task_id="language.validate")}
+    sent = notify.WebhookNotifier(message="bad batch: <!channel> <https://evil.example|fix>.jsonl").payload(context)
+    assert sent["text"] == ("translation_finetune run manual__2026+00:00: failure in language.validate: bad batch: "
+                            "&lt;!channel&gt; &lt;https://evil.example|fix&gt;.jsonl "
+                            "(https://airflow.example/dags/translation_finetune/runs/manual__2026%2B00%3A00)")

@@ -145,3 +145,22 @@ def test_a_model_that_continued_from_the_champion_says_so(tmp_path):
         "`my-org/opus-mt-en-de-legal@run-20261120-1a2b3c4d`" in text
     _, fresh = _card(tmp_path / "fresh")
     assert "continued training" not in str(fresh)
+
+
+def test_a_data_writers_key_stays_text_in_the_card_not_a_link_or_an_image():
+    """Keys may hold backticks, brackets and '<': wrapped in single backticks, this one closed the code span and put
+    a live link and a tracking image into the card on the Hub."""
+    from markdown_it import MarkdownIt
+
+    from tasks.publish import modelcard
+
+    key = ("s3://d/incoming/x` **[Download the fixed model](https://evil.example/m)** "
+           "<img src=https://evil.example/t.png> `.jsonl")
+    table = modelcard._objects_table([{"uri": key, "etag": "e`1", "how": "new"},
+                                      {"uri": "s3://d/``a``|b", "etag": "x", "how": "carried"}])
+    html = MarkdownIt("commonmark").enable("table").render(table)
+    assert "<a " not in html and "<img" not in html and "<strong>" not in html
+    cells = [line for line in html.splitlines() if line.startswith("<td><code>")]
+    assert cells == ["<td><code>s3://d/incoming/x` **[Download the fixed model](https://evil.example/m)** &lt;img "
+                     "src=https://evil.example/t.png&gt; `.jsonl</code></td>", "<td><code>e`1</code></td>",
+                     "<td><code>s3://d/``a``|b</code></td>", "<td><code>x</code></td>"]
