@@ -29,8 +29,7 @@ from tasks.io import storage
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-KEY = ("blake2b-64 of the source after NFKC, case folding, punctuation as spaces and whitespace collapsing "
-       "(tasks.textnorm)")
+KEY = textnorm.SOURCE_KEY
 
 
 def assign(source: str, test_fraction: float, validation_fraction: float, test_frozen: bool = False) -> str:
@@ -112,13 +111,22 @@ def _split_clean(config: RunConfig, scratch: Path, test_frozen: bool) -> dict[st
     finally:
         for fh in outs.values():
             fh.close()
-    if leaked:  # validated before another run froze the set: validation could not remove them as leakage
+    if leaked:
         raise validate.BadBatchError(
             f"{config.uri(layout.CLEAN)} holds {leaked} sentences of the frozen test set "
-            f"{config.state_uri(layout.TEST_SET)}, which run {testset.metadata(config)['frozen_by']} froze after "
-            "this run's validation: training on them would inflate the test scores. Trigger a new run: its "
-            "validation removes them as leakage.")
+            f"{config.state_uri(layout.TEST_SET)}, {_why_leaked(config)}: training on them would inflate the test "
+            "scores. Trigger a new run: its validation removes them as leakage.")
     return counts
+
+
+def _why_leaked(config: RunConfig) -> str:
+    """Why validation let test sentences through: it ran before another run froze the set, or it judged leakage by
+    an earlier source key (validated before an upgrade that read punctuation as spaces, split after it)."""
+    judged_by = storage.read_json(config.uri(layout.VALIDATION_REPORT)).get("source_key")
+    if judged_by != KEY:
+        earlier = judged_by or "a key that kept punctuation (case folding, NFKC and spacing only)"
+        return f"which this run's validation, by code before an upgrade, did not find: it judged leakage by {earlier}"
+    return f"which run {testset.metadata(config)['frozen_by']} froze after this run's validation"
 
 
 def _general_test(config: RunConfig, scratch: Path) -> dict:

@@ -33,7 +33,7 @@ from typing import Mapping
 
 from tasks import layout
 from tasks.config import RunConfig
-from tasks.data import alignment, langid, screening, shards, testset
+from tasks.data import alignment, langid, screening, shards, testset, textnorm
 from tasks.data.batch import EXAMPLES_PER_REASON, Batch
 from tasks.io import formats, storage
 
@@ -197,6 +197,7 @@ def _report(config: RunConfig, batch: Batch, workers: int) -> dict:
                        "alignment_min_margin": config.alignment_min_margin,
                        "max_misaligned_rate": config.max_misaligned_rate},
         "workers": workers,
+        "source_key": textnorm.SOURCE_KEY,  # what leakage was judged by (split tells a run of an earlier key apart)
         "language_id_unknown": _languages_without_id(config),
     }
     return report | _judge(config, report)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 from tasks import cost, layout
 from tasks.config import RunConfig
@@ -42,9 +43,20 @@ def changed_most(sources, references, base, candidate, base_scores, candidate_sc
     return sorted(rows, key=lambda row: -abs(row["delta_chrf"]))[:n]
 
 
+def bleu_tokenizer(scores: dict, target_lang: str) -> str:
+    """The tokenizer BLEU was scored with, as sacrebleu's CLI names it: the one the candidate's signature records
+    (scores made before BLEU_TOKENIZERS, or by a later table, keep theirs), else the target language's."""
+    signature = ((scores.get("candidate") or {}).get("signatures") or {}).get("bleu") or ""
+    found = re.search(r"(?:^|\|)tok:([^|]+)", signature)
+    if found is None:
+        return scoring.BLEU_TOKENIZERS.get(target_lang, "13a")
+    recorded = found.group(1)  # ja-mecab and ko-mecab add their versions: "ja-mecab-0.996-IPA"
+    return next((name for name in ("ja-mecab", "ko-mecab") if recorded.startswith(name)), recorded)
+
+
 def bleu_by_length(sources: list[str], references: list[str], systems: dict[str, list[str]],
-                   target_lang: str) -> list[dict]:
-    """Corpus BLEU of each system within buckets of source length (in words)."""
+                   target_lang: str, tokenizer: str | None = None) -> list[dict]:
+    """Corpus BLEU of each system within buckets of source length (in words), with `tokenizer` (`bleu_tokenizer`)."""
     out = []
     for low, high in LENGTH_BUCKETS:
         idx = [i for i, s in enumerate(sources) if len(s.split()) >= low and (high is None or len(s.split()) <= high)]
@@ -52,7 +64,7 @@ def bleu_by_length(sources: list[str], references: list[str], systems: dict[str,
             continue
         row = {"bucket": f"{low}–{high}" if high else f"{low}+", "sentences": len(idx)}
         for role, hyps in systems.items():
-            row[role] = round(scoring.bleu(target_lang).corpus_score([hyps[i] for i in idx],
+            row[role] = round(scoring.bleu(target_lang, tokenizer).corpus_score([hyps[i] for i in idx],
                                                                      [[references[i] for i in idx]]).score, 2)
         out.append(row)
     return out
@@ -101,7 +113,8 @@ def write_report(config: RunConfig) -> str:
     sentence = {role: _read_sentence_scores(config, role) for role in roles}
     deltas = {f"candidate − {other}": [c["chrf"] - o["chrf"] for c, o in zip(sentence["candidate"], sentence[other])]
               for other in roles if other != "candidate"}
-    by_length = bleu_by_length(sources, references, hyps, config.target_lang)
+    by_length = bleu_by_length(sources, references, hyps, config.target_lang,
+                               bleu_tokenizer(scores, config.target_lang))
     storage.write_bytes(config.uri(layout.REPORT_PLOT), plot(deltas, by_length, roles))
     samples = changed_most(sources, references, hyps["base"], hyps["candidate"], sentence["base"],
                            sentence["candidate"])
@@ -171,8 +184,8 @@ def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict
              if line]
     if spent:
         lines += ["", "## What this run cost", "", *spent]
-    tokenizer = scoring.BLEU_TOKENIZERS.get(config.target_lang)
-    flags = f" -tok {tokenizer}" if tokenizer else ""  # the CLI's BLEU tokenizes with 13a unless told
+    tokenizer = bleu_tokenizer(scores, config.target_lang)
+    flags = f" -tok {tokenizer}" if tokenizer != "13a" else ""  # the CLI's BLEU tokenizes with 13a unless told
     lines += ["", "## Recompute any number", "", "From the run directory's `eval/` folder:", "", "```sh",
               f"sacrebleu test.ref -i test.candidate.hyp -m bleu chrf ter{flags} -w 2",
               f"sacrebleu test.ref -i test.base.hyp test.candidate.hyp -m bleu chrf ter{flags} --paired-bs -w 2",

@@ -49,9 +49,9 @@ class ScoringUnavailable(RuntimeError):
     """BLEU cannot tokenize the target language with what is installed here."""
 
 
-def bleu(target_lang: str, **options) -> BLEU:
-    """sacrebleu's BLEU with the target language's tokenizer (BLEU_TOKENIZERS, else 13a)."""
-    tokenizer = BLEU_TOKENIZERS.get(target_lang, BLEU.TOKENIZER_DEFAULT)
+def bleu(target_lang: str, tokenizer: str | None = None, **options) -> BLEU:
+    """sacrebleu's BLEU with `tokenizer`, else the target language's (BLEU_TOKENIZERS, else 13a)."""
+    tokenizer = tokenizer or BLEU_TOKENIZERS.get(target_lang, BLEU.TOKENIZER_DEFAULT)
     try:
         return BLEU(tokenize=tokenizer, trg_lang=target_lang, **options)
     except (ImportError, RuntimeError) as err:  # ja-mecab and ko-mecab need sacrebleu's extras

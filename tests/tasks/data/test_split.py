@@ -7,7 +7,7 @@ import pytest
 from support.corpora import write_jsonl, write_tsv
 from support.runs import accounted, make_run, put_raw
 from tasks import layout
-from tasks.data import split, testset, validate
+from tasks.data import split, testset, textnorm, validate
 from tasks.io import storage
 
 
@@ -53,6 +53,47 @@ def test_a_test_sentence_written_with_other_punctuation_is_still_the_test_senten
     assert report["leakage"] == sum(words(s) in test for s, _ in later) > 0
     trained = _sources(_split_lines(second, "train") + _split_lines(second, "validation"))
     assert not {words(s) for s in trained} & test
+
+
+def test_a_run_validated_before_the_upgrade_is_told_why_its_split_is_refused(tmp_path, monkeypatch):
+    """validate ran with the key that kept punctuation (before the upgrade) and split after it: the test sentences
+    without their full stop are leakage now. The run is refused, but not for a set "frozen after this run's
+    validation": run-1 froze it long before."""
+    pairs = _pairs(200)
+    split.run(_validated_run(tmp_path, "run-1", pairs))
+    with monkeypatch.context() as old_code:
+        old_code.setattr(textnorm, "source_form", lambda text, matched=None: matched or textnorm.match_key(text))
+        second = _validated_run(tmp_path, "run-2", [(s.rstrip("."), t) for s, t in pairs] + _pairs(50, 1000))
+    report = storage.read_json(second.uri(layout.VALIDATION_REPORT))
+    assert report.pop("source_key") == split.KEY
+    storage.write_json(second.uri(layout.VALIDATION_REPORT), report)  # as the code before the upgrade wrote it
+    with pytest.raises(validate.BadBatchError, match="by code before an upgrade, did not find") as err:
+        split.run(second)
+    assert "froze after" not in str(err.value) and "Trigger a new run" in str(err.value)
+
+
+@pytest.mark.parametrize("one, other, same, why", [
+    ("Don't click Save.", "Don’t click “Save”", True, "quotes and the full stop are punctuation"),
+    ("กินข้าว", "กันข้าว", False, "Thai vowel signs are letters: 'eat rice' is not 'together rice'"),
+    ("मैं किताब पढ़ता हूँ", "में कताब पढता हू", False, "Devanagari vowel signs and nukta are letters"),
+    ("كَتَبَ", "كُتُب", False, "Arabic harakat are part of the word: 'he wrote' is not 'books'"),
+    ("அவன் கடை", "அவன் கடு", False, "Tamil vowel signs"),
+    ("e\u0301te\u0301 !", "été", True, "a combining accent is its letter's, as NFKC composes it"),
+    ("... ", "→", False, "a text of punctuation alone keeps it"),
+])
+def test_the_source_key_reads_punctuation_as_spaces_and_marks_as_letters(one, other, same, why):
+    assert (textnorm.source_key(one) == textnorm.source_key(other)) is same, why
+    assert (split.assign(one, 0.5, 0.2) == split.assign(other, 0.5, 0.2)) or not same, why
+
+
+def test_every_combining_mark_is_read_as_a_letter():
+    """The class is built from planes 0, 1 and 14 only: no mark lies elsewhere in this Python's Unicode."""
+    import sys
+    import unicodedata
+
+    marks = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c))[0] == "M"]
+    assert marks and [m for m in marks if textnorm.source_form(f"a{m}b") != textnorm.match_key(f"a{m}b")] == []
+    assert textnorm.source_form("a!\u00bfb\u2192c") == "a b c"
 
 
 @pytest.mark.parametrize("bucket, frozen, expected, why", [

@@ -230,14 +230,21 @@ def test_a_run_with_a_general_domain_set_but_no_general_score_is_refused(tmp_pat
     assert gate.decide(json.loads(_scores(general=(10, 10))), cfg)["decision"] == "promote"
 
 
-@pytest.mark.parametrize("target, flags", [("de", ""), ("zh", " -tok zh"), ("th", " -tok char")])
-def test_the_reports_sacrebleu_commands_recompute_bleu_with_the_runs_tokenizer(target, flags):
+@pytest.mark.parametrize("target, recorded, flags", [
+    ("de", "13a", ""), ("zh", "zh", " -tok zh"), ("th", "char", " -tok char"), ("ja", "ja-mecab-0.996-IPA",
+                                                                                " -tok ja-mecab"),
+    ("th", "13a", ""),  # scored before Thai had its tokenizer (a run whose gate ran after the upgrade)
+])
+def test_the_reports_sacrebleu_commands_recompute_bleu_with_the_runs_tokenizer(target, recorded, flags):
     from tasks.evaluate import report
 
     scores = {**json.loads(_scores()), "decoding": {"engine": "transformers", "device": "cpu", "precision": "fp32",
                                                     "num_beams": 4, "length_limit": "min(256, …)",
                                                     "max_sentences": 256, "max_tokens": 16384}}
+    signatures = scores["candidate"]["signatures"]
+    signatures["bleu"] = signatures["bleu"].replace("tok:13a", f"tok:{recorded}")
     cfg = _config(target_lang=target)
+    assert report.bleu_tokenizer(scores, target) == (flags.split()[-1] if flags else "13a")
     text = report.render(cfg, scores, gate.decide(scores, cfg), [{"bucket": "1–5", "sentences": 3, "base": 1.0,
                                                                   "candidate": 2.0}], [],
                          training={}, validation={}, launched={})
