@@ -87,7 +87,7 @@ def prepare(params=None, dag_run=None, triggering_asset_events=None) -> list[str
         # earlier run left, never one that another run consumed since the announcement.
         log.info("started by new data: %d announced object(s): %s", len(announced), ", ".join(announced[:10]))
     cfg = config.build(values, dag_id=dag_run.dag_id, run_id=dag_run.run_id, artifact_root=artifact_root())
-    if cfg.publish_target == "hub":  # now, not after pull and validate have screened the data on the GPU
+    if cfg.push_to_hub and cfg.publish_target == "hub":  # now, not after pull and validate screened the data
         hub.refuse_disallowed(cfg.hub_conn_id)
     config.save(cfg)
     run_pairs = pairs.expand(cfg)

@@ -455,15 +455,16 @@ class PipelineParams(BaseModel):
     def _hub_repo(cls, value: str) -> str:
         return locations.check_repo_id(value)
 
-    @field_validator("model_license", mode="after")
-    @classmethod
-    def _hub_license(cls, value: str) -> str:
-        if value not in HUB_LICENSES:
+    @model_validator(mode="after")
+    def _hub_license(self) -> "PipelineParams":
+        """Only where the card goes to the Hub: a local registry's card may name any license."""
+        value = self.model_license
+        if self.publish_target == "hub" and value not in HUB_LICENSES:
             near = [name for name in HUB_LICENSES if name == value.strip().lower()]
-            raise ValueError(f"{value!r} is not a license id the Hub accepts in a model card"
+            raise ValueError(f"model_license {value!r} is not a license id the Hub accepts in a model card"
                              + (f" (did you mean {near[0]!r}?)" if near else "; use 'other' for a license it does not "
                                                                              "list"))
-        return value
+        return self
 
     @model_validator(mode="after")
     def _entries_under_data_uri(self) -> "PipelineParams":

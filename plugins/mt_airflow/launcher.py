@@ -258,8 +258,18 @@ def step_pod_operator():
     from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
 
     class StepPodManager(PodManager):
+        async def await_pod_start(self, *args, **kwargs):
+            # Only this wait gives up early: the operator's cleanup reads the pod too, and must still run.
+            self._starting = True
+            try:
+                return await super().await_pod_start(*args, **kwargs)
+            finally:
+                self._starting, self._config_error_since = False, None
+
         def read_pod(self, pod):
             remote = super().read_pod(pod)
+            if not getattr(self, "_starting", False):
+                return remote
             why, since = container_config_error(remote), getattr(self, "_config_error_since", None)
             self._config_error_since = (since or time.monotonic()) if why else None
             if why and time.monotonic() - self._config_error_since >= CONTAINER_CONFIG_GRACE_S:

@@ -44,6 +44,10 @@ def chat_text(found: dict[str, Any]) -> str:
     where = f" in {found['task_id']}" if found.get("task_id") else ""
     line = f"{found['dag_id']} run {found['run_id']}: {found['event']}{where}: {found['message']}"
     line += f" ({found['run_url']})" if found.get("run_url") else ""
+    line = " ".join(line.split())  # one line: an error's message may span several
+    # Mattermost reads neither `<!channel>` nor `<url|text>`, but mentions (`@channel`, `@all`, `@user`) and Markdown
+    # links (`[text](url)`): a word joiner, which shows as nothing, keeps data from being either.
+    line = line.replace("@", "@\u2060").replace("](", "]\u2060(")
     return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -44,6 +44,7 @@ MAX_SHARDS = 16
 MERGED_DOWN_TO = 8
 RETIRED_DAYS = 7
 ERASE = "erase"  # in consumed.json: file → when it was found to hold rows of a retracted object
+ERASED = "erased"  # in a retracted object's `dropped` entry: when the file that held its rows was merged away
 
 
 class MissingCopyError(FileNotFoundError):
@@ -153,7 +154,9 @@ def compact(config: RunConfig, state: dict | None = None) -> dict:
         state = storage.read_json_or(config.state_uri(layout.CONSUMED)) or {"objects": {}}
     live = _live_lines(state["objects"])
     done = {"shards": len(live)}
-    chosen = set(state.get(ERASE, {}))  # retracted rows: rewritten without them, whatever the count
+    # Retracted rows, whatever the count: also those of a retraction recorded before `erase` was (no file named).
+    chosen = set(state.get(ERASE, {})) | {entry["cache"] for entry in _retracted(state.get("dropped", {})).values()
+                                          if ERASED not in entry}
     if len(live) > MAX_SHARDS:
         chosen |= set(sorted(live, key=lambda cache: (live[cache], cache))[:len(live) - MERGED_DOWN_TO + 1])
     if chosen:
@@ -161,6 +164,12 @@ def compact(config: RunConfig, state: dict | None = None) -> dict:
     # Shards this merge retired are not due for a week: the state from before it names every shard that is.
     done["deleted"] = collect(config, state=state)
     return done
+
+
+def _retracted(dropped: dict[str, dict]) -> dict[str, dict]:
+    """The dropped entries of retracted objects whose rows were in a file of the state."""
+    return {uri: entry for uri, entry in dropped.items()
+            if entry.get("cache") and str(entry.get("reason", "")).startswith("retracted (")}
 
 
 def _live_lines(objects: dict[str, dict]) -> dict[str, int]:
@@ -197,7 +206,11 @@ def _merge(config: RunConfig, objects: dict[str, dict], chosen: set[str]) -> dic
         if len(moved) < len(moving) and name in still_used:  # rows no entry names (a retraction meanwhile?)
             erase.setdefault(name, now)
         rest = {key: value for key, value in current.items() if key != ERASE}
-        return {**rest, "objects": objects, "retired": retired, **({ERASE: erase} if erase else {})}
+        dropped = dict(current.get("dropped", {}))
+        dropped.update({uri: {**entry, ERASED: now} for uri, entry in _retracted(dropped).items()
+                        if entry["cache"] in chosen and ERASED not in entry})
+        return {**rest, "objects": objects, "retired": retired, **({ERASE: erase} if erase else {}),
+                **({"dropped": dropped} if dropped else {})}
 
     storage.update_json(config.state_uri(layout.CONSUMED), change)
     log.info("merged %d shard(s) holding %d consumed object(s) into %s", len(chosen), len(moved), name)

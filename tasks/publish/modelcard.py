@@ -148,7 +148,7 @@ def body(config: RunConfig, records: RunRecords, *, release_tag: str, in_review:
         base_link += f" at commit [`{revision[:12]}`](https://huggingface.co/{base}/tree/{revision})"
     started = str(training.get("init_from") or "")  # train's label: "base <model>" or "champion <release>"
     if started.startswith("champion "):  # init_from = champion: last release's weights, not the base model's
-        base_link += f" (this run continued training the model published before it, `{started[9:]}`)"
+        base_link += f" (this run continued training the model published before it, {_code(started[9:])})"
     signatures = scores.get("candidate", {}).get("signatures", {})
     sections = [
         f"# {config.hub_repo_id.split('/')[-1]}",

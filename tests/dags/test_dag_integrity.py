@@ -270,6 +270,8 @@ def test_a_hub_connection_the_deployment_does_not_allow_is_refused_before_the_ru
         prepare(params=values, dag_run=run)
     assert list(tmp_path.iterdir()) == []
     prepare(params={**values, "publish_target": "local", "registry_uri": str(tmp_path / "registry")}, dag_run=run)
+    other = SimpleNamespace(dag_id="translation_finetune", run_id="manual__2", run_type=DagRunType.MANUAL)
+    prepare(params={**values, "push_to_hub": False}, dag_run=other)  # nothing reads the connection then
 
 
 def test_a_backfill_run_is_refused_before_it_writes_anything(dag, tmp_path, monkeypatch):

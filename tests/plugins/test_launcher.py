@@ -223,6 +223,33 @@ def test_a_container_that_cannot_be_created_fails_its_pod_in_minutes_with_kubele
     assert isinstance(error, PodLaunchTimeoutException) and waited >= 1
 
 
+def test_the_pod_operators_cleanup_after_a_container_config_error_still_runs(monkeypatch):
+    """The early failure belongs to the wait for the pod to start. Raised by every read of the pod, it also broke
+    the operator's cleanup, which reads the pod first: no pod events or container states in the log, and the pod
+    was not marked as seen, so a retry would reattach to the pod that cannot start."""
+    from unittest import mock
+
+    from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import PodLaunchFailedException
+
+    monkeypatch.setattr(launcher, "CONTAINER_CONFIG_GRACE_S", 0.1)
+    from kubernetes.client import models as k8s
+
+    pod = _pending_pod("CreateContainerConfigError", 'secret "mt-retrain-secrets" not found')
+    pod.spec = k8s.V1PodSpec(containers=[k8s.V1Container(name="base")])
+    op = _operator().build_delegate(LaunchSettings(startup_timeout_s=5))
+    op.__dict__["client"] = client = mock.MagicMock()
+    client.read_namespaced_pod.return_value = pod
+    op.startup_check_interval_seconds, op.log_events_on_startup = 0.05, False
+    with pytest.raises(PodLaunchFailedException):
+        op.await_pod_start(pod)
+    marked = mock.MagicMock()
+    monkeypatch.setattr(op, "patch_already_checked", marked)
+    with pytest.raises(Exception) as failed:
+        op.cleanup(pod=pod, remote_pod=pod)
+    assert not isinstance(failed.value, PodLaunchFailedException) and "returned a failure" in str(failed.value)
+    marked.assert_called_once()
+
+
 def test_the_pod_keeps_hub_models_on_the_shared_cache_claim():
     cached = LaunchSettings(model_cache="mt-retrain-models")
     pod = _operator().build_delegate(cached).build_pod_request_obj(dry_run=True)

@@ -234,3 +234,16 @@ def test_a_chat_webhook_gets_a_text_line_whose_data_cannot_ping_or_link(monkeypa
     assert sent["text"] == ("translation_finetune run manual__2026+00:00: failure in language.validate: bad batch: "
                             "&lt;!channel&gt; &lt;https://evil.example|fix&gt;.jsonl "
                             "(https://airflow.example/dags/translation_finetune/runs/manual__2026%2B00%3A00)")
+
+
+def test_a_chat_webhooks_text_is_one_line_whose_data_cannot_mention_or_link_in_mattermost():
+    """Mattermost ignores Slack's `<!channel>` but pings on `@channel` and renders `[text](url)` as a link; and an
+    error's message may span lines, though the text is documented as one line."""
+    context = {"dag_run": SimpleNamespace(dag_id="translation_finetune", run_id="manual__1"),
+               "ti": SimpleNamespace(task_id="language.validate")}
+    text = notify.WebhookNotifier(message="bad batch: @channel [fix](https://evil.example)\nsecond line").payload(
+        context)["text"]
+    assert "\n" not in text and "second line" in text
+    assert "@channel" not in text and "](" not in text
+    assert text.replace("\u2060", "") == ("translation_finetune run manual__1: failure in language.validate: bad batch: "
+                                          "@channel [fix](https://evil.example) second line")

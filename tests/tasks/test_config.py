@@ -40,9 +40,9 @@ def test_run_dir_is_derived_from_dag_and_run_id():
      "alignment_reverse_models names languages that are not target languages: ['nl']"),
     ({"alignment_reverse_models": {"de": "a/../b"}}, "alignment_reverse_models", "neither a Hub model id"),
     # The Hub refuses a model card naming another license: publish would fail after training and the gate.
-    ({"model_license": "Apache-2.0"}, "model_license", "not a license id the Hub accepts in a model card (did you "
-                                                       "mean 'apache-2.0'?)"),
-    ({"model_license": "gpl-2.0-or-later"}, "model_license", "use 'other'"),
+    ({"model_license": "Apache-2.0"}, "config", "model_license 'Apache-2.0' is not a license id the Hub accepts in a "
+                                                "model card (did you mean 'apache-2.0'?)"),
+    ({"model_license": "gpl-2.0-or-later"}, "config", "use 'other'"),
     # Each point is a training of its own on the GPU: 200 of them cost 100 times the candidate's own training.
     ({"learning_curve_fractions": [i / 200 for i in range(1, 201)]}, "learning_curve_fractions", "at most 8 items"),
 ])
@@ -92,3 +92,8 @@ def test_the_state_of_a_pipeline_lives_beside_its_runs():
     cfg = _build(data_uri="s3://data/en-de/")
     assert cfg.state_dir.startswith("/tmp/artifacts/translation_finetune/state/en-de-")
     assert cfg.state_uri("consumed.json") == cfg.state_dir + "/consumed.json"
+
+
+def test_a_local_registrys_card_may_name_any_license():
+    cfg = _build(publish_target="local", registry_uri="/tmp/models", model_license="proprietary")
+    assert cfg.model_license == "proprietary"

@@ -81,3 +81,27 @@ def test_retracted_rows_leave_the_files_of_the_state_and_the_others_stay_intact(
     assert shards.run_shard(first) in shards.collect(first, now=later)
     assert not _state_rows(first) & personal
     assert {u: consumed.copy_rows(first, e) for u, e in consumed.load(first).items()} == kept
+
+
+def test_rows_of_a_retraction_recorded_before_the_upgrade_leave_the_state_at_the_next_commit(tmp_path):
+    """A retraction recorded by the version before `erase` (consumed.json without it): its rows stayed in a file
+    no entry used, never merged, retired nor deleted, though the README says they leave at the next commit."""
+    incoming, runs = tmp_path / "incoming", tmp_path / "runs"
+    write_jsonl(incoming / "week1.jsonl", WEEK_1)
+    write_jsonl(incoming / "personal.jsonl", PERSONAL)
+    first = _run(runs, incoming, "week-1", pull.run, validate.run, split.run, consumed.commit)
+    uri = str(incoming / "personal.jsonl")
+    _run(runs, incoming, "retract", pull.run, retract_data=[uri])
+    state = storage.read_json(first.state_uri(layout.CONSUMED))
+    del state[shards.ERASE]  # as the older version's retraction left it
+    storage.write_json(first.state_uri(layout.CONSUMED), state)
+
+    write_jsonl(incoming / "week3.jsonl", LATER)
+    _run(runs, incoming, "week-3", pull.run, validate.run, split.run, consumed.commit)
+    later = datetime.now(timezone.utc) + timedelta(days=shards.RETIRED_DAYS + 1)
+    assert shards.run_shard(first) in shards.collect(first, now=later)
+    assert not _state_rows(first) & {s for s, _ in PERSONAL}
+    assert set(consumed.load(first)) == {str(incoming / f"week{n}.jsonl") for n in (1, 3)}
+    # Once merged away, a later commit does not merge for it again.
+    assert shards.ERASED in storage.read_json(first.state_uri(layout.CONSUMED))["dropped"][uri]
+    assert "merged" not in shards.compact(first)
