@@ -30,7 +30,9 @@ def test_the_checks_catch_a_history_that_breaks_them(tmp_path):
     entry = {"etag": storage.stat(kept).etag, "consumed_by": "week-1", "rules": "before", "cache": "shards/a.jsonl"}
     storage.write_json(str(state_dir / "consumed.json"), {"objects": {kept: entry}})
     checks = Checks(source)
-    checks.consumption(2, "de", str(state_dir), [{"dir": str(run_dir)}])
+    # After a refused commit the copies are the pipeline's, not the refused run's rules: no stale copies to find.
+    checks.consumption(1, "de", str(state_dir), [{"dir": str(run_dir), "gate": "refuse"}])
+    checks.consumption(2, "de", str(state_dir), [{"dir": str(run_dir), "gate": "promote"}])
     storage.write_json(str(state_dir / "consumed.json"), {"objects": {kept: {**entry, "consumed_by": "week-2"}}})
     checks.consumption(3, "de", str(state_dir), [])
     write_jsonl(state_dir / "test_set.jsonl", [("one", "eins")])
@@ -41,4 +43,5 @@ def test_the_checks_catch_a_history_that_breaks_them(tmp_path):
     assert "w02/part.jsonl is at the source but not consumed after a commit" in found
     assert "1 carried copies cleaned by older rules" in found
     assert "consumed twice (week-1, then week-2)" in found
-    assert "week 4: en-de: the frozen test set changed" in found and len(checks.failures) == 4
+    assert "week 4: en-de: the frozen test set changed" in found and "week 1: en-de: 1 carried" not in found
+    assert len(checks.failures) == 5  # week 1 too: w02/part.jsonl at the source, not consumed after a commit
