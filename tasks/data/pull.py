@@ -217,8 +217,21 @@ def _no_data(config: RunConfig, mode: str, listing: Listing) -> str:
              f"compressed; {len(listing.ignored)} other object(s) ignored{reasons})")
     if mode == "snapshot" or config.languages_in_run < 2:
         raise NoDataError(found)
+    if misnamed := _misnamed_folders(config.data_uri):
+        raise NoDataError(f"{found}; but {config.data_uri.rstrip('/').rsplit('/', 1)[0]}/ holds {misnamed}, named "
+                          f"like this pair's folder: a pair's data is read from {{data_uri}}/"
+                          f"{config.source_lang}-{config.target_lang}/ exactly (lower case, '-'): move it there")
     return (f"nothing new for {config.source_lang}-{config.target_lang}: {found}, and no earlier run consumed any; "
             "this language is skipped, the run's other languages go on")
+
+
+def _misnamed_folders(pair_uri: str) -> list[str]:
+    """Folders beside a pair's folder that name the same pair otherwise (`EN-DE`, `en_de`, `en.de`): data landed
+    there is never read, and the pair would be skipped as having none, week after week."""
+    parent, _, name = pair_uri.rstrip("/").rpartition("/")
+    letters = re.sub(r"[^a-z]", "", name.lower())
+    return [folder for folder in storage.list_folders(parent + "/")
+            if folder != name and re.sub(r"[^a-z]", "", folder.lower()) == letters]
 
 
 def _copy(config: RunConfig, fresh: list[storage.StoredObject]) -> list[dict]:

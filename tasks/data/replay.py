@@ -123,7 +123,8 @@ def _files(uri: str, scratch: Path) -> list[tuple[str, Path]]:
         if not uri.endswith("/") and storage.exists(uri):
             name = uri.rsplit("/", 1)[-1]
             return [(name, storage.download(uri, scratch / name))]
-        return [(o.relpath, storage.download(o.uri, scratch / o.relpath)) for o in storage.list_objects(uri)]
+        return [(o.relpath, storage.download(o.uri, storage.local_path(scratch, o.relpath)))
+                for o in storage.list_objects(uri)]
     if Path(uri).is_file():
         return [(Path(uri).name, Path(uri))]
     objects = storage.list_objects(uri)

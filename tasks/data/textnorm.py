@@ -2,7 +2,8 @@
 
 `clean` is what we train on: Unicode NFC with runs of whitespace collapsed, nothing else changed.
 `match_key` is what counts as "the same sentence" for deduplication: it also folds case and compatibility
-characters (NFKC), so "Cannot open  file" and "cannot open file" meet. `source_form` is what counts as the same
+characters (NFKC) and drops invisible format characters (a soft hyphen, a zero-width space), so "Cannot open  file",
+"cannot open file" and "can\u00adnot open file" meet. `source_form` is what counts as the same
 source for test-set leakage and the split: `match_key` with punctuation and symbols read as spaces as well, so
 "Don't click Save." and "Don’t click “Save”" meet: a test sentence exported again with other quotes or without
 its full stop is still the test sentence. Every step that compares sentences uses these functions, so a
@@ -17,14 +18,19 @@ import re
 import unicodedata
 
 
+# Planes 0, 1 and 14: every combining mark and format character is there (2 and 3 are ideographs, 15 and 16 private
+# use); scanning them takes milliseconds at import, all code points a tenth of a second in each screening worker.
+def _codes() -> itertools.chain:
+    return itertools.chain(range(0x20000), range(0xE0000, 0xF0000))
+
+
 def _marks() -> str:
     """Every combining mark (Unicode category M) as ranges of a regex class. Python's `\\w` leaves them out, but
     they are letters of their words: the vowel signs of Devanagari, Thai, Tamil or Khmer, Arabic's harakat; read
     as spaces, "กิน" (eat) and "กัน" (together) were one source, and sentences that differed in their vowels were
-    one test sentence. Planes 0, 1 and 14 hold every mark (2 and 3 are ideographs, 15 and 16 private use): a scan
-    of those takes milliseconds at import, of all code points a tenth of a second in each screening worker."""
+    one test sentence."""
     ranges: list[list[int]] = []
-    for code in itertools.chain(range(0x20000), range(0xE0000, 0xF0000)):
+    for code in _codes():
         if unicodedata.category(chr(code))[0] == "M":
             if ranges and ranges[-1][1] == code - 1:
                 ranges[-1][1] = code
@@ -33,6 +39,16 @@ def _marks() -> str:
     return "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in ranges)
 
 
+def _invisible() -> dict[int, None]:
+    """Format characters (Unicode category Cf) that only shape how text is shown: a soft hyphen (`&shy;`, common in
+    German web text), zero-width spaces and joiners for line breaking, a byte-order mark, bidi controls. Read as
+    spaces they split a word ("set tings"), kept they make another sentence of it: either way a test sentence with
+    one came back as new training data. ZWNJ and ZWJ stay: in Persian, Indic scripts and emoji they tell words
+    apart."""
+    return {code: None for code in _codes() if unicodedata.category(chr(code)) == "Cf" and code not in (0x200C, 0x200D)}
+
+
+_INVISIBLE = _invisible()
 # Punctuation and symbols (and format and control characters): what is left of a sentence is its words.
 _NOT_WORD = re.compile(r"[^\w\s%s]+" % _marks())
 _NOT_WORD_ASCII = re.compile(r"[^\w\s]+")  # the same for ASCII text (no marks), and faster
@@ -43,6 +59,7 @@ def clean(text: str) -> str:
 
 
 def match_key(text: str) -> str:
+    text = text if text.isascii() else text.translate(_INVISIBLE)
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
@@ -62,8 +79,8 @@ def source_form(text: str, matched: str | None = None) -> str:
 
 # What `source_key` is, in the reports of the steps that use it: a run validated by an earlier key (before
 # punctuation read as spaces) is told apart by it.
-SOURCE_KEY = ("blake2b-64 of the source after NFKC, case folding, punctuation as spaces and whitespace collapsing "
-              "(tasks.textnorm)")
+SOURCE_KEY = ("blake2b-64 of the source after NFKC, case folding, invisible format characters removed, punctuation "
+              "as spaces and whitespace collapsing (tasks.textnorm)")
 
 
 def source_key(source: str) -> int:

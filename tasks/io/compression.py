@@ -23,7 +23,7 @@ _CODECS: dict[bytes, tuple[str, Callable[[BinaryIO], BinaryIO]]] = {
     b"\x1f\x8b": ("gzip", lambda fh: gzip.GzipFile(fileobj=fh)),
     b"BZh": ("bzip2", lambda fh: bz2.BZ2File(fh)),
     b"\xfd7zXZ\x00": ("xz", lambda fh: lzma.LZMAFile(fh)),
-    b"\x28\xb5\x2f\xfd": ("zstd", lambda fh: zstandard.ZstdDecompressor().stream_reader(fh)),
+    b"\x28\xb5\x2f\xfd": ("zstd", lambda fh: _ZstdFrames(fh)),
 }
 SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
 ZIP_MAGIC = b"PK\x03\x04"
@@ -33,6 +33,37 @@ MIN_LIMIT = 256 << 20
 
 class CompressionError(ValueError):
     """A compressed file that cannot be decompressed (truncated or corrupt)."""
+
+
+class _ZstdFrames:
+    """The zstd frames of a file, one after another, decompressed as a stream that raises EOFError where the file
+    ends inside a frame, as gzip, bzip2 and xz do. python-zstandard's stream_reader ends quietly there: a
+    half-uploaded export read as a shorter corpus, its last row cut mid-sentence (a TSV pair with half a target)."""
+
+    STEP = 4096  # compressed bytes per step: one step's output stays bounded (a block decompresses to <= 128 KiB)
+
+    def __init__(self, raw: BinaryIO):
+        self._raw, self._codec, self._frame, self._pending = raw, zstandard.ZstdDecompressor(), None, b""
+
+    def __enter__(self) -> "_ZstdFrames":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def read(self, size: int) -> bytes:
+        out = bytearray()
+        while len(out) < size:
+            data, self._pending = self._pending or self._raw.read(self.STEP), b""
+            if not data:
+                if self._frame is not None:
+                    raise EOFError("Compressed file ended before the end of a zstd frame (truncated?)")
+                break
+            self._frame = self._frame or self._codec.decompressobj()
+            out += self._frame.decompress(data)
+            if self._frame.eof:  # the next frame, if any, starts in what this one left
+                self._pending, self._frame = self._frame.unused_data, None
+        return bytes(out)
 
 
 def detect(head: bytes) -> str | None:

@@ -242,6 +242,20 @@ def list_objects(prefix: str, hidden: bool = False) -> list[StoredObject]:
     return sorted((o for o in found if hidden or not o.hidden), key=lambda o: o.relpath)
 
 
+def list_folders(prefix: str) -> list[str]:
+    """The names of the folders (S3: common prefixes) right below a folder or prefix; [] when there is none."""
+    if not is_s3(prefix):
+        root = Path(prefix)
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    bucket, key_prefix = _split_s3(prefix)
+    key_prefix = key_prefix.rstrip("/") + "/" if key_prefix.strip("/") else ""
+    found = []
+    for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix,
+                                                                     Delimiter="/"):
+        found += [common["Prefix"][len(key_prefix):].rstrip("/") for common in page.get("CommonPrefixes", [])]
+    return sorted(found)
+
+
 def stat(uri: str, version: str | None = None) -> StoredObject:
     """One object's size and ETag (a local file's fingerprint), of its current version or of S3 VersionId
     `version`; FileNotFoundError when it is not there."""
@@ -397,9 +411,19 @@ def upload_tree(local_dir: Path, uri: str, last: str | None = None) -> str:
     return uri
 
 
+def local_path(local_dir: Path, relpath: str) -> Path:
+    """Where the object listed as `relpath` goes below `local_dir`. An S3 key is data: `prefix//etc/x` lists as
+    `/etc/x`, which `local_dir / relpath` would make an absolute path anywhere on the machine; such a key (an
+    empty, '.' or '..' segment) is refused, naming it."""
+    if any(segment in ("", ".", "..") for segment in relpath.split("/")):
+        raise ValueError(f"{relpath!r}: an object key with an empty, '.' or '..' segment cannot name a file "
+                         f"below {local_dir}")
+    return local_dir / relpath
+
+
 def download_tree(uri: str, local_dir: Path) -> Path:
     for obj in list_objects(uri):
-        download(obj.uri, local_dir / obj.relpath)
+        download(obj.uri, local_path(local_dir, obj.relpath))
     return local_dir
 
 

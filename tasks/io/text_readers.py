@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from tasks.io.reader import Languages, Reader, Row, numbered_lines, open_text, pick_columns
+from tasks.io.reader import Languages, Reader, Row, UnreadableFile, numbered_lines, open_text, pick_columns
 
 
 class JsonLinesReader(Reader):
@@ -41,12 +41,13 @@ class JsonLinesReader(Reader):
             except json.JSONDecodeError as err:
                 yield Row(number, None, None, f"invalid JSON: {err.msg} at column {err.colno}")
                 continue
-            if not isinstance(record, dict):
-                yield Row(number, None, None, 'no "translation" object')
-                continue
-            pair = record.get("translation")
-            if pair is None and src in record and tgt in record:
+            pair = record.get("translation") if isinstance(record, dict) else None
+            if pair is None and isinstance(record, dict) and src in record and tgt in record:
                 pair = record
+            if pair is None and _many_records(record, src):
+                raise UnreadableFile(f"{name}: line {number} holds a JSON {type(record).__name__} of many records, "
+                                     "not one record: JSON Lines has one object per line (pandas: to_json("
+                                     "orient='records', lines=True)); read as one row, all its pairs would be lost")
             if not isinstance(pair, dict):
                 yield Row(number, None, None, 'no "translation" object')
                 continue
@@ -58,8 +59,18 @@ class JsonLinesReader(Reader):
             yield Row(number, source, target)
 
 
+def _many_records(record, source_lang: str) -> bool:
+    """A whole export on one line: a JSON array (`to_json(orient='records')`), or an object that wraps an array of
+    records (`{"data": [{"translation": ...}, ...]}`; a record with other fields that are lists is one bad row)."""
+    if isinstance(record, dict):
+        return any(isinstance(value, list) and value and isinstance(value[0], dict)
+                   and ("translation" in value[0] or source_lang in value[0]) for value in record.values())
+    return isinstance(record, list) and bool(record) and isinstance(record[0], (dict, list))
+
+
 class TsvReader(Reader):
-    """Tab-separated, no quoting; a header naming the languages picks the columns, else columns 1 and 2. A row
+    """Tab-separated, no quoting (a cell in CSV quotes with its quotes doubled, as pandas writes one, is unquoted:
+    `_unquoted`); a header naming the languages picks the columns, else columns 1 and 2. A row
     with more columns than the header (or than two, without one) is rejected, never cut to fit: an extra tab
     means the row is not the pair it seems."""
 
@@ -80,9 +91,19 @@ class TsvReader(Reader):
         width = len(header) if columns is not None else 2
         if columns is None:
             columns = (0, 1)
-            yield _pair(first[0], header, columns, width)
+            yield _pair(first[0], [_unquoted(cell) for cell in header], columns, width)
         for number, text in lines:
-            yield _pair(number, text.split("\t"), columns, width)
+            yield _pair(number, [_unquoted(cell) for cell in text.split("\t")], columns, width)
+
+
+def _unquoted(cell: str) -> str:
+    """A TSV cell as CSV writers quote one that holds a quote (pandas' to_csv(sep='\\t'), spreadsheets): wrapped in
+    quotes, its own quotes doubled. Only that form is unquoted: `"Hello"` alone may be quoted speech, but doubled
+    quotes are never text, and kept they taught the model to write them."""
+    if len(cell) < 4 or cell[0] != '"' or cell[-1] != '"':
+        return cell
+    inner = cell[1:-1]
+    return inner.replace('""', '"') if '""' in inner and '"' not in inner.replace('""', "") else cell
 
 
 class CsvReader(Reader):

@@ -163,3 +163,63 @@ def test_lines_ending_in_cr_alone_are_lines(tmp_path, name, text):
     report, clean, rejects = accounted(cfg)
     assert report["files"][name]["rows"] == 30 and len(clean) == 30 and rejects == []
     assert [r["line"] for r in clean] == list(range(1, 31))
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lambda b: zstandard.ZstdCompressor().compress(b),
+                                      lambda b: zstandard.ZstdCompressor(write_content_size=False).compress(b)])
+def test_a_truncated_compressed_file_is_refused_not_read_as_a_shorter_corpus(tmp_path, compress):
+    # A half-finished upload: read as far as it goes, it lost most of its rows without a word, and its last row,
+    # cut mid-sentence, was a pair with half a target.
+    text = "".join(f"Sentence number {n} is here\tSatz Nummer {n} ist hier\n" for n in range(20000)).encode()
+    packed = compress(text)
+    cfg = _validate(tmp_path, "export.tsv.zst", packed[:len(packed) * 2 // 3])
+    with pytest.raises(validate.BadBatchError, match="export.tsv.zst"):
+        validate.run(cfg)
+    report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
+    assert "cannot be decompressed" in report["unreadable_files"]["export.tsv.zst"]
+    assert report["kept"] == 0
+
+
+@pytest.mark.parametrize("export", [
+    lambda pairs: json.dumps([{"en": s, "de": t} for s, t in pairs]),  # pandas to_json(orient="records")
+    lambda pairs: json.dumps({"data": [{"translation": {"en": s, "de": t}} for s, t in pairs]}),
+])
+def test_a_whole_json_export_on_one_line_fails_the_file_not_one_row(tmp_path, export):
+    # Read as JSON Lines, the export was one rejected row: next to a file of good rows the reject rate stayed
+    # low, the run passed, and the object was consumed with all its pairs lost.
+    data = tmp_path / "in"
+    write_jsonl(data / "week.jsonl", PAIRS)
+    (data / "export.json").write_text(export(digit_pairs(500, seed=9)), encoding="utf-8")
+    cfg = make_run(tmp_path / "artifacts", min_clean_pairs=1)
+    put_raw(cfg, data / "week.jsonl", data / "export.json")
+    with pytest.raises(validate.BadBatchError, match="export.json: line 1 holds a JSON .* of many records"):
+        validate.run(cfg)
+    report = storage.read_json(cfg.uri(layout.VALIDATION_REPORT))
+    assert "export.json" in report["unreadable_files"] and report["files"]["week.jsonl"]["kept"] == len(PAIRS)
+
+
+def test_tsv_cells_quoted_as_csv_writers_quote_them_are_read_unquoted(tmp_path):
+    # pandas' to_csv(sep="\t") and spreadsheets wrap a cell that holds a quote in quotes and double its own: kept as
+    # read, the pair taught the model to write `""`. A cell merely in quotes stays as it is: it may be speech.
+    text = ('en\tde\n"She said ""open"" twice"\t"Sie sagte zweimal ""öffnen"""\n'
+            '"Open the file"\t"Öffne die Datei"\n')
+    cfg = _validate(tmp_path, "export.tsv", text.encode())
+    validate.run(cfg)
+    _, clean, rejects = accounted(cfg)
+    assert rejects == []
+    assert [(r["translation"]["en"], r["translation"]["de"]) for r in clean] == [
+        ('She said "open" twice', 'Sie sagte zweimal "öffnen"'), ('"Open the file"', '"Öffne die Datei"')]
+
+
+def test_a_record_with_list_fields_but_no_pair_is_one_rejected_row_not_a_whole_export(tmp_path):
+    # Only arrays of records fail the file: a record whose other fields hold lists of objects is one bad row.
+    data = tmp_path / "in"
+    write_jsonl(data / "week.jsonl", PAIRS)
+    with (data / "week.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"text": "Open it", "tags": [{"name": "ui"}]}) + "\n")
+    cfg = make_run(tmp_path / "artifacts", min_clean_pairs=1, max_reject_rate=1.0)
+    put_raw(cfg, data / "week.jsonl")
+    validate.run(cfg)
+    report, clean, rejects = accounted(cfg)
+    assert len(clean) == len(PAIRS) and [r["reasons"][0]["reason"] for r in rejects] == ["unreadable_row"]
+    assert 'no "translation" object' in rejects[0]["reasons"][0]["detail"]

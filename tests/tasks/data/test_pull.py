@@ -307,3 +307,29 @@ def test_a_single_pair_with_no_data_still_fails(tmp_path, folder, error):
         pull.run(make_run(tmp_path / "artifacts", data_uri=f"{tmp_path / 'data' / 'en-nl'}/"))
     with pytest.raises(error):  # a run of one target language is a single pair too
         pull.run(_languages(tmp_path, ["nl"], run_id="run-2")["nl"])
+
+
+@pytest.mark.parametrize("misnamed", ["EN-NL", "en_nl", "En.Nl/week1"])
+def test_a_pair_folder_named_otherwise_fails_naming_it_instead_of_skipping_the_pair(tmp_path, misnamed):
+    # The data team wrote `en_nl/`: read from `en-nl/` only, the pair had no data and was skipped every week,
+    # its files never read, and no error said so.
+    write_jsonl(tmp_path / "data" / "en-de" / "part.jsonl", digit_pairs(20))
+    write_jsonl(tmp_path / "data" / misnamed / "part.jsonl", digit_pairs(20, seed=5))
+    languages = _languages(tmp_path, ["de", "nl"])
+    assert pull.run(languages["de"])["files"] == 1
+    with pytest.raises(pull.NoDataError, match=f"holds \\['{misnamed.split('/')[0]}'\\].*/en-nl/ exactly"):
+        pull.run(languages["nl"])
+
+
+def test_a_misnamed_pair_folder_on_s3_is_named_too(s3, tmp_path):
+    from mt_airflow import pairs
+    from tasks import config
+
+    s3.create_bucket(Bucket="incoming")
+    s3.upload_file(str(write_jsonl(tmp_path / "a.jsonl", digit_pairs(20))), "incoming", "all/en-de/a.jsonl")
+    s3.upload_file(str(write_jsonl(tmp_path / "b.jsonl", digit_pairs(20))), "incoming", "all/EN-NL/b.jsonl")
+    run = make_run(tmp_path / "artifacts", data_uri="s3://incoming/all/", target_langs=["de", "nl"])
+    nl = next(pair for pair in pairs.expand(run) if pair.target_lang == "nl")
+    config.save(nl)
+    with pytest.raises(pull.NoDataError, match=r"holds \['EN-NL'\]"):
+        pull.run(nl)

@@ -131,3 +131,16 @@ def test_replay_without_data_is_a_clear_error(tmp_path):
     cfg = make_run(tmp_path / "artifacts", replay_data_uri=str(tmp_path / "empty"), replay_fraction=0.2)
     with pytest.raises(replay.ReplayDataError, match="no readable parallel pairs"):
         replay.for_run(cfg, _domain(10))
+
+
+def test_a_key_with_an_empty_segment_in_a_replay_prefix_never_lands_outside_scratch(s3, tmp_path):
+    # `corpus//opt/airflow/dags/x.py` is listed as `/opt/airflow/dags/x.py`: downloaded as it reads, any file on
+    # the worker (a DAG file: code the scheduler runs) is the replay corpus writer's to plant.
+    s3.create_bucket(Bucket="general")
+    write_jsonl(tmp_path / "ok.jsonl", [("Hello there", "Hallo da")])
+    s3.upload_file(str(tmp_path / "ok.jsonl"), "general", "corpus/ok.jsonl")
+    target = tmp_path / "dags" / "planted.py"
+    s3.put_object(Bucket="general", Key="corpus//" + str(target).lstrip("/"), Body=b"print('planted')\n")
+    with pytest.raises(ValueError, match="empty, '.' or '..' segment"):
+        replay.read_parallel("s3://general/corpus/", "en", "de")
+    assert not target.exists()

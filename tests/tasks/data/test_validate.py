@@ -6,7 +6,7 @@ import pytest
 
 from support.corpora import write_csv, write_jsonl, write_mo, write_parquet, write_po, write_tmx, write_tsv
 from support.runs import REPO_ROOT, accounted, cli, cli_env, make_run, put_raw
-from tasks.data import split, validate
+from tasks.data import split, testset, validate
 
 GOOD = [(f"The printer number {i} is ready now.", f"Der Drucker Nummer {i} ist jetzt bereit.") for i in range(30)]
 BAD = [
@@ -162,6 +162,19 @@ def test_pairs_whose_source_is_in_the_frozen_test_set_are_leakage(tmp_path):
     assert report["leakage"] == frozen == len(rejects)
     assert {r["reasons"][0]["reason"] for r in rejects} == {"leakage"}
     assert report["reject_rate"] == 0.0  # leakage says nothing about the batch's quality
+
+
+def test_a_test_sentence_with_a_soft_hyphen_or_a_zero_width_space_is_leakage(tmp_path):
+    """Web and CMS exports carry `&shy;` and zero-width spaces: the test sentence with one came back as new data."""
+    config = make_run(tmp_path, min_clean_pairs=1, max_reject_rate=1.0)
+    testset.freeze(config, write_jsonl(tmp_path / "t.jsonl", [("Open the settings menu now", "Öffne das Menü")]), 1)
+    put_raw(config, write_jsonl(tmp_path / "in" / "week.jsonl", [
+        ("Open the set\u00adtings menu now", "Öffne das Einstellungs\u00admenü"),
+        ("Open the set\u200btings menu now", "Öffne das Menü jetzt"), ("Close the window", "Schließe das Fenster")]))
+    validate.run(config)
+    report, clean, rejects = accounted(config)
+    assert [r["translation"]["en"] for r in clean] == ["Close the window"]
+    assert [r["reasons"][0]["reason"] for r in rejects] == ["leakage", "leakage"] and report["leakage"] == 2
 
 
 def test_worker_processes_give_the_same_outputs_as_one_process(tmp_path, monkeypatch):

@@ -81,3 +81,16 @@ def test_an_s3_listing_goes_past_one_page_of_a_thousand_keys(s3):
     assert len(storage.list_objects("s3://many/en-de/", hidden=True)) == 1006
     for start in range(0, len(keys), 1000):  # the s3 fixture empties one page of a bucket
         s3.delete_objects(Bucket="many", Delete={"Objects": [{"Key": key} for key in keys[start:start + 1000]]})
+
+
+@pytest.mark.parametrize("key", ["tree//{target}", "tree/sub//{target}"])
+def test_a_downloaded_tree_never_writes_outside_its_folder(s3, tmp_path, key):
+    # S3 lists `tree//tmp/x` as `/tmp/x` relative to the prefix: joined to a folder, that is an absolute path.
+    s3.create_bucket(Bucket="store")
+    target = tmp_path / "elsewhere" / "planted.py"
+    s3.put_object(Bucket="store", Key=key.format(target=str(target).lstrip("/")), Body=b"planted")
+    s3.put_object(Bucket="store", Key="tree/ok.bin", Body=b"ok")
+    with pytest.raises(ValueError, match="cannot name a file below"):
+        storage.download_tree("s3://store/tree/", tmp_path / "scratch")
+    assert not target.exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and "scratch" not in p.parts] == []
