@@ -9,9 +9,11 @@ release it was in `champion.json`; that pins the exact revision that was scored 
 container that has no Hub credentials. `registry_revision` is what the registry served at the lookup, release or
 not: publish builds on exactly that, so it never replaces a model the gate did not compare against.
 
-No champion (the first run, a Hub repository whose main holds no model, or publishing off) is a normal outcome
-and is recorded with its reason. A Hub that refuses the token is not: the step fails, because a gate that
-silently skipped the champion check could publish a regression.
+No champion (the first run, a Hub repository whose main holds no model, a release whose weights were deleted
+(withdrawn) from main or from the local registry, or publishing off) is a normal outcome and is recorded with its
+reason: the registry serves users no model, so there is none to compare against or to load. A Hub that refuses
+the token is not: the step fails, because a gate that silently skipped the champion check could publish a
+regression.
 """
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ def checks(scores: dict, config: RunConfig) -> list[Check]:
                        f"BLEU gain over base {gain:+.2f} {'≥' if gain >= config.min_bleu_gain else '<'} "
                        f"min_bleu_gain {config.min_bleu_gain}"))
 
-    # sacrebleu's test is two-sided and gives identical systems p = 1/1001, so only a gain can be significant.
+    # sacrebleu's p is one-sided, in the direction of the observed difference (it gives identical systems p = 1/1001):
+    # with a positive gain required as well, equally good systems are promoted at about `alpha`.
     p = _bleu_test(scores, "candidate_vs_base")["p_value"]
     if p >= config.alpha:
         verdict = "the difference from base is not significant"

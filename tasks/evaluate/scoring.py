@@ -118,7 +118,9 @@ class TestSet:
 
         Returns {metric: {"baseline": s, "system": s, "delta": system − baseline, "p_value": p,
         "baseline_ci": ±, "system_ci": ±}, "signatures": {metric: signature with the test's settings}}.
-        The test is two-sided: p is the chance of a difference this large between two equally good systems.
+        p is one-sided, in the direction of the observed difference: about the chance that two equally good
+        systems differ this much that way (measured: between equally good systems, p < 0.05 in 11 % of trials,
+        5.6 % with a gain).
         """
         result: dict = {"signatures": {}}
         for name, metric in self.metrics.items():

@@ -140,7 +140,7 @@ def scores_from(hypotheses: dict[str, dict[str, list[str]]], references: dict[st
         "significance": test["significance"],
         "general": results.get(GENERAL),
         "bootstrap": {"resamples": scoring.BOOTSTRAP_RESAMPLES, "seed": scoring.BOOTSTRAP_SEED,
-                      "test": "paired bootstrap (sacrebleu.significance, two-sided)"},
+                      "test": "paired bootstrap (sacrebleu.significance; p one-sided, in the delta's direction)"},
     })
     return scores
 

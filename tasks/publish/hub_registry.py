@@ -38,6 +38,7 @@ from tasks.publish.registry import (
     Registry,
     RegistryMovedError,
     Release,
+    holds_model,
     key_of_marker,
     run_key_of_tag,
     tag_in,
@@ -48,7 +49,6 @@ T = TypeVar("T")
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 KEPT_FILES = frozenset({".gitattributes"})  # the repository's git settings (LFS patterns), not a release's files
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack")  # with config.json: a model from_pretrained loads
 
 
 class HubAccessError(PermissionError):
@@ -87,8 +87,7 @@ def _files(info) -> set[str]:
 
 def _holds_model(info) -> bool:
     """Whether a model_info's revision serves a model: config.json and weights at its top level."""
-    top = {name for name in _files(info) if "/" not in name}
-    return "config.json" in top and any(name.endswith(WEIGHT_SUFFIXES) for name in top)
+    return holds_model(_files(info))
 
 
 def retry_after_s(err: BaseException) -> float | None:
@@ -159,12 +158,14 @@ class HubRegistry(Registry):
 
     def latest(self) -> PublishedRevision | None:
         main = self._main()
-        if main is None:
-            return None  # nothing published yet: the first run has no champion
+        if main is None or not _holds_model(main):
+            # Nothing published yet, or main serves no model (a README only, or a release whose weights were
+            # deleted: withdrawn): no champion to compare against, and none that evaluate could load.
+            return None
         if (tag := self._release_tag(main)) is None:
             # A model on main that this workflow did not publish (uploaded by hand) is what users are served:
             # the champion all the same (run_tag None), so no release replaces it uncompared.
-            return self._revision(None, main.sha, tagged=False) if _holds_model(main) else None
+            return self._revision(None, main.sha, tagged=False)
         tags = self._call("list_repo_refs", lambda: self.api.list_repo_refs(self.repo_id), need="read").tags
         return self._revision(tag, main.sha, tagged=any(t.name == tag for t in tags))
 

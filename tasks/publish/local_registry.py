@@ -13,6 +13,7 @@ from tasks.publish.registry import (
     Registry,
     RegistryMovedError,
     Release,
+    holds_model,
     run_key_of_tag,
 )
 
@@ -66,7 +67,17 @@ class LocalRegistry(Registry):
     def latest(self) -> PublishedRevision | None:
         index = self._index()
         entry = next((e for e in index["versions"] if e["run_tag"] == index["current"]), None)
-        return self._revision(entry) if entry else None
+        if entry is None:
+            return None
+        try:
+            files = [o.relpath for o in storage.list_objects(self._version_uri(entry["run_tag"]))]
+        except FileNotFoundError:  # a local folder deleted
+            files = []
+        if not holds_model(files):  # deleted or emptied by hand (a model withdrawn): nothing users could load
+            log.warning("%s is index.json's current version but holds no model: no champion",
+                        self._version_uri(entry["run_tag"]))
+            return None
+        return self._revision(entry)
 
     def publish(self, folder: Path, release: Release) -> PublishedRevision:
         if release.create_pr:

@@ -42,6 +42,14 @@ MARKER_PREFIX = "mt-retrain-run: "
 _TAG = re.compile(r"run-(\d{8})-([0-9a-f]{8})")
 _DATE_IN_RUN_ID = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _MARKER = re.compile(r"^" + re.escape(MARKER_PREFIX) + r"(.+)$", re.M)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack")  # with config.json: a model from_pretrained loads
+
+
+def holds_model(paths) -> bool:
+    """Whether a revision with these file paths serves a model: config.json and weights at its top level. A
+    release whose weights were deleted (a model withdrawn) serves none, whatever its release.json says."""
+    top = {name for name in paths if "/" not in name}
+    return "config.json" in top and any(name.endswith(WEIGHT_SUFFIXES) for name in top)
 
 
 def run_key(dag_id: str, run_id: str) -> str:

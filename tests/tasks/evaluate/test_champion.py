@@ -126,3 +126,48 @@ def test_a_target_language_the_gate_cannot_score_fails_the_lookup_before_trainin
     with pytest.raises(scoring.ScoringUnavailable, match="'ja' needs the ja-mecab tokenizer"):
         champion.run(cfg, source=_hub(hub))
     assert champion.result(cfg) is None and not hub.requests
+
+
+def test_a_release_whose_weights_were_withdrawn_is_no_champion_and_a_new_release_replaces_it(tmp_path, hub, api,
+                                                                                              released, tiny_model):
+    """Users are served no model once a release's weights are deleted from main: evaluate could not load it, so
+    taking it for the champion would fail every later run until someone repaired main by hand."""
+    from huggingface_hub import CommitOperationDelete
+
+    api.create_commit(REPO, [CommitOperationDelete("model.safetensors")], commit_message="withdraw the model")
+    main = hub.branches(REPO)["main"]
+    cfg = make_run(tmp_path / "now", hub_repo_id=REPO)
+    record = champion.run(cfg, source=_hub(hub))
+    assert record == {"found": False, "registry_revision": main, "reason": f"{REPO}@{main} serves no model "
+                      "(no config.json with weights at its top level): nothing to compare against"}
+    nxt = make_promoted_run(tmp_path / "next", tiny_model, run_id="scheduled__2026-11-27T00:00:00+00:00",
+                            hub_repo_id=REPO, champion_source=_hub(hub))
+    assert publish.run(nxt, registry=_hub(hub))["published"]
+    assert "model.safetensors" in hub.files(REPO)
+
+
+@pytest.mark.parametrize("withdraw", ["folder", "weights"])
+def test_a_local_version_deleted_or_emptied_by_hand_is_no_champion(tmp_path, tiny_model, withdraw):
+    import shutil
+
+    root = str(tmp_path / "registry")
+    first = make_promoted_run(tmp_path / "earlier", tiny_model, run_id="scheduled__2026-11-20T00:00:00+00:00",
+                              publish_target="local", registry_uri=root)
+    released = publish.run(first)
+    if withdraw == "folder":
+        shutil.rmtree(released["url"])
+    else:
+        Path(released["url"], "model.safetensors").unlink()
+    record = champion.run(make_run(tmp_path / "now", publish_target="local", registry_uri=root))
+    assert not record["found"] and "serves no model" in record["reason"]
+    assert record["registry_revision"] == released["run_tag"]  # publishing builds on what index.json names
+    nxt = make_promoted_run(tmp_path / "next", tiny_model, run_id="scheduled__2026-11-27T00:00:00+00:00",
+                            publish_target="local", registry_uri=root,
+                            champion_source=registry_for_local(root))
+    assert publish.run(nxt)["published"]
+
+
+def registry_for_local(root: str):
+    from tasks.publish.local_registry import LocalRegistry
+
+    return LocalRegistry(root, "my-org/opus-mt-en-de-domain")
