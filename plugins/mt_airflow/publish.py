@@ -52,8 +52,10 @@ class PublishModelOperator(BaseOperator):
     def execute(self, context) -> dict:
         from mt_airflow.hub import registry_credentials
         from tasks import config
+        from tasks.evaluate.gate import UnverifiedDecision
         from tasks.publish import step as publish
         from tasks.publish.hub_registry import HubAccessError
+        from tasks.publish.modelcard import CardError
         from tasks.publish.registry import RegistryMovedError
 
         cfg = config.load(self.run_dir)
@@ -62,8 +64,10 @@ class PublishModelOperator(BaseOperator):
             outcome = publish.run(cfg, token=credentials.token, endpoint=credentials.endpoint)
         except HubAccessError as err:
             raise AirflowFailException(f"{err} The token came from {credentials.source}.") from None
-        except RegistryMovedError as err:
-            raise AirflowFailException(str(err)) from None
+        except (RegistryMovedError, UnverifiedDecision, publish.UnverifiedModel, CardError) as err:
+            # What a retry meets again (a decision or model that does not verify, a card the Hub would refuse):
+            # fail at once, not after three retries with backoff.
+            raise AirflowFailException(f"{type(err).__name__}: {err}") from None
         if not outcome["published"]:
             raise AirflowSkipException(outcome["reason"])
         if outcome.get("pr_url"):

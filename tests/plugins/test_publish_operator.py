@@ -84,6 +84,20 @@ def test_a_registry_that_moved_since_the_champion_lookup_fails_without_retries(h
     assert len(hub.commits(REPO)) == 2  # the initial commit and the other run's release, nothing more
 
 
+def test_a_decision_that_does_not_verify_fails_without_retries(hub, tmp_path, tiny_model, monkeypatch):
+    from tasks import layout
+    from tasks.io import storage
+
+    _connection(monkeypatch, hub)
+    cfg = make_promoted_run(tmp_path / "art", tiny_model, hub_repo_id=REPO)
+    scores = storage.read_json(cfg.uri(layout.SCORES))
+    scores["candidate"]["bleu"] += 0.01  # edited after the gate decided
+    storage.write_json(cfg.uri(layout.SCORES), scores)
+    with pytest.raises(AirflowFailException, match="UnverifiedDecision: .*not decided on this run's scores"):
+        _operator(cfg).execute(context={})
+    assert not any(r["method"] in ("POST", "PUT") for r in hub.requests)  # nothing published
+
+
 def test_the_link_is_empty_before_the_run_dir_is_known():
     from airflow.sdk import DAG, task
 
