@@ -47,7 +47,10 @@ os.environ.update({
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     # Local data, models and registries live in pytest's temporary folders and in this repository.
     "MT_LOCAL_DATA_ROOTS": os.pathsep.join([tempfile.gettempdir(), str(REPO_ROOT)]),
-    "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "plugins")]),
+    # Ahead of what the environment had, not instead: on a lent GPU machine the carried wheels may sit in a folder
+    # on PYTHONPATH (pip install --target), which the GPU tests' `python -m tasks` subprocesses need too.
+    "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "plugins"),
+                                   os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
 })
 # MT_DATA_URI schedules the main DAG (dags/translation_finetune.py): tests that want it set it themselves.
 for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_ENABLE_HF_TRANSFER", "AWS_ENDPOINT_URL",

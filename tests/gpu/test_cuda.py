@@ -1,6 +1,7 @@
 """What only a CUDA device can show: the train and evaluate steps through `python -m tasks` in bf16, the padded
-fused head in bf16 against fp64 logits, training steps that never wait for the GPU, and a training killed mid-run
-that resumes on the GPU.
+fused head in bf16 against fp64 logits, training steps that never wait for the GPU, steps replayed as CUDA graphs
+(and a failed capture that leaves training going without them), and a training killed mid-run that resumes on the
+GPU.
 
 Skipped where torch sees no CUDA device (CI has none); `make test` on a GPU machine runs them.
 """
@@ -184,3 +185,44 @@ def test_steps_replayed_as_cuda_graphs_train_like_ordinary_steps(tmp_path, tiny_
     if precision == "fp32":  # the two differ only in the order the loss adds its tokens up
         ordinary_weights, graphed_weights = (torch.cat([w.flatten() for w in run.values()]) for run in weights)
         assert (graphed_weights - ordinary_weights).norm() < 1e-3 * ordinary_weights.norm()
+
+
+def test_a_step_that_cannot_be_captured_turns_graphs_off_and_training_goes_on(tmp_path, tiny_model):
+    """A capture that fails (here the step reads a value back while it is recorded) says why and leaves graphs off;
+    the run goes on with ordinary steps, dropout's random draws included: the failed capture must not leave CUDA's
+    generator or the current stream as capture had them."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from tasks.train import batching, feed
+    from tasks.train import loop as trainloop
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model, dropout=0.1)
+    pairs = digit_pairs(200, seed=3)
+    data = batching.encode(tokenizer, [s for s, _ in pairs], [t for _, t in pairs], 32, 32)
+    settings = trainloop.LoopSettings(learning_rate=1e-3, weight_decay=0.01, num_train_epochs=1,
+                                      max_tokens_per_batch=256, precision="bf16", cuda_graphs=True)
+    run = trainloop._Training(model, data, data, settings, pad_id=model.config.pad_token_id,
+                              decoder_start_id=model.config.decoder_start_token_id,
+                              checkpoints=trainloop.CheckpointDir(tmp_path / "checkpoints"),
+                              device=torch.device("cuda"), rank=0, world_size=1)
+    update = run.graphs.update
+
+    def reads_back_while_captured(pieces, learning_rate, cache=True):
+        outputs = update(pieces, learning_rate, cache)
+        if not cache:  # only the capture's call turns autocast's cache off
+            outputs[0].item()
+        return outputs
+
+    run.graphs.update = reads_back_while_captured
+    run.log_plan()
+    batches = [feed.prepare(data, batch, 0, run.pad_id, run.decoder_start_id, run.multiple, pin=True)
+               for batch in run._batches(0)[:4]]
+    for pieces in batches:
+        assert run._step(pieces)
+    run._settle()
+    summary = run.graphs.summary()
+    assert "failed" in (summary["off"] or "") and summary["replayed"] == summary["captured"] == 0, summary
+    assert summary["eager"] == 4 and run.running_steps == 4 and run.progress.step == 0
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
