@@ -128,6 +128,7 @@ class StepGraphs:
         except Exception as err:  # noqa: BLE001 - the run goes on without graphs, and says why
             # A failed capture_end leaves the capture stream current and may keep the graphs' memory reserved.
             torch.cuda.set_stream(current)
+            _release_generator(self.device)
             self.off = f"capturing a step of shape {dict(key[1:])} failed: {type(err).__name__}: {err}"
             log.warning("CUDA graphs off for the rest of training: %s (%.1f GiB reserved on the GPU; a retry with "
                         "cuda_graphs off frees what the graphs held)", self.off,
@@ -143,3 +144,18 @@ class StepGraphs:
         self.counts["captured"] += 1
         log.info("CUDA graph %d captured for batches of shape %s", len(self.graphs), dict(key[1:]))
         return self.graphs[key]
+
+
+def _release_generator(device) -> None:
+    """A capture that ended in an error may leave the device's random generator marked as capturing (its end,
+    which clears the mark, never ran): then the next ordinary step's dropout raises "Offset increment outside graph
+    capture", and the fallback to ordinary steps would end training. A clone of the generator's state (the same
+    seed and offset, what the failed capture drew discarded) carries no such mark; with none, the swap changes
+    nothing. tests/gpu/test_cuda.py trains on after a failed capture."""
+    import torch
+
+    try:
+        generator = torch.cuda.default_generators[torch.cuda.current_device() if device.index is None else device.index]
+        generator.graphsafe_set_state(generator.clone_state())
+    except Exception as err:  # noqa: BLE001 - an older torch without graph-safe states: nothing to clear
+        log.warning("could not renew the GPU's random generator after the failed capture: %s", err)
