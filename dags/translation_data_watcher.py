@@ -44,14 +44,20 @@ def watched_prefixes(path: Path = PIPELINES_FILE) -> dict[str, list[tuple[str, s
     good, _ = load(path)
     main, defaults = main_pipeline(), PipelineParams()
     prefixes: dict[str, list[tuple[str, str, str, str]]] = {}
+    # One key per prefix, however its pipelines spell it (`s3://b/p` and `s3://b/p/` are one Asset and one state
+    # file): two watch tasks would share that file, each settling keys that only its own pipelines consumed.
     if main.data_uri:
-        prefixes[main.data_uri] = [(MAIN_DAG_ID, defaults.source_lang, defaults.target_lang, main.data_uri)]
+        prefixes[_prefix(main.data_uri)] = [(MAIN_DAG_ID, defaults.source_lang, defaults.target_lang, main.data_uri)]
     for pipeline in (p for p in good if p.watch_data):
         source, params = pipeline.params["source_lang"], pipeline.params
         pulled = data_prefixes(pipeline.data_uri, source, params.get("target_lang"), params.get("target_langs"))
-        prefixes.setdefault(pipeline.data_uri, []).extend(
+        prefixes.setdefault(_prefix(pipeline.data_uri), []).extend(
             (pipeline.dag_id, source, target, prefix) for target, prefix in pulled.items())
     return prefixes
+
+
+def _prefix(data_uri: str) -> str:
+    return data_uri.rstrip("/") + "/"
 
 
 PREFIXES = watched_prefixes()

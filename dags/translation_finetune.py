@@ -243,7 +243,11 @@ def translation_finetune():
     run_dirs = prepare()
     languages = language.expand(run_dir=run_dirs)
     published = PublishModelOperator.partial(task_id="publish", **IO_RETRIES).expand(run_dir=run_dirs)
-    languages >> release_gate(run_dirs) >> published >> mark_consumed.expand(run_dir=run_dirs) >> summary(run_dirs)
+    released, outcome = release_gate(run_dirs), summary(run_dirs)
+    languages >> released >> published >> mark_consumed.expand(run_dir=run_dirs) >> outcome
+    # A run's state is its leaves' (summary, the learning curve's): mark_consumed runs after anything, so a failed
+    # release or publish must reach summary itself, or the run ends green and the failure webhook stays silent.
+    [released, published] >> outcome
     learning_curve_points(run_dirs, after=languages)
 
 

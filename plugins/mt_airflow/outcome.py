@@ -61,11 +61,13 @@ def _head(pairs: list[tuple[str, dict, dict | None]]) -> str:
     not a refusal, and the release gate publishes the pairs that passed beside it."""
     refused = [name for name, decision, _ in pairs if decision and decision.get("decision") != "promote"]
     undecided = [name for name, decision, _ in pairs if not decision]
-    if not refused and not undecided:
-        return "promoted all pairs"
     published = [name for name, _, record in pairs if record and record.get("published")]
+    if not refused and not undecided and len(published) == len(pairs):
+        return "promoted all pairs"
+    # Every gate passed and yet a pair is not published: push_to_hub is off, or its publish failed.
     parts = [f"refused ({', '.join(refused)})" if refused else "",
              f"no decision ({', '.join(undecided)})" if undecided else "",
+             "" if refused or undecided else "passed every gate",
              f"published ({', '.join(published)})" if published else "nothing published"]
     return "; ".join(part for part in parts if part)
 

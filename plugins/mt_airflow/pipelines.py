@@ -175,12 +175,23 @@ def check_schedule(schedule: str | None) -> None:
     if schedule is None:
         return
     # The scheduler's own timetable checks the expression; the Task SDK's class only stores it.
+    from airflow.timetables.base import TimeRestriction
     from airflow.timetables.trigger import CronTriggerTimetable
 
+    timetable = CronTriggerTimetable(schedule, timezone="UTC")
     try:
-        CronTriggerTimetable(schedule, timezone="UTC").validate()
+        timetable.validate()
     except Exception as err:  # Airflow raises different types for a bad preset and a bad expression
         raise ValueError(f"not a cron expression or preset: {err}") from None
+    # A valid expression can name a day that never comes (`0 3 30 2 *`): the scheduler only logs that it found no
+    # next run, and the pipeline is silently never scheduled.
+    try:
+        upcoming = timetable.next_dagrun_info(last_automated_data_interval=None,
+                                              restriction=TimeRestriction(earliest=None, latest=None, catchup=False))
+    except Exception as err:  # croniter's CroniterBadDateError: no such day
+        raise ValueError(f"it never fires ({err}); use `schedule: null` for no schedule") from None
+    if upcoming is None:
+        raise ValueError("it never fires; use `schedule: null` for no schedule")
 
 
 def _base_models(label: str, entry: PipelineEntry, targets: list[str]) -> dict[str, Any]:
@@ -214,6 +225,8 @@ def parse_entry(index: int, raw: Any, defaults: dict[str, Any]) -> Pipeline:
     label = _label(index, raw)
     if not isinstance(raw, dict):
         raise ValueError(f"{label}: expected a mapping of fields, got {type(raw).__name__}")
+    if repeated := repeated_keys(raw):
+        raise ValueError(f"{label}: " + "; ".join(repeated) + ": YAML would keep only the last; give each once")
     try:
         entry = PipelineEntry(**raw)
     except ValidationError as err:
@@ -236,7 +249,8 @@ def parse_entry(index: int, raw: Any, defaults: dict[str, Any]) -> Pipeline:
         PipelineParams(**params)
     except ValidationError as err:
         from_env = "launcher" in deployment_defaults() and defaults["launcher"] == deployment_defaults()["launcher"]
-        shown = {"launcher": f"launcher (from {LAUNCHER_ENV})"} if from_env else {}
+        shown = {k: f"defaults.{k}" for k in defaults if k not in named}
+        shown |= {"launcher": f"launcher (from {LAUNCHER_ENV})"} if from_env else {}
         shown |= {k: f"thresholds.{k}" for k in entry.thresholds} | {k: f"params.{k}" for k in entry.params}
         if isinstance(entry.base_model, dict):
             shown["target_base_models"] = "base_model"  # the per-language models come from there
@@ -260,12 +274,16 @@ def parse(document: Any) -> tuple[list[Pipeline], list[BrokenEntry]]:
                                 "expected a mapping with a 'pipelines' list (and optional 'defaults')")]
     unknown = sorted(set(document) - {"defaults", "pipelines"})
     defaults = document.get("defaults") or {}
-    if unknown or not isinstance(defaults, dict):
-        what = f"unknown top-level key(s) {unknown}" if unknown else "'defaults' must be a mapping"
+    repeated = repeated_keys({key: value for key, value in document.items() if key != "pipelines"}) + [
+        f"key {key} is given twice ({lines})" for key, lines in getattr(document, "repeated", ())]
+    if unknown or not isinstance(defaults, dict) or repeated:
+        what = (f"unknown top-level key(s) {unknown}" if unknown else "'defaults' must be a mapping"
+                if not isinstance(defaults, dict) else "; ".join(repeated) + ": YAML would keep only the last")
         return [], [BrokenEntry(None, f"{MAIN_DAG_ID}__invalid_file", what)]
     defaults = {**deployment_defaults(), **defaults}
     good: list[Pipeline] = []
     broken: list[BrokenEntry] = []
+    mains = main_destinations()
     for index, raw in enumerate(document.get("pipelines") or []):
         try:
             pipeline = parse_entry(index, raw, defaults)
@@ -277,6 +295,9 @@ def parse(document: Any) -> tuple[list[Pipeline], list[BrokenEntry]]:
             broken.append(BrokenEntry(index, _stand_in_id(index, raw),
                                       f"{_label(index, raw)}: fields domain/source_lang/target: DAG id "
                                       f"{pipeline.dag_id} is already used by pipeline #{taken.index + 1}"))
+            continue
+        if shared := mains & destinations(pipeline):
+            broken.append(BrokenEntry(index, _stand_in_id(index, raw), _shared_with_main(index, raw, shared)))
             continue
         if clash := next(((p, shared) for p in good if (shared := destinations(p) & destinations(pipeline))), None):
             broken.append(BrokenEntry(index, _stand_in_id(index, raw), _shared_destination(index, raw, *clash)))
@@ -296,6 +317,23 @@ def destinations(pipeline: Pipeline) -> set[tuple[str, ...]]:
     return {("hub", repo.casefold()) for repo in repos}
 
 
+def main_destinations() -> set[tuple[str, ...]]:
+    """Where the main DAG's scheduled and data-triggered runs publish (MT_HUB_REPO_ID), once the deployment
+    schedules it; a main DAG run only by hand publishes where its trigger says."""
+    main = main_pipeline()
+    if main.data_uri is None:
+        return set()
+    return destinations(Pipeline(index=-1, dag_id=MAIN_DAG_ID, domain="main", data_uri=main.data_uri,
+                                 schedule=main.schedule, watch_data=True, params=main.params))
+
+
+def _shared_with_main(index: int, raw: Any, shared: set[tuple[str, ...]]) -> str:
+    where = ", ".join(sorted(d[-1] for d in shared))
+    return (f"{_label(index, raw)}: field hub_repo_id: it publishes to {where}, as the main DAG {MAIN_DAG_ID} does "
+            f"({HUB_REPO_ENV}): each would judge its model against the other's and replace it; give this pipeline "
+            f"its own hub_repo_id, or unset {DATA_URI_ENV} and {HUB_REPO_ENV} to retire the main DAG's schedule")
+
+
 def _shared_destination(index: int, raw: Any, other: Pipeline, shared: set[tuple[str, ...]]) -> str:
     """Two pipelines publishing to one repository would each gate their candidate against the other's champion
     on their own test set, and take turns replacing each other's model."""
@@ -305,12 +343,54 @@ def _shared_destination(index: int, raw: Any, other: Pipeline, shared: set[tuple
             "pipeline its own hub_repo_id")
 
 
+class _Mapping(dict):
+    """A YAML mapping that remembers the keys it repeats: YAML keeps the last one silently, so a second
+    `thresholds:` in an entry would drop the first, and a second `pipelines:` list every pipeline of the first."""
+
+    repeated: tuple[tuple[str, str], ...] = ()  # (key, "lines 3 and 9")
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode):
+    data = _Mapping()
+    yield data
+    first: dict[Any, int] = {}
+    repeated = []
+    for key_node, _ in node.value:  # before the mapping is built: building it folds `<<` merges into node.value
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+            line = key_node.start_mark.line + 1
+            if key_node.value in first:
+                repeated.append((key_node.value, f"lines {first[key_node.value]} and {line}"))
+            first.setdefault(key_node.value, line)
+    data.update(loader.construct_mapping(node))
+    data.repeated = tuple(repeated)
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+def repeated_keys(value: Any, where: str = "") -> list[str]:
+    """Each key given twice in one mapping of `value` (parsed by `load`), with its field path and lines."""
+    found = []
+    if isinstance(value, dict):
+        found += [f"field {where}{key} is given twice ({lines})" for key, lines in getattr(value, "repeated", ())]
+        for key, item in value.items():
+            found += repeated_keys(item, f"{where}{key}.")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += repeated_keys(item, f"{where}{index}.")
+    return found
+
+
 def load(path: Path) -> tuple[list[Pipeline], list[BrokenEntry]]:
     """Read and validate the pipelines file; a missing file declares no pipelines."""
     if not path.exists():
         return [], []
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         return [], [BrokenEntry(None, f"{MAIN_DAG_ID}__invalid_file", f"{path.name} cannot be read: {err}")]
     good, broken = parse(document)

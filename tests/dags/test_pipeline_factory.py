@@ -82,6 +82,8 @@ def test_an_unreadable_file_leaves_the_main_dag_and_the_watcher_alone(tmp_path):
     ({"hub_repo_id": "no-namespace"}, "field hub_repo_id: Value error, 'no-namespace' is not a Hub repository id"),
     ({"domain": "Legal Team"}, "field domain: String should match pattern"),
     ({"colour": "blue"}, "field colour: Extra inputs are not permitted"),
+    # Valid cron, but February never has a 30th: the scheduler only logs that it found no next run.
+    ({"schedule": "0 3 30 2 *"}, "field schedule: it never fires"),
 ])
 def test_entry_errors_name_the_entry_and_the_field(change, message):
     good, broken = pipelines.parse({"pipelines": [{**GOOD, **change}]})
@@ -198,3 +200,69 @@ def test_the_deployments_launcher_is_every_pipelines_default_unless_the_file_say
     monkeypatch.setenv("MT_LAUNCHER", "slurm")
     _, (broken,) = pipelines.parse({"pipelines": [GOOD]})
     assert "field launcher (from MT_LAUNCHER): Input should be 'local', 'docker' or 'kubernetes'" in broken.message
+
+
+SHIPPED_LEGAL = """\
+pipelines:
+  - domain: legal
+    source_lang: en
+    target_lang: de
+    data_uri: s3://data/legal/en-de/
+    base_model: Helsinki-NLP/opus-mt-en-de
+    hub_repo_id: org/opus-mt-en-de-legal
+    thresholds:
+      min_bleu_gain: 1.0
+    schedule: "0 3 * * 1"
+    thresholds:
+      max_champion_regression: 0.5
+  - domain: medical
+    source_lang: en
+    target_lang: de
+    data_uri: s3://data/medical/en-de/
+    base_model: Helsinki-NLP/opus-mt-en-de
+    hub_repo_id: org/opus-mt-en-de-medical
+"""
+
+
+def test_a_field_given_twice_is_refused_not_silently_replaced(tmp_path):
+    """YAML keeps a repeated key's last value: the legal pipeline lost its min_bleu_gain of 1.0 without a word."""
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(SHIPPED_LEGAL)
+    good, broken = pipelines.load(path)
+    assert [p.domain for p in good] == ["medical"]  # the others still load
+    assert broken[0].message == ("pipelines.yaml: pipeline #1 ('legal'): field thresholds is given twice "
+                                 "(lines 8 and 11): YAML would keep only the last; give each once")
+    path.write_text("defaults:\n  launcher: docker\n  launcher: local\npipelines: []\n")
+    (whole,) = pipelines.load(path)[1]
+    assert "field defaults.launcher is given twice (lines 2 and 3)" in whole.message
+    path.write_text(SHIPPED_LEGAL.split("  - domain: medical")[0] + "pipelines: []\n")  # drops every pipeline
+    (whole,) = pipelines.load(path)[1]
+    assert "key pipelines is given twice (lines 1 and 13)" in whole.message
+
+
+def test_a_yaml_merge_key_is_no_repetition(tmp_path):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text("pipelines:\n  - <<: {source_lang: fr, target_lang: de}\n    source_lang: en\n" + "".join(
+        f"    {key}: {value}\n" for key, value in GOOD.items() if key not in ("source_lang", "target_lang")))
+    (legal,), broken = pipelines.load(path)
+    assert broken == [] and legal.params["source_lang"] == "en"
+
+
+def test_an_entry_never_publishes_where_the_main_dag_does(monkeypatch):
+    """With MT_DATA_URI and MT_HUB_REPO_ID set, the main DAG retrains weekly and publishes there: an entry on the
+    same repository would judge its model against the main DAG's, and replace it, every week."""
+    monkeypatch.setenv("MT_DATA_URI", GOOD["data_uri"])
+    monkeypatch.setenv("MT_HUB_REPO_ID", "ORG/opus-mt-en-de-legal")
+    other = {**GOOD, "domain": "medical", "hub_repo_id": "org/opus-mt-en-de-medical"}
+    good, (broken,) = pipelines.parse({"pipelines": [GOOD, other]})
+    assert [p.domain for p in good] == ["medical"] and broken.index == 0
+    assert broken.message.startswith("pipeline #1 ('legal'): field hub_repo_id: it publishes to "
+                                     "org/opus-mt-en-de-legal, as the main DAG translation_finetune does "
+                                     "(MT_HUB_REPO_ID)")
+    monkeypatch.delenv("MT_DATA_URI")  # the main DAG runs only when triggered: it publishes where its form says
+    assert len(pipelines.parse({"pipelines": [GOOD]})[0]) == 1
+
+
+def test_a_bad_default_is_named_as_the_files_default():
+    _, (broken,) = pipelines.parse({"defaults": {"min_bleu_gian": 1.0}, "pipelines": [GOOD]})
+    assert "field defaults.min_bleu_gian: Extra inputs are not permitted" in broken.message

@@ -56,3 +56,19 @@ def test_the_watcher_reads_each_pairs_consumed_state_where_its_runs_write_it(tmp
     later = watch.find(data_uri, state, watch.consumed_states(root, watched), now=in_30_days)
     assert later.due == {} and set(later.settled) == {str(de_key), str(nl_key)}  # before: announced again forever
 
+
+
+def test_one_prefix_spelled_two_ways_is_watched_once(tmp_path, monkeypatch):
+    """`s3://b/p` and `s3://b/p/` are one Asset and one state file: two watch tasks shared that file, and the
+    main DAG's consumption settled a key that the entry's failed run never consumed, so it was never announced
+    again."""
+    monkeypatch.setenv("MT_DATA_URI", "s3://translation-data/legal/en-de")
+    monkeypatch.setenv("MT_HUB_REPO_ID", "org/opus-mt-en-de-main")
+    entry = {"domain": "legal", "source_lang": "en", "target_lang": "de",
+             "data_uri": "s3://translation-data/legal/en-de/", "base_model": "Helsinki-NLP/opus-mt-en-de",
+             "hub_repo_id": "org/opus-mt-en-de-legal"}
+    (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": [entry]}))
+    watched = _watched_prefixes(tmp_path / "pipelines.yaml")
+    assert list(watched) == ["s3://translation-data/legal/en-de/"]
+    assert [dag_id for dag_id, *_ in watched["s3://translation-data/legal/en-de/"]] == [
+        "translation_finetune", "translation_finetune__legal_en_de"]

@@ -32,6 +32,13 @@ IN_REVIEW = {"published": True, "revision": "abc123", "pr_url": "https://hub/org
      "en-nl no decision: the run ended before the gate"),
     ([("en-de", PROMOTE, RELEASED), ("en-nl", PROMOTE, RELEASED)],
      "promoted all pairs | en-de promoted: +2.3 BLEU → rev abc123def456 | en-nl promoted: +2.3 BLEU → rev abc123def456"),
+    # every gate passed, but en-nl's publish failed: the run did not promote all pairs
+    ([("en-de", PROMOTE, RELEASED), ("en-nl", PROMOTE, None)],
+     "passed every gate; published (en-de) | en-de promoted: +2.3 BLEU → rev abc123def456 | "
+     "en-nl passed the gate: +2.3 BLEU, not published"),
+    ([("en-de", PROMOTE, {"published": False}), ("en-nl", PROMOTE, None)],  # push_to_hub off
+     "passed every gate; nothing published | en-de passed the gate: +2.3 BLEU, not published | "
+     "en-nl passed the gate: +2.3 BLEU, not published"),
 ])
 def test_one_line(pairs, note):
     assert one_line(pairs) == note
