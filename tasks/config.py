@@ -226,8 +226,9 @@ class PipelineParams(BaseModel):
                                      le=1000)
     max_train_minutes: float | None = _field(
         None, "Training budget (minutes)", _TRAIN,
-        "Stop training once this much time is spent (retries included) and keep the best model by validation "
-        "loss so far. Empty: no budget, the epochs and steps decide.", gt=0, le=10_080)
+        "Stop training once this much time is spent in the training loop, validations and checkpoints included "
+        "(retries too; loading, tokenizing and saving not), and keep the best model by validation loss so far. "
+        "Empty: no budget, the epochs and steps decide.", gt=0, le=10_080)
     max_steps: int = _field(0, "Maximum steps", _TRAIN, "Stop after this many optimizer steps (0: no cap).",
                             ge=0, le=MAX_STEPS)
     learning_rate: float | None = _field(

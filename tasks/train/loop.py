@@ -244,7 +244,7 @@ class _Training:
                      duration(self.progress.seconds))
         self.started = self.window_start = time.monotonic()
         self.seconds_before, self.handled_step = self.progress.seconds, self.progress.step
-        self.window_tokens, self.steps_at_start = 0, self.progress.step
+        self.window_tokens, self.steps_at_start, self.pace_mark = 0, self.progress.step, None
         self.running_loss, self.running_steps = 0.0, 0
 
     def one_epoch(self) -> None:
@@ -442,22 +442,37 @@ class _Training:
             if not validated:
                 self._settle()  # skipped steps give their place back first: the validation's step is the real one
                 self._validate()
+                progress.seconds = self.seconds_before + time.monotonic() - self.started  # the bill counts it too
             log.info("time budget of %s spent at step %d: stopping with the best model (step %d)",
                      duration(budget), progress.step, progress.best_step)
             self.stopped, self.stop_reason = True, "time budget"
             return
         done_here = progress.step - self.steps_at_start
+        if done_here == 10:
+            self.pace_mark = (done_here, elapsed)
         if done_here == 10 or (validated and done_here > 10):
-            per_step = elapsed / done_here
-            # Re-estimated at each validation, both ways: the first steps are often slower than the rest.
-            fits = min(progress.step + int((budget - progress.seconds) / per_step), self.planned_steps)
-            if fits != self.total_steps and (fits < self.total_steps or self.budget_ends_schedule):
-                self.total_steps = max(fits, progress.step + 1)
-                self.budget_ends_schedule = self.total_steps < self.planned_steps
-                if self.settings.warmup_steps < 1:
-                    self.warmup = min(self.warmup, int(self.settings.warmup_steps * self.total_steps))
-                log.info("time budget: %d steps fit (%.2f s each); the schedule now ends at step %d",
-                         self.total_steps, per_step, self.total_steps)
+            self._fit_the_schedule(done_here, elapsed)
+
+    def _fit_the_schedule(self, done_here: int, elapsed: float) -> None:
+        """Plan the schedule's last step where the budget runs out, at the pace seen: over the first 10 steps at
+        first, then over the steps since (the first are often slower: loading, allocating, a busy node; counted
+        in, one slow start shrank a plan sevenfold). Re-estimated at each validation: it always shrinks to what
+        fits, but grows only in its first half: grown later, the learning rate jumped back up a decay nearly done
+        (at the schedule's end, from 0 to its peak)."""
+        progress, budget = self.progress, self.settings.max_seconds
+        marked_steps, marked_elapsed = self.pace_mark or (done_here, elapsed)
+        per_step = elapsed / done_here if done_here <= marked_steps else \
+            (elapsed - marked_elapsed) / (done_here - marked_steps)
+        fits = min(progress.step + int((budget - progress.seconds) / max(per_step, 1e-9)), self.planned_steps)
+        fits = max(fits, progress.step + 1)
+        grows = self.budget_ends_schedule and 2 * progress.step < self.total_steps
+        if fits < self.total_steps or (fits > self.total_steps and grows):
+            self.total_steps = fits
+            self.budget_ends_schedule = self.total_steps < self.planned_steps
+            if self.settings.warmup_steps < 1:
+                self.warmup = min(self.warmup, int(self.settings.warmup_steps * self.total_steps))
+            log.info("time budget: %d steps fit (%.2f s each); the schedule now ends at step %d",
+                     self.total_steps, per_step, self.total_steps)
 
     def _log_progress(self) -> None:
         progress, now = self.progress, time.monotonic()

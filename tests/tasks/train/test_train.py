@@ -125,18 +125,28 @@ def test_the_report_lists_every_object_the_model_learned_from(tmp_path, tiny_mod
                                                   {"uri": "s3://d/in/old.jsonl", "etag": "e1", "how": "carried"}]
 
 
-def test_a_time_budget_fits_the_schedule_both_ways_as_the_pace_becomes_known(monkeypatch):
-    """The first steps are often slower than the rest: the plan shrinks to what the budget fits, and grows back
-    (never past what epochs and max_steps allow) once later steps show a faster pace."""
+def _budget_run(**fields):
+    """A stand-in for loop._Training with what its time-budget methods read, and those methods bound to it."""
     from types import SimpleNamespace
 
-    clock = SimpleNamespace(now=0.0)
-    monkeypatch.setattr(trainloop.time, "monotonic", lambda: clock.now)
     run = SimpleNamespace(
         settings=SimpleNamespace(max_seconds=100.0, warmup_steps=0.1), stopped=False, stop_reason=None,
         progress=SimpleNamespace(step=0, seconds=0.0, best_step=0), seconds_before=0.0, started=0.0,
         steps_at_start=0, total_steps=1000, planned_steps=1000, warmup=100, budget_ends_schedule=False,
-        world_size=1, _validate=lambda: None, _settle=lambda: None)
+        world_size=1, pace_mark=None, _validate=lambda: None, _settle=lambda: None, **fields)
+    run._fit_the_schedule = lambda *args: trainloop._Training._fit_the_schedule(run, *args)
+    return run
+
+
+def test_a_time_budget_fits_the_schedule_both_ways_as_the_pace_becomes_known(monkeypatch):
+    """The first steps are often slower than the rest: the plan shrinks to what the budget fits at their pace, and
+    grows back once the steps since show a faster one (never past what epochs and max_steps allow). It grows only
+    in its first half: later, the learning rate would jump back up a decay nearly done (from 0, at its end)."""
+    from types import SimpleNamespace
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(trainloop.time, "monotonic", lambda: clock.now)
+    run = _budget_run()
 
     def at(step, seconds, validated=True):
         run.progress.step, clock.now = step, seconds
@@ -145,11 +155,36 @@ def test_a_time_budget_fits_the_schedule_both_ways_as_the_pace_becomes_known(mon
 
     assert at(10, 5.0, validated=False) == 200  # 0.5 s a step: 190 more fit in the 95 s left
     assert run.budget_ends_schedule and run.warmup == 20
-    assert at(100, 20.0) == 500  # now 0.2 s a step: the plan grows back
-    assert at(400, 30.0) == 1000  # faster still: capped by the planned steps, which now end training
-    assert not run.budget_ends_schedule
-    at(900, 100.0)
+    assert at(60, 13.0) == 60 + int(87 / (8 / 50))  # 0.16 s a step since step 10 (0.22 over all 60): grows back
+    assert at(400, 30.0) == 603  # faster still, but two thirds of the schedule are done: it stays
+    assert at(500, 95.0) == 527  # slower: it shrinks, also late
+    assert at(527, 99.0) == 527  # its last step, with a second left: no new schedule from a learning rate of 0
+    at(527, 100.0)
     assert run.stopped and run.stop_reason == "time budget"
+
+
+def test_a_time_budget_grows_to_the_planned_steps_early_and_no_further(monkeypatch):
+    from types import SimpleNamespace
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(trainloop.time, "monotonic", lambda: clock.now)
+    run = _budget_run()
+    for step, seconds, validated in ((10, 5.0, False), (60, 7.0, True)):
+        run.progress.step, clock.now = step, seconds
+        trainloop._Training._keep_the_budget(run, validated=validated)
+    assert run.total_steps == 1000 and not run.budget_ends_schedule  # capped by the plan, which now ends training
+
+
+def test_the_last_validation_of_a_spent_budget_is_counted_in_the_training_time(monkeypatch):
+    from types import SimpleNamespace
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(trainloop.time, "monotonic", lambda: clock.now)
+    run = _budget_run()
+    run._validate = lambda: setattr(clock, "now", clock.now + 30.0)  # the final validation takes 30 s
+    run.progress.step, clock.now = 300, 101.0
+    trainloop._Training._keep_the_budget(run, validated=False)
+    assert run.stopped and run.progress.seconds == 131.0
 
 
 RANKS_WITH_THEIR_OWN_CLOCKS = '''
@@ -166,7 +201,8 @@ run = SimpleNamespace(
     settings=SimpleNamespace(max_seconds=100.0, warmup_steps=0.1), stopped=False, stop_reason=None,
     progress=SimpleNamespace(step=0, seconds=0.0, best_step=0), seconds_before=0.0, started=0.0,
     steps_at_start=0, total_steps=1000, planned_steps=1000, warmup=100, budget_ends_schedule=False,
-    world_size=dist.get_world_size(), _validate=lambda: None, _settle=lambda: None)
+    world_size=dist.get_world_size(), pace_mark=None, _validate=lambda: None, _settle=lambda: None)
+run._fit_the_schedule = lambda *args: loop._Training._fit_the_schedule(run, *args)
 seen, compared = [], []
 reduce = loop.sum_over_ranks
 loop.sum_over_ranks = lambda *args, **kwargs: compared.append(1) or reduce(*args, **kwargs)
