@@ -192,8 +192,8 @@ class CTranslate2Decoder(Decoder):
         import torch
 
         sources, references = list(sources)[:PROBE_PAIRS], list(references)[:PROBE_PAIRS]
-        enc = self.tokenizer(self.family.source_texts(sources), text_target=references, padding=True,
-                             truncation=True, max_length=self.settings.max_source_length, return_tensors="pt")
+        enc = self.tokenizer(self.family.source_texts(sources), text_target=references, padding=True, truncation=True,
+                             max_length=min(self.settings.max_source_length, self.positions), return_tensors="pt")
         labels = enc["labels"].masked_fill(enc["labels"] == self.tokenizer.pad_token_id, -100)
         with torch.inference_mode():
             logits = model.eval()(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],

@@ -18,6 +18,7 @@ other engine reproduces. Engines fill in two hooks, `_load` and `_decode`:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -95,6 +96,12 @@ class Decoder:
         self.device = "cpu"
         self._load()
 
+    @functools.cached_property
+    def positions(self) -> int:
+        """What the model's positions hold: a longer source, or a runaway output past it, was an IndexError (a
+        device-side assert on CUDA) that failed evaluate, whatever max_source_length and max_decode_length said."""
+        return batching.position_limit(self.tokenizer, self.model_dir) or 10**9
+
     def _load(self) -> None:
         """Set self.tokenizer, self.family, self.device and self.precision, and load the model."""
         raise NotImplementedError
@@ -105,7 +112,8 @@ class Decoder:
 
     def encode(self, sources: Sequence[str]) -> list[list[int]]:
         texts = self.family.source_texts(list(sources))
-        return self.tokenizer(texts, truncation=True, max_length=self.settings.max_source_length)["input_ids"]
+        return self.tokenizer(texts, truncation=True,
+                              max_length=min(self.settings.max_source_length, self.positions))["input_ids"]
 
     def translate(self, sources: Sequence[str]) -> list[str]:
         """Translations in input order."""
@@ -114,7 +122,7 @@ class Decoder:
         ids = self.encode(sources)
         hypotheses = [""] * len(ids)
         for batch in plan_batches(ids, self.settings):
-            limit = self.settings.new_tokens(max(len(ids[i]) for i in batch))
+            limit = min(self.settings.new_tokens(max(len(ids[i]) for i in batch)), self.positions)
             for i, text in zip(batch, self._decode([ids[i] for i in batch], limit)):
                 hypotheses[i] = text.strip()
         return hypotheses

@@ -65,7 +65,7 @@ def encode(tokenizer, sources: list[str], targets: list[str], max_source_length:
            workers: int = 1) -> Encoded:
     """Token ids of every pair, in order; in `workers` processes when more than one (`encode_workers`), each with
     a copy of `tokenizer` as the caller prepared it, so the ids are the same whatever the number of workers."""
-    limits = (max_source_length, max_target_length)
+    limits = model_limits(tokenizer, max_source_length, max_target_length)
     chunks = [(sources[start:start + ENCODE_CHUNK], targets[start:start + ENCODE_CHUNK])
               for start in range(0, len(sources), ENCODE_CHUNK)]
     if workers > 1 and len(chunks) > 1 and _picklable(tokenizer):
@@ -76,6 +76,33 @@ def encode(tokenizer, sources: list[str], targets: list[str], max_source_length:
     else:
         parts = [_encode_chunk(tokenizer, limits, chunk) for chunk in chunks]
     return Encoded([ids for part in parts for ids in part[0]], [ids for part in parts for ids in part[1]])
+
+
+def position_limit(tokenizer, model_dir: str | None = None) -> int | None:
+    """How many tokens a sequence of this model may hold: the tokenizer's `model_max_length` and, given the model's
+    folder, its config's `max_position_embeddings` (Marian's, mBART's, M2M100's table of positions), the smaller;
+    None when neither is known (transformers' 1e30 sentinel; T5's relative positions have no table)."""
+    limits = [getattr(tokenizer, "model_max_length", None)]
+    if model_dir is not None:
+        from transformers import AutoConfig
+
+        limits.append(getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None))
+    known = [most for most in limits if isinstance(most, int) and 0 < most < 10**6]
+    return min(known) if known else None
+
+
+def model_limits(tokenizer, max_source_length: int, max_target_length: int) -> tuple[int, int]:
+    """The length limits, at most what the model's positions hold (`position_limit`). Past it a sequence was an
+    IndexError (a device-side assert on CUDA) at the first batch that held it, in training and in the alignment
+    screen, and again every week after, as the pair stays in the corpus."""
+    most = position_limit(tokenizer)
+    if most is None:
+        return max_source_length, max_target_length
+    limits = (min(max_source_length, most), min(max_target_length, most))
+    if limits != (max_source_length, max_target_length):
+        log.warning("max_source_length %d / max_target_length %d: the model takes at most %d tokens, so longer "
+                    "sequences are truncated to %d", max_source_length, max_target_length, most, most)
+    return limits
 
 
 def encode_workers(tokenizer, pairs: int, processes_here: int = 1) -> int:
@@ -126,6 +153,24 @@ def make_batches(data: Encoded, max_tokens: int, max_sentences: int, seed: int, 
     batches = _pack(order, lengths, max_tokens, max_sentences, multiple)
     if shuffle:
         rng.shuffle(batches)
+    return batches
+
+
+def for_ranks(batches: list[list[int]], ranks: int) -> list[list[int]]:
+    """`batches` with the largest split in two until their count is a multiple of `ranks` (data-parallel workers).
+
+    Each rank takes every `ranks`-th batch and a step is one batch of each, so a remainder is left out of the
+    epoch: with 36 batches on 8 GPUs a tenth of the pairs; a pair left out of every epoch is never trained on.
+    Halves of a batch stay within its token budget. A batch of one pair cannot be split: with fewer pairs than
+    ranks the remainder is still left out.
+    """
+    batches = list(batches)
+    while ranks > 1 and len(batches) % ranks:
+        at = max(range(len(batches)), key=lambda i: len(batches[i]))
+        if len(batches[at]) < 2:
+            break
+        half = len(batches[at]) // 2
+        batches[at:at + 1] = [batches[at][:half], batches[at][half:]]
     return batches
 
 

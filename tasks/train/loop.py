@@ -128,8 +128,10 @@ class _Training:
 
     def _batches(self, epoch: int) -> list[list[int]]:
         s = self.settings
-        return batching.make_batches(self.train_data, s.max_tokens_per_batch, s.max_sentences_per_batch, s.seed,
-                                     epoch, multiple=self.multiple)
+        # Each data-parallel rank takes every world_size-th batch: a remainder would be left out of every epoch.
+        return batching.for_ranks(batching.make_batches(self.train_data, s.max_tokens_per_batch,
+                                                        s.max_sentences_per_batch, s.seed, epoch,
+                                                        multiple=self.multiple), self.world_size)
 
     def _schedule(self) -> None:
         s = self.settings

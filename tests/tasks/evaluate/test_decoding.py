@@ -120,3 +120,23 @@ def test_a_ctranslate2_without_its_cuda_libraries_falls_back_to_transformers(tin
     assert decoder.engine == "transformers" and len(hypotheses) == 1
     assert "ctranslate2 not used" in caplog.text and "libcublas.so.12" in caplog.text
     assert "decoding with transformers" in caplog.text
+
+
+def test_sources_and_outputs_past_the_models_positions_are_cut_to_them(tiny_model, monkeypatch):
+    """max_source_length and max_decode_length go to 4096, the model's positions not (opus-mt: 512): a longer test
+    sentence, or a runaway output past them, was an IndexError that failed evaluate (a device-side assert on CUDA)."""
+    from transformers import AutoConfig
+
+    from tasks.evaluate.transformers_engine import TransformersDecoder
+
+    positions = AutoConfig.from_pretrained(tiny_model).max_position_embeddings
+    settings = decoding.DecodeSettings(num_beams=1, max_source_length=4 * positions, max_length=4 * positions,
+                                       length_offset=4 * positions, engine="transformers")
+    decoder = TransformersDecoder(str(tiny_model), settings, "en", "de")
+    limits = []
+    decode = TransformersDecoder._decode
+    monkeypatch.setattr(TransformersDecoder, "_decode", lambda self, batch, limit: limits.append(limit) or decode(
+        self, batch, limit))
+    long_source = " ".join(["one two three"] * positions)
+    assert len(decoder.translate([long_source, "one two"])) == 2
+    assert max(limits) == positions and max(len(ids) for ids in decoder.encode([long_source])) == positions

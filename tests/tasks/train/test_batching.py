@@ -165,3 +165,39 @@ def test_a_tokenizer_that_cannot_travel_to_workers_tokenizes_in_this_process(cap
     data = batching.encode(Unpicklable(), ["a", "bb"] * 5000, ["c"] * 10000, 8, 8, workers=4)
     assert data.sources[:2] == [[1], [2]] and len(data) == 10000
     assert "tokenizing in this process only: the tokenizer cannot be sent to workers (TypeError" in caplog.text
+
+
+@pytest.mark.parametrize("ranks", [2, 4, 8])
+def test_data_parallel_ranks_share_every_batch_of_an_epoch(ranks):
+    """Each rank takes every `ranks`-th batch and a step is one batch of each (tasks/train/loop.py): a remainder of
+    batches was left out of the epoch, a tenth of the pairs with 36 batches on 8 GPUs."""
+    data = _data([3, 5, 9, 12, 17, 20, 31, 40] * 30)
+    batches = batching.make_batches(data, 256, 512, seed=1, epoch=0)
+    assert len(batches) % ranks  # the case that lost pairs
+    shared = batching.for_ranks(batches, ranks)
+    steps = len(shared) // ranks
+    taken = [i for rank in range(ranks) for b in shared[rank::ranks][:steps] for i in b]
+    assert sorted(taken) == list(range(len(data)))  # every pair, once
+    for b in shared:
+        padded = max(-(-data.length(i) // 8) * 8 for i in b)
+        assert len(b) == 1 or padded * len(b) <= 256
+    assert batching.for_ranks(batches, 1) == batches
+
+
+def test_too_few_pairs_to_split_leave_the_batches_as_they_are():
+    data = _data([3, 5])
+    batches = batching.make_batches(data, 8, 512, seed=1, epoch=0)
+    assert sorted(map(len, batching.for_ranks(batches, 4))) == [1, 1]
+
+
+def test_the_training_loop_gives_its_ranks_every_batch_of_an_epoch():
+    from types import SimpleNamespace
+
+    from tasks.train import loop
+
+    data = _data([3, 5, 9, 12, 17, 20, 31, 40] * 30)
+    run = SimpleNamespace(train_data=data, multiple=8, world_size=8, settings=SimpleNamespace(
+        max_tokens_per_batch=256, max_sentences_per_batch=512, seed=1))
+    for epoch in range(3):
+        batches = loop._Training._batches(run, epoch)
+        assert len(batches) % 8 == 0 and sorted(i for b in batches for i in b) == list(range(len(data)))
