@@ -115,16 +115,26 @@ def _week(number: int, hub_url: str, log_file: Path) -> int:
                     log_file=log_file)
     runs = sorted((p for p in (WORK / "artifacts" / "translation_finetune").iterdir()
                    if (p / "config.json").exists()), key=lambda p: p.stat().st_mtime)
-    result = summary.summarize_run(config.load(str(runs[-1])))
+    _show_week(number, code, runs[-1])
+    return code
+
+
+def _show_week(number: int, code: int, run_dir: Path) -> None:
+    result = summary.summarize_run(config.load(str(run_dir)))
     print(f"\n== week {number}: translation_finetune " + ("success" if code == 0 else "FAILED") + " ==")
     for line in summary.format_summary(result):
         print("  " + line)
     print()
-    return code
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # summarize_run logs each line of the summary, which _show_week prints under its heading: once is enough.
+    logging.getLogger(summary.__name__).setLevel(logging.WARNING)
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    _setup_logging()
     started = time.monotonic()
     shutil.rmtree(WORK, ignore_errors=True)  # every demo starts from week 1
     WORK.mkdir()

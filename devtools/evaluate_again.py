@@ -5,8 +5,13 @@ again, in copies of its run directory, once with the pipeline's kept translation
     python -m devtools.evaluate_again RUN_DIR [--repeat 2]
 
 RUN_DIR is a run whose evaluate step is done, e.g. the demo's week 2 (the newest folder under
-.demo/artifacts/translation_finetune/; then MT_LOCAL_DATA_ROOTS must name the checkout, as `make demo` does).
-The copies are deleted afterwards, and the kept translations put back as they were. The last line of stdout is one JSON object:
+.demo/artifacts/translation_finetune/). MT_LOCAL_DATA_ROOTS must allow the local places its config names, as it
+did for the run: for the demo's, the landed data and the cached base model, both inside the checkout:
+
+    MT_LOCAL_DATA_ROOTS=$PWD python -m devtools.evaluate_again .demo/artifacts/translation_finetune/<week 2>
+
+The copies are deleted afterwards, also when a measurement fails (its error is shown, and the exit status is not
+0), and the kept translations put back as they were. The last line of stdout is one JSON object:
 for "kept" and "decoded", a list (one per repeat) of the step's wall seconds, its step_seconds, and each role's BLEU
 and whether its translations were kept.
 """
@@ -34,21 +39,23 @@ def evaluate_copy(run_dir: Path, mode: str) -> dict:
     copy = run_dir.with_name(f"{run_dir.name}-again-{mode}")
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(layout.EVAL, layout.GATE, "report.*", layout.PUBLISH))
-    saved = json.loads((copy / layout.CONFIG).read_text())
-    (copy / layout.CONFIG).write_text(json.dumps({**saved, "run_dir": str(copy), "run_id": copy.name}))
-    config = configs.load(str(copy))
-    kept = Path(config.state_uri(layout.DECODED))
-    aside = kept.with_name(f"{layout.DECODED}-aside")
-    shutil.copytree(kept, aside)  # put back afterwards as it was: what the copy keeps names a folder that goes
-    if mode == "decoded":
-        shutil.rmtree(kept)
-    try:
-        started = time.perf_counter()
-        scores = step.run(config)
-        seconds = time.perf_counter() - started
+    try:  # the copy sits beside the pipeline's runs: it must not outlive the measurement, whatever fails
+        saved = json.loads((copy / layout.CONFIG).read_text())
+        (copy / layout.CONFIG).write_text(json.dumps({**saved, "run_dir": str(copy), "run_id": copy.name}))
+        config = configs.load(str(copy))
+        kept = Path(config.state_uri(layout.DECODED))
+        aside = kept.with_name(f"{layout.DECODED}-aside")
+        shutil.copytree(kept, aside)  # put back afterwards as it was: what the copy keeps names a folder that goes
+        if mode == "decoded":
+            shutil.rmtree(kept)
+        try:
+            started = time.perf_counter()
+            scores = step.run(config)
+            seconds = time.perf_counter() - started
+        finally:
+            shutil.rmtree(kept, ignore_errors=True)
+            aside.rename(kept)
     finally:
-        shutil.rmtree(kept, ignore_errors=True)
-        aside.rename(kept)
         shutil.rmtree(copy, ignore_errors=True)
     return {"step_s": round(seconds, 2), **scores["step_seconds"],
             "roles": {role: {"bleu": scores[role]["bleu"], "kept": "reused_from" in scores[role]}
@@ -67,8 +74,12 @@ def main() -> None:
     figures: dict[str, list] = {mode: [] for mode in MODES}
     for _ in range(args.repeat):
         for mode in MODES:
+            # Its stderr (the step's log, or why it failed) goes to the terminal; stdout ends with its figures.
             done = subprocess.run([sys.executable, "-m", "devtools.evaluate_again", str(args.run_dir), "--mode", mode],
-                                  capture_output=True, text=True, check=True)
+                                  stdout=subprocess.PIPE, text=True)
+            if done.returncode:
+                sys.exit(f"evaluate_again: the {mode!r} measurement of {args.run_dir} failed (exit status "
+                         f"{done.returncode}); its error is above")
             figures[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(mode, figures[mode][-1], flush=True)
     print(json.dumps(figures))

@@ -51,6 +51,8 @@ def _steps(n: int, data: batching.Encoded, precision: str) -> None:
 def count(steps: int, precision: str) -> dict:
     """Operations per step (the difference between runs of 2·`steps` and `steps` steps, so set-up and the final
     validation cancel out) and wall milliseconds per step, measured the same way without counting."""
+    if steps < 1:  # 0 would lift the loop's step cap: 100 epochs of training, then a division by zero
+        raise ValueError(f"steps must be a whole number >= 1, not {steps!r}")
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -81,11 +83,17 @@ def count(steps: int, precision: str) -> dict:
             "top": {name: round(n, 1) for name, n in top}}
 
 
-def main() -> None:
+def _positive(text: str) -> int:
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"a whole number >= 1, not {text!r}")
+    return int(text)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
-    parser.add_argument("--steps", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=_positive, default=20, help="steps per measured run (default 20)")
+    args = parser.parse_args(argv)
     print(json.dumps(count(args.steps, args.precision)))
 
 

@@ -37,3 +37,16 @@ def test_it_measures_the_step_with_and_without_the_kept_translations(tmp_path, t
     assert {p.relative_to(tmp_path): p.read_bytes() for p in Path(week2.state_uri(layout.DECODED)).rglob("*")
             if p.is_file()} == kept
     assert not list(Path(week2.run_dir).parent.glob("*-again-*"))
+
+
+def test_a_measurement_that_fails_says_why_and_leaves_no_copy_beside_the_runs(tmp_path, tiny_model):
+    week = ready_to_evaluate(tmp_path, "week-1", tiny_model, tiny_model, test=digit_pairs(20, seed=33),
+                             general=digit_pairs(10, seed=34), **SETTINGS)
+    runs = sorted(Path(week.run_dir).parent.iterdir())
+    # The run's config names local models that this environment's MT_LOCAL_DATA_ROOTS does not allow.
+    env = {**cli_env(), "MT_LOCAL_DATA_ROOTS": str(tmp_path / "elsewhere")}
+    done = subprocess.run([sys.executable, "-m", "devtools.evaluate_again", week.run_dir, "--repeat", "1"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "MT_LOCAL_DATA_ROOTS" in done.stderr and "base_model" in done.stderr  # the reason, not only an exit code
+    assert sorted(Path(week.run_dir).parent.iterdir()) == runs  # no `<run>-again-kept` left to pass for a run
