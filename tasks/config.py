@@ -592,8 +592,9 @@ def param_formats() -> dict[str, str]:
 def _explain(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "config"
-        lines.append(f"  - {where}: {e['msg']} (got {e.get('input')!r})")
+        # A check of several fields at once has no location: its input is the whole config, which its message names.
+        got = f" (got {e.get('input')!r})" if e["loc"] else ""
+        lines.append(f"  - {'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}{got}")
     return "invalid run configuration:\n" + "\n".join(lines)
 
 

@@ -4,8 +4,11 @@ import os
 
 
 def artifact_root() -> str:
-    """Where run directories live (MT_ARTIFACT_ROOT), read when a task or a request needs it."""
-    return os.environ.get("MT_ARTIFACT_ROOT") or os.path.join(os.environ.get("AIRFLOW_HOME", "."), "artifacts")
+    """Where run directories live (MT_ARTIFACT_ROOT), read when a task or a request needs it; else `artifacts` in
+    Airflow's home, `~/airflow` where AIRFLOW_HOME is unset, as Airflow's own: never the process's working
+    directory, which the scheduler, the workers and the API server do not share."""
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return os.environ.get("MT_ARTIFACT_ROOT") or os.path.join(home, "artifacts")
 
 
 def refuse_backfill(run_type: str) -> None:

@@ -84,7 +84,8 @@ def _json_env(name: str, default: Any) -> Any:
         raise AirflowException(f"{name} is not valid JSON: {err}") from None
 
 
-def _number_env(name: str, default: float, kind: type = int) -> Any:
+def _number_env(name: str, default: float, kind: type = int, least: float = 0, *, zero: bool = False) -> Any:
+    """A number from the environment, refused naming the variable when it is not one, or not > 0 (≥ 0: `zero`)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -92,8 +93,9 @@ def _number_env(name: str, default: float, kind: type = int) -> Any:
         value = kind(raw)
     except ValueError:
         value = None
-    if value is None or value <= 0:
-        raise AirflowException(f"{name} must be a {'whole number' if kind is int else 'number'} > 0, not {raw!r}")
+    if value is None or value < least or (value == least and not zero):
+        raise AirflowException(f"{name} must be a {'whole number' if kind is int else 'number'} "
+                               f"{'≥' if zero else '>'} {least}, not {raw!r}")
     return value
 
 
@@ -149,7 +151,7 @@ class LaunchSettings:
         in_cluster = env("MT_K8S_IN_CLUSTER")
         return cls(
             image=env("MT_TRAIN_IMAGE", base.image),
-            gpus=int(env("MT_GPUS", base.gpus)),
+            gpus=_number_env("MT_GPUS", base.gpus, zero=True),
             namespace=env("MT_K8S_NAMESPACE", base.namespace),
             node_selector=_json_env("MT_K8S_NODE_SELECTOR", base.node_selector),
             tolerations=_json_env("MT_K8S_TOLERATIONS", base.tolerations),

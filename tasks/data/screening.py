@@ -135,8 +135,10 @@ def from_cleaned(record: str, source_lang: str, target_lang: str) -> tuple:
 
 
 def worker_count(input_bytes: int) -> int:
-    if os.environ.get(WORKERS_ENV):
-        return max(1, int(os.environ[WORKERS_ENV]))
+    if raw := os.environ.get(WORKERS_ENV, "").strip():
+        if not raw.isdigit():
+            raise ValueError(f"{WORKERS_ENV} must be a whole number of processes, not {raw!r}")
+        return max(1, int(raw))
     if input_bytes < PARALLEL_MIN_BYTES:
         return 1
     cpus = hardware.usable_cpus()

@@ -303,11 +303,18 @@ def test_a_compose_volume_name_is_a_docker_volume():
 @pytest.mark.parametrize("name, value, message", [
     ("MT_K8S_STARTUP_TIMEOUT", "30m", "MT_K8S_STARTUP_TIMEOUT must be a whole number > 0, not '30m'"),
     ("MT_K8S_STARTUP_TIMEOUT", "0", "MT_K8S_STARTUP_TIMEOUT must be a whole number > 0, not '0'"),
+    ("MT_GPUS", "two", "MT_GPUS must be a whole number ≥ 0, not 'two'"),  # was int()'s ValueError, naming nothing
+    ("MT_GPUS", "-1", "MT_GPUS must be a whole number ≥ 0, not '-1'"),
 ])
 def test_bad_settings_name_the_variable(monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)
     with pytest.raises(Exception, match=message):
         LaunchSettings.from_env()
+
+
+def test_no_gpus_is_a_setting(monkeypatch):
+    monkeypatch.setenv("MT_GPUS", "0")
+    assert LaunchSettings.from_env().gpus == 0
 
 
 def test_a_shm_size_docker_cannot_take_is_refused():
@@ -381,3 +388,15 @@ def test_a_pod_whose_worker_died_cannot_outlive_its_steps_timeout(monkeypatch):
     for step, seconds in (("train", 24 * 3600), ("evaluate", 2 * 3600)):
         pod = _operator(step).build_delegate(SETTINGS).build_pod_request_obj(dry_run=True)
         assert pod.spec.active_deadline_seconds == seconds
+
+
+def test_the_artifact_root_never_depends_on_the_working_directory(monkeypatch, tmp_path):
+    import mt_airflow
+
+    monkeypatch.delenv("MT_ARTIFACT_ROOT", raising=False)
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)
+    assert mt_airflow.artifact_root() == str(tmp_path / "airflow" / "artifacts")  # as Airflow's own ~/airflow
+    monkeypatch.setenv("AIRFLOW_HOME", "/opt/airflow")
+    assert mt_airflow.artifact_root() == "/opt/airflow/artifacts"

@@ -53,6 +53,14 @@ def test_bad_params_are_rejected_with_the_field_named(params, field, words):
     assert words in str(err.value)
 
 
+def test_a_check_of_several_fields_names_them_without_the_whole_config():
+    with pytest.raises(config.ConfigError) as err:
+        _build(source_lang="de", target_lang="de")
+    message = str(err.value)
+    assert "- config: Value error, source_lang and target_lang are both 'de'" in message
+    assert "(got" not in message and "num_beams" not in message  # not ~70 fields of the config
+
+
 def test_unknown_params_are_rejected():
     with pytest.raises(config.ConfigError, match=r"unknown parameter\(s\) \['epochs'\]"):
         _build(epochs=3)

@@ -191,6 +191,14 @@ def test_worker_processes_give_the_same_outputs_as_one_process(tmp_path, monkeyp
     assert outputs[0] == outputs[1]
 
 
+def test_a_worker_count_that_is_no_number_names_the_variable(monkeypatch):
+    from tasks.data import screening
+
+    monkeypatch.setenv("MT_VALIDATE_WORKERS", "all")
+    with pytest.raises(ValueError, match="MT_VALIDATE_WORKERS must be a whole number of processes, not 'all'"):
+        screening.worker_count(10**9)
+
+
 def test_the_step_cli_screens_in_worker_processes_too(tmp_path):
     # The training container and the local launcher run `python -m tasks validate`: spawned workers must
     # start from that entry point as well as from pytest's.
