@@ -408,3 +408,26 @@ def test_a_container_an_earlier_try_left_training_is_stopped_before_the_retry_st
     RunStepOperator(task_id="train", step="train", run_dir=run_dir, launcher="docker").execute({})
     # Stopped before the new container started, which carries the labels the next try will look for.
     assert started == [(left["Labels"], [left["Id"]])]
+
+
+def test_a_container_an_earlier_try_left_training_is_billed_when_the_retry_stops_it(monkeypatch, tmp_path):
+    """The try whose worker died left no record: the container's three hours on 4 GPUs were billed as nothing."""
+    from types import SimpleNamespace
+
+    from airflow.providers.docker.operators.docker import DockerOperator
+
+    from tasks import cost
+
+    run_dir = str(tmp_path / "run")
+    left = {"Id": "a" * 64, "Labels": launcher.docker_labels("train", run_dir), "Created": int(time.time()) - 3 * 3600}
+    docker = FakeDocker([left])
+    monkeypatch.setenv("MT_GPUS", "4")
+    monkeypatch.setattr(DockerOperator, "cli", property(lambda self: docker))
+    monkeypatch.setattr(DockerOperator, "execute", lambda self, context: None)
+    monkeypatch.setattr(RunStepOperator, "stored_result", lambda self: {})
+    RunStepOperator(task_id="train", step="train", run_dir=run_dir, launcher="docker").execute(
+        {"ti": SimpleNamespace(try_number=2)})
+    earlier, retry = storage.read_json(storage.join(run_dir, layout.LAUNCHES))["train"]
+    assert (earlier["try"], earlier["outcome"], earlier["gpus"]) == (None, "left running by an earlier try", 4)
+    assert 3 * 3600 <= earlier["seconds"] < 3 * 3600 + 60 and retry["try"] == 2
+    assert "over 2 tries" in cost.launches({"train": [earlier, retry]})
