@@ -59,7 +59,8 @@ def clean(text: str) -> str:
 
 
 def match_key(text: str) -> str:
-    text = text if text.isascii() else text.translate(_INVISIBLE)
+    if not text.isprintable():  # format characters are not printable: most text skips the translation
+        text = text.translate(_INVISIBLE)
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
