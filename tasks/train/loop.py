@@ -427,7 +427,12 @@ class _Training:
         stop once it is spent, validating first so the best model is known."""
         progress, budget = self.progress, self.settings.max_seconds
         elapsed = time.monotonic() - self.started
-        looks = validated or progress.step % SETTLE_EVERY_STEPS == 0 or progress.step - self.steps_at_start == 10
+        done_here = progress.step - self.steps_at_start
+        # A fresh attempt first fits the schedule at its 10th step. A resumed one goes on with the schedule fitted
+        # before, often past its half, where a cut never grows back: it first fits at its 20th, at the pace of the
+        # steps after its slow start (loading, allocating), never at that start's.
+        first_fit = 20 if self.steps_at_start else 10
+        looks = validated or progress.step % SETTLE_EVERY_STEPS == 0 or done_here in (10, first_fit)
         if budget and not self.stopped and self.world_size > 1:
             # Each rank has its own clock: data-parallel ranks must stop at the same step and plan the same
             # schedule (one that stopped alone would hang the rest), so they all go by the slowest clock. Comparing
@@ -449,18 +454,17 @@ class _Training:
                      duration(budget), progress.step, progress.best_step)
             self.stopped, self.stop_reason = True, "time budget"
             return
-        done_here = progress.step - self.steps_at_start
         if done_here == 10:
             self.pace_mark = (done_here, elapsed)
-        if done_here == 10 or (validated and done_here > 10):
+        if done_here == first_fit or (validated and done_here > 10):
             self._fit_the_schedule(done_here, elapsed)
 
     def _fit_the_schedule(self, done_here: int, elapsed: float) -> None:
         """Plan the schedule's last step where the budget runs out, at the pace seen: over the first 10 steps at
-        first, then over the steps since (the first are often slower: loading, allocating, a busy node; counted
-        in, one slow start shrank a plan sevenfold). Re-estimated at each validation: it always shrinks to what
-        fits, but grows only in its first half: grown later, the learning rate jumped back up a decay nearly done
-        (at the schedule's end, from 0 to its peak)."""
+        first (a resumed attempt: the 10 after them), then over the steps since (the first are often slower:
+        loading, allocating, a busy node; counted in, one slow start shrank a plan sevenfold). Re-estimated at each
+        validation: it always shrinks to what fits, but grows only in its first half: grown later, the learning
+        rate jumped back up a decay nearly done (at the schedule's end, from 0 to its peak)."""
         progress, budget = self.progress, self.settings.max_seconds
         marked_steps, marked_elapsed = self.pace_mark or (done_here, elapsed)
         per_step = elapsed / done_here if done_here <= marked_steps else \

@@ -187,6 +187,28 @@ def test_the_last_validation_of_a_spent_budget_is_counted_in_the_training_time(m
     assert run.stopped and run.progress.seconds == 131.0
 
 
+def test_a_resumed_attempt_fits_its_schedule_at_the_pace_after_its_slow_start(monkeypatch):
+    """A resumed attempt (a retried pod) goes on with the schedule fitted before, often past its half, where a cut
+    never grows back. Fitted at its first 10 steps' pace (loading, allocating: 0.5 s a step, then 0.1), the plan
+    shrank for good from 1000 to 680 steps, and training ended with a third of the remaining budget unspent."""
+    from types import SimpleNamespace
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(trainloop.time, "monotonic", lambda: clock.now)
+    run = _budget_run()  # resumed at step 600 with 60 s spent, on the schedule the earlier attempt fitted
+    run.total_steps, run.planned_steps, run.budget_ends_schedule = 1000, 2000, True
+    run.progress.step, run.progress.seconds, run.seconds_before, run.steps_at_start = 600, 60.0, 60.0, 600
+
+    def at(step, seconds, validated=False):
+        run.progress.step, clock.now = step, seconds
+        trainloop._Training._keep_the_budget(run, validated=validated)
+        return run.total_steps
+
+    assert at(610, 5.0) == 1000  # its slow start is no pace to plan by
+    assert at(620, 6.0) == 620 + int(34 / 0.1)  # the steps since: 0.1 s each, 340 more fit in the 34 s left
+    assert at(650, 9.0, validated=True) == 960
+
+
 RANKS_WITH_THEIR_OWN_CLOCKS = '''
 import json, os, sys
 from types import SimpleNamespace
