@@ -59,9 +59,12 @@ def clean(text: str) -> str:
 
 
 def match_key(text: str) -> str:
-    if not text.isprintable():  # format characters are not printable: most text skips the translation
-        text = text.translate(_INVISIBLE)
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    folded = unicodedata.normalize("NFKC", text)
+    # Format characters are not printable, and NFKC neither makes nor removes one: text printable after it has none
+    # and skips the translation. Checked before NFKC, French text paid it for every no-break space (5 µs a side).
+    if not folded.isprintable():
+        folded = unicodedata.normalize("NFKC", text.translate(_INVISIBLE))
+    return " ".join(folded.casefold().split())
 
 
 def key_of(text: str) -> int:

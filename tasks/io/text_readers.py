@@ -63,9 +63,10 @@ def _many_records(record, source_lang: str) -> bool:
     """A whole export on one line: a JSON array (`to_json(orient='records')`), or an object that wraps an array of
     records (`{"data": [{"translation": ...}, ...]}`; a record with other fields that are lists is one bad row)."""
     if isinstance(record, dict):
-        return any(isinstance(value, list) and value and isinstance(value[0], dict)
+        return any(isinstance(value, list) and len(value) > 1 and isinstance(value[0], dict)
                    and ("translation" in value[0] or source_lang in value[0]) for value in record.values())
-    return isinstance(record, list) and bool(record) and isinstance(record[0], (dict, list))
+    # One record in brackets, a stray line among good ones, is one bad row: not a whole batch refused.
+    return isinstance(record, list) and len(record) > 1 and isinstance(record[0], (dict, list))
 
 
 class TsvReader(Reader):
