@@ -100,7 +100,9 @@ class Decoder:
     def positions(self) -> int:
         """What the model's positions hold: a longer source, or a runaway output past it, was an IndexError (a
         device-side assert on CUDA) that failed evaluate, whatever max_source_length and max_decode_length said."""
-        return batching.position_limit(self.tokenizer, self.model_dir) or 10**9
+        from transformers import AutoConfig
+
+        return batching.position_limit(self.tokenizer, AutoConfig.from_pretrained(self.model_dir)) or 10**9
 
     def _load(self) -> None:
         """Set self.tokenizer, self.family, self.device and self.precision, and load the model."""

@@ -41,8 +41,8 @@ class PairScorer:
         if device.type == "cuda" and cuda_has_native_bf16():
             model, self.precision = model.to(torch.bfloat16), "bf16"
         self.model, self.device = model.to(device).eval(), device
-        self.max_source_length, self.max_target_length = batching.model_limits(self.tokenizer, max_source_length,
-                                                                               max_target_length)
+        self.max_source_length, self.max_target_length = batching.model_limits(
+            self.tokenizer, max_source_length, max_target_length, model.config)
         self.max_tokens = max_tokens or (GPU_MAX_TOKENS if device.type == "cuda" else CPU_MAX_TOKENS)
         self.pad_id = model.config.pad_token_id
         self.start_id = model.config.decoder_start_token_id

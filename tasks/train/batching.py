@@ -78,24 +78,20 @@ def encode(tokenizer, sources: list[str], targets: list[str], max_source_length:
     return Encoded([ids for part in parts for ids in part[0]], [ids for part in parts for ids in part[1]])
 
 
-def position_limit(tokenizer, model_dir: str | None = None) -> int | None:
+def position_limit(tokenizer, model_config=None) -> int | None:
     """How many tokens a sequence of this model may hold: the tokenizer's `model_max_length` and, given the model's
-    folder, its config's `max_position_embeddings` (Marian's, mBART's, M2M100's table of positions), the smaller;
-    None when neither is known (transformers' 1e30 sentinel; T5's relative positions have no table)."""
-    limits = [getattr(tokenizer, "model_max_length", None)]
-    if model_dir is not None:
-        from transformers import AutoConfig
-
-        limits.append(getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None))
+    config, its `max_position_embeddings` (Marian's, mBART's, M2M100's table of positions), the smaller; None when
+    neither is known (transformers' 1e30 sentinel; T5's relative positions have no table)."""
+    limits = [getattr(tokenizer, "model_max_length", None), getattr(model_config, "max_position_embeddings", None)]
     known = [most for most in limits if isinstance(most, int) and 0 < most < 10**6]
     return min(known) if known else None
 
 
-def model_limits(tokenizer, max_source_length: int, max_target_length: int) -> tuple[int, int]:
+def model_limits(tokenizer, max_source_length: int, max_target_length: int, model_config=None) -> tuple[int, int]:
     """The length limits, at most what the model's positions hold (`position_limit`). Past it a sequence was an
     IndexError (a device-side assert on CUDA) at the first batch that held it, in training and in the alignment
     screen, and again every week after, as the pair stays in the corpus."""
-    most = position_limit(tokenizer)
+    most = position_limit(tokenizer, model_config)
     if most is None:
         return max_source_length, max_target_length
     limits = (min(max_source_length, most), min(max_target_length, most))

@@ -150,7 +150,8 @@ def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings
     # Where the step's time goes beside the loop: what a GPU is held for but does not compute in.
     step_seconds = {"loading": round(time.perf_counter() - started, 2)}
     started = time.perf_counter()
-    encoded = {name: _encode(tokenizer, family, path, settings)
+    limits = batching.model_limits(tokenizer, settings.max_source_length, settings.max_target_length, model.config)
+    encoded = {name: _encode(tokenizer, family, path, settings, limits)
                for name, path in (("train", train_file), ("validation", validation_file))}
     step_seconds["tokenizing"] = round(time.perf_counter() - started, 2)
     trainee = _adapted(model, settings)
@@ -180,14 +181,15 @@ def _adapted(model, settings: TrainSettings):
     return adaptation.apply(model, settings.adaptation)
 
 
-def _encode(tokenizer, family: families.Family, path: Path, settings: TrainSettings) -> batching.Encoded:
+def _encode(tokenizer, family: families.Family, path: Path, settings: TrainSettings,
+            limits: tuple[int, int]) -> batching.Encoded:
+    """The pairs of `path` as token ids, each side cut to its limit (`batching.model_limits`)."""
     sources, targets = read_pairs(path, settings.source_lang, settings.target_lang)
     # With torchrun, each of this machine's training processes tokenizes the corpus at the same time.
     workers = batching.encode_workers(tokenizer, len(sources), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if workers > 1:
         log.info("tokenizing %d pairs in %d processes", len(sources), workers)
-    return batching.encode(tokenizer, family.source_texts(sources), targets, settings.max_source_length,
-                           settings.max_target_length, workers=workers)
+    return batching.encode(tokenizer, family.source_texts(sources), targets, *limits, workers=workers)
 
 
 def _save(model, tokenizer, output_dir: Path, report: dict) -> None:

@@ -3,6 +3,8 @@ stays in the corpus (its object's cleaned copy is carried), so a crash there wou
 
 from __future__ import annotations
 
+import pytest
+
 from support.corpora import digit_pairs, write_jsonl
 from tasks.train import batching
 from tasks.train import loop as trainloop
@@ -30,11 +32,22 @@ def test_limits_above_the_models_positions_truncate_to_them_and_keep_the_end_of_
     assert (len(short.sources[0]), len(short.targets[0])) == (16, 24)
 
 
-def test_training_with_limits_above_the_models_positions_trains(tiny_model, tmp_path):
-    """Before, the first batch holding the long pair was an IndexError (on CUDA a device-side assert)."""
+@pytest.mark.parametrize("tokenizer_knows", [True, False])
+def test_training_with_limits_above_the_models_positions_trains(tiny_model, tmp_path, tokenizer_knows):
+    """Before, the first batch holding the long pair was an IndexError (on CUDA a device-side assert). A tokenizer
+    that does not say its model's length (transformers' 1e30) leaves it to the model's config."""
+    import json
+    import shutil
+
     from transformers import AutoConfig
 
     positions = AutoConfig.from_pretrained(tiny_model).max_position_embeddings
+    if not tokenizer_knows:
+        tiny_model = shutil.copytree(tiny_model, tmp_path / "base")
+        settings_file = tiny_model / "tokenizer_config.json"
+        tokenizer_config = json.loads(settings_file.read_text())
+        tokenizer_config["model_max_length"] = int(1e30)
+        settings_file.write_text(json.dumps(tokenizer_config))
     pairs = [_long_pair(positions + 40)] + digit_pairs(40, seed=8)
     write_jsonl(tmp_path / "train.jsonl", pairs[:30])
     write_jsonl(tmp_path / "validation.jsonl", pairs[30:])
