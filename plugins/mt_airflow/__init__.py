@@ -7,8 +7,18 @@ def artifact_root() -> str:
     """Where run directories live (MT_ARTIFACT_ROOT), read when a task or a request needs it; else `artifacts` in
     Airflow's home, `~/airflow` where AIRFLOW_HOME is unset, as Airflow's own: never the process's working
     directory, which the scheduler, the workers and the API server do not share."""
-    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    return os.environ.get("MT_ARTIFACT_ROOT") or os.path.join(home, "artifacts")
+    return os.environ.get("MT_ARTIFACT_ROOT") or os.path.join(_airflow_home(), "artifacts")
+
+
+def _airflow_home() -> str:
+    """AIRFLOW_HOME expanded as Airflow expands it (airflow.configuration.get_airflow_home): `~` and `$VAR` in it
+    name the same folder, not one under the working directory (an env file or a systemd unit leaves them as is)."""
+    home = os.environ.get("AIRFLOW_HOME") or "~/airflow"
+    for _ in range(8):  # nested variables; a bounded number of rounds, for one that names itself
+        home, before = os.path.expanduser(os.path.expandvars(home)), home
+        if home == before:
+            break
+    return home
 
 
 def refuse_backfill(run_type: str) -> None:

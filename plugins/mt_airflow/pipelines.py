@@ -372,16 +372,18 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 
-def repeated_keys(value: Any, where: str = "") -> list[str]:
-    """Each key given twice in one mapping of `value` (parsed by `load`), with its field path and lines."""
+def repeated_keys(value: Any, where: str = "", seen: set[int] | None = None) -> list[str]:
+    """Each key given twice in one mapping of `value` (parsed by `load`), with its field path and lines. A mapping
+    or list that YAML aliases (`*name`) is looked at once: an alias may name its own ancestor, or fan out."""
+    seen = set() if seen is None else seen
+    if not isinstance(value, (dict, list)) or id(value) in seen:
+        return []
+    seen.add(id(value))
     found = []
     if isinstance(value, dict):
         found += [f"field {where}{key} is given twice ({lines})" for key, lines in getattr(value, "repeated", ())]
-        for key, item in value.items():
-            found += repeated_keys(item, f"{where}{key}.")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += repeated_keys(item, f"{where}{index}.")
+    for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+        found += repeated_keys(item, f"{where}{key}.", seen)
     return found
 
 

@@ -266,3 +266,24 @@ def test_an_entry_never_publishes_where_the_main_dag_does(monkeypatch):
 def test_a_bad_default_is_named_as_the_files_default():
     _, (broken,) = pipelines.parse({"defaults": {"min_bleu_gian": 1.0}, "pipelines": [GOOD]})
     assert "field defaults.min_bleu_gian: Extra inputs are not permitted" in broken.message
+
+
+def test_an_alias_of_its_own_mapping_breaks_the_entry_not_the_dag_files(tmp_path):
+    """YAML lets an alias name the mapping it sits in: the repeated-key check followed it forever, and the
+    RecursionError failed both DAG files (every pipeline, the main DAG and the watcher) instead of one entry."""
+    entry = "".join(f"    {key}: {value}\n" for key, value in GOOD.items()).replace("    ", "  - ", 1)
+    bag = _bag(tmp_path, "pipelines:\n" + entry + "    params: &p {colour: *p}\n")
+    assert bag.import_errors == {}
+    assert {"translation_finetune", "translation_data_watcher", "translation_finetune__invalid_1_legal"} <= set(
+        bag.dag_ids)
+    assert "field params.colour: Extra inputs are not permitted" in bag.dags[
+        "translation_finetune__invalid_1_legal"].description
+
+
+@pytest.mark.timeout(60)
+def test_aliases_that_fan_out_are_looked_at_once(tmp_path):
+    """Each level names the one before it ten times: 10^8 mappings to walk, one of each to look at."""
+    levels = "".join(f"  l{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
+    path = tmp_path / "pipelines.yaml"
+    path.write_text("defaults:\n  l0: &a0 {k: 1}\n" + levels + "pipelines: []\n")
+    assert pipelines.repeated_keys(yaml.load(path.read_text(), Loader=pipelines._Loader)) == []  # noqa: S506

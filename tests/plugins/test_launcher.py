@@ -400,3 +400,19 @@ def test_the_artifact_root_never_depends_on_the_working_directory(monkeypatch, t
     assert mt_airflow.artifact_root() == str(tmp_path / "airflow" / "artifacts")  # as Airflow's own ~/airflow
     monkeypatch.setenv("AIRFLOW_HOME", "/opt/airflow")
     assert mt_airflow.artifact_root() == "/opt/airflow/artifacts"
+
+
+def test_an_airflow_home_with_a_tilde_or_a_variable_is_the_folder_airflow_uses(monkeypatch, tmp_path):
+    """An env file or a systemd unit passes AIRFLOW_HOME=~/airflow-prod unexpanded: Airflow expands it, so must the
+    artifact root, or it lies in a folder named `~` under each process's working directory."""
+    import mt_airflow
+    from airflow.configuration import get_airflow_home
+
+    monkeypatch.delenv("MT_ARTIFACT_ROOT", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MT_TEST_HOMES", str(tmp_path / "homes"))
+    monkeypatch.chdir(tmp_path.parent)
+    for home in ("~/airflow-prod", "$MT_TEST_HOMES/airflow"):
+        monkeypatch.setenv("AIRFLOW_HOME", home)
+        assert mt_airflow.artifact_root() == str(Path(get_airflow_home()) / "artifacts"), home
+        assert mt_airflow.artifact_root().startswith(str(tmp_path) + "/"), home
