@@ -34,7 +34,9 @@ measurably better:
 11. **mark_consumed** marks each language's pulled objects consumed once its gate decided: a refusal consumes,
     a promoted model consumes once published (held back by another language's refusal, or a failed publish,
     its data stays new for the next run);
-12. **summary** logs the outcome, also for a run that ended early, and the run's note says it in one line.
+12. **summary** logs the outcome, also for a run that ended early or failed, and the run's note says it in one
+    line; **release_verdict** fails the run when the release gate or publish failed (a run's state is its last
+    tasks').
 
 With `learning_curve_fractions` (e.g. `[0.1, 0.25, 0.5]`), **learning_curve_point** also trains and scores
 one model per share of each pair's training split, as mapped tasks through the same launcher, and
@@ -199,6 +201,13 @@ def learning_curve(run_dirs: list[str]) -> list[dict]:
 
 
 @task(trigger_rule="none_failed")
+def release_verdict() -> None:
+    """A leaf that fails the run when the release gate or publish failed. Airflow takes a run's state from its leaf
+    tasks alone, and summary, after mark_consumed (which runs after anything), succeeds to report every run: a
+    publish that failed (a token without write access) left the run green and the failure webhook silent."""
+
+
+@task(trigger_rule="none_failed")
 def summary(run_dirs: list[str]) -> dict:
     from mt_airflow import outcome, pairs
     from tasks import config, summary
@@ -243,11 +252,9 @@ def translation_finetune():
     run_dirs = prepare()
     languages = language.expand(run_dir=run_dirs)
     published = PublishModelOperator.partial(task_id="publish", **IO_RETRIES).expand(run_dir=run_dirs)
-    released, outcome = release_gate(run_dirs), summary(run_dirs)
-    languages >> released >> published >> mark_consumed.expand(run_dir=run_dirs) >> outcome
-    # A run's state is its leaves' (summary, the learning curve's): mark_consumed runs after anything, so a failed
-    # release or publish must reach summary itself, or the run ends green and the failure webhook stays silent.
-    [released, published] >> outcome
+    released = release_gate(run_dirs)
+    languages >> released >> published >> mark_consumed.expand(run_dir=run_dirs) >> summary(run_dirs)
+    [released, published] >> release_verdict()
     learning_curve_points(run_dirs, after=languages)
 
 

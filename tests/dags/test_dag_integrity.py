@@ -119,6 +119,12 @@ def test_io_steps_retry_with_backoff(dag):
         assert task.max_retry_delay <= timedelta(minutes=10)
 
 
+def test_a_failed_release_gate_or_publish_reaches_a_leaf_that_fails_the_run(dag):
+    verdict = dag.get_task("release_verdict")
+    assert not verdict.downstream_task_ids and {"release_gate", "publish"} <= verdict.upstream_task_ids
+    assert dag.get_task("summary").upstream_task_ids == {"prepare", "mark_consumed"}  # runs after anything
+
+
 def test_task_order(dag):
     chain = ["prepare", "language.pull", "language.validate", "language.split", "language.champion",
              "language.train", "language.evaluate", "language.gate", "release_gate", "publish", "mark_consumed",
@@ -131,7 +137,8 @@ def test_task_order(dag):
     ("language.validate", "all_success", "a pull with nothing new skips everything after it, in its language"),
     ("release_gate", "none_failed", "languages that ended early do not hold back the others"),
     ("mark_consumed", "all_done", "each language decides whether its data was consumed (tasks/publish/release.py)"),
-    ("summary", "none_failed", "reports a run that ended early, too"),
+    ("summary", "none_failed", "reports a run that ended early or failed, too (it follows mark_consumed only)"),
+    ("release_verdict", "none_failed", "a leaf: a failed release gate or publish fails the run"),
 ])
 def test_trigger_rules(dag, task_id, rule, why):
     assert dag.get_task(task_id).trigger_rule == rule, why

@@ -1,8 +1,9 @@
 """How Airflow ends a run of the real DAG when a step after the gates fails: dag.test() schedules the DAG's own
 tasks and trigger rules; only the heavy steps (the launcher's steps, split, champion, gate, publish) are stand-ins.
 
-Airflow decides a run's state from its leaf tasks alone (summary, learning_curve). A failed step that no leaf
-depends on through all_success/none_failed leaves the run `success`: the DAG's failure webhook never fires."""
+Airflow decides a run's state from its leaf tasks alone (summary, release_verdict, learning_curve). A failed step
+that no leaf depends on through all_success/none_failed leaves the run `success`: the DAG's failure webhook never
+fires. And summary must still run: its log is the failed run's account (what it cost, how far it got)."""
 
 from __future__ import annotations
 
@@ -120,6 +121,7 @@ def test_a_failed_release_or_publish_fails_the_run_and_is_reported(dag, stand_in
         assert tis[failed] == "failed", tis
         assert state == "failed", tis
         assert [event["message"] for event in webhook.events("failure")], webhook.received
+        assert tis[("summary", -1)] == "success", tis
 
 
 def test_a_language_that_fails_fails_the_run_and_is_reported(dag, stand_ins, tmp_path, monkeypatch):
@@ -132,3 +134,4 @@ def test_a_language_that_fails_fails_the_run_and_is_reported(dag, stand_ins, tmp
         assert (tis[("language.validate", 1)], tis[("release_gate", -1)]) == ("failed", "upstream_failed"), tis
         assert tis[("publish", -1)] == "upstream_failed"  # nothing of en-de is released beside a failed language
         assert state == "failed" and webhook.events("failure"), tis
+        assert tis[("summary", -1)] == "success", tis  # the failed run's account is still logged
