@@ -471,19 +471,21 @@ class RunStepOperator(BaseOperator):
         (the compose stack's scheduler, which runs the tasks, was recreated or killed): Airflow fails that try when
         its heartbeat stops and retries, and the Docker operator, unlike the pod operator, never reattaches, so a
         second container would train on the same GPU into the same run directory. That try left no record (its
-        worker died first): the container's own life, from its creation to this stop, is recorded in its place,
-        or the bill would count hours of GPU time as none."""
+        worker died first): the container's own life, from its creation (or the end of the last recorded try, when
+        one was recorded and its container outlived it) to this stop, is recorded in its place, or the bill would
+        count hours of GPU time as none."""
         labels = [f"{key}={value}" for key, value in docker_labels(self.step, self.run_dir).items()]
         cli = self._delegate.cli
         for found in cli.containers(filters={"label": labels, "status": "running"}):
             self.log.warning("an earlier try of step %r left container %s running: stopping it", self.step,
                              found["Id"][:12])
             cli.stop(found["Id"])
-            created = float(found.get("Created") or time.time())
+            since = max(float(found.get("Created") or time.time()),
+                        launches.recorded_until(self.run_dir, self.step) or 0.0)
             launches.record_launch(self.run_dir, self.step, {
                 "try": None, "launcher": "docker", "gpus": gpus, "outcome": "left running by an earlier try",
-                "started": datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds"),
-                "seconds": round(max(time.time() - created, 0.0), 1)}, self.log)
+                "started": datetime.fromtimestamp(since, timezone.utc).isoformat(timespec="seconds"),
+                "seconds": round(max(time.time() - since, 0.0), 1)}, self.log)
 
     def _left_running(self, failed: BaseException, timed_out: bool) -> str | None:
         """Why this failed try's pod or container may still run, or wait for a node, though its operator gave up

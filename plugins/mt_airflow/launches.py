@@ -57,6 +57,19 @@ def record_launch(run_dir: str, step: str, launch: dict, log) -> None:
         log.warning("could not record this launch in %s: %s: %s", run_dir, type(err).__name__, err)
 
 
+def recorded_until(run_dir: str, step: str) -> float | None:
+    """When the last recorded try of `step` ended (a Unix time), or None when none is recorded or readable."""
+    from tasks import layout
+    from tasks.io import storage
+
+    try:
+        tries = (storage.read_json_or(storage.join(run_dir, layout.LAUNCHES)) or {}).get(step) or []
+        ends = [datetime.fromisoformat(t["started"]).timestamp() + float(t["seconds"]) for t in tries]
+    except (Exception, AirflowTaskTimeout):  # noqa: BLE001 - an unreadable record: bill the container whole
+        return None
+    return max(ends, default=None)
+
+
 def pod_times(pod, now: datetime) -> dict | None:
     """{"waiting_s": for a node, "on_node_s": from being placed on one to its containers' end (or `now`, where they
     have not ended: a pod stopped as the try ends)} of a pod as the Kubernetes API returns it; None when it says too

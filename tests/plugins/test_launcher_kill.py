@@ -431,3 +431,27 @@ def test_a_container_an_earlier_try_left_training_is_billed_when_the_retry_stops
     assert (earlier["try"], earlier["outcome"], earlier["gpus"]) == (None, "left running by an earlier try", 4)
     assert 3 * 3600 <= earlier["seconds"] < 3 * 3600 + 60 and retry["try"] == 2
     assert "over 2 tries" in cost.launches({"train": [earlier, retry]})
+
+
+def test_a_left_container_whose_try_recorded_itself_is_billed_from_that_record_on(monkeypatch, tmp_path):
+    """Its worker survived but on_kill could not stop it: the try's own record covers its first hour, the retry's
+    record of the container only what came after, not the whole three hours again."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from airflow.providers.docker.operators.docker import DockerOperator
+
+    run_dir = str(tmp_path / "run")
+    created = int(time.time()) - 3 * 3600
+    first = {"try": 1, "launcher": "docker", "gpus": 4, "outcome": "killed", "seconds": 3600.0,
+             "started": datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds")}
+    launches.record_launch(run_dir, "train", first, SimpleNamespace(info=print, warning=print))
+    docker = FakeDocker([{"Id": "a" * 64, "Labels": launcher.docker_labels("train", run_dir), "Created": created}])
+    monkeypatch.setenv("MT_GPUS", "4")
+    monkeypatch.setattr(DockerOperator, "cli", property(lambda self: docker))
+    monkeypatch.setattr(DockerOperator, "execute", lambda self, context: None)
+    monkeypatch.setattr(RunStepOperator, "stored_result", lambda self: {})
+    RunStepOperator(task_id="train", step="train", run_dir=run_dir, launcher="docker").execute(
+        {"ti": SimpleNamespace(try_number=2)})
+    recorded, left, _ = storage.read_json(storage.join(run_dir, layout.LAUNCHES))["train"]
+    assert recorded == first and 2 * 3600 - 5 <= left["seconds"] < 2 * 3600 + 60
