@@ -410,23 +410,28 @@ def test_a_container_an_earlier_try_left_training_is_stopped_before_the_retry_st
     assert started == [(left["Labels"], [left["Id"]])]
 
 
-def test_a_container_an_earlier_try_left_training_is_billed_when_the_retry_stops_it(monkeypatch, tmp_path):
-    """The try whose worker died left no record: the container's three hours on 4 GPUs were billed as nothing."""
+def _retry_on_4_gpus(monkeypatch, docker, run_dir):
+    """Try 2 of train with the docker launcher, on MT_GPUS=4, its container started by nothing."""
     from types import SimpleNamespace
 
     from airflow.providers.docker.operators.docker import DockerOperator
 
-    from tasks import cost
-
-    run_dir = str(tmp_path / "run")
-    left = {"Id": "a" * 64, "Labels": launcher.docker_labels("train", run_dir), "Created": int(time.time()) - 3 * 3600}
-    docker = FakeDocker([left])
     monkeypatch.setenv("MT_GPUS", "4")
     monkeypatch.setattr(DockerOperator, "cli", property(lambda self: docker))
     monkeypatch.setattr(DockerOperator, "execute", lambda self, context: None)
     monkeypatch.setattr(RunStepOperator, "stored_result", lambda self: {})
     RunStepOperator(task_id="train", step="train", run_dir=run_dir, launcher="docker").execute(
         {"ti": SimpleNamespace(try_number=2)})
+
+
+def test_a_container_an_earlier_try_left_training_is_billed_when_the_retry_stops_it(monkeypatch, tmp_path):
+    """The try whose worker died left no record: the container's three hours on 4 GPUs were billed as nothing."""
+    from tasks import cost
+
+    run_dir = str(tmp_path / "run")
+    left = {"Id": "a" * 64, "Labels": launcher.docker_labels("train", run_dir), "Created": int(time.time()) - 3 * 3600}
+    docker = FakeDocker([left])
+    _retry_on_4_gpus(monkeypatch, docker, run_dir)
     earlier, retry = storage.read_json(storage.join(run_dir, layout.LAUNCHES))["train"]
     assert (earlier["try"], earlier["outcome"], earlier["gpus"]) == (None, "left running by an earlier try", 4)
     assert 3 * 3600 <= earlier["seconds"] < 3 * 3600 + 60 and retry["try"] == 2
@@ -436,10 +441,7 @@ def test_a_container_an_earlier_try_left_training_is_billed_when_the_retry_stops
 def test_a_left_container_whose_try_recorded_itself_is_billed_from_that_record_on(monkeypatch, tmp_path):
     """Its worker survived but on_kill could not stop it: the try's own record covers its first hour, the retry's
     record of the container only what came after, not the whole three hours again."""
-    from datetime import datetime, timezone
     from types import SimpleNamespace
-
-    from airflow.providers.docker.operators.docker import DockerOperator
 
     run_dir = str(tmp_path / "run")
     created = int(time.time()) - 3 * 3600
@@ -447,11 +449,6 @@ def test_a_left_container_whose_try_recorded_itself_is_billed_from_that_record_o
              "started": datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds")}
     launches.record_launch(run_dir, "train", first, SimpleNamespace(info=print, warning=print))
     docker = FakeDocker([{"Id": "a" * 64, "Labels": launcher.docker_labels("train", run_dir), "Created": created}])
-    monkeypatch.setenv("MT_GPUS", "4")
-    monkeypatch.setattr(DockerOperator, "cli", property(lambda self: docker))
-    monkeypatch.setattr(DockerOperator, "execute", lambda self, context: None)
-    monkeypatch.setattr(RunStepOperator, "stored_result", lambda self: {})
-    RunStepOperator(task_id="train", step="train", run_dir=run_dir, launcher="docker").execute(
-        {"ti": SimpleNamespace(try_number=2)})
+    _retry_on_4_gpus(monkeypatch, docker, run_dir)
     recorded, left, _ = storage.read_json(storage.join(run_dir, layout.LAUNCHES))["train"]
     assert recorded == first and 2 * 3600 - 5 <= left["seconds"] < 2 * 3600 + 60
