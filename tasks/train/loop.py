@@ -454,9 +454,9 @@ class _Training:
                      duration(budget), progress.step, progress.best_step)
             self.stopped, self.stop_reason = True, "time budget"
             return
-        if done_here == 10:
-            self.pace_mark = (done_here, elapsed)
-        if done_here == first_fit or (validated and done_here > 10):
+        if done_here == 10 or (validated and 10 < done_here < first_fit):
+            self.pace_mark = (done_here, elapsed)  # a validation before the first fit: its time is not a step's
+        if done_here == first_fit or (validated and done_here > first_fit):
             self._fit_the_schedule(done_here, elapsed)
 
     def _fit_the_schedule(self, done_here: int, elapsed: float) -> None:

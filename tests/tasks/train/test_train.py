@@ -209,6 +209,25 @@ def test_a_resumed_attempt_fits_its_schedule_at_the_pace_after_its_slow_start(mo
     assert at(650, 9.0, validated=True) == 960
 
 
+def test_a_validation_before_a_resumed_attempts_first_fit_is_not_its_pace(monkeypatch):
+    """Resumed at step 1000 from a checkpoint, it validated at step 1015 (30 s): fitted there, on a few slow steps and
+    the validation, the plan was cut from 2000 to 1107 steps for good, though all 2000 fitted in the budget."""
+    from types import SimpleNamespace
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(trainloop.time, "monotonic", lambda: clock.now)
+    run = _budget_run()
+    run.settings.max_seconds, run.total_steps, run.planned_steps = 1000.0, 2000, 2000
+    run.progress.step, run.progress.seconds, run.seconds_before, run.steps_at_start = 1000, 400.0, 400.0, 1000
+
+    def at(step, seconds, validated=False):
+        run.progress.step, clock.now = step, seconds
+        trainloop._Training._keep_the_budget(run, validated=validated)
+        return run.total_steps
+
+    assert at(1010, 5.0) == 2000  # 0.5 s a step: its slow start
+    assert at(1015, 35.5, validated=True) == 2000  # 0.1 s a step and a validation of 30 s: no pace either
+    assert at(1020, 36.0) == 2000  # 0.1 s a step since the validation: everything fits
 RANKS_WITH_THEIR_OWN_CLOCKS = '''
 import json, os, sys
 from types import SimpleNamespace
@@ -219,17 +238,19 @@ dist.init_process_group("gloo")
 rank = dist.get_rank()
 clock = SimpleNamespace(now=0.0)
 loop.time.monotonic = lambda: clock.now
+start = int(sys.argv[2])  # the step an attempt resumed at (0: a fresh one), with 10 s of the budget spent before
 run = SimpleNamespace(
     settings=SimpleNamespace(max_seconds=100.0, warmup_steps=0.1), stopped=False, stop_reason=None,
-    progress=SimpleNamespace(step=0, seconds=0.0, best_step=0), seconds_before=0.0, started=0.0,
-    steps_at_start=0, total_steps=1000, planned_steps=1000, warmup=100, budget_ends_schedule=False,
-    world_size=dist.get_world_size(), pace_mark=None, _validate=lambda: None, _settle=lambda: None)
+    progress=SimpleNamespace(step=start, seconds=0.0, best_step=0), seconds_before=10.0 if start else 0.0,
+    started=0.0, steps_at_start=start, total_steps=1000, planned_steps=1000, warmup=100,
+    budget_ends_schedule=False, world_size=dist.get_world_size(), pace_mark=None, _validate=lambda: None,
+    _settle=lambda: None)
 run._fit_the_schedule = lambda *args: loop._Training._fit_the_schedule(run, *args)
 seen, compared = [], []
 reduce = loop.sum_over_ranks
 loop.sum_over_ranks = lambda *args, **kwargs: compared.append(1) or reduce(*args, **kwargs)
-for step in range(1, 1001):
-    run.progress.step, clock.now = step, step * (0.30 if rank == 0 else 0.31)  # rank 1 runs a bit slow
+for step in range(start + 1, 1001):
+    run.progress.step, clock.now = step, (step - start) * (0.30 if rank == 0 else 0.31)  # rank 1 a bit slow
     loop._Training._keep_the_budget(run, validated=step % 10 == 0)
     seen.append(run.total_steps)
     if run.stopped:
@@ -240,22 +261,36 @@ dist.destroy_process_group()
 '''
 
 
-def test_data_parallel_ranks_keep_one_time_budget(tmp_path):
-    """Each rank reads its own clock; they must still stop at the same step and plan the same schedule,
-    or the one that stops first leaves the others waiting in a collective forever."""
+def _ranks_with_their_own_clocks(tmp_path, start: int) -> list[dict]:
     script = tmp_path / "ranks.py"
     script.write_text(RANKS_WITH_THEIR_OWN_CLOCKS)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), str(tmp_path)], env=cli_env(), capture_output=True, text=True, timeout=300)
+                           str(script), str(tmp_path), str(start)], env=cli_env(), capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["stopped_at"] == ranks[1]["stopped_at"]
     assert ranks[0]["plans"] == ranks[1]["plans"]
+    return ranks
+
+
+def test_data_parallel_ranks_keep_one_time_budget(tmp_path):
+    """Each rank reads its own clock; they must still stop at the same step and plan the same schedule,
+    or the one that stops first leaves the others waiting in a collective forever."""
+    ranks = _ranks_with_their_own_clocks(tmp_path, 0)
     # They go by the slower clock: 100 s at 0.31 s a step (step 323), and decide where the loop looks anyway (every
     # SETTLE_EVERY_STEPS steps and at validations, here every 10): comparing clocks waits for the GPU, and once a
     # step it held every step up.
     assert ranks[0]["stopped_at"] == 330
     assert ranks[0]["compared"] == ranks[1]["compared"] < 330 / 5
+
+
+def test_data_parallel_ranks_of_a_resumed_attempt_fit_its_schedule_together(tmp_path):
+    """A resumed attempt first fits its schedule at its 20th step (here step 525: no validation, no settling step),
+    where each rank must look at the slowest clock too, or the ranks plan different schedules and one waits in a
+    collective forever."""
+    ranks = _ranks_with_their_own_clocks(tmp_path, 505)
+    assert ranks[0]["plans"][18] == 1000 != ranks[0]["plans"][19]  # the plan changed at step 525: the fit was there
 
 
 def test_a_base_saved_in_half_precision_trains_and_is_saved_in_fp32(tmp_path, tiny_model):
