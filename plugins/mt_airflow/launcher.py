@@ -480,8 +480,8 @@ class RunStepOperator(BaseOperator):
             self.log.warning("an earlier try of step %r left container %s running: stopping it", self.step,
                              found["Id"][:12])
             cli.stop(found["Id"])
-            since = max(float(found.get("Created") or time.time()),
-                        launches.recorded_until(self.run_dir, self.step) or 0.0)
+            created = float(found.get("Created") or time.time())
+            since = max(created, launches.recorded_until(self.run_dir, self.step, created) or 0.0)
             launches.record_launch(self.run_dir, self.step, {
                 "try": None, "launcher": "docker", "gpus": gpus, "outcome": "left running by an earlier try",
                 "started": datetime.fromtimestamp(since, timezone.utc).isoformat(timespec="seconds"),

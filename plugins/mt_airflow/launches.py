@@ -57,17 +57,22 @@ def record_launch(run_dir: str, step: str, launch: dict, log) -> None:
         log.warning("could not record this launch in %s: %s: %s", run_dir, type(err).__name__, err)
 
 
-def recorded_until(run_dir: str, step: str) -> float | None:
-    """When the last recorded try of `step` ended (a Unix time), or None when none is recorded or readable."""
+def recorded_until(run_dir: str, step: str, created: float) -> float | None:
+    """When the try that started a container created at `created` (a Unix time) ended by its own record: the last
+    try of `step` recorded as started by then (a try's `started` is taken before its container is made). None when
+    there is none: a try whose worker died records nothing, and records of containers left running (no try) or of
+    tries started later (on another host's Docker daemon) say nothing of this one."""
     from tasks import layout
     from tasks.io import storage
 
     try:
         tries = (storage.read_json_or(storage.join(run_dir, layout.LAUNCHES)) or {}).get(step) or []
-        ends = [datetime.fromisoformat(t["started"]).timestamp() + float(t["seconds"]) for t in tries]
+        spans = [(datetime.fromisoformat(t["started"]).timestamp(), float(t["seconds"])) for t in tries
+                 if t.get("try") is not None]
     except (Exception, AirflowTaskTimeout):  # noqa: BLE001 - an unreadable record: bill the container whole
         return None
-    return max(ends, default=None)
+    own = [start + seconds for start, seconds in spans if start <= created]
+    return max(own) if own else None
 
 
 def pod_times(pod, now: datetime) -> dict | None:

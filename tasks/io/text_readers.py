@@ -41,6 +41,8 @@ class JsonLinesReader(Reader):
             except json.JSONDecodeError as err:
                 yield Row(number, None, None, f"invalid JSON: {err.msg} at column {err.colno}")
                 continue
+            if isinstance(record, list) and len(record) == 1 and isinstance(record[0], dict):
+                record = record[0]  # one record in brackets (a one-row `to_json(orient='records')`): that record
             pair = record.get("translation") if isinstance(record, dict) else None
             if pair is None and isinstance(record, dict) and src in record and tgt in record:
                 pair = record

@@ -225,16 +225,18 @@ def test_a_record_with_list_fields_but_no_pair_is_one_rejected_row_not_a_whole_e
     assert 'no "translation" object' in rejects[0]["reasons"][0]["detail"]
 
 
-def test_one_record_in_brackets_among_good_lines_is_one_rejected_row_not_a_refused_batch(tmp_path):
-    # A stray `[{...}]` line (one record, wrapped by hand or by a tool) was taken for a whole export on one line:
-    # the file unreadable, so the week's batch failed, for one pair, with a message about "many records".
+def test_one_record_in_brackets_is_read_as_that_record_not_a_refused_batch(tmp_path):
+    # A stray `[{...}]` line (one record, wrapped by hand or by a tool, or a one-row `to_json(orient='records')`)
+    # was taken for a whole export on one line: the file unreadable, so the week's batch failed, for one pair.
     data = tmp_path / "in"
     write_jsonl(data / "week.jsonl", PAIRS)
     with (data / "week.jsonl").open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps([{"translation": {"en": "Close it", "de": "Schließe es"}}]) + "\n")
+        fh.write(json.dumps([{"translation": {"en": "Close the window now", "de": "Schließe jetzt das Fenster"}}])
+                 + "\n")
+    (data / "one.json").write_text(json.dumps([{"en": "Open the file now", "de": "Öffne jetzt die Datei"}]))
     cfg = make_run(tmp_path / "artifacts", min_clean_pairs=1, max_reject_rate=1.0)
-    put_raw(cfg, data / "week.jsonl")
+    put_raw(cfg, data / "week.jsonl", data / "one.json")
     validate.run(cfg)
     report, clean, rejects = accounted(cfg)
-    assert report["unreadable_files"] == {} and len(clean) == len(PAIRS)
-    assert [r["reasons"][0]["reason"] for r in rejects] == ["unreadable_row"]
+    assert report["unreadable_files"] == {} and rejects == []
+    assert {"Close the window now", "Open the file now"} <= {r["translation"]["en"] for r in clean}

@@ -452,3 +452,20 @@ def test_a_left_container_whose_try_recorded_itself_is_billed_from_that_record_o
     _retry_on_4_gpus(monkeypatch, docker, run_dir)
     recorded, left, _ = storage.read_json(storage.join(run_dir, layout.LAUNCHES))["train"]
     assert recorded == first and 2 * 3600 - 5 <= left["seconds"] < 2 * 3600 + 60
+
+
+def test_two_left_containers_and_a_later_try_elsewhere_are_each_billed_their_own_life(monkeypatch, tmp_path):
+    """Try 1 left a container 3 h ago, an earlier retry another 2 h ago, and a try on another host (another Docker
+    daemon) ran 1 h and recorded itself: neither container's time is cut by the other's record, nor by that try."""
+    from types import SimpleNamespace
+
+    run_dir, now = str(tmp_path / "run"), int(time.time())
+    elsewhere = {"try": 3, "launcher": "docker", "gpus": 4, "outcome": "failed", "seconds": 3600.0,
+                 "started": datetime.fromtimestamp(now - 3600, timezone.utc).isoformat(timespec="seconds")}
+    launches.record_launch(run_dir, "train", elsewhere, SimpleNamespace(info=print, warning=print))
+    labels = launcher.docker_labels("train", run_dir)
+    docker = FakeDocker([{"Id": "a" * 64, "Labels": labels, "Created": now - 3 * 3600},
+                         {"Id": "b" * 64, "Labels": labels, "Created": now - 2 * 3600}])
+    _retry_on_4_gpus(monkeypatch, docker, run_dir)
+    _, first, second, _ = storage.read_json(storage.join(run_dir, layout.LAUNCHES))["train"]
+    assert 3 * 3600 <= first["seconds"] < 3 * 3600 + 60 and 2 * 3600 <= second["seconds"] < 2 * 3600 + 60
