@@ -97,6 +97,27 @@ def test_a_killed_training_resumes_on_cuda(tmp_path, tiny_model):
     assert report["device"].startswith("cuda") and report["precision"] == "bf16"
 
 
+def _cuda_training(tiny_model, tmp_path, *, pairs: int, graphs: bool, **model_settings):
+    """The loop's training state on the GPU, bf16, 256-token batches of digit pairs; and the encoded pairs."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from tasks.train import batching
+    from tasks.train import loop as trainloop
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model, **model_settings)
+    found = digit_pairs(pairs, seed=3)
+    data = batching.encode(tokenizer, [s for s, _ in found], [t for _, t in found], 32, 32)
+    settings = trainloop.LoopSettings(learning_rate=1e-3, weight_decay=0.01, num_train_epochs=1,
+                                      max_tokens_per_batch=256, precision="bf16", cuda_graphs=graphs)
+    run = trainloop._Training(model, data, data, settings, pad_id=model.config.pad_token_id,
+                              decoder_start_id=model.config.decoder_start_token_id,
+                              checkpoints=trainloop.CheckpointDir(tmp_path / "checkpoints"),
+                              device=torch.device("cuda"), rank=0, world_size=1)
+    return run, data
+
+
 @pytest.mark.parametrize("graphs", [False, True], ids=["steps", "graph-replays"])
 def test_training_steps_never_wait_for_the_gpu(tmp_path, tiny_model, graphs):
     """CUDA's sync debug mode raises at any operation that waits for the device (a value read back, a blocking
@@ -104,21 +125,10 @@ def test_training_steps_never_wait_for_the_gpu(tmp_path, tiny_model, graphs):
     SETTLE_EVERY_STEPS steps is the one wait it allows, outside these steps. With CUDA graphs, capturing a shape
     waits once (torch.cuda.graph synchronizes first); its replays must not."""
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from tasks.train import batching, feed
-    from tasks.train import loop as trainloop
+    from tasks.train import feed
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model)
-    pairs = digit_pairs(400, seed=3)
-    data = batching.encode(tokenizer, [s for s, _ in pairs], [t for _, t in pairs], 32, 32)
-    settings = trainloop.LoopSettings(learning_rate=1e-3, weight_decay=0.01, num_train_epochs=1,
-                                      max_tokens_per_batch=256, precision="bf16", cuda_graphs=graphs)
-    run = trainloop._Training(model, data, data, settings, pad_id=model.config.pad_token_id,
-                              decoder_start_id=model.config.decoder_start_token_id,
-                              checkpoints=trainloop.CheckpointDir(tmp_path / "checkpoints"),
-                              device=torch.device("cuda"), rank=0, world_size=1)
+    run, data = _cuda_training(tiny_model, tmp_path, pairs=400, graphs=graphs)
     run.log_plan()
     batches = [feed.prepare(data, batch, 0, run.pad_id, run.decoder_start_id, run.multiple, pin=True)
                for batch in run._batches(0)[:8]]
@@ -192,21 +202,10 @@ def test_a_step_that_cannot_be_captured_turns_graphs_off_and_training_goes_on(tm
     the run goes on with ordinary steps, dropout's random draws included: the failed capture must not leave CUDA's
     generator or the current stream as capture had them."""
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from tasks.train import batching, feed
-    from tasks.train import loop as trainloop
+    from tasks.train import feed
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model, dropout=0.1)
-    pairs = digit_pairs(200, seed=3)
-    data = batching.encode(tokenizer, [s for s, _ in pairs], [t for _, t in pairs], 32, 32)
-    settings = trainloop.LoopSettings(learning_rate=1e-3, weight_decay=0.01, num_train_epochs=1,
-                                      max_tokens_per_batch=256, precision="bf16", cuda_graphs=True)
-    run = trainloop._Training(model, data, data, settings, pad_id=model.config.pad_token_id,
-                              decoder_start_id=model.config.decoder_start_token_id,
-                              checkpoints=trainloop.CheckpointDir(tmp_path / "checkpoints"),
-                              device=torch.device("cuda"), rank=0, world_size=1)
+    run, data = _cuda_training(tiny_model, tmp_path, pairs=200, graphs=True, dropout=0.1)
     update = run.graphs.update
 
     def reads_back_while_captured(pieces, learning_rate, cache=True):
