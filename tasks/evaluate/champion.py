@@ -22,12 +22,15 @@ import logging
 import tempfile
 from pathlib import Path
 
+import yaml
+from huggingface_hub import ModelCard
+
 from tasks import layout
 from tasks.config import RunConfig
 from tasks.evaluate import scoring
 from tasks.io import storage
 from tasks.publish import targets
-from tasks.publish.registry import PublishedRevision
+from tasks.publish.registry import RELEASE_FILE, PublishedRevision
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +64,25 @@ def run(config: RunConfig, token: str | None = None, endpoint: str | None = None
                 f"{current.repo_id}@{current.revision} (not released by this pipeline)"
             record = {"found": True, "label": label, "run_tag": current.run_tag,
                       "revision": current.revision, "url": current.url, "model_uri": config.uri(layout.CHAMPION),
-                      "registry_revision": current.revision}
+                      "registry_revision": current.revision, "base_model": fine_tuned_from(config.uri(layout.CHAMPION))}
     log.info("champion: %s", record.get("label") or record["reason"])
     storage.write_json(config.uri(layout.CHAMPION_RECORD), record)  # last: marks the step done
     return record
+
+
+def fine_tuned_from(uri: str) -> str | None:
+    """The base model the champion copied at `uri` was fine-tuned from: its release.json says so (releases since
+    2026-12-07), else its card's `base_model` metadata (earlier releases with a Hub base); None when neither does
+    (a model uploaded by hand, or an earlier release from a local base)."""
+    release = storage.read_json_or(storage.join(uri, RELEASE_FILE)) or {}
+    if release.get("base_model"):
+        return release["base_model"]
+    try:
+        card = ModelCard(storage.read_text(storage.join(uri, "README.md")))
+    except (FileNotFoundError, ValueError, yaml.YAMLError):  # no card, or metadata that is not YAML: unknown
+        return None
+    found = card.data.to_dict().get("base_model")
+    return found if isinstance(found, str) else None
 
 
 def copy_champion(source: targets.Registry, current: PublishedRevision, uri: str) -> None:

@@ -112,6 +112,7 @@ class Release:
     details: str = ""
     create_pr: bool = False
     expected_head: str | None = None
+    base_model: str | None = None  # what the model was fine-tuned from: a later init_from = champion checks it
 
     @property
     def key(self) -> str:
@@ -124,7 +125,8 @@ class Release:
 
     def manifest(self) -> bytes:
         """release.json: which run a registry revision came from, readable by any client."""
-        body = {"run_tag": self.run_tag, "dag_id": self.dag_id, "run_id": self.run_id, "published_by": "mt-retrain"}
+        body = {"run_tag": self.run_tag, "dag_id": self.dag_id, "run_id": self.run_id, "published_by": "mt-retrain",
+                **({"base_model": self.base_model} if self.base_model else {})}
         return (json.dumps(body, indent=2) + "\n").encode()
 
 

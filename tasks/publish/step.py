@@ -95,7 +95,7 @@ def make_release(config: RunConfig, decision: dict) -> Release:
                f"Promotion gate: **{decision['decision'].upper()}**\n"
                + "".join(f"- {check['reason']}\n" for check in decision.get("checks", [])))
     return Release(dag_id=config.dag_id, run_id=config.run_id, run_tag=tag, title=title, details=details,
-                   create_pr=config.create_pr, expected_head=compared_head(config))
+                   create_pr=config.create_pr, expected_head=compared_head(config), base_model=config.base_model)
 
 
 def compared_head(config: RunConfig) -> str | None:

@@ -98,12 +98,21 @@ def run(config: RunConfig) -> dict:
 
 def starting_model(config: RunConfig, scratch: Path) -> tuple[str, str]:
     """(where to load from, what to call it): base_model, or with init_from = champion the published model the
-    champion step copied into the run (base_model while nothing is published)."""
+    champion step copied into the run (base_model while nothing is published, or when the champion's release says
+    it was fine-tuned from another base model than base_model: the configured base is the one to train)."""
     if config.init_from == "champion":
         found = storage.read_json_or(config.uri(layout.CHAMPION_RECORD))
         if found is None:
             raise FileNotFoundError(f"{config.uri(layout.CHAMPION_RECORD)}: init_from is champion, but the "
                                     "champion step has not run for this run")
+        lineage = found.get("base_model")
+        if found["found"] and lineage not in (None, config.base_model):
+            # base_model was switched since the champion's release: continuing from the champion would train the
+            # old model on and never the one configured now.
+            log.warning("init_from champion, but the champion %s was fine-tuned from %s and base_model is now %s: "
+                        "starting from %s", found["label"], lineage, config.base_model, config.base_model)
+            location, label = hub_models.local_copy(config, config.base_model)
+            return location, f"base {label} (the champion {found['label']} was fine-tuned from {lineage})"
         if found["found"]:
             log.info("continuing from the champion %s", found["label"])
             return str(storage.local_dir_for(found["model_uri"], scratch / "champion")), f"champion {found['label']}"

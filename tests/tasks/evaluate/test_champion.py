@@ -35,7 +35,8 @@ def test_the_published_release_is_copied_into_the_run_and_pinned(tmp_path, hub, 
     record = champion.run(cfg, source=_hub(hub))
     assert record == {"found": True, "label": f"{REPO}@{released['run_tag']}", "run_tag": released["run_tag"],
                       "revision": released["revision"], "url": released["url"],
-                      "model_uri": cfg.uri(layout.CHAMPION), "registry_revision": released["revision"]}
+                      "model_uri": cfg.uri(layout.CHAMPION), "registry_revision": released["revision"],
+                      "base_model": "Helsinki-NLP/opus-mt-en-de"}
     for name in ("config.json", "model.safetensors", "vocab.json", "source.spm"):
         assert storage.read_bytes(cfg.uri(layout.CHAMPION, name)) == (tiny_model / name).read_bytes()
     assert not storage.exists(cfg.uri(layout.CHAMPION, "eval", "scores.json"))  # only what loads the model
@@ -43,6 +44,38 @@ def test_the_published_release_is_copied_into_the_run_and_pinned(tmp_path, hub, 
     requests = len(hub.requests)
     assert champion.run(cfg, source=_hub(hub)) == record  # a retry reads the record
     assert len(hub.requests) == requests
+
+
+def test_init_from_champion_trains_the_configured_base_once_base_model_was_switched(tmp_path, hub, released,
+                                                                                   tiny_model):
+    """The champion was fine-tuned from opus-mt-en-de; the team switched base_model to another model. Continuing
+    from the champion would train the old model on, week after week, and never the one configured."""
+    same = make_run(tmp_path / "same", hub_repo_id=REPO, init_from="champion")
+    record = champion.run(same, source=_hub(hub))
+    assert train_step.starting_model(same, tmp_path / "s1") == (same.uri(layout.CHAMPION),
+                                                                f"champion {record['label']}")
+    switched = make_run(tmp_path / "switched", hub_repo_id=REPO, init_from="champion", base_model=str(tiny_model))
+    record = champion.run(switched, source=_hub(hub))
+    assert record["base_model"] == "Helsinki-NLP/opus-mt-en-de"
+    assert train_step.starting_model(switched, tmp_path / "s2") == (
+        str(tiny_model), f"base {tiny_model} (the champion {record['label']} was fine-tuned from "
+                         "Helsinki-NLP/opus-mt-en-de)")
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"release.json": '{"run_tag": "run-20261120-00000000", "base_model": "org/base"}'}, "org/base"),
+    # A release from before release.json named its base: the card's metadata does (for a Hub base).
+    ({"release.json": '{"run_tag": "run-20261120-00000000"}', "README.md": "---\nbase_model: org/old\n---\n# m"},
+     "org/old"),
+    ({"README.md": "# a card without metadata"}, None),
+    ({"README.md": "---\n: [\n---\n# metadata that is not YAML"}, None),
+    ({"README.md": "---\nbase_model: [org/a, org/b]\n---\n"}, None),
+    ({}, None),
+])
+def test_what_a_champion_was_fine_tuned_from(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert champion.fine_tuned_from(str(tmp_path)) == expected
 
 
 def test_a_model_uploaded_by_hand_to_main_is_the_champion_all_the_same(tmp_path, hub, api, tiny_model):
@@ -54,7 +87,7 @@ def test_a_model_uploaded_by_hand_to_main_is_the_champion_all_the_same(tmp_path,
     # Users are served it: the gate compares the candidate with it, and publishing builds on exactly it.
     assert record == {"found": True, "label": f"org/hand-made@{main} (not released by this pipeline)",
                       "run_tag": None, "revision": main, "url": f"{hub.url}/org/hand-made/commit/{main}",
-                      "model_uri": cfg.uri(layout.CHAMPION), "registry_revision": main}
+                      "model_uri": cfg.uri(layout.CHAMPION), "registry_revision": main, "base_model": None}
     assert storage.read_bytes(cfg.uri(layout.CHAMPION, "model.safetensors")) == \
         (tiny_model / "model.safetensors").read_bytes()
     # Its kept translations are those of its files, and init_from: champion continues from it, saying whose it is.
