@@ -214,15 +214,14 @@ def summary(run_dirs: list[str]) -> dict:
     from tasks.evaluate import gate
     from tasks.publish import step as publish
 
-    results, lines = [], []
-    for run_dir in run_dirs:
-        cfg = config.load(run_dir)
+    results, lines, configs = [], [], [config.load(run_dir) for run_dir in run_dirs]
+    for cfg in configs:
         results.append(summary.summarize_run(cfg))
         decision = gate.read_decision(cfg) if results[-1]["decision"] else {}
         lines.append((pairs.pair_name(cfg), decision, publish.result(cfg)))
     note = outcome.one_line(lines)
     log.info("outcome: %s", note)
-    return {"note": note, "pairs": results}
+    return {"note": note, "pairs": results, "cost": summary.whole_run(configs)}
 
 
 def gpu_step(step: str, **kwargs) -> dict:

@@ -120,6 +120,22 @@ def launches(launched: dict) -> str | None:
             + (" (local launcher: on the Airflow worker's own devices)" if local else ""))
 
 
+@_or_none
+def whole_run(records: list[dict]) -> str | None:
+    """One line on what a run of several language pairs cost in all: the time of every pair's tries from launch
+    to end, added up (pairs that ran side by side count each), and their GPU time as `launches` counts it; None
+    when nothing was recorded. The bill of a weekly multi-language retrain, without adding up the pairs' lines."""
+    tries = [launch for record in records for step in record.values() if step for launch in step]
+    if not tries:
+        return None
+    gpu = _GpuTime()
+    for launch in tries:
+        gpu.add(launch)
+    seconds = sum(float(launch["seconds"]) for launch in tries)
+    return (f"{len(records)} language pairs, {len(tries)} launches: {duration(seconds)} from launch to end in all"
+            + gpu.describe())
+
+
 class _GpuTime:
     """The GPU seconds of the tries that requested GPUs: held on a node where the pod's timings were recorded,
     requested from launch to end where they were not."""

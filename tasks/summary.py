@@ -56,6 +56,17 @@ def summarize_run(config: RunConfig) -> dict:
     return summary
 
 
+def whole_run(configs: list[RunConfig]) -> str | None:
+    """The cost line of a run of several language pairs, all pairs together (logged); None for one pair, whose
+    own `launches` line says it all, or when nothing was launched."""
+    if len(configs) < 2:
+        return None
+    line = cost.whole_run([storage.read_record(config.uri(layout.LAUNCHES)) for config in configs])
+    if line:
+        log.info("the whole run: %s", line)
+    return line
+
+
 def _published(record: dict | None) -> str | None:
     if not record or not record.get("published"):
         return None

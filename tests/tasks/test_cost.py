@@ -170,3 +170,32 @@ def test_a_launch_record_that_is_no_record_reads_as_none(tmp_path):
         assert storage.read_record(str(tmp_path / "launches.json")) == {}
     assert storage.read_record(str(tmp_path / "missing.json")) == {}
     assert cost.tries({"train": "hand-edited"}, "train") is None and cost.tries([1], "train") is None
+
+
+def test_a_run_of_several_pairs_adds_up_every_pairs_launches():
+    """The bill of a weekly run over en-de and en-nl: both pairs' tries, held GPU time where the pod said it."""
+    de = {"validate": [_launch(31.0)], "train": [_launch(300.0, "killed"), _launch(1242.4)]}
+    nl = {"train": [{**_launch(600.0, gpus=4), "pod": {"waiting_s": 60.0, "on_node_s": 540.0}}],
+          "evaluate": [_launch(70.0, launcher="local", gpus=None)]}
+    assert cost.whole_run([de, nl, {}]) == (
+        "3 language pairs, 5 launches: 37m23s from launch to end in all, 1h28m of GPU time requested "
+        "(1m00s waiting for a node left out)")  # 2 × 1573.4 s + 4 × 540 s = 5306.8 s
+    assert cost.whole_run([{}, {"train": []}]) is None
+    assert cost.whole_run([de, ["not", "a", "record"]]) is None
+
+
+def test_the_summary_of_a_run_of_several_pairs_says_what_they_cost_together(tmp_path, caplog):
+    import logging
+
+    from support.runs import make_run
+    from tasks import layout, summary
+    from tasks.io import storage
+
+    de, nl = make_run(tmp_path / "de"), make_run(tmp_path / "nl", target_lang="nl")
+    storage.write_json(de.uri(layout.LAUNCHES), {"train": [_launch(1200.0)]})
+    storage.write_json(nl.uri(layout.LAUNCHES), {"train": [_launch(600.0, gpus=1)]})
+    with caplog.at_level(logging.INFO, logger="tasks.summary"):
+        line = summary.whole_run([de, nl])
+    assert line == "2 language pairs, 2 launches: 30m00s from launch to end in all, 50m00s of GPU time requested"
+    assert f"the whole run: {line}" in caplog.text
+    assert summary.whole_run([de]) is None  # one pair: its own launches line is the whole bill
