@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from tasks.io.reader import Languages, Reader, Row, UnreadableFile, numbered_lines, open_text, pick_columns
+from tasks.io.reader import Languages, Reader, Row, UnreadableFile, lang_code, numbered_lines, open_text, pick_columns
 
 
 class JsonLinesReader(Reader):
@@ -44,8 +44,14 @@ class JsonLinesReader(Reader):
             if isinstance(record, list) and len(record) == 1 and isinstance(record[0], dict):
                 record = record[0]  # one record in brackets (a one-row `to_json(orient='records')`): that record
             pair = record.get("translation") if isinstance(record, dict) else None
-            if pair is None and isinstance(record, dict) and src in record and tgt in record:
-                pair = record
+            flat = pair is None and isinstance(record, dict)  # a dataset's columns exported flat, or no pair
+            if flat or isinstance(pair, dict):
+                pair, problem = _by_tag(record if flat else pair, src, tgt)
+                if problem:
+                    yield Row(number, None, None, problem)
+                    continue
+                if flat and (src not in pair or tgt not in pair):
+                    pair = None
             if pair is None and _many_records(record, src):
                 raise UnreadableFile(f"{name}: line {number} holds a JSON {type(record).__name__} of many records, "
                                      "not one record: JSON Lines has one object per line (pandas: to_json("
@@ -59,6 +65,23 @@ class JsonLinesReader(Reader):
                 yield Row(number, None, None, f"no {'/'.join(missing)} text in translation")
                 continue
             yield Row(number, source, target)
+
+
+def _by_tag(pair: dict, src: str, tgt: str) -> tuple[dict, str | None]:
+    """The pair with its texts under `src` and `tgt`: as it is when it names them so, else read by the language of
+    its keys where they are language tags (`{"en-US": ..., "de-DE": ...}`, as translation memories name them; a TSV
+    header or a TMX file is read the same way); with a reason when two keys name one language (`en-US`, `en-GB`)."""
+    if src in pair and tgt in pair:
+        return pair, None
+    found: dict[str, str] = {}
+    for key in pair:
+        code = lang_code(key) if isinstance(key, str) else None
+        if code not in (src, tgt):
+            continue
+        if code in found:
+            return pair, f"keys {found[code]!r} and {key!r} both name {code!r}: which text is the pair's is unclear"
+        found[code] = key
+    return ({code: pair[key] for code, key in found.items()} if found else pair), None
 
 
 def _many_records(record, source_lang: str) -> bool:

@@ -59,6 +59,27 @@ def test_jsonl_rows_keep_their_line_numbers_and_problems(tmp_path):
     ]
 
 
+def test_jsonl_keys_that_are_language_tags_name_the_pair_as_a_tsv_header_does(tmp_path):
+    """Translation memories export `en-US`/`de-DE` keys: every row was rejected as 'no "translation" object'."""
+    path = tmp_path / "tm.jsonl"
+    path.write_text("\n".join(json.dumps(record) for record in [
+        {"translation": {"en-US": "Hello", "de-DE": "Hallo"}},
+        {"id": 7, "EN_us": "flat", "de_AT": "flach"},
+        {"en": "exact names", "de": "genaue Namen", "de-CH": "first wins by name"},
+        {"translation": {"en-US": "two", "en-GB": "twice", "de": "zweimal"}},
+        {"translation": {"en-US": "only english"}},
+        {"fr-FR": "bonjour", "de-DE": "Hallo"},
+    ]) + "\n")
+    assert [(r.line, r.source, r.target, r.problem) for r in _rows(path)] == [
+        (1, "Hello", "Hallo", None),
+        (2, "flat", "flach", None),
+        (3, "exact names", "genaue Namen", None),
+        (4, None, None, "keys 'en-US' and 'en-GB' both name 'en': which text is the pair's is unclear"),
+        (5, None, None, "no de text in translation"),
+        (6, None, None, 'no "translation" object'),
+    ]
+
+
 @pytest.mark.parametrize("header, cells", [
     ("en\tde", "Hello\tHallo"),
     ("de\ten", "Hallo\tHello"),  # columns picked by name, not position
