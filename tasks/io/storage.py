@@ -15,18 +15,20 @@ points the same code at MinIO, moto or real S3, and credentials come from the us
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 
 @dataclass(frozen=True)
@@ -153,21 +155,30 @@ def read_record(uri: str) -> dict:
     return record if isinstance(record, dict) else {}
 
 
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """A new file beside `path`, open for writing, that replaces `path` whole when the block ends and is removed
+    when it raises. Its name is this writer's own: two writers of one file (a retry that overlaps the attempt it
+    replaces) never share a temporary file, where one could truncate the other's half-written bytes or rename them
+    away. Its mode follows the umask (mkstemp's 0600 kept the local registry's index from its readers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_bytes(uri: str, data: bytes) -> str:
     if is_s3(uri):
         bucket, key = _split_s3(uri)
         s3_client().put_object(Bucket=bucket, Key=key, Body=data)
         return uri
-    path = Path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(Path(uri)) as fh:
+        fh.write(data)
     return uri
 
 
@@ -313,11 +324,8 @@ def copy_regular_file(source: Path, target: Path) -> str:
     with os.fdopen(fd, "rb") as fh:
         if not S_ISREG(os.fstat(fh.fileno()).st_mode):
             raise ValueError(f"{source}: not a regular file")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        with open(tmp, "wb") as out:
+        with replacing(target) as out:
             digest = _digest(fh, out)
-        os.replace(tmp, target)
     return digest
 
 
@@ -353,17 +361,18 @@ def download_object(uri: str, local_path: Path, version: str | None = None) -> S
     from botocore.exceptions import ClientError
 
     bucket, key = _split_s3(uri)
-    tmp = local_path.with_name(f".{local_path.name}.part")
+    tmp = local_path.with_name(f".{local_path.name}.{secrets.token_hex(6)}.part")
     try:
         # The transfer's HEAD gives the ETag that every GET of it is conditional on (IfMatch): what lands is that.
         with TransferManager(s3_client(), TransferConfig()) as transfers:
             future = transfers.download(bucket, key, str(tmp), {"VersionId": version} if version else None)
             future.result()
-    except ClientError as err:
-        if _missing(err):
+        os.replace(tmp, local_path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, ClientError) and _missing(err):
             raise FileNotFoundError(f"{uri}: no such object") from None
         raise
-    os.replace(tmp, local_path)
     return StoredObject(uri, key.rsplit("/", 1)[-1], future.meta.size, future.meta.etag.strip('"'), version=version)
 
 
@@ -373,10 +382,8 @@ def upload_file(local_path: Path, uri: str) -> str:
         s3_client().upload_file(str(local_path), bucket, key)
         return uri
     if Path(uri).resolve() != Path(local_path).resolve():
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(uri).with_name(f".{Path(uri).name}.part")
-        shutil.copyfile(local_path, tmp)
-        os.replace(tmp, uri)
+        with open(local_path, "rb") as source, replacing(Path(uri)) as target:
+            shutil.copyfileobj(source, target, 1 << 20)
     return uri
 
 

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from support.runs import folder_or_s3
@@ -94,3 +96,47 @@ def test_a_downloaded_tree_never_writes_outside_its_folder(s3, tmp_path, key):
         storage.download_tree("s3://store/tree/", tmp_path / "scratch")
     assert not target.exists()
     assert [p for p in tmp_path.rglob("*") if p.is_file() and "scratch" not in p.parts] == []
+
+
+def test_two_writers_of_one_file_never_share_a_temporary_file(tmp_path):
+    """A retry that overlaps the attempt it replaces writes the same file: with one temporary name for both, the
+    second truncated the first one's half-written bytes, or renamed them away under it."""
+    import threading
+
+    target, fifo = tmp_path / "registry" / "model.safetensors", tmp_path / "slow-source"
+    os.mkfifo(fifo)
+    first_half, second_half = os.urandom(1 << 20), os.urandom(1 << 20)
+    failures = []
+
+    def slow_writer():
+        try:
+            storage.upload_file(fifo, str(target))
+        except BaseException as err:  # noqa: BLE001 - the test reports it
+            failures.append(err)
+
+    writer = threading.Thread(target=slow_writer)
+    writer.start()
+    with open(fifo, "wb") as feed:
+        feed.write(first_half)
+        feed.flush()
+        (tmp_path / "retry").write_bytes(b"the retry's model")
+        storage.upload_file(tmp_path / "retry", str(target))  # the other writer, whole, in the middle
+        assert target.read_bytes() == b"the retry's model"
+        feed.write(second_half)
+    writer.join(timeout=30)
+    assert not failures and target.read_bytes() == first_half + second_half  # the last writer's file, whole
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.safetensors"]
+
+
+def test_a_file_written_whole_or_not_at_all_and_readable_as_the_umask_says(tmp_path):
+    target = tmp_path / "index.json"
+    storage.write_text(str(target), "first")
+    with pytest.raises(RuntimeError):
+        with storage.replacing(target) as fh:
+            fh.write(b"half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["index.json"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    # mkstemp's 0600 kept a local registry's index.json and release.json from the people and services reading it.
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
