@@ -1,12 +1,13 @@
 """What a pipeline has consumed: every object a successful run trained on, with its ETag and a cleaned copy.
 
 The pipeline's state area holds `consumed.json`: object URI → {etag, size, pulled_at, consumed_by, consumed_at,
-cache, lines, rows, kept, rules}. `cache` and `lines` say where the object's cleaned copy is, the rows that passed
-the pair filters when the object was validated: a run of lines in one of the pipeline's shards (tasks/data/
-shards.py). `rules` is the fingerprint of the rules that cleaned it (tasks/data/screening.rules). A run whose rules
-differ screens the copy again and, when it commits, replaces it (`rescreened_by`). Later runs train on those copies
-(training_data = all) without validating old objects again, and they still can when the source object has been
-deleted.
+cache, lines, rows, kept, rules, earlier}. `cache` and `lines` say where the object's cleaned copy is, the rows that
+passed the pair filters when the object was validated: a run of lines in one of the pipeline's shards (tasks/data/
+shards.py); `earlier`, the shards that may still hold rows of its earlier copies (shards.replacing), which its
+retraction rewrites too. `rules` is the fingerprint of the rules that cleaned it (tasks/data/screening.rules). A
+run whose rules differ screens the copy again and, when it commits, replaces it (`rescreened_by`). Later runs
+train on those copies (training_data = all) without validating old objects again, and they still can when the
+source object has been deleted.
 
 Validate writes the run's copies into its own run directory (`cleaned/`); `commit` copies them into the state
 area as a shard of its own before consumed.json points to it. So only a run that commits changes what later runs
@@ -79,7 +80,7 @@ def commit(config: RunConfig) -> dict:
         kept.update(_merge_entries(objects, entries, (current or {}).get(RETRACTED, {}), refused, recopied))
         for uri, (before, update) in rescreened.items():
             if uri in objects and shards.place(objects[uri]) == before:
-                objects[uri] = {**objects[uri], **update}
+                objects[uri] = shards.replacing(objects[uri], {**objects[uri], **update})
         for uri, item in lost.items():
             if uri in objects and shards.place(objects[uri]) == shards.place(item):  # not consumed again meanwhile
                 dropped[uri] = {**objects.pop(uri), "dropped_by": config.run_id, "dropped_at": now,
@@ -87,8 +88,10 @@ def commit(config: RunConfig) -> dict:
         erase = dict((current or {}).get(shards.ERASE, {}))
         if kept["retracted"] or kept["held"]:  # rows in the run's shard that no entry names: rewritten without
             erase.setdefault(shard, now)
+        retired = shards.retire_unused(current, objects, shard, now)
+        shards.prune_earlier(objects)
         return {**(current or {}), "objects": objects, **({"dropped": dropped} if dropped else {}),
-                **({shards.ERASE: erase} if erase else {})}
+                **({shards.ERASE: erase} if erase else {}), **({"retired": retired} if retired else {})}
 
     state = storage.update_json(config.state_uri(layout.CONSUMED), merge)
     skipped = [o["key"] for o in manifest["objects"] if o["uri"] not in entries]
@@ -118,7 +121,7 @@ def _merge_entries(objects: dict, entries: dict, retractions: dict, refused: boo
         elif refused and held.get("cache") and held.get("etag") == entry["etag"] and uri not in recopied:
             kept["held"].append(uri)
         else:
-            objects[uri] = entry
+            objects[uri] = shards.replacing(held, entry)
     return kept
 
 
@@ -173,8 +176,10 @@ def retract(config: RunConfig) -> tuple[dict[str, dict], list[str]]:
             if (retraction := retracted_by(object_uri, config.retract_data)) is not None:
                 dropped[object_uri] = {**objects.pop(object_uri), "dropped_by": config.run_id, "dropped_at": now,
                                        "reason": f"{RETRACTED} (retract_data {retraction})"}
-                if dropped[object_uri].get("cache"):  # its rows leave the state: commit rewrites that file
-                    erase.setdefault(dropped[object_uri]["cache"], now)
+                # Its rows leave the state: commit rewrites the file of its copy, and those of its earlier ones.
+                for cache in [dropped[object_uri].get("cache"), *dropped[object_uri].get("earlier", [])]:
+                    if cache:
+                        erase.setdefault(cache, now)
         return {**current, "objects": objects, "dropped": dropped, "retracted": retracted,
                 **({shards.ERASE: erase} if erase else {})}
 

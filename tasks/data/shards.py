@@ -17,7 +17,9 @@ written before shards has no `lines` and owns its whole file (`objects/<name>.js
   at the next commit like the smallest ones: the merge copies only the lines entries still use, so the retracted
   rows leave the state when the old file is deleted, RETIRED_DAYS later.
 - A merged shard is not deleted at once: a run that pulled before the merge may still read it. It is recorded
-  as retired and deleted by the first commit RETIRED_DAYS later that finds it still unused (`collect`).
+  as retired and deleted by the first commit RETIRED_DAYS later that finds it still unused (`collect`). So is a
+  file that a commit leaves unnamed (every object in it consumed again in a newer version, or screened again
+  under new rules: `retire_unused`), which no merge would pick.
 
 Every change to consumed.json goes through compare-and-swap, and a merge moves an entry only if it still names
 the lines that were merged: a run committing meanwhile never loses its update to a merge, nor a merge to it.
@@ -215,6 +217,37 @@ def _merge(config: RunConfig, objects: dict[str, dict], chosen: set[str]) -> dic
     storage.update_json(config.state_uri(layout.CONSUMED), change)
     log.info("merged %d shard(s) holding %d consumed object(s) into %s", len(chosen), len(moved), name)
     return {"merged": len(chosen), "merged_objects": len(moved), "into": name}
+
+
+def retire_unused(current: dict | None, objects: dict[str, dict], adopted: str, now: str) -> dict[str, str]:
+    """`retired` of consumed.json `current`, plus the files its entries named (and `adopted`, the committing run's
+    own shard) that no entry of `objects`, the entries after a commit, names: their objects were consumed again in a
+    newer version or screened again into another file. Retired, they are deleted RETIRED_DAYS later, like a merged
+    shard; else no merge would ever pick them (it counts the lines entries use) and they would stay for good."""
+    before = {entry.get("cache") for entry in (current or {}).get("objects", {}).values()} | {adopted}
+    after = {entry.get("cache") for entry in objects.values()}
+    retired = dict((current or {}).get("retired", {}))
+    retired.update({cache: now for cache in before - after if cache})
+    return retired
+
+
+def replacing(before: dict, after: dict) -> dict:
+    """Consumed entry `after` in place of `before` (a newer version of the object, or its copy screened again), with
+    `earlier`: the files that may still hold rows of the object's earlier copies. A merge copies only the lines
+    entries name, so those rows stay in a file other objects keep alive; a retraction of the object rewrites
+    these files too (`retract`), or the rows of an earlier version of a retracted object would stay for good."""
+    earlier = [*before.get("earlier", []), *([before["cache"]] if before.get("cache") else [])]
+    earlier = [cache for cache in dict.fromkeys(earlier) if cache != after.get("cache")]
+    return {**after, **({"earlier": earlier} if earlier else {})}
+
+
+def prune_earlier(objects: dict[str, dict]) -> None:
+    """Keep in each entry's `earlier` only the files entries still name: the others are retired, deleted within
+    RETIRED_DAYS with every row in them, so a retraction need not rewrite them (and the list stays short)."""
+    live = {entry.get("cache") for entry in objects.values()}
+    for uri, entry in objects.items():
+        if "earlier" in entry and (kept := [c for c in entry["earlier"] if c in live]) != entry["earlier"]:
+            objects[uri] = {k: v for k, v in entry.items() if k != "earlier"} | ({"earlier": kept} if kept else {})
 
 
 def collect(config: RunConfig, now: datetime | None = None, state: dict | None = None) -> list[str]:
