@@ -142,8 +142,24 @@ def _checkpoints(config: RunConfig, local: Path, remote: bool) -> loop.Checkpoin
     def mirror(checkpoint: Path) -> None:
         storage.upload_tree(checkpoint, config.uri(layout.CHECKPOINTS, checkpoint.name))
         storage.write_text(latest_uri, checkpoint.name)  # last: marks it complete
+        _prune_mirrored(config.uri(layout.CHECKPOINTS), checkpoint.name, keep=folder.keep)
 
-    return loop.CheckpointDir(local, mirror)
+    folder = loop.CheckpointDir(local, mirror)
+    return folder
+
+
+def _prune_mirrored(root_uri: str, newest: str, keep: int) -> None:
+    """Remove the mirrored checkpoints before the newest `keep`, as the local folder does: a retry resumes from
+    LATEST alone, and each one holds the weights twice and Adam's two moments (some 5× the model: over a gigabyte
+    for opus-mt), so a run that kept them all left gigabytes in S3 per run."""
+    mirrored = sorted(name for name in storage.list_folders(root_uri) if name.startswith("step-") and name <= newest)
+    for old in mirrored[:-keep]:
+        try:
+            for obj in storage.list_objects(storage.join(root_uri, old), hidden=True):
+                storage.delete(obj.uri)
+        except Exception as err:  # noqa: BLE001 - tidying up: a store that refuses deletes still trains
+            log.warning("could not remove the superseded checkpoint %s from %s: %s", old, root_uri, err)
+            return
 
 
 def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings: TrainSettings, *,
