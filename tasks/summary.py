@@ -33,7 +33,10 @@ def summarize_run(config: RunConfig) -> dict:
         "rows_rejected": validation.get("rejected"),
         "rows_deduplicated": validation.get("deduplicated"),
         "carried_objects": len(manifest.get("carried", [])),
-        "carried_kept": validation.get("carried_kept"),
+        # Carried copies this run's rules screened again (a filter changed, or copies from before the rules were
+        # stamped on them: every copy, in the first run after an upgrade) are carried too, counted apart.
+        "carried_kept": _carried_kept(validation),
+        "carried_rescreened": validation.get("rescreened_kept"),
         "training_pairs": validation.get("clean_pairs"),
         "distinct_outputs": (scores.get("candidate", {}).get("outputs") or {}).get("distinct"),
         "test_sentences": scores.get("test_sentences"),
@@ -67,6 +70,19 @@ def whole_run(configs: list[RunConfig]) -> str | None:
     return line
 
 
+def _carried_kept(validation: dict) -> int | None:
+    """The pairs carried from consumed objects into this run's training: as they were, and screened again."""
+    counts = [validation.get(name) for name in ("carried_kept", "rescreened_kept")]
+    return None if counts[0] is None else sum(n for n in counts if isinstance(n, int))
+
+
+def short_revision(record: dict) -> str:
+    """publish.json's revision as people read it: a Hub commit id to its first 12 digits; a local registry's
+    revision, which is its release's run tag (`run-20261207-3e5bc010`), whole: cut short, it names no release."""
+    revision = str(record.get("revision") or "")
+    return revision if revision in (record.get("run_tag"), record.get("tag")) else revision[:12]
+
+
 def _published(record: dict | None) -> str | None:
     if not record or not record.get("published"):
         return None
@@ -74,7 +90,7 @@ def _published(record: dict | None) -> str | None:
         return f"{record['repo_id']}: pull request {record['pr_url']} awaits review"
     tag = record.get("tag")
     pinned = f" tag {tag}" if tag and tag != record["revision"] else ""  # a local revision is its tag
-    return f"{record['repo_id']}@{record['revision'][:12]}{pinned} ({record['endpoint']})"
+    return f"{record['repo_id']}@{short_revision(record)}{pinned} ({record['endpoint']})"
 
 
 def format_summary(s: dict) -> list[str]:
@@ -88,8 +104,10 @@ def format_summary(s: dict) -> list[str]:
         f"data: {s['data']}",
         f"rows: {s['rows_pulled']} pulled from {s['files_pulled']} file(s), {s['rows_kept']} kept, "
         f"{s['rows_rejected']} rejected, {s['rows_deduplicated']} duplicates"
-        + (f"; with {s['carried_kept']} pairs carried from {s['carried_objects']} earlier object(s): "
-           f"{s['training_pairs']} to split and train on" if s.get("carried_objects") else ""),
+        + (f"; with {s['carried_kept']} pairs carried from {s['carried_objects']} earlier object(s)"
+           + (f" ({s['carried_rescreened']} of them screened again by this run's rules)"
+              if s.get("carried_rescreened") else "")
+           + f": {s['training_pairs']} to split and train on" if s.get("carried_objects") else ""),
         *(f"{what}: {s[what]}" for what in ("screening", "training", "decoding", "launches") if s.get(what)),
         f"BLEU on {s['test_sentences']} test sentences: base {num(s['base_bleu'])} → candidate "
         f"{num(s['candidate_bleu'])} (gain {num(s['bleu_gain'], '{:+.2f}')}{p_value}){champion}"

@@ -18,6 +18,7 @@ from typing import Callable
 
 from tasks import cost, layout
 from tasks.io import storage
+from tasks.summary import short_revision
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 # What a row is made of, config first.
@@ -122,7 +123,7 @@ def read_row(root: str, run_path: str, etags: dict[str, str] | None = None) -> R
     row.decision = decision.get("decision")
     row.reasons = list(decision.get("reasons") or [])
     if published.get("published"):
-        row.revision = "pull request" if published.get("pr_url") else str(published.get("revision") or "")[:12]
+        row.revision = "pull request" if published.get("pr_url") else short_revision(published)
         row.release_url = published.get("pr_url") or published.get("url")
     row.has_report = True  # every run has a report page; report.md is shown when the evaluation wrote one
     return row

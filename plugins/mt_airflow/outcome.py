@@ -12,6 +12,8 @@ import logging
 
 from airflow.listeners import hookimpl
 
+from tasks.summary import short_revision
+
 log = logging.getLogger(__name__)
 
 NOTE_LIMIT = 1000  # the length of Airflow's dag_run_note.content column
@@ -44,7 +46,7 @@ def pair_line(decision: dict, published: dict | None) -> str:
     if published and published.get("published"):
         if published.get("pr_url"):
             return f"promoted: {measured} → PR {published['pr_url']}"
-        return f"promoted: {measured} → rev {str(published.get('revision', ''))[:12]}"
+        return f"promoted: {measured} → rev {short_revision(published)}"
     return f"passed the gate: {measured}, not published"
 
 

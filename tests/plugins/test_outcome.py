@@ -12,7 +12,12 @@ RELEASED = {"published": True, "revision": "abc123def4567890", "tag": "run-20261
 IN_REVIEW = {"published": True, "revision": "abc123", "pr_url": "https://hub/org/m/discussions/3"}
 
 
+LOCAL = {"published": True, "revision": "run-20261207-3e5bc010", "tag": "run-20261207-3e5bc010"}
+
+
 @pytest.mark.parametrize("pairs, note", [
+    # A local registry's revision is its run tag: cut to 12 characters it named no release.
+    ([("en-de", PROMOTE, LOCAL)], "promoted: +2.3 BLEU → rev run-20261207-3e5bc010"),
     ([("en-de", PROMOTE, RELEASED)], "promoted: +2.3 BLEU → rev abc123def456"),
     ([("en-de", {**PROMOTE, "p_value": 0.012}, RELEASED)], "promoted: +2.3 BLEU (p=0.012) → rev abc123def456"),
     ([("en-de", {**PROMOTE, "bleu": {**PROMOTE["bleu"], "p_value": 0.01}}, IN_REVIEW)],
