@@ -60,7 +60,10 @@ def readable_dags(user=Depends(current_user)) -> Callable[[set[str]], set[str]]:
 
 
 Readable = Annotated[Callable[[set[str]], set[str]], Depends(readable_dags)]
-app = FastAPI(title="Promotion history", dependencies=[Depends(current_user)])
+# FastAPI's own /docs, /redoc and /openapi.json are routes that its app-wide dependencies do not guard: they answered
+# anyone, logged in or not. The page needs none of them.
+app = FastAPI(title="Promotion history", dependencies=[Depends(current_user)], docs_url=None, redoc_url=None,
+              openapi_url=None)
 
 
 @dataclass
