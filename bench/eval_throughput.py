@@ -29,8 +29,12 @@ step's scoring (tasks/evaluate/scoring.py: each system's statistics extracted on
 figure (tests/support/sacrebleu_calls.py, how the step scored before 2026-12-06), with whether every figure is
 the same. On a GPU this CPU work is time the evaluate step holds the GPU for.
 
-The last line of stdout is one JSON object: device, seed_sentences_per_s, project_sentences_per_s, ratio
-(project ÷ seed speed), bleu_delta_vs_transformers (project BLEU − transformers BLEU), scoring, and more.
+The decoding's figures are printed as a JSON line before the scoring and batch comparisons run, then again with
+them: a comparison that fails or runs past bench/gpu.py's limit leaves them. The last line of stdout is one JSON
+object: device, seed_sentences_per_s, project_sentences_per_s, ratio
+(project ÷ seed speed), project_engine with engine_fallback (why `auto` passed over CTranslate2, if it did: on a
+machine without it, or without cuBLAS 12 on a GPU, the project's figures are the fallback's),
+bleu_delta_vs_transformers (project BLEU − transformers BLEU), scoring, and more.
 """
 
 from __future__ import annotations
@@ -155,8 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     with tempfile.TemporaryDirectory() as work:
         started = time.perf_counter()
-        project = engines.open_decoder(str(model), settings, "en", "de", work_dir=Path(work),
-                                        probe=(sources, references))
+        project, passed_over = open_project_decoder(model, settings, Path(work), (sources, references))
         convert_s = time.perf_counter() - started
         project_hyps, project_s = project.timed_translate(sources)
     log.info("project (%s): %.1fs (+%.1fs to load and convert), BLEU %.2f", project.engine, project_s,
@@ -175,21 +178,45 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio": round(seed_s / project_s, 2),
         "ratio_including_conversion": round(seed_s / (project_s + convert_s), 2),
         "project_engine": f"{project.engine} ({project.precision})",
+        "engine_fallback": passed_over,
         "conversion_s": round(convert_s, 2),
         "bleu_seed": bleu(seed_hyps),
         "bleu_transformers": bleu(transformers_hyps),
         "bleu_project": bleu(project_hyps),
         "bleu_delta_vs_transformers": round(bleu(project_hyps) - bleu(transformers_hyps), 2),
         "identical_outputs_vs_transformers": sum(a == b for a, b in zip(project_hyps, transformers_hyps)),
-        "scoring": scoring_comparison({"base": seed_hyps, "candidate": project_hyps, "champion": transformers_hyps},
-                                      references),
         "tiny": args.tiny,
     }
+    print(json.dumps(result), flush=True)  # the decoding's figures, kept if a comparison below fails
+    result["scoring"] = scoring_comparison({"base": seed_hyps, "candidate": project_hyps,
+                                            "champion": transformers_hyps}, references)
     for sentences in (int(v) for v in args.compare_sentences.split(",") if v.strip()):
         result.setdefault("by_batch_sentences", {})[str(sentences)] = batch_comparison(
             model, settings, sentences, sources, transformers_hyps, seed_s)
     print(json.dumps(result), flush=True)
     return result
+
+
+class _Collected(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def open_project_decoder(model: Path, settings: decoding.DecodeSettings, work: Path, probe):
+    """The evaluate step's decoder (`decode_engine=auto`) and why it passed over a faster engine, if it did
+    (CTranslate2 not installed, without cuBLAS 12 on a GPU, or disagreeing with transformers): what the figures
+    then measured is the fallback, and the JSON says so."""
+    collected = _Collected()
+    engines.log.addHandler(collected)
+    try:
+        decoder = engines.open_decoder(str(model), settings, "en", "de", work_dir=work, probe=probe)
+    finally:
+        engines.log.removeHandler(collected)
+    return decoder, collected.messages
 
 
 def scoring_comparison(outputs: dict[str, list[str]], references: list[str]) -> dict:

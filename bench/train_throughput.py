@@ -48,17 +48,21 @@ then repeated with graphs too, right after the default one (`time_to_loss_with_g
                                      [--compare-beta2 B,B] [--compare-lr R,R] [--compare-graphs]
 
 The last line printed is one JSON object with the figures. One is printed after the throughput and after each
-time-to-quality run as well, each holding every figure so far: a run stopped part-way keeps what it measured.
+time-to-quality run as well, each holding every figure so far: a run stopped part-way keeps what it measured. A
+comparison that fails (out of memory, a CUDA graph replay that fails) has {"error": ...} in its figures' place
+(`time_to_loss_error` for the default time-to-quality run) and the runs after it still run.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import replace
 from pathlib import Path
 
@@ -277,6 +281,13 @@ def _native_bf16(device) -> bool:
     return cuda_has_native_bf16() if device.type == "cuda" else cpu_has_native_bf16()
 
 
+def _empty_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _sync(device) -> None:
     import torch
 
@@ -322,18 +333,34 @@ def graphs_comparison(dims: dict, data: batching.Encoded, heldout: batching.Enco
             "speedup": round(eager_seconds / seconds, 2), "loss": round(loss, 4), "steps": report["cuda_graphs"]}
 
 
+def guarded(measure, *args, **kwargs) -> dict:
+    """One run's figures, or the error that stopped it in their place (out of memory in a comparison, a failed
+    CUDA graph replay): the runs after it still run, and the figures before it are kept."""
+    try:
+        return measure(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - reported in the figures' place
+        traceback.print_exc()
+        message = f"{type(err).__name__}: {err}"[:1500]
+    gc.collect()  # the failed run's model and optimizer state, before the next run needs the memory
+    _empty_cache()
+    return {"error": message}
+
+
 def time_to_loss_runs(args: argparse.Namespace, run):
     """The time-to-quality runs, the default first; yields the figures so far after each run. `run(max_tokens,
-    overrides)` is one run's figures. The default run's figures sit at the top level, each comparison under
-    `time_to_loss_by_<what>`, keyed by its value."""
-    by_batch = {str(args.max_tokens): run(args.max_tokens, None)}
-    figures = {k: v for k, v in by_batch[str(args.max_tokens)].items() if k not in ("learning_rate", "cuda_graphs")}
+    overrides)` is one run's figures. The default run's figures sit at the top level (`time_to_loss_error` if it
+    failed), each comparison under `time_to_loss_by_<what>`, keyed by its value ({"error": ...} if it failed)."""
+    by_batch = {str(args.max_tokens): guarded(run, args.max_tokens, None)}
+    default = by_batch[str(args.max_tokens)]
+    figures = {k: v for k, v in default.items() if k not in ("learning_rate", "cuda_graphs", "error")}
+    if "error" in default:
+        figures["time_to_loss_error"] = default["error"]
     yield figures
     if args.compare_graphs and args.cuda:
-        figures["time_to_loss_with_graphs"] = run(args.max_tokens, {"cuda_graphs": True})
+        figures["time_to_loss_with_graphs"] = guarded(run, args.max_tokens, {"cuda_graphs": True})
         yield figures
     for tokens_per_batch in (int(t) for t in args.compare_batches.split(",") if t.strip()):
-        by_batch[str(tokens_per_batch)] = run(tokens_per_batch, None)
+        by_batch[str(tokens_per_batch)] = guarded(run, tokens_per_batch, None)
         figures["time_to_loss_by_batch"] = by_batch
         yield figures
     for name, field, values in (("beta2", "adam_beta2", args.compare_beta2), ("lr", "learning_rate", args.compare_lr),
@@ -341,7 +368,7 @@ def time_to_loss_runs(args: argparse.Namespace, run):
         for value in (v.strip() for v in values.split(",")):
             if value:
                 runs = figures.setdefault(f"time_to_loss_by_{name}", {})
-                runs[value] = run(args.max_tokens, {field: float(value)})
+                runs[value] = guarded(run, args.max_tokens, {field: float(value)})
                 yield figures
 
 
@@ -391,8 +418,8 @@ def main() -> None:
                              tiny=args.tiny))
     print(json.dumps(result), flush=True)
     if args.compare_graphs:
-        result["graphs"] = graphs_comparison(dims, train_data, heldout, device, precision, args.max_tokens,
-                                             seed_seconds)
+        result["graphs"] = guarded(graphs_comparison, dims, train_data, heldout, device, precision, args.max_tokens,
+                                   seed_seconds)
         print(json.dumps(result), flush=True)
     if args.no_time_to_loss:
         return

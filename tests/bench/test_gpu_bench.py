@@ -14,6 +14,7 @@ def test_tiny_gpu_bench_runs_every_part_and_writes_the_profile(tmp_path):
                 "project_tokens_per_s"):
         assert figures[key] is not None and figures[key] > 0, key
     assert figures["profile"]["steps"] == 10 and figures["profile"]["top"]
+    assert figures["eval_engine_fallback"] == []  # CTranslate2 decoded here: nothing was passed over
     # The next lease compares the old 5 % warmup with the automatic one (which follows the peak rate) at the
     # time-to-quality run (the plateau), and reads both against the loss of a model that ignores its source.
     by_warmup = figures["train"]["time_to_loss_by_warmup"]["0.05"]
@@ -90,3 +91,55 @@ def test_the_graphs_profile_says_what_the_steps_ran_as(tmp_path):
     figures = gpu.profile(tiny=True, out=tmp_path, graphs=True)
     assert figures["steps"] == 10 and "cuda_graphs" in figures
     assert figures["cuda_graphs"] is None  # this CPU ran ordinary steps (on CUDA: captured, replayed, eager, off)
+
+
+def test_a_profile_that_hangs_costs_only_its_own_figures(tmp_path, monkeypatch, capsys):
+    """The profiles ran in the bench's own process with no limit: a profiler that hung over a graph capture took
+    the rest of the lease's call, and the JSON line with it. Now they are a part like the others: the one that
+    hangs loses its figures, the line still comes, and every part's limit fits the issue's 8 minutes."""
+    import sys
+
+    gpu = _gpu_bench_module()
+    hangs = _script(tmp_path, 'print(json.dumps({"profile": {"steps": 10, "gpu_busy_share": 0.4}}), flush=True)\n'
+                              'time.sleep(60)\n')
+    real_run, limits = gpu._run, {}
+
+    def run(name, argv, limit):
+        limits[name] = limit
+        if name == "profile":  # the graphs' profile never returns
+            return real_run(name, [hangs], 2)
+        return {"device": "a GPU", "ratio": 3.0, "project_pairs_per_s": 9.0}
+
+    monkeypatch.setattr(gpu, "_run", run)
+    monkeypatch.setattr(sys, "argv", ["gpu.py", "--tiny", "--out", str(tmp_path / "out")])
+    gpu.main()
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["profile"] == {"steps": 10, "gpu_busy_share": 0.4} and line["gpu_busy_share"] == 0.4
+    assert line["profile_graphs"] == {"error": "profile ran past its 2 s"} and line["gpu_busy_share_graphs"] is None
+    assert line["train_ratio"] == line["eval_ratio"] == 3.0 and line["alignment_pairs_per_s"] == 9.0
+    written = json.loads((tmp_path / "out" / "bench-gpu.json").read_text())
+    assert written["profile_graphs"] == line["profile_graphs"] and "_line" not in written
+    assert limits == gpu.LIMITS and sum(limits.values()) <= 8 * 60
+
+
+def test_the_profile_part_reports_each_profile_and_a_failed_one_in_its_place(tmp_path, monkeypatch, capsys):
+    gpu = _gpu_bench_module()
+
+    def profile(tiny, out, graphs=False):
+        if graphs:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+        return {"steps": 10}
+
+    monkeypatch.setattr(gpu, "profile", profile)
+    gpu.profiles(True, tmp_path)
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert lines[0] == {"profile": {"steps": 10}}  # printed before the graphs' profile started
+    assert lines[-1]["profile_graphs"]["error"].startswith("profile_graphs failed: CUDA error")
+
+
+def test_parts_run_from_the_checkout_whatever_the_working_directory(tmp_path, monkeypatch):
+    """`python /path/to/bench/gpu.py` from another folder: the parts' relative paths are the checkout's."""
+    gpu = _gpu_bench_module()
+    monkeypatch.chdir(tmp_path)
+    figures = gpu._run("where", ["-c", "import json, os; print(json.dumps({'cwd': os.getcwd()}))"], limit=30)
+    assert figures["cwd"] == str(gpu.REPO)

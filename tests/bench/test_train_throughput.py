@@ -1,5 +1,7 @@
 """The training benchmark's smoke mode: it runs both paths and reports every figure (no timing asserts)."""
 
+import json
+
 import pytest
 
 from support.runs import tiny_bench_lines
@@ -91,3 +93,50 @@ def test_the_arithmetic_counted_is_what_pytorch_counts_for_a_training_pass():
         counted += counter.get_total_flops()
     assert training_flops(dims, data) == pytest.approx(counted, rel=1e-6)
     assert training_flops(dims, Encoded(data.sources[:2], data.targets[:2])) < training_flops(dims, data)
+
+
+def _train_bench(monkeypatch):
+    from support.runs import REPO_ROOT
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "bench"))
+    import train_throughput
+
+    return train_throughput
+
+
+def test_a_comparison_that_fails_leaves_the_time_to_quality_figures(monkeypatch, capsys):
+    """The CUDA graphs' epoch runs before the time-to-quality run: out of memory there (or a failed replay) took the
+    time to the seed's loss, a headline figure of issue 19, with it. It is reported in the graphs' place."""
+    import sys
+
+    bench = _train_bench(monkeypatch)
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(bench, "graphs_comparison", out_of_memory)
+    monkeypatch.setattr(sys, "argv", ["train_throughput.py", "--tiny", "--compare-graphs", "--max-epochs", "4"])
+    bench.main()
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["graphs"] == {"error": "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"}
+    assert figures["project_time_to_loss_steps"] > 0 and "time_to_loss_error" not in figures
+
+
+def test_each_time_to_quality_run_that_fails_is_reported_in_its_place(monkeypatch):
+    import argparse
+
+    bench = _train_bench(monkeypatch)
+    args = argparse.Namespace(max_tokens=512, compare_graphs=True, cuda=True, compare_batches="256,1024",
+                              compare_beta2="", compare_lr="", compare_warmup="0.05")
+
+    def run(max_tokens, overrides):
+        if max_tokens == 256 or overrides == {"cuda_graphs": True} or (max_tokens == 512 and not overrides):
+            raise RuntimeError(f"failed at {max_tokens} {overrides}")
+        return {"time_to_loss_ratio": 2.0, "learning_rate": 1e-4, "cuda_graphs": None}
+
+    figures = list(bench.time_to_loss_runs(args, run))[-1]
+    assert figures["time_to_loss_error"] == "RuntimeError: failed at 512 None" and "time_to_loss_ratio" not in figures
+    assert figures["time_to_loss_with_graphs"] == {"error": "RuntimeError: failed at 512 {'cuda_graphs': True}"}
+    assert figures["time_to_loss_by_batch"]["256"] == {"error": "RuntimeError: failed at 256 None"}
+    assert figures["time_to_loss_by_batch"]["1024"]["time_to_loss_ratio"] == 2.0
+    assert figures["time_to_loss_by_warmup"]["0.05"]["time_to_loss_ratio"] == 2.0
