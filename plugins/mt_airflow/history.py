@@ -10,6 +10,7 @@ the history page (history_app.py) serves it.
 
 from __future__ import annotations
 
+import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -57,9 +58,23 @@ class Row:
 _ROWS: dict[tuple[str, str], tuple[tuple, Row | None]] = {}  # (root, run path) → (its records' ETags, its row)
 
 
+def _number(value) -> float | None:
+    """A figure from a record, or None when it is none (a hand-edited "n/a", a list, a bool, NaN): one run's
+    garbled record must not take down the page of every pipeline."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return value if ok else None
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def _bleu(scores: dict, role: str) -> float | None:
-    value = (scores.get(role) or {}).get("bleu")
-    return value if isinstance(value, (int, float)) else None
+    return _number(_mapping(scores.get(role)).get("bleu"))
 
 
 def run_dirs(root: str) -> list[str]:
@@ -102,31 +117,42 @@ def read_row(root: str, run_path: str, etags: dict[str, str] | None = None) -> R
     config = read(layout.CONFIG)
     if not config or config.get("target_langs"):  # a multi-language run's results live in its pairs
         return None
-    dag_id = config.get("dag_id") or run_path.split("/")[0]
-    pair = f"{config.get('source_lang', '?')}-{config.get('target_lang', '?')}"
+    dag_id = _text(config.get("dag_id")) or run_path.split("/")[0]
+    pair = f"{_text(config.get('source_lang')) or '?'}-{_text(config.get('target_lang')) or '?'}"
     multi = "/pairs/" in run_path
     row = Row(pipeline=f"{dag_id} ({pair})" if multi else dag_id, dag_id=dag_id, pair=pair,
-              run_id=config.get("run_id") or run_path.split("/")[1], run_path=run_path)
+              run_id=_text(config.get("run_id")) or run_path.split("/")[1], run_path=run_path)
     manifest, validation, scores, decision, published, trained, launched = (read(name) for name in ROW_RECORDS[1:])
-    row.date = manifest.get("pulled_at") or _date_from_run_id(row.run_id)
-    row.rows_in, row.rows_kept = validation.get("rows_in"), validation.get("kept")
+    row.date = _text(manifest.get("pulled_at")) or _date_from_run_id(row.run_id)
+    row.rows_in, row.rows_kept = _number(validation.get("rows_in")), _number(validation.get("kept"))
     row.bleu_base, row.bleu_candidate = _bleu(scores, "base"), _bleu(scores, "candidate")
     row.bleu_champion = _bleu(scores, "champion")
-    bleu = decision.get("bleu") or {}
-    row.gain = bleu.get("gain")
-    row.bleu_champion = row.bleu_champion if row.bleu_champion is not None else bleu.get("champion")
-    row.p_value = p_value(decision) if decision else None
+    bleu = _mapping(decision.get("bleu"))
+    row.gain = _number(bleu.get("gain"))
+    row.bleu_champion = row.bleu_champion if row.bleu_champion is not None else _number(bleu.get("champion"))
+    try:
+        row.p_value = _number(p_value(decision)) if decision else None
+    except (AttributeError, TypeError):  # checks or p-values that are not what a gate writes
+        row.p_value = None
     row.training = cost.training_time(trained, cost.tries(launched, "train"))
     launches = cost.launches(launched)
     row.training_cost = "; ".join(line for line in (cost.training(trained), launches and
                                                     f"the steps, from launch to end: {launches}") if line) or None
-    row.decision = decision.get("decision")
-    row.reasons = list(decision.get("reasons") or [])
+    row.decision = _text(decision.get("decision"))
+    reasons = decision.get("reasons")
+    row.reasons = [str(reason) for reason in reasons] if isinstance(reasons, list) else []
     if published.get("published"):
         row.revision = "pull request" if published.get("pr_url") else short_revision(published)
-        row.release_url = published.get("pr_url") or published.get("url")
+        row.release_url = _link(_text(published.get("pr_url")) or _text(published.get("url")))
     row.has_report = True  # every run has a report page; report.md is shown when the evaluation wrote one
     return row
+
+
+def _link(url: str | None) -> str | None:
+    """A release's address as a link, when a browser can open it: a Hub commit or pull request. A local registry's
+    version folder (a path, an s3:// URI) is shown as its revision alone; a link to it led to a not-found page of
+    Airflow's own, and a `javascript:` address from a hand-edited record would have run on click."""
+    return url if url and re.match(r"https?://", url, re.IGNORECASE) else None
 
 
 def _date_from_run_id(run_id: str) -> str | None:

@@ -94,6 +94,45 @@ def test_records_the_page_cannot_read_leave_a_blank_not_a_broken_page(tmp_path):
     assert history_app.table(rows).count('class="report"') == 3
 
 
+@pytest.mark.parametrize("name, record", [
+    ("gate.json", {"decision": "promote", "bleu": {"gain": "n/a", "champion": "n/a"}}),
+    ("gate.json", {"decision": "promote", "bleu": ["x"]}),
+    ("gate.json", {"decision": "promote", "bleu": 2.5, "reasons": 5}),
+    ("gate.json", {"decision": ["promote"], "p_values": ["x"]}),
+    ("gate.json", {"decision": "promote", "checks": [1]}),
+    ("gate.json", {"decision": "promote", "bleu": {"gain": True}, "reasons": [{"not": "text"}]}),
+    ("eval/scores.json", {"base": ["x"], "candidate": {"bleu": float("nan")}}),
+    ("pull_manifest.json", {"pulled_at": 5}),
+    ("config.json", {"dag_id": DAG, "run_id": 5, "target_langs": []}),
+    ("config.json", {"dag_id": ["x"], "run_id": "bad", "source_lang": 1, "target_langs": []}),
+    ("publish.json", {"published": True, "revision": None, "url": 5}),
+    ("validation_report.json", {"rows_in": "x", "kept": {"a": 1}}),
+])
+def test_one_runs_garbled_field_leaves_blanks_not_a_broken_page_for_every_pipeline(tmp_path, name, record):
+    _run(tmp_path, "scheduled__2026-11-20T00:00:00+00:00", gain=1.5, decision="promote")
+    bad = _run(tmp_path, "scheduled__2026-11-27T00:00:00+00:00", gain=2.5, decision="promote")
+    storage.write_json(storage.join(bad, name), record)
+    (rows,) = history.collect(str(tmp_path)).values()
+    html = history_app.table(rows)
+    assert html.count('class="report"') == 2 and "+1.50" in html
+    history_app.chart(rows)
+
+
+@pytest.mark.parametrize("url, linked", [
+    ("https://hub.example/org/m/commit/0123", True),
+    ("/srv/registry/org/m/versions/run-20261207-3e5bc010", False),  # a local registry's version folder
+    ("s3://registry/org/m/versions/run-20261207-3e5bc010", False),
+    ("javascript:alert(document.cookie)", False),
+])
+def test_only_a_release_address_a_browser_can_open_is_a_link(tmp_path, url, linked):
+    tag = "run-20261207-3e5bc010"
+    _run(tmp_path, "scheduled__2026-11-27T00:00:00+00:00", gain=2.5, decision="promote",
+         published={"published": True, "revision": tag, "tag": tag, "url": url})
+    (rows,) = history.collect(str(tmp_path)).values()
+    html = history_app.table(rows)
+    assert (f'href="{url}"' in html) is linked and tag in html  # the revision is shown either way
+
+
 def test_the_column_bills_every_try_of_the_train_step_once_the_launcher_recorded_them(tmp_path):
     run = "scheduled__2026-12-04T00:00:00+00:00"
     run_dir = _run(tmp_path, run, gain=1.5, decision="promote")
