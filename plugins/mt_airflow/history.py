@@ -23,7 +23,9 @@ from tasks.summary import short_revision
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 # What a row is made of, config first.
-ROW_RECORDS = (layout.CONFIG, layout.PULL_MANIFEST, layout.VALIDATION_REPORT, layout.SCORES, layout.GATE, layout.PUBLISH,
+# pull_manifest.json is not among them: it holds the pipeline's whole carried history (12 MB a year into weekly
+# runs), and a row only wants a date, which the run id holds (read from the manifest only for a run id without one).
+ROW_RECORDS = (layout.CONFIG, layout.VALIDATION_REPORT, layout.SCORES, layout.GATE, layout.PUBLISH,
                layout.TRAIN_REPORT, layout.LAUNCHES)
 READERS = 16  # concurrent reads of the records of runs not seen before
 
@@ -122,8 +124,8 @@ def read_row(root: str, run_path: str, etags: dict[str, str] | None = None) -> R
     multi = "/pairs/" in run_path
     row = Row(pipeline=f"{dag_id} ({pair})" if multi else dag_id, dag_id=dag_id, pair=pair,
               run_id=_text(config.get("run_id")) or run_path.split("/")[1], run_path=run_path)
-    manifest, validation, scores, decision, published, trained, launched = (read(name) for name in ROW_RECORDS[1:])
-    row.date = _text(manifest.get("pulled_at")) or _date_from_run_id(row.run_id)
+    validation, scores, decision, published, trained, launched = (read(name) for name in ROW_RECORDS[1:])
+    row.date = _date_from_run_id(row.run_id) or _text(read(layout.PULL_MANIFEST).get("pulled_at"))
     row.rows_in, row.rows_kept = _number(validation.get("rows_in")), _number(validation.get("kept"))
     row.bleu_base, row.bleu_candidate = _bleu(scores, "base"), _bleu(scores, "candidate")
     row.bleu_champion = _bleu(scores, "champion")

@@ -118,6 +118,22 @@ def test_one_runs_garbled_field_leaves_blanks_not_a_broken_page_for_every_pipeli
     history_app.chart(rows)
 
 
+def test_a_row_reads_the_pull_manifest_only_for_a_run_id_without_a_date(tmp_path, monkeypatch):
+    """The manifest holds the pipeline's whole carried history: a year of weekly runs made the page read hundreds
+    of MB for one date each."""
+    for run_id in ("scheduled__2026-11-27T00:00:00+00:00", "nightly-retrain"):
+        run_dir = _run(tmp_path, run_id, gain=2.5, decision="promote")
+        storage.write_json(storage.join(run_dir, "pull_manifest.json"), {"pulled_at": "2026-11-29T10:00:00",
+                                                                         "carried": [{"uri": "s3://d/x"}] * 1000})
+    read, real = [], storage.read_record
+    monkeypatch.setattr(storage, "read_record", lambda uri: read.append(uri) or real(uri))
+    (rows,) = history.collect(str(tmp_path)).values()
+    assert [(r.run_id, r.date) for r in rows] == [("scheduled__2026-11-27T00:00:00+00:00", "2026-11-27T00:00:00"),
+                                                  ("nightly-retrain", "2026-11-29T10:00:00")]
+    assert [uri for uri in read if uri.endswith("pull_manifest.json")] == [
+        storage.join(str(tmp_path), DAG, "nightly-retrain", "pull_manifest.json")]
+
+
 @pytest.mark.parametrize("url, linked", [
     ("https://hub.example/org/m/commit/0123", True),
     ("/srv/registry/org/m/versions/run-20261207-3e5bc010", False),  # a local registry's version folder
