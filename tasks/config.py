@@ -631,6 +631,9 @@ def save(config: RunConfig) -> str:
     uri = config.uri(layout.CONFIG)
     if storage.exists(uri):
         stored = load(config.run_dir)
+        if stored.run_id != config.run_id:  # ids that differ only where a folder name cannot hold them
+            raise ConfigError(f"{uri} belongs to run {stored.run_id!r}, whose id names the same folder as "
+                              f"{config.run_id!r}: trigger this run again under another run id")
         if stored != config:
             raise ConfigError(f"{uri} already holds a different configuration for run {config.run_id}")
         return uri

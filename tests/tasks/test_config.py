@@ -21,6 +21,16 @@ def test_run_dir_is_derived_from_dag_and_run_id():
     assert s3.run_dir == "s3://bucket/prefix/d/r_1"
 
 
+def test_a_run_whose_id_names_the_folder_of_another_run_is_told_so(tmp_path):
+    """A trigger user may choose `scheduled__2026-12-14T00_00_00_00_00`: the folder of the scheduled run to come."""
+    build = lambda run_id: config.build({}, dag_id="d", run_id=run_id, artifact_root=str(tmp_path))  # noqa: E731
+    config.save(build("scheduled__2026-12-14T00_00_00_00_00"))
+    scheduled = build("scheduled__2026-12-14T00:00:00+00:00")
+    with pytest.raises(config.ConfigError, match=r"belongs to run 'scheduled__2026-12-14T00_00_00_00_00', whose "
+                                                 r"id names the same folder as 'scheduled__2026-12-14T00:00:00\+00"):
+        config.save(scheduled)
+
+
 @pytest.mark.parametrize("params, field, words", [
     ({"source_lang": "EN"}, "source_lang", "pattern"),
     ({"target_lang": "en"}, "config", "both 'en'"),
