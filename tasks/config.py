@@ -141,7 +141,8 @@ class PipelineParams(BaseModel):
 
     # --- validation: the thresholds of the pair filters (tasks/data/filters.py) and of the batch as a whole
     min_chars: int = _field(2, "Minimum characters per side", _VALIDATE,
-                            "Shorter sides are rejected (too_short).", ge=0, le=10_000)
+                            "Shorter sides are rejected (too_short); a Han character counts 3, kana 1.5, a Hangul "
+                            "syllable 2 ('是', yes, passes).", ge=0, le=10_000)
     max_chars: int = _field(1000, "Maximum characters per side", _VALIDATE,
                             "Longer sides are rejected as absurd (too_long).", ge=10, le=1_000_000)
     min_tokens: int = _field(1, "Minimum words per side", _VALIDATE,
@@ -151,8 +152,9 @@ class PipelineParams(BaseModel):
     max_length_ratio: float = _field(
         3.0, "Maximum length ratio", _VALIDATE,
         "Pairs whose longer side has more than this many times the characters of the shorter side are "
-        "rejected as misaligned (length_ratio); pairs whose longer side has at most 12 characters are "
-        "exempt ('OK' → 'In Ordnung').", ge=1.0, le=1000)
+        "rejected as misaligned (length_ratio); a Han character counts 3, kana 1.5, a Hangul syllable 2, as "
+        "the letters they stand for; pairs whose longer side has at most 12 characters are exempt ('OK' → "
+        "'In Ordnung').", ge=1.0, le=1000)
     langid_min_letters: int = _field(
         20, "Language ID from", _VALIDATE,
         "Language ID judges only sides with at least this many letters: on shorter text (menu labels, "

@@ -28,10 +28,32 @@ class Side(NamedTuple):  # a tuple: two are made per pair, a million times
     text: str  # cleaned (tasks.textnorm.clean)
     chars: int
     tokens: int  # whitespace-separated words
+    width: float  # chars, a Han, kana or Hangul character counted as the letters it stands for (latin_length)
 
     @classmethod
     def of(cls, name: str, lang: str, text: str) -> "Side":
-        return cls(name, lang, text, len(text), word_count(text))
+        return cls(name, lang, text, len(text), word_count(text), latin_length(text))
+
+
+# What one character of a script that packs a word or a syllable into it weighs in a length ratio, in letters of
+# an alphabet: measured English/Chinese, English/Japanese and English/Korean UI messages run 3.6, 2.0 and 2.0
+# characters to one (Chinese 2.4 to 4.7), so a length ratio in plain characters rejected most good en-zh pairs
+# (tests/tasks/data/test_filters_scripts.py). Weighted, all three sit near 1.
+DENSE_WEIGHTS = {"Han": 3.0, "Kana": 1.5, "Hangul": 2.0}
+DENSE_NOTE = "a Han character counts as 3 characters, kana as 1.5, a Hangul syllable as 2"
+_DENSE = [(re.compile(f"[{langid.SCRIPT_RANGES[name]}]"), weight - 1) for name, weight in DENSE_WEIGHTS.items()]
+_ANY_DENSE = re.compile("[%s]" % "".join(langid.SCRIPT_RANGES[name] for name in DENSE_WEIGHTS))
+
+
+def latin_length(text: str) -> float:
+    """The length of a text in characters, a Han, kana or Hangul character counted as the letters it stands for."""
+    if text.isascii() or not _ANY_DENSE.search(text):
+        return len(text)
+    width, rest = float(len(text)), text
+    for pattern, extra in _DENSE:  # removing them counts them fastest
+        shorter = pattern.sub("", rest)
+        width, rest = width + extra * (len(rest) - len(shorter)), shorter
+    return width
 
 
 def word_count(cleaned: str) -> int:
@@ -80,7 +102,8 @@ class TooShort(PairFilter):
     def check_side(self, side: Side) -> str | None:
         if not side.text:
             return None  # reported as empty
-        if side.chars < self.limits.min_chars:
+        # '是' (yes) and '예' are whole words: a dense character counts as the letters it stands for (latin_length).
+        if side.width < self.limits.min_chars:
             return f"has {side.chars} characters < min_chars {self.limits.min_chars}"
         if side.tokens < self.limits.min_tokens:
             return f"has {side.tokens} words < min_tokens {self.limits.min_tokens}"
@@ -101,15 +124,18 @@ class TooLong(PairFilter):
 
 class LengthRatio(PairFilter):
     reason = "length_ratio"
-    summary = f"longer side > `max_length_ratio` × the shorter, in characters (unless ≤ {RATIO_EXEMPT_CHARS} chars)"
+    summary = (f"longer side > `max_length_ratio` × the shorter, in characters, a Han character counting 3, kana "
+               f"1.5, a Hangul syllable 2 (unless ≤ {RATIO_EXEMPT_CHARS} chars)")
 
     def check(self, src: Side, tgt: Side) -> str | None:
-        short, long_ = sorted((src.chars, tgt.chars))
+        short, long_ = sorted((src.width, tgt.width))
         if short == 0 or long_ <= RATIO_EXEMPT_CHARS:
             return None
         ratio = long_ / short
-        return f"length ratio {ratio:.2f} > max_length_ratio {self.limits.max_length_ratio}" \
-            if ratio > self.limits.max_length_ratio else None
+        if ratio <= self.limits.max_length_ratio:
+            return None
+        dense = "" if src.chars + tgt.chars == short + long_ else f" ({DENSE_NOTE})"
+        return f"length ratio {ratio:.2f} > max_length_ratio {self.limits.max_length_ratio}{dense}"
 
 
 class Identical(PairFilter):
@@ -126,36 +152,66 @@ class Identical(PairFilter):
 class WrongLanguage(PairFilter):
     reason = "wrong_language"
     summary = ("language ID (fastText lid.176, offline) gives another language ≥ `langid_min_confidence`, "
-               "on sides with ≥ `langid_min_letters` letters")
+               "on sides with ≥ `langid_min_letters` letters; or, at any length, a side with ≥ 3 letters has "
+               "none of its language's script (zh, ja, ko, ar, ru, hi, th, …; Latin for en, de, fr, …), or a "
+               "Chinese side has ≥ 3 kana")
 
     def __init__(self, limits, identifier: langid.LanguageIdentifier | None = None):
         super().__init__(limits)
         self.identifier = identifier or langid.shared()
 
     def check_many(self, pairs: list[tuple[Side, Side]]) -> list[str | None]:
-        # One call into the model for the whole chunk; it names a language only where it is confident.
-        judged = [side for pair in pairs for side in pair if self._judged(side)]
+        # A side in the wrong script is in the wrong language however short it is: no model needed.
+        miswritten = {side: detail for pair in pairs for side in pair if (detail := _wrong_script(side))}
+        # One call into the model for the rest of the chunk; it names a language only where it is confident.
+        judged = [side for pair in pairs for side in pair if side not in miswritten and self._judged(side)]
         verdicts = self.identifier.confident_language([side.text for side in judged],
                                                       self.limits.langid_min_confidence)
-        wrong = {side for side, found in zip(judged, verdicts) if found and found != side.lang}
-        if not wrong:
+        wrong = {side for side, found in zip(judged, verdicts) if found and found != langid.label(side.lang)}
+        if not wrong and not miswritten:
             return [None] * len(pairs)
-        return [self._explain([side for side in pair if side in wrong]) for pair in pairs]
+        return ["; ".join(miswritten[side] if side in miswritten else self._explain(side) for side in pair
+                          if side in wrong or side in miswritten) or None for pair in pairs]
 
     def check(self, src: Side, tgt: Side) -> str | None:
         return self.check_many([(src, tgt)])[0]
 
     def _judged(self, side: Side) -> bool:
+        # In letters, not weighed as in length_ratio: lid.176 reads a Chinese sentence of ten characters as Japanese
+        # at p = 0.8 to 0.96 ('未找到与您的搜索匹配的结果。'). The script check catches most of what a short side
+        # would be caught for; not a short Chinese side in a Japanese pair (Han only).
         minimum = self.limits.langid_min_letters
         return (side.chars >= minimum and self.identifier.knows(side.lang)
                 and len(_NOT_LETTERS.sub("", side.text)) >= minimum)
 
-    def _explain(self, wrong: list[Side]) -> str | None:
-        details = []
-        for side in wrong:
-            found, prob = self.identifier.identify(side.text)
-            details.append(f"{side.name} looks like {found} (p={prob:.2f}), expected {side.lang}")
-        return "; ".join(details) or None
+    def _explain(self, side: Side) -> str:
+        found, prob = self.identifier.identify(side.text)
+        return f"{side.name} looks like {found} (p={prob:.2f}), expected {side.lang}"
+
+
+# A side with fewer letters than this is not judged by its script: 'π ≈ 3,14' for 'π ≈ 3.14', 'OK' in a Korean UI.
+SCRIPT_MIN_LETTERS = 3
+
+
+def _wrong_script(side: Side) -> str | None:
+    """What is wrong when a side in a language written in its own script (zh, ja, ko, ar, ru, hi, th, …, and
+    Latin for en, de, fr, …) has letters but none of that script: source copied to target, swapped columns,
+    the wrong language, a romanization."""
+    scripts = langid.written_in(side.lang)
+    if not scripts or side.text.isascii() and "Latin" in scripts:
+        return None
+    if langid.has_letter_of(side.text, scripts):
+        foreign = langid.never_in(side.lang)
+        if foreign and len(found := langid.letters_of(side.text, foreign)) >= SCRIPT_MIN_LETTERS:
+            return (f"{side.name} has letters of {langid.script_of(found[0])} ({found[:8]!r}), which {side.lang} "
+                    "is not written in")
+        return None
+    text = placeholders.PATTERN.sub(" ", side.text) if "%" in side.text or "{" in side.text else side.text
+    letters = _NOT_LETTERS.sub("", text)  # placeholders' letters are no language: '%(name)s：%(value)s'
+    if len(letters) < SCRIPT_MIN_LETTERS:
+        return None
+    return (f"{side.name} is written in {langid.script_of(letters[0])}, not in {' or '.join(scripts)} "
+            f"as {side.lang} is")
 
 
 class Numerals(PairFilter):
@@ -205,7 +261,8 @@ class ControlChars(PairFilter):
 
 class Encoding(PairFilter):
     reason = "encoding"
-    summary = "undecodable bytes (read as U+FFFD), lone surrogates, or mojibake (UTF-8 read as Latin-1/cp1252)"
+    summary = ("undecodable bytes (read as U+FFFD), lone surrogates, or mojibake (UTF-8 read as Latin-1/cp1252, "
+               "or as cp1251)")
 
     def check_side(self, side: Side) -> str | None:
         text = side.text
@@ -218,6 +275,8 @@ class Encoding(PairFilter):
         for found in _MOJIBAKE_CANDIDATE.finditer(text):
             if _is_mojibake(found.group()):
                 return f"looks double-encoded: {found.group()!r} is UTF-8 read as Latin-1/cp1252"
+        if found := _CP1251_MOJIBAKE.search(text):
+            return f"looks double-encoded: {found.group()!r} is UTF-8 read as cp1251 (Windows Cyrillic)"
         return None
 
 
@@ -298,6 +357,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _CP1252_CONTINUATION = "\x80-\xbf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014" \
                        "\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122"
 _MOJIBAKE_CANDIDATE = re.compile(f"[\xc2-\xf4][{_CP1252_CONTINUATION}]{{1,3}}")
+# Russian UTF-8 read as cp1251 stays Cyrillic: 'Привет' → 'РџСЂРёРІРµС‚', each letter a lead byte 'Р' or 'С' and a
+# continuation byte ('џ', 'ё', 'І', '‚', '«', ...). Three such letters in a row are in no real word (a
+# Ukrainian 'Рік' has one); language ID reads most of these lines as Russian or Ukrainian.
+_CP1251_CONTINUATION = re.escape(bytes(range(0x80, 0xC0)).decode("cp1251", errors="ignore"))
+_CP1251_MOJIBAKE = re.compile(f"(?:[\u0420\u0421][{_CP1251_CONTINUATION}]){{3,}}")
 
 
 def _is_mojibake(chunk: str) -> bool:

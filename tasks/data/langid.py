@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from importlib import resources
 
 import fasttext  # fasttext-predict: the predict-only build of fastText
@@ -37,7 +38,7 @@ class LanguageIdentifier:
         self.languages = frozenset(label.removeprefix("__label__") for label in labels)
 
     def knows(self, lang: str) -> bool:
-        return lang in self.languages
+        return label(lang) in self.languages
 
     def identify(self, text: str) -> tuple[str, float]:
         """The most likely language of one line of text and its probability."""
@@ -56,6 +57,98 @@ class LanguageIdentifier:
         lines = [_prepared(text) + "\n" for text in texts]
         labels = self._model.f.multilinePredict(lines, 1, min_probability, "replace")
         return [found[0].removeprefix("__label__") if found else None for found in labels]
+
+
+# The config takes ISO 639-1 codes and three-letter ones (639-2/T, 639-2/B, and 639-3 for a macrolanguage's main
+# member); lid.176 labels a language by its two-letter code where it has one. Without this, a pipeline configured
+# as `rus` or `zho` had no language ID at all. From CLDR's language aliases (Babel), for the languages lid.176 knows.
+_ALIASES = dict(pair.split(":") for pair in """
+afr:af alb:sq amh:am ara:ar arb:ar arg:an arm:hy asm:as ava:av aze:az azj:az bak:ba baq:eu bel:be ben:bn
+bod:bo bos:bs bre:br bul:bg bur:my cat:ca ces:cs che:ce chi:zh chv:cv cmn:zh cos:co cym:cy cze:cs dan:da
+deu:de div:dv dut:nl ekk:et ell:el eng:en epo:eo est:et eus:eu fas:fa fil:tl fin:fi fra:fr fre:fr fry:fy
+geo:ka ger:de gla:gd gle:ga glg:gl glv:gv gre:el guj:gu hat:ht heb:he hin:hi hrv:hr hun:hu hye:hy ice:is
+ido:io ile:ie ina:ia ind:id isl:is ita:it jav:jv jpn:ja kan:kn kat:ka kaz:kk khk:mn khm:km kir:ky kmr:ku
+kom:kv kor:ko kpv:kv kur:ku lao:lo lat:la lav:lv lim:li lit:lt ltz:lb lvs:lv mac:mk mal:ml mar:mr may:ms
+mkd:mk mlg:mg mlt:mt mon:mn msa:ms mya:my nb:no nep:ne nld:nl nno:nn nob:no nor:no npi:ne oci:oc ori:or ory:or
+oss:os pan:pa pbu:ps per:fa pes:fa plt:mg pol:pl por:pt prs:fa pus:ps que:qu quz:qu roh:rm ron:ro rum:ro
+rus:ru san:sa sin:si slk:sk slo:sk slv:sl snd:sd som:so spa:es sqi:sq srd:sc srp:sr sun:su swa:sw swc:sw
+swe:sv swh:sw tam:ta tat:tt tel:te tgk:tg tgl:tl tha:th tib:bo tuk:tk tur:tr ukr:uk urd:ur uzb:uz uzn:uz
+vie:vi vol:vo wel:cy wln:wa ydd:yi yid:yi yor:yo zho:zh zsm:ms""".split())
+
+
+def label(lang: str) -> str:
+    """lid.176's label for a configured language code: 'zho' → 'zh', 'nb' → 'no'; other codes as they are."""
+    return _ALIASES.get(lang, lang)
+
+
+# The letters of scripts that tell languages apart (Unicode blocks; only the letters in them count, see
+# `written_in`). Latin is shared by too many languages to say which, but it does say "not Chinese".
+SCRIPT_RANGES = {
+    "Latin": "A-Za-z\u00c0-\u024f\u1e00-\u1eff\u2c60-\u2c7f\ua720-\ua7ff\uff21-\uff3a\uff41-\uff5a",
+    "Han": "\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3038-\u303b\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+           "\U00020000-\U0003134f",
+    "Kana": "\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f",
+    "Hangul": "\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7af\ud7b0-\ud7ff\uffa0-\uffdc",
+    "Arabic": "\u0600-\u06ff\u0750-\u077f\u0870-\u08ff\ufb50-\ufdff\ufe70-\ufeff",
+    "Cyrillic": "\u0400-\u052f\u1c80-\u1c8f\u2de0-\u2dff\ua640-\ua69f",
+    "Devanagari": "\u0900-\u097f\ua8e0-\ua8ff", "Bengali": "\u0980-\u09ff", "Gujarati": "\u0a80-\u0aff",
+    "Tamil": "\u0b80-\u0bff", "Telugu": "\u0c00-\u0c7f", "Kannada": "\u0c80-\u0cff", "Malayalam": "\u0d00-\u0d7f",
+    "Sinhala": "\u0d80-\u0dff", "Thai": "\u0e00-\u0e7f", "Lao": "\u0e80-\u0eff", "Tibetan": "\u0f00-\u0fff",
+    "Myanmar": "\u1000-\u109f", "Georgian": "\u10a0-\u10ff\u1c90-\u1cbf", "Ethiopic": "\u1200-\u139f",
+    "Khmer": "\u1780-\u17ff\u19e0-\u19ff", "Hebrew": "\u0590-\u05ff\ufb1d-\ufb4f",
+    "Greek": "\u0370-\u03ff\u1f00-\u1fff", "Armenian": "\u0530-\u058f",
+}
+# Languages written in one script (or, for Japanese, two) whatever the text. Left out: languages written in two
+# scripts in practice (Serbian, Kazakh, Uzbek, Azerbaijani, Punjabi, Kurdish, Mongolian, Sindhi...).
+_WRITTEN_IN = {
+    **dict.fromkeys("zh yue wuu".split(), ("Han",)), "ja": ("Han", "Kana"), "ko": ("Hangul",),
+    **dict.fromkeys("ar arz fa ps ur ckb".split(), ("Arabic",)),
+    **dict.fromkeys("ru uk be bg mk".split(), ("Cyrillic",)), **dict.fromkeys("hi mr ne sa".split(), ("Devanagari",)),
+    **dict.fromkeys("bn as".split(), ("Bengali",)), "gu": ("Gujarati",), "ta": ("Tamil",), "te": ("Telugu",),
+    "kn": ("Kannada",), "ml": ("Malayalam",), "si": ("Sinhala",), "th": ("Thai",), "lo": ("Lao",),
+    "bo": ("Tibetan",), "my": ("Myanmar",), "ka": ("Georgian",), "am": ("Ethiopic",), "km": ("Khmer",),
+    **dict.fromkeys("he yi".split(), ("Hebrew",)), "el": ("Greek",), "hy": ("Armenian",),
+    **dict.fromkeys("en de fr es it pt nl pl cs sk sl hr ro hu fi sv da no nn is et lv lt ga cy eu ca gl tr vi id "
+                    "ms tl sw sq mt af eo lb".split(), ("Latin",)),
+}
+# Scripts that a language never uses though it shares another with a language that does: kana in Chinese is Japanese.
+_NEVER_IN = dict.fromkeys("zh yue wuu".split(), ("Kana",))
+_SCRIPT_CLASSES = {name: re.compile(f"[{ranges}]") for name, ranges in SCRIPT_RANGES.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def written_in(lang: str) -> tuple[str, ...]:
+    """The scripts a language is written in (names of SCRIPT_RANGES), or () when it is not on record."""
+    return _WRITTEN_IN.get(label(lang), ())
+
+
+@functools.lru_cache(maxsize=None)
+def never_in(lang: str) -> tuple[str, ...]:
+    """The scripts whose letters say a text is not in `lang` although it has letters of `written_in(lang)`."""
+    return _NEVER_IN.get(label(lang), ())
+
+
+def letters_of(text: str, scripts: tuple[str, ...]) -> str:
+    """The letters of `text` that belong to one of `scripts`."""
+    return "".join(c for c in _characters_of(scripts).findall(text) if c.isalpha())
+
+
+@functools.lru_cache(maxsize=None)
+def _characters_of(scripts: tuple[str, ...]) -> re.Pattern:
+    return re.compile("[%s]" % "".join(SCRIPT_RANGES[name] for name in scripts))
+
+
+def has_letter_of(text: str, scripts: tuple[str, ...]) -> bool:
+    """Whether `text` holds a letter of one of `scripts` (their blocks' digits and punctuation do not count)."""
+    for found in _characters_of(scripts).finditer(text):
+        if found.group().isalpha():
+            return True
+    return False
+
+
+def script_of(letter: str) -> str:
+    """The name of the script a letter belongs to, as SCRIPT_RANGES names it, else 'another script'."""
+    return next((name for name, pattern in _SCRIPT_CLASSES.items() if pattern.match(letter)), "another script")
 
 
 def _prepared(text: str) -> str:

@@ -31,7 +31,7 @@ WORKERS_ENV = "MT_VALIDATE_WORKERS"
 
 # Bump when a change to the filters' or the cleaning's code changes which rows they keep: every carried copy
 # cleaned before is screened again (once) by the next run that trains on it.
-RULES_VERSION = 1
+RULES_VERSION = 2  # 2 (2026-12-07): dense scripts' length, the script check, cp1251 mojibake
 # The run config's settings that decide which rows a cleaned copy keeps.
 RULE_SETTINGS = ("min_chars", "max_chars", "min_tokens", "max_tokens", "max_length_ratio", "langid_min_confidence",
                  "langid_min_letters", "alignment_screen", "alignment_min_margin")
