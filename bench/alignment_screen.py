@@ -63,6 +63,13 @@ def seed_scores(scorer: PairScorer, data: batching.Encoded, pairings: list[tuple
     return out
 
 
+def screen_pairings(sources: list[str], targets: list[str]) -> list[tuple[int, int]]:
+    """The (source, target) pairings the screen scores one way: each pair, then each target under its neighbours'
+    sources, found as the screen finds them."""
+    near = alignment.neighbours(sources, alignment.contrast_keys(sources), target_keys=alignment.contrast_keys(targets))
+    return [(i, i) for i in range(len(sources))] + [(j, i) for i, picked in enumerate(near) for j in picked]
+
+
 def demo_pairs(limit: int) -> list[tuple[str, str]]:
     import random
 
@@ -109,9 +116,7 @@ def main() -> None:
         scorer = PairScorer(str(model), args.source_lang, args.target_lang, max_source_length=128,
                             max_target_length=128)
         sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
-        near = alignment.neighbours(sources, [textnorm.source_key(s) for s in sources],
-                                    target_keys=[textnorm.source_key(t) for t in targets])  # what screen compares
-        pairings = [(i, i) for i in range(len(pairs))] + [(j, i) for i, picked in enumerate(near) for j in picked]
+        pairings = screen_pairings(sources, targets)
 
         started = time.perf_counter()
         data = scorer.encode(sources, targets)

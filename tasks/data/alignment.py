@@ -30,6 +30,11 @@ rejected. A base model that cannot read the pair (untrained, or not for this lan
 like the null, so most of the batch is rejected and the batch fails: the screen fails closed, and the message
 says how to turn it off.
 `alignment_min_margin` overrides the threshold.
+
+A batch is judged as a whole (validate fails it over `max_misaligned_rate`), but a shifted file among many good
+ones stays under that rate, and what the screen misses of it (a shifted target nearly its source's translation,
+"Open file" → "Dateien öffnen") would train. So in a batch under that rate, a file whose own pairs are misaligned
+over it is a broken export: all its new pairs are rejected as misaligned, the report's `broken_files` names it.
 """
 
 from __future__ import annotations
@@ -60,6 +65,11 @@ HISTOGRAM_BINS = 24
 # 2 it catches 67/72/80 % losing 3.9/4.5/6.9 % (the 55 % batch fails whatever it keeps), at 3 or more it loses
 # more than the 5 % of true pairs the issue allows. With a stronger model both rise (README, "The alignment screen").
 MISSED_COST = 2.0
+# A file (or a carried copy screened again) whose pairs are misaligned over max_misaligned_rate, in a batch that is
+# not, is a broken export, as such a batch would be: what the screen did not catch of it goes too, for in a shifted
+# file every pair is wrong. Below this many screened pairs a file's share is too noisy to judge it by (a clean file
+# of the demo's catalogs loses 1-3 % of its pairs, so 50 of them over 20 % is 5 standard deviations away).
+BROKEN_FILE_MIN_PAIRS = 50
 
 
 @dataclass
@@ -122,8 +132,7 @@ def screen(scorer, sources: Sequence[str], targets: Sequence[str], min_margin: f
     # contrasts apart ("Open file" and "Open file..." are two), as when the screen's figures were measured: read as
     # one (the leakage key), the wrong pairings grew more plainly wrong and the calibrated threshold flagged 3.2 %
     # of a clean batch instead of 2.3 % (tests/tasks/data/test_alignment.py, the demo's catalogs).
-    near = neighbours(sources, [textnorm.key_of(textnorm.match_key(s)) for s in sources],
-                      target_keys=[textnorm.key_of(textnorm.match_key(t)) for t in targets])
+    near = neighbours(sources, contrast_keys(sources), target_keys=contrast_keys(targets))
     compared = [i for i, picked in enumerate(near) if len(picked) >= 2]  # a contrast and the wrong pairing
     own, nulls = _forward_margins(scorer, sources, targets, near, compared)
     if reverse is not None:
@@ -139,6 +148,11 @@ def screen(scorer, sources: Sequence[str], targets: Sequence[str], min_margin: f
     if reverse is not None:
         described["reverse_model"] = reverse.describe()["model"]
     return Screened(margins, nulls, threshold, min_margin is None, share, time.perf_counter() - started, described)
+
+
+def contrast_keys(texts: Sequence[str]) -> list[int]:
+    """What tells two sources (or two targets) apart for the screen's neighbours: case, width and spacing folded."""
+    return [textnorm.key_of(textnorm.match_key(text)) for text in texts]
 
 
 def column_scores(scorer, inputs, outputs, near, rows) -> list[list[float]]:
@@ -261,14 +275,16 @@ def apply(config, batch, clean_path: Path, rejects_path: Path, caches: dict[str,
     targets = [record["translation"][tgt] for _, record in new]
     log.info("alignment screen: scoring %d new pairs with %s", len(new), config.base_model)
     screened = judge(config, sources, targets)
+    broken = broken_files([record["file"] for _, record in new], screened, config.max_misaligned_rate)
     dropped, dropped_pairs, by_file = set(), set(), Counter()
     for at, (index, record) in enumerate(new):
-        if screened.misaligned(at):
+        if screened.misaligned(at) or record["file"] in broken:
             dropped.add(index)
             dropped_pairs.add(screening.pair_key(sources[at], targets[at]))
             by_file[record["file"]] += 1
-            batch.retract(record["file"], record["line"], sources[at], targets[at], "misaligned",
-                          rejection(screened, at))
+            detail = rejection(screened, at) if screened.misaligned(at) else \
+                broken_rejection(screened, at, record["file"], broken[record["file"]], config.max_misaligned_rate)
+            batch.retract(record["file"], record["line"], sources[at], targets[at], "misaligned", detail)
     if dropped:
         _rewrite(clean_path, lambda index, line: index not in dropped)
         for cache in (caches or {}).values():
@@ -276,6 +292,7 @@ def apply(config, batch, clean_path: Path, rejects_path: Path, caches: dict[str,
                 _rewrite(cache, lambda _, line: screening.pair_key_of_record(line, src, tgt) not in dropped_pairs)
     found = summary(screened, len(dropped))
     found["files"] = dict(by_file.most_common())
+    found["broken_files"] = broken
     log.info("alignment screen: %d of %d pairs misaligned (threshold %.3f, %s) in %.1fs, %s pairs/s on %s",
              len(dropped), found["screened"], found["threshold"], found["threshold_from"], found["seconds"],
              found["pairs_per_second"], found["device"])
@@ -303,6 +320,27 @@ def rejection(screened: Screened, at: int) -> str:
         return (f"{margin}: read both ways, its source and target are no likelier together than with the targets "
                 "and sources of similar-length pairs")
     return f"{margin}: the target is no likelier under its own source than under sources of similar length"
+
+
+def broken_files(files: Sequence[str], screened: Screened, max_rate: float) -> dict[str, dict]:
+    """The files (each pair's file, in screen order) with at least BROKEN_FILE_MIN_PAIRS pairs whose misaligned
+    share is over `max_rate` while the batch's is not (over it, validate fails the batch): name → its counts. The
+    shares are validate's: misaligned pairs of all that reached the screen."""
+    counts: dict[str, Counter] = {}
+    for at, name in enumerate(files):
+        counts.setdefault(name, Counter()).update(pairs=1, misaligned=int(screened.misaligned(at)))
+    if not files or sum(c["misaligned"] for c in counts.values()) / len(files) > max_rate:
+        return {}
+    return {name: dict(c) for name, c in counts.items()
+            if c["pairs"] >= BROKEN_FILE_MIN_PAIRS and c["misaligned"] / c["pairs"] > max_rate}
+
+
+def broken_rejection(screened: Screened, at: int, name: str, counts: dict, max_rate: float) -> str:
+    """The `misaligned` reason's detail for pair `at` of a broken file, which the screen itself passed."""
+    margin = "" if screened.margins[at] is None else f"margin {screened.margins[at]:.3f} > {screened.threshold:.3f}, "
+    return (f"{margin}but {name} is a broken export: {counts['misaligned']} of its {counts['pairs']} screened "
+            f"pairs misaligned (> max_misaligned_rate {max_rate:.0%}: shifted or re-sorted lines?), and what the "
+            "screen did not catch of it is not trusted either")
 
 
 def _rewrite(path: Path, keep) -> None:
