@@ -117,24 +117,26 @@ def mix(domain: list[Pair], general: list[Pair], fraction: float, seed: int,
     })
 
 
-def _files(uri: str, scratch: Path) -> list[tuple[str, Path]]:
-    """(name, local path) of every file at `uri`: one file, a folder, or an S3 key or prefix."""
+def _files(uri: str, scratch: Path) -> list[tuple[str, str, Path]]:
+    """(its URI, name, local path) of every file at `uri`: one file, a folder, or an S3 key or prefix."""
     if storage.is_s3(uri):
         if not uri.endswith("/") and storage.exists(uri):
             name = uri.rsplit("/", 1)[-1]
-            return [(name, storage.download(uri, scratch / name))]
-        return [(o.relpath, storage.download(o.uri, storage.local_path(scratch, o.relpath)))
+            return [(uri, name, storage.download(uri, scratch / name))]
+        return [(o.uri, o.relpath, storage.download(o.uri, storage.local_path(scratch, o.relpath)))
                 for o in storage.list_objects(uri)]
     if Path(uri).is_file():
-        return [(Path(uri).name, Path(uri))]
+        return [(uri, Path(uri).name, Path(uri))]
     objects = storage.list_objects(uri)
     for link in (o for o in objects if o.link):
         log.warning("skipping %s: a symbolic link (only regular files are read)", link.relpath)
-    return [(o.relpath, Path(o.uri)) for o in objects if not o.link]
+    return [(o.uri, o.relpath, Path(o.uri)) for o in objects if not o.link]
 
 
-def read_parallel(uri: str, source_lang: str, target_lang: str) -> list[Pair]:
-    """Every readable pair at `uri`, in any format tasks/io/formats.py reads; unreadable files are skipped.
+def read_parallel(uri: str, source_lang: str, target_lang: str, origins: dict[Pair, tuple[str, int]] | None = None
+                  ) -> list[Pair]:
+    """Every readable pair at `uri`, in any format tasks/io/formats.py reads; unreadable files are skipped. With
+    `origins`, the file (its URI) and line where each pair first appears are added to it.
 
     Replay and general-domain data are curated corpora, so they get no pair filtering here beyond
     dropping records that are not a pair or have an empty side.
@@ -145,27 +147,39 @@ def read_parallel(uri: str, source_lang: str, target_lang: str) -> list[Pair]:
             files = _files(uri, Path(scratch))
         except FileNotFoundError:
             raise ReplayDataError(f"{uri}: no such file or folder") from None
-        for name, path in files:
+        for file_uri, name, path in files:
             try:
                 rows = list(formats.read_rows(path, name, source_lang, target_lang, Path(scratch)))
             except formats.UnreadableFile as err:
                 log.warning("skipping %s: %s", name, err)
                 continue
-            pairs.extend((r.source, r.target) for r in rows
-                         if r.problem is None and r.source and r.source.strip() and r.target and r.target.strip())
+            for r in rows:
+                if r.problem is None and r.source and r.source.strip() and r.target and r.target.strip():
+                    pairs.append((r.source, r.target))
+                    if origins is not None:
+                        origins.setdefault((r.source, r.target), (file_uri, r.line))
     return pairs
 
 
-def _screened(config: RunConfig, mixed: Mix, domain_pairs: int) -> Mix:
-    """The mix without the replayed pairs the alignment screen refuses (each distinct pair is judged once)."""
+def _screened(config: RunConfig, mixed: Mix, domain_pairs: int, origins: dict[Pair, tuple[str, int]]) -> Mix:
+    """The mix without the replayed pairs the alignment screen refuses (each distinct pair is judged once). More
+    than `max_misaligned_rate` of them refused is a broken corpus (shifted, sorted), as for new data: the run
+    fails, rather than train with little or no replay, the forgetting it is there to prevent unchecked."""
     replayed = mixed.pairs[domain_pairs:]
     distinct = list(dict.fromkeys(replayed))
     screened = alignment.judge(config, [s for s, _ in distinct], [t for _, t in distinct])
     refused = {distinct[at]: at for at in range(len(distinct)) if screened.misaligned(at)}
-    rejects = "".join(json.dumps({"file": config.replay_data_uri, "source": pair[0], "target": pair[1],
+    rejects = "".join(json.dumps({"file": origins.get(pair, (config.replay_data_uri,))[0],
+                                  "line": origins.get(pair, (None, None))[1], "source": pair[0], "target": pair[1],
                                   "reasons": [{"reason": "misaligned", "detail": alignment.rejection(screened, at)}]},
                                  ensure_ascii=False) + "\n" for pair, at in refused.items())
     storage.write_text(config.uri(layout.REPLAY_REJECTS), rejects)
+    if distinct and len(refused) / len(distinct) > config.max_misaligned_rate:
+        raise ReplayDataError(
+            f"replay_data_uri {config.replay_data_uri}: the alignment screen refused {len(refused)} of "
+            f"{len(distinct)} sampled general pairs ({len(refused) / len(distinct):.0%} > max_misaligned_rate "
+            f"{config.max_misaligned_rate:.0%}): lines shifted or sorted? They are listed with their files and "
+            f"lines in {config.uri(layout.REPLAY_REJECTS)}")
     kept = [pair for pair in replayed if pair not in refused]
     log.info("replay: the alignment screen refused %d of %d distinct general pairs (%s)", len(refused),
              len(distinct), config.uri(layout.REPLAY_REJECTS))
@@ -193,12 +207,13 @@ def held_out_sources(config: RunConfig) -> set[str]:
 
 def for_run(config: RunConfig, domain: list[Pair]) -> Mix:
     """The run's training mix: `domain` plus replayed pairs from `replay_data_uri`."""
-    general = read_parallel(config.replay_data_uri, config.source_lang, config.target_lang)
+    origins: dict[Pair, tuple[str, int]] = {}
+    general = read_parallel(config.replay_data_uri, config.source_lang, config.target_lang, origins)
     if not general:
         raise ReplayDataError(f"replay_data_uri {config.replay_data_uri}: no readable parallel pairs there")
     mixed = mix(domain, general, config.replay_fraction, config.seed, held_out_sources(config))
     if config.alignment_screen and len(mixed.pairs) > len(domain):
-        mixed = _screened(config, mixed, len(domain))
+        mixed = _screened(config, mixed, len(domain), origins)
     log.info("replay: %d general pairs (%.1f%% of the mix; %d usable, %d held out as evaluation data) from %s",
              mixed.report["general_pairs"], 100 * mixed.report["fraction_actual"],
              mixed.report["general_available"], mixed.report["general_excluded_overlap"], config.replay_data_uri)

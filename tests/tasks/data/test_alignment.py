@@ -180,19 +180,38 @@ def test_replayed_general_pairs_are_screened_before_they_join_the_mix(tmp_path, 
     general, rotated = rotate_targets(digit_pairs(400, seed=21), 0.3, seed=4)
     path = write_jsonl(tmp_path / "general" / "general.jsonl", general)
     cfg = make_run(tmp_path / "artifacts", base_model=str(digits_translator), alignment_screen=True,
-                   replay_data_uri=str(path), replay_fraction=0.6, max_source_length=64, max_target_length=64)
+                   replay_data_uri=str(path), replay_fraction=0.6, max_source_length=64, max_target_length=64,
+                   max_misaligned_rate=0.5)
     domain = [p for p in digit_pairs(400, seed=22) if p[0] not in {s for s, _ in general}]
     mixed = replay.for_run(cfg, domain)
     assert mixed.pairs[:len(domain)] == domain  # the domain's pairs are validation's business, not replay's
     replayed = set(mixed.pairs[len(domain):])
-    refused = {(r["source"], r["target"]) for r in map(json.loads, storage.read_text(
-        cfg.uri(layout.REPLAY_REJECTS)).splitlines())}
+    rejects = [json.loads(line) for line in storage.read_text(cfg.uri(layout.REPLAY_REJECTS)).splitlines()]
+    refused = {(r["source"], r["target"]) for r in rejects}
+    # Each named by its file and line, as validation's rejects are.
+    assert all(r["file"] == str(path) and general[r["line"] - 1] == (r["source"], r["target"]) for r in rejects)
     wrong = {general[i] for i in rotated}
     assert len(refused & wrong) >= 0.9 * len(wrong) and len(refused - wrong) <= 0.05 * (len(general) - len(wrong))
     # The sample wants more than the corpus holds (repeated): every general pair is in the mix or refused.
     assert not replayed & refused and replayed | refused == set(general)
     screen = mixed.report["alignment"]
     assert screen["misaligned"] == len(refused) and mixed.report["general_pairs"] == len(mixed.pairs) - len(domain)
+
+
+def test_a_general_corpus_misaligned_over_the_rate_fails_the_run_instead_of_training_without_replay(
+        tmp_path, digits_translator):
+    """30 % of its lines rotated: replayed as it is, the model trains on them; screened out, there is little replay
+    left and forgetting goes unchecked. Over max_misaligned_rate the corpus is broken, as new data would be."""
+    from tasks.data import replay
+
+    general, _ = rotate_targets(digit_pairs(400, seed=21), 0.3, seed=4)
+    path = write_jsonl(tmp_path / "general" / "general.jsonl", general)
+    cfg = make_run(tmp_path / "artifacts", base_model=str(digits_translator), alignment_screen=True,
+                   replay_data_uri=str(path), replay_fraction=0.6, max_source_length=64, max_target_length=64)
+    with pytest.raises(replay.ReplayDataError, match=r"refused \d+ of 400 sampled general pairs \(\d+% > "
+                                                     r"max_misaligned_rate 20%\)"):
+        replay.for_run(cfg, digit_pairs(400, seed=22))
+    assert storage.read_text(cfg.uri(layout.REPLAY_REJECTS)).count("\n") >= 100  # listed, to see what is wrong
 
 
 def test_replay_is_not_screened_when_the_screen_is_off(tmp_path):
