@@ -166,7 +166,7 @@ def run(config: RunConfig) -> dict:
     fresh = [o for o in listing.data if mode != "incremental" or o.uri not in consumed or o.uri in changed
              or _without_cleaned_copy(config, consumed[o.uri]) or o.uri in missing]
     pulled_again = {o.uri for o in fresh}
-    lost = _lost(config, consumed, missing - pulled_again, mode)
+    lost = _lost(config, consumed, missing - pulled_again, mode) + _never_copied(config, consumed, pulled_again, mode)
     for item in lost:
         log.warning("consumed object %s not trained on: %s", item["key"], item["reason"])
     manifest = {
@@ -289,6 +289,19 @@ def _lost(config: RunConfig, consumed: dict[str, dict], missing: set[str], mode:
     return [{"uri": uri, "key": _key(config, uri), "consumed_by": consumed[uri]["consumed_by"],
              "cache": consumed[uri]["cache"], "lines": consumed[uri].get("lines"), "dropped": gone, "reason": reason}
             for uri in sorted(missing)]
+
+
+def _never_copied(config: RunConfig, consumed: dict[str, dict], pulled_again: set[str], mode: str) -> list[dict]:
+    """Objects consumed before cleaned copies were kept (the first version, 2026-11-27) that the listing no longer
+    shows: there is no copy to carry and nothing to pull again, so they leave the corpus, said so in `lost` and
+    dropped when the run commits, instead of silently. Those still at the source are pulled again (`fresh`)."""
+    if config.training_data != "all" or mode == "snapshot":
+        return []
+    reason = ("consumed before cleaned copies were kept, and no longer at the source: its rows cannot be trained "
+              "on; dropped from the corpus")
+    return [{"uri": uri, "key": _key(config, uri), "consumed_by": entry.get("consumed_by"), "cache": None,
+             "lines": None, "dropped": True, "reason": reason}
+            for uri, entry in sorted(consumed.items()) if not entry.get("cache") and uri not in pulled_again]
 
 
 def _key(config: RunConfig, uri: str) -> str:

@@ -56,7 +56,7 @@ class MissingCopyError(FileNotFoundError):
 def place(entry: dict) -> tuple[str, tuple[int, int] | None]:
     """Where an entry's rows are: (file, (first line, count)), or (file, None) for a whole-file copy."""
     lines = entry.get("lines")
-    return entry["cache"], (tuple(lines) if lines is not None else None)
+    return entry.get("cache"), (tuple(lines) if lines is not None else None)  # no cache: consumed before copies
 
 
 def _digest(*parts) -> str:

@@ -133,6 +133,26 @@ def test_objects_consumed_before_cleaned_copies_were_kept_are_pulled_again_not_d
     assert pull.run(_run("run-3", bucket, training_data="new_only"))["nothing_new"]  # new_only: still consumed
 
 
+def test_objects_consumed_before_cleaned_copies_were_kept_and_gone_from_the_source_are_dropped_saying_so(bucket,
+                                                                                                         s3):
+    """No copy to carry, nothing to pull again: they left every later run's training without a word."""
+    first = _run("run-1", bucket, min_clean_pairs=1, max_reject_rate=1.0)
+    _pulled_and_read(first)
+    consumed.commit(first)
+    storage.update_json(first.state_uri(layout.CONSUMED), lambda state: {"objects": {
+        uri: {k: v for k, v in e.items() if k not in ("cache", "lines")} for uri, e in state["objects"].items()}})
+    gone = sorted(consumed.load(first))[0]
+    s3.delete_object(Bucket="incoming", Key=gone.split("incoming/", 1)[1])
+    week = _run("run-2", bucket, min_clean_pairs=1, max_reject_rate=1.0)
+    pull.run(week)
+    (lost,) = storage.read_json(week.uri(layout.PULL_MANIFEST))["lost"]
+    assert lost["uri"] == gone and lost["dropped"] and "consumed before cleaned copies were kept" in lost["reason"]
+    _pulled_and_read(week)
+    consumed.commit(week)
+    state = storage.read_json(week.state_uri(layout.CONSUMED))
+    assert gone not in state["objects"] and "no longer at the source" in state["dropped"][gone]["reason"]
+
+
 def test_new_only_carries_nothing_and_all_carries_every_consumed_object(bucket, s3, tmp_path):
     first = _run("run-1", bucket, min_clean_pairs=1, max_reject_rate=1.0)
     _pulled_and_read(first)
