@@ -195,8 +195,11 @@ def _adopt(config: RunConfig) -> tuple[dict[str, list[int]], str]:
     """The run's cleaned copies made a shard of the pipeline's: (object key → its lines in it, the shard's name)."""
     index = storage.read_json_or(config.uri(layout.CLEANED_INDEX))
     if index is None:
-        raise FileNotFoundError(f"{config.uri(layout.CLEANED_INDEX)}: validate left no index of the cleaned copies, "
-                                "so nothing can be marked consumed; run validate again for this run")
+        raise FileNotFoundError(f"{config.uri(layout.CLEANED_INDEX)}: validate left no index of the cleaned copies "
+                                "(a run validated by a version from before 2026-12-04 keeps its copies elsewhere), "
+                                "so nothing can be marked consumed. Delete the run's validation_report.json and clear "
+                                "its validate task (validate then runs again; its result is kept otherwise), then "
+                                "clear mark_consumed; or let the next run pull these objects again as new")
     if not index:  # nothing read (a batch of unreadable files fails before commit; this is a second guard)
         return index, ""
     return index, shards.adopt(config)
