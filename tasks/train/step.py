@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tasks import hub_models, layout
+from tasks import hub_models, layout, locations
 from tasks.config import RunConfig
 from tasks.data import replay
 from tasks.io import storage
@@ -106,7 +106,7 @@ def starting_model(config: RunConfig, scratch: Path) -> tuple[str, str]:
             raise FileNotFoundError(f"{config.uri(layout.CHAMPION_RECORD)}: init_from is champion, but the "
                                     "champion step has not run for this run")
         lineage = found.get("base_model")
-        if found["found"] and lineage not in (None, config.base_model):
+        if found["found"] and lineage is not None and not same_model(lineage, config.base_model):
             # base_model was switched since the champion's release: continuing from the champion would train the
             # old model on and never the one configured now.
             log.warning("init_from champion, but the champion %s was fine-tuned from %s and base_model is now %s: "
@@ -120,6 +120,17 @@ def starting_model(config: RunConfig, scratch: Path) -> tuple[str, str]:
                  config.base_model)
     location, label = hub_models.local_copy(config, config.base_model)
     return location, f"base {label}"
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two base_model settings name one model: a Hub id whatever its case (the Hub's ids ignore it), a
+    folder with or without a trailing slash."""
+    def plain(name: str) -> str:
+        name = str(name).strip()
+        if locations.is_hub_model(name):
+            return name.casefold()
+        return name.rstrip("/") if "://" in name else os.path.normpath(name)
+    return plain(a) == plain(b)
 
 
 def training_objects(config: RunConfig) -> list[dict]:
@@ -155,11 +166,21 @@ def _prune_mirrored(root_uri: str, newest: str, keep: int) -> None:
     mirrored = sorted(name for name in storage.list_folders(root_uri) if name.startswith("step-") and name <= newest)
     for old in mirrored[:-keep]:
         try:
+            # A retry overlapping its attempt mirrors here too: LATEST may name its older checkpoint by now.
+            if _latest(root_uri) == old:
+                continue
             for obj in storage.list_objects(storage.join(root_uri, old), hidden=True):
                 storage.delete(obj.uri)
         except Exception as err:  # noqa: BLE001 - tidying up: a store that refuses deletes still trains
             log.warning("could not remove the superseded checkpoint %s from %s: %s", old, root_uri, err)
             return
+
+
+def _latest(root_uri: str) -> str | None:
+    try:
+        return storage.read_text(storage.join(root_uri, "LATEST")).strip()
+    except FileNotFoundError:
+        return None
 
 
 def fine_tune(base_model: str, train_file: Path, validation_file: Path, settings: TrainSettings, *,

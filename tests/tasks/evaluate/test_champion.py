@@ -204,3 +204,19 @@ def registry_for_local(root: str):
     from tasks.publish.local_registry import LocalRegistry
 
     return LocalRegistry(root, "my-org/opus-mt-en-de-domain")
+
+
+@pytest.mark.parametrize("released_from, configured", [
+    ("Helsinki-NLP/opus-mt-en-de", "helsinki-nlp/opus-mt-en-de"),  # the Hub's ids ignore case: the same model
+    ("{model}", "{model}/"),  # a local folder, with a trailing slash now
+    ("{model}/", "{model}"),
+])
+def test_init_from_champion_continues_when_base_model_is_the_same_model_spelled_otherwise(
+        tmp_path, tiny_model, released_from, configured):
+    """Only a switch to another base model restarts from it: the champion's base spelled otherwise (a Hub id's case,
+    a folder's trailing slash) is the base it was fine-tuned from, and restarting threw the weeks of training away."""
+    cfg = make_run(tmp_path / "run", init_from="champion", base_model=configured.format(model=tiny_model))
+    storage.write_json(cfg.uri(layout.CHAMPION_RECORD), {
+        "found": True, "label": "org/champ@run-1", "model_uri": str(tiny_model),
+        "base_model": released_from.format(model=tiny_model)})
+    assert train_step.starting_model(cfg, tmp_path / "scratch") == (str(tiny_model), "champion org/champ@run-1")

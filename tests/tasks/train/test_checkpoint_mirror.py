@@ -43,3 +43,17 @@ def test_a_store_that_refuses_deletes_still_trains_and_says_so(tmp_path, s3, mon
                 folder.wait()
     assert "could not remove the superseded checkpoint step-00000005" in caplog.text
     assert storage.read_text(cfg.uri(layout.CHECKPOINTS, "LATEST")) == "step-00000015"
+
+
+def test_pruning_never_removes_the_checkpoint_latest_names(s3):
+    """A retry overlapping its attempt mirrors into the same folder: the attempt ahead uploads step-25 and writes
+    LATEST, the one behind writes LATEST = step-15 right after, and the one ahead then prunes. Removing step-15
+    left LATEST naming nothing, and the next retry started over from step 0."""
+    s3.create_bucket(Bucket="runs")
+    root = "s3://runs/artifacts/checkpoints"
+    for step in (15, 20, 25):
+        storage.write_text(storage.join(root, f"step-{step:08d}", "state.pt"), "weights")
+    storage.write_text(storage.join(root, "LATEST"), "step-00000015")  # the attempt behind, after step-25's LATEST
+    train._prune_mirrored(root, "step-00000025", keep=2)
+    assert storage.exists(storage.join(root, "step-00000015", "state.pt"))
+    assert storage.list_folders(root) == ["step-00000015", "step-00000020", "step-00000025"]
