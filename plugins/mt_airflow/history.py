@@ -196,7 +196,9 @@ def _rows(root: str, run_paths: list[str], etags: dict[str, str]) -> list[Row | 
     each: an S3 run whose records' ETags are those of its cached row is not read again, and the others are read
     READERS at a time, so a page view costs one listing plus the requests of what changed."""
     def key(run_path: str) -> tuple | None:
-        return tuple(etags.get(f"{run_path}/{name}") for name in ROW_RECORDS) if etags else None
+        # The manifest's ETag too (from the listing, never read for it): a dateless run id's row is dated by it.
+        return tuple(etags.get(f"{run_path}/{name}") for name in (*ROW_RECORDS, layout.PULL_MANIFEST)) \
+            if etags else None
 
     keys = {run_path: key(run_path) for run_path in run_paths}
     cached = {p: _ROWS.get((root, p)) for p in run_paths}  # requests are served in threads: read the cache once

@@ -202,3 +202,16 @@ def test_a_page_view_on_s3_reads_only_the_runs_that_changed_since_the_last(s3):
     s3.delete_object(Bucket="artifacts", Key=f"mt/{DAG}/{storage.safe_name('scheduled__2026-01-01T00:00:00+00:00')}"
                                              "/config.json")
     assert len(history.collect(root)[DAG]) == 10
+
+
+def test_a_run_id_without_a_date_gets_its_date_once_the_pull_wrote_it(s3):
+    """A run triggered under an id of the team's own (`nightly-retrain`) is dated by its pull manifest. A page viewed
+    before the pull finished cached its row without a date; the manifest is not among the records whose ETags key
+    the cache, so the row stayed undated (sorted first) while no other record changed: a run that pulled nothing
+    new writes no other."""
+    s3.create_bucket(Bucket="artifacts")
+    root = "s3://artifacts/dateless"
+    run_dir = _run(root, "nightly-retrain")
+    assert [r.date for r in history.collect(root)[DAG]] == [None]
+    storage.write_json(storage.join(run_dir, "pull_manifest.json"), {"pulled_at": "2026-11-29T10:00:00"})
+    assert [r.date for r in history.collect(root)[DAG]] == ["2026-11-29T10:00:00"]
