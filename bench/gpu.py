@@ -26,8 +26,9 @@ gpu_busy_share, gpu_busy_share_graphs) and each benchmark's own JSON under its n
 
 On a lent machine (../shared/GPU.md: Python 3.12 and torch with CUDA are there, no network), carry two ignored
 folders: `.cache/demo/base-model` and `.whl/`, the wheels the machine lacks (transformers, datasets, pydantic and
-its dependencies, polib, regex, fsspec, dill, multiprocess, zstandard and fasttext-predict, at this checkout's
-versions), both made here by `make gpu-kit` (devtools/gpu_kit.py: 14 wheels, 22.8 MiB). A lease is 15 minutes in
+its dependencies, polib, regex, fsspec, dill, multiprocess, zstandard, fasttext-predict, and sacrebleu with
+portalocker, tabulate and colorama, at this checkout's versions), both made here by `make gpu-kit`
+(devtools/gpu_kit.py: 18 wheels, about 23 MiB). A lease is 15 minutes in
 all, the machine's start (minutes) included, and one call may run 10: the bench's parts (limits below: 8 minutes)
 and the GPU tests do not both fit twice, so the first call runs the bench and then the quickest GPU tests in what
 is left of its 10 minutes, and a second call, only where `status` still leaves room, the rest:
@@ -255,7 +256,9 @@ def main() -> None:
                                      COMPARE_SENTENCES["tiny" if args.tiny else "full"]], LIMITS["eval"]))
     screen_model = ["--model", str(DEMO_MODEL)] if not args.tiny and DEMO_MODEL.exists() else []
     record("alignment", _run("alignment", ["bench/alignment_screen.py", *tiny, *screen_model], LIMITS["alignment"]))
-    done = _run("profile", ["bench/gpu.py", *tiny, "--profile-only", "--out", str(args.out)], LIMITS["profile"])
+    # Absolute: the part runs in the checkout, which need not be this process's working directory.
+    done = _run("profile", ["bench/gpu.py", *tiny, "--profile-only", "--out", str(args.out.resolve())],
+                LIMITS["profile"])
     for name, _ in PROFILES:  # one cut short or failed: the error in the place of the figures it did not print
         record(name, done.get(name) or {"error": done.get("error") or f"{name} printed no figures"})
     print(json.dumps({**headline(results, time.monotonic() - started, args.tiny), **results}))

@@ -143,3 +143,19 @@ def test_parts_run_from_the_checkout_whatever_the_working_directory(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     figures = gpu._run("where", ["-c", "import json, os; print(json.dumps({'cwd': os.getcwd()}))"], limit=30)
     assert figures["cwd"] == str(gpu.REPO)
+
+
+def test_the_profile_part_writes_where_the_bench_was_told_from_any_working_directory(tmp_path, monkeypatch):
+    """`--out out` from another folder than the checkout: bench-gpu.json went there, while the profile part (run in
+    the checkout) wrote profile.txt under the checkout's own `out`."""
+    import sys
+
+    gpu = _gpu_bench_module()
+    argvs = {}
+    monkeypatch.setattr(gpu, "_run", lambda name, argv, limit: argvs.setdefault(name, argv) and {})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["gpu.py", "--tiny", "--out", "out"])
+    gpu.main()
+    profile_argv = argvs["profile"]
+    assert profile_argv[profile_argv.index("--out") + 1] == str(tmp_path / "out")
+    assert (tmp_path / "out" / "bench-gpu.json").exists()
