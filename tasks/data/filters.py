@@ -129,7 +129,9 @@ class LengthRatio(PairFilter):
 
     def check(self, src: Side, tgt: Side) -> str | None:
         short, long_ = sorted((src.width, tgt.width))
-        if short == 0 or long_ <= RATIO_EXEMPT_CHARS:
+        # The exemption is for short strings, whose ratios say little, in characters as the setting says: weighed,
+        # 'Back' → '返回上一页' (5 characters, 15 letters' worth) lost it.
+        if short == 0 or max(src.chars, tgt.chars) <= RATIO_EXEMPT_CHARS:
             return None
         ratio = long_ / short
         if ratio <= self.limits.max_length_ratio:
@@ -153,8 +155,9 @@ class WrongLanguage(PairFilter):
     reason = "wrong_language"
     summary = ("language ID (fastText lid.176, offline) gives another language ≥ `langid_min_confidence`, "
                "on sides with ≥ `langid_min_letters` letters; or, at any length, a side with ≥ 3 letters has "
-               "none of its language's script (zh, ja, ko, ar, ru, hi, th, …; Latin for en, de, fr, …), or a "
-               "Chinese side has ≥ 3 kana")
+               "none of its language's script (zh, ja, ko, ar, ru, hi, th, …; Latin for en, de, fr, …; one word "
+               "kept in Latin letters, 'WLAN' or 'SMS', passes unless the other side holds it), or a Chinese side "
+               "has ≥ 3 kana")
 
     def __init__(self, limits, identifier: langid.LanguageIdentifier | None = None):
         super().__init__(limits)
@@ -162,16 +165,17 @@ class WrongLanguage(PairFilter):
 
     def check_many(self, pairs: list[tuple[Side, Side]]) -> list[str | None]:
         # A side in the wrong script is in the wrong language however short it is: no model needed.
-        miswritten = {side: detail for pair in pairs for side in pair if (detail := _wrong_script(side))}
+        scripts = [(_wrong_script(src, tgt), _wrong_script(tgt, src)) for src, tgt in pairs]
         # One call into the model for the rest of the chunk; it names a language only where it is confident.
-        judged = [side for pair in pairs for side in pair if side not in miswritten and self._judged(side)]
+        judged = [side for pair, found in zip(pairs, scripts) for side, bad in zip(pair, found)
+                  if not bad and self._judged(side)]
         verdicts = self.identifier.confident_language([side.text for side in judged],
                                                       self.limits.langid_min_confidence)
         wrong = {side for side, found in zip(judged, verdicts) if found and found != langid.label(side.lang)}
-        if not wrong and not miswritten:
+        if not wrong and not any(src or tgt for src, tgt in scripts):
             return [None] * len(pairs)
-        return ["; ".join(miswritten[side] if side in miswritten else self._explain(side) for side in pair
-                          if side in wrong or side in miswritten) or None for pair in pairs]
+        return ["; ".join(bad or self._explain(side) for side, bad in zip(pair, found) if bad or side in wrong)
+                or None for pair, found in zip(pairs, scripts)]
 
     def check(self, src: Side, tgt: Side) -> str | None:
         return self.check_many([(src, tgt)])[0]
@@ -193,10 +197,11 @@ class WrongLanguage(PairFilter):
 SCRIPT_MIN_LETTERS = 3
 
 
-def _wrong_script(side: Side) -> str | None:
+def _wrong_script(side: Side, other: Side) -> str | None:
     """What is wrong when a side in a language written in its own script (zh, ja, ko, ar, ru, hi, th, …, and
     Latin for en, de, fr, …) has letters but none of that script: source copied to target, swapped columns,
-    the wrong language, a romanization."""
+    the wrong language, a romanization. Not one word kept in Latin letters that `other` does not hold
+    (`_kept_in_latin`)."""
     scripts = langid.written_in(side.lang)
     if not scripts or side.text.isascii() and "Latin" in scripts:
         return None
@@ -208,10 +213,24 @@ def _wrong_script(side: Side) -> str | None:
         return None
     text = placeholders.PATTERN.sub(" ", side.text) if "%" in side.text or "{" in side.text else side.text
     letters = _NOT_LETTERS.sub("", text)  # placeholders' letters are no language: '%(name)s：%(value)s'
-    if len(letters) < SCRIPT_MIN_LETTERS:
+    if len(letters) < SCRIPT_MIN_LETTERS or _kept_in_latin(side, letters, other, scripts):
         return None
     return (f"{side.name} is written in {langid.script_of(letters[0])}, not in {' or '.join(scripts)} "
             f"as {side.lang} is")
+
+
+_LATIN_LETTERS = re.compile(f"[{langid.SCRIPT_RANGES['Latin']}]+")
+
+
+def _kept_in_latin(side: Side, letters: str, other: Side, scripts: tuple[str, ...]) -> bool:
+    """A side of one word in Latin letters, in a language written in another script: a brand, an acronym or a
+    loanword that translations keep as it is ('Wi-Fi' → 'WLAN' in Chinese, 'Text message' → 'SMS' in Russian),
+    a good pair, unless the word is the other side or one of its words: a copy ('Open file' → 'open')."""
+    if "Latin" in scripts or side.tokens != 1 or not _LATIN_LETTERS.fullmatch(letters):
+        return False
+    word = letters.casefold()
+    return word != _NOT_LETTERS.sub("", other.text).casefold() and all(
+        _NOT_LETTERS.sub("", each).casefold() != word for each in other.text.split(" "))
 
 
 class Numerals(PairFilter):

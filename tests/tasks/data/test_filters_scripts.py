@@ -140,3 +140,28 @@ def test_language_id_judges_a_side_of_a_language_configured_by_its_three_letter_
     ukrainian = "Не вдалося відкрити файл, оскільки його заблоковано іншим процесом."  # Cyrillic: the script passes
     found = reasons(checker("eng", "rus"), EN[0], ukrainian)
     assert found["wrong_language"].startswith("target looks like uk") and found["wrong_language"].endswith("rus")
+
+
+@pytest.mark.parametrize("source, target, lang", [
+    ("Wi-Fi", "WLAN", "zh"), ("Text message", "SMS", "ru"), ("Website", "URL", "ko"), ("Sign-in page", "Login", "ja"),
+    ("Pictures", "DCIM", "ar"),
+])
+def test_a_word_kept_in_latin_letters_in_a_language_of_another_script_passes(source, target, lang):
+    """A brand, an acronym or a loanword that the translation keeps in Latin letters is a good pair: it is no copy of
+    the source, and one word says nothing of the language of a sentence."""
+    assert checker("en", lang).reasons(source, target) == []
+
+
+@pytest.mark.parametrize("source, target, lang", [
+    ("Open file", "open", "zh"), ("Settings", "settings.", "ja"), ("Email", "E-mail", "ru"),
+    ("Save all changes", "Save", "ko"),
+])
+def test_a_copied_word_in_latin_letters_is_still_the_wrong_language(source, target, lang):
+    assert "wrong_language" in reasons(checker("en", lang), source, target)
+
+
+@pytest.mark.parametrize("source, target", [("Back", "返回上一页"), ("Quit", "退出应用程序"), ("Help", "帮助与反馈")])
+def test_a_pair_whose_sides_have_at_most_12_characters_is_exempt_from_the_length_ratio(source, target):
+    """As the setting says (max_length_ratio): a 5-character Chinese side weighs 15, but the exemption is for short
+    strings, whose ratios say little, and it was counted in characters."""
+    assert checker("en", "zh").reasons(source, target) == []
