@@ -70,13 +70,14 @@ class JsonLinesReader(Reader):
 def _by_tag(pair: dict, src: str, tgt: str) -> tuple[dict, str | None]:
     """The pair with its texts under `src` and `tgt`: as it is when it names them so, else read by the language of
     its keys where they are language tags (`{"en-US": ..., "de-DE": ...}`, as translation memories name them; a TSV
-    header or a TMX file is read the same way); with a reason when two keys name one language (`en-US`, `en-GB`)."""
+    header or a TMX file is read the same way); with a reason when two keys name one language (`en-US`, `en-GB`).
+    A key that is the language's code itself is its text whatever other tags name it (`en` beside `en-GB`)."""
     if src in pair and tgt in pair:
         return pair, None
-    found: dict[str, str] = {}
+    found: dict[str, str] = {code: code for code in (src, tgt) if code in pair}
     for key in pair:
         code = lang_code(key) if isinstance(key, str) else None
-        if code not in (src, tgt):
+        if code not in (src, tgt) or found.get(code) == code:
             continue
         if code in found:
             return pair, f"keys {found[code]!r} and {key!r} both name {code!r}: which text is the pair's is unclear"

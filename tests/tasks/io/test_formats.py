@@ -258,3 +258,18 @@ def test_binary_formats_are_recognised_by_their_magic_bytes_whatever_the_name(tm
     parquet = write_parquet(tmp_path / "data.bin", PAIRS)
     assert formats.detect(mo, "catalog.bin").format == "mo"
     assert formats.detect(parquet, "data.bin").format == "parquet"
+
+
+def test_a_jsonl_key_that_names_the_language_exactly_wins_over_regional_tags(tmp_path):
+    """`en` beside `en-GB` is the pair's English as a header's exact name is, not two texts for one language."""
+    path = tmp_path / "tm.jsonl"
+    path.write_text("\n".join(json.dumps(record) for record in [
+        {"translation": {"en": "color", "en-GB": "colour", "de-DE": "Farbe"}},
+        {"en-GB": "colour", "en": "color", "de-AT": "Farbe"},
+        {"translation": {"en-US": "two", "en-GB": "twice", "de": "zweimal"}},
+    ]) + "\n")
+    assert [(r.line, r.source, r.target, r.problem) for r in _rows(path)] == [
+        (1, "color", "Farbe", None),
+        (2, "color", "Farbe", None),
+        (3, None, None, "keys 'en-US' and 'en-GB' both name 'en': which text is the pair's is unclear"),
+    ]
