@@ -28,6 +28,8 @@ import logging
 import re
 import tempfile
 import unicodedata
+from array import array
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,10 +135,27 @@ def _files(uri: str, scratch: Path) -> list[tuple[str, str, Path]]:
     return [(o.uri, o.relpath, Path(o.uri)) for o in objects if not o.link]
 
 
-def read_parallel(uri: str, source_lang: str, target_lang: str, origins: dict[Pair, tuple[str, int]] | None = None
-                  ) -> list[Pair]:
+class Origins:
+    """Where the pairs read_parallel returns come from, kept small: each file's URI with the index of its first pair,
+    and one line number per pair (8 bytes; a dict by pair cost ~125 MiB per million general pairs, held through
+    the step for the few pairs the screen refuses)."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[int, str]] = []  # (index of its first pair, its URI), in reading order
+        self.lines = array("q")
+
+    def of(self, pairs: list[Pair], wanted) -> dict[Pair, tuple[str, int]]:
+        """(file URI, line) where each pair of `wanted` first appears in `pairs`, the list read with these origins."""
+        starts, found = [start for start, _ in self.files], {}
+        for index, pair in enumerate(pairs):
+            if pair in wanted and pair not in found:
+                found[pair] = (self.files[bisect_right(starts, index) - 1][1], self.lines[index])
+        return found
+
+
+def read_parallel(uri: str, source_lang: str, target_lang: str, origins: Origins | None = None) -> list[Pair]:
     """Every readable pair at `uri`, in any format tasks/io/formats.py reads; unreadable files are skipped. With
-    `origins`, the file (its URI) and line where each pair first appears are added to it.
+    `origins`, the file (its URI) and line of each pair are recorded in it.
 
     Replay and general-domain data are curated corpora, so they get no pair filtering here beyond
     dropping records that are not a pair or have an empty side.
@@ -153,28 +172,33 @@ def read_parallel(uri: str, source_lang: str, target_lang: str, origins: dict[Pa
             except formats.UnreadableFile as err:
                 log.warning("skipping %s: %s", name, err)
                 continue
+            if origins is not None:
+                origins.files.append((len(pairs), file_uri))
             for r in rows:
                 if r.problem is None and r.source and r.source.strip() and r.target and r.target.strip():
                     pairs.append((r.source, r.target))
                     if origins is not None:
-                        origins.setdefault((r.source, r.target), (file_uri, r.line))
+                        origins.lines.append(r.line)
     return pairs
 
 
-def _screened(config: RunConfig, mixed: Mix, domain_pairs: int, origins: dict[Pair, tuple[str, int]]) -> Mix:
+def _screened(config: RunConfig, mixed: Mix, domain_pairs: int, general: list[Pair], origins: Origins) -> Mix:
     """The mix without the replayed pairs the alignment screen refuses (each distinct pair is judged once). More
-    than `max_misaligned_rate` of them refused is a broken corpus (shifted, sorted), as for new data: the run
-    fails, rather than train with little or no replay, the forgetting it is there to prevent unchecked."""
+    than `max_misaligned_rate` of them refused (of a sample of 50 or more) is a broken corpus (shifted, sorted), as
+    for new data: the run fails, rather than train with little or no replay, the forgetting it is there to prevent
+    unchecked."""
     replayed = mixed.pairs[domain_pairs:]
     distinct = list(dict.fromkeys(replayed))
     screened = alignment.judge(config, [s for s, _ in distinct], [t for _, t in distinct])
     refused = {distinct[at]: at for at in range(len(distinct)) if screened.misaligned(at)}
-    rejects = "".join(json.dumps({"file": origins.get(pair, (config.replay_data_uri,))[0],
-                                  "line": origins.get(pair, (None, None))[1], "source": pair[0], "target": pair[1],
+    where = origins.of(general, refused)
+    rejects = "".join(json.dumps({"file": where.get(pair, (config.replay_data_uri,))[0],
+                                  "line": where.get(pair, (None, None))[1], "source": pair[0], "target": pair[1],
                                   "reasons": [{"reason": "misaligned", "detail": alignment.rejection(screened, at)}]},
                                  ensure_ascii=False) + "\n" for pair, at in refused.items())
     storage.write_text(config.uri(layout.REPLAY_REJECTS), rejects)
-    if distinct and len(refused) / len(distinct) > config.max_misaligned_rate:
+    # From as many pairs as a file is judged broken on: one refusal among a sample of 3 is 33 %, not a broken corpus.
+    if len(distinct) >= alignment.BROKEN_FILE_MIN_PAIRS and len(refused) / len(distinct) > config.max_misaligned_rate:
         raise ReplayDataError(
             f"replay_data_uri {config.replay_data_uri}: the alignment screen refused {len(refused)} of "
             f"{len(distinct)} sampled general pairs ({len(refused) / len(distinct):.0%} > max_misaligned_rate "
@@ -207,13 +231,13 @@ def held_out_sources(config: RunConfig) -> set[str]:
 
 def for_run(config: RunConfig, domain: list[Pair]) -> Mix:
     """The run's training mix: `domain` plus replayed pairs from `replay_data_uri`."""
-    origins: dict[Pair, tuple[str, int]] = {}
+    origins = Origins()
     general = read_parallel(config.replay_data_uri, config.source_lang, config.target_lang, origins)
     if not general:
         raise ReplayDataError(f"replay_data_uri {config.replay_data_uri}: no readable parallel pairs there")
     mixed = mix(domain, general, config.replay_fraction, config.seed, held_out_sources(config))
     if config.alignment_screen and len(mixed.pairs) > len(domain):
-        mixed = _screened(config, mixed, len(domain), origins)
+        mixed = _screened(config, mixed, len(domain), general, origins)
     log.info("replay: %d general pairs (%.1f%% of the mix; %d usable, %d held out as evaluation data) from %s",
              mixed.report["general_pairs"], 100 * mixed.report["fraction_actual"],
              mixed.report["general_available"], mixed.report["general_excluded_overlap"], config.replay_data_uri)
