@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -162,6 +164,7 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
     replaces) never share a temporary file, where one could truncate the other's half-written bytes or rename them
     away. Its mode follows the umask (mkstemp's 0600 kept the local registry's index from its readers)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as fh:
@@ -170,6 +173,20 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_PART = re.compile(r"\..+\.[0-9a-f]{12}\.part")  # `replacing`'s temporary files
+STALE_PART_S = 86_400  # a writer's temporary file this old was left by a killed one: no write takes a day
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """What killed writers of `path` left (a process killed mid-write never removes its temporary file, and each
+    writer's has a name of its own): a retry would otherwise add a full-size copy of a model beside it every time."""
+    now = time.time()
+    for left in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        with contextlib.suppress(FileNotFoundError):  # another writer removed or renamed it meanwhile
+            if now - left.stat().st_mtime > STALE_PART_S:
+                left.unlink()
 
 
 def write_bytes(uri: str, data: bytes) -> str:
@@ -407,7 +424,8 @@ def delete(uri: str) -> None:
 
 
 def _files_under(local_dir: Path) -> Iterator[Path]:
-    return (p for p in local_dir.rglob("*") if p.is_file())
+    """The files below `local_dir`, less the temporary files of writes that never finished (`replacing`)."""
+    return (p for p in local_dir.rglob("*") if p.is_file() and not _PART.fullmatch(p.name))
 
 
 def upload_tree(local_dir: Path, uri: str, last: str | None = None) -> str:

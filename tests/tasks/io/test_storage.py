@@ -140,3 +140,22 @@ def test_a_file_written_whole_or_not_at_all_and_readable_as_the_umask_says(tmp_p
     os.umask(umask)
     # mkstemp's 0600 kept a local registry's index.json and release.json from the people and services reading it.
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_what_a_killed_writer_left_is_never_uploaded_and_goes_after_a_day(tmp_path):
+    """A writer killed mid-write never removes its temporary file, and each writer's has a name of its own: every
+    retry left another full-size copy of a model beside it, and upload_tree sent them along."""
+    import time
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    old, fresh = model / ".model.safetensors.0123456789ab.part", model / ".model.safetensors.ba9876543210.part"
+    for left in (old, fresh):
+        left.write_bytes(b"half of the weights")
+    os.utime(old, (time.time() - 2 * storage.STALE_PART_S,) * 2)
+    storage.upload_tree(model, str(tmp_path / "registry"))
+    assert [p.name for p in (tmp_path / "registry").iterdir()] == ["model.safetensors"]
+    storage.write_bytes(str(model / "model.safetensors"), b"weights again")
+    # The old one is gone; the fresh one may be another writer's, still at work.
+    assert sorted(p.name for p in model.iterdir()) == [fresh.name, "model.safetensors"]
