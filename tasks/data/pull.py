@@ -293,8 +293,8 @@ def _lost(config: RunConfig, consumed: dict[str, dict], missing: set[str], mode:
 
 def _never_copied(config: RunConfig, consumed: dict[str, dict], pulled_again: set[str], mode: str) -> list[dict]:
     """Objects consumed before cleaned copies were kept (the first version, 2026-11-27) that the listing no longer
-    shows: there is no copy to carry and nothing to pull again, so they leave the corpus, said so in `lost` and
-    dropped when the run commits, instead of silently. Those still at the source are pulled again (`fresh`)."""
+    shows: there is no copy to carry and nothing to pull again, so they leave the corpus, said so in `lost` (each
+    run warns of them) and dropped from consumed.json by the next run that commits, instead of silently. Those still at the source are pulled again (`fresh`)."""
     if config.training_data != "all" or mode == "snapshot":
         return []
     reason = ("consumed before cleaned copies were kept, and no longer at the source: its rows cannot be trained "
