@@ -186,6 +186,8 @@ def render(config: RunConfig, scores: dict, decision: dict, by_length: list[dict
         lines += ["", "## What this run cost", "", *spent]
     tokenizer = bleu_tokenizer(scores, config.target_lang)
     flags = f" -tok {tokenizer}" if tokenizer != "13a" else ""  # the CLI's BLEU tokenizes with 13a unless told
+    ter = ((scores.get("candidate") or {}).get("signatures") or {}).get("ter") or ""
+    flags += " --ter-normalized --ter-asian-support" if "asian:yes" in ter else ""  # scoring.ter_options
     lines += ["", "## Recompute any number", "", "From the run directory's `eval/` folder:", "", "```sh",
               f"sacrebleu test.ref -i test.candidate.hyp -m bleu chrf ter{flags} -w 2",
               f"sacrebleu test.ref -i test.base.hyp test.candidate.hyp -m bleu chrf ter{flags} --paired-bs -w 2",

@@ -13,7 +13,9 @@ COLUMNS = {"bleu": "BLEU", "chrf": "chrF2", "ter": "TER"}
 
 
 def metrics(target_lang: str) -> dict:
-    return {"bleu": BLEU(trg_lang=target_lang), "chrf": CHRF(), "ter": TER()}
+    from tasks.evaluate.scoring import ter_options  # the options, not the arithmetic, are the project's choice
+
+    return {"bleu": BLEU(trg_lang=target_lang), "chrf": CHRF(), "ter": TER(**ter_options(target_lang))}
 
 
 def corpus(hypotheses: list[str], references: list[str], target_lang: str) -> dict:

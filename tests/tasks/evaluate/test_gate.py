@@ -234,6 +234,7 @@ def test_a_run_with_a_general_domain_set_but_no_general_score_is_refused(tmp_pat
     ("de", "13a", ""), ("zh", "zh", " -tok zh"), ("th", "char", " -tok char"), ("ja", "ja-mecab-0.996-IPA",
                                                                                 " -tok ja-mecab"),
     ("th", "13a", ""),  # scored before Thai had its tokenizer (a run whose gate ran after the upgrade)
+    ("zh", "zh", " -tok zh --ter-normalized --ter-asian-support"),  # TER on characters too (scoring.ter_options)
 ])
 def test_the_reports_sacrebleu_commands_recompute_bleu_with_the_runs_tokenizer(target, recorded, flags):
     from tasks.evaluate import report
@@ -243,8 +244,10 @@ def test_the_reports_sacrebleu_commands_recompute_bleu_with_the_runs_tokenizer(t
                                                     "max_sentences": 256, "max_tokens": 16384}}
     signatures = scores["candidate"]["signatures"]
     signatures["bleu"] = signatures["bleu"].replace("tok:13a", f"tok:{recorded}")
+    if "asian" in flags:
+        signatures["ter"] = signatures["ter"].replace("norm:no", "norm:yes").replace("asian:no", "asian:yes")
     cfg = _config(target_lang=target)
-    assert report.bleu_tokenizer(scores, target) == (flags.split()[-1] if flags else "13a")
+    assert report.bleu_tokenizer(scores, target) == (flags.split()[1] if flags else "13a")
     text = report.render(cfg, scores, gate.decide(scores, cfg), [{"bucket": "1–5", "sentences": 3, "base": 1.0,
                                                                   "candidate": 2.0}], [],
                          training={}, validation={}, launched={})

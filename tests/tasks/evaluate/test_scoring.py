@@ -106,6 +106,22 @@ def test_a_chinese_target_is_tokenized_as_sacrebleu_does():
     assert "tok:zh" in system.corpus_scores()["signatures"]["bleu"]
 
 
+@pytest.mark.parametrize("target", ["zh", "ja"])
+def test_ter_on_chinese_and_japanese_counts_characters_not_the_sentence_as_one_word(target):
+    """Split on whitespace, a near-perfect Chinese system (one character dropped a sentence) scored TER 90.9."""
+    if target == "ja":
+        pytest.importorskip("MeCab")
+    references = ["我们今天去公园散步。", "这是一个测试句子。", "机器翻译的质量在提高。"]
+    hyps = ["我们今天去公园散步", "这是一个测试句子", "机器翻译的质量在提高"]
+    ter = scoring.TestSet(references, target).system(hyps).corpus_scores()
+    assert ter["ter"] < 20 and "asian:yes" in ter["signatures"]["ter"]
+    # What the CLI gives with the flags report.md names.
+    from sacrebleu.metrics import TER
+
+    assert ter["ter"] == round(TER(normalized=True, asian_support=True).corpus_score(hyps, [references]).score, 2)
+    assert scoring.TestSet(references, "de").system(hyps).corpus_scores()["ter"] == 100.0  # one word a sentence
+
+
 @pytest.mark.parametrize("hyps, references, message", [
     (["a"], ["a", "b"], "1 hypotheses for 2 references"),
     ([], [], "nothing to score"),
