@@ -73,18 +73,29 @@ def key_of(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
 
 
+# Scripts written without spaces between words (Han, kana, Thai, Lao, Khmer, Myanmar): a space beside one of their
+# characters is a style guide's choice ("打开 Firefox" / "打开Firefox", "删除 3 个文件"), or punctuation read as one
+# ("你好，世界" / "你好世界"), never a word boundary the sentence needs.
+_UNSPACED = "\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff" \
+            "\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f\u0e00-\u0eff\u1780-\u17ff\u1000-\u109f"
+_SPACE_BY_UNSPACED = re.compile(f"(?<=[{_UNSPACED}]) | (?=[{_UNSPACED}])")
+
+
 def source_form(text: str, matched: str | None = None) -> str:
-    """`match_key` (or `matched`, the text's match_key already made) with punctuation and symbols as spaces; a text
-    of nothing else keeps them ("..." and "→" stay apart)."""
+    """`match_key` (or `matched`, the text's match_key already made) with punctuation and symbols as spaces, and no
+    space beside a character of a script written without them; a text of nothing else keeps them ("..." and "→"
+    stay apart)."""
     matched = match_key(text) if matched is None else matched
-    not_word = _NOT_WORD_ASCII if matched.isascii() else _NOT_WORD
-    return " ".join(not_word.sub(" ", matched).split()) or matched
+    if matched.isascii():
+        return " ".join(_NOT_WORD_ASCII.sub(" ", matched).split()) or matched
+    return _SPACE_BY_UNSPACED.sub("", " ".join(_NOT_WORD.sub(" ", matched).split())) or matched
 
 
 # What `source_key` is, in the reports of the steps that use it: a run validated by an earlier key (before
 # punctuation read as spaces) is told apart by it.
 SOURCE_KEY = ("blake2b-64 of the source after NFKC, case folding, invisible format characters removed, punctuation "
-              "as spaces and whitespace collapsing (tasks.textnorm)")
+              "as spaces, whitespace collapsing and no space beside Han, kana, Thai, Lao, Khmer or Myanmar "
+              "(tasks.textnorm)")
 
 
 def source_key(source: str) -> int:

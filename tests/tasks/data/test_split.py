@@ -84,6 +84,14 @@ def test_a_run_validated_before_the_upgrade_is_told_why_its_split_is_refused(tmp
     ("Open the set\u200btings menu", "Open the settings menu", True, "so is a zero-width space"),
     ("\ufeffOpen the settings menu", "Open the settings menu", True, "and a byte-order mark"),
     ("می\u200cخواهم", "میخواهم", False, "ZWNJ tells Persian words apart"),
+    # Chinese and Japanese style guides differ on spaces beside Latin words and digits: a frozen test sentence
+    # came back for training with them.
+    ("已删除 3 个文件，请重新启动 Firefox 浏览器。", "已删除3个文件，请重新启动Firefox浏览器", True, "spaces beside Han"),
+    ("你好，世界", "你好世界", True, "a comma read as a space"),
+    ("ファイル を 開く", "ファイルを開く", True, "kana"),
+    ("กินข้าว แล้ว", "กินข้าวแล้ว", True, "Thai is written without spaces between words"),
+    ("파일 열기", "파일열기", False, "Korean is written with spaces between words"),
+    ("open file 3", "open file3", False, "Latin words and digits keep their spaces"),
 ])
 def test_the_source_key_reads_punctuation_as_spaces_and_marks_as_letters(one, other, same, why):
     assert (textnorm.source_key(one) == textnorm.source_key(other)) is same, why
