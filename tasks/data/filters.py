@@ -16,7 +16,7 @@ import re
 from typing import ClassVar, NamedTuple
 
 from tasks.config import PipelineParams
-from tasks.data import langid, placeholders
+from tasks.data import langid, placeholders, textnorm
 
 # A pair whose longer side is this short may differ a lot in length: 'OK' → 'In Ordnung'.
 RATIO_EXEMPT_CHARS = 12
@@ -41,8 +41,9 @@ class Side(NamedTuple):  # a tuple: two are made per pair, a million times
 # (tests/tasks/data/test_filters_scripts.py). Weighted, all three sit near 1.
 DENSE_WEIGHTS = {"Han": 3.0, "Kana": 1.5, "Hangul": 2.0}
 DENSE_NOTE = "a Han character counts as 3 characters, kana as 1.5, a Hangul syllable as 2"
-_DENSE = [(re.compile(f"[{langid.SCRIPT_RANGES[name]}]"), weight - 1) for name, weight in DENSE_WEIGHTS.items()]
-_ANY_DENSE = re.compile("[%s]" % "".join(langid.SCRIPT_RANGES[name] for name in DENSE_WEIGHTS))
+_DENSE = [(re.compile(f"[{textnorm.SCRIPT_RANGES[name]}]"), weight - 1)
+          for name, weight in DENSE_WEIGHTS.items()]
+_ANY_DENSE = re.compile("[%s]" % "".join(textnorm.SCRIPT_RANGES[name] for name in DENSE_WEIGHTS))
 
 
 def latin_length(text: str) -> float:
@@ -219,7 +220,7 @@ def _wrong_script(side: Side, other: Side) -> str | None:
             f"as {side.lang} is")
 
 
-_LATIN_LETTERS = re.compile(f"[{langid.SCRIPT_RANGES['Latin']}]+")
+_LATIN_LETTERS = re.compile(f"[{textnorm.SCRIPT_RANGES['Latin']}]+")
 
 
 def _kept_in_latin(side: Side, letters: str, other: Side, scripts: tuple[str, ...]) -> bool:

@@ -73,11 +73,27 @@ def key_of(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
 
 
+# The letters of scripts that tell languages apart (Unicode blocks; only the letters in them count, see
+# `written_in`). Latin is shared by too many languages to say which, but it does say "not Chinese".
+SCRIPT_RANGES = {
+    "Latin": "A-Za-z\u00c0-\u024f\u1e00-\u1eff\u2c60-\u2c7f\ua720-\ua7ff\uff21-\uff3a\uff41-\uff5a",
+    "Han": "\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3038-\u303b\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+           "\U00020000-\U0003134f",
+    "Kana": "\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f",
+    "Hangul": "\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7af\ud7b0-\ud7ff\uffa0-\uffdc",
+    "Arabic": "\u0600-\u06ff\u0750-\u077f\u0870-\u08ff\ufb50-\ufdff\ufe70-\ufeff",
+    "Cyrillic": "\u0400-\u052f\u1c80-\u1c8f\u2de0-\u2dff\ua640-\ua69f",
+    "Devanagari": "\u0900-\u097f\ua8e0-\ua8ff", "Bengali": "\u0980-\u09ff", "Gujarati": "\u0a80-\u0aff",
+    "Tamil": "\u0b80-\u0bff", "Telugu": "\u0c00-\u0c7f", "Kannada": "\u0c80-\u0cff", "Malayalam": "\u0d00-\u0d7f",
+    "Sinhala": "\u0d80-\u0dff", "Thai": "\u0e00-\u0e7f", "Lao": "\u0e80-\u0eff", "Tibetan": "\u0f00-\u0fff",
+    "Myanmar": "\u1000-\u109f", "Georgian": "\u10a0-\u10ff\u1c90-\u1cbf", "Ethiopic": "\u1200-\u139f",
+    "Khmer": "\u1780-\u17ff\u19e0-\u19ff", "Hebrew": "\u0590-\u05ff\ufb1d-\ufb4f",
+    "Greek": "\u0370-\u03ff\u1f00-\u1fff", "Armenian": "\u0530-\u058f",
+}
 # Scripts written without spaces between words (Han, kana, Thai, Lao, Khmer, Myanmar): a space beside one of their
 # characters is a style guide's choice ("打开 Firefox" / "打开Firefox", "删除 3 个文件"), or punctuation read as one
 # ("你好，世界" / "你好世界"), never a word boundary the sentence needs.
-_UNSPACED = "\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff" \
-            "\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f\u0e00-\u0eff\u1780-\u17ff\u1000-\u109f"
+_UNSPACED = "".join(SCRIPT_RANGES[name] for name in ("Han", "Kana", "Thai", "Lao", "Khmer", "Myanmar"))
 _SPACE_BY_UNSPACED = re.compile(f"(?<=[{_UNSPACED}]) | (?=[{_UNSPACED}])")
 
 
